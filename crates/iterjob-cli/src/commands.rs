@@ -1,0 +1,369 @@
+//! The commands and their arguments.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use iterjob::store::{JobFilter, JobId, JobRecord, JobState, NewJob};
+use iterjob::{Registry, Worker, WorkerConfig};
+
+use crate::demo::{self, DemoArgs};
+use crate::output::{job_detail, job_json, jobs_table};
+use crate::store::{DEFAULT_DATABASE_URL, open_store};
+
+/// Interruptible, resumable iteration jobs.
+#[derive(Debug, Parser)]
+#[command(name = "iterjob", version, about, long_about = None)]
+pub struct Cli {
+    /// The store: sqlite://PATH (default: iterjob.db in the current directory).
+    #[arg(long, global = true, env = "ITERJOB_DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
+    pub database_url: String,
+
+    /// More log output (-v info, -vv debug); or set ITERJOB_LOG to a tracing filter.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// A command.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create products, walk them with an interruptible job, and show its progress.
+    /// Ctrl-C (or --interrupt-after) checkpoints and stops; run again to resume.
+    Demo(DemoArgs),
+    /// Run a worker until SIGTERM or Ctrl-C.
+    Worker(WorkerArgs),
+    /// Enqueue a job of a registered kind.
+    Enqueue(EnqueueArgs),
+    /// List jobs, newest first.
+    Jobs(JobsArgs),
+    /// Show one job.
+    Show(ShowArgs),
+    /// Pause a job (a running job pauses at its next item boundary).
+    Pause(IdArg),
+    /// Resume a paused job.
+    Resume(IdArg),
+    /// Cancel a job (a running job stops at its next item boundary).
+    Cancel(IdArg),
+    /// Retry a failed or cancelled job from its last checkpoint.
+    Retry(IdArg),
+    /// Create or upgrade the store's schema.
+    Migrate,
+    /// List the job kinds this binary can run.
+    Kinds,
+}
+
+/// Arguments of `worker`.
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// Jobs to run at once.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub concurrency: u32,
+    /// Queues to take jobs from (repeat for several).
+    #[arg(long = "queue", default_value = "default")]
+    pub queues: Vec<String>,
+    /// Lease length; a job whose worker is silent this long is taken over.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub lease: Duration,
+    /// How often running jobs renew their lease.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub heartbeat_interval: Duration,
+    /// How often running jobs checkpoint their cursor.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub checkpoint_interval: Duration,
+    /// Also checkpoint every this many items.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub checkpoint_every: Option<u64>,
+    /// Time slice: after this long a job yields its worker and requeues.
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    pub max_runtime: Duration,
+    /// How long running jobs get to checkpoint on shutdown.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub shutdown_timeout: Duration,
+    /// How often to poll for jobs when idle.
+    #[arg(long, default_value = "500ms", value_parser = parse_duration)]
+    pub poll_interval: Duration,
+    /// Exit when no job is left to claim instead of waiting for more.
+    #[arg(long)]
+    pub until_idle: bool,
+}
+
+/// Arguments of `enqueue`.
+#[derive(Debug, Args)]
+pub struct EnqueueArgs {
+    /// The job kind (see `kinds`).
+    pub kind: String,
+    /// Parameters as JSON, checked against the kind's parameter type.
+    #[arg(long, default_value = "null")]
+    pub params: String,
+    /// Queue (default: the kind's, else `default`).
+    #[arg(long)]
+    pub queue: Option<String>,
+    /// Priority; higher runs first.
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    pub priority: i32,
+    /// Attempts before the job fails for good.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub max_attempts: Option<u32>,
+    /// Run no earlier than this long from now (e.g. 10m).
+    #[arg(long, value_parser = parse_duration)]
+    pub delay: Option<Duration>,
+    /// At most one unfinished job per key; a duplicate returns the existing job.
+    #[arg(long)]
+    pub unique_key: Option<String>,
+    /// Print the job as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `jobs`.
+#[derive(Debug, Args)]
+pub struct JobsArgs {
+    /// Only jobs in this state (queued, running, paused, completed, retrying, failed, cancelled).
+    #[arg(long)]
+    pub state: Option<String>,
+    /// Only jobs of this kind.
+    #[arg(long)]
+    pub kind: Option<String>,
+    /// Only jobs in this queue.
+    #[arg(long)]
+    pub queue: Option<String>,
+    /// At most this many.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub limit: u32,
+    /// Only jobs with an id below this (next page).
+    #[arg(long)]
+    pub before: Option<JobId>,
+    /// Print JSON (one array).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `show`.
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// The job id.
+    pub id: JobId,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// A job id.
+#[derive(Debug, Args)]
+pub struct IdArg {
+    /// The job id.
+    pub id: JobId,
+}
+
+/// Parses `1500ms`, `2s`, `5m`, `1h 30m`; a bare number means seconds.
+fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
+    let s = s.trim();
+    if s.starts_with('-') {
+        return Err(format!("`{s}` is negative; durations must be positive (e.g. 30s)"));
+    }
+    let d = if let Ok(secs) = s.parse::<u64>() {
+        Duration::from_secs(secs)
+    } else {
+        humantime::parse_duration(s)
+            .map_err(|e| format!("`{s}` is not a duration ({e}); write e.g. 500ms, 30s, 5m"))?
+    };
+    if d > Duration::from_secs(365 * 24 * 3600) {
+        return Err(format!("`{s}` is longer than a year; that is surely a mistake"));
+    }
+    Ok(d)
+}
+
+pub(crate) async fn execute(cli: Cli, registry: Registry) -> Result<()> {
+    match cli.command {
+        Command::Kinds => {
+            for kind in registry.kinds() {
+                println!("{kind}");
+            }
+            Ok(())
+        }
+        Command::Demo(args) => demo::run(&cli.database_url, args, registry).await,
+        command => {
+            let open = open_store(&cli.database_url).await?;
+            let store = open.store;
+            match command {
+                Command::Migrate => {
+                    store.migrate().await?;
+                    println!("migrated {}", cli.database_url);
+                    Ok(())
+                }
+                Command::Worker(args) => run_worker(store, registry, args).await,
+                Command::Enqueue(args) => enqueue(&*store, &registry, args).await,
+                Command::Jobs(args) => list(&*store, args).await,
+                Command::Show(args) => {
+                    let job = get(&*store, args.id).await?;
+                    if args.json {
+                        println!("{}", serde_json::to_string_pretty(&job_json(&job))?);
+                    } else {
+                        println!("{}", job_detail(&job));
+                    }
+                    Ok(())
+                }
+                Command::Pause(IdArg { id }) => {
+                    let job = store.job_pause(id).await?;
+                    if job.state == JobState::Running {
+                        println!("job {id}: pause requested; it pauses at its next item boundary");
+                    } else {
+                        println!("job {id}: {}", job.state);
+                    }
+                    Ok(())
+                }
+                Command::Resume(IdArg { id }) => {
+                    let job = store.job_resume(id).await?;
+                    println!("job {id}: {}", job.state);
+                    Ok(())
+                }
+                Command::Cancel(IdArg { id }) => {
+                    let job = store.job_cancel(id).await?;
+                    if job.state == JobState::Running {
+                        println!("job {id}: cancel requested; it stops at its next item boundary");
+                    } else {
+                        println!("job {id}: {}", job.state);
+                    }
+                    Ok(())
+                }
+                Command::Retry(IdArg { id }) => {
+                    let job = store.job_retry(id).await?;
+                    println!(
+                        "job {id}: {} (resumes from cursor {})",
+                        job.state,
+                        job.cursor
+                            .as_ref()
+                            .map(|c| c.to_string())
+                            .unwrap_or_else(|| "(start)".into())
+                    );
+                    Ok(())
+                }
+                Command::Demo(_) | Command::Kinds => unreachable!("handled above"),
+            }
+        }
+    }
+}
+
+async fn get(store: &dyn iterjob::Store, id: JobId) -> Result<JobRecord> {
+    store
+        .job_get(id)
+        .await?
+        .ok_or_else(|| iterjob::Error::JobNotFound(id).into())
+}
+
+async fn enqueue(store: &dyn iterjob::Store, registry: &Registry, args: EnqueueArgs) -> Result<()> {
+    let params: serde_json::Value = serde_json::from_str(&args.params).with_context(|| {
+        format!(
+            "--params is not valid JSON (`{}`); quote it for the shell, e.g. --params '{{\"limit\": 10}}'",
+            args.params
+        )
+    })?;
+    let mut job: NewJob = registry.new_job(&args.kind, params)?;
+    if let Some(queue) = args.queue {
+        if queue.trim().is_empty() {
+            bail!("--queue must not be empty");
+        }
+        job.queue = queue;
+    }
+    job.priority = args.priority;
+    if let Some(n) = args.max_attempts {
+        job.max_attempts = n;
+    }
+    if let Some(delay) = args.delay {
+        job.run_at = Some(iterjob::store::now_millis() + iterjob::store::duration_millis(delay));
+    }
+    job.unique_key = args.unique_key;
+    let id = store.job_insert(&job).await?;
+    if args.json {
+        let record = get(store, id).await?;
+        println!("{}", serde_json::to_string_pretty(&job_json(&record))?);
+    } else {
+        println!("enqueued job {id} ({})", job.kind);
+    }
+    Ok(())
+}
+
+async fn list(store: &dyn iterjob::Store, args: JobsArgs) -> Result<()> {
+    let state = args.state.as_deref().map(str::parse::<JobState>).transpose()?;
+    let filter = JobFilter {
+        state,
+        kind: args.kind,
+        queue: args.queue,
+        before_id: args.before,
+        limit: Some(args.limit as usize),
+    };
+    let jobs = store.job_list(&filter).await?;
+    if args.json {
+        let out: Vec<_> = jobs.iter().map(job_json).collect();
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else if jobs.is_empty() {
+        println!("no jobs");
+    } else {
+        print!("{}", jobs_table(&jobs));
+    }
+    Ok(())
+}
+
+async fn run_worker(store: Arc<dyn iterjob::Store>, registry: Registry, args: WorkerArgs) -> Result<()> {
+    let mut config = WorkerConfig::default();
+    config.concurrency = args.concurrency as usize;
+    config.queues = args.queues;
+    config.lease = args.lease;
+    config.heartbeat_interval = args.heartbeat_interval;
+    config.checkpoint_interval = args.checkpoint_interval;
+    config.checkpoint_every = args.checkpoint_every;
+    config.max_runtime = args.max_runtime;
+    config.shutdown_timeout = args.shutdown_timeout;
+    config.poll_interval = args.poll_interval;
+    config.rescue_interval = (args.lease / 4).max(Duration::from_millis(100));
+    let worker = Worker::new(store, registry, config)?;
+    let shutdown = worker.shutdown_token();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        eprintln!("shutting down: running jobs checkpoint and are released…");
+        shutdown.cancel();
+    });
+    eprintln!(
+        "worker {} started (kinds: {})",
+        worker.config().worker_id,
+        worker.kinds().join(", ")
+    );
+    let report = if args.until_idle {
+        worker.run_until_idle().await?
+    } else {
+        worker.run().await?
+    };
+    eprintln!(
+        "worker stopped: {} runs, {} items, {} completed, {} interrupted, {} retrying, {} failed",
+        report.runs, report.items, report.completed, report.interrupted, report.retried, report.failed
+    );
+    Ok(())
+}
+
+/// Resolves on SIGTERM or SIGINT (Ctrl-C).
+pub(crate) async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

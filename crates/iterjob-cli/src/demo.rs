@@ -1,0 +1,398 @@
+//! `iterjob demo`: the seed's example. `Product.all.find_each { |p| p.sync_and_refresh }`,
+//! as an interruptible, resumable job over a real SQLite table.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use iterjob::enumerator::Enumerator;
+use iterjob::store::{JobFilter, JobRecord, JobState, NewJob};
+use iterjob::{Job, JobContext, JobError, Registry, Worker, WorkerConfig};
+use iterjob_sqlite::{Keyset, KeysetCursor};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::{Deserialize, Serialize};
+use sqlx::sqlite::{SqlitePool, SqlitePoolOptions, SqliteRow};
+use sqlx::Row;
+
+use crate::commands::wait_for_signal;
+use crate::store::open_store;
+
+/// The demo's unique key: at most one unfinished demo job per database.
+const DEMO_KEY: &str = "iterjob-demo";
+
+/// Arguments of `demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Products to create (only when a new demo starts; a resumed one keeps its own).
+    #[arg(long, default_value_t = 60_000, value_parser = clap::value_parser!(u64).range(1..=50_000_000))]
+    pub products: u64,
+    /// Checkpoint and stop after this long (e.g. 5s), as a deploy would.
+    #[arg(long, value_parser = parse_interrupt)]
+    pub interrupt_after: Option<Duration>,
+    /// Simulated latency of the sync API, per batch of 100 products.
+    #[arg(long, default_value = "20ms", value_parser = parse_interrupt)]
+    pub api_latency: Duration,
+}
+
+fn parse_interrupt(s: &str) -> std::result::Result<Duration, String> {
+    let s = s.trim();
+    if s.starts_with('-') {
+        return Err(format!("`{s}` is negative; give a positive duration such as 5s"));
+    }
+    let d = humantime::parse_duration(s)
+        .map_err(|e| format!("`{s}` is not a duration ({e}); write e.g. 500ms, 5s, 2m"))?;
+    if d > Duration::from_secs(24 * 3600) {
+        return Err(format!("`{s}` is longer than a day; the demo is not that long"));
+    }
+    Ok(d)
+}
+
+/// The demo's job kind: syncs and refreshes every product, 100 at a time, walking
+/// `demo_products` with the keyset enumerator. Parameters name the database, so any
+/// `iterjob worker` on the same file can run (and resume) it.
+#[derive(Debug, Default)]
+pub struct SyncProducts {
+    pools: Mutex<HashMap<String, SqlitePool>>,
+}
+
+/// Parameters of [`SyncProducts`].
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncParams {
+    /// The SQLite database holding `demo_products`.
+    pub database_url: String,
+    /// Products per batch (one transaction each).
+    #[serde(default = "default_batch")]
+    pub batch_size: u32,
+    /// Simulated API latency per batch, in milliseconds.
+    #[serde(default)]
+    pub api_latency_ms: u64,
+}
+
+fn default_batch() -> u32 {
+    100
+}
+
+impl SyncProducts {
+    /// Uses `pool` for jobs whose parameters name `database_url`.
+    pub fn with_pool(database_url: &str, pool: SqlitePool) -> Self {
+        let job = SyncProducts::default();
+        job.lock().insert(database_url.to_string(), pool);
+        job
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, SqlitePool>> {
+        self.pools.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn pool(&self, url: &str) -> Result<SqlitePool, JobError> {
+        if let Some(pool) = self.lock().get(url) {
+            return Ok(pool.clone());
+        }
+        let options: sqlx::sqlite::SqliteConnectOptions = url
+            .parse()
+            .map_err(|e| JobError::fatal(format!("database_url `{url}` is not a SQLite URL: {e}")))?;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(2)
+            .connect_lazy_with(options.busy_timeout(Duration::from_secs(5)));
+        self.lock().insert(url.to_string(), pool.clone());
+        Ok(pool)
+    }
+}
+
+impl Job for SyncProducts {
+    const KIND: &'static str = "demo_sync_products";
+    type Params = SyncParams;
+    type Cursor = KeysetCursor;
+    type Item = Vec<SqliteRow>;
+
+    fn enumerate(
+        &self,
+        params: &SyncParams,
+        cursor: Option<KeysetCursor>,
+    ) -> Result<impl Enumerator<Vec<SqliteRow>, KeysetCursor>, JobError> {
+        if params.batch_size == 0 || params.batch_size > 10_000 {
+            return Err(JobError::fatal(format!(
+                "batch_size {} is out of range; use 1..=10000",
+                params.batch_size
+            )));
+        }
+        let pool = self.pool(&params.database_url)?;
+        Ok(Keyset::table("demo_products")
+            .key("id")
+            .columns(["id", "name", "price_cents"])
+            .batch_size(params.batch_size as usize)
+            .batches(pool, cursor))
+    }
+
+    fn count_items(&self, batch: &Vec<SqliteRow>) -> u64 {
+        batch.len() as u64
+    }
+
+    async fn total(&self, params: &SyncParams) -> Result<Option<u64>, JobError> {
+        let pool = self.pool(&params.database_url)?;
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM demo_products")
+            .fetch_one(&pool)
+            .await?;
+        Ok(Some(n as u64))
+    }
+
+    async fn process(&self, ctx: &JobContext<SyncParams>, batch: Vec<SqliteRow>) -> Result<(), JobError> {
+        // "sync": the remote API call this stands for
+        if ctx.params.api_latency_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(ctx.params.api_latency_ms)).await;
+        }
+        // "refresh": write the result back, one transaction per batch
+        let pool = self.pool(&ctx.params.database_url)?;
+        let now = iterjob::store::now_millis();
+        let mut tx = pool.begin().await?;
+        for row in &batch {
+            let id: i64 = row.try_get("id")?;
+            let name: String = row.try_get("name")?;
+            let price: i64 = row.try_get("price_cents")?;
+            sqlx::query(
+                "UPDATE demo_products SET synced_at = ?, checksum = ?, sync_count = sync_count + 1 WHERE id = ?",
+            )
+            .bind(now)
+            .bind(format!("{:016x}", checksum(&name, price)))
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// FNV-1a over the product's fields.
+fn checksum(name: &str, price: i64) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in name.bytes().chain(price.to_le_bytes()) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+async fn ensure_products(pool: &SqlitePool) -> Result<()> {
+    sqlx::query(
+        "CREATE TABLE IF NOT EXISTS demo_products (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL,
+            price_cents INTEGER NOT NULL,
+            synced_at INTEGER,
+            checksum TEXT,
+            sync_count INTEGER NOT NULL DEFAULT 0
+        )",
+    )
+    .execute(pool)
+    .await
+    .context("creating the demo_products table")?;
+    Ok(())
+}
+
+async fn create_products(pool: &SqlitePool, n: u64) -> Result<()> {
+    let bar = ProgressBar::new(n).with_style(
+        ProgressStyle::with_template("creating products {wide_bar} {pos}/{len} ({per_sec})")
+            .expect("valid template"),
+    );
+    sqlx::query("DELETE FROM demo_products").execute(pool).await?;
+    let mut next = 1u64;
+    while next <= n {
+        let end = (next + 9_999).min(n);
+        let mut tx = pool.begin().await?;
+        for id in next..=end {
+            sqlx::query("INSERT INTO demo_products (id, name, price_cents) VALUES (?, ?, ?)")
+                .bind(id as i64)
+                .bind(format!("Product {id}"))
+                .bind(((id * 7919) % 100_000) as i64)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        bar.set_position(end);
+        next = end + 1;
+    }
+    bar.finish_and_clear();
+    Ok(())
+}
+
+/// An absolute `sqlite://` URL for the database, so workers started elsewhere find it.
+fn absolute_url(url: &str) -> String {
+    let path = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url);
+    let path = path.split('?').next().unwrap_or(path);
+    match std::path::absolute(path) {
+        Ok(abs) => format!("sqlite://{}", abs.display()),
+        Err(_) => url.to_string(),
+    }
+}
+
+fn cursor_text(job: &JobRecord) -> String {
+    job.cursor
+        .as_ref()
+        .map(|c| c.to_string())
+        .unwrap_or_else(|| "(start)".into())
+}
+
+pub(crate) async fn run(url: &str, args: DemoArgs, _registry: Registry) -> Result<()> {
+    let open = open_store(url).await?;
+    let store = open.store;
+    let sqlite = open
+        .sqlite
+        .context("the demo keeps its products in SQLite; use a sqlite:// database URL")?;
+    let pool = sqlite.pool().clone();
+    ensure_products(&pool).await?;
+    let database_url = absolute_url(url);
+
+    let existing = store
+        .job_list(&JobFilter {
+            kind: Some(SyncProducts::KIND.to_string()),
+            limit: Some(20),
+            ..JobFilter::default()
+        })
+        .await?
+        .into_iter()
+        .find(|j| !j.state.is_finished());
+
+    let id = match existing {
+        Some(job) => {
+            println!(
+                "resuming demo job {} ({}) from cursor {}: {} of {} products already synced",
+                job.id,
+                job.state,
+                cursor_text(&job),
+                job.items_done,
+                job.items_total.map(|t| t.to_string()).unwrap_or_else(|| "?".into())
+            );
+            if args.products != 60_000 {
+                println!("(--products applies to a new demo only; this one keeps its products)");
+            }
+            match job.state {
+                JobState::Paused => {
+                    store.job_resume(job.id).await?;
+                }
+                JobState::Running => {
+                    println!(
+                        "job {} is leased by worker {} (crashed or still running?); waiting for its lease to expire…",
+                        job.id,
+                        job.worker_id.as_deref().unwrap_or("?")
+                    );
+                }
+                _ => {}
+            }
+            job.id
+        }
+        None => {
+            println!("creating {} products in {url}…", args.products);
+            create_products(&pool, args.products).await?;
+            let params = SyncParams {
+                database_url: database_url.clone(),
+                batch_size: 100,
+                api_latency_ms: args.api_latency.as_millis() as u64,
+            };
+            let new = NewJob::of(&SyncProducts::default(), &params)?.unique_key(DEMO_KEY);
+            let id = store.job_insert(&new).await?;
+            println!("enqueued demo job {id}: sync and refresh every product");
+            id
+        }
+    };
+
+    let registry = Registry::new().with(SyncProducts::with_pool(&database_url, pool.clone()));
+    let mut config = WorkerConfig::default();
+    config.concurrency = 1;
+    config.rescue_interval = Duration::from_secs(1);
+    config.poll_interval = Duration::from_millis(100);
+    let worker = Arc::new(Worker::new(Arc::clone(&store), registry, config)?);
+    let shutdown = worker.shutdown_token();
+    let running = {
+        let worker = Arc::clone(&worker);
+        tokio::spawn(async move { worker.run().await })
+    };
+
+    let started = Instant::now();
+    let bar = ProgressBar::new(0).with_style(
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} products ({per_sec}, ETA {eta}) {msg}",
+        )
+        .expect("valid template"),
+    );
+    let interrupt_at = args.interrupt_after.map(|d| tokio::time::Instant::now() + d);
+    let signal = wait_for_signal();
+    tokio::pin!(signal);
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    let mut bar_started = false;
+    let interrupted = loop {
+        tokio::select! {
+            _ = &mut signal => break true,
+            _ = async { tokio::time::sleep_until(interrupt_at.expect("set")).await }, if interrupt_at.is_some() => break true,
+            _ = tick.tick() => {}
+        }
+        if let Some(live) = worker.running().into_iter().find(|j| j.id == id) {
+            if !bar_started {
+                bar.reset();
+                bar_started = true;
+            }
+            if let Some(total) = live.items_total {
+                bar.set_length(total);
+            }
+            bar.set_position(live.items_done);
+            continue;
+        }
+        let job = store.job_get(id).await?.context("the demo job vanished from the store")?;
+        if job.state.is_finished() {
+            break false;
+        }
+        bar.set_message(format!("({})", job.state));
+    };
+    bar.finish_and_clear();
+    shutdown.cancel();
+    let report = running.await.context("the demo worker panicked")??;
+    let job = store.job_get(id).await?.context("the demo job vanished from the store")?;
+
+    if interrupted && !job.state.is_finished() {
+        println!(
+            "interrupted: job {} checkpointed at cursor {} after {} of {} products ({} items this run)",
+            job.id,
+            cursor_text(&job),
+            job.items_done,
+            job.items_total.map(|t| t.to_string()).unwrap_or_else(|| "?".into()),
+            report.items
+        );
+        println!("run `iterjob demo` again to resume from there");
+        return Ok(());
+    }
+
+    let (synced, repeated): (i64, i64) = sqlx::query_as(
+        "SELECT COUNT(*) FILTER (WHERE sync_count > 0), COUNT(*) FILTER (WHERE sync_count > 1) FROM demo_products",
+    )
+    .fetch_one(&pool)
+    .await?;
+    match job.state {
+        JobState::Completed => {
+            let secs = job.running_ms as f64 / 1000.0;
+            println!(
+                "demo job {} completed: {} products synced ({} more than once) in {:.1}s of running time ({:.0}/s); {} interruptions, {} runs, {} failed attempts; this session {:.1}s",
+                job.id,
+                synced,
+                repeated,
+                secs,
+                job.items_done as f64 / secs.max(0.001),
+                job.interruptions,
+                job.runs,
+                job.attempts,
+                started.elapsed().as_secs_f64()
+            );
+            Ok(())
+        }
+        state => bail!(
+            "demo job {} ended {state}: {}",
+            job.id,
+            job.last_error.as_deref().unwrap_or("no error recorded")
+        ),
+    }
+}

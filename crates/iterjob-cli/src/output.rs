@@ -1,0 +1,213 @@
+//! Printing jobs as tables, detail views and JSON.
+
+use iterjob::JobRecord;
+use iterjob::store::{Millis, now_millis};
+use serde_json::{Value, json};
+
+/// A job as the `--json` output shows it.
+pub(crate) fn job_json(job: &JobRecord) -> Value {
+    let rate = rate_per_sec(job);
+    json!({
+        "id": job.id,
+        "kind": job.kind,
+        "queue": job.queue,
+        "priority": job.priority,
+        "state": job.state,
+        "params": job.params,
+        "cursor": job.cursor,
+        "items_done": job.items_done,
+        "items_total": job.items_total,
+        "rate_per_sec": rate,
+        "eta_secs": eta_secs(job),
+        "interruptions": job.interruptions,
+        "attempts": job.attempts,
+        "max_attempts": job.max_attempts,
+        "crashes": job.crashes,
+        "runs": job.runs,
+        "last_error": job.last_error,
+        "unique_key": job.unique_key,
+        "running_ms": job.running_ms,
+        "created_at": rfc3339(job.created_at),
+        "run_at": rfc3339(job.run_at),
+        "started_at": job.started_at.map(rfc3339),
+        "finished_at": job.finished_at.map(rfc3339),
+        "checkpointed_at": job.checkpointed_at.map(rfc3339),
+        "worker_id": job.worker_id,
+        "lease_expires_at": job.lease_expires_at.map(rfc3339),
+        "pause_requested": job.pause_requested,
+        "cancel_requested": job.cancel_requested,
+    })
+}
+
+/// Items per second over the job's running time.
+pub(crate) fn rate_per_sec(job: &JobRecord) -> Option<f64> {
+    (job.running_ms > 0 && job.items_done > 0)
+        .then(|| job.items_done as f64 * 1000.0 / job.running_ms as f64)
+}
+
+/// Seconds left at the average rate, when the total is known.
+pub(crate) fn eta_secs(job: &JobRecord) -> Option<f64> {
+    let total = job.items_total?;
+    let rate = rate_per_sec(job)?;
+    Some(total.saturating_sub(job.items_done) as f64 / rate)
+}
+
+/// A timestamp as RFC 3339 UTC with milliseconds.
+pub(crate) fn rfc3339(ms: Millis) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+/// "3s ago", "in 2m 5s".
+pub(crate) fn relative(ms: Millis) -> String {
+    let now = now_millis();
+    let d = std::time::Duration::from_secs((now - ms).unsigned_abs() / 1000);
+    let text = humantime::format_duration(d).to_string();
+    if d.is_zero() {
+        "now".to_string()
+    } else if ms <= now {
+        format!("{text} ago")
+    } else {
+        format!("in {text}")
+    }
+}
+
+fn progress_text(job: &JobRecord) -> String {
+    match job.items_total {
+        Some(total) if total > 0 => format!(
+            "{}/{} ({:.0}%)",
+            job.items_done,
+            total,
+            job.items_done as f64 * 100.0 / total as f64
+        ),
+        Some(total) => format!("{}/{}", job.items_done, total),
+        None => job.items_done.to_string(),
+    }
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        let mut out: String = s.chars().take(n.saturating_sub(1)).collect();
+        out.push('…');
+        out
+    }
+}
+
+/// Jobs as an aligned table.
+pub(crate) fn jobs_table(jobs: &[JobRecord]) -> String {
+    let mut rows = vec![[
+        "ID".to_string(),
+        "KIND".to_string(),
+        "QUEUE".to_string(),
+        "STATE".to_string(),
+        "PROGRESS".to_string(),
+        "ATTEMPTS".to_string(),
+        "INTERRUPTIONS".to_string(),
+        "CURSOR".to_string(),
+    ]];
+    for job in jobs {
+        let cursor = job
+            .cursor
+            .as_ref()
+            .map(Value::to_string)
+            .unwrap_or_else(|| "-".to_string());
+        rows.push([
+            job.id.to_string(),
+            job.kind.clone(),
+            job.queue.clone(),
+            job.state.to_string(),
+            progress_text(job),
+            format!("{}/{}", job.attempts, job.max_attempts),
+            job.interruptions.to_string(),
+            truncate(&cursor, 40),
+        ]);
+    }
+    let widths: Vec<usize> = (0..8)
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for row in rows {
+        let line: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// One job in detail.
+pub(crate) fn job_detail(job: &JobRecord) -> String {
+    let mut lines = vec![
+        format!("job {} ({})", job.id, job.kind),
+        format!("  state          {}", job.state),
+        format!("  queue          {} (priority {})", job.queue, job.priority),
+        format!("  params         {}", job.params),
+        format!(
+            "  cursor         {}",
+            job.cursor
+                .as_ref()
+                .map(Value::to_string)
+                .unwrap_or_else(|| "(start)".into())
+        ),
+        format!("  progress       {}", progress_text(job)),
+    ];
+    if let Some(rate) = rate_per_sec(job) {
+        lines.push(format!("  rate           {rate:.1} items/s"));
+    }
+    if let Some(eta) = eta_secs(job) {
+        if !job.state.is_finished() {
+            let d = std::time::Duration::from_secs(eta.round() as u64);
+            lines.push(format!("  eta            {}", humantime::format_duration(d)));
+        }
+    }
+    lines.push(format!(
+        "  time running   {}",
+        humantime::format_duration(std::time::Duration::from_secs(job.running_ms / 1000))
+    ));
+    lines.push(format!(
+        "  attempts       {} of {} (crashes without progress: {})",
+        job.attempts, job.max_attempts, job.crashes
+    ));
+    lines.push(format!("  runs           {}", job.runs));
+    lines.push(format!("  interruptions  {}", job.interruptions));
+    lines.push(format!(
+        "  created        {} ({})",
+        rfc3339(job.created_at),
+        relative(job.created_at)
+    ));
+    if !job.state.is_finished() {
+        lines.push(format!(
+            "  run at         {} ({})",
+            rfc3339(job.run_at),
+            relative(job.run_at)
+        ));
+    }
+    if let Some(t) = job.checkpointed_at {
+        lines.push(format!("  checkpointed   {} ({})", rfc3339(t), relative(t)));
+    }
+    if let Some(t) = job.finished_at {
+        lines.push(format!("  finished       {} ({})", rfc3339(t), relative(t)));
+    }
+    if let Some(w) = &job.worker_id {
+        let lease = job.lease_expires_at.map(relative).unwrap_or_default();
+        lines.push(format!("  worker         {w} (lease expires {lease})"));
+    }
+    if job.pause_requested {
+        lines.push("  pause requested".to_string());
+    }
+    if job.cancel_requested {
+        lines.push("  cancel requested".to_string());
+    }
+    if let Some(key) = &job.unique_key {
+        lines.push(format!("  unique key     {key}"));
+    }
+    if let Some(e) = &job.last_error {
+        lines.push(format!("  last error     {e}"));
+    }
+    lines.join("\n")
+}

@@ -1,0 +1,11 @@
+-- `Store::job_list`, newest first.
+-- ?1 state (NULL: any), ?2 kind (NULL: any), ?3 queue (NULL: any),
+-- ?4 before_id (NULL: no bound), ?5 limit
+SELECT *
+FROM iterjob_jobs
+WHERE (?1 IS NULL OR state = ?1)
+  AND (?2 IS NULL OR kind = ?2)
+  AND (?3 IS NULL OR queue = ?3)
+  AND (?4 IS NULL OR id < ?4)
+ORDER BY id DESC
+LIMIT ?5

@@ -1,0 +1,137 @@
+//! Schema migrations: the SQL files in `migrations/`, embedded with
+//! [`sqlx::migrate!`], applied in order inside one `BEGIN IMMEDIATE` transaction.
+//!
+//! Applied versions are recorded in iterjob's own table, `iterjob_schema_migrations`,
+//! not in sqlx's `_sqlx_migrations`: the store usually shares its database with the
+//! application's own tables (a job writing what it computes next to its cursor), and
+//! the application may run its own sqlx migrations there, with version numbers that
+//! would collide with iterjob's.
+//!
+//! A database migrated by a newer iterjob (a version above [`SCHEMA_VERSION`]) is
+//! refused rather than used: an older iterjob could misread or damage its jobs.
+
+use std::collections::BTreeMap;
+
+use iterjob::{Error, Result};
+use sqlx::SqlitePool;
+use sqlx::migrate::Migrator;
+
+use crate::error::map_sqlx;
+
+/// The migrations in `migrations/`, embedded at compile time.
+static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+
+/// The schema version this release writes and understands: the version of its
+/// newest migration. A database with a higher version is refused.
+pub const SCHEMA_VERSION: i64 = 1;
+
+const CREATE_BOOKKEEPING: &str = "\
+CREATE TABLE IF NOT EXISTS iterjob_schema_migrations (
+    version     INTEGER PRIMARY KEY,
+    description TEXT    NOT NULL,
+    checksum    BLOB    NOT NULL,
+    applied_at  INTEGER NOT NULL
+)";
+
+const SELECT_APPLIED: &str =
+    "SELECT version, description, checksum FROM iterjob_schema_migrations ORDER BY version";
+
+const INSERT_APPLIED: &str = "INSERT INTO iterjob_schema_migrations \
+     (version, description, checksum, applied_at) VALUES (?1, ?2, ?3, ?4)";
+
+/// Creates or upgrades iterjob's tables in the database behind `pool` (`db` names it
+/// in errors). Idempotent, and safe to run from several processes at once: the
+/// `BEGIN IMMEDIATE` transaction serializes them.
+pub(crate) async fn run(pool: &SqlitePool, db: &str) -> Result<()> {
+    let map = |what: &'static str| move |err| map_sqlx(db, what, err);
+    let mut tx = pool
+        .begin_with("BEGIN IMMEDIATE")
+        .await
+        .map_err(map("starting the schema migration"))?;
+    sqlx::raw_sql(CREATE_BOOKKEEPING)
+        .execute(&mut *tx)
+        .await
+        .map_err(map("creating the schema bookkeeping table"))?;
+    let applied: BTreeMap<i64, (String, Vec<u8>)> =
+        sqlx::query_as::<_, (i64, String, Vec<u8>)>(SELECT_APPLIED)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(map("reading the schema version"))?
+            .into_iter()
+            .map(|(version, description, checksum)| (version, (description, checksum)))
+            .collect();
+
+    if let Some((&newest, (description, _))) = applied.last_key_value()
+        && newest > SCHEMA_VERSION
+    {
+        return Err(Error::Corrupt(format!(
+            "SQLite store `{db}` has schema version {newest} ({description}), written by a newer \
+             iterjob; this iterjob (iterjob-sqlite {}) understands schema version \
+             {SCHEMA_VERSION} at most. Upgrade iterjob, or use another database file",
+            env!("CARGO_PKG_VERSION"),
+        )));
+    }
+
+    for migration in MIGRATOR.iter() {
+        if migration.migration_type.is_down_migration() {
+            continue;
+        }
+        if let Some((_, checksum)) = applied.get(&migration.version) {
+            if checksum.as_slice() != &*migration.checksum {
+                return Err(Error::Corrupt(format!(
+                    "SQLite store `{db}`: schema migration {} ({}) was applied from different \
+                     SQL than this iterjob ships; the schema was changed by hand or by a \
+                     modified build. Restore the database from a backup, or use another file",
+                    migration.version, migration.description
+                )));
+            }
+            continue;
+        }
+        tracing::info!(
+            db,
+            version = migration.version,
+            description = %migration.description,
+            "applying iterjob schema migration"
+        );
+        sqlx::raw_sql(&migration.sql)
+            .execute(&mut *tx)
+            .await
+            .map_err(|err| {
+                map_sqlx(
+                    db,
+                    &format!(
+                        "applying schema migration {} ({})",
+                        migration.version, migration.description
+                    ),
+                    err,
+                )
+            })?;
+        sqlx::query(INSERT_APPLIED)
+            .bind(migration.version)
+            .bind(&*migration.description)
+            .bind(&*migration.checksum)
+            .bind(iterjob::store::now_millis())
+            .execute(&mut *tx)
+            .await
+            .map_err(map("recording the schema version"))?;
+    }
+    tx.commit()
+        .await
+        .map_err(map("committing the schema migration"))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schema_version_is_the_newest_migration() {
+        let newest = MIGRATOR
+            .iter()
+            .filter(|m| !m.migration_type.is_down_migration())
+            .map(|m| m.version)
+            .max();
+        assert_eq!(newest, Some(SCHEMA_VERSION));
+    }
+}

@@ -1,0 +1,739 @@
+//! [`SqliteStore`]: the [`Store`] on an SQLite file.
+//!
+//! Every method is one SQL statement, or one `BEGIN IMMEDIATE` transaction when it
+//! must read before it writes (enqueueing with unique keys, the admin actions), so
+//! two pools on the same file (two processes) never deadlock upgrading a read lock
+//! and never claim the same job. The SQL lives in `queries/`, one file per method.
+//!
+//! Choices the [`Store`] trait leaves open are made as in
+//! [`MemoryStore`](iterjob::store::MemoryStore): a fenced write for a job that does
+//! not exist fails with [`Error::JobNotFound`], for a job under another token (or no
+//! longer running) with [`Error::LeaseLost`]; a release clears pending pause and
+//! cancel requests when the job ends paused or finished, and keeps them on an
+//! interruption or a retry.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use iterjob::store::{
+    ClaimRequest, Claimed, Control, JobFilter, JobId, JobRecord, JobState, Millis, NewJob,
+    Outcome, Progress, Rescued, RunToken, Store, duration_millis, now_millis,
+};
+use iterjob::{Error, Result};
+use serde_json::Value;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{Row, Sqlite, Transaction};
+
+use crate::error::{is_unique_violation, map_sqlx};
+use crate::migrate;
+
+const Q_INSERT: &str = include_str!("../queries/job_insert_many.sql");
+const Q_INSERT_EXISTING: &str = include_str!("../queries/job_insert_many_existing.sql");
+const Q_CLAIM: &str = include_str!("../queries/job_claim.sql");
+const Q_HEARTBEAT: &str = include_str!("../queries/job_heartbeat.sql");
+const Q_CHECKPOINT: &str = include_str!("../queries/job_checkpoint.sql");
+const Q_RELEASE: &str = include_str!("../queries/job_release.sql");
+const Q_RESCUE: &str = include_str!("../queries/job_rescue_expired.sql");
+const Q_GET: &str = include_str!("../queries/job_get.sql");
+const Q_EXISTS: &str = include_str!("../queries/job_exists.sql");
+const Q_LIST: &str = include_str!("../queries/job_list.sql");
+const Q_COUNT: &str = include_str!("../queries/job_count_by_state.sql");
+const Q_PAUSE: &str = include_str!("../queries/job_pause.sql");
+const Q_RESUME: &str = include_str!("../queries/job_resume.sql");
+const Q_CANCEL: &str = include_str!("../queries/job_cancel.sql");
+const Q_RETRY: &str = include_str!("../queries/job_retry.sql");
+
+/// How many jobs `job_list` returns when the filter sets no limit.
+const DEFAULT_LIST_LIMIT: usize = 100;
+
+/// How long a connection waits for another connection's write lock before failing
+/// with "database is locked".
+pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The embedded default [`Store`]: jobs in an SQLite database file, next to (or in
+/// the same file as) the data the jobs walk.
+///
+/// Cloning is cheap and clones share the connection pool.
+///
+/// ```no_run
+/// use iterjob::store::{NewJob, Store};
+/// use iterjob_sqlite::SqliteStore;
+///
+/// # async fn demo() -> iterjob::Result<()> {
+/// let store = SqliteStore::connect("sqlite://jobs.db").await?; // created and migrated
+/// let ids = store
+///     .job_insert_many(&[NewJob::new("reindex", serde_json::json!({"shard": 3}))])
+///     .await?;
+/// println!("enqueued job {}", ids[0]);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone, Debug)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+    /// The database's path (or URL), for error messages.
+    db: Arc<str>,
+}
+
+impl SqliteStore {
+    /// Opens (creating it if missing) and migrates the store at `url_or_path`:
+    /// `sqlite://path`, `sqlite:path`, or a plain file path. The database runs in WAL
+    /// mode with `synchronous=FULL`, a 5 s busy timeout and foreign keys on; see
+    /// [`SqliteStore::options`] to change those.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when the path's directory does not exist or the URL does not
+    /// parse; [`Error::Corrupt`] when the file is not an SQLite database or holds a
+    /// schema from a newer iterjob; [`Error::Backend`] when the database cannot be
+    /// opened or stays locked beyond the busy timeout.
+    pub async fn connect(url_or_path: &str) -> Result<Self> {
+        Self::connect_with(Self::options(url_or_path)?).await
+    }
+
+    /// The options [`SqliteStore::connect`] uses for `url_or_path`, to adjust before
+    /// [`SqliteStore::connect_with`]:
+    ///
+    /// ```no_run
+    /// use iterjob_sqlite::SqliteStore;
+    /// use sqlx::sqlite::SqliteSynchronous;
+    ///
+    /// # async fn demo() -> iterjob::Result<()> {
+    /// // trade durability of the last transactions on power loss for speed
+    /// let options = SqliteStore::options("jobs.db")?.synchronous(SqliteSynchronous::Normal);
+    /// let store = SqliteStore::connect_with(options).await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Config`] when a `sqlite:` URL does not parse.
+    pub fn options(url_or_path: &str) -> Result<SqliteConnectOptions> {
+        let options = if url_or_path.starts_with("sqlite:") {
+            SqliteConnectOptions::from_str(url_or_path).map_err(|err| {
+                Error::Config(format!(
+                    "invalid SQLite URL `{url_or_path}`: {err}; expected `sqlite://path`, \
+                     `sqlite:path` or a plain file path"
+                ))
+            })?
+        } else if url_or_path.is_empty() {
+            return Err(Error::Config(
+                "empty SQLite store path; give a file path such as `jobs.db` or a URL such as \
+                 `sqlite://jobs.db`"
+                    .to_string(),
+            ));
+        } else {
+            SqliteConnectOptions::new().filename(url_or_path)
+        };
+        Ok(options
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(DEFAULT_BUSY_TIMEOUT)
+            .foreign_keys(true))
+    }
+
+    /// Opens the store with exactly these options (see [`SqliteStore::options`] for
+    /// the defaults) and migrates it.
+    ///
+    /// # Errors
+    /// As [`SqliteStore::connect`].
+    pub async fn connect_with(options: SqliteConnectOptions) -> Result<Self> {
+        let path = options.get_filename().to_path_buf();
+        let db: Arc<str> = path.display().to_string().into();
+        check_path(&path, &db)?;
+        let pool = SqlitePoolOptions::new()
+            // SQLite has no server to drop idle connections; keeping them saves reopening
+            // the file and re-preparing statements.
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(options)
+            .await
+            .map_err(|err| map_sqlx(&db, "opening the database", err))?;
+        let store = SqliteStore { pool, db };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// A store on an existing pool, for an application that already has one. Does not
+    /// touch the database: call [`Store::migrate`] before using the store.
+    pub fn from_pool(pool: SqlitePool) -> Self {
+        let db = pool
+            .connect_options()
+            .get_filename()
+            .display()
+            .to_string()
+            .into();
+        SqliteStore { pool, db }
+    }
+
+    /// The connection pool, for a job that reads or writes its own tables in the same
+    /// database (for example through [`Keyset`](crate::Keyset)).
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    /// The database file's path, as given.
+    pub fn path(&self) -> &str {
+        &self.db
+    }
+
+    /// Closes every connection of the pool (also those of clones), waiting for
+    /// checked-out connections to come back.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    fn err(&self, what: &'static str) -> impl FnOnce(sqlx::Error) -> Error + '_ {
+        move |err| map_sqlx(&self.db, what, err)
+    }
+
+    async fn begin(&self, what: &'static str) -> Result<Transaction<'static, Sqlite>> {
+        self.pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(self.err(what))
+    }
+
+    /// The error for a fenced write that changed nothing: the job is gone, or it is
+    /// not running under this token any more.
+    async fn fence_failed(&self, id: JobId) -> Error {
+        match sqlx::query(Q_EXISTS)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+        {
+            Ok(Some(_)) => Error::LeaseLost { job: id },
+            Ok(None) => Error::JobNotFound(id),
+            Err(err) => map_sqlx(&self.db, "checking a job after a rejected write", err),
+        }
+    }
+
+    fn record(&self, row: &SqliteRow) -> Result<JobRecord> {
+        record_from_row(row).map_err(|message| {
+            Error::Corrupt(format!("SQLite store `{}`: {message}", self.db))
+        })
+    }
+
+    /// Reads a job inside a transaction, for the admin actions.
+    async fn get_in(&self, tx: &mut Transaction<'static, Sqlite>, id: JobId) -> Result<JobRecord> {
+        let row = sqlx::query(Q_GET)
+            .bind(id)
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(self.err("reading a job"))?
+            .ok_or(Error::JobNotFound(id))?;
+        self.record(&row)
+    }
+
+    /// Runs an admin update (`?1` id, `?2` now) inside the transaction that read the
+    /// job, and commits it.
+    async fn admin_update(
+        &self,
+        mut tx: Transaction<'static, Sqlite>,
+        query: &'static str,
+        id: JobId,
+        on_error: impl FnOnce(sqlx::Error) -> Error + Send,
+    ) -> Result<JobRecord> {
+        let row = match sqlx::query(query)
+            .bind(id)
+            .bind(now_millis())
+            .fetch_one(&mut *tx)
+            .await
+        {
+            Ok(row) => row,
+            Err(err) => return Err(on_error(err)),
+        };
+        tx.commit().await.map_err(self.err("committing an admin action"))?;
+        self.record(&row)
+    }
+}
+
+/// Refuses paths that SQLite would fail to open with an unhelpful message.
+fn check_path(path: &Path, db: &str) -> Result<()> {
+    let name = path.to_string_lossy();
+    if name.starts_with("file:") || name == ":memory:" || name.is_empty() {
+        return Ok(()); // in-memory or URI filename: nothing on disk to check
+    }
+    if path.is_dir() {
+        return Err(Error::Config(format!(
+            "SQLite store `{db}` is a directory; give the path of a database file inside it, \
+             such as `{}`",
+            path.join("iterjob.db").display()
+        )));
+    }
+    if let Some(dir) = path.parent()
+        && !dir.as_os_str().is_empty()
+        && !dir.is_dir()
+    {
+        return Err(Error::Config(format!(
+            "SQLite store `{db}`: directory `{}` does not exist; create it first (mkdir -p {}) \
+             or choose another path",
+            dir.display(),
+            dir.display()
+        )));
+    }
+    Ok(())
+}
+
+fn lease_until(now: Millis, lease: Duration) -> Millis {
+    now.saturating_add(duration_millis(lease))
+}
+
+fn to_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn json_text(value: &Value, what: &'static str) -> Result<String> {
+    serde_json::to_string(value).map_err(|source| Error::Serialize { what, source })
+}
+
+fn control(row: &SqliteRow) -> Result<Control> {
+    let flag = |col: &str| {
+        row.try_get::<i64, _>(col)
+            .map(|v| v != 0)
+            .map_err(|e| Error::Corrupt(format!("column `{col}`: {e}")))
+    };
+    Ok(Control {
+        pause_requested: flag("pause_requested")?,
+        cancel_requested: flag("cancel_requested")?,
+    })
+}
+
+/// Decodes one `iterjob_jobs` row; the error says which column is wrong.
+fn record_from_row(row: &SqliteRow) -> std::result::Result<JobRecord, String> {
+    fn col<'r, T>(row: &'r SqliteRow, name: &str) -> std::result::Result<T, String>
+    where
+        T: sqlx::Decode<'r, Sqlite> + sqlx::Type<Sqlite>,
+    {
+        row.try_get(name)
+            .map_err(|e| format!("cannot read column `{name}` of iterjob_jobs: {e}"))
+    }
+    fn count<T: TryFrom<i64>>(row: &SqliteRow, name: &str) -> std::result::Result<T, String> {
+        let v: i64 = col(row, name)?;
+        T::try_from(v).map_err(|_| format!("column `{name}` of iterjob_jobs holds {v}, out of range"))
+    }
+    fn json(raw: &str, name: &str, id: JobId) -> std::result::Result<Value, String> {
+        serde_json::from_str(raw)
+            .map_err(|e| format!("job {id}: column `{name}` is not valid JSON: {e}"))
+    }
+
+    let id: JobId = col(row, "id")?;
+    let state: String = col(row, "state")?;
+    let state = JobState::from_str(&state)
+        .map_err(|_| format!("job {id} has an unknown state `{state}`"))?;
+    let params: String = col(row, "params")?;
+    let cursor: Option<String> = col(row, "cursor")?;
+    let items_total: Option<i64> = col(row, "items_total")?;
+    Ok(JobRecord {
+        id,
+        kind: col(row, "kind")?,
+        queue: col(row, "queue")?,
+        priority: count(row, "priority")?,
+        state,
+        params: json(&params, "params", id)?,
+        cursor: cursor.map(|c| json(&c, "cursor", id)).transpose()?,
+        items_done: count(row, "items_done")?,
+        items_total: items_total
+            .map(|t| u64::try_from(t).map_err(|_| format!("job {id}: items_total is {t}")))
+            .transpose()?,
+        attempts: count(row, "attempts")?,
+        max_attempts: count(row, "max_attempts")?,
+        interruptions: count(row, "interruptions")?,
+        crashes: count(row, "crashes")?,
+        runs: count(row, "runs")?,
+        last_error: col(row, "last_error")?,
+        unique_key: col(row, "unique_key")?,
+        created_at: col(row, "created_at")?,
+        run_at: col(row, "run_at")?,
+        started_at: col(row, "started_at")?,
+        finished_at: col(row, "finished_at")?,
+        checkpointed_at: col(row, "checkpointed_at")?,
+        running_ms: count(row, "running_ms")?,
+        worker_id: col(row, "worker_id")?,
+        lease_expires_at: col(row, "lease_expires_at")?,
+        pause_requested: col::<i64>(row, "pause_requested")? != 0,
+        cancel_requested: col::<i64>(row, "cancel_requested")? != 0,
+    })
+}
+
+fn invalid(record: &JobRecord, action: &'static str, hint: &'static str) -> Error {
+    Error::InvalidTransition {
+        job: record.id,
+        state: record.state,
+        action,
+        hint,
+    }
+}
+
+/// How a release changes the row (the parameters of `job_release.sql` after progress).
+struct ReleaseChange<'a> {
+    state: JobState,
+    run_at: Option<Millis>,
+    attempts: i64,
+    interruptions: i64,
+    error: Option<&'a str>,
+    finished: bool,
+    clear_requests: bool,
+}
+
+impl<'a> ReleaseChange<'a> {
+    fn of(outcome: &'a Outcome) -> Self {
+        let base = |state| ReleaseChange {
+            state,
+            run_at: None,
+            attempts: 0,
+            interruptions: 0,
+            error: None,
+            finished: state.is_finished(),
+            clear_requests: true,
+        };
+        match outcome {
+            Outcome::Completed => base(JobState::Completed),
+            Outcome::Interrupted { run_at, .. } => ReleaseChange {
+                run_at: Some(*run_at),
+                interruptions: 1,
+                clear_requests: false,
+                ..base(JobState::Queued)
+            },
+            Outcome::Paused => base(JobState::Paused),
+            Outcome::Cancelled => base(JobState::Cancelled),
+            Outcome::Retry { error, run_at } => ReleaseChange {
+                run_at: Some(*run_at),
+                attempts: 1,
+                error: Some(error),
+                clear_requests: false,
+                ..base(JobState::Retrying)
+            },
+            Outcome::Failed { error } => ReleaseChange {
+                attempts: 1,
+                error: Some(error),
+                ..base(JobState::Failed)
+            },
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for SqliteStore {
+    async fn migrate(&self) -> Result<()> {
+        migrate::run(&self.pool, &self.db).await
+    }
+
+    async fn job_insert_many(&self, jobs: &[NewJob]) -> Result<Vec<JobId>> {
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = now_millis();
+        let mut tx = self.begin("enqueueing jobs").await?;
+        let mut ids = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            if let Some(key) = &job.unique_key {
+                let existing: Option<JobId> = sqlx::query_scalar(Q_INSERT_EXISTING)
+                    .bind(key)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(self.err("looking up a job's unique key"))?;
+                if let Some(existing) = existing {
+                    ids.push(existing);
+                    continue;
+                }
+            }
+            let params = json_text(&job.params, "job parameters")?;
+            let cursor = job
+                .cursor
+                .as_ref()
+                .map(|c| json_text(c, "job cursor"))
+                .transpose()?;
+            let id: JobId = sqlx::query_scalar(Q_INSERT)
+                .bind(&job.kind)
+                .bind(&job.queue)
+                .bind(job.priority)
+                .bind(params)
+                .bind(cursor)
+                .bind(i64::from(job.max_attempts))
+                .bind(&job.unique_key)
+                .bind(now)
+                .bind(job.run_at)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(self.err("enqueueing a job"))?;
+            ids.push(id);
+        }
+        tx.commit().await.map_err(self.err("enqueueing jobs"))?;
+        Ok(ids)
+    }
+
+    async fn job_claim(&self, request: &ClaimRequest) -> Result<Vec<Claimed>> {
+        if request.limit == 0 || request.kinds.is_empty() || request.queues.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = now_millis();
+        let queues = serde_json::to_string(&request.queues).map_err(|source| {
+            Error::Serialize {
+                what: "claim queues",
+                source,
+            }
+        })?;
+        let kinds = serde_json::to_string(&request.kinds).map_err(|source| Error::Serialize {
+            what: "claim kinds",
+            source,
+        })?;
+        let rows = sqlx::query(Q_CLAIM)
+            .bind(now)
+            .bind(&request.worker_id)
+            .bind(lease_until(now, request.lease))
+            .bind(queues)
+            .bind(kinds)
+            .bind(i64::try_from(request.limit).unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(self.err("claiming jobs"))?;
+        let mut claimed = rows
+            .iter()
+            .map(|row| {
+                let token: i64 = row
+                    .try_get("run_token")
+                    .map_err(|e| Error::Corrupt(format!("claimed job without a token: {e}")))?;
+                Ok(Claimed {
+                    job: self.record(row)?,
+                    token: RunToken(token),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        // RETURNING gives no order; hand jobs out in claim order
+        claimed.sort_by(|a, b| {
+            (b.job.priority.cmp(&a.job.priority))
+                .then(a.job.run_at.cmp(&b.job.run_at))
+                .then(a.job.id.cmp(&b.job.id))
+        });
+        Ok(claimed)
+    }
+
+    async fn job_heartbeat(&self, id: JobId, token: RunToken, lease: Duration) -> Result<Control> {
+        let row = sqlx::query(Q_HEARTBEAT)
+            .bind(id)
+            .bind(token.0)
+            .bind(lease_until(now_millis(), lease))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(self.err("extending a lease"))?;
+        match row {
+            Some(row) => control(&row),
+            None => Err(self.fence_failed(id).await),
+        }
+    }
+
+    async fn job_checkpoint(
+        &self,
+        id: JobId,
+        token: RunToken,
+        progress: &Progress,
+        lease: Duration,
+    ) -> Result<Control> {
+        let now = now_millis();
+        let cursor = progress
+            .cursor
+            .as_ref()
+            .map(|c| json_text(c, "job cursor"))
+            .transpose()?;
+        let row = sqlx::query(Q_CHECKPOINT)
+            .bind(id)
+            .bind(token.0)
+            .bind(now)
+            .bind(lease_until(now, lease))
+            .bind(cursor)
+            .bind(to_i64(progress.items_done))
+            .bind(progress.items_total.map(to_i64))
+            .bind(to_i64(progress.running_ms))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(self.err("writing a checkpoint"))?;
+        match row {
+            Some(row) => control(&row),
+            None => Err(self.fence_failed(id).await),
+        }
+    }
+
+    async fn job_release(
+        &self,
+        id: JobId,
+        token: RunToken,
+        progress: Option<&Progress>,
+        outcome: &Outcome,
+    ) -> Result<()> {
+        let now = now_millis();
+        let cursor = progress
+            .and_then(|p| p.cursor.as_ref())
+            .map(|c| json_text(c, "job cursor"))
+            .transpose()?;
+        let change = ReleaseChange::of(outcome);
+        let result = sqlx::query(Q_RELEASE)
+            .bind(id)
+            .bind(token.0)
+            .bind(now)
+            .bind(progress.is_some())
+            .bind(cursor)
+            .bind(progress.map(|p| to_i64(p.items_done)))
+            .bind(progress.and_then(|p| p.items_total).map(to_i64))
+            .bind(progress.map(|p| to_i64(p.running_ms)))
+            .bind(change.state.as_str())
+            .bind(change.run_at)
+            .bind(change.attempts)
+            .bind(change.interruptions)
+            .bind(change.error)
+            .bind(change.finished)
+            .bind(change.clear_requests)
+            .execute(&self.pool)
+            .await
+            .map_err(self.err("releasing a job"))?;
+        if result.rows_affected() == 0 {
+            return Err(self.fence_failed(id).await);
+        }
+        Ok(())
+    }
+
+    async fn job_rescue_expired(&self, max_crashes: u32) -> Result<Vec<Rescued>> {
+        let rows = sqlx::query(Q_RESCUE)
+            .bind(now_millis())
+            .bind(i64::from(max_crashes))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(self.err("rescuing jobs with expired leases"))?;
+        let mut rescued = rows
+            .iter()
+            .map(|row| {
+                let id: JobId = row.try_get("id").map_err(self.err("rescuing jobs"))?;
+                let state: String = row.try_get("state").map_err(self.err("rescuing jobs"))?;
+                let state = JobState::from_str(&state)
+                    .map_err(|_| Error::Corrupt(format!("job {id} has an unknown state `{state}`")))?;
+                Ok(Rescued { id, state })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        rescued.sort_by_key(|r| r.id);
+        for r in &rescued {
+            tracing::warn!(job = r.id, state = %r.state, "rescued a job whose lease expired");
+        }
+        Ok(rescued)
+    }
+
+    async fn job_get(&self, id: JobId) -> Result<Option<JobRecord>> {
+        let row = sqlx::query(Q_GET)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(self.err("reading a job"))?;
+        row.map(|row| self.record(&row)).transpose()
+    }
+
+    async fn job_list(&self, filter: &JobFilter) -> Result<Vec<JobRecord>> {
+        let limit = filter.limit.unwrap_or(DEFAULT_LIST_LIMIT);
+        let rows = sqlx::query(Q_LIST)
+            .bind(filter.state.map(JobState::as_str))
+            .bind(filter.kind.as_deref())
+            .bind(filter.queue.as_deref())
+            .bind(filter.before_id)
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(self.err("listing jobs"))?;
+        rows.iter().map(|row| self.record(row)).collect()
+    }
+
+    async fn job_count_by_state(&self) -> Result<Vec<(JobState, u64)>> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(Q_COUNT)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(self.err("counting jobs"))?;
+        let mut counts: Vec<(JobState, u64)> = JobState::ALL.into_iter().map(|s| (s, 0)).collect();
+        for (state, n) in rows {
+            let state = JobState::from_str(&state).map_err(|_| {
+                Error::Corrupt(format!(
+                    "SQLite store `{}`: jobs with an unknown state `{state}`",
+                    self.db
+                ))
+            })?;
+            if let Some(slot) = counts.iter_mut().find(|(s, _)| *s == state) {
+                slot.1 = u64::try_from(n).unwrap_or(0);
+            }
+        }
+        Ok(counts)
+    }
+
+    async fn job_pause(&self, id: JobId) -> Result<JobRecord> {
+        let mut tx = self.begin("pausing a job").await?;
+        let record = self.get_in(&mut tx, id).await?;
+        match record.state {
+            JobState::Queued | JobState::Retrying | JobState::Running => {}
+            JobState::Paused => return Ok(record),
+            JobState::Completed | JobState::Failed | JobState::Cancelled => {
+                return Err(invalid(&record, "pause", "it already finished"));
+            }
+        }
+        self.admin_update(tx, Q_PAUSE, id, self.err("pausing a job")).await
+    }
+
+    async fn job_resume(&self, id: JobId) -> Result<JobRecord> {
+        let mut tx = self.begin("resuming a job").await?;
+        let record = self.get_in(&mut tx, id).await?;
+        match record.state {
+            JobState::Paused => {}
+            JobState::Running if record.pause_requested => {}
+            JobState::Running => {
+                return Err(invalid(
+                    &record,
+                    "resume",
+                    "it is running and no pause is pending; only paused jobs can be resumed",
+                ));
+            }
+            JobState::Failed | JobState::Cancelled => {
+                return Err(invalid(
+                    &record,
+                    "resume",
+                    "only paused jobs can be resumed; use retry to run a failed or cancelled job again",
+                ));
+            }
+            JobState::Queued | JobState::Retrying | JobState::Completed => {
+                return Err(invalid(&record, "resume", "only paused jobs can be resumed"));
+            }
+        }
+        self.admin_update(tx, Q_RESUME, id, self.err("resuming a job")).await
+    }
+
+    async fn job_cancel(&self, id: JobId) -> Result<JobRecord> {
+        let mut tx = self.begin("cancelling a job").await?;
+        let record = self.get_in(&mut tx, id).await?;
+        if record.state.is_finished() {
+            return Err(invalid(&record, "cancel", "it already finished"));
+        }
+        self.admin_update(tx, Q_CANCEL, id, self.err("cancelling a job")).await
+    }
+
+    async fn job_retry(&self, id: JobId) -> Result<JobRecord> {
+        let mut tx = self.begin("retrying a job").await?;
+        let record = self.get_in(&mut tx, id).await?;
+        if !matches!(record.state, JobState::Failed | JobState::Cancelled) {
+            return Err(invalid(
+                &record,
+                "retry",
+                "only failed or cancelled jobs can be retried",
+            ));
+        }
+        let on_error = |err: sqlx::Error| {
+            if is_unique_violation(&err) {
+                invalid(
+                    &record,
+                    "retry",
+                    "another unfinished job holds its unique key; cancel that one first",
+                )
+            } else {
+                map_sqlx(&self.db, "retrying a job", err)
+            }
+        };
+        self.admin_update(tx, Q_RETRY, id, on_error).await
+    }
+}

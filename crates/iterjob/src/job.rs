@@ -1,0 +1,252 @@
+//! The job definition: a kind's parameters, cursor, enumerator, work and hooks.
+
+use std::future::Future;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::enumerator::Enumerator;
+use crate::error::JobError;
+use crate::store::{InterruptReason, JobId};
+
+/// A job kind: the collection (an enumerator built from parameters and a cursor) and
+/// the work for one item.
+///
+/// The runtime owns the loop: it builds the enumerator from the last checkpointed
+/// cursor, calls [`Job::process`] for each item, and between any two items may
+/// checkpoint, stop and later resume — on this worker or another.
+///
+/// ```
+/// use iterjob::enumerator::{self, Enumerator};
+/// use iterjob::{Job, JobContext, JobError};
+/// use serde::{Deserialize, Serialize};
+///
+/// /// Recomputes the checksum of every invoice in an id range.
+/// struct RecomputeChecksums;
+///
+/// #[derive(Serialize, Deserialize)]
+/// struct Params {
+///     first_id: i64,
+///     last_id: i64,
+/// }
+///
+/// impl Job for RecomputeChecksums {
+///     const KIND: &'static str = "recompute_checksums";
+///     type Params = Params;
+///     type Cursor = i64;
+///     type Item = i64;
+///
+///     fn enumerate(
+///         &self,
+///         params: &Params,
+///         cursor: Option<i64>,
+///     ) -> Result<impl Enumerator<i64, i64> + 'static, JobError> {
+///         Ok(enumerator::range(params.first_id..params.last_id + 1, cursor))
+///     }
+///
+///     async fn process(&self, _ctx: &JobContext<Params>, invoice_id: i64) -> Result<(), JobError> {
+///         // load the invoice, recompute, save
+///         let _ = invoice_id;
+///         Ok(())
+///     }
+/// }
+/// ```
+pub trait Job: Send + Sync + Sized + 'static {
+    /// The kind's stable name, stored with every job. Renaming it orphans queued jobs.
+    const KIND: &'static str;
+
+    /// Parameters, given at enqueue time and stored as JSON.
+    type Params: Serialize + DeserializeOwned + Send + Sync + 'static;
+
+    /// The position in the collection, stored as JSON at every checkpoint.
+    type Cursor: Serialize + DeserializeOwned + Clone + Send + Sync + 'static;
+
+    /// One item of the collection (or one batch, with [`EnumeratorExt::batched`](crate::enumerator::EnumeratorExt::batched)).
+    type Item: Send + 'static;
+
+    /// Builds the enumerator from the parameters and the last checkpointed cursor
+    /// (`None` on a fresh job). It must yield exactly the items after `cursor`. It
+    /// may borrow `self` and `params`; it is dropped at the end of the run.
+    fn enumerate(
+        &self,
+        params: &Self::Params,
+        cursor: Option<Self::Cursor>,
+    ) -> Result<impl Enumerator<Self::Item, Self::Cursor>, JobError>;
+
+    /// The work for one item. An error ends the run: the runtime checkpoints the
+    /// cursor *before* this item and retries (or fails) according to the error.
+    fn process(
+        &self,
+        ctx: &JobContext<Self::Params>,
+        item: Self::Item,
+    ) -> impl Future<Output = Result<(), JobError>> + Send;
+
+    /// How many records one item stands for in progress counts: 1 by default;
+    /// for a batch item, return the batch's length so progress counts records.
+    fn count_items(&self, item: &Self::Item) -> u64 {
+        let _ = item;
+        1
+    }
+
+    /// The number of items, for progress and ETA, or `None` if unknown. It runs
+    /// beside the iteration (never before it), bounded by
+    /// [`KindSettings::total_timeout`], so a slow `COUNT(*)` over a huge table
+    /// cannot stall the start: return an estimate when an exact count is costly.
+    fn total(
+        &self,
+        params: &Self::Params,
+    ) -> impl Future<Output = Result<Option<u64>, JobError>> + Send {
+        let _ = params;
+        async { Ok(None) }
+    }
+
+    /// The throttle condition, checked between items every
+    /// [`KindSettings::throttle_check_every`] items or
+    /// [`KindSettings::throttle_check_interval`], whichever comes first. Return
+    /// `Some(backoff)` to checkpoint, free the worker and run again after `backoff`
+    /// (replication lag too high, a downstream queue too deep, outside a time window).
+    fn throttle(
+        &self,
+        ctx: &JobContext<Self::Params>,
+    ) -> impl Future<Output = Option<Duration>> + Send {
+        let _ = ctx;
+        async { None }
+    }
+
+    /// Runs once, before the first item of a fresh job.
+    fn on_start(
+        &self,
+        ctx: &JobContext<Self::Params>,
+    ) -> impl Future<Output = Result<(), JobError>> + Send {
+        let _ = ctx;
+        async { Ok(()) }
+    }
+
+    /// Runs at the start of every run that resumes from a checkpoint.
+    fn on_resume(
+        &self,
+        ctx: &JobContext<Self::Params>,
+    ) -> impl Future<Output = Result<(), JobError>> + Send {
+        let _ = ctx;
+        async { Ok(()) }
+    }
+
+    /// Runs after an interruption was checkpointed.
+    fn on_interrupt(
+        &self,
+        ctx: &JobContext<Self::Params>,
+        reason: InterruptReason,
+    ) -> impl Future<Output = ()> + Send {
+        let _ = (ctx, reason);
+        async {}
+    }
+
+    /// Runs once the collection is exhausted, before the job is marked completed.
+    /// An error here is handled like an error in `process`.
+    fn on_complete(
+        &self,
+        ctx: &JobContext<Self::Params>,
+    ) -> impl Future<Output = Result<(), JobError>> + Send {
+        let _ = ctx;
+        async { Ok(()) }
+    }
+
+    /// Runs after an error was checkpointed, whether it will be retried or not.
+    fn on_error(
+        &self,
+        ctx: &JobContext<Self::Params>,
+        error: &JobError,
+    ) -> impl Future<Output = ()> + Send {
+        let _ = (ctx, error);
+        async {}
+    }
+
+    /// Per-kind settings; the worker's configuration fills in what is `None`.
+    fn settings(&self) -> KindSettings {
+        KindSettings::default()
+    }
+}
+
+/// What a job's code can see of the run it is part of.
+#[derive(Debug)]
+pub struct JobContext<P> {
+    /// The job's parameters.
+    pub params: P,
+    /// The job's id.
+    pub job_id: JobId,
+    /// Attempts used before this run (0 on the first).
+    pub attempt: u32,
+    /// This run's number (1 on the first).
+    pub run: u32,
+    /// The queue the job came from.
+    pub queue: String,
+}
+
+/// Per-kind settings. `None` fields take the worker's defaults.
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub struct KindSettings {
+    /// Time slice: after this long the job checkpoints, goes to the back of its queue
+    /// and frees the worker. Worker default: 5 minutes.
+    pub max_runtime: Option<Duration>,
+    /// Checkpoint at least this often. Worker default: 1 second.
+    pub checkpoint_interval: Option<Duration>,
+    /// Also checkpoint every this many items. Worker default: none (time only).
+    pub checkpoint_every: Option<u64>,
+    /// Attempts for jobs of this kind when the enqueuer does not say.
+    pub max_attempts: Option<u32>,
+    /// Check [`Job::throttle`] every this many items. Default: 100.
+    pub throttle_check_every: Option<u64>,
+    /// Check [`Job::throttle`] at least this often. Default: 1 second.
+    pub throttle_check_interval: Option<Duration>,
+    /// Time limit on [`Job::total`]. Default: 10 seconds.
+    pub total_timeout: Option<Duration>,
+    /// Queue for jobs of this kind when the enqueuer does not say. Default: `default`.
+    pub queue: Option<String>,
+}
+
+impl KindSettings {
+    /// Sets the time slice.
+    pub fn max_runtime(mut self, d: Duration) -> Self {
+        self.max_runtime = Some(d);
+        self
+    }
+
+    /// Sets the checkpoint interval.
+    pub fn checkpoint_interval(mut self, d: Duration) -> Self {
+        self.checkpoint_interval = Some(d);
+        self
+    }
+
+    /// Also checkpoints every `n` items.
+    pub fn checkpoint_every(mut self, n: u64) -> Self {
+        self.checkpoint_every = Some(n);
+        self
+    }
+
+    /// Sets the default attempt budget.
+    pub fn max_attempts(mut self, n: u32) -> Self {
+        self.max_attempts = Some(n);
+        self
+    }
+
+    /// Sets how often the throttle condition is checked.
+    pub fn throttle_check(mut self, every_items: u64, interval: Duration) -> Self {
+        self.throttle_check_every = Some(every_items);
+        self.throttle_check_interval = Some(interval);
+        self
+    }
+
+    /// Sets the time limit on [`Job::total`].
+    pub fn total_timeout(mut self, d: Duration) -> Self {
+        self.total_timeout = Some(d);
+        self
+    }
+
+    /// Sets the default queue.
+    pub fn queue(mut self, queue: impl Into<String>) -> Self {
+        self.queue = Some(queue.into());
+        self
+    }
+}

@@ -1,0 +1,166 @@
+//! The registry of job kinds a worker (or a CLI) knows, and parameter validation.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+use crate::job::{Job, KindSettings};
+use crate::runtime::run::{RunEnv, RunReport, run_job};
+use crate::store::NewJob;
+
+/// The job kinds a process can run, by name.
+///
+/// ```
+/// # use iterjob::{Job, JobContext, JobError, enumerator::{self, Enumerator}};
+/// # struct Backfill;
+/// # impl Job for Backfill {
+/// #     const KIND: &'static str = "backfill";
+/// #     type Params = u32; type Cursor = i64; type Item = i64;
+/// #     fn enumerate(&self, n: &u32, c: Option<i64>) -> Result<impl Enumerator<i64, i64>, JobError> {
+/// #         Ok(enumerator::range(0..i64::from(*n), c))
+/// #     }
+/// #     async fn process(&self, _: &JobContext<u32>, _: i64) -> Result<(), JobError> { Ok(()) }
+/// # }
+/// use iterjob::Registry;
+///
+/// let mut registry = Registry::new();
+/// registry.register(Backfill);
+/// let job = registry.new_job("backfill", serde_json::json!(1000)).unwrap();
+/// assert_eq!(job.kind, "backfill");
+/// let err = registry.new_job("backfill", serde_json::json!("lots")).unwrap_err();
+/// assert!(err.to_string().contains("parameters for job kind `backfill` are invalid"));
+/// ```
+#[derive(Clone, Default)]
+pub struct Registry {
+    kinds: BTreeMap<&'static str, Arc<dyn ErasedKind>>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry")
+            .field("kinds", &self.kinds.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Registers a job kind under [`Job::KIND`], replacing any kind of that name.
+    pub fn register<J: Job>(&mut self, job: J) -> &mut Self {
+        self.kinds.insert(J::KIND, Arc::new(Kind(Arc::new(job))));
+        self
+    }
+
+    /// Registers a job kind, builder style.
+    pub fn with<J: Job>(mut self, job: J) -> Self {
+        self.register(job);
+        self
+    }
+
+    /// The registered kinds' names, sorted.
+    pub fn kinds(&self) -> Vec<&'static str> {
+        self.kinds.keys().copied().collect()
+    }
+
+    /// True if `kind` is registered.
+    pub fn contains(&self, kind: &str) -> bool {
+        self.kinds.contains_key(kind)
+    }
+
+    /// Checks `params` against the kind's parameter type and returns a job ready to
+    /// insert, with the kind's default queue and attempt budget. The error names the
+    /// unknown kind, or the field that does not fit.
+    pub fn new_job(&self, kind: &str, params: Value) -> Result<NewJob> {
+        let erased = self.get(kind)?;
+        erased.check_params(&params)?;
+        let settings = erased.settings();
+        let mut job = NewJob::new(kind, params);
+        if let Some(queue) = settings.queue {
+            job.queue = queue;
+        }
+        if let Some(attempts) = settings.max_attempts {
+            job.max_attempts = attempts;
+        }
+        Ok(job)
+    }
+
+    pub(crate) fn get(&self, kind: &str) -> Result<&Arc<dyn ErasedKind>> {
+        self.kinds.get(kind).ok_or_else(|| Error::UnknownKind {
+            kind: kind.to_string(),
+            known: if self.kinds.is_empty() {
+                "(none)".to_string()
+            } else {
+                self.kinds().join(", ")
+            },
+        })
+    }
+}
+
+impl NewJob {
+    /// A job of kind `J` with typed parameters, with the kind's default queue and
+    /// attempt budget.
+    pub fn of<J: Job>(job: &J, params: &J::Params) -> Result<NewJob> {
+        let value = serde_json::to_value(params).map_err(|source| Error::Serialize {
+            what: "job parameters",
+            source,
+        })?;
+        let settings = job.settings();
+        let mut new = NewJob::new(J::KIND, value);
+        if let Some(queue) = settings.queue {
+            new.queue = queue;
+        }
+        if let Some(attempts) = settings.max_attempts {
+            new.max_attempts = attempts;
+        }
+        Ok(new)
+    }
+}
+
+/// A job kind with its types erased, so a worker can hold many kinds.
+pub(crate) trait ErasedKind: Send + Sync + 'static {
+    fn settings(&self) -> KindSettings;
+    fn check_params(&self, params: &Value) -> Result<()>;
+    fn run(&self, env: RunEnv) -> BoxFuture<'static, RunReport>;
+}
+
+struct Kind<J>(Arc<J>);
+
+impl<J: Job> ErasedKind for Kind<J> {
+    fn settings(&self) -> KindSettings {
+        self.0.settings()
+    }
+
+    fn check_params(&self, params: &Value) -> Result<()> {
+        decode_params::<J>(params).map(drop)
+    }
+
+    fn run(&self, env: RunEnv) -> BoxFuture<'static, RunReport> {
+        let job = Arc::clone(&self.0);
+        Box::pin(async move { run_job(job, env).await })
+    }
+}
+
+
+/// Deserializes a kind's parameters; the error names the path of the field that
+/// does not fit (`customer.id: invalid type: string "x", expected i64`).
+pub(crate) fn decode_params<J: Job>(params: &Value) -> Result<J::Params> {
+    serde_path_to_error::deserialize(params).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        Error::InvalidParams {
+            kind: J::KIND.to_string(),
+            message: if path == "." {
+                inner.to_string()
+            } else {
+                format!("field `{path}`: {inner}")
+            },
+        }
+    })
+}

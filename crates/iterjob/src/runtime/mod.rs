@@ -1,0 +1,197 @@
+//! The runtime: a [`Worker`] claims jobs from a store and runs each one's loop,
+//! checkpointing, heartbeating and stopping between items when asked to.
+
+mod backoff;
+pub(crate) mod live;
+pub(crate) mod run;
+mod signals;
+mod worker;
+
+pub use live::RunningJob;
+pub use worker::{Worker, WorkerReport};
+
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::job::KindSettings;
+use crate::store::{DEFAULT_QUEUE, InterruptReason, Outcome};
+
+/// A worker's configuration. Every field has a production-ready default.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct WorkerConfig {
+    /// Identifies this worker in job records. Default: `host:pid:random`.
+    pub worker_id: String,
+    /// Queues to take jobs from. Default: `["default"]`.
+    pub queues: Vec<String>,
+    /// Jobs run at once. Default: 4.
+    pub concurrency: usize,
+    /// How often to look for jobs when idle. Default: 500 ms.
+    pub poll_interval: Duration,
+    /// Lease length: a job whose worker is silent this long is claimed again. Default: 30 s.
+    pub lease: Duration,
+    /// How often a running job renews its lease and reads pause/cancel requests. Default: 5 s.
+    pub heartbeat_interval: Duration,
+    /// Checkpoint at least this often. Default: 1 s.
+    pub checkpoint_interval: Duration,
+    /// Also checkpoint every this many items. Default: none (time only).
+    pub checkpoint_every: Option<u64>,
+    /// Time slice per run, unless the kind overrides it. Default: 5 min.
+    pub max_runtime: Duration,
+    /// On shutdown, how long running jobs get to reach an item boundary before they
+    /// are stopped and released at their last checkpoint. Default: 30 s.
+    pub shutdown_timeout: Duration,
+    /// First retry delay; doubles with each attempt, with jitter. Default: 1 s.
+    pub retry_base: Duration,
+    /// Longest retry delay. Default: 1 h.
+    pub retry_max: Duration,
+    /// A job whose worker lost its lease this many times in a row without progress
+    /// fails (it is probably crashing its worker). Default: 3.
+    pub max_crashes: u32,
+    /// How often to requeue jobs whose lease expired. Default: 5 s.
+    pub rescue_interval: Duration,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            worker_id: default_worker_id(),
+            queues: vec![DEFAULT_QUEUE.to_string()],
+            concurrency: 4,
+            poll_interval: Duration::from_millis(500),
+            lease: Duration::from_secs(30),
+            heartbeat_interval: Duration::from_secs(5),
+            checkpoint_interval: Duration::from_secs(1),
+            checkpoint_every: None,
+            max_runtime: Duration::from_secs(300),
+            shutdown_timeout: Duration::from_secs(30),
+            retry_base: Duration::from_secs(1),
+            retry_max: Duration::from_secs(3600),
+            max_crashes: 3,
+            rescue_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+impl WorkerConfig {
+    /// Checks that the values make sense together; the error says which does not.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::Config(m));
+        if self.concurrency == 0 {
+            return bad("concurrency must be at least 1".into());
+        }
+        if self.concurrency > 10_000 {
+            return bad(format!(
+                "concurrency {} is absurd; use at most 10000",
+                self.concurrency
+            ));
+        }
+        if self.queues.is_empty() {
+            return bad("a worker needs at least one queue".into());
+        }
+        for (name, d) in [
+            ("poll interval", self.poll_interval),
+            ("lease", self.lease),
+            ("heartbeat interval", self.heartbeat_interval),
+            ("checkpoint interval", self.checkpoint_interval),
+            ("max runtime", self.max_runtime),
+            ("rescue interval", self.rescue_interval),
+        ] {
+            if d.is_zero() {
+                return bad(format!("{name} must be greater than zero"));
+            }
+        }
+        if self.heartbeat_interval >= self.lease {
+            return bad(format!(
+                "heartbeat interval ({:?}) must be shorter than the lease ({:?}), or leases expire between heartbeats",
+                self.heartbeat_interval, self.lease
+            ));
+        }
+        if self.checkpoint_every == Some(0) {
+            return bad("checkpoint every 0 items makes no sense; use at least 1".into());
+        }
+        if self.max_crashes == 0 {
+            return bad("max crashes must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    /// Settings for one kind: the kind's own, falling back to this configuration.
+    pub(crate) fn resolve(&self, kind: &KindSettings) -> ResolvedSettings {
+        ResolvedSettings {
+            lease: self.lease,
+            heartbeat_interval: self.heartbeat_interval,
+            checkpoint_interval: kind.checkpoint_interval.unwrap_or(self.checkpoint_interval),
+            checkpoint_every: kind.checkpoint_every.or(self.checkpoint_every),
+            max_runtime: kind.max_runtime.unwrap_or(self.max_runtime),
+            throttle_check_every: kind.throttle_check_every.unwrap_or(100).max(1),
+            throttle_check_interval: kind
+                .throttle_check_interval
+                .unwrap_or(Duration::from_secs(1))
+                .max(Duration::from_millis(1)),
+            total_timeout: kind.total_timeout.unwrap_or(Duration::from_secs(10)),
+            retry_base: self.retry_base,
+            retry_max: self.retry_max,
+        }
+    }
+}
+
+fn default_worker_id() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_string())
+        })
+        .unwrap_or_else(|| "localhost".to_string());
+    format!(
+        "{host}:{}:{:04x}",
+        std::process::id(),
+        rand::random::<u16>()
+    )
+}
+
+/// The settings one run goes by.
+#[derive(Clone, Debug)]
+pub(crate) struct ResolvedSettings {
+    pub(crate) lease: Duration,
+    pub(crate) heartbeat_interval: Duration,
+    pub(crate) checkpoint_interval: Duration,
+    pub(crate) checkpoint_every: Option<u64>,
+    pub(crate) max_runtime: Duration,
+    pub(crate) throttle_check_every: u64,
+    pub(crate) throttle_check_interval: Duration,
+    pub(crate) total_timeout: Duration,
+    pub(crate) retry_base: Duration,
+    pub(crate) retry_max: Duration,
+}
+
+/// How a run ended, from the worker's side.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RunEnd {
+    Completed,
+    Interrupted(InterruptReason),
+    Paused,
+    Cancelled,
+    Retrying,
+    Failed,
+    /// Another worker owns the job now; nothing was written.
+    LeaseLost,
+    /// The store refused the release repeatedly; the lease will expire.
+    ReleaseFailed,
+}
+
+impl RunEnd {
+    pub(crate) fn from_outcome(outcome: &Outcome) -> Self {
+        match outcome {
+            Outcome::Completed => RunEnd::Completed,
+            Outcome::Interrupted { reason, .. } => RunEnd::Interrupted(*reason),
+            Outcome::Paused => RunEnd::Paused,
+            Outcome::Cancelled => RunEnd::Cancelled,
+            Outcome::Retry { .. } => RunEnd::Retrying,
+            Outcome::Failed { .. } => RunEnd::Failed,
+        }
+    }
+}

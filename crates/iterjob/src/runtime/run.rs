@@ -1,0 +1,518 @@
+//! One run of one job: claim to release. The loop that owns the iteration.
+
+use std::any::Any;
+use std::panic::AssertUnwindSafe;
+use std::pin::pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{FutureExt, StreamExt};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::{Error, JobError};
+use crate::job::{Job, JobContext};
+use crate::registry::decode_params;
+use crate::runtime::backoff::retry_delay;
+use crate::runtime::live::LiveJob;
+use crate::runtime::signals::{
+    CANCEL, CHECKPOINT, LEASE_LOST, PAUSE, SHUTDOWN, Signals, Supervisor, THROTTLE, TIME_SLICE,
+};
+use crate::runtime::{ResolvedSettings, RunEnd};
+use crate::store::{
+    Claimed, InterruptReason, Outcome, Progress, RunToken, Store, duration_millis, now_millis,
+};
+
+/// Everything a run needs from its worker.
+pub(crate) struct RunEnv {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) claimed: Claimed,
+    pub(crate) settings: ResolvedSettings,
+    pub(crate) shutdown: CancellationToken,
+    pub(crate) live: Arc<LiveJob>,
+}
+
+/// What a run did, for the worker's tally and logs.
+#[derive(Debug)]
+pub(crate) struct RunReport {
+    pub(crate) end: RunEnd,
+    pub(crate) items: u64,
+}
+
+/// The run's position and progress, in typed form.
+struct Position<C> {
+    cursor: Option<C>,
+    items_done: u64,
+    base_running_ms: u64,
+    started: tokio::time::Instant,
+}
+
+/// Runs one claimed job to the end of its run and releases it.
+pub(crate) async fn run_job<J: Job>(job: Arc<J>, env: RunEnv) -> RunReport {
+    let signals = Signals::new();
+    let done = CancellationToken::new();
+    let supervisor = Supervisor {
+        store: Arc::clone(&env.store),
+        job: env.claimed.job.id,
+        token: env.claimed.token,
+        lease: env.settings.lease,
+        heartbeat_interval: env.settings.heartbeat_interval,
+        checkpoint_interval: env.settings.checkpoint_interval,
+        throttle_interval: env.settings.throttle_check_interval,
+        max_runtime: env.settings.max_runtime,
+        shutdown: env.shutdown.clone(),
+        signals: Arc::clone(&signals),
+    };
+    let supervisor = tokio::spawn(supervisor.run(done.clone()));
+    let _stop_supervisor = done.clone().drop_guard();
+
+    let mut runner = Runner {
+        job,
+        env,
+        signals,
+    };
+    let report = runner.run().await;
+    done.cancel();
+    let _ = supervisor.await;
+    report
+}
+
+struct Runner<J: Job> {
+    job: Arc<J>,
+    env: RunEnv,
+    signals: Arc<Signals>,
+}
+
+impl<J: Job> Runner<J> {
+    fn id(&self) -> i64 {
+        self.env.claimed.job.id
+    }
+
+    fn token(&self) -> RunToken {
+        self.env.claimed.token
+    }
+
+    async fn run(&mut self) -> RunReport {
+        let record = self.env.claimed.job.clone();
+        let params = match decode_params::<J>(&record.params) {
+            Ok(p) => p,
+            Err(e) => {
+                let message = format!(
+                    "{e}; the stored parameters no longer fit the kind's Params type: cancel this job and enqueue it again with valid parameters"
+                );
+                return self.fail_unstarted(message).await;
+            }
+        };
+        let cursor = match record.cursor.clone().map(serde_json::from_value::<J::Cursor>) {
+            None => None,
+            Some(Ok(c)) => Some(c),
+            Some(Err(e)) => {
+                let message = format!(
+                    "stored cursor {} does not deserialize as the cursor type of job kind `{}` ({}): {e}; the kind's Cursor type changed since this job checkpointed: restore the old type, or cancel the job and enqueue it again",
+                    record.cursor.as_ref().map(Value::to_string).unwrap_or_default(),
+                    J::KIND,
+                    std::any::type_name::<J::Cursor>(),
+                );
+                return self.fail_unstarted(message).await;
+            }
+        };
+        let ctx = JobContext {
+            params,
+            job_id: record.id,
+            attempt: record.attempts,
+            run: record.runs,
+            queue: record.queue.clone(),
+        };
+        let mut pos = Position {
+            cursor,
+            items_done: record.items_done,
+            base_running_ms: record.running_ms,
+            started: tokio::time::Instant::now(),
+        };
+        let items_at_start = pos.items_done;
+        if record.items_total.is_none() {
+            self.spawn_total(&record.params);
+        }
+
+        let fresh = record.cursor.is_none() && record.items_done == 0;
+        let hook = if fresh {
+            guard(self.job.on_start(&ctx)).await
+        } else {
+            guard(self.job.on_resume(&ctx)).await
+        };
+        if let Err(e) = hook {
+            return self.error(&ctx, &pos, e, items_at_start).await;
+        }
+
+        let job = Arc::clone(&self.job);
+        let enumerator = match job.enumerate(&ctx.params, pos.cursor.clone()) {
+            Ok(e) => e,
+            Err(e) => return self.error(&ctx, &pos, e, items_at_start).await,
+        };
+        let mut enumerator = pin!(enumerator);
+        let checkpoint_every = self.env.settings.checkpoint_every.unwrap_or(u64::MAX);
+        let throttle_every = self.env.settings.throttle_check_every;
+        let mut since_checkpoint = 0u64;
+        let mut since_throttle = 0u64;
+        let live = Arc::clone(&self.env.live);
+
+        loop {
+            let mut flags = self.signals.take();
+            if since_checkpoint >= checkpoint_every {
+                flags |= CHECKPOINT;
+            }
+            if since_throttle >= throttle_every {
+                flags |= THROTTLE;
+            }
+            if flags != 0 {
+                if flags & CHECKPOINT != 0 {
+                    since_checkpoint = 0;
+                }
+                if flags & THROTTLE != 0 {
+                    since_throttle = 0;
+                }
+                if let Some(report) = self.attend(&ctx, &pos, flags, items_at_start).await {
+                    return report;
+                }
+            }
+
+            let step = match AssertUnwindSafe(enumerator.next()).catch_unwind().await {
+                Ok(Some(Ok(step))) => step,
+                Ok(None) => break,
+                Ok(Some(Err(e))) => return self.error(&ctx, &pos, e, items_at_start).await,
+                Err(panic) => {
+                    let e = JobError::retryable(format!(
+                        "the enumerator panicked: {}",
+                        panic_message(&*panic)
+                    ));
+                    return self.error(&ctx, &pos, e, items_at_start).await;
+                }
+            };
+            let (item, next_cursor) = step;
+            let count = self.job.count_items(&item);
+            match AssertUnwindSafe(self.job.process(&ctx, item))
+                .catch_unwind()
+                .await
+            {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return self.error(&ctx, &pos, e, items_at_start).await,
+                Err(panic) => {
+                    let e = JobError::retryable(format!(
+                        "the work panicked on the item after cursor {}: {}",
+                        cursor_text(&pos.cursor),
+                        panic_message(&*panic)
+                    ));
+                    return self.error(&ctx, &pos, e, items_at_start).await;
+                }
+            }
+            pos.cursor = Some(next_cursor);
+            pos.items_done += count;
+            since_checkpoint += count;
+            since_throttle += count;
+            live.set_items_done(pos.items_done);
+        }
+
+        if let Err(e) = guard(self.job.on_complete(&ctx)).await {
+            return self.error(&ctx, &pos, e, items_at_start).await;
+        }
+        self.release(&pos, Outcome::Completed, items_at_start)
+            .await
+    }
+
+    /// Acts on raised signals between two items. `Some` ends the run.
+    async fn attend(
+        &self,
+        ctx: &JobContext<J::Params>,
+        pos: &Position<J::Cursor>,
+        flags: u32,
+        items_at_start: u64,
+    ) -> Option<RunReport> {
+        if flags & LEASE_LOST != 0 {
+            return Some(RunReport {
+                end: RunEnd::LeaseLost,
+                items: pos.items_done - items_at_start,
+            });
+        }
+        if flags & CANCEL != 0 {
+            return Some(self.release(pos, Outcome::Cancelled, items_at_start).await);
+        }
+        if flags & PAUSE != 0 {
+            return Some(self.release(pos, Outcome::Paused, items_at_start).await);
+        }
+        if flags & SHUTDOWN != 0 {
+            return Some(
+                self.interrupt(ctx, pos, InterruptReason::Shutdown, Duration::ZERO, items_at_start)
+                    .await,
+            );
+        }
+        if flags & TIME_SLICE != 0 {
+            return Some(
+                self.interrupt(ctx, pos, InterruptReason::TimeSlice, Duration::ZERO, items_at_start)
+                    .await,
+            );
+        }
+        if flags & THROTTLE != 0 {
+            if let Some(backoff) = guard_value(self.job.throttle(ctx)).await {
+                return Some(
+                    self.interrupt(ctx, pos, InterruptReason::Throttled, backoff, items_at_start)
+                        .await,
+                );
+            }
+        }
+        if flags & CHECKPOINT != 0 {
+            let progress = match self.progress(pos) {
+                Ok(p) => p,
+                Err(message) => return Some(self.fail_with(pos, message, items_at_start).await),
+            };
+            match self
+                .env
+                .store
+                .job_checkpoint(self.id(), self.token(), &progress, self.env.settings.lease)
+                .await
+            {
+                Ok(control) => {
+                    self.signals.renewed();
+                    self.env.live.set_durable(progress);
+                    if control.cancel_requested {
+                        return Some(self.release(pos, Outcome::Cancelled, items_at_start).await);
+                    }
+                    if control.pause_requested {
+                        return Some(self.release(pos, Outcome::Paused, items_at_start).await);
+                    }
+                }
+                Err(Error::LeaseLost { .. }) => {
+                    tracing::warn!(job = self.id(), "checkpoint rejected: lease lost; stopping");
+                    return Some(RunReport {
+                        end: RunEnd::LeaseLost,
+                        items: pos.items_done - items_at_start,
+                    });
+                }
+                Err(error) => {
+                    // Keep going; the next tick tries again. The heartbeat stops the
+                    // run before the lease can expire if the store stays away.
+                    tracing::warn!(job = self.id(), %error, "checkpoint failed; will retry");
+                }
+            }
+        }
+        None
+    }
+
+    async fn interrupt(
+        &self,
+        ctx: &JobContext<J::Params>,
+        pos: &Position<J::Cursor>,
+        reason: InterruptReason,
+        backoff: Duration,
+        items_at_start: u64,
+    ) -> RunReport {
+        let run_at = now_millis().saturating_add(duration_millis(backoff));
+        let report = self
+            .release(pos, Outcome::Interrupted { reason, run_at }, items_at_start)
+            .await;
+        if matches!(report.end, RunEnd::Interrupted(_)) {
+            guard_value(self.job.on_interrupt(ctx, reason)).await;
+        }
+        report
+    }
+
+    /// Handles an error from the job's code: checkpoint the cursor before the failing
+    /// item, then retry or fail.
+    async fn error(
+        &self,
+        ctx: &JobContext<J::Params>,
+        pos: &Position<J::Cursor>,
+        error: JobError,
+        items_at_start: u64,
+    ) -> RunReport {
+        let record = &self.env.claimed.job;
+        let attempt = record.attempts + 1;
+        let chain = error.chain();
+        let outcome = match &error {
+            JobError::Fatal(_) => Outcome::Failed {
+                error: format!("fatal error (no retry): {chain}"),
+            },
+            _ if attempt >= record.max_attempts => Outcome::Failed {
+                error: format!(
+                    "{chain} (attempt {attempt} of {}; no attempts left: fix the cause, then `iterjob retry {}` resumes from the last checkpoint)",
+                    record.max_attempts, record.id
+                ),
+            },
+            JobError::RetryAfter(delay, _) => Outcome::Retry {
+                error: format!("{chain} (attempt {attempt} of {})", record.max_attempts),
+                run_at: now_millis().saturating_add(duration_millis(*delay)),
+            },
+            JobError::Retryable(_) => Outcome::Retry {
+                error: format!("{chain} (attempt {attempt} of {})", record.max_attempts),
+                run_at: now_millis().saturating_add(duration_millis(retry_delay(
+                    attempt,
+                    self.env.settings.retry_base,
+                    self.env.settings.retry_max,
+                ))),
+            },
+        };
+        tracing::warn!(job = self.id(), kind = J::KIND, error = %chain, "job error");
+        let report = self.release(pos, outcome, items_at_start).await;
+        guard_value(self.job.on_error(ctx, &error)).await;
+        report
+    }
+
+    async fn fail_with(
+        &self,
+        pos: &Position<J::Cursor>,
+        message: String,
+        items_at_start: u64,
+    ) -> RunReport {
+        self.release(pos, Outcome::Failed { error: message }, items_at_start)
+            .await
+    }
+
+    /// Fails a job whose stored data cannot even be decoded; the stored cursor and
+    /// progress are left untouched.
+    async fn fail_unstarted(&self, message: String) -> RunReport {
+        tracing::error!(job = self.id(), kind = J::KIND, error = %message, "job cannot start");
+        let outcome = Outcome::Failed { error: message };
+        let end = self.release_with(None, &outcome).await;
+        RunReport { end, items: 0 }
+    }
+
+    fn progress(&self, pos: &Position<J::Cursor>) -> Result<Progress, String> {
+        let cursor = match &pos.cursor {
+            None => self.env.claimed.job.cursor.clone(),
+            Some(c) => Some(serde_json::to_value(c).map_err(|e| {
+                format!(
+                    "the cursor of job kind `{}` does not serialize to JSON: {e}",
+                    J::KIND
+                )
+            })?),
+        };
+        Ok(Progress {
+            cursor,
+            items_done: pos.items_done,
+            items_total: self.env.live.items_total(),
+            running_ms: pos.base_running_ms + pos.started.elapsed().as_millis() as u64,
+        })
+    }
+
+    async fn release(
+        &self,
+        pos: &Position<J::Cursor>,
+        outcome: Outcome,
+        items_at_start: u64,
+    ) -> RunReport {
+        let items = pos.items_done - items_at_start;
+        let progress = match self.progress(pos) {
+            Ok(p) => p,
+            Err(message) => {
+                let end = self
+                    .release_with(None, &Outcome::Failed { error: message })
+                    .await;
+                return RunReport { end, items };
+            }
+        };
+        let end = self.release_with(Some(&progress), &outcome).await;
+        if !matches!(end, RunEnd::LeaseLost | RunEnd::ReleaseFailed) {
+            self.env.live.set_durable(progress);
+        }
+        RunReport { end, items }
+    }
+
+    /// Writes the release, retrying a failing store a few times. If it never
+    /// succeeds, the lease expires and the rescuer requeues the job from its last
+    /// checkpoint.
+    async fn release_with(&self, progress: Option<&Progress>, outcome: &Outcome) -> RunEnd {
+        let mut delay = Duration::from_millis(50);
+        for attempt in 1..=5 {
+            match self
+                .env
+                .store
+                .job_release(self.id(), self.token(), progress, outcome)
+                .await
+            {
+                Ok(()) => return RunEnd::from_outcome(outcome),
+                Err(Error::LeaseLost { .. }) => {
+                    tracing::warn!(job = self.id(), "release rejected: lease lost");
+                    return RunEnd::LeaseLost;
+                }
+                Err(error) => {
+                    tracing::warn!(job = self.id(), %error, attempt, "release failed");
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                }
+            }
+        }
+        RunEnd::ReleaseFailed
+    }
+
+    /// Computes the total beside the iteration, bounded in time.
+    fn spawn_total(&self, params: &Value) {
+        let Ok(params) = decode_params::<J>(params) else {
+            return;
+        };
+        let job = Arc::clone(&self.job);
+        let live = Arc::clone(&self.env.live);
+        let limit = self.env.settings.total_timeout;
+        let id = self.id();
+        let task = tokio::spawn(async move {
+            let total = AssertUnwindSafe(job.total(&params)).catch_unwind();
+            match tokio::time::timeout(limit, total).await {
+                Ok(Ok(Ok(Some(total)))) => live.set_items_total(total),
+                Ok(Ok(Ok(None))) => {}
+                Ok(Ok(Err(e))) => tracing::warn!(job = id, error = %e, "computing the total failed"),
+                Ok(Err(panic)) => {
+                    tracing::warn!(job = id, panic = %panic_message(&*panic), "computing the total panicked")
+                }
+                Err(_) => {
+                    tracing::warn!(job = id, ?limit, "computing the total timed out; progress shows no total")
+                }
+            }
+        });
+        self.env.live.set_total_task(task);
+    }
+}
+
+/// Runs a hook, turning a panic into a retryable error.
+async fn guard<F>(fut: F) -> Result<(), JobError>
+where
+    F: std::future::Future<Output = Result<(), JobError>>,
+{
+    match AssertUnwindSafe(fut).catch_unwind().await {
+        Ok(r) => r,
+        Err(panic) => Err(JobError::retryable(format!(
+            "a hook panicked: {}",
+            panic_message(&*panic)
+        ))),
+    }
+}
+
+/// Runs a hook whose value cannot fail; a panic is logged and gives the default.
+async fn guard_value<F, T>(fut: F) -> T
+where
+    F: std::future::Future<Output = T>,
+    T: Default,
+{
+    match AssertUnwindSafe(fut).catch_unwind().await {
+        Ok(v) => v,
+        Err(panic) => {
+            tracing::error!(panic = %panic_message(&*panic), "a job hook panicked");
+            T::default()
+        }
+    }
+}
+
+fn cursor_text<C: serde::Serialize>(cursor: &Option<C>) -> String {
+    match cursor {
+        None => "(start)".to_string(),
+        Some(c) => serde_json::to_string(c).unwrap_or_else(|_| "(unserializable)".to_string()),
+    }
+}
+
+/// The message of a panic payload.
+pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "(non-string panic payload)".to_string()
+    }
+}

@@ -1,0 +1,153 @@
+//! Stop and checkpoint signals between a run's loop and its supervisor task.
+//!
+//! The loop checks one atomic word per item (a relaxed load, about a nanosecond);
+//! the supervisor — timers, heartbeats, the worker's shutdown — raises bits in it.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::time::{Instant, MissedTickBehavior, interval_at, sleep_until};
+use tokio_util::sync::CancellationToken;
+
+use crate::error::Error;
+use crate::store::{JobId, RunToken, Store};
+
+pub(crate) const CHECKPOINT: u32 = 1;
+pub(crate) const THROTTLE: u32 = 1 << 1;
+pub(crate) const SHUTDOWN: u32 = 1 << 2;
+pub(crate) const TIME_SLICE: u32 = 1 << 3;
+pub(crate) const PAUSE: u32 = 1 << 4;
+pub(crate) const CANCEL: u32 = 1 << 5;
+pub(crate) const LEASE_LOST: u32 = 1 << 6;
+
+/// The signal word shared by a run's loop and its supervisor.
+#[derive(Debug)]
+pub(crate) struct Signals {
+    flags: AtomicU32,
+    origin: Instant,
+    /// Milliseconds after `origin` at which the lease was last renewed.
+    renewed_ms: AtomicU64,
+}
+
+impl Signals {
+    pub(crate) fn new() -> Arc<Self> {
+        Arc::new(Signals {
+            flags: AtomicU32::new(0),
+            origin: Instant::now(),
+            renewed_ms: AtomicU64::new(0),
+        })
+    }
+
+    pub(crate) fn raise(&self, bits: u32) {
+        self.flags.fetch_or(bits, Ordering::Release);
+    }
+
+    /// Returns and clears the raised bits; one relaxed load when none are raised.
+    #[inline]
+    pub(crate) fn take(&self) -> u32 {
+        if self.flags.load(Ordering::Relaxed) == 0 {
+            0
+        } else {
+            self.flags.swap(0, Ordering::Acquire)
+        }
+    }
+
+    /// Records that the store accepted a write that renewed the lease.
+    pub(crate) fn renewed(&self) {
+        let ms = self.origin.elapsed().as_millis() as u64;
+        self.renewed_ms.fetch_max(ms, Ordering::Relaxed);
+    }
+
+    fn since_renewal(&self) -> Duration {
+        let now = self.origin.elapsed().as_millis() as u64;
+        Duration::from_millis(now.saturating_sub(self.renewed_ms.load(Ordering::Relaxed)))
+    }
+}
+
+/// Timers and heartbeats of one run.
+pub(crate) struct Supervisor {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) job: JobId,
+    pub(crate) token: RunToken,
+    pub(crate) lease: Duration,
+    pub(crate) heartbeat_interval: Duration,
+    pub(crate) checkpoint_interval: Duration,
+    pub(crate) throttle_interval: Duration,
+    pub(crate) max_runtime: Duration,
+    pub(crate) shutdown: CancellationToken,
+    pub(crate) signals: Arc<Signals>,
+}
+
+impl Supervisor {
+    /// Runs until `done` is cancelled or the lease is lost.
+    pub(crate) async fn run(self, done: CancellationToken) {
+        let start = Instant::now();
+        let mut heartbeat = interval_at(start + self.heartbeat_interval, self.heartbeat_interval);
+        heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut checkpoint =
+            interval_at(start + self.checkpoint_interval, self.checkpoint_interval);
+        checkpoint.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut throttle = interval_at(start + self.throttle_interval, self.throttle_interval);
+        throttle.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let slice_end = start + self.max_runtime;
+        let mut slice_over = false;
+        let mut shutdown_seen = false;
+        loop {
+            tokio::select! {
+                biased;
+                _ = done.cancelled() => return,
+                _ = self.shutdown.cancelled(), if !shutdown_seen => {
+                    shutdown_seen = true;
+                    self.signals.raise(SHUTDOWN);
+                }
+                _ = sleep_until(slice_end), if !slice_over => {
+                    slice_over = true;
+                    self.signals.raise(TIME_SLICE);
+                }
+                _ = heartbeat.tick() => {
+                    if !self.beat().await {
+                        return;
+                    }
+                }
+                _ = checkpoint.tick() => self.signals.raise(CHECKPOINT),
+                _ = throttle.tick() => self.signals.raise(THROTTLE),
+            }
+        }
+    }
+
+    /// One heartbeat. Returns false when the lease is lost.
+    async fn beat(&self) -> bool {
+        match self
+            .store
+            .job_heartbeat(self.job, self.token, self.lease)
+            .await
+        {
+            Ok(control) => {
+                self.signals.renewed();
+                if control.cancel_requested {
+                    self.signals.raise(CANCEL);
+                } else if control.pause_requested {
+                    self.signals.raise(PAUSE);
+                }
+                true
+            }
+            Err(Error::LeaseLost { .. }) => {
+                tracing::warn!(job = self.job, "lease lost; stopping without further writes");
+                self.signals.raise(LEASE_LOST);
+                false
+            }
+            Err(error) => {
+                // The store is unreachable: keep working while the lease we hold is
+                // still ours, stop before it can have expired.
+                let idle = self.signals.since_renewal();
+                tracing::warn!(job = self.job, %error, ?idle, "heartbeat failed");
+                if idle + self.heartbeat_interval >= self.lease {
+                    self.signals.raise(LEASE_LOST);
+                    return false;
+                }
+                true
+            }
+        }
+    }
+}

@@ -1,0 +1,495 @@
+//! An in-memory [`Store`], for unit tests of jobs and of the runtime.
+//!
+//! It keeps every job in a `BTreeMap` behind a [`std::sync::Mutex`] and follows the
+//! [`Store`] contract exactly (the conformance suite in `iterjob-testkit` runs against
+//! it), including fencing, lease expiry and unique keys. Nothing survives the process,
+//! and the lock is never held across an `await`.
+//!
+//! Choices the trait leaves open, made the same way by every iterjob store:
+//!
+//! * `job_claim` with an empty `kinds` or `queues` list claims nothing (no kind or
+//!   queue was asked for).
+//! * A write with a token for a job that does not exist fails with
+//!   [`Error::JobNotFound`]; a job that exists but is not running, or runs under
+//!   another token, fails with [`Error::LeaseLost`].
+//! * `job_checkpoint` and `job_release` with progress write the cursor as given (a
+//!   `None` cursor means "from the beginning") and reset `crashes` when `items_done`
+//!   grew.
+//! * A release clears `pause_requested` and `cancel_requested` when the job ends
+//!   paused or finished; an interruption or a retry keeps them, so the next run sees
+//!   the request.
+//! * `job_pause` of a paused job returns it unchanged; `job_resume` of a running job
+//!   with no pause pending is an [`Error::InvalidTransition`].
+//! * `job_retry` of a job whose unique key is held by another unfinished job is an
+//!   [`Error::InvalidTransition`] (at most one unfinished job per key).
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::store::{
+    ClaimRequest, Claimed, Control, JobFilter, JobId, JobRecord, JobState, Millis, NewJob,
+    Outcome, Progress, Rescued, RunToken, Store, duration_millis, now_millis,
+};
+
+/// How many jobs `job_list` returns when the filter sets no limit.
+const DEFAULT_LIST_LIMIT: usize = 100;
+
+/// An in-memory [`Store`]: fast, isolated, gone when dropped. Clones share the same
+/// jobs, so a test can hand one clone to a runtime and inspect jobs through another.
+///
+/// ```
+/// use iterjob::store::{MemoryStore, NewJob, Store};
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let store = MemoryStore::new();
+/// let ids = store
+///     .job_insert_many(&[NewJob::new("reindex", serde_json::json!({"shard": 3}))])
+///     .await?;
+/// let job = store.job_get(ids[0]).await?.expect("just inserted");
+/// assert_eq!(job.kind, "reindex");
+/// # Ok::<(), iterjob::Error>(())
+/// # }).unwrap();
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct MemoryStore {
+    inner: Arc<Mutex<Inner>>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    last_id: JobId,
+    jobs: BTreeMap<JobId, Entry>,
+}
+
+#[derive(Debug)]
+struct Entry {
+    record: JobRecord,
+    /// The current run's fencing token, while running.
+    token: Option<RunToken>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave a record half-written in a way
+        // that matters to tests; keep going rather than cascade the panic.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Inner {
+    fn entry_mut(&mut self, id: JobId) -> Result<&mut Entry> {
+        self.jobs.get_mut(&id).ok_or(Error::JobNotFound(id))
+    }
+
+    /// The running job `id` if `token` is its current run's token.
+    fn fenced(&mut self, id: JobId, token: RunToken) -> Result<&mut JobRecord> {
+        let entry = self.entry_mut(id)?;
+        if entry.record.state != JobState::Running || entry.token != Some(token) {
+            return Err(Error::LeaseLost { job: id });
+        }
+        Ok(&mut entry.record)
+    }
+
+    /// The id of the unfinished job holding `key`, other than `except`.
+    fn unique_holder(&self, key: &str, except: Option<JobId>) -> Option<JobId> {
+        self.jobs
+            .values()
+            .map(|e| &e.record)
+            .find(|r| {
+                Some(r.id) != except
+                    && !r.state.is_finished()
+                    && r.unique_key.as_deref() == Some(key)
+            })
+            .map(|r| r.id)
+    }
+}
+
+fn lease_until(now: Millis, lease: Duration) -> Millis {
+    now.saturating_add(duration_millis(lease))
+}
+
+fn control(record: &JobRecord) -> Control {
+    Control {
+        pause_requested: record.pause_requested,
+        cancel_requested: record.cancel_requested,
+    }
+}
+
+fn write_progress(record: &mut JobRecord, progress: &Progress, now: Millis) {
+    if progress.items_done > record.items_done {
+        record.crashes = 0;
+    }
+    record.cursor = progress.cursor.clone();
+    record.items_done = progress.items_done;
+    record.items_total = progress.items_total;
+    record.running_ms = progress.running_ms;
+    record.checkpointed_at = Some(now);
+}
+
+/// Ends the current run: no token, worker or lease any more.
+fn end_run(entry: &mut Entry) {
+    entry.token = None;
+    entry.record.worker_id = None;
+    entry.record.lease_expires_at = None;
+}
+
+fn clear_requests(record: &mut JobRecord) {
+    record.pause_requested = false;
+    record.cancel_requested = false;
+}
+
+fn finish(record: &mut JobRecord, state: JobState, now: Millis) {
+    record.state = state;
+    record.finished_at = Some(now);
+    clear_requests(record);
+}
+
+fn invalid(
+    record: &JobRecord,
+    action: &'static str,
+    hint: &'static str,
+) -> Result<JobRecord> {
+    Err(Error::InvalidTransition {
+        job: record.id,
+        state: record.state,
+        action,
+        hint,
+    })
+}
+
+#[async_trait::async_trait]
+impl Store for MemoryStore {
+    async fn migrate(&self) -> Result<()> {
+        Ok(())
+    }
+
+    async fn job_insert_many(&self, jobs: &[NewJob]) -> Result<Vec<JobId>> {
+        let now = now_millis();
+        let mut inner = self.lock();
+        let mut ids = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            if let Some(key) = &job.unique_key
+                && let Some(existing) = inner.unique_holder(key, None)
+            {
+                ids.push(existing);
+                continue;
+            }
+            inner.last_id += 1;
+            let id = inner.last_id;
+            let record = JobRecord {
+                id,
+                kind: job.kind.clone(),
+                queue: job.queue.clone(),
+                priority: job.priority,
+                state: JobState::Queued,
+                params: job.params.clone(),
+                cursor: job.cursor.clone(),
+                items_done: 0,
+                items_total: None,
+                attempts: 0,
+                max_attempts: job.max_attempts,
+                interruptions: 0,
+                crashes: 0,
+                runs: 0,
+                last_error: None,
+                unique_key: job.unique_key.clone(),
+                created_at: now,
+                run_at: job.run_at.unwrap_or(now),
+                started_at: None,
+                finished_at: None,
+                checkpointed_at: None,
+                running_ms: 0,
+                worker_id: None,
+                lease_expires_at: None,
+                pause_requested: false,
+                cancel_requested: false,
+            };
+            inner.jobs.insert(id, Entry { record, token: None });
+            ids.push(id);
+        }
+        Ok(ids)
+    }
+
+    async fn job_claim(&self, request: &ClaimRequest) -> Result<Vec<Claimed>> {
+        if request.limit == 0 || request.kinds.is_empty() || request.queues.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = now_millis();
+        let kinds: HashSet<&str> = request.kinds.iter().map(String::as_str).collect();
+        let queues: HashSet<&str> = request.queues.iter().map(String::as_str).collect();
+        let mut inner = self.lock();
+        let mut candidates: Vec<(i32, Millis, JobId)> = inner
+            .jobs
+            .values()
+            .map(|e| &e.record)
+            .filter(|r| matches!(r.state, JobState::Queued | JobState::Retrying))
+            .filter(|r| r.run_at <= now)
+            .filter(|r| kinds.contains(r.kind.as_str()) && queues.contains(r.queue.as_str()))
+            .map(|r| (r.priority, r.run_at, r.id))
+            .collect();
+        candidates.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
+        candidates.truncate(request.limit);
+
+        let mut claimed = Vec::with_capacity(candidates.len());
+        for (_, _, id) in candidates {
+            let entry = inner.entry_mut(id)?;
+            let token = loop {
+                let token = RunToken::random();
+                if entry.token != Some(token) {
+                    break token;
+                }
+            };
+            entry.token = Some(token);
+            let record = &mut entry.record;
+            record.state = JobState::Running;
+            record.runs += 1;
+            record.started_at.get_or_insert(now);
+            record.worker_id = Some(request.worker_id.clone());
+            record.lease_expires_at = Some(lease_until(now, request.lease));
+            claimed.push(Claimed {
+                job: record.clone(),
+                token,
+            });
+        }
+        Ok(claimed)
+    }
+
+    async fn job_heartbeat(&self, id: JobId, token: RunToken, lease: Duration) -> Result<Control> {
+        let now = now_millis();
+        let mut inner = self.lock();
+        let record = inner.fenced(id, token)?;
+        record.lease_expires_at = Some(lease_until(now, lease));
+        Ok(control(record))
+    }
+
+    async fn job_checkpoint(
+        &self,
+        id: JobId,
+        token: RunToken,
+        progress: &Progress,
+        lease: Duration,
+    ) -> Result<Control> {
+        let now = now_millis();
+        let mut inner = self.lock();
+        let record = inner.fenced(id, token)?;
+        write_progress(record, progress, now);
+        record.lease_expires_at = Some(lease_until(now, lease));
+        Ok(control(record))
+    }
+
+    async fn job_release(
+        &self,
+        id: JobId,
+        token: RunToken,
+        progress: Option<&Progress>,
+        outcome: &Outcome,
+    ) -> Result<()> {
+        let now = now_millis();
+        let mut inner = self.lock();
+        inner.fenced(id, token)?;
+        let entry = inner.entry_mut(id)?;
+        end_run(entry);
+        let record = &mut entry.record;
+        if let Some(progress) = progress {
+            write_progress(record, progress, now);
+        }
+        match outcome {
+            Outcome::Completed => finish(record, JobState::Completed, now),
+            Outcome::Interrupted { run_at, .. } => {
+                record.state = JobState::Queued;
+                record.run_at = *run_at;
+                record.interruptions += 1;
+            }
+            Outcome::Paused => {
+                record.state = JobState::Paused;
+                clear_requests(record);
+            }
+            Outcome::Cancelled => finish(record, JobState::Cancelled, now),
+            Outcome::Retry { error, run_at } => {
+                record.state = JobState::Retrying;
+                record.run_at = *run_at;
+                record.attempts += 1;
+                record.last_error = Some(error.clone());
+            }
+            Outcome::Failed { error } => {
+                record.attempts += 1;
+                record.last_error = Some(error.clone());
+                finish(record, JobState::Failed, now);
+            }
+        }
+        Ok(())
+    }
+
+    async fn job_rescue_expired(&self, max_crashes: u32) -> Result<Vec<Rescued>> {
+        let now = now_millis();
+        let mut inner = self.lock();
+        let mut rescued = Vec::new();
+        for entry in inner.jobs.values_mut() {
+            let record = &entry.record;
+            let expired = record.state == JobState::Running
+                && record.lease_expires_at.is_none_or(|at| at < now);
+            if !expired {
+                continue;
+            }
+            end_run(entry);
+            let record = &mut entry.record;
+            record.crashes += 1;
+            record.attempts += 1;
+            if record.crashes >= max_crashes {
+                record.last_error = Some(format!(
+                    "worker lost its lease {} times without progress (it crashed, was killed, \
+                     or hung); the job may be crashing its worker",
+                    record.crashes
+                ));
+                finish(record, JobState::Failed, now);
+            } else if record.attempts >= record.max_attempts {
+                record.last_error = Some(format!(
+                    "worker lost its lease (it crashed, was killed, or hung) and the job has \
+                     used all {} attempts",
+                    record.max_attempts
+                ));
+                finish(record, JobState::Failed, now);
+            } else {
+                record.state = JobState::Queued;
+                record.run_at = now;
+            }
+            rescued.push(Rescued {
+                id: record.id,
+                state: record.state,
+            });
+        }
+        Ok(rescued)
+    }
+
+    async fn job_get(&self, id: JobId) -> Result<Option<JobRecord>> {
+        Ok(self.lock().jobs.get(&id).map(|e| e.record.clone()))
+    }
+
+    async fn job_list(&self, filter: &JobFilter) -> Result<Vec<JobRecord>> {
+        let limit = filter.limit.unwrap_or(DEFAULT_LIST_LIMIT);
+        let inner = self.lock();
+        let upper = filter.before_id.unwrap_or(JobId::MAX);
+        Ok(inner
+            .jobs
+            .range(..upper)
+            .rev()
+            .map(|(_, e)| &e.record)
+            .filter(|r| filter.state.is_none_or(|s| r.state == s))
+            .filter(|r| filter.kind.as_ref().is_none_or(|k| &r.kind == k))
+            .filter(|r| filter.queue.as_ref().is_none_or(|q| &r.queue == q))
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+
+    async fn job_count_by_state(&self) -> Result<Vec<(JobState, u64)>> {
+        let inner = self.lock();
+        Ok(JobState::ALL
+            .into_iter()
+            .map(|state| {
+                let n = inner.jobs.values().filter(|e| e.record.state == state).count();
+                (state, n as u64)
+            })
+            .collect())
+    }
+
+    async fn job_pause(&self, id: JobId) -> Result<JobRecord> {
+        let mut inner = self.lock();
+        let record = &mut inner.entry_mut(id)?.record;
+        match record.state {
+            JobState::Queued | JobState::Retrying => record.state = JobState::Paused,
+            JobState::Running => record.pause_requested = true,
+            JobState::Paused => {}
+            JobState::Completed | JobState::Failed | JobState::Cancelled => {
+                return invalid(record, "pause", "it already finished");
+            }
+        }
+        Ok(record.clone())
+    }
+
+    async fn job_resume(&self, id: JobId) -> Result<JobRecord> {
+        let now = now_millis();
+        let mut inner = self.lock();
+        let record = &mut inner.entry_mut(id)?.record;
+        match record.state {
+            JobState::Paused => {
+                record.state = JobState::Queued;
+                record.run_at = now;
+                clear_requests(record);
+            }
+            JobState::Running if record.pause_requested => record.pause_requested = false,
+            JobState::Running => {
+                return invalid(
+                    record,
+                    "resume",
+                    "it is running and no pause is pending; only paused jobs can be resumed",
+                );
+            }
+            JobState::Failed | JobState::Cancelled => {
+                return invalid(
+                    record,
+                    "resume",
+                    "only paused jobs can be resumed; use retry to run a failed or cancelled job again",
+                );
+            }
+            JobState::Queued | JobState::Retrying | JobState::Completed => {
+                return invalid(record, "resume", "only paused jobs can be resumed");
+            }
+        }
+        Ok(record.clone())
+    }
+
+    async fn job_cancel(&self, id: JobId) -> Result<JobRecord> {
+        let now = now_millis();
+        let mut inner = self.lock();
+        let record = &mut inner.entry_mut(id)?.record;
+        match record.state {
+            JobState::Queued | JobState::Retrying | JobState::Paused => {
+                finish(record, JobState::Cancelled, now);
+            }
+            JobState::Running => record.cancel_requested = true,
+            JobState::Completed | JobState::Failed | JobState::Cancelled => {
+                return invalid(record, "cancel", "it already finished");
+            }
+        }
+        Ok(record.clone())
+    }
+
+    async fn job_retry(&self, id: JobId) -> Result<JobRecord> {
+        let now = now_millis();
+        let mut inner = self.lock();
+        let (state, key) = {
+            let record = &inner.entry_mut(id)?.record;
+            (record.state, record.unique_key.clone())
+        };
+        if !matches!(state, JobState::Failed | JobState::Cancelled) {
+            let record = &inner.entry_mut(id)?.record;
+            return invalid(record, "retry", "only failed or cancelled jobs can be retried");
+        }
+        if let Some(key) = key
+            && inner.unique_holder(&key, Some(id)).is_some()
+        {
+            let record = &inner.entry_mut(id)?.record;
+            return invalid(
+                record,
+                "retry",
+                "another unfinished job holds its unique key; cancel that one first",
+            );
+        }
+        let record = &mut inner.entry_mut(id)?.record;
+        record.state = JobState::Queued;
+        record.run_at = now;
+        record.attempts = 0;
+        record.crashes = 0;
+        record.finished_at = None;
+        clear_requests(record);
+        Ok(record.clone())
+    }
+}

@@ -1,0 +1,495 @@
+//! The storage interface every backend implements, and the records it stores.
+//!
+//! A store only turns calls into storage operations: the runtime in this crate decides
+//! *what* happens (retry or fail, how long to back off, when to checkpoint); a store
+//! makes it durable and enforces the one rule it alone can enforce, **fencing**: every
+//! write made on behalf of a run carries that run's [`RunToken`], and a store rejects
+//! it with [`Error::LeaseLost`](crate::Error::LeaseLost) unless the token still matches.
+//!
+//! The trait is an interface between this workspace's crates, not a stable API for
+//! outsiders; the conformance suite in `iterjob-testkit` pins its behaviour, and every
+//! store runs it.
+
+mod memory;
+
+pub use memory::MemoryStore;
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+
+/// A job's id, assigned by the store.
+pub type JobId = i64;
+
+/// Milliseconds since the Unix epoch (UTC): the store's timestamp format.
+pub type Millis = i64;
+
+/// The current time in [`Millis`].
+pub fn now_millis() -> Millis {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as Millis)
+        .unwrap_or(0)
+}
+
+/// Converts a duration to whole milliseconds, saturating.
+pub fn duration_millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// The lifecycle state of a job.
+///
+/// ```text
+/// queued ──claim──▶ running ──▶ completed
+///   ▲  ▲               │ ├──▶ queued     (interrupted: shutdown, time slice, throttle)
+///   │  │               │ ├──▶ retrying ──(run_at)──▶ claimable again
+///   │  └──resume── paused ◀─┤ (pause)
+///   │                  │ ├──▶ failed    (fatal error, attempts exhausted, crashed too often)
+///   └──────retry───────┘ └──▶ cancelled
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    /// Waiting to be claimed; `run_at` may lie in the future (scheduled).
+    Queued,
+    /// Claimed by a worker holding a lease.
+    Running,
+    /// Paused by an operator; `resume` queues it again.
+    Paused,
+    /// Walked its whole collection.
+    Completed,
+    /// Failed and waiting for its next attempt at `run_at`.
+    Retrying,
+    /// Failed for good: fatal error, attempts exhausted, or it crashed its worker too often.
+    Failed,
+    /// Cancelled by an operator.
+    Cancelled,
+}
+
+impl JobState {
+    /// Every state, in lifecycle order.
+    pub const ALL: [JobState; 7] = [
+        JobState::Queued,
+        JobState::Running,
+        JobState::Paused,
+        JobState::Completed,
+        JobState::Retrying,
+        JobState::Failed,
+        JobState::Cancelled,
+    ];
+
+    /// The state's name as stored and printed.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Queued => "queued",
+            JobState::Running => "running",
+            JobState::Paused => "paused",
+            JobState::Completed => "completed",
+            JobState::Retrying => "retrying",
+            JobState::Failed => "failed",
+            JobState::Cancelled => "cancelled",
+        }
+    }
+
+    /// True for states a job never leaves on its own (completed, failed, cancelled).
+    pub fn is_finished(self) -> bool {
+        matches!(
+            self,
+            JobState::Completed | JobState::Failed | JobState::Cancelled
+        )
+    }
+}
+
+impl fmt::Display for JobState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for JobState {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        JobState::ALL
+            .into_iter()
+            .find(|state| state.as_str() == s)
+            .ok_or_else(|| {
+                Error::Config(format!(
+                    "unknown job state `{s}`; expected one of: queued, running, paused, completed, retrying, failed, cancelled"
+                ))
+            })
+    }
+}
+
+/// Why a run ended early on purpose. An interruption is not a failure and does not
+/// use up an attempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InterruptReason {
+    /// The worker is shutting down (SIGTERM, SIGINT, deploy).
+    Shutdown,
+    /// The job used up its time slice and went to the back of its queue.
+    TimeSlice,
+    /// The kind's throttle condition held; the job backs off and frees its worker.
+    Throttled,
+    /// An operator asked to pause it.
+    Pause,
+    /// An operator asked to cancel it.
+    Cancel,
+}
+
+impl InterruptReason {
+    /// The reason's name as printed.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InterruptReason::Shutdown => "shutdown",
+            InterruptReason::TimeSlice => "time_slice",
+            InterruptReason::Throttled => "throttled",
+            InterruptReason::Pause => "pause",
+            InterruptReason::Cancel => "cancel",
+        }
+    }
+}
+
+impl fmt::Display for InterruptReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A job to enqueue.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewJob {
+    /// The registered kind's name.
+    pub kind: String,
+    /// Parameters, already validated against the kind (see `Registry::new_job`).
+    pub params: Value,
+    /// The queue it waits in.
+    pub queue: String,
+    /// Higher runs first within a queue.
+    pub priority: i32,
+    /// Not before this time; `None` means now.
+    pub run_at: Option<Millis>,
+    /// Attempts (errors and crashes) allowed before it fails for good.
+    pub max_attempts: u32,
+    /// At most one unfinished job per unique key: enqueueing a second returns the first.
+    pub unique_key: Option<String>,
+    /// Start from this cursor instead of the beginning.
+    pub cursor: Option<Value>,
+}
+
+impl NewJob {
+    /// A job of `kind` with `params`, on the `default` queue, priority 0, 10 attempts.
+    pub fn new(kind: impl Into<String>, params: Value) -> Self {
+        NewJob {
+            kind: kind.into(),
+            params,
+            queue: DEFAULT_QUEUE.to_string(),
+            priority: 0,
+            run_at: None,
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+            unique_key: None,
+            cursor: None,
+        }
+    }
+
+    /// Sets the queue.
+    pub fn queue(mut self, queue: impl Into<String>) -> Self {
+        self.queue = queue.into();
+        self
+    }
+
+    /// Sets the priority (higher runs first).
+    pub fn priority(mut self, priority: i32) -> Self {
+        self.priority = priority;
+        self
+    }
+
+    /// Schedules the job for later.
+    pub fn run_at(mut self, at: Millis) -> Self {
+        self.run_at = Some(at);
+        self
+    }
+
+    /// Sets the attempt budget.
+    pub fn max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = attempts;
+        self
+    }
+
+    /// Sets a unique key (one unfinished job per key).
+    pub fn unique_key(mut self, key: impl Into<String>) -> Self {
+        self.unique_key = Some(key.into());
+        self
+    }
+}
+
+/// The queue jobs go to unless told otherwise.
+pub const DEFAULT_QUEUE: &str = "default";
+
+/// Attempts allowed unless the job or its kind says otherwise.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 10;
+
+/// A job as stored: parameters, state, cursor, progress and bookkeeping.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct JobRecord {
+    /// Its id.
+    pub id: JobId,
+    /// Its kind's name.
+    pub kind: String,
+    /// Its queue.
+    pub queue: String,
+    /// Its priority (higher first).
+    pub priority: i32,
+    /// Its state.
+    pub state: JobState,
+    /// Its parameters as JSON.
+    pub params: Value,
+    /// The last checkpointed cursor: everything before it is done. `None` before the first checkpoint.
+    pub cursor: Option<Value>,
+    /// Items processed, as of the last checkpoint.
+    pub items_done: u64,
+    /// Items in the collection, when known (exact or estimated).
+    pub items_total: Option<u64>,
+    /// Attempts used: runs that ended in an error, plus crashes (lease expired).
+    pub attempts: u32,
+    /// Attempts allowed.
+    pub max_attempts: u32,
+    /// Runs that ended in an interruption (shutdown, time slice, throttle, pause).
+    pub interruptions: u32,
+    /// Times its worker lost the lease since the job last made progress.
+    pub crashes: u32,
+    /// Times it was claimed.
+    pub runs: u32,
+    /// The last error, with its cause chain.
+    pub last_error: Option<String>,
+    /// Unique key, if any.
+    pub unique_key: Option<String>,
+    /// When it was enqueued.
+    pub created_at: Millis,
+    /// When it may run (next).
+    pub run_at: Millis,
+    /// When it was first claimed.
+    pub started_at: Option<Millis>,
+    /// When it finished (completed, failed or cancelled).
+    pub finished_at: Option<Millis>,
+    /// When its cursor was last written.
+    pub checkpointed_at: Option<Millis>,
+    /// Total time spent running, over all runs, as of the last checkpoint.
+    pub running_ms: u64,
+    /// The worker holding the lease, while running.
+    pub worker_id: Option<String>,
+    /// When the current lease expires, while running.
+    pub lease_expires_at: Option<Millis>,
+    /// An operator asked to pause it while it was running.
+    pub pause_requested: bool,
+    /// An operator asked to cancel it while it was running.
+    pub cancel_requested: bool,
+}
+
+/// Fencing token of one run; every write for that run must present it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct RunToken(pub i64);
+
+impl RunToken {
+    /// A fresh random token.
+    pub fn random() -> Self {
+        RunToken(rand::random::<i64>())
+    }
+}
+
+/// What a worker asks for when it claims jobs.
+#[derive(Clone, Debug)]
+pub struct ClaimRequest {
+    /// Identifies the worker in job records (`host:pid:random`).
+    pub worker_id: String,
+    /// Queues to take from.
+    pub queues: Vec<String>,
+    /// Kinds the worker can run; jobs of other kinds are left for other workers.
+    pub kinds: Vec<String>,
+    /// At most this many jobs.
+    pub limit: usize,
+    /// Lease length.
+    pub lease: Duration,
+}
+
+/// A job claimed by a worker, with the run's fencing token.
+#[derive(Clone, Debug)]
+pub struct Claimed {
+    /// The job as it was when claimed (state `running`, `runs` already counted).
+    pub job: JobRecord,
+    /// The run's token.
+    pub token: RunToken,
+}
+
+/// A job's position and progress, as written at a checkpoint.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Progress {
+    /// Everything before this cursor is done.
+    pub cursor: Option<Value>,
+    /// Items processed in total.
+    pub items_done: u64,
+    /// Items in the collection, when known.
+    pub items_total: Option<u64>,
+    /// Total running time over all runs.
+    pub running_ms: u64,
+}
+
+/// Requests an operator made while the job was running, seen by the worker at its
+/// next checkpoint or heartbeat.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Control {
+    /// Pause at the next item boundary.
+    pub pause_requested: bool,
+    /// Cancel at the next item boundary.
+    pub cancel_requested: bool,
+}
+
+/// How a run ends.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    /// The collection is exhausted.
+    Completed,
+    /// Interrupted on purpose; back to `queued`, claimable from `run_at`.
+    Interrupted {
+        /// Why.
+        reason: InterruptReason,
+        /// When it may run again.
+        run_at: Millis,
+    },
+    /// Paused on request.
+    Paused,
+    /// Cancelled on request.
+    Cancelled,
+    /// An error; retried at `run_at` (uses up an attempt).
+    Retry {
+        /// The error and its cause chain.
+        error: String,
+        /// When to retry.
+        run_at: Millis,
+    },
+    /// An error that ends the job (uses up an attempt).
+    Failed {
+        /// The error and its cause chain.
+        error: String,
+    },
+}
+
+/// Filters for listing jobs.
+#[derive(Clone, Debug, Default)]
+pub struct JobFilter {
+    /// Only jobs in this state.
+    pub state: Option<JobState>,
+    /// Only jobs of this kind.
+    pub kind: Option<String>,
+    /// Only jobs in this queue.
+    pub queue: Option<String>,
+    /// Only jobs with an id below this (keyset pagination, newest first).
+    pub before_id: Option<JobId>,
+    /// At most this many (default 100).
+    pub limit: Option<usize>,
+}
+
+/// What the rescuer did to a job whose lease expired.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Rescued {
+    /// The job.
+    pub id: JobId,
+    /// Its new state: `queued` again, or `failed` when it crashed too often.
+    pub state: JobState,
+}
+
+/// The storage interface. See the module docs for the rules every store follows.
+///
+/// Timestamps are taken from the store's own clock (for a shared database, the
+/// database's), so workers on different machines agree on lease expiry.
+#[async_trait::async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Creates or upgrades the schema. Idempotent.
+    async fn migrate(&self) -> Result<()>;
+
+    /// Enqueues jobs in one transaction and returns their ids, in order. A job whose
+    /// `unique_key` matches an unfinished job returns that job's id instead.
+    async fn job_insert_many(&self, jobs: &[NewJob]) -> Result<Vec<JobId>>;
+
+    /// Enqueues one job; see [`Store::job_insert_many`].
+    async fn job_insert(&self, job: &NewJob) -> Result<JobId> {
+        let ids = self.job_insert_many(std::slice::from_ref(job)).await?;
+        ids.into_iter()
+            .next()
+            .ok_or_else(|| Error::Corrupt("insert returned no id".into()))
+    }
+
+    /// Claims up to `limit` claimable jobs: state `queued` or `retrying` with
+    /// `run_at <= now`, of one of the kinds and queues asked for, highest priority
+    /// first, then oldest `run_at`, then lowest id. Each claimed job becomes
+    /// `running` with a fresh token, `runs + 1`, `started_at` set if unset, and a
+    /// lease until now + `lease`. Two concurrent claims never return the same job.
+    async fn job_claim(&self, request: &ClaimRequest) -> Result<Vec<Claimed>>;
+
+    /// Extends the lease of a running job and returns the operator's pending requests.
+    /// Fails with `LeaseLost` if the token does not match.
+    async fn job_heartbeat(&self, id: JobId, token: RunToken, lease: Duration) -> Result<Control>;
+
+    /// Writes cursor and progress, extends the lease, and returns pending requests.
+    /// Resets `crashes` to 0 when `items_done` grew. Fails with `LeaseLost` if the
+    /// token does not match.
+    async fn job_checkpoint(
+        &self,
+        id: JobId,
+        token: RunToken,
+        progress: &Progress,
+        lease: Duration,
+    ) -> Result<Control>;
+
+    /// Ends the run: writes progress (if given) and moves the job to the outcome's
+    /// state, clearing token, worker and lease. `Retry` and `Failed` add an attempt
+    /// and set `last_error`; `Interrupted` adds an interruption; `Completed`,
+    /// `Failed` and `Cancelled` set `finished_at`. Fails with `LeaseLost` if the
+    /// token does not match.
+    async fn job_release(
+        &self,
+        id: JobId,
+        token: RunToken,
+        progress: Option<&Progress>,
+        outcome: &Outcome,
+    ) -> Result<()>;
+
+    /// Requeues running jobs whose lease expired before now: each gets `crashes + 1`
+    /// and `attempts + 1`; a job whose crashes reach `max_crashes`, or whose attempts
+    /// reach `max_attempts`, fails instead, with an error saying so. Its token is
+    /// cleared, so the lost worker's writes are rejected from then on.
+    async fn job_rescue_expired(&self, max_crashes: u32) -> Result<Vec<Rescued>>;
+
+    /// One job.
+    async fn job_get(&self, id: JobId) -> Result<Option<JobRecord>>;
+
+    /// Jobs matching the filter, newest (highest id) first.
+    async fn job_list(&self, filter: &JobFilter) -> Result<Vec<JobRecord>>;
+
+    /// Counts of jobs by state (every state present, zero when none).
+    async fn job_count_by_state(&self) -> Result<Vec<(JobState, u64)>>;
+
+    /// Pauses a job: queued or retrying → paused at once; running → `pause_requested`
+    /// (the worker pauses it at the next item boundary). Returns the job after the
+    /// change. Errors with `InvalidTransition` for finished jobs.
+    async fn job_pause(&self, id: JobId) -> Result<JobRecord>;
+
+    /// Resumes a paused job (→ queued, run now); clears a pending pause request on a
+    /// running job. Errors with `InvalidTransition` otherwise.
+    async fn job_resume(&self, id: JobId) -> Result<JobRecord>;
+
+    /// Cancels a job: queued, retrying or paused → cancelled at once; running →
+    /// `cancel_requested`. Errors with `InvalidTransition` for finished jobs.
+    async fn job_cancel(&self, id: JobId) -> Result<JobRecord>;
+
+    /// Retries a failed or cancelled job from its last checkpoint: → queued, run now,
+    /// attempts and crashes reset to 0, `finished_at` cleared, `last_error` kept.
+    /// Errors with `InvalidTransition` otherwise.
+    async fn job_retry(&self, id: JobId) -> Result<JobRecord>;
+}
