@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 
 use iterjob::{Error, Result};
-use sqlx::SqlitePool;
+use sqlx::{Executor, SqlitePool};
 use sqlx::migrate::Migrator;
 
 use crate::error::map_sqlx;
@@ -43,20 +43,19 @@ const INSERT_APPLIED: &str = "INSERT INTO iterjob_schema_migrations \
 /// in errors). Idempotent, and safe to run from several processes at once: the
 /// `BEGIN IMMEDIATE` transaction serializes them.
 pub(crate) async fn run(pool: &SqlitePool, db: &str) -> Result<()> {
-    let map = |what: &'static str| move |err| map_sqlx(db, what, err);
     let mut tx = pool
         .begin_with("BEGIN IMMEDIATE")
         .await
-        .map_err(map("starting the schema migration"))?;
-    sqlx::raw_sql(CREATE_BOOKKEEPING)
+        .map_err(|err| map_sqlx(db, "starting the schema migration", err))?;
+    sqlx::query(CREATE_BOOKKEEPING)
         .execute(&mut *tx)
         .await
-        .map_err(map("creating the schema bookkeeping table"))?;
+        .map_err(|err| map_sqlx(db, "creating the schema bookkeeping table", err))?;
     let applied: BTreeMap<i64, (String, Vec<u8>)> =
         sqlx::query_as::<_, (i64, String, Vec<u8>)>(SELECT_APPLIED)
             .fetch_all(&mut *tx)
             .await
-            .map_err(map("reading the schema version"))?
+            .map_err(|err| map_sqlx(db, "reading the schema version", err))?
             .into_iter()
             .map(|(version, description, checksum)| (version, (description, checksum)))
             .collect();
@@ -93,8 +92,7 @@ pub(crate) async fn run(pool: &SqlitePool, db: &str) -> Result<()> {
             description = %migration.description,
             "applying iterjob schema migration"
         );
-        sqlx::raw_sql(&migration.sql)
-            .execute(&mut *tx)
+        tx.execute(&*migration.sql)
             .await
             .map_err(|err| {
                 map_sqlx(
@@ -113,11 +111,11 @@ pub(crate) async fn run(pool: &SqlitePool, db: &str) -> Result<()> {
             .bind(iterjob::store::now_millis())
             .execute(&mut *tx)
             .await
-            .map_err(map("recording the schema version"))?;
+            .map_err(|err| map_sqlx(db, "recording the schema version", err))?;
     }
     tx.commit()
         .await
-        .map_err(map("committing the schema migration"))?;
+        .map_err(|err| map_sqlx(db, "committing the schema migration", err))?;
     Ok(())
 }
 

@@ -3,5 +3,6 @@
 
 pub mod conformance;
 pub mod resume;
+pub mod scenarios;
 
 pub use resume::{assert_resume_exact, collect_all, walk_with_interruptions};

@@ -108,7 +108,7 @@ pub fn lines(
     path: impl Into<PathBuf>,
     range: FileRange,
     cursor: Option<u64>,
-) -> impl Enumerator<String, u64> {
+) -> impl Enumerator<String, u64> + 'static {
     stream::iter(Lines {
         path: path.into(),
         range,
@@ -217,14 +217,19 @@ impl Iterator for Lines {
 ///
 /// The cursor yielded with a record is the byte offset of the next record, so
 /// resuming seeks straight there, and batching the records with any batch size can
-/// neither skip nor repeat a row. Only records starting in `range` are yielded (see
+/// neither skip nor repeat a row. (After a record ending in `\r\n` the cursor points
+/// at the `\n`: the parser ends the record at the `\r` and skips the `\n` as a blank
+/// line when resuming.) Only records starting in `range` are yielded (see
 /// [`FileRange`]); a cursor before `range.start` starts at the range start.
 ///
 /// Errors: a file that cannot be opened, a malformed record (unequal field counts,
 /// invalid UTF-8) is [`JobError::Fatal`], naming the path and the byte offset of the
 /// record; other read errors are retryable. The enumerator ends after an error.
-/// (Line numbers in error messages are only given when reading began at the start of
-/// the file, the byte offset always is.)
+///
+/// Each record's [`StringRecord::position`] holds its exact byte offset, but its line
+/// and record numbers count from where this run began reading (the csv reader seeks
+/// straight to the cursor), so they are exact only when that was the start of the
+/// file; error messages give a line number only then.
 ///
 /// The file is read with blocking I/O; see the [module documentation](self).
 ///
@@ -255,8 +260,8 @@ pub fn csv_records(
     range: FileRange,
     cursor: Option<u64>,
     has_headers: bool,
-) -> impl Enumerator<StringRecord, u64> {
-    stream::iter(CsvRows::new(path.into(), range, cursor, has_headers, |record, _, _| Ok(record)))
+) -> impl Enumerator<StringRecord, u64> + 'static {
+    stream::iter(CsvRows::new(path.into(), range, cursor, has_headers, |record, _| Ok(record)))
 }
 
 /// Enumerates the records of a CSV file deserialized into `T`, resumably by byte
@@ -296,7 +301,7 @@ pub fn csv_deserialize<T>(
     range: FileRange,
     cursor: Option<u64>,
     has_headers: bool,
-) -> impl Enumerator<T, u64>
+) -> impl Enumerator<T, u64> + 'static
 where
     T: DeserializeOwned + Send + 'static,
 {
@@ -305,20 +310,12 @@ where
         range,
         cursor,
         has_headers,
-        |record: StringRecord, headers: Option<&StringRecord>, path: &Path| {
-            record.deserialize(headers).map_err(|e| {
-                JobError::fatal(FileError::new(
-                    path,
-                    format!("CSV record {} does not deserialize", describe_position(&record)),
-                    Some(csv_error_detail(e)),
-                ))
-            })
-        },
+        |record: StringRecord, headers: Option<&StringRecord>| record.deserialize(headers),
     ))
 }
 
 /// Turns a parsed record into an item.
-type Decode<T> = fn(StringRecord, Option<&StringRecord>, &Path) -> Result<T, JobError>;
+type Decode<T> = fn(StringRecord, Option<&StringRecord>) -> Result<T, csv::Error>;
 
 /// The iterator behind [`csv_records`] and [`csv_deserialize`].
 struct CsvRows<T> {
@@ -410,17 +407,9 @@ impl<T> CsvRows<T> {
                 Err(e) => return Some(Err(read_error(&self.path, record_pos, e))),
             }
         }
-        if !self.lines_exact {
-            // Line numbers counted from a seek point would mislead.
-            record.set_position(record.position().map(|p| {
-                let mut p = p.clone();
-                p.set_line(0);
-                p
-            }));
-        }
-        match (self.decode)(record, self.headers.as_ref(), &self.path) {
+        match (self.decode)(record, self.headers.as_ref()) {
             Ok(item) => Some(Ok((item, next))),
-            Err(err) => Some(Err(err)),
+            Err(e) => Some(Err(self.csv_error(record_pos, e))),
         }
     }
 
@@ -437,9 +426,13 @@ impl<T> CsvRows<T> {
             Some(p) if self.lines_exact => format!(" (line {})", p.line()),
             _ => String::new(),
         };
+        let what = match e.kind() {
+            csv::ErrorKind::Deserialize { .. } => "does not deserialize",
+            _ => "is malformed",
+        };
         JobError::fatal(FileError::new(
             &self.path,
-            format!("malformed CSV record at byte {offset}{line}"),
+            format!("CSV record at byte {offset}{line} {what}"),
             Some(csv_error_detail(e)),
         ))
     }
@@ -458,15 +451,6 @@ impl<T> Iterator for CsvRows<T> {
             self.reader = None;
         }
         step
-    }
-}
-
-/// "at byte B (line L)" for a record, the line only if known.
-fn describe_position(record: &StringRecord) -> String {
-    match record.position() {
-        Some(p) if p.line() > 0 => format!("at byte {} (line {})", p.byte(), p.line()),
-        Some(p) => format!("at byte {}", p.byte()),
-        None => "at an unknown position".to_string(),
     }
 }
 

@@ -212,6 +212,10 @@ impl<J: Job> Runner<J> {
             live.set_items_done(pos.items_done);
         }
 
+        if self.env.live.items_total().is_none() {
+            // The walk is over: the total is known exactly now.
+            self.env.live.set_items_total(pos.items_done);
+        }
         if let Err(e) = guard(self.job.on_complete(&ctx)).await {
             return self.error(&ctx, &pos, e, items_at_start).await;
         }

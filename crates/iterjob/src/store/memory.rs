@@ -309,7 +309,6 @@ impl Store for MemoryStore {
             }
             Outcome::Paused => {
                 record.state = JobState::Paused;
-                clear_requests(record);
             }
             Outcome::Cancelled => finish(record, JobState::Cancelled, now),
             Outcome::Retry { error, run_at } => {

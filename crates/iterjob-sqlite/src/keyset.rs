@@ -1,0 +1,878 @@
+//! [`Keyset`]: an enumerator over the rows of an SQLite table or query, in key order,
+//! resumable from the key of the last row done.
+//!
+//! Each page is one query,
+//!
+//! ```sql
+//! SELECT … FROM products
+//! WHERE (created_at, id) > (?, ?)      -- the cursor: the last row's key
+//!   AND (archived = 0)                 -- the filter, if any
+//!   AND (created_at, id) <= (?, ?)     -- the upper bound, if any
+//! ORDER BY created_at, id
+//! LIMIT ?                              -- the batch size
+//! ```
+//!
+//! never `OFFSET`: every page is an index seek, however deep into the table, and rows
+//! inserted or deleted behind the cursor cannot shift the walk. A page shorter than the
+//! batch size ends the walk without another query. No connection is held between
+//! pages, so the job's own work can use the same pool (and the same database file)
+//! while it walks.
+//!
+//! The key columns must identify a row (end with a unique column such as the primary
+//! key, as in `.keys(["created_at", "id"])`) and must not be NULL: a row with a NULL
+//! key ends the walk with an error rather than silently skipping rows after it. An
+//! index on the key columns, in that order, makes each page a seek.
+//!
+//! The cursor ([`KeysetCursor`]) holds the last row's key values with their SQLite
+//! storage class — integers stay integers, text stays text — so the next page's
+//! comparison is the same one `ORDER BY` made.
+//!
+//! ```no_run
+//! use futures::TryStreamExt;
+//! use iterjob_sqlite::{Keyset, KeysetCursor};
+//! use sqlx::Row;
+//!
+//! # async fn demo(pool: sqlx::SqlitePool, saved: Option<KeysetCursor>) -> Result<(), iterjob::JobError> {
+//! let products = Keyset::table("products")
+//!     .keys(["created_at", "id"])
+//!     .columns(["id", "name", "price"])
+//!     .filter("archived = 0")
+//!     .batch_size(500);
+//! let mut rows = std::pin::pin!(products.rows(&pool, saved));
+//! while let Some((row, cursor)) = rows.try_next().await? {
+//!     let name: String = row.get("name");
+//!     // … work on the row, then checkpoint `cursor` now and then
+//! #   let _ = (name, cursor);
+//! }
+//! # Ok(())
+//! # }
+//! ```
+
+use std::fmt;
+use std::sync::Arc;
+
+use futures::{StreamExt, stream};
+use iterjob::JobError;
+use iterjob::enumerator::Enumerator;
+use serde::{Deserialize, Serialize};
+use sqlx::sqlite::{SqlitePool, SqliteRow};
+use sqlx::{Column, Decode, Row, Sqlite, TypeInfo, ValueRef};
+
+use crate::error::primary_code;
+
+/// Rows per page unless [`Keyset::batch_size`] says otherwise. Bulk scans run faster
+/// with bigger pages (1 000 rows and up); small pages keep each query short when the
+/// job's own work writes to the same database between pages.
+pub const DEFAULT_BATCH_SIZE: usize = 100;
+
+/// One key value of a row, with its SQLite storage class.
+///
+/// Serialized as plain JSON (`42`, `1.5`, `"2024-05-01"`, `null`, `[1, 2]` for a
+/// blob); a real always carries a fraction or exponent (`3.0`), so it reads back as a
+/// real, and an integer as an integer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum KeyValue {
+    /// SQL NULL (never the key of a row; allowed in bounds for completeness).
+    Null,
+    /// An INTEGER.
+    Integer(i64),
+    /// A REAL.
+    Real(f64),
+    /// TEXT.
+    Text(String),
+    /// A BLOB.
+    Blob(Vec<u8>),
+}
+
+impl fmt::Display for KeyValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeyValue::Null => f.write_str("NULL"),
+            KeyValue::Integer(v) => write!(f, "{v}"),
+            KeyValue::Real(v) => write!(f, "{v:?}"),
+            KeyValue::Text(v) => write!(f, "{v:?}"),
+            KeyValue::Blob(v) => write!(f, "blob of {} bytes", v.len()),
+        }
+    }
+}
+
+impl From<i64> for KeyValue {
+    fn from(v: i64) -> Self {
+        KeyValue::Integer(v)
+    }
+}
+
+impl From<i32> for KeyValue {
+    fn from(v: i32) -> Self {
+        KeyValue::Integer(v.into())
+    }
+}
+
+impl From<f64> for KeyValue {
+    fn from(v: f64) -> Self {
+        KeyValue::Real(v)
+    }
+}
+
+impl From<String> for KeyValue {
+    fn from(v: String) -> Self {
+        KeyValue::Text(v)
+    }
+}
+
+impl From<&str> for KeyValue {
+    fn from(v: &str) -> Self {
+        KeyValue::Text(v.to_string())
+    }
+}
+
+impl From<Vec<u8>> for KeyValue {
+    fn from(v: Vec<u8>) -> Self {
+        KeyValue::Blob(v)
+    }
+}
+
+/// The cursor of a [`Keyset`] walk: the key values of the last row done, one per key
+/// column, in key order. Serializes as a JSON array, e.g. `["2024-05-01", 1041]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct KeysetCursor(pub Vec<KeyValue>);
+
+impl KeysetCursor {
+    /// A cursor (or bound) from key values, in key order.
+    pub fn new(values: impl IntoIterator<Item = impl Into<KeyValue>>) -> Self {
+        KeysetCursor(values.into_iter().map(Into::into).collect())
+    }
+
+    /// The key values, in key order.
+    pub fn values(&self) -> &[KeyValue] {
+        &self.0
+    }
+}
+
+impl<T: Into<KeyValue>> From<T> for KeysetCursor {
+    /// A one-column key.
+    fn from(value: T) -> Self {
+        KeysetCursor(vec![value.into()])
+    }
+}
+
+/// Why a [`Keyset`] walk cannot go on. Configuration mistakes and SQL errors reach the
+/// job as [`JobError::Fatal`] (a retry would fail the same way); a busy or failing
+/// database as [`JobError::Retryable`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeysetError {
+    /// A table or column name is not a plain SQL identifier.
+    #[error(
+        "invalid {what} name `{name}` for a keyset enumerator: use a plain SQL identifier \
+         (ASCII letters, digits and `_`, not starting with a digit{schema_hint})"
+    )]
+    InvalidIdentifier {
+        /// `table`, `key column` or `column`.
+        what: &'static str,
+        /// The name given.
+        name: String,
+        /// Extra help for tables.
+        schema_hint: &'static str,
+    },
+
+    /// No key column was given.
+    #[error("keyset enumerator over {relation} has no key column; call `.key(\"id\")` or `.keys([...])`")]
+    NoKey {
+        /// The table or query.
+        relation: String,
+    },
+
+    /// A key column was given twice.
+    #[error("keyset enumerator over {relation}: key column `{column}` is given twice")]
+    DuplicateKey {
+        /// The table or query.
+        relation: String,
+        /// The repeated column.
+        column: String,
+    },
+
+    /// The batch size is 0.
+    #[error("keyset enumerator over {relation}: batch size must be at least 1")]
+    ZeroBatchSize {
+        /// The table or query.
+        relation: String,
+    },
+
+    /// A cursor or bound has a different number of values than there are key columns.
+    #[error(
+        "keyset enumerator over {relation}: the {what} has {got} key value(s) but the keyset has \
+         {expected} key column(s) ({keys}); was it saved by a job with other key columns?"
+    )]
+    CursorMismatch {
+        /// The table or query.
+        relation: String,
+        /// `cursor`, `start bound` or `end bound`.
+        what: &'static str,
+        /// Key columns.
+        expected: usize,
+        /// Values in the cursor.
+        got: usize,
+        /// The key columns, comma separated.
+        keys: String,
+    },
+
+    /// The table does not exist.
+    #[error("keyset enumerator over {relation}: table `{table}` does not exist in the database")]
+    MissingTable {
+        /// The table or query.
+        relation: String,
+        /// The missing table, as SQLite named it.
+        table: String,
+        /// The driver's error.
+        #[source]
+        source: sqlx::Error,
+    },
+
+    /// A key, selected or filtered column does not exist.
+    #[error(
+        "keyset enumerator over {relation}: column `{column}` does not exist (check the key \
+         columns, `.columns(...)` and the filter)"
+    )]
+    MissingColumn {
+        /// The table or query.
+        relation: String,
+        /// The missing column, as SQLite named it.
+        column: String,
+        /// The driver's error.
+        #[source]
+        source: sqlx::Error,
+    },
+
+    /// A row's key is NULL: keyset keys must be NOT NULL.
+    #[error(
+        "keyset enumerator over {relation}: key column `{column}` is NULL in a row; keyset keys \
+         must be NOT NULL (a NULL key cannot be compared, so rows after it would be skipped)"
+    )]
+    NullKey {
+        /// The table or query.
+        relation: String,
+        /// The key column.
+        column: String,
+    },
+
+    /// A row could not be decoded (by [`Keyset::rows_as`] or a key of an odd type).
+    #[error("keyset enumerator over {relation}: cannot decode a row: {source}")]
+    Decode {
+        /// The table or query.
+        relation: String,
+        /// The driver's error.
+        #[source]
+        source: sqlx::Error,
+    },
+
+    /// The query failed.
+    #[error("keyset enumerator over {relation}: query failed: {source}")]
+    Database {
+        /// The table or query.
+        relation: String,
+        /// The driver's error.
+        #[source]
+        source: sqlx::Error,
+    },
+}
+
+impl KeysetError {
+    /// True when retrying later may help (the database was busy or failed), false for
+    /// mistakes in the keyset's definition or the data.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            KeysetError::Database { source, .. } => !matches!(
+                primary_code(source),
+                Some(1) // SQLITE_ERROR: SQL logic error, e.g. a syntax error in the filter
+            ),
+            _ => false,
+        }
+    }
+
+    fn into_job_error(self) -> JobError {
+        if self.is_retryable() {
+            JobError::retryable(self)
+        } else {
+            JobError::fatal(self)
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+enum Source {
+    Table(String),
+    Query(String),
+}
+
+#[derive(Clone, Debug)]
+struct Bound {
+    key: KeysetCursor,
+    inclusive: bool,
+}
+
+/// A keyset enumerator over an SQLite table or query: rows in key order, resumable
+/// from the last row's key. See the [module docs](self) for the SQL it runs.
+///
+/// Table, key and column names are checked to be plain identifiers. The
+/// [`filter`](Keyset::filter) and [`query`](Keyset::query) are SQL text inserted as
+/// given: they must come from the job's code, **never from user input**.
+#[derive(Clone, Debug)]
+pub struct Keyset {
+    source: Source,
+    keys: Vec<String>,
+    columns: Option<Vec<String>>,
+    filter: Option<String>,
+    descending: bool,
+    batch_size: usize,
+    start: Option<KeysetCursor>,
+    end: Option<Bound>,
+}
+
+impl Keyset {
+    /// Walks the table `name` (`table` or `schema.table`).
+    pub fn table(name: impl Into<String>) -> Self {
+        Self::new(Source::Table(name.into()))
+    }
+
+    /// Walks the result of a `SELECT` (for example a join), which must return the key
+    /// columns by name. It is used as a subquery (`SELECT … FROM (query) AS
+    /// iterjob_keyset WHERE …`), and SQLite pushes the key conditions into it.
+    /// Trusted SQL from the job's code: never build it from user input. It must not
+    /// contain bind parameters.
+    pub fn query(sql: impl Into<String>) -> Self {
+        Self::new(Source::Query(sql.into()))
+    }
+
+    fn new(source: Source) -> Self {
+        Keyset {
+            source,
+            keys: Vec::new(),
+            columns: None,
+            filter: None,
+            descending: false,
+            batch_size: DEFAULT_BATCH_SIZE,
+            start: None,
+            end: None,
+        }
+    }
+
+    /// Orders and resumes by this one column (usually the primary key).
+    pub fn key(mut self, column: impl Into<String>) -> Self {
+        self.keys = vec![column.into()];
+        self
+    }
+
+    /// Orders and resumes by these columns, compared as a row value `(a, b) > (?, ?)`;
+    /// the last should be unique (ties on the leading columns are then walked exactly).
+    pub fn keys<S: Into<String>>(mut self, columns: impl IntoIterator<Item = S>) -> Self {
+        self.keys = columns.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Selects these columns (the key columns are added at the end when missing);
+    /// without it, every column (`*`).
+    pub fn columns<S: Into<String>>(mut self, columns: impl IntoIterator<Item = S>) -> Self {
+        self.columns = Some(columns.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Walks only the rows matching this SQL condition, e.g. `"archived = 0"`. Trusted
+    /// SQL from the job's code, inserted as given: never build it from user input. It
+    /// must not contain bind parameters, and should name columns without a table
+    /// qualifier.
+    pub fn filter(mut self, condition: impl Into<String>) -> Self {
+        self.filter = Some(condition.into());
+        self
+    }
+
+    /// Walks from the highest key down.
+    pub fn descending(mut self) -> Self {
+        self.descending = true;
+        self
+    }
+
+    /// Rows per query (default [`DEFAULT_BATCH_SIZE`]). Changing it between runs is
+    /// safe: the cursor is a row's key, not a page number.
+    pub fn batch_size(mut self, rows: usize) -> Self {
+        self.batch_size = rows;
+        self
+    }
+
+    /// Starts just after this key (exclusive): the walk covers keys `> start` (`<`
+    /// when descending). A resume cursor given to [`rows`](Keyset::rows) or
+    /// [`batches`](Keyset::batches) takes its place.
+    pub fn after(mut self, start: impl Into<KeysetCursor>) -> Self {
+        self.start = Some(start.into());
+        self
+    }
+
+    /// Stops after this key (inclusive): the walk covers keys `<= end` (`>=` when
+    /// descending). With [`after`](Keyset::after), splits a table into ranges
+    /// `(a, b]`, `(b, c]`, … that together cover it exactly once.
+    pub fn until(mut self, end: impl Into<KeysetCursor>) -> Self {
+        self.end = Some(Bound {
+            key: end.into(),
+            inclusive: true,
+        });
+        self
+    }
+
+    /// Stops before this key (exclusive): the walk covers keys `< end` (`>` when
+    /// descending).
+    pub fn until_exclusive(mut self, end: impl Into<KeysetCursor>) -> Self {
+        self.end = Some(Bound {
+            key: end.into(),
+            inclusive: false,
+        });
+        self
+    }
+
+    /// Checks the definition without touching the database: identifiers, key count,
+    /// batch size and bounds. [`rows`](Keyset::rows) and [`batches`](Keyset::batches)
+    /// yield the same error as their first item.
+    ///
+    /// # Errors
+    /// The first mistake found.
+    pub fn check(&self) -> Result<(), KeysetError> {
+        self.plan(None).map(|_| ())
+    }
+
+    /// The query for pages after a cursor (the one that runs for every page but the
+    /// first), for logging or `EXPLAIN QUERY PLAN`. Parameters: the cursor's key
+    /// values, the end bound's key values (if any), then the batch size.
+    ///
+    /// # Errors
+    /// As [`Keyset::check`].
+    pub fn sql(&self) -> Result<String, KeysetError> {
+        Ok(self.plan(None)?.next_sql.clone())
+    }
+
+    /// The rows, one at a time, each with the cursor just past it, from `cursor` (a
+    /// saved cursor; `None` starts at the beginning, or [`after`](Keyset::after)).
+    pub fn rows(
+        &self,
+        pool: &SqlitePool,
+        cursor: Option<KeysetCursor>,
+    ) -> impl Enumerator<SqliteRow, KeysetCursor> + use<> {
+        let walker = Walker::new(self, pool, cursor);
+        stream::try_unfold(walker, |mut walker| async move {
+            loop {
+                if let Some(step) = walker.next_row() {
+                    return step.map(|item| Some((item, walker)));
+                }
+                match walker.next_page().await? {
+                    Some(rows) => walker.page = rows.into_iter(),
+                    None => return Ok(None),
+                }
+            }
+        })
+    }
+
+    /// The rows decoded into `T` (any [`sqlx::FromRow`], e.g. `#[derive(sqlx::FromRow)]`),
+    /// one at a time, each with the cursor just past it. A row that does not decode
+    /// is a fatal error naming the column.
+    pub fn rows_as<T>(
+        &self,
+        pool: &SqlitePool,
+        cursor: Option<KeysetCursor>,
+    ) -> impl Enumerator<T, KeysetCursor> + use<T>
+    where
+        T: for<'r> sqlx::FromRow<'r, SqliteRow> + Send + 'static,
+    {
+        let relation = self.relation();
+        self.rows(pool, cursor).map(move |step| {
+            let (row, cursor) = step?;
+            let item = T::from_row(&row).map_err(|source| {
+                JobError::fatal(KeysetError::Decode {
+                    relation: relation.clone(),
+                    source,
+                })
+            })?;
+            Ok((item, cursor))
+        })
+    }
+
+    /// The rows a page at a time (up to the batch size each), each page with the
+    /// cursor of its last row.
+    pub fn batches(
+        &self,
+        pool: &SqlitePool,
+        cursor: Option<KeysetCursor>,
+    ) -> impl Enumerator<Vec<SqliteRow>, KeysetCursor> + use<> {
+        let walker = Walker::new(self, pool, cursor);
+        stream::try_unfold(walker, |mut walker| async move {
+            match walker.next_page().await? {
+                Some(rows) => {
+                    let cursor = walker.lower.clone().ok_or_else(|| {
+                        JobError::fatal("keyset walker lost the cursor of a page (a bug)")
+                    })?;
+                    Ok(Some(((rows, cursor), walker)))
+                }
+                None => Ok(None),
+            }
+        })
+    }
+
+    /// How errors name this keyset: ``table `products` `` or `query`.
+    fn relation(&self) -> String {
+        match &self.source {
+            Source::Table(name) => format!("table `{name}`"),
+            Source::Query(_) => "query".to_string(),
+        }
+    }
+
+    /// Checks the definition and builds the SQL.
+    fn plan(&self, cursor: Option<&KeysetCursor>) -> Result<Plan, KeysetError> {
+        let relation = self.relation();
+        let invalid = |what: &'static str, name: &str, schema_hint: &'static str| {
+            KeysetError::InvalidIdentifier {
+                what,
+                name: name.to_string(),
+                schema_hint,
+            }
+        };
+        let (from, qualifier) = match &self.source {
+            Source::Table(name) => {
+                let parts: Vec<&str> = name.split('.').collect();
+                if parts.len() > 2 || !parts.iter().all(|p| is_identifier(p)) {
+                    return Err(invalid("table", name, "; `schema.table` is allowed"));
+                }
+                let quoted = parts.iter().map(|p| quote(p)).collect::<Vec<_>>().join(".");
+                (quoted.clone(), quoted)
+            }
+            Source::Query(sql) => (
+                format!("({sql}) AS iterjob_keyset"),
+                "iterjob_keyset".to_string(),
+            ),
+        };
+        if self.keys.is_empty() {
+            return Err(KeysetError::NoKey { relation });
+        }
+        for (i, key) in self.keys.iter().enumerate() {
+            if !is_identifier(key) {
+                return Err(invalid("key column", key, ""));
+            }
+            if self.keys[..i].iter().any(|k| k.eq_ignore_ascii_case(key)) {
+                return Err(KeysetError::DuplicateKey {
+                    relation,
+                    column: key.clone(),
+                });
+            }
+        }
+        if let Some(columns) = &self.columns
+            && let Some(bad) = columns.iter().find(|c| !is_identifier(c))
+        {
+            return Err(invalid("column", bad, ""));
+        }
+        if self.batch_size == 0 {
+            return Err(KeysetError::ZeroBatchSize { relation });
+        }
+        let check_len = |what: &'static str, key: &KeysetCursor| {
+            if key.0.len() == self.keys.len() {
+                Ok(())
+            } else {
+                Err(KeysetError::CursorMismatch {
+                    relation: relation.clone(),
+                    what,
+                    expected: self.keys.len(),
+                    got: key.0.len(),
+                    keys: self.keys.join(", "),
+                })
+            }
+        };
+        if let Some(cursor) = cursor {
+            check_len("cursor", cursor)?;
+        }
+        if let Some(start) = &self.start {
+            check_len("start bound", start)?;
+        }
+        if let Some(end) = &self.end {
+            check_len("end bound", &end.key)?;
+        }
+
+        let column = |name: &str| format!("{qualifier}.{}", quote(name));
+        let select = match &self.columns {
+            None => "*".to_string(),
+            Some(columns) => {
+                let missing_keys = self
+                    .keys
+                    .iter()
+                    .filter(|k| !columns.iter().any(|c| c.eq_ignore_ascii_case(k)));
+                columns
+                    .iter()
+                    .chain(missing_keys)
+                    .map(|c| column(c))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        };
+        let key_list = self.keys.iter().map(|k| column(k)).collect::<Vec<_>>();
+        let (key_expr, params) = if key_list.len() == 1 {
+            (key_list[0].clone(), "?".to_string())
+        } else {
+            (
+                format!("({})", key_list.join(", ")),
+                format!("({})", vec!["?"; key_list.len()].join(", ")),
+            )
+        };
+        let (after_op, end_op) = match (self.descending, self.end.as_ref().map(|e| e.inclusive)) {
+            (false, inclusive) => (">", if inclusive == Some(true) { "<=" } else { "<" }),
+            (true, inclusive) => ("<", if inclusive == Some(true) { ">=" } else { ">" }),
+        };
+        let direction = if self.descending { " DESC" } else { "" };
+        let order = key_list
+            .iter()
+            .map(|k| format!("{k}{direction}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+
+        let build = |with_lower: bool| {
+            let mut conditions = Vec::new();
+            if with_lower {
+                conditions.push(format!("{key_expr} {after_op} {params}"));
+            }
+            if let Some(filter) = &self.filter {
+                conditions.push(format!("({filter})"));
+            }
+            if self.end.is_some() {
+                conditions.push(format!("{key_expr} {end_op} {params}"));
+            }
+            let mut sql = format!("SELECT {select} FROM {from}");
+            if !conditions.is_empty() {
+                sql.push_str(" WHERE ");
+                sql.push_str(&conditions.join(" AND "));
+            }
+            sql.push_str(&format!(" ORDER BY {order} LIMIT ?"));
+            sql
+        };
+
+        Ok(Plan {
+            first_sql: build(false),
+            next_sql: build(true),
+            end: self.end.as_ref().map(|e| e.key.0.clone()),
+            keys: self.keys.clone(),
+            batch_size: self.batch_size,
+            relation,
+        })
+    }
+}
+
+/// True for a plain SQL identifier: ASCII letters, digits and `_`, not starting with
+/// a digit.
+fn is_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Double-quotes a (validated) identifier, so keywords such as `order` work as names.
+fn quote(name: &str) -> String {
+    format!("\"{name}\"")
+}
+
+/// A checked keyset: its SQL, built once per walk and reused for every page (sqlx
+/// keeps the prepared statement per connection).
+#[derive(Debug)]
+struct Plan {
+    /// The first page's query, without a lower bound.
+    first_sql: String,
+    /// Every later page's query, after the last row's key.
+    next_sql: String,
+    end: Option<Vec<KeyValue>>,
+    keys: Vec<String>,
+    batch_size: usize,
+    relation: String,
+}
+
+impl Plan {
+    async fn fetch(
+        &self,
+        pool: &SqlitePool,
+        lower: Option<&KeysetCursor>,
+    ) -> Result<Vec<SqliteRow>, KeysetError> {
+        let sql = if lower.is_some() {
+            &self.next_sql
+        } else {
+            &self.first_sql
+        };
+        let mut query = sqlx::query(sql);
+        for value in lower.into_iter().flat_map(|c| &c.0).chain(self.end.iter().flatten()) {
+            query = match value {
+                KeyValue::Null => query.bind(None::<i64>),
+                KeyValue::Integer(v) => query.bind(*v),
+                KeyValue::Real(v) => query.bind(*v),
+                KeyValue::Text(v) => query.bind(v.as_str()),
+                KeyValue::Blob(v) => query.bind(v.as_slice()),
+            };
+        }
+        query
+            .bind(i64::try_from(self.batch_size).unwrap_or(i64::MAX))
+            .fetch_all(pool)
+            .await
+            .map_err(|err| self.query_error(err))
+    }
+
+    fn query_error(&self, err: sqlx::Error) -> KeysetError {
+        let relation = self.relation.clone();
+        let named = |prefix: &str| match &err {
+            sqlx::Error::Database(db) => db
+                .message()
+                .strip_prefix(prefix)
+                .map(|name| name.trim().to_string()),
+            _ => None,
+        };
+        if let Some(table) = named("no such table:") {
+            return KeysetError::MissingTable {
+                relation,
+                table,
+                source: err,
+            };
+        }
+        if let Some(column) = named("no such column:") {
+            // SQLite names qualified columns `table.column`; the column is what matters
+            let column = column.rsplit('.').next().unwrap_or(&column).to_string();
+            return KeysetError::MissingColumn {
+                relation,
+                column,
+                source: err,
+            };
+        }
+        KeysetError::Database {
+            relation,
+            source: err,
+        }
+    }
+
+    /// Where each key column is in the rows: by name, on the first row.
+    fn key_indices(&self, row: &SqliteRow) -> Result<Vec<usize>, KeysetError> {
+        self.keys
+            .iter()
+            .map(|key| {
+                row.columns()
+                    .iter()
+                    .position(|c| c.name().eq_ignore_ascii_case(key))
+                    .ok_or_else(|| KeysetError::MissingColumn {
+                        relation: self.relation.clone(),
+                        column: key.clone(),
+                        source: sqlx::Error::ColumnNotFound(key.clone()),
+                    })
+            })
+            .collect()
+    }
+
+    /// A row's key, as a cursor.
+    fn key_of(&self, row: &SqliteRow, indices: &[usize]) -> Result<KeysetCursor, KeysetError> {
+        let mut values = Vec::with_capacity(indices.len());
+        for (i, &index) in indices.iter().enumerate() {
+            let decode_error = |source| KeysetError::Decode {
+                relation: self.relation.clone(),
+                source,
+            };
+            let raw = row.try_get_raw(index).map_err(decode_error)?;
+            if raw.is_null() {
+                return Err(KeysetError::NullKey {
+                    relation: self.relation.clone(),
+                    column: self.keys[i].clone(),
+                });
+            }
+            let decode = |e| {
+                decode_error(sqlx::Error::ColumnDecode {
+                    index: self.keys[i].clone(),
+                    source: e,
+                })
+            };
+            let type_name = raw.type_info().name().to_string();
+            let value = match type_name.as_str() {
+                "REAL" => KeyValue::Real(<f64 as Decode<Sqlite>>::decode(raw).map_err(decode)?),
+                "TEXT" => {
+                    KeyValue::Text(<String as Decode<Sqlite>>::decode(raw).map_err(decode)?)
+                }
+                "BLOB" => {
+                    KeyValue::Blob(<Vec<u8> as Decode<Sqlite>>::decode(raw).map_err(decode)?)
+                }
+                _ => KeyValue::Integer(<i64 as Decode<Sqlite>>::decode(raw).map_err(decode)?),
+            };
+            values.push(value);
+        }
+        Ok(KeysetCursor(values))
+    }
+}
+
+/// The state of one walk, shared by [`Keyset::rows`] and [`Keyset::batches`].
+struct Walker {
+    pool: SqlitePool,
+    /// The plan; `None` when the definition has a mistake (in `error`).
+    plan: Option<Arc<Plan>>,
+    /// The definition's mistake, yielded as the first item.
+    error: Option<KeysetError>,
+    /// The key of the last row fetched: the next page starts after it.
+    lower: Option<KeysetCursor>,
+    /// Rows of the current page not yet yielded (by `rows`).
+    page: std::vec::IntoIter<SqliteRow>,
+    /// Where the key columns are in a row; resolved on the first page.
+    key_idx: Vec<usize>,
+    /// The last page was short: the walk is over without another query.
+    exhausted: bool,
+}
+
+impl Walker {
+    fn new(keyset: &Keyset, pool: &SqlitePool, cursor: Option<KeysetCursor>) -> Self {
+        let (plan, error) = match keyset.plan(cursor.as_ref()) {
+            Ok(plan) => (Some(Arc::new(plan)), None),
+            Err(err) => (None, Some(err)),
+        };
+        Walker {
+            pool: pool.clone(),
+            plan,
+            error,
+            lower: cursor.or_else(|| keyset.start.clone()),
+            page: Vec::new().into_iter(),
+            key_idx: Vec::new(),
+            exhausted: false,
+        }
+    }
+
+    /// The next row of the current page, with its cursor.
+    fn next_row(&mut self) -> Option<Result<(SqliteRow, KeysetCursor), JobError>> {
+        let row = self.page.next()?;
+        let plan = self.plan.as_ref()?;
+        Some(match plan.key_of(&row, &self.key_idx) {
+            Ok(cursor) => Ok((row, cursor)),
+            Err(err) => Err(err.into_job_error()),
+        })
+    }
+
+    /// Fetches the next page; `None` when the walk is over.
+    async fn next_page(&mut self) -> Result<Option<Vec<SqliteRow>>, JobError> {
+        if let Some(err) = self.error.take() {
+            return Err(err.into_job_error());
+        }
+        let Some(plan) = self.plan.clone() else {
+            return Ok(None);
+        };
+        if self.exhausted {
+            return Ok(None);
+        }
+        let rows = plan
+            .fetch(&self.pool, self.lower.as_ref())
+            .await
+            .map_err(KeysetError::into_job_error)?;
+        if rows.len() < plan.batch_size {
+            self.exhausted = true;
+        }
+        let Some(last) = rows.last() else {
+            return Ok(None);
+        };
+        if self.key_idx.is_empty() {
+            self.key_idx = plan.key_indices(last).map_err(KeysetError::into_job_error)?;
+        }
+        self.lower = Some(
+            plan.key_of(last, &self.key_idx)
+                .map_err(KeysetError::into_job_error)?,
+        );
+        Ok(Some(rows))
+    }
+}
