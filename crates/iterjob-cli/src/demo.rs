@@ -124,7 +124,7 @@ impl Job for SyncProducts {
             .key("id")
             .columns(["id", "name", "price_cents"])
             .batch_size(params.batch_size as usize)
-            .batches(pool, cursor))
+            .batches(&pool, cursor))
     }
 
     fn count_items(&self, batch: &Vec<SqliteRow>) -> u64 {

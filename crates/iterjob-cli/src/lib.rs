@@ -44,7 +44,7 @@ use iterjob::{Job, Registry};
 
 pub use commands::Cli;
 pub use demo::SyncProducts;
-pub use store::open_store;
+pub use store::{DEFAULT_DATABASE_URL, OpenStore, open_store};
 
 /// A command-line application over a set of job kinds.
 #[derive(Debug)]
@@ -58,7 +58,7 @@ impl App {
     pub fn new(name: impl Into<String>) -> Self {
         App {
             name: name.into(),
-            registry: Registry::new().with(SyncProducts),
+            registry: Registry::new().with(SyncProducts::default()),
         }
     }
 

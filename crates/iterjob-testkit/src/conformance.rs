@@ -263,7 +263,12 @@ async fn claim_ids(store: &dyn Store, kinds: &[&str], queues: &[&str]) -> BTreeS
         .collect()
 }
 
-async fn release(store: &dyn Store, claimed: &Claimed, progress: Option<&Progress>, outcome: Outcome) {
+async fn release(
+    store: &dyn Store,
+    claimed: &Claimed,
+    progress: Option<&Progress>,
+    outcome: Outcome,
+) {
     store
         .job_release(claimed.job.id, claimed.token, progress, &outcome)
         .await
@@ -299,12 +304,7 @@ fn assert_lease_lost<T: Debug>(result: iterjob::Result<T>, id: JobId, what: &str
     }
 }
 
-fn assert_invalid<T: Debug>(
-    result: iterjob::Result<T>,
-    id: JobId,
-    state: JobState,
-    action: &str,
-) {
+fn assert_invalid<T: Debug>(result: iterjob::Result<T>, id: JobId, state: JobState, action: &str) {
     match result {
         Err(Error::InvalidTransition {
             job,
@@ -313,13 +313,16 @@ fn assert_invalid<T: Debug>(
             hint,
         }) => {
             assert_eq!(job, id, "InvalidTransition names the job");
-            assert_eq!(got_state, state, "InvalidTransition names the current state");
+            assert_eq!(
+                got_state, state,
+                "InvalidTransition names the current state"
+            );
             assert_eq!(got_action, action, "InvalidTransition names the action");
             assert!(!hint.is_empty(), "InvalidTransition carries a hint");
         }
-        other => panic!(
-            "{action} of {state} job {id} should fail with InvalidTransition, got {other:?}"
-        ),
+        other => {
+            panic!("{action} of {state} job {id} should fail with InvalidTransition, got {other:?}")
+        }
     }
 }
 
@@ -331,8 +334,16 @@ fn assert_not_found<T: Debug>(result: iterjob::Result<T>, id: JobId, what: &str)
 }
 
 fn assert_run_cleared(job: &JobRecord) {
-    assert_eq!(job.worker_id, None, "job {} keeps no worker after its run", job.id);
-    assert_eq!(job.lease_expires_at, None, "job {} keeps no lease after its run", job.id);
+    assert_eq!(
+        job.worker_id, None,
+        "job {} keeps no worker after its run",
+        job.id
+    );
+    assert_eq!(
+        job.lease_expires_at, None,
+        "job {} keeps no lease after its run",
+        job.id
+    );
 }
 
 /// Crashes a running job: lets its short lease expire and rescues it.
@@ -450,8 +461,15 @@ pub async fn unique_key_dedup(store: Arc<dyn Store>) {
         NewJob::new("b", json!({ "other": true })).unique_key("k1"),
     )
     .await;
-    assert_eq!(again, first, "duplicate unique key returns the existing job");
-    assert_eq!(get(store, first).await.params, json!({ "kind": "a" }), "first job wins");
+    assert_eq!(
+        again, first,
+        "duplicate unique key returns the existing job"
+    );
+    assert_eq!(
+        get(store, first).await.params,
+        json!({ "kind": "a" }),
+        "first job wins"
+    );
 
     let ids = store
         .job_insert_many(&[
@@ -468,7 +486,11 @@ pub async fn unique_key_dedup(store: Arc<dyn Store>) {
     assert_ne!(ids[2], ids[3], "jobs without a key are never deduplicated");
     assert_eq!(ids[4], first, "key of an earlier batch: {ids:?}");
     let distinct: BTreeSet<JobId> = [first, ids[0], ids[2], ids[3], ids[5]].into();
-    assert_eq!(distinct.len(), 5, "different keys give different jobs: {ids:?}");
+    assert_eq!(
+        distinct.len(),
+        5,
+        "different keys give different jobs: {ids:?}"
+    );
 
     let all = store
         .job_list(&JobFilter::default())
@@ -509,13 +531,27 @@ pub async fn unique_key_freed_when_job_finishes(store: Arc<dyn Store>) {
     )
     .await;
     assert_eq!(insert(store, key_job()).await, third, "held while retrying");
-    store.job_resume(third).await.expect_err("retrying job is not paused");
+    store
+        .job_resume(third)
+        .await
+        .expect_err("retrying job is not paused");
     store.job_pause(third).await.expect("pause retrying");
     store.job_resume(third).await.expect("resume");
     let claimed = claim_id(store, "u", third, LONG_LEASE).await;
-    release(store, &claimed, None, Outcome::Failed { error: "fatal".into() }).await;
+    release(
+        store,
+        &claimed,
+        None,
+        Outcome::Failed {
+            error: "fatal".into(),
+        },
+    )
+    .await;
     let fourth = insert(store, key_job()).await;
-    assert!(![first, second, third].contains(&fourth), "freed when failed");
+    assert!(
+        ![first, second, third].contains(&fourth),
+        "freed when failed"
+    );
 }
 
 // ---------------------------------------------------------------------------------
@@ -541,11 +577,19 @@ pub async fn claim_marks_job_running(store: Arc<dyn Store>) {
     assert_eq!(job.worker_id.as_deref(), Some("host-a:123:xyz"));
     let lease = job.lease_expires_at.expect("lease_expires_at set");
     assert!(
-        lease >= before + 30_000 - CLOCK_SLACK_MS && lease <= now_millis() + 30_000 + CLOCK_SLACK_MS,
+        lease >= before + 30_000 - CLOCK_SLACK_MS
+            && lease <= now_millis() + 30_000 + CLOCK_SLACK_MS,
         "lease_expires_at {lease} should be about now + 30 s"
     );
-    assert_eq!(&get(store, id).await, job, "job_get agrees with the claimed record");
-    assert!(claim(store, &["c"], 5).await.is_empty(), "a running job is not claimable");
+    assert_eq!(
+        &get(store, id).await,
+        job,
+        "job_get agrees with the claimed record"
+    );
+    assert!(
+        claim(store, &["c"], 5).await.is_empty(),
+        "a running job is not claimable"
+    );
 
     release(
         store,
@@ -559,7 +603,10 @@ pub async fn claim_marks_job_running(store: Arc<dyn Store>) {
     .await;
     let second = claim_id(store, "c", id, LONG_LEASE).await;
     assert_eq!(second.job.runs, 2);
-    assert_eq!(second.job.started_at, job.started_at, "started_at keeps the first run's time");
+    assert_eq!(
+        second.job.started_at, job.started_at,
+        "started_at keeps the first run's time"
+    );
     assert_ne!(second.token, first.token, "each run gets a fresh token");
 }
 
@@ -587,7 +634,10 @@ pub async fn claim_orders_by_priority_then_run_at_then_id(store: Arc<dyn Store>)
         assert_eq!(claimed.len(), 1, "limit 1 claims one job");
         order.push(claimed[0].job.id);
     }
-    assert_eq!(order, expected, "claim order: priority desc, run_at asc, id asc");
+    assert_eq!(
+        order, expected,
+        "claim order: priority desc, run_at asc, id asc"
+    );
     assert!(claim(store, &["one"], 1).await.is_empty());
 
     let expected = insert_ordered_jobs(store, "batch").await;
@@ -632,7 +682,10 @@ pub async fn claim_skips_jobs_scheduled_later(store: Arc<dyn Store>) {
         },
     )
     .await;
-    assert!(claim(store, &["s"], 10).await.is_empty(), "retrying until run_at");
+    assert!(
+        claim(store, &["s"], 10).await.is_empty(),
+        "retrying until run_at"
+    );
 
     let interrupted = insert(store, new_job("t")).await;
     let claimed = claim_id(store, "t", interrupted, LONG_LEASE).await;
@@ -646,7 +699,10 @@ pub async fn claim_skips_jobs_scheduled_later(store: Arc<dyn Store>) {
         },
     )
     .await;
-    assert!(claim(store, &["t"], 10).await.is_empty(), "backing off until run_at");
+    assert!(
+        claim(store, &["t"], 10).await.is_empty(),
+        "backing off until run_at"
+    );
 }
 
 /// A claim takes only jobs of the kinds and queues asked for; an empty list of kinds
@@ -659,13 +715,31 @@ pub async fn claim_filters_by_kind_and_queue(store: Arc<dyn Store>) {
     let c3 = insert(store, new_job("c").queue("q3")).await;
     let a3 = insert(store, new_job("a").queue("q3")).await;
 
-    assert!(claim_ids(store, &[], &["q1", "q2", "q3"]).await.is_empty(), "no kinds, no jobs");
-    assert!(claim_ids(store, &["a", "b", "c"], &[]).await.is_empty(), "no queues, no jobs");
-    assert!(claim_ids(store, &["zzz"], &["q1"]).await.is_empty(), "unknown kind");
-    assert!(claim_ids(store, &["a"], &["nowhere"]).await.is_empty(), "unknown queue");
+    assert!(
+        claim_ids(store, &[], &["q1", "q2", "q3"]).await.is_empty(),
+        "no kinds, no jobs"
+    );
+    assert!(
+        claim_ids(store, &["a", "b", "c"], &[]).await.is_empty(),
+        "no queues, no jobs"
+    );
+    assert!(
+        claim_ids(store, &["zzz"], &["q1"]).await.is_empty(),
+        "unknown kind"
+    );
+    assert!(
+        claim_ids(store, &["a"], &["nowhere"]).await.is_empty(),
+        "unknown queue"
+    );
 
-    assert_eq!(claim_ids(store, &["a"], &["q1", "q2"]).await, BTreeSet::from([a1, a2]));
-    assert_eq!(claim_ids(store, &["b", "c"], &["q3"]).await, BTreeSet::from([c3]));
+    assert_eq!(
+        claim_ids(store, &["a"], &["q1", "q2"]).await,
+        BTreeSet::from([a1, a2])
+    );
+    assert_eq!(
+        claim_ids(store, &["b", "c"], &["q3"]).await,
+        BTreeSet::from([c3])
+    );
     assert_eq!(
         claim_ids(store, &["a", "b", "c"], &["q1", "q2", "q3"]).await,
         BTreeSet::from([b1, a3])
@@ -700,7 +774,10 @@ pub async fn concurrent_claims_are_disjoint(store: Arc<dyn Store>) {
             let mut request = request(&["race"], &[DEFAULT_QUEUE], 3, LONG_LEASE);
             request.worker_id = format!("worker-{worker}");
             loop {
-                let claimed = store.job_claim(&request).await.expect("concurrent job_claim");
+                let claimed = store
+                    .job_claim(&request)
+                    .await
+                    .expect("concurrent job_claim");
                 if claimed.is_empty() {
                     break;
                 }
@@ -757,7 +834,10 @@ pub async fn heartbeat_extends_lease(store: Arc<dyn Store>) {
         "lease_expires_at {lease} should be about now + 60 s"
     );
     let rescued = crash(store, 3).await;
-    assert!(rescued.is_empty(), "a live lease is not rescued: {rescued:?}");
+    assert!(
+        rescued.is_empty(),
+        "a live lease is not rescued: {rescued:?}"
+    );
     let job = get(store, id).await;
     assert_eq!(job.state, JobState::Running);
     assert_eq!(job.crashes, 0);
@@ -828,7 +908,11 @@ pub async fn wrong_token_is_rejected(store: Arc<dyn Store>) {
     let before = get(store, id).await;
     let wrong = other_token(claimed.token);
 
-    assert_lease_lost(store.job_heartbeat(id, wrong, LONG_LEASE).await, id, "heartbeat");
+    assert_lease_lost(
+        store.job_heartbeat(id, wrong, LONG_LEASE).await,
+        id,
+        "heartbeat",
+    );
     assert_lease_lost(
         store
             .job_checkpoint(id, wrong, &progress(json!(2), 2), LONG_LEASE)
@@ -843,7 +927,11 @@ pub async fn wrong_token_is_rejected(store: Arc<dyn Store>) {
         id,
         "release",
     );
-    assert_eq!(get(store, id).await, before, "rejected writes change nothing");
+    assert_eq!(
+        get(store, id).await,
+        before,
+        "rejected writes change nothing"
+    );
     release(store, &claimed, None, Outcome::Completed).await;
 }
 
@@ -881,17 +969,32 @@ pub async fn lease_expiry_requeues_and_fences_stale_worker(store: Arc<dyn Store>
     assert_eq!(job.crashes, 1);
     assert_eq!(job.attempts, 1);
     assert_eq!(job.finished_at, None);
-    assert!(job.run_at <= now_millis() + CLOCK_SLACK_MS, "claimable at once");
+    assert!(
+        job.run_at <= now_millis() + CLOCK_SLACK_MS,
+        "claimable at once"
+    );
     assert_recent(Some(job.run_at), before, "run_at after rescue");
     assert_run_cleared(&job);
-    assert_eq!(get(store, live).await.state, JobState::Running, "live lease untouched");
+    assert_eq!(
+        get(store, live).await.state,
+        JobState::Running,
+        "live lease untouched"
+    );
     assert!(
-        store.job_rescue_expired(5).await.expect("rescue").is_empty(),
+        store
+            .job_rescue_expired(5)
+            .await
+            .expect("rescue")
+            .is_empty(),
         "a second rescue finds nothing"
     );
 
     let token = stale.token;
-    assert_lease_lost(store.job_heartbeat(id, token, LONG_LEASE).await, id, "stale heartbeat");
+    assert_lease_lost(
+        store.job_heartbeat(id, token, LONG_LEASE).await,
+        id,
+        "stale heartbeat",
+    );
     assert_lease_lost(
         store
             .job_checkpoint(id, token, &progress(json!({ "after": 99 }), 99), LONG_LEASE)
@@ -900,14 +1003,20 @@ pub async fn lease_expiry_requeues_and_fences_stale_worker(store: Arc<dyn Store>
         "stale checkpoint",
     );
     assert_lease_lost(
-        store.job_release(id, token, None, &Outcome::Completed).await,
+        store
+            .job_release(id, token, None, &Outcome::Completed)
+            .await,
         id,
         "stale release",
     );
 
     let fresh = claim_id(store, "x", id, LONG_LEASE).await;
     assert_ne!(fresh.token, stale.token, "a new run gets a new token");
-    assert_eq!(fresh.job.cursor, Some(cursor), "the new run resumes from the checkpoint");
+    assert_eq!(
+        fresh.job.cursor,
+        Some(cursor),
+        "the new run resumes from the checkpoint"
+    );
     assert_eq!(fresh.job.items_done, 41);
     assert_eq!(fresh.job.runs, 2);
     assert_lease_lost(
@@ -919,13 +1028,25 @@ pub async fn lease_expiry_requeues_and_fences_stale_worker(store: Arc<dyn Store>
     );
     assert_lease_lost(
         store
-            .job_release(id, token, None, &Outcome::Failed { error: "stale".into() })
+            .job_release(
+                id,
+                token,
+                None,
+                &Outcome::Failed {
+                    error: "stale".into(),
+                },
+            )
             .await,
         id,
         "stale release after the new claim",
     );
     store
-        .job_checkpoint(id, fresh.token, &progress(json!({ "after": 50 }), 50), LONG_LEASE)
+        .job_checkpoint(
+            id,
+            fresh.token,
+            &progress(json!({ "after": 50 }), 50),
+            LONG_LEASE,
+        )
         .await
         .expect("the new run's token works");
     release(store, &fresh, None, Outcome::Completed).await;
@@ -939,12 +1060,24 @@ pub async fn crash_loop_fails_job(store: Arc<dyn Store>) {
     let id = insert(store, new_job("poison")).await;
     let first = claim_id(store, "poison", id, SHORT_LEASE).await;
     let rescued = crash(store, 2).await;
-    assert_eq!(rescued, vec![Rescued { id, state: JobState::Queued }]);
+    assert_eq!(
+        rescued,
+        vec![Rescued {
+            id,
+            state: JobState::Queued
+        }]
+    );
     assert_eq!(get(store, id).await.crashes, 1);
 
     let second = claim_id(store, "poison", id, SHORT_LEASE).await;
     let rescued = crash(store, 2).await;
-    assert_eq!(rescued, vec![Rescued { id, state: JobState::Failed }]);
+    assert_eq!(
+        rescued,
+        vec![Rescued {
+            id,
+            state: JobState::Failed
+        }]
+    );
     let job = get(store, id).await;
     assert_eq!(job.state, JobState::Failed);
     assert_eq!(job.crashes, 2);
@@ -956,7 +1089,10 @@ pub async fn crash_loop_fails_job(store: Arc<dyn Store>) {
         error.contains("lease"),
         "the error should say the worker lost its lease: {error:?}"
     );
-    assert!(claim(store, &["poison"], 5).await.is_empty(), "a failed job is not claimable");
+    assert!(
+        claim(store, &["poison"], 5).await.is_empty(),
+        "a failed job is not claimable"
+    );
     for run in [&first, &second] {
         assert_lease_lost(
             store.job_heartbeat(id, run.token, LONG_LEASE).await,
@@ -964,7 +1100,9 @@ pub async fn crash_loop_fails_job(store: Arc<dyn Store>) {
             "heartbeat of a crashed run",
         );
         assert_lease_lost(
-            store.job_release(id, run.token, None, &Outcome::Completed).await,
+            store
+                .job_release(id, run.token, None, &Outcome::Completed)
+                .await,
             id,
             "release of a crashed run",
         );
@@ -977,12 +1115,24 @@ pub async fn crashes_use_up_attempts(store: Arc<dyn Store>) {
     let store = &*store;
     let id = insert(store, new_job("fragile").max_attempts(2)).await;
     claim_id(store, "fragile", id, SHORT_LEASE).await;
-    assert_eq!(crash(store, 100).await, vec![Rescued { id, state: JobState::Queued }]);
+    assert_eq!(
+        crash(store, 100).await,
+        vec![Rescued {
+            id,
+            state: JobState::Queued
+        }]
+    );
     let job = get(store, id).await;
     assert_eq!((job.attempts, job.crashes), (1, 1));
 
     claim_id(store, "fragile", id, SHORT_LEASE).await;
-    assert_eq!(crash(store, 100).await, vec![Rescued { id, state: JobState::Failed }]);
+    assert_eq!(
+        crash(store, 100).await,
+        vec![Rescued {
+            id,
+            state: JobState::Failed
+        }]
+    );
     let job = get(store, id).await;
     assert_eq!(job.state, JobState::Failed);
     assert_eq!(job.attempts, 2);
@@ -1060,7 +1210,13 @@ pub async fn release_interrupted(store: Arc<dyn Store>) {
         let run = claim_id(store, "int", id, LONG_LEASE).await;
         let run_at = now_millis() - 10;
         let at = progress(json!({ "n": n }), n as u64 + 1);
-        release(store, &run, Some(&at), Outcome::Interrupted { reason, run_at }).await;
+        release(
+            store,
+            &run,
+            Some(&at),
+            Outcome::Interrupted { reason, run_at },
+        )
+        .await;
         let job = get(store, id).await;
         assert_eq!(job.state, JobState::Queued, "interrupted by {reason}");
         assert_eq!(job.run_at, run_at);
@@ -1091,7 +1247,10 @@ pub async fn release_paused(store: Arc<dyn Store>) {
     assert_eq!(job.attempts, 0);
     assert_eq!(job.cursor, Some(json!(3)));
     assert_run_cleared(&job);
-    assert!(claim(store, &["pz"], 5).await.is_empty(), "a paused job is not claimable");
+    assert!(
+        claim(store, &["pz"], 5).await.is_empty(),
+        "a paused job is not claimable"
+    );
 }
 
 /// `Cancelled` finishes the job as cancelled and clears the requests.
@@ -1132,11 +1291,17 @@ pub async fn release_retry(store: Arc<dyn Store>) {
     assert_eq!(job.state, JobState::Retrying);
     assert_eq!(job.run_at, run_at);
     assert_eq!(job.attempts, 1);
-    assert_eq!(job.last_error.as_deref(), Some("upstream: connection reset"));
+    assert_eq!(
+        job.last_error.as_deref(),
+        Some("upstream: connection reset")
+    );
     assert_eq!(job.finished_at, None);
     assert_eq!(job.cursor, Some(json!(7)));
     assert_run_cleared(&job);
-    assert!(claim(store, &["rl"], 5).await.is_empty(), "not before run_at");
+    assert!(
+        claim(store, &["rl"], 5).await.is_empty(),
+        "not before run_at"
+    );
 
     let due = insert(store, new_job("rd")).await;
     let run = claim_id(store, "rd", due, LONG_LEASE).await;
@@ -1153,7 +1318,11 @@ pub async fn release_retry(store: Arc<dyn Store>) {
     let again = claim_id(store, "rd", due, LONG_LEASE).await;
     assert_eq!(again.job.state, JobState::Running);
     assert_eq!(again.job.attempts, 1, "claiming does not use an attempt");
-    assert_eq!(again.job.last_error.as_deref(), Some("e1"), "the error stays visible");
+    assert_eq!(
+        again.job.last_error.as_deref(),
+        Some("e1"),
+        "the error stays visible"
+    );
     release(
         store,
         &again,
@@ -1240,11 +1409,17 @@ pub async fn release_ends_the_run(store: Arc<dyn Store>) {
     )
     .await;
     assert_lease_lost(
-        store.job_release(id, run.token, None, &Outcome::Completed).await,
+        store
+            .job_release(id, run.token, None, &Outcome::Completed)
+            .await,
         id,
         "second release",
     );
-    assert_lease_lost(store.job_heartbeat(id, run.token, LONG_LEASE).await, id, "heartbeat");
+    assert_lease_lost(
+        store.job_heartbeat(id, run.token, LONG_LEASE).await,
+        id,
+        "heartbeat",
+    );
     assert_lease_lost(
         store
             .job_checkpoint(id, run.token, &progress(json!(1), 1), LONG_LEASE)
@@ -1267,7 +1442,11 @@ pub async fn pause_and_resume_waiting_jobs(store: Arc<dyn Store>) {
     let queued = insert(store, new_job("pq").run_at(now_millis() + HOUR_MS)).await;
     let paused = store.job_pause(queued).await.expect("pause queued");
     assert_eq!(paused.id, queued);
-    assert_eq!(paused.state, JobState::Paused, "pause returns the changed job");
+    assert_eq!(
+        paused.state,
+        JobState::Paused,
+        "pause returns the changed job"
+    );
     assert_eq!(get(store, queued).await.state, JobState::Paused);
 
     let retrying = insert(store, new_job("pr")).await;
@@ -1285,13 +1464,21 @@ pub async fn pause_and_resume_waiting_jobs(store: Arc<dyn Store>) {
     let paused = store.job_pause(retrying).await.expect("pause retrying");
     assert_eq!(paused.state, JobState::Paused);
     assert_eq!(paused.attempts, 1, "pausing keeps the attempts");
-    assert!(claim(store, &["pq", "pr"], 5).await.is_empty(), "paused jobs are not claimable");
+    assert!(
+        claim(store, &["pq", "pr"], 5).await.is_empty(),
+        "paused jobs are not claimable"
+    );
 
     let before = now_millis();
     let resumed = store.job_resume(queued).await.expect("resume");
-    assert_eq!(resumed.state, JobState::Queued, "resume returns the changed job");
+    assert_eq!(
+        resumed.state,
+        JobState::Queued,
+        "resume returns the changed job"
+    );
     assert!(
-        resumed.run_at <= now_millis() + CLOCK_SLACK_MS && resumed.run_at >= before - CLOCK_SLACK_MS,
+        resumed.run_at <= now_millis() + CLOCK_SLACK_MS
+            && resumed.run_at >= before - CLOCK_SLACK_MS,
         "a resumed job runs now"
     );
     assert!(!resumed.pause_requested);
@@ -1316,7 +1503,10 @@ pub async fn pause_running_job_is_requested(store: Arc<dyn Store>) {
         cancel_requested: false,
     };
     assert_eq!(
-        store.job_heartbeat(id, run.token, LONG_LEASE).await.expect("heartbeat"),
+        store
+            .job_heartbeat(id, run.token, LONG_LEASE)
+            .await
+            .expect("heartbeat"),
         wanted
     );
     assert_eq!(
@@ -1326,11 +1516,17 @@ pub async fn pause_running_job_is_requested(store: Arc<dyn Store>) {
             .expect("checkpoint"),
         wanted
     );
-    let job = store.job_resume(id).await.expect("resume withdraws the request");
+    let job = store
+        .job_resume(id)
+        .await
+        .expect("resume withdraws the request");
     assert_eq!(job.state, JobState::Running);
     assert!(!job.pause_requested);
     assert_eq!(
-        store.job_heartbeat(id, run.token, LONG_LEASE).await.expect("heartbeat"),
+        store
+            .job_heartbeat(id, run.token, LONG_LEASE)
+            .await
+            .expect("heartbeat"),
         Control::default()
     );
     store.job_pause(id).await.expect("pause again");
@@ -1361,7 +1557,11 @@ pub async fn cancel_waiting_jobs(store: Arc<dyn Store>) {
     for id in [queued, paused, retrying] {
         let before = now_millis();
         let job = store.job_cancel(id).await.expect("cancel");
-        assert_eq!(job.state, JobState::Cancelled, "cancel returns the changed job");
+        assert_eq!(
+            job.state,
+            JobState::Cancelled,
+            "cancel returns the changed job"
+        );
         assert_recent(job.finished_at, before, "finished_at");
         assert_eq!(get(store, id).await.state, JobState::Cancelled);
     }
@@ -1383,7 +1583,10 @@ pub async fn cancel_running_job_is_requested(store: Arc<dyn Store>) {
         cancel_requested: true,
     };
     assert_eq!(
-        store.job_heartbeat(id, run.token, LONG_LEASE).await.expect("heartbeat"),
+        store
+            .job_heartbeat(id, run.token, LONG_LEASE)
+            .await
+            .expect("heartbeat"),
         wanted
     );
     assert_eq!(
@@ -1394,11 +1597,17 @@ pub async fn cancel_running_job_is_requested(store: Arc<dyn Store>) {
         wanted
     );
     let job = store.job_pause(id).await.expect("pause too");
-    assert!(job.pause_requested && job.cancel_requested, "both requests pending");
+    assert!(
+        job.pause_requested && job.cancel_requested,
+        "both requests pending"
+    );
     release(store, &run, None, Outcome::Cancelled).await;
     let job = get(store, id).await;
     assert_eq!(job.state, JobState::Cancelled);
-    assert!(!job.pause_requested && !job.cancel_requested, "requests cleared");
+    assert!(
+        !job.pause_requested && !job.cancel_requested,
+        "requests cleared"
+    );
     assert!(job.finished_at.is_some());
 }
 
@@ -1424,9 +1633,18 @@ pub async fn finished_jobs_reject_pause_resume_cancel(store: Arc<dyn Store>) {
         assert_invalid(store.job_pause(id).await, id, state, "pause");
         assert_invalid(store.job_resume(id).await, id, state, "resume");
         assert_invalid(store.job_cancel(id).await, id, state, "cancel");
-        assert_eq!(get(store, id).await, before, "rejected actions change nothing");
+        assert_eq!(
+            get(store, id).await,
+            before,
+            "rejected actions change nothing"
+        );
     }
-    assert_invalid(store.job_retry(completed).await, completed, JobState::Completed, "retry");
+    assert_invalid(
+        store.job_retry(completed).await,
+        completed,
+        JobState::Completed,
+        "retry",
+    );
 }
 
 /// Only paused jobs (or running jobs with a pause pending) can be resumed: queued and
@@ -1434,7 +1652,12 @@ pub async fn finished_jobs_reject_pause_resume_cancel(store: Arc<dyn Store>) {
 pub async fn resume_requires_paused(store: Arc<dyn Store>) {
     let store = &*store;
     let queued = insert(store, new_job("rq")).await;
-    assert_invalid(store.job_resume(queued).await, queued, JobState::Queued, "resume");
+    assert_invalid(
+        store.job_resume(queued).await,
+        queued,
+        JobState::Queued,
+        "resume",
+    );
     let retrying = insert(store, new_job("rr")).await;
     let run = claim_id(store, "rr", retrying, LONG_LEASE).await;
     release(
@@ -1447,8 +1670,16 @@ pub async fn resume_requires_paused(store: Arc<dyn Store>) {
         },
     )
     .await;
-    assert_invalid(store.job_resume(retrying).await, retrying, JobState::Retrying, "resume");
-    assert!(get(store, retrying).await.run_at > now_millis(), "run_at untouched");
+    assert_invalid(
+        store.job_resume(retrying).await,
+        retrying,
+        JobState::Retrying,
+        "resume",
+    );
+    assert!(
+        get(store, retrying).await.run_at > now_millis(),
+        "run_at untouched"
+    );
 }
 
 /// Retrying a failed job queues it to run now from its last checkpoint: cursor and
@@ -1476,7 +1707,15 @@ pub async fn retry_keeps_cursor_and_resets_attempts(store: Arc<dyn Store>) {
     )
     .await;
     let run = claim_id(store, "rt", id, LONG_LEASE).await;
-    release(store, &run, None, Outcome::Failed { error: "fatal".into() }).await;
+    release(
+        store,
+        &run,
+        None,
+        Outcome::Failed {
+            error: "fatal".into(),
+        },
+    )
+    .await;
     let failed = get(store, id).await;
     assert_eq!((failed.attempts, failed.crashes), (3, 1));
 
@@ -1486,7 +1725,11 @@ pub async fn retry_keeps_cursor_and_resets_attempts(store: Arc<dyn Store>) {
     assert_eq!(job.attempts, 0);
     assert_eq!(job.crashes, 0);
     assert_eq!(job.finished_at, None);
-    assert_eq!(job.last_error.as_deref(), Some("fatal"), "last_error is kept");
+    assert_eq!(
+        job.last_error.as_deref(),
+        Some("fatal"),
+        "last_error is kept"
+    );
     assert_eq!(job.cursor, Some(cursor.clone()));
     assert_eq!(job.items_done, 77);
     assert_recent(Some(job.run_at), before, "run_at");
@@ -1494,7 +1737,11 @@ pub async fn retry_keeps_cursor_and_resets_attempts(store: Arc<dyn Store>) {
     assert_eq!(get(store, id).await, job);
 
     let run = claim_id(store, "rt", id, LONG_LEASE).await;
-    assert_eq!(run.job.cursor, Some(cursor), "the retried run starts at the checkpoint");
+    assert_eq!(
+        run.job.cursor,
+        Some(cursor),
+        "the retried run starts at the checkpoint"
+    );
     assert_eq!(run.job.runs, 4);
 }
 
@@ -1544,7 +1791,11 @@ pub async fn retry_requires_failed_or_cancelled(store: Arc<dyn Store>) {
     ] {
         let before = get(store, id).await;
         assert_invalid(store.job_retry(id).await, id, state, "retry");
-        assert_eq!(get(store, id).await, before, "rejected retry changes nothing");
+        assert_eq!(
+            get(store, id).await,
+            before,
+            "rejected retry changes nothing"
+        );
     }
     store
         .job_heartbeat(running, run.token, LONG_LEASE)
@@ -1567,7 +1818,10 @@ async fn list(store: &dyn Store, filter: JobFilter) -> Vec<JobId> {
 /// `before_id`, combined.
 pub async fn list_newest_first_with_filters(store: Arc<dyn Store>) {
     let store = &*store;
-    assert!(list(store, JobFilter::default()).await.is_empty(), "empty store");
+    assert!(
+        list(store, JobFilter::default()).await.is_empty(),
+        "empty store"
+    );
     let j1 = insert(store, new_job("a").queue("q1")).await;
     let j2 = insert(store, new_job("b").queue("q1")).await;
     let j3 = insert(store, new_job("a").queue("q2")).await;
@@ -1583,8 +1837,14 @@ pub async fn list_newest_first_with_filters(store: Arc<dyn Store>) {
         }
     }
 
-    assert_eq!(list(store, JobFilter::default()).await, vec![j4, j3, j2, j1]);
-    let full = store.job_list(&JobFilter::default()).await.expect("job_list");
+    assert_eq!(
+        list(store, JobFilter::default()).await,
+        vec![j4, j3, j2, j1]
+    );
+    let full = store
+        .job_list(&JobFilter::default())
+        .await
+        .expect("job_list");
     assert_eq!(full[0], get(store, j4).await, "list returns full records");
     let by_kind = JobFilter {
         kind: Some("a".into()),
@@ -1688,7 +1948,10 @@ pub async fn count_by_state_covers_every_state(store: Arc<dyn Store>) {
     let counts = |c: Vec<(JobState, u64)>| {
         let mut map = HashMap::new();
         for (state, n) in c {
-            assert!(map.insert(state, n).is_none(), "state {state} reported twice");
+            assert!(
+                map.insert(state, n).is_none(),
+                "state {state} reported twice"
+            );
         }
         for state in JobState::ALL {
             assert!(map.contains_key(&state), "state {state} is missing");
@@ -1742,7 +2005,10 @@ pub async fn missing_jobs(store: Arc<dyn Store>) {
     assert_not_found(store.job_retry(missing).await, missing, "retry");
     let token = RunToken(42);
     let writes = [
-        store.job_heartbeat(missing, token, LONG_LEASE).await.map(|_| ()),
+        store
+            .job_heartbeat(missing, token, LONG_LEASE)
+            .await
+            .map(|_| ()),
         store
             .job_checkpoint(missing, token, &progress(json!(1), 1), LONG_LEASE)
             .await
@@ -1760,7 +2026,12 @@ pub async fn missing_jobs(store: Arc<dyn Store>) {
         }
     }
     assert!(
-        store.job_list(&JobFilter::default()).await.expect("list").len() == 1,
+        store
+            .job_list(&JobFilter::default())
+            .await
+            .expect("list")
+            .len()
+            == 1,
         "nothing was created"
     );
 }

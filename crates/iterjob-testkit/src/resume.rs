@@ -48,7 +48,11 @@ where
 {
     let mut out = Vec::new();
     let mut cursor: Option<C> = None;
-    let limits = stretches.iter().copied().map(Some).chain(std::iter::once(None));
+    let limits = stretches
+        .iter()
+        .copied()
+        .map(Some)
+        .chain(std::iter::once(None));
     for limit in limits {
         let enumerator = make(cursor.as_ref().map(roundtrip));
         let mut enumerator = std::pin::pin!(enumerator);

@@ -123,7 +123,9 @@ impl Job for CountingJob {
                 return Err(JobError::fatal(format!("item {item} is malformed")));
             }
             if self.failures.fetch_add(1, Ordering::SeqCst) < p.fail_times {
-                return Err(JobError::retryable(format!("flaky upstream at item {item}")));
+                return Err(JobError::retryable(format!(
+                    "flaky upstream at item {item}"
+                )));
             }
         }
         self.recorder.record(ctx.job_id, item);
@@ -187,7 +189,10 @@ async fn drain(store: &Arc<dyn Store>, job: &CountingJob, config: WorkerConfig, 
         if pending == 0 {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "jobs did not finish within {limit:?}: {counts:?}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "jobs did not finish within {limit:?}: {counts:?}"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     token.cancel();
@@ -197,7 +202,15 @@ async fn drain(store: &Arc<dyn Store>, job: &CountingJob, config: WorkerConfig, 
 /// A job walks its collection, each item exactly once, in order.
 pub async fn completes_every_item_once(store: Arc<dyn Store>) {
     let job = CountingJob::new();
-    let id = enqueue(&store, &job, CountingParams { n: 500, ..Default::default() }).await;
+    let id = enqueue(
+        &store,
+        &job,
+        CountingParams {
+            n: 500,
+            ..Default::default()
+        },
+    )
+    .await;
     drain(&store, &job, fast_config(), Duration::from_secs(30)).await;
     let record = get(&store, id).await;
     assert_eq!(record.state, JobState::Completed);
@@ -211,11 +224,24 @@ pub async fn completes_every_item_once(store: Arc<dyn Store>) {
 /// processed exactly once.
 pub async fn shutdown_many_times_resumes_exactly(store: Arc<dyn Store>) {
     let job = CountingJob::new();
-    let id = enqueue(&store, &job, CountingParams { n: 400, sleep_ms: 1, ..Default::default() }).await;
+    let id = enqueue(
+        &store,
+        &job,
+        CountingParams {
+            n: 400,
+            sleep_ms: 1,
+            ..Default::default()
+        },
+    )
+    .await;
     let mut shutdowns = 0;
     for round in 0..200 {
-        let worker = Worker::new(Arc::clone(&store), Registry::new().with(job.clone()), fast_config())
-            .expect("config");
+        let worker = Worker::new(
+            Arc::clone(&store),
+            Registry::new().with(job.clone()),
+            fast_config(),
+        )
+        .expect("config");
         let token = worker.shutdown_token();
         let stop = tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(15 + (round % 7) * 5)).await;
@@ -228,34 +254,65 @@ pub async fn shutdown_many_times_resumes_exactly(store: Arc<dyn Store>) {
             break;
         }
         shutdowns += 1;
-        assert_eq!(record.state, JobState::Queued, "interrupted job goes back to queued");
+        assert_eq!(
+            record.state,
+            JobState::Queued,
+            "interrupted job goes back to queued"
+        );
     }
     let record = get(&store, id).await;
     assert_eq!(record.state, JobState::Completed, "job completed");
-    assert!(shutdowns >= 3, "the job was interrupted several times ({shutdowns})");
+    assert!(
+        shutdowns >= 3,
+        "the job was interrupted several times ({shutdowns})"
+    );
     assert_eq!(record.interruptions as usize, shutdowns);
     assert_eq!(record.attempts, 0, "interruptions do not use up attempts");
-    assert_eq!(job.recorder.items(id), (0..400).collect::<Vec<_>>(), "each item exactly once, in order");
+    assert_eq!(
+        job.recorder.items(id),
+        (0..400).collect::<Vec<_>>(),
+        "each item exactly once, in order"
+    );
 }
 
 /// A retryable error retries from the last checkpoint: the item that failed runs
 /// again, the items before it do not.
 pub async fn retry_resumes_from_checkpoint(store: Arc<dyn Store>) {
     let job = CountingJob::new();
-    let params = CountingParams { n: 100, fail_at: Some(60), fail_times: 2, ..Default::default() };
+    let params = CountingParams {
+        n: 100,
+        fail_at: Some(60),
+        fail_times: 2,
+        ..Default::default()
+    };
     let id = enqueue(&store, &job, params).await;
     drain(&store, &job, fast_config(), Duration::from_secs(30)).await;
     let record = get(&store, id).await;
     assert_eq!(record.state, JobState::Completed);
     assert_eq!(record.attempts, 2, "two failed attempts were counted");
-    assert!(record.last_error.as_deref().unwrap_or("").contains("flaky upstream at item 60"));
-    assert_eq!(job.recorder.items(id), (0..100).collect::<Vec<_>>(), "no item before the failure ran twice");
+    assert!(
+        record
+            .last_error
+            .as_deref()
+            .unwrap_or("")
+            .contains("flaky upstream at item 60")
+    );
+    assert_eq!(
+        job.recorder.items(id),
+        (0..100).collect::<Vec<_>>(),
+        "no item before the failure ran twice"
+    );
 }
 
 /// A fatal error fails the job at once, with the cursor just before the bad item.
 pub async fn fatal_error_fails_without_retry(store: Arc<dyn Store>) {
     let job = CountingJob::new();
-    let params = CountingParams { n: 100, fail_at: Some(30), fatal: true, ..Default::default() };
+    let params = CountingParams {
+        n: 100,
+        fail_at: Some(30),
+        fatal: true,
+        ..Default::default()
+    };
     let id = enqueue(&store, &job, params).await;
     drain(&store, &job, fast_config(), Duration::from_secs(30)).await;
     let record = get(&store, id).await;
@@ -264,7 +321,10 @@ pub async fn fatal_error_fails_without_retry(store: Arc<dyn Store>) {
     assert_eq!(record.cursor, Some(serde_json::json!(30)));
     assert_eq!(record.items_done, 30);
     let error = record.last_error.expect("error stored");
-    assert!(error.contains("fatal") && error.contains("item 30 is malformed"), "{error}");
+    assert!(
+        error.contains("fatal") && error.contains("item 30 is malformed"),
+        "{error}"
+    );
 }
 
 /// A panic in the work is caught, stored as the job's error, retried up to the
@@ -273,20 +333,42 @@ pub async fn panic_is_stored_and_worker_keeps_serving(store: Arc<dyn Store>) {
     let job = CountingJob::new();
     let bad = store
         .job_insert(
-            &NewJob::of(&job, &CountingParams { n: 50, panic_at: Some(10), ..Default::default() })
-                .expect("params")
-                .max_attempts(2),
+            &NewJob::of(
+                &job,
+                &CountingParams {
+                    n: 50,
+                    panic_at: Some(10),
+                    ..Default::default()
+                },
+            )
+            .expect("params")
+            .max_attempts(2),
         )
         .await
         .expect("enqueue");
-    let good = enqueue(&store, &job, CountingParams { n: 300, ..Default::default() }).await;
+    let good = enqueue(
+        &store,
+        &job,
+        CountingParams {
+            n: 300,
+            ..Default::default()
+        },
+    )
+    .await;
     drain(&store, &job, fast_config(), Duration::from_secs(30)).await;
     let bad = get(&store, bad).await;
     assert_eq!(bad.state, JobState::Failed);
     assert_eq!(bad.attempts, 2);
-    assert_eq!(bad.cursor, Some(serde_json::json!(10)), "checkpoint just before the panicking item");
+    assert_eq!(
+        bad.cursor,
+        Some(serde_json::json!(10)),
+        "checkpoint just before the panicking item"
+    );
     let error = bad.last_error.expect("error stored");
-    assert!(error.contains("panicked") && error.contains("boom at item 10"), "{error}");
+    assert!(
+        error.contains("panicked") && error.contains("boom at item 10"),
+        "{error}"
+    );
     assert!(error.contains("no attempts left"), "{error}");
     let good = get(&store, good).await;
     assert_eq!(good.state, JobState::Completed);
@@ -296,19 +378,48 @@ pub async fn panic_is_stored_and_worker_keeps_serving(store: Arc<dyn Store>) {
 /// With one worker slot, two long jobs share it through time slices.
 pub async fn time_slices_share_one_slot(store: Arc<dyn Store>) {
     let job = CountingJob::new();
-    let a = enqueue(&store, &job, CountingParams { n: 150, sleep_ms: 2, ..Default::default() }).await;
-    let b = enqueue(&store, &job, CountingParams { n: 150, sleep_ms: 2, ..Default::default() }).await;
+    let a = enqueue(
+        &store,
+        &job,
+        CountingParams {
+            n: 150,
+            sleep_ms: 2,
+            ..Default::default()
+        },
+    )
+    .await;
+    let b = enqueue(
+        &store,
+        &job,
+        CountingParams {
+            n: 150,
+            sleep_ms: 2,
+            ..Default::default()
+        },
+    )
+    .await;
     let mut config = fast_config();
     config.concurrency = 1;
     config.max_runtime = Duration::from_millis(60);
     drain(&store, &job, config, Duration::from_secs(60)).await;
     let (ra, rb) = (get(&store, a).await, get(&store, b).await);
-    assert_eq!((ra.state, rb.state), (JobState::Completed, JobState::Completed));
-    assert!(ra.interruptions >= 2 && rb.interruptions >= 1, "both yielded their slot: {} {}", ra.interruptions, rb.interruptions);
+    assert_eq!(
+        (ra.state, rb.state),
+        (JobState::Completed, JobState::Completed)
+    );
+    assert!(
+        ra.interruptions >= 2 && rb.interruptions >= 1,
+        "both yielded their slot: {} {}",
+        ra.interruptions,
+        rb.interruptions
+    );
     let order = job.order.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let first_b = order.iter().position(|(j, _)| *j == b).expect("b ran");
     let last_a = order.iter().rposition(|(j, _)| *j == a).expect("a ran");
-    assert!(first_b < last_a, "b started before a finished: the jobs took turns");
+    assert!(
+        first_b < last_a,
+        "b started before a finished: the jobs took turns"
+    );
     assert_eq!(job.recorder.items(a), (0..150).collect::<Vec<_>>());
     assert_eq!(job.recorder.items(b), (0..150).collect::<Vec<_>>());
 }
@@ -317,10 +428,33 @@ pub async fn time_slices_share_one_slot(store: Arc<dyn Store>) {
 /// the next item boundary; resume continues from the cursor.
 pub async fn pause_resume_cancel_while_running(store: Arc<dyn Store>) {
     let job = CountingJob::new();
-    let paused = enqueue(&store, &job, CountingParams { n: 2000, sleep_ms: 1, ..Default::default() }).await;
-    let cancelled = enqueue(&store, &job, CountingParams { n: 2000, sleep_ms: 1, ..Default::default() }).await;
+    let paused = enqueue(
+        &store,
+        &job,
+        CountingParams {
+            n: 2000,
+            sleep_ms: 1,
+            ..Default::default()
+        },
+    )
+    .await;
+    let cancelled = enqueue(
+        &store,
+        &job,
+        CountingParams {
+            n: 2000,
+            sleep_ms: 1,
+            ..Default::default()
+        },
+    )
+    .await;
     let worker = Arc::new(
-        Worker::new(Arc::clone(&store), Registry::new().with(job.clone()), fast_config()).expect("config"),
+        Worker::new(
+            Arc::clone(&store),
+            Registry::new().with(job.clone()),
+            fast_config(),
+        )
+        .expect("config"),
     );
     let run = {
         let worker = Arc::clone(&worker);
@@ -360,17 +494,29 @@ pub async fn pause_resume_cancel_while_running(store: Arc<dyn Store>) {
 /// A throttled job checkpoints, frees its worker, backs off, and completes.
 pub async fn throttle_backs_off_and_resumes(store: Arc<dyn Store>) {
     let job = CountingJob::new();
-    let params = CountingParams { n: 300, throttle_once_ms: Some(100), ..Default::default() };
+    let params = CountingParams {
+        n: 300,
+        throttle_once_ms: Some(100),
+        ..Default::default()
+    };
     let id = enqueue(&store, &job, params).await;
     let mut config = fast_config();
     config.poll_interval = Duration::from_millis(10);
-    let worker = Worker::new(Arc::clone(&store), Registry::new().with(job.clone()), config).expect("config");
+    let worker = Worker::new(
+        Arc::clone(&store),
+        Registry::new().with(job.clone()),
+        config,
+    )
+    .expect("config");
     let token = worker.shutdown_token();
     let run = tokio::spawn(async move { worker.run().await });
     let mut saw_queued_later = false;
     for _ in 0..500 {
         let r = get(&store, id).await;
-        if r.state == JobState::Queued && r.interruptions == 1 && r.run_at > iterjob::store::now_millis() {
+        if r.state == JobState::Queued
+            && r.interruptions == 1
+            && r.run_at > iterjob::store::now_millis()
+        {
             saw_queued_later = true;
         }
         if r.state == JobState::Completed {
@@ -384,7 +530,10 @@ pub async fn throttle_backs_off_and_resumes(store: Arc<dyn Store>) {
     assert_eq!(r.state, JobState::Completed);
     assert_eq!(r.interruptions, 1, "one throttle interruption");
     assert_eq!(r.attempts, 0, "throttling does not use up attempts");
-    assert!(saw_queued_later, "the throttled job waited in the queue for its backoff");
+    assert!(
+        saw_queued_later,
+        "the throttled job waited in the queue for its backoff"
+    );
     assert_eq!(job.recorder.items(id), (0..300).collect::<Vec<_>>());
 }
 
@@ -393,13 +542,31 @@ pub async fn throttle_backs_off_and_resumes(store: Arc<dyn Store>) {
 pub async fn bad_stored_data_fails_only_that_job(store: Arc<dyn Store>) {
     let job = CountingJob::new();
     let bad_params = store
-        .job_insert(&NewJob::new(CountingJob::KIND, serde_json::json!({"n": "many"})))
+        .job_insert(&NewJob::new(
+            CountingJob::KIND,
+            serde_json::json!({"n": "many"}),
+        ))
         .await
         .expect("enqueue");
-    let mut bad_cursor = NewJob::of(&job, &CountingParams { n: 10, ..Default::default() }).expect("params");
+    let mut bad_cursor = NewJob::of(
+        &job,
+        &CountingParams {
+            n: 10,
+            ..Default::default()
+        },
+    )
+    .expect("params");
     bad_cursor.cursor = Some(serde_json::json!({"page": "seven"}));
     let bad_cursor = store.job_insert(&bad_cursor).await.expect("enqueue");
-    let good = enqueue(&store, &job, CountingParams { n: 100, ..Default::default() }).await;
+    let good = enqueue(
+        &store,
+        &job,
+        CountingParams {
+            n: 100,
+            ..Default::default()
+        },
+    )
+    .await;
     drain(&store, &job, fast_config(), Duration::from_secs(30)).await;
 
     let r = get(&store, bad_params).await;
@@ -410,7 +577,11 @@ pub async fn bad_stored_data_fails_only_that_job(store: Arc<dyn Store>) {
     assert_eq!(r.state, JobState::Failed);
     let e = r.last_error.expect("error");
     assert!(e.contains("stored cursor") && e.contains("seven"), "{e}");
-    assert_eq!(r.cursor, Some(serde_json::json!({"page": "seven"})), "the bad cursor is kept for inspection");
+    assert_eq!(
+        r.cursor,
+        Some(serde_json::json!({"page": "seven"})),
+        "the bad cursor is kept for inspection"
+    );
     assert_eq!(get(&store, good).await.state, JobState::Completed);
 }
 
@@ -418,11 +589,21 @@ pub async fn bad_stored_data_fails_only_that_job(store: Arc<dyn Store>) {
 /// its last checkpoint, not left leased.
 pub async fn shutdown_deadline_releases_stuck_job(store: Arc<dyn Store>) {
     let job = CountingJob::new();
-    let params = CountingParams { n: 100, sleep_ms: 5, hang_at: Some(40), ..Default::default() };
+    let params = CountingParams {
+        n: 100,
+        sleep_ms: 5,
+        hang_at: Some(40),
+        ..Default::default()
+    };
     let id = enqueue(&store, &job, params).await;
     let mut config = fast_config();
     config.shutdown_timeout = Duration::from_millis(200);
-    let worker = Worker::new(Arc::clone(&store), Registry::new().with(job.clone()), config).expect("config");
+    let worker = Worker::new(
+        Arc::clone(&store),
+        Registry::new().with(job.clone()),
+        config,
+    )
+    .expect("config");
     let token = worker.shutdown_token();
     let run = tokio::spawn(async move { worker.run().await });
     tokio::time::sleep(Duration::from_millis(400)).await;
@@ -435,8 +616,15 @@ pub async fn shutdown_deadline_releases_stuck_job(store: Arc<dyn Store>) {
     assert_eq!(report.aborted, 1);
     let r = get(&store, id).await;
     assert_eq!(r.state, JobState::Queued, "released, not left leased");
-    let cursor = r.cursor.as_ref().and_then(|c| c.as_u64()).expect("a checkpoint was written");
-    assert!((20..=40).contains(&cursor), "released at its last checkpoint before the stuck item: {cursor}");
+    let cursor = r
+        .cursor
+        .as_ref()
+        .and_then(|c| c.as_u64())
+        .expect("a checkpoint was written");
+    assert!(
+        (20..=40).contains(&cursor),
+        "released at its last checkpoint before the stuck item: {cursor}"
+    );
     assert_eq!(r.items_done, cursor);
     assert_eq!(r.worker_id, None);
 }

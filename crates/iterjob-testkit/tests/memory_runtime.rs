@@ -4,4 +4,6 @@ use std::sync::Arc;
 
 use iterjob::MemoryStore;
 
-iterjob_testkit::runtime_scenarios!(async { Arc::new(MemoryStore::new()) as Arc<dyn iterjob::Store> });
+iterjob_testkit::runtime_scenarios!(async {
+    Arc::new(MemoryStore::new()) as Arc<dyn iterjob::Store>
+});

@@ -147,7 +147,6 @@ impl<J: Job> ErasedKind for Kind<J> {
     }
 }
 
-
 /// Deserializes a kind's parameters; the error names the path of the field that
 /// does not fit (`customer.id: invalid type: string "x", expected i64`).
 pub(crate) fn decode_params<J: Job>(params: &Value) -> Result<J::Params> {

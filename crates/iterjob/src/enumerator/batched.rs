@@ -74,7 +74,10 @@ where
     /// });
     /// ```
     pub fn new(stream: S, size: usize) -> Self {
-        assert!(size > 0, "Batched::new: batch size must be at least 1, got 0");
+        assert!(
+            size > 0,
+            "Batched::new: batch size must be at least 1, got 0"
+        );
         Batched {
             stream: Box::pin(stream),
             size,

@@ -75,9 +75,12 @@ where
     }
 }
 
+/// A part of a [`concat`]: builds its enumerator from a cursor.
+type Part<I, C> = Box<dyn Fn(Option<C>) -> BoxEnumerator<I, C> + Send + Sync>;
+
 /// The stream behind [`concat`].
 struct Concat<I, C> {
-    parts: Vec<Box<dyn Fn(Option<C>) -> BoxEnumerator<I, C> + Send + Sync>>,
+    parts: Vec<Part<I, C>>,
     /// Index of the current part.
     part: usize,
     /// The cursor to build the current part from, until it is built.
@@ -101,7 +104,10 @@ impl<I, C> Stream for Concat<I, C> {
                 };
                 this.current = Some(make(this.start.take()));
             }
-            let current = this.current.as_mut().expect("the current part was just built");
+            let current = this
+                .current
+                .as_mut()
+                .expect("the current part was just built");
             match current.as_mut().poll_next(cx) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Some(Ok((item, inner)))) => {

@@ -138,14 +138,18 @@ impl Lines {
         let start = self.range.start;
         self.pos = match self.cursor {
             Some(cursor) if cursor > start => {
-                reader.seek(SeekFrom::Start(cursor)).map_err(|e| read_error(&self.path, cursor, e))?;
+                reader
+                    .seek(SeekFrom::Start(cursor))
+                    .map_err(|e| read_error(&self.path, cursor, e))?;
                 cursor
             }
             _ if start == 0 => 0,
             _ => {
                 // The next line boundary at or after `start`: just past the first
                 // `\n` from `start - 1` on.
-                reader.seek(SeekFrom::Start(start - 1)).map_err(|e| read_error(&self.path, start, e))?;
+                reader
+                    .seek(SeekFrom::Start(start - 1))
+                    .map_err(|e| read_error(&self.path, start, e))?;
                 let mut skipped = Vec::new();
                 let n = reader
                     .read_until(b'\n', &mut skipped)
@@ -261,7 +265,13 @@ pub fn csv_records(
     cursor: Option<u64>,
     has_headers: bool,
 ) -> impl Enumerator<StringRecord, u64> + 'static {
-    stream::iter(CsvRows::new(path.into(), range, cursor, has_headers, |record, _| Ok(record)))
+    stream::iter(CsvRows::new(
+        path.into(),
+        range,
+        cursor,
+        has_headers,
+        |record, _| Ok(record),
+    ))
 }
 
 /// Enumerates the records of a CSV file deserialized into `T`, resumably by byte
@@ -332,7 +342,13 @@ struct CsvRows<T> {
 }
 
 impl<T> CsvRows<T> {
-    fn new(path: PathBuf, range: FileRange, cursor: Option<u64>, has_headers: bool, decode: Decode<T>) -> Self {
+    fn new(
+        path: PathBuf,
+        range: FileRange,
+        cursor: Option<u64>,
+        has_headers: bool,
+        decode: Decode<T>,
+    ) -> Self {
         CsvRows {
             path,
             range,
@@ -352,7 +368,9 @@ impl<T> CsvRows<T> {
         let start = self.range.start;
         let mut from = match self.cursor {
             Some(cursor) if cursor > start => cursor,
-            _ => next_csv_boundary(&mut file, start).map_err(|e| read_error(&self.path, start, e))?,
+            _ => {
+                next_csv_boundary(&mut file, start).map_err(|e| read_error(&self.path, start, e))?
+            }
         };
         file.rewind().map_err(|e| read_error(&self.path, 0, e))?;
         let mut reader = csv::ReaderBuilder::new()
@@ -460,9 +478,12 @@ fn csv_error_detail(e: csv::Error) -> BoxError {
     match e.kind() {
         csv::ErrorKind::Utf8 { err, .. } => err.to_string().into(),
         csv::ErrorKind::Deserialize { err, .. } => err.to_string().into(),
-        csv::ErrorKind::UnequalLengths { expected_len, len, .. } => {
-            format!("found a record with {len} fields, but the previous record has {expected_len} fields").into()
-        }
+        csv::ErrorKind::UnequalLengths {
+            expected_len, len, ..
+        } => format!(
+            "found a record with {len} fields, but the previous record has {expected_len} fields"
+        )
+        .into(),
         _ => Box::new(e),
     }
 }
@@ -513,12 +534,22 @@ fn first_record_byte(path: &Path, offset: u64) -> io::Result<u64> {
 
 /// Opens a file for an enumerator; failing to is fatal (a retry will not create it).
 fn open(path: &Path) -> Result<File, JobError> {
-    File::open(path).map_err(|e| JobError::fatal(FileError::new(path, "cannot open file".into(), Some(e.into()))))
+    File::open(path).map_err(|e| {
+        JobError::fatal(FileError::new(
+            path,
+            "cannot open file".into(),
+            Some(e.into()),
+        ))
+    })
 }
 
 /// A read error at `offset`: retryable, as I/O errors often are transient.
 fn read_error(path: &Path, offset: u64, e: io::Error) -> JobError {
-    JobError::retryable(FileError::new(path, format!("read failed at byte {offset}"), Some(e.into())))
+    JobError::retryable(FileError::new(
+        path,
+        format!("read failed at byte {offset}"),
+        Some(e.into()),
+    ))
 }
 
 /// An error reading a file: the path, what failed, and why.
@@ -547,6 +578,78 @@ impl fmt::Display for FileError {
 
 impl std::error::Error for FileError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source.as_deref().map(|e| e as &(dyn std::error::Error + 'static))
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::StreamExt;
+    use futures::executor::block_on;
+
+    use super::*;
+
+    #[derive(Debug, PartialEq, serde::Deserialize)]
+    struct Row {
+        id: u32,
+        name: String,
+    }
+
+    fn write(text: &str) -> tempfile::NamedTempFile {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), text).unwrap();
+        file
+    }
+
+    #[test]
+    fn csv_deserialize_by_header_and_resume() {
+        let file = write("name,id\nada,1\nbob,2\n");
+        let all: Vec<(Row, u64)> = block_on(
+            csv_deserialize(file.path(), FileRange::default(), None, true)
+                .map(|s| s.unwrap())
+                .collect(),
+        );
+        assert_eq!(all, vec![
+            (Row { id: 1, name: "ada".into() }, 14),
+            (Row { id: 2, name: "bob".into() }, 20),
+        ]);
+        let rest: Vec<(Row, u64)> = block_on(
+            csv_deserialize(file.path(), FileRange::default(), Some(14), true)
+                .map(|s| s.unwrap())
+                .collect(),
+        );
+        assert_eq!(rest, vec![(Row { id: 2, name: "bob".into() }, 20)]);
+    }
+
+    #[test]
+    fn csv_deserialize_by_position() {
+        let file = write("1,a\n2,b");
+        let all: Vec<(u8, String)> = block_on(
+            csv_deserialize(file.path(), FileRange::default(), None, false)
+                .map(|s| s.unwrap().0)
+                .collect(),
+        );
+        assert_eq!(all, vec![(1, "a".into()), (2, "b".into())]);
+    }
+
+    #[test]
+    fn csv_deserialize_error_is_fatal_and_names_the_offset() {
+        let file = write("id,name\n1,ada\nx,bob\n");
+        let steps: Vec<_> =
+            block_on(csv_deserialize::<Row>(file.path(), FileRange::default(), None, true).collect());
+        assert_eq!(steps.len(), 2, "the enumerator ends after the error");
+        let err = steps[1].as_ref().unwrap_err();
+        assert!(err.is_fatal());
+        let message = err.to_string();
+        assert!(message.contains("byte 14 (line 3) does not deserialize"), "{message}");
+        assert!(message.contains("field 0"), "{message}");
+
+        // resumed from a cursor: the byte offset is exact, the line unknown
+        let steps: Vec<_> =
+            block_on(csv_deserialize::<Row>(file.path(), FileRange::default(), Some(14), true).collect());
+        let message = steps[0].as_ref().unwrap_err().to_string();
+        assert!(message.contains("byte 14 does not deserialize"), "{message}");
     }
 }

@@ -140,7 +140,10 @@ where
                     }
                 }
             }
-            let (outer_item, _, inner) = this.current.as_mut().expect("the current outer item was just set");
+            let (outer_item, _, inner) = this
+                .current
+                .as_mut()
+                .expect("the current outer item was just set");
             match inner.as_mut().poll_next(cx) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Some(Ok((inner_item, inner_cursor)))) => {

@@ -51,7 +51,10 @@ pub fn range(range: Range<i64>, cursor: Option<i64>) -> impl Enumerator<i64, i64
 ///     assert_eq!(steps, vec![("b", 2), ("c", 3)]);
 /// });
 /// ```
-pub fn from_vec<T: Send + 'static>(items: Vec<T>, cursor: Option<usize>) -> impl Enumerator<T, usize> {
+pub fn from_vec<T: Send + 'static>(
+    items: Vec<T>,
+    cursor: Option<usize>,
+) -> impl Enumerator<T, usize> {
     let skip = cursor.unwrap_or(0);
     stream::iter(
         items

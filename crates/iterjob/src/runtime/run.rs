@@ -66,11 +66,7 @@ pub(crate) async fn run_job<J: Job>(job: Arc<J>, env: RunEnv) -> RunReport {
     let supervisor = tokio::spawn(supervisor.run(done.clone()));
     let _stop_supervisor = done.clone().drop_guard();
 
-    let mut runner = Runner {
-        job,
-        env,
-        signals,
-    };
+    let mut runner = Runner { job, env, signals };
     let report = runner.run().await;
     done.cancel();
     let _ = supervisor.await;
@@ -103,13 +99,21 @@ impl<J: Job> Runner<J> {
                 return self.fail_unstarted(message).await;
             }
         };
-        let cursor = match record.cursor.clone().map(serde_json::from_value::<J::Cursor>) {
+        let cursor = match record
+            .cursor
+            .clone()
+            .map(serde_json::from_value::<J::Cursor>)
+        {
             None => None,
             Some(Ok(c)) => Some(c),
             Some(Err(e)) => {
                 let message = format!(
                     "stored cursor {} does not deserialize as the cursor type of job kind `{}` ({}): {e}; the kind's Cursor type changed since this job checkpointed: restore the old type, or cancel the job and enqueue it again",
-                    record.cursor.as_ref().map(Value::to_string).unwrap_or_default(),
+                    record
+                        .cursor
+                        .as_ref()
+                        .map(Value::to_string)
+                        .unwrap_or_default(),
                     J::KIND,
                     std::any::type_name::<J::Cursor>(),
                 );
@@ -219,8 +223,7 @@ impl<J: Job> Runner<J> {
         if let Err(e) = guard(self.job.on_complete(&ctx)).await {
             return self.error(&ctx, &pos, e, items_at_start).await;
         }
-        self.release(&pos, Outcome::Completed, items_at_start)
-            .await
+        self.release(&pos, Outcome::Completed, items_at_start).await
     }
 
     /// Acts on raised signals between two items. `Some` ends the run.
@@ -245,21 +248,39 @@ impl<J: Job> Runner<J> {
         }
         if flags & SHUTDOWN != 0 {
             return Some(
-                self.interrupt(ctx, pos, InterruptReason::Shutdown, Duration::ZERO, items_at_start)
-                    .await,
+                self.interrupt(
+                    ctx,
+                    pos,
+                    InterruptReason::Shutdown,
+                    Duration::ZERO,
+                    items_at_start,
+                )
+                .await,
             );
         }
         if flags & TIME_SLICE != 0 {
             return Some(
-                self.interrupt(ctx, pos, InterruptReason::TimeSlice, Duration::ZERO, items_at_start)
-                    .await,
+                self.interrupt(
+                    ctx,
+                    pos,
+                    InterruptReason::TimeSlice,
+                    Duration::ZERO,
+                    items_at_start,
+                )
+                .await,
             );
         }
         if flags & THROTTLE != 0 {
             if let Some(backoff) = guard_value(self.job.throttle(ctx)).await {
                 return Some(
-                    self.interrupt(ctx, pos, InterruptReason::Throttled, backoff, items_at_start)
-                        .await,
+                    self.interrupt(
+                        ctx,
+                        pos,
+                        InterruptReason::Throttled,
+                        backoff,
+                        items_at_start,
+                    )
+                    .await,
                 );
             }
         }
@@ -461,12 +482,18 @@ impl<J: Job> Runner<J> {
             match tokio::time::timeout(limit, total).await {
                 Ok(Ok(Ok(Some(total)))) => live.set_items_total(total),
                 Ok(Ok(Ok(None))) => {}
-                Ok(Ok(Err(e))) => tracing::warn!(job = id, error = %e, "computing the total failed"),
+                Ok(Ok(Err(e))) => {
+                    tracing::warn!(job = id, error = %e, "computing the total failed")
+                }
                 Ok(Err(panic)) => {
                     tracing::warn!(job = id, panic = %panic_message(&*panic), "computing the total panicked")
                 }
                 Err(_) => {
-                    tracing::warn!(job = id, ?limit, "computing the total timed out; progress shows no total")
+                    tracing::warn!(
+                        job = id,
+                        ?limit,
+                        "computing the total timed out; progress shows no total"
+                    )
                 }
             }
         });

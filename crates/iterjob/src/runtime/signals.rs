@@ -133,7 +133,10 @@ impl Supervisor {
                 true
             }
             Err(Error::LeaseLost { .. }) => {
-                tracing::warn!(job = self.job, "lease lost; stopping without further writes");
+                tracing::warn!(
+                    job = self.job,
+                    "lease lost; stopping without further writes"
+                );
                 self.signals.raise(LEASE_LOST);
                 false
             }

@@ -142,7 +142,12 @@ impl Worker {
         let mut tasks: JoinSet<(JobId, RunReport)> = JoinSet::new();
         let mut last_rescue: Option<Instant> = None;
         let mut store_backoff = Duration::ZERO;
-        let kinds: Vec<String> = self.registry.kinds().iter().map(|k| k.to_string()).collect();
+        let kinds: Vec<String> = self
+            .registry
+            .kinds()
+            .iter()
+            .map(|k| k.to_string())
+            .collect();
         tracing::info!(worker = %self.config.worker_id, kinds = ?kinds, queues = ?self.config.queues, "worker started");
 
         while !self.shutdown.is_cancelled() {
@@ -316,7 +321,10 @@ impl Worker {
                 .await
             {
                 Ok(()) => {
-                    tracing::warn!(job = live.id, "stopped at the shutdown deadline; released at its last checkpoint");
+                    tracing::warn!(
+                        job = live.id,
+                        "stopped at the shutdown deadline; released at its last checkpoint"
+                    );
                     report.aborted += 1;
                     report.interrupted += 1;
                 }

@@ -29,8 +29,8 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::store::{
-    ClaimRequest, Claimed, Control, JobFilter, JobId, JobRecord, JobState, Millis, NewJob,
-    Outcome, Progress, Rescued, RunToken, Store, duration_millis, now_millis,
+    ClaimRequest, Claimed, Control, JobFilter, JobId, JobRecord, JobState, Millis, NewJob, Outcome,
+    Progress, Rescued, RunToken, Store, duration_millis, now_millis,
 };
 
 /// How many jobs `job_list` returns when the filter sets no limit.
@@ -151,11 +151,7 @@ fn finish(record: &mut JobRecord, state: JobState, now: Millis) {
     clear_requests(record);
 }
 
-fn invalid(
-    record: &JobRecord,
-    action: &'static str,
-    hint: &'static str,
-) -> Result<JobRecord> {
+fn invalid(record: &JobRecord, action: &'static str, hint: &'static str) -> Result<JobRecord> {
     Err(Error::InvalidTransition {
         job: record.id,
         state: record.state,
@@ -211,7 +207,13 @@ impl Store for MemoryStore {
                 pause_requested: false,
                 cancel_requested: false,
             };
-            inner.jobs.insert(id, Entry { record, token: None });
+            inner.jobs.insert(
+                id,
+                Entry {
+                    record,
+                    token: None,
+                },
+            );
             ids.push(id);
         }
         Ok(ids)
@@ -309,6 +311,7 @@ impl Store for MemoryStore {
             }
             Outcome::Paused => {
                 record.state = JobState::Paused;
+                clear_requests(record);
             }
             Outcome::Cancelled => finish(record, JobState::Cancelled, now),
             Outcome::Retry { error, run_at } => {
@@ -393,7 +396,11 @@ impl Store for MemoryStore {
         Ok(JobState::ALL
             .into_iter()
             .map(|state| {
-                let n = inner.jobs.values().filter(|e| e.record.state == state).count();
+                let n = inner
+                    .jobs
+                    .values()
+                    .filter(|e| e.record.state == state)
+                    .count();
                 (state, n as u64)
             })
             .collect())
@@ -470,7 +477,11 @@ impl Store for MemoryStore {
         };
         if !matches!(state, JobState::Failed | JobState::Cancelled) {
             let record = &inner.entry_mut(id)?.record;
-            return invalid(record, "retry", "only failed or cancelled jobs can be retried");
+            return invalid(
+                record,
+                "retry",
+                "only failed or cancelled jobs can be retried",
+            );
         }
         if let Some(key) = key
             && inner.unique_holder(&key, Some(id)).is_some()

@@ -1,0 +1,110 @@
+//! Bad input, tried as a new user would: each gives one readable error line and a
+//! non-zero exit, and nothing else is lost.
+
+mod support;
+
+use support::{Sandbox, assert_error, stdout};
+
+#[test]
+fn unknown_kind_names_the_registered_ones() {
+    let s = Sandbox::new();
+    let o = s.run(&["enqueue", "send_invoices", "--params", "{}"]);
+    assert_error(&o, 1, &["unknown job kind `send_invoices`", "demo_sync_products"]);
+}
+
+#[test]
+fn params_that_do_not_fit_name_the_field() {
+    let s = Sandbox::new();
+    let o = s.run(&[
+        "enqueue",
+        "demo_sync_products",
+        "--params",
+        r#"{"database_url": "sqlite://x.db", "batch_size": "big"}"#,
+    ]);
+    assert_error(&o, 1, &["demo_sync_products", "field `batch_size`", "invalid type"]);
+    let o = s.run(&["enqueue", "demo_sync_products", "--params", "{}"]);
+    assert_error(&o, 1, &["missing field `database_url`"]);
+    let o = s.run(&["enqueue", "demo_sync_products", "--params", "{not json"]);
+    assert_error(&o, 1, &["--params is not valid JSON"]);
+    // nothing was enqueued by the failed attempts
+    let o = s.run(&["jobs"]);
+    assert!(o.status.success());
+    assert_eq!(stdout(&o).trim(), "no jobs");
+}
+
+#[test]
+fn missing_and_finished_jobs_give_clear_errors() {
+    let s = Sandbox::new();
+    assert_error(&s.run(&["show", "999"]), 1, &["job 999 not found"]);
+    assert_error(&s.run(&["pause", "999"]), 1, &["job 999 not found"]);
+    let o = s.run(&[
+        "enqueue",
+        "demo_sync_products",
+        "--params",
+        r#"{"database_url": "sqlite://x.db"}"#,
+    ]);
+    assert!(o.status.success(), "{}", support::stderr(&o));
+    assert!(s.run(&["cancel", "1"]).status.success());
+    assert_error(&s.run(&["resume", "1"]), 1, &["job 1 is cancelled", "cannot resume"]);
+    assert_error(&s.run(&["jobs", "--state", "done"]), 1, &["unknown job state `done`"]);
+}
+
+#[test]
+fn corrupt_database_file_is_reported_not_overwritten() {
+    let s = Sandbox::new();
+    let garbage = b"this is not a sqlite database, it is a shopping list\n".repeat(100);
+    std::fs::write(s.db(), &garbage).expect("write");
+    let o = s.run(&["jobs"]);
+    assert_error(&o, 1, &["iterjob.db"]);
+    let err = support::stderr(&o).to_lowercase();
+    assert!(err.contains("not a database") || err.contains("corrupt"), "{err}");
+    assert_eq!(std::fs::read(s.db()).expect("read"), garbage, "the file was left untouched");
+}
+
+#[test]
+fn database_in_missing_directory_names_the_path() {
+    let s = Sandbox::new();
+    let url = format!("sqlite://{}/no/such/dir/jobs.db", s.path().display());
+    let o = s.run(&["--database-url", &url, "jobs"]);
+    assert_error(&o, 1, &["no/such/dir/jobs.db"]);
+}
+
+#[test]
+fn unsupported_url_is_explained() {
+    let s = Sandbox::new();
+    let o = s.run(&["--database-url", "mysql://localhost/db", "jobs"]);
+    assert_error(&o, 1, &["unsupported database URL", "sqlite://"]);
+}
+
+#[test]
+fn absurd_flag_values_are_refused_by_name() {
+    let s = Sandbox::new();
+    let o = s.run(&["worker", "--concurrency", "0"]);
+    assert_error(&o, 2, &["--concurrency"]);
+    let o = s.run(&["demo", "--products", "-5"]);
+    assert_error(&o, 2, &["--products"]);
+    let o = s.run(&["demo", "--products", "999999999999"]);
+    assert_error(&o, 2, &["--products"]);
+    let o = s.run(&["demo", "--interrupt-after", "soon"]);
+    assert_error(&o, 2, &["--interrupt-after", "not a duration"]);
+    let o = s.run(&["worker", "--lease", "1s", "--heartbeat-interval", "5s"]);
+    assert_error(&o, 1, &["heartbeat interval", "shorter than the lease"]);
+    assert!(!s.db().exists() || s.run(&["jobs"]).status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn locked_database_times_out_with_a_clear_error() {
+    use sqlx::Connection;
+    let s = Sandbox::new();
+    assert!(s.run(&["migrate"]).status.success());
+    let mut conn = sqlx::SqliteConnection::connect(&s.db_url()).await.expect("connect");
+    sqlx::query("BEGIN EXCLUSIVE").execute(&mut conn).await.expect("lock");
+    let o = s.run(&[
+        "enqueue",
+        "demo_sync_products",
+        "--params",
+        r#"{"database_url": "sqlite://x.db"}"#,
+    ]);
+    assert_error(&o, 1, &["locked"]);
+    sqlx::query("ROLLBACK").execute(&mut conn).await.expect("unlock");
+}

@@ -1,0 +1,103 @@
+//! Helpers shared by the integration tests: stores and databases in temporary files.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use iterjob::Result;
+use iterjob::store::{
+    ClaimRequest, Claimed, Control, JobFilter, JobId, JobRecord, JobState, NewJob, Outcome,
+    Progress, Rescued, RunToken, Store,
+};
+use iterjob_sqlite::SqliteStore;
+use tempfile::TempDir;
+
+/// A fresh temporary directory.
+pub fn temp_dir() -> TempDir {
+    tempfile::Builder::new()
+        .prefix("iterjob-sqlite-")
+        .tempdir()
+        .expect("create a temporary directory")
+}
+
+/// A path for a database file in `dir`.
+pub fn db_path(dir: &TempDir, name: &str) -> PathBuf {
+    dir.path().join(name)
+}
+
+/// A [`SqliteStore`] on a file in its own temporary directory, removed on drop.
+pub struct TempStore {
+    pub store: SqliteStore,
+    pub dir: TempDir,
+}
+
+impl TempStore {
+    /// A fresh, migrated store in a new temporary file.
+    pub async fn new() -> Self {
+        let dir = temp_dir();
+        let path = db_path(&dir, "jobs.db");
+        let store = SqliteStore::connect(path.to_str().expect("utf-8 temp path"))
+            .await
+            .expect("open a temporary SQLite store");
+        TempStore { store, dir }
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for TempStore {
+    async fn migrate(&self) -> Result<()> {
+        self.store.migrate().await
+    }
+    async fn job_insert_many(&self, jobs: &[NewJob]) -> Result<Vec<JobId>> {
+        self.store.job_insert_many(jobs).await
+    }
+    async fn job_claim(&self, request: &ClaimRequest) -> Result<Vec<Claimed>> {
+        self.store.job_claim(request).await
+    }
+    async fn job_heartbeat(&self, id: JobId, token: RunToken, lease: Duration) -> Result<Control> {
+        self.store.job_heartbeat(id, token, lease).await
+    }
+    async fn job_checkpoint(
+        &self,
+        id: JobId,
+        token: RunToken,
+        progress: &Progress,
+        lease: Duration,
+    ) -> Result<Control> {
+        self.store.job_checkpoint(id, token, progress, lease).await
+    }
+    async fn job_release(
+        &self,
+        id: JobId,
+        token: RunToken,
+        progress: Option<&Progress>,
+        outcome: &Outcome,
+    ) -> Result<()> {
+        self.store.job_release(id, token, progress, outcome).await
+    }
+    async fn job_rescue_expired(&self, max_crashes: u32) -> Result<Vec<Rescued>> {
+        self.store.job_rescue_expired(max_crashes).await
+    }
+    async fn job_get(&self, id: JobId) -> Result<Option<JobRecord>> {
+        self.store.job_get(id).await
+    }
+    async fn job_list(&self, filter: &JobFilter) -> Result<Vec<JobRecord>> {
+        self.store.job_list(filter).await
+    }
+    async fn job_count_by_state(&self) -> Result<Vec<(JobState, u64)>> {
+        self.store.job_count_by_state().await
+    }
+    async fn job_pause(&self, id: JobId) -> Result<JobRecord> {
+        self.store.job_pause(id).await
+    }
+    async fn job_resume(&self, id: JobId) -> Result<JobRecord> {
+        self.store.job_resume(id).await
+    }
+    async fn job_cancel(&self, id: JobId) -> Result<JobRecord> {
+        self.store.job_cancel(id).await
+    }
+    async fn job_retry(&self, id: JobId) -> Result<JobRecord> {
+        self.store.job_retry(id).await
+    }
+}
