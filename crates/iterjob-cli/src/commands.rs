@@ -61,7 +61,7 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct WorkerArgs {
     /// Jobs to run at once.
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    #[arg(long, default_value_t = 4, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub concurrency: u32,
     /// Queues to take jobs from (repeat for several).
     #[arg(long = "queue", default_value = "default")]

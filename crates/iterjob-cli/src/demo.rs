@@ -26,10 +26,10 @@ const DEMO_KEY: &str = "iterjob-demo";
 #[derive(Debug, Args)]
 pub struct DemoArgs {
     /// Products to create (only when a new demo starts; a resumed one keeps its own).
-    #[arg(long, default_value_t = 60_000, value_parser = clap::value_parser!(u64).range(1..=50_000_000))]
+    #[arg(long, default_value_t = 60_000, allow_negative_numbers = true, value_parser = clap::value_parser!(u64).range(1..=50_000_000))]
     pub products: u64,
     /// Checkpoint and stop after this long (e.g. 5s), as a deploy would.
-    #[arg(long, value_parser = parse_interrupt)]
+    #[arg(long, allow_hyphen_values = true, value_parser = parse_interrupt)]
     pub interrupt_after: Option<Duration>,
     /// Simulated latency of the sync API, per batch of 100 products.
     #[arg(long, default_value = "20ms", value_parser = parse_interrupt)]

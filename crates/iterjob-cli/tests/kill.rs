@@ -76,7 +76,7 @@ async fn sigkilled_worker_is_taken_over_after_lease_expiry() {
     let at_risk = processed - checkpointed;
 
     // Worker B takes over once the lease expires, and finishes.
-    let mut b = spawn_worker(&sandbox, "2s");
+    let b = spawn_worker(&sandbox, "2s");
     let start = Instant::now();
     loop {
         let (state, _) = job_state(&pool).await;

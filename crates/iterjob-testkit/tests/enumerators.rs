@@ -100,7 +100,10 @@ proptest! {
 fn range_edges() {
     assert_eq!(steps(range(5..5, None)), vec![]);
     // a reversed range is empty
-    assert_eq!(steps(range(std::ops::Range { start: 5, end: 3 }, None)), vec![]);
+    assert_eq!(
+        steps(range(std::ops::Range { start: 5, end: 3 }, None)),
+        vec![]
+    );
     assert_eq!(steps(range(0..3, Some(3))), vec![]);
     assert_eq!(steps(range(0..3, Some(i64::MAX))), vec![]);
     assert_eq!(

@@ -1,6 +1,6 @@
 //! Helpers for running the real `iterjob` binary in a temporary directory.
 
-#![allow(dead_code)]
+#![allow(dead_code, unreachable_pub)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -33,7 +33,9 @@ const BUFFER_SIZE: usize = 64 * 1024;
 /// it falls inside a record, that record belongs to the previous range and the range
 /// begins at the next record boundary: after the next `\n` for [`lines`], after the
 /// next `\n` or `\r` for [`csv_records`]. (A CSV field in quotes may contain line
-/// breaks, so for CSV files whose fields do, only cursors are safe split points.)
+/// breaks, so for CSV files whose fields do, only cursors are safe split points.) The
+/// blank lines the CSV parser skips belong to no record: a CSV record's first byte is
+/// its first byte after them.
 ///
 /// The default is the whole file.
 ///
@@ -78,8 +80,10 @@ impl FileRange {
 /// [`JobError::Fatal`] naming the path (and the line's byte offset); other read errors
 /// are retryable. The enumerator ends after an error.
 ///
-/// The file is read with blocking I/O through a 64 KiB buffer; see the
-/// [module documentation](self).
+/// The file is read with blocking `std` I/O through a 64 KiB buffer, on the task
+/// that polls the enumerator: each poll reads one line, which for a local file is a
+/// memory copy most of the time. Memory stays flat however large the file is (one
+/// buffer and one line); only the bytes from the cursor on are read.
 ///
 /// ```
 /// use futures::{StreamExt, executor::block_on};
@@ -235,7 +239,10 @@ impl Iterator for Lines {
 /// straight to the cursor), so they are exact only when that was the start of the
 /// file; error messages give a line number only then.
 ///
-/// The file is read with blocking I/O; see the [module documentation](self).
+/// The file is read with blocking `std` I/O through the csv reader's buffer, on the
+/// task that polls the enumerator, one record per poll. Memory stays flat however
+/// large the file is (one buffer and one record); only the header row and the bytes
+/// from the cursor on are read.
 ///
 /// ```
 /// use futures::{StreamExt, executor::block_on};
@@ -611,16 +618,40 @@ mod tests {
                 .map(|s| s.unwrap())
                 .collect(),
         );
-        assert_eq!(all, vec![
-            (Row { id: 1, name: "ada".into() }, 14),
-            (Row { id: 2, name: "bob".into() }, 20),
-        ]);
+        assert_eq!(
+            all,
+            vec![
+                (
+                    Row {
+                        id: 1,
+                        name: "ada".into()
+                    },
+                    14
+                ),
+                (
+                    Row {
+                        id: 2,
+                        name: "bob".into()
+                    },
+                    20
+                ),
+            ]
+        );
         let rest: Vec<(Row, u64)> = block_on(
             csv_deserialize(file.path(), FileRange::default(), Some(14), true)
                 .map(|s| s.unwrap())
                 .collect(),
         );
-        assert_eq!(rest, vec![(Row { id: 2, name: "bob".into() }, 20)]);
+        assert_eq!(
+            rest,
+            vec![(
+                Row {
+                    id: 2,
+                    name: "bob".into()
+                },
+                20
+            )]
+        );
     }
 
     #[test]
@@ -637,19 +668,27 @@ mod tests {
     #[test]
     fn csv_deserialize_error_is_fatal_and_names_the_offset() {
         let file = write("id,name\n1,ada\nx,bob\n");
-        let steps: Vec<_> =
-            block_on(csv_deserialize::<Row>(file.path(), FileRange::default(), None, true).collect());
+        let steps: Vec<_> = block_on(
+            csv_deserialize::<Row>(file.path(), FileRange::default(), None, true).collect(),
+        );
         assert_eq!(steps.len(), 2, "the enumerator ends after the error");
         let err = steps[1].as_ref().unwrap_err();
         assert!(err.is_fatal());
         let message = err.to_string();
-        assert!(message.contains("byte 14 (line 3) does not deserialize"), "{message}");
+        assert!(
+            message.contains("byte 14 (line 3) does not deserialize"),
+            "{message}"
+        );
         assert!(message.contains("field 0"), "{message}");
 
         // resumed from a cursor: the byte offset is exact, the line unknown
-        let steps: Vec<_> =
-            block_on(csv_deserialize::<Row>(file.path(), FileRange::default(), Some(14), true).collect());
+        let steps: Vec<_> = block_on(
+            csv_deserialize::<Row>(file.path(), FileRange::default(), Some(14), true).collect(),
+        );
         let message = steps[0].as_ref().unwrap_err().to_string();
-        assert!(message.contains("byte 14 does not deserialize"), "{message}");
+        assert!(
+            message.contains("byte 14 does not deserialize"),
+            "{message}"
+        );
     }
 }
