@@ -1,52 +1,7 @@
 //! [`Keyset`]: an enumerator over the rows of an SQLite table or query, in key order,
 //! resumable from the key of the last row done.
 //!
-//! Each page is one query,
-//!
-//! ```sql
-//! SELECT … FROM products
-//! WHERE (created_at, id) > (?, ?)      -- the cursor: the last row's key
-//!   AND (archived = 0)                 -- the filter, if any
-//!   AND (created_at, id) <= (?, ?)     -- the upper bound, if any
-//! ORDER BY created_at, id
-//! LIMIT ?                              -- the batch size
-//! ```
-//!
-//! never `OFFSET`: every page is an index seek, however deep into the table, and rows
-//! inserted or deleted behind the cursor cannot shift the walk. A page shorter than the
-//! batch size ends the walk without another query. No connection is held between
-//! pages, so the job's own work can use the same pool (and the same database file)
-//! while it walks.
-//!
-//! The key columns must identify a row (end with a unique column such as the primary
-//! key, as in `.keys(["created_at", "id"])`) and must not be NULL: a row with a NULL
-//! key ends the walk with an error rather than silently skipping rows after it. An
-//! index on the key columns, in that order, makes each page a seek.
-//!
-//! The cursor ([`KeysetCursor`]) holds the last row's key values with their SQLite
-//! storage class — integers stay integers, text stays text — so the next page's
-//! comparison is the same one `ORDER BY` made.
-//!
-//! ```no_run
-//! use futures::TryStreamExt;
-//! use iterjob_sqlite::{Keyset, KeysetCursor};
-//! use sqlx::Row;
-//!
-//! # async fn demo(pool: sqlx::SqlitePool, saved: Option<KeysetCursor>) -> Result<(), iterjob::JobError> {
-//! let products = Keyset::table("products")
-//!     .keys(["created_at", "id"])
-//!     .columns(["id", "name", "price"])
-//!     .filter("archived = 0")
-//!     .batch_size(500);
-//! let mut rows = std::pin::pin!(products.rows(&pool, saved));
-//! while let Some((row, cursor)) = rows.try_next().await? {
-//!     let name: String = row.get("name");
-//!     // … work on the row, then checkpoint `cursor` now and then
-//! #   let _ = (name, cursor);
-//! }
-//! # Ok(())
-//! # }
-//! ```
+//! See [`Keyset`].
 
 use std::fmt;
 use std::sync::Arc;
@@ -314,7 +269,54 @@ struct Bound {
 }
 
 /// A keyset enumerator over an SQLite table or query: rows in key order, resumable
-/// from the last row's key. See the [module docs](self) for the SQL it runs.
+/// from the last row's key.
+///
+/// Each page is one query,
+///
+/// ```sql
+/// SELECT … FROM products
+/// WHERE (created_at, id) > (?, ?)      -- the cursor: the last row's key
+///   AND (archived = 0)                 -- the filter, if any
+///   AND (created_at, id) <= (?, ?)     -- the upper bound, if any
+/// ORDER BY created_at, id
+/// LIMIT ?                              -- the batch size
+/// ```
+///
+/// never `OFFSET`: every page is an index seek, however deep into the table, and rows
+/// inserted or deleted behind the cursor cannot shift the walk. A page shorter than the
+/// batch size ends the walk without another query. No connection is held between
+/// pages, so the job's own work can use the same pool (and the same database file)
+/// while it walks.
+///
+/// The key columns must identify a row (end with a unique column such as the primary
+/// key, as in `.keys(["created_at", "id"])`) and must not be NULL: a row with a NULL
+/// key ends the walk with an error rather than silently skipping rows after it. An
+/// index on the key columns, in that order, makes each page a seek.
+///
+/// The cursor ([`KeysetCursor`]) holds the last row's key values with their SQLite
+/// storage class — integers stay integers, text stays text — so the next page's
+/// comparison is the same one `ORDER BY` made.
+///
+/// ```no_run
+/// use futures::TryStreamExt;
+/// use iterjob_sqlite::{Keyset, KeysetCursor};
+/// use sqlx::Row;
+///
+/// # async fn demo(pool: sqlx::SqlitePool, saved: Option<KeysetCursor>) -> Result<(), iterjob::JobError> {
+/// let products = Keyset::table("products")
+///     .keys(["created_at", "id"])
+///     .columns(["id", "name", "price"])
+///     .filter("archived = 0")
+///     .batch_size(500);
+/// let mut rows = std::pin::pin!(products.rows(&pool, saved));
+/// while let Some((row, cursor)) = rows.try_next().await? {
+///     let name: String = row.get("name");
+///     // … work on the row, then checkpoint `cursor` now and then
+/// #   let _ = (name, cursor);
+/// }
+/// # Ok(())
+/// # }
+/// ```
 ///
 /// Table, key and column names are checked to be plain identifiers. The
 /// [`filter`](Keyset::filter) and [`query`](Keyset::query) are SQL text inserted as

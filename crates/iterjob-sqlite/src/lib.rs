@@ -16,7 +16,7 @@
 //! use iterjob_sqlite::{Keyset, SqliteStore};
 //! use sqlx::Row;
 //!
-//! # async fn demo() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+//! # async fn demo() -> Result<(), iterjob::JobError> {
 //! // the store: created if missing, migrated, ready for several workers
 //! let store = SqliteStore::connect("sqlite://shop.db").await?;
 //! store

@@ -1,4 +1,4 @@
-//! [`concat`]: several enumerators one after another.
+//! [`concat()`]: several enumerators one after another.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -8,13 +8,13 @@ use serde::{Deserialize, Serialize};
 
 use super::{BoxEnumerator, Enumerator, Step};
 
-/// The cursor of a [`concat`] enumerator: which part, and where inside it.
+/// The cursor of a [`concat()`] enumerator: which part, and where inside it.
 ///
 /// `inner` is the part's own cursor, `None` for the start of the part. A `part` at or
 /// past the number of parts means everything is done.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct ConcatCursor<C> {
-    /// Index of the current part in the `parts` given to [`concat`].
+    /// Index of the current part in the `parts` given to [`concat()`].
     pub part: usize,
     /// The cursor within that part; `None` for its start.
     pub inner: Option<C>,
@@ -75,10 +75,10 @@ where
     }
 }
 
-/// A part of a [`concat`]: builds its enumerator from a cursor.
+/// A part of a [`concat()`]: builds its enumerator from a cursor.
 type Part<I, C> = Box<dyn Fn(Option<C>) -> BoxEnumerator<I, C> + Send + Sync>;
 
-/// The stream behind [`concat`].
+/// The stream behind [`concat()`].
 struct Concat<I, C> {
     parts: Vec<Part<I, C>>,
     /// Index of the current part.

@@ -290,7 +290,7 @@ pub fn csv_records(
 /// (a tuple, for example). A record that does not deserialize is a
 /// [`JobError::Fatal`] naming the path and the byte offset of the record.
 ///
-/// ```ignore
+/// ```
 /// use futures::{StreamExt, executor::block_on};
 /// use iterjob::enumerator::{FileRange, csv_deserialize};
 ///
@@ -310,9 +310,6 @@ pub fn csv_records(
 ///     assert_eq!(rows[1], Row { id: 2, name: "bob".into() });
 /// });
 /// ```
-// Not re-exported from `enumerator` yet; remove the allow (and the `ignore` above)
-// once it is.
-#[allow(dead_code, unreachable_pub)]
 pub fn csv_deserialize<T>(
     path: impl Into<PathBuf>,
     range: FileRange,

@@ -16,7 +16,7 @@
 //! | [`from_vec`] | next index | — |
 //! | [`lines`] / [`csv_records`] over a file | byte offset of the next record | byte range |
 //! | [`nested`] | outer and inner cursor | — |
-//! | [`concat`] | part index and the part's cursor | — |
+//! | [`concat()`] | part index and the part's cursor | — |
 //! | keyset over SQL (`iterjob_sqlite::Keyset`) | key of the last row | key range |
 //!
 //! # Writing your own
@@ -55,7 +55,7 @@ mod range;
 
 pub use batched::Batched;
 pub use concat::{ConcatCursor, concat};
-pub use file::{FileRange, csv_records, lines};
+pub use file::{FileRange, csv_deserialize, csv_records, lines};
 pub use nested::{NestedCursor, nested};
 pub use range::{from_vec, range};
 
