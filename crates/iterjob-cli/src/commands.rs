@@ -321,8 +321,9 @@ async fn run_worker(store: Arc<dyn iterjob::Store>, registry: Registry, args: Wo
     config.shutdown_timeout = args.shutdown_timeout;
     config.poll_interval = args.poll_interval;
     config.rescue_interval = (args.lease / 4).max(Duration::from_millis(100));
-    let worker = Worker::new(store, registry, config)?;
+    let worker = Arc::new(Worker::new(store, registry, config)?);
     let shutdown = worker.shutdown_token();
+    let status = tokio::spawn(show_status(Arc::clone(&worker)));
     tokio::spawn(async move {
         wait_for_signal().await;
         eprintln!("shutting down: running jobs checkpoint and are released…");
@@ -334,15 +335,84 @@ async fn run_worker(store: Arc<dyn iterjob::Store>, registry: Registry, args: Wo
         worker.kinds().join(", ")
     );
     let report = if args.until_idle {
-        worker.run_until_idle().await?
+        worker.run_until_idle().await
     } else {
-        worker.run().await?
+        worker.run().await
     };
+    status.abort();
+    let report = report?;
     eprintln!(
         "worker stopped: {} runs, {} items, {} completed, {} interrupted, {} retrying, {} failed",
         report.runs, report.items, report.completed, report.interrupted, report.retried, report.failed
     );
     Ok(())
+}
+
+/// Shows what the worker is running: a live status line on a terminal, a log line
+/// every 10 seconds otherwise.
+async fn show_status(worker: Arc<Worker>) {
+    use std::io::IsTerminal;
+    let tty = std::io::stderr().is_terminal();
+    let bar = indicatif::ProgressBar::new_spinner();
+    if !tty {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let mut last: std::collections::HashMap<JobId, (u64, std::time::Instant)> = Default::default();
+    let mut rates: std::collections::HashMap<JobId, f64> = Default::default();
+    let mut ticks = 0u64;
+    let period = Duration::from_millis(500);
+    loop {
+        tokio::time::sleep(period).await;
+        ticks += 1;
+        let running = worker.running();
+        let mut parts = Vec::new();
+        for job in &running {
+            let now = std::time::Instant::now();
+            let (prev, at) = last.get(&job.id).copied().unwrap_or((job.items_done, now));
+            let dt = now.duration_since(at).as_secs_f64();
+            if dt >= 1.0 {
+                let rate = (job.items_done.saturating_sub(prev)) as f64 / dt;
+                let smoothed = rates.get(&job.id).map_or(rate, |r| 0.7 * r + 0.3 * rate);
+                rates.insert(job.id, smoothed);
+                last.insert(job.id, (job.items_done, now));
+            } else if !last.contains_key(&job.id) {
+                last.insert(job.id, (job.items_done, now));
+            }
+            let rate = rates.get(&job.id).copied().unwrap_or(0.0);
+            let progress = match job.items_total {
+                Some(total) if total > 0 => format!(
+                    "{}/{} ({:.0}%)",
+                    job.items_done,
+                    total,
+                    job.items_done as f64 * 100.0 / total as f64
+                ),
+                _ => job.items_done.to_string(),
+            };
+            let eta = match (job.items_total, rate > 0.0) {
+                (Some(total), true) => format!(
+                    ", ETA {}",
+                    humantime::format_duration(Duration::from_secs(
+                        (total.saturating_sub(job.items_done) as f64 / rate) as u64
+                    ))
+                ),
+                _ => String::new(),
+            };
+            parts.push(format!("job {} {} {progress} {rate:.0}/s{eta}", job.id, job.kind));
+        }
+        last.retain(|id, _| running.iter().any(|j| j.id == *id));
+        rates.retain(|id, _| running.iter().any(|j| j.id == *id));
+        let line = if parts.is_empty() {
+            "idle, waiting for jobs".to_string()
+        } else {
+            parts.join(" | ")
+        };
+        if tty {
+            bar.set_message(line);
+            bar.tick();
+        } else if ticks % 20 == 0 {
+            eprintln!("{line}");
+        }
+    }
 }
 
 /// Resolves on SIGTERM or SIGINT (Ctrl-C).
