@@ -786,8 +786,8 @@ impl Plan {
                     source: e,
                 })
             };
-            let type_name = raw.type_info().name().to_string();
-            let value = match type_name.as_str() {
+            let type_info = raw.type_info();
+            let value = match type_info.name() {
                 "REAL" => KeyValue::Real(<f64 as Decode<Sqlite>>::decode(raw).map_err(decode)?),
                 "TEXT" => {
                     KeyValue::Text(<String as Decode<Sqlite>>::decode(raw).map_err(decode)?)

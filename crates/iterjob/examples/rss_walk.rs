@@ -197,7 +197,11 @@ fn walk(items: u64, current_thread: bool) {
     assert_eq!(report.completed, 1, "{report:?}");
     assert_eq!(report.items, items, "{report:?}");
     let expected = (0..items).fold(0u64, |a, i| a.wrapping_add(i));
-    assert_eq!(sink.load(Ordering::Relaxed), expected, "every item processed");
+    assert_eq!(
+        sink.load(Ordering::Relaxed),
+        expected,
+        "every item processed"
+    );
     let per_s = items as f64 / elapsed.as_secs_f64();
     let checkpoints = store.checkpoints.load(Ordering::Relaxed);
     let heartbeats = store.heartbeats.load(Ordering::Relaxed);

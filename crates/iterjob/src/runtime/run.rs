@@ -158,6 +158,11 @@ impl<J: Job> Runner<J> {
         let throttle_every = self.env.settings.throttle_check_every;
         let mut since_checkpoint = 0u64;
         let mut since_throttle = 0u64;
+        // A job whose enumerator and work never pend would never give its thread
+        // back to the scheduler, starving its supervisor (timers, heartbeats,
+        // shutdown): yield at least every few milliseconds.
+        let mut since_yield_check = 0u32;
+        let mut last_yield = std::time::Instant::now();
         let live = Arc::clone(&self.env.live);
 
         loop {
@@ -214,6 +219,14 @@ impl<J: Job> Runner<J> {
             since_checkpoint += count;
             since_throttle += count;
             live.set_items_done(pos.items_done);
+            since_yield_check += 1;
+            if since_yield_check >= YIELD_CHECK_EVERY {
+                since_yield_check = 0;
+                if last_yield.elapsed() >= YIELD_AFTER {
+                    tokio::task::yield_now().await;
+                    last_yield = std::time::Instant::now();
+                }
+            }
         }
 
         if self.env.live.items_total().is_none() {
@@ -500,6 +513,11 @@ impl<J: Job> Runner<J> {
         self.env.live.set_total_task(task);
     }
 }
+
+/// Items between two reads of the clock in the run loop.
+const YIELD_CHECK_EVERY: u32 = 32;
+/// Longest the run loop keeps its thread without yielding to the scheduler.
+const YIELD_AFTER: Duration = Duration::from_millis(2);
 
 /// Runs a hook, turning a panic into a retryable error.
 async fn guard<F>(fut: F) -> Result<(), JobError>
