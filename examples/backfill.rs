@@ -136,8 +136,8 @@ impl Job for BackfillOrderTotals {
 /// `seed --orders N [--database-url URL]`: creates the example's tables and data.
 async fn seed(args: &[String]) -> anyhow::Result<()> {
     let mut orders = 50_000i64;
-    let mut url = std::env::var("ITERJOB_DATABASE_URL")
-        .unwrap_or_else(|_| "sqlite://iterjob.db".to_string());
+    let mut url =
+        std::env::var("ITERJOB_DATABASE_URL").unwrap_or_else(|_| "sqlite://iterjob.db".to_string());
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         match arg.as_str() {
@@ -159,11 +159,17 @@ async fn seed(args: &[String]) -> anyhow::Result<()> {
     }
     let store = iterjob_sqlite::SqliteStore::connect(&url).await?;
     let pool = store.pool();
-    sqlx::query("DROP TABLE IF EXISTS line_items").execute(pool).await?;
-    sqlx::query("DROP TABLE IF EXISTS orders").execute(pool).await?;
-    sqlx::query("CREATE TABLE orders (id INTEGER PRIMARY KEY, customer TEXT NOT NULL, total_cents INTEGER)")
+    sqlx::query("DROP TABLE IF EXISTS line_items")
         .execute(pool)
         .await?;
+    sqlx::query("DROP TABLE IF EXISTS orders")
+        .execute(pool)
+        .await?;
+    sqlx::query(
+        "CREATE TABLE orders (id INTEGER PRIMARY KEY, customer TEXT NOT NULL, total_cents INTEGER)",
+    )
+    .execute(pool)
+    .await?;
     sqlx::query(
         "CREATE TABLE line_items (id INTEGER PRIMARY KEY, order_id INTEGER NOT NULL REFERENCES orders(id),
                                   quantity INTEGER NOT NULL, unit_cents INTEGER NOT NULL)",

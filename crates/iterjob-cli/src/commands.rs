@@ -164,7 +164,9 @@ pub struct IdArg {
 fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
     let s = s.trim();
     if s.starts_with('-') {
-        return Err(format!("`{s}` is negative; durations must be positive (e.g. 30s)"));
+        return Err(format!(
+            "`{s}` is negative; durations must be positive (e.g. 30s)"
+        ));
     }
     let d = if let Ok(secs) = s.parse::<u64>() {
         Duration::from_secs(secs)
@@ -173,7 +175,9 @@ fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
             .map_err(|e| format!("`{s}` is not a duration ({e}); write e.g. 500ms, 30s, 5m"))?
     };
     if d > Duration::from_secs(365 * 24 * 3600) {
-        return Err(format!("`{s}` is longer than a year; that is surely a mistake"));
+        return Err(format!(
+            "`{s}` is longer than a year; that is surely a mistake"
+        ));
     }
     Ok(d)
 }
@@ -289,7 +293,11 @@ async fn enqueue(store: &dyn iterjob::Store, registry: &Registry, args: EnqueueA
 }
 
 async fn list(store: &dyn iterjob::Store, args: JobsArgs) -> Result<()> {
-    let state = args.state.as_deref().map(str::parse::<JobState>).transpose()?;
+    let state = args
+        .state
+        .as_deref()
+        .map(str::parse::<JobState>)
+        .transpose()?;
     let filter = JobFilter {
         state,
         kind: args.kind,
@@ -309,7 +317,11 @@ async fn list(store: &dyn iterjob::Store, args: JobsArgs) -> Result<()> {
     Ok(())
 }
 
-async fn run_worker(store: Arc<dyn iterjob::Store>, registry: Registry, args: WorkerArgs) -> Result<()> {
+async fn run_worker(
+    store: Arc<dyn iterjob::Store>,
+    registry: Registry,
+    args: WorkerArgs,
+) -> Result<()> {
     let mut config = WorkerConfig::default();
     config.concurrency = args.concurrency as usize;
     config.queues = args.queues;
@@ -343,7 +355,12 @@ async fn run_worker(store: Arc<dyn iterjob::Store>, registry: Registry, args: Wo
     let report = report?;
     eprintln!(
         "worker stopped: {} runs, {} items, {} completed, {} interrupted, {} retrying, {} failed",
-        report.runs, report.items, report.completed, report.interrupted, report.retried, report.failed
+        report.runs,
+        report.items,
+        report.completed,
+        report.interrupted,
+        report.retried,
+        report.failed
     );
     Ok(())
 }
@@ -375,8 +392,8 @@ async fn show_status(worker: Arc<Worker>) {
                 let smoothed = rates.get(&job.id).map_or(rate, |r| 0.7 * r + 0.3 * rate);
                 rates.insert(job.id, smoothed);
                 last.insert(job.id, (job.items_done, now));
-            } else if !last.contains_key(&job.id) {
-                last.insert(job.id, (job.items_done, now));
+            } else {
+                last.entry(job.id).or_insert((job.items_done, now));
             }
             let rate = rates.get(&job.id).copied().unwrap_or(0.0);
             let progress = match job.items_total {
@@ -397,7 +414,10 @@ async fn show_status(worker: Arc<Worker>) {
                 ),
                 _ => String::new(),
             };
-            parts.push(format!("job {} {} {progress} {rate:.0}/s{eta}", job.id, job.kind));
+            parts.push(format!(
+                "job {} {} {progress} {rate:.0}/s{eta}",
+                job.id, job.kind
+            ));
         }
         last.retain(|id, _| running.iter().any(|j| j.id == *id));
         rates.retain(|id, _| running.iter().any(|j| j.id == *id));

@@ -7,14 +7,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
 use iterjob::enumerator::Enumerator;
 use iterjob::store::{JobFilter, JobRecord, JobState, NewJob};
 use iterjob::{Job, JobContext, JobError, Registry, Worker, WorkerConfig};
 use iterjob_sqlite::{Keyset, KeysetCursor};
-use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
-use sqlx::sqlite::{SqlitePool, SqlitePoolOptions, SqliteRow};
 use sqlx::Row;
+use sqlx::sqlite::{SqlitePool, SqlitePoolOptions, SqliteRow};
 
 use crate::commands::wait_for_signal;
 use crate::store::open_store;
@@ -39,12 +39,16 @@ pub struct DemoArgs {
 fn parse_interrupt(s: &str) -> std::result::Result<Duration, String> {
     let s = s.trim();
     if s.starts_with('-') {
-        return Err(format!("`{s}` is negative; give a positive duration such as 5s"));
+        return Err(format!(
+            "`{s}` is negative; give a positive duration such as 5s"
+        ));
     }
     let d = humantime::parse_duration(s)
         .map_err(|e| format!("`{s}` is not a duration ({e}); write e.g. 500ms, 5s, 2m"))?;
     if d > Duration::from_secs(24 * 3600) {
-        return Err(format!("`{s}` is longer than a day; the demo is not that long"));
+        return Err(format!(
+            "`{s}` is longer than a day; the demo is not that long"
+        ));
     }
     Ok(d)
 }
@@ -91,9 +95,9 @@ impl SyncProducts {
         if let Some(pool) = self.lock().get(url) {
             return Ok(pool.clone());
         }
-        let options: sqlx::sqlite::SqliteConnectOptions = url
-            .parse()
-            .map_err(|e| JobError::fatal(format!("database_url `{url}` is not a SQLite URL: {e}")))?;
+        let options: sqlx::sqlite::SqliteConnectOptions = url.parse().map_err(|e| {
+            JobError::fatal(format!("database_url `{url}` is not a SQLite URL: {e}"))
+        })?;
         let pool = SqlitePoolOptions::new()
             .max_connections(2)
             .connect_lazy_with(options.busy_timeout(Duration::from_secs(5)));
@@ -139,7 +143,11 @@ impl Job for SyncProducts {
         Ok(Some(n as u64))
     }
 
-    async fn process(&self, ctx: &JobContext<SyncParams>, batch: Vec<SqliteRow>) -> Result<(), JobError> {
+    async fn process(
+        &self,
+        ctx: &JobContext<SyncParams>,
+        batch: Vec<SqliteRow>,
+    ) -> Result<(), JobError> {
         // "sync": the remote API call this stands for
         if ctx.params.api_latency_ms > 0 {
             tokio::time::sleep(Duration::from_millis(ctx.params.api_latency_ms)).await;
@@ -198,7 +206,9 @@ async fn create_products(pool: &SqlitePool, n: u64) -> Result<()> {
         ProgressStyle::with_template("creating products {wide_bar} {pos}/{len} ({per_sec})")
             .expect("valid template"),
     );
-    sqlx::query("DELETE FROM demo_products").execute(pool).await?;
+    sqlx::query("DELETE FROM demo_products")
+        .execute(pool)
+        .await?;
     let mut next = 1u64;
     while next <= n {
         let end = (next + 9_999).min(n);
@@ -267,7 +277,9 @@ pub(crate) async fn run(url: &str, args: DemoArgs, _registry: Registry) -> Resul
                 job.state,
                 cursor_text(&job),
                 job.items_done,
-                job.items_total.map(|t| t.to_string()).unwrap_or_else(|| "?".into())
+                job.items_total
+                    .map(|t| t.to_string())
+                    .unwrap_or_else(|| "?".into())
             );
             if args.products != 60_000 {
                 println!("(--products applies to a new demo only; this one keeps its products)");
@@ -321,7 +333,9 @@ pub(crate) async fn run(url: &str, args: DemoArgs, _registry: Registry) -> Resul
         )
         .expect("valid template"),
     );
-    let interrupt_at = args.interrupt_after.map(|d| tokio::time::Instant::now() + d);
+    let interrupt_at = args
+        .interrupt_after
+        .map(|d| tokio::time::Instant::now() + d);
     let signal = wait_for_signal();
     tokio::pin!(signal);
     let mut tick = tokio::time::interval(Duration::from_millis(100));
@@ -343,7 +357,10 @@ pub(crate) async fn run(url: &str, args: DemoArgs, _registry: Registry) -> Resul
             bar.set_position(live.items_done);
             continue;
         }
-        let job = store.job_get(id).await?.context("the demo job vanished from the store")?;
+        let job = store
+            .job_get(id)
+            .await?
+            .context("the demo job vanished from the store")?;
         if job.state.is_finished() {
             break false;
         }
@@ -352,7 +369,10 @@ pub(crate) async fn run(url: &str, args: DemoArgs, _registry: Registry) -> Resul
     bar.finish_and_clear();
     shutdown.cancel();
     let report = running.await.context("the demo worker panicked")??;
-    let job = store.job_get(id).await?.context("the demo job vanished from the store")?;
+    let job = store
+        .job_get(id)
+        .await?
+        .context("the demo job vanished from the store")?;
 
     if interrupted && !job.state.is_finished() {
         println!(
@@ -360,7 +380,9 @@ pub(crate) async fn run(url: &str, args: DemoArgs, _registry: Registry) -> Resul
             job.id,
             cursor_text(&job),
             job.items_done,
-            job.items_total.map(|t| t.to_string()).unwrap_or_else(|| "?".into()),
+            job.items_total
+                .map(|t| t.to_string())
+                .unwrap_or_else(|| "?".into()),
             report.items
         );
         println!("run `iterjob demo` again to resume from there");

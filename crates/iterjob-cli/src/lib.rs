@@ -137,7 +137,9 @@ fn init_tracing(verbose: u8) {
 impl Cli {
     fn parse_from_name(name: &str) -> Self {
         use clap::{CommandFactory, FromArgMatches};
-        let command = Cli::command().name(name.to_string()).bin_name(name.to_string());
+        let command = Cli::command()
+            .name(name.to_string())
+            .bin_name(name.to_string());
         let matches = command.get_matches();
         match Cli::from_arg_matches(&matches) {
             Ok(cli) => cli,

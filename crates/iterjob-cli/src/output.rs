@@ -162,7 +162,10 @@ pub(crate) fn job_detail(job: &JobRecord) -> String {
     if let Some(eta) = eta_secs(job) {
         if !job.state.is_finished() {
             let d = std::time::Duration::from_secs(eta.round() as u64);
-            lines.push(format!("  eta            {}", humantime::format_duration(d)));
+            lines.push(format!(
+                "  eta            {}",
+                humantime::format_duration(d)
+            ));
         }
     }
     lines.push(format!(

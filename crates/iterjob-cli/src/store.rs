@@ -23,7 +23,9 @@ pub struct OpenStore {
 pub async fn open_store(url: &str) -> Result<OpenStore> {
     let url = url.trim();
     if url.is_empty() {
-        bail!("the database URL is empty; pass --database-url sqlite://iterjob.db (or set ITERJOB_DATABASE_URL)");
+        bail!(
+            "the database URL is empty; pass --database-url sqlite://iterjob.db (or set ITERJOB_DATABASE_URL)"
+        );
     }
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         bail!(
@@ -31,7 +33,11 @@ pub async fn open_store(url: &str) -> Result<OpenStore> {
         );
     }
     let looks_sqlite = url.starts_with("sqlite:")
-        || !url.contains("://") && (url.ends_with(".db") || url.ends_with(".sqlite") || url.ends_with(".sqlite3") || url.contains('/'));
+        || !url.contains("://")
+            && (url.ends_with(".db")
+                || url.ends_with(".sqlite")
+                || url.ends_with(".sqlite3")
+                || url.contains('/'));
     if !looks_sqlite {
         bail!(
             "unsupported database URL `{url}`; use sqlite://PATH (for example sqlite://iterjob.db)"

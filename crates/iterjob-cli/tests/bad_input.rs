@@ -9,7 +9,11 @@ use support::{Sandbox, assert_error, stdout};
 fn unknown_kind_names_the_registered_ones() {
     let s = Sandbox::new();
     let o = s.run(&["enqueue", "send_invoices", "--params", "{}"]);
-    assert_error(&o, 1, &["unknown job kind `send_invoices`", "demo_sync_products"]);
+    assert_error(
+        &o,
+        1,
+        &["unknown job kind `send_invoices`", "demo_sync_products"],
+    );
 }
 
 #[test]
@@ -21,7 +25,11 @@ fn params_that_do_not_fit_name_the_field() {
         "--params",
         r#"{"database_url": "sqlite://x.db", "batch_size": "big"}"#,
     ]);
-    assert_error(&o, 1, &["demo_sync_products", "field `batch_size`", "invalid type"]);
+    assert_error(
+        &o,
+        1,
+        &["demo_sync_products", "field `batch_size`", "invalid type"],
+    );
     let o = s.run(&["enqueue", "demo_sync_products", "--params", "{}"]);
     assert_error(&o, 1, &["missing field `database_url`"]);
     let o = s.run(&["enqueue", "demo_sync_products", "--params", "{not json"]);
@@ -45,8 +53,16 @@ fn missing_and_finished_jobs_give_clear_errors() {
     ]);
     assert!(o.status.success(), "{}", support::stderr(&o));
     assert!(s.run(&["cancel", "1"]).status.success());
-    assert_error(&s.run(&["resume", "1"]), 1, &["job 1 is cancelled", "cannot resume"]);
-    assert_error(&s.run(&["jobs", "--state", "done"]), 1, &["unknown job state `done`"]);
+    assert_error(
+        &s.run(&["resume", "1"]),
+        1,
+        &["job 1 is cancelled", "cannot resume"],
+    );
+    assert_error(
+        &s.run(&["jobs", "--state", "done"]),
+        1,
+        &["unknown job state `done`"],
+    );
 }
 
 #[test]
@@ -57,8 +73,15 @@ fn corrupt_database_file_is_reported_not_overwritten() {
     let o = s.run(&["jobs"]);
     assert_error(&o, 1, &["iterjob.db"]);
     let err = support::stderr(&o).to_lowercase();
-    assert!(err.contains("not a database") || err.contains("corrupt"), "{err}");
-    assert_eq!(std::fs::read(s.db()).expect("read"), garbage, "the file was left untouched");
+    assert!(
+        err.contains("not a database") || err.contains("corrupt"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(s.db()).expect("read"),
+        garbage,
+        "the file was left untouched"
+    );
 }
 
 #[test]
@@ -97,8 +120,13 @@ async fn locked_database_times_out_with_a_clear_error() {
     use sqlx::Connection;
     let s = Sandbox::new();
     assert!(s.run(&["migrate"]).status.success());
-    let mut conn = sqlx::SqliteConnection::connect(&s.db_url()).await.expect("connect");
-    sqlx::query("BEGIN EXCLUSIVE").execute(&mut conn).await.expect("lock");
+    let mut conn = sqlx::SqliteConnection::connect(&s.db_url())
+        .await
+        .expect("connect");
+    sqlx::query("BEGIN EXCLUSIVE")
+        .execute(&mut conn)
+        .await
+        .expect("lock");
     let o = s.run(&[
         "enqueue",
         "demo_sync_products",
@@ -106,5 +134,8 @@ async fn locked_database_times_out_with_a_clear_error() {
         r#"{"database_url": "sqlite://x.db"}"#,
     ]);
     assert_error(&o, 1, &["locked"]);
-    sqlx::query("ROLLBACK").execute(&mut conn).await.expect("unlock");
+    sqlx::query("ROLLBACK")
+        .execute(&mut conn)
+        .await
+        .expect("unlock");
 }

@@ -10,28 +10,57 @@ use support::{Sandbox, stderr, stdout};
 async fn demo_interrupted_then_resumed_syncs_every_product_once() {
     let sandbox = Sandbox::new();
 
-    let first = sandbox.run(&["demo", "--products", "10000", "--api-latency", "20ms", "--interrupt-after", "1s"]);
+    let first = sandbox.run(&[
+        "demo",
+        "--products",
+        "10000",
+        "--api-latency",
+        "20ms",
+        "--interrupt-after",
+        "1s",
+    ]);
     let out = stdout(&first);
-    assert!(first.status.success(), "first run exits 0: {out} {}", stderr(&first));
+    assert!(
+        first.status.success(),
+        "first run exits 0: {out} {}",
+        stderr(&first)
+    );
     assert!(out.contains("creating 10000 products"), "{out}");
-    assert!(out.contains("interrupted: job 1 checkpointed at cursor"), "{out}");
+    assert!(
+        out.contains("interrupted: job 1 checkpointed at cursor"),
+        "{out}"
+    );
     assert!(out.contains("run `iterjob demo` again"), "{out}");
-    assert!(sandbox.db().exists(), "the demo created iterjob.db in the current directory");
+    assert!(
+        sandbox.db().exists(),
+        "the demo created iterjob.db in the current directory"
+    );
 
     let pool = SqlitePoolOptions::new()
         .connect(&sandbox.db_url())
         .await
         .expect("open demo db");
-    let (done_after_first,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM demo_products WHERE sync_count > 0")
-        .fetch_one(&pool)
-        .await
-        .expect("count");
-    assert!(done_after_first > 0 && done_after_first < 10000, "partly done: {done_after_first}");
+    let (done_after_first,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM demo_products WHERE sync_count > 0")
+            .fetch_one(&pool)
+            .await
+            .expect("count");
+    assert!(
+        done_after_first > 0 && done_after_first < 10000,
+        "partly done: {done_after_first}"
+    );
 
     let second = sandbox.run(&["demo"]);
     let out = stdout(&second);
-    assert!(second.status.success(), "second run exits 0: {out} {}", stderr(&second));
-    assert!(out.contains("resuming demo job 1"), "it resumed the same job: {out}");
+    assert!(
+        second.status.success(),
+        "second run exits 0: {out} {}",
+        stderr(&second)
+    );
+    assert!(
+        out.contains("resuming demo job 1"),
+        "it resumed the same job: {out}"
+    );
     assert!(
         out.contains("demo job 1 completed: 10000 products synced (0 more than once)"),
         "{out}"
@@ -55,6 +84,9 @@ async fn demo_interrupted_then_resumed_syncs_every_product_once() {
     assert_eq!(job["items_total"], 10000);
     assert_eq!(job["interruptions"], 1);
     assert_eq!(job["attempts"], 0);
-    assert!(job["cursor"].is_array() || job["cursor"].is_object(), "cursor present: {job}");
+    assert!(
+        job["cursor"].is_array() || job["cursor"].is_object(),
+        "cursor present: {job}"
+    );
     assert!(job.get("last_error").is_some());
 }

@@ -27,7 +27,15 @@ async fn synced(pool: &SqlitePool) -> i64 {
 
 fn spawn_worker(sandbox: &Sandbox, lease: &str) -> Child {
     sandbox
-        .cmd(&["worker", "--lease", lease, "--heartbeat-interval", "300ms", "--poll-interval", "100ms"])
+        .cmd(&[
+            "worker",
+            "--lease",
+            lease,
+            "--heartbeat-interval",
+            "300ms",
+            "--poll-interval",
+            "100ms",
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -46,8 +54,21 @@ fn signal(child: &Child, sig: &str) {
 async fn sigkilled_worker_is_taken_over_after_lease_expiry() {
     let sandbox = Sandbox::new();
     // Products and the job, via the demo, stopped at once (a clean interruption).
-    let setup = sandbox.run(&["demo", "--products", "20000", "--api-latency", "30ms", "--interrupt-after", "200ms"]);
-    assert!(setup.status.success(), "{} {}", stdout(&setup), stderr(&setup));
+    let setup = sandbox.run(&[
+        "demo",
+        "--products",
+        "20000",
+        "--api-latency",
+        "30ms",
+        "--interrupt-after",
+        "200ms",
+    ]);
+    assert!(
+        setup.status.success(),
+        "{} {}",
+        stdout(&setup),
+        stderr(&setup)
+    );
     let pool = SqlitePoolOptions::new()
         .connect(&sandbox.db_url())
         .await
@@ -61,7 +82,10 @@ async fn sigkilled_worker_is_taken_over_after_lease_expiry() {
         if state == "running" && done >= 600 {
             break;
         }
-        assert!(start.elapsed() < Duration::from_secs(60), "worker A never got going ({state}, {done})");
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "worker A never got going ({state}, {done})"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     tokio::time::sleep(Duration::from_millis(400)).await; // mid-way between checkpoints
@@ -72,7 +96,10 @@ async fn sigkilled_worker_is_taken_over_after_lease_expiry() {
     let (state, checkpointed) = job_state(&pool).await;
     assert_eq!(state, "running", "the dead worker still holds the lease");
     let processed = synced(&pool).await;
-    assert!(processed >= checkpointed, "the checkpoint never runs ahead of the work");
+    assert!(
+        processed >= checkpointed,
+        "the checkpoint never runs ahead of the work"
+    );
     let at_risk = processed - checkpointed;
 
     // Worker B takes over once the lease expires, and finishes.
@@ -83,12 +110,19 @@ async fn sigkilled_worker_is_taken_over_after_lease_expiry() {
         if state == "completed" {
             break;
         }
-        assert!(start.elapsed() < Duration::from_secs(90), "worker B did not finish the job ({state})");
+        assert!(
+            start.elapsed() < Duration::from_secs(90),
+            "worker B did not finish the job ({state})"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     signal(&b, "-TERM");
     let out = b.wait_with_output().expect("wait B");
-    assert!(out.status.success(), "B exits 0 on SIGTERM: {}", stderr(&out));
+    assert!(
+        out.status.success(),
+        "B exits 0 on SIGTERM: {}",
+        stderr(&out)
+    );
 
     let (never, once, twice, more): (i64, i64, i64, i64) = sqlx::query_as(
         "SELECT COUNT(*) FILTER (WHERE sync_count = 0), COUNT(*) FILTER (WHERE sync_count = 1),

@@ -47,7 +47,10 @@ fn cpu_only_job_still_checkpoints_and_stops_on_current_thread_runtime() {
             .expect("runtime");
         rt.block_on(async {
             use iterjob::Store;
-            store2.job_insert(&NewJob::new("spin", serde_json::Value::Null)).await.expect("insert");
+            store2
+                .job_insert(&NewJob::new("spin", serde_json::Value::Null))
+                .await
+                .expect("insert");
             worker.run().await.expect("worker");
         });
         let _ = done_tx.send(());
@@ -57,12 +60,18 @@ fn cpu_only_job_still_checkpoints_and_stops_on_current_thread_runtime() {
     done_rx
         .recv_timeout(Duration::from_secs(20))
         .expect("the worker stopped on shutdown: the CPU-only run yielded to its supervisor");
-    let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
     let job = rt.block_on(async {
         use iterjob::Store;
         store.job_get(1).await.expect("get").expect("job")
     });
-    assert_eq!(job.state, iterjob::JobState::Queued, "released by the shutdown");
+    assert_eq!(
+        job.state,
+        iterjob::JobState::Queued,
+        "released by the shutdown"
+    );
     assert_eq!(job.interruptions, 1);
     assert!(job.items_done > 0);
     assert_eq!(job.cursor, Some(serde_json::json!(job.items_done)));
