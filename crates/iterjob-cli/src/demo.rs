@@ -73,6 +73,10 @@ pub struct SyncParams {
     /// Simulated API latency per batch, in milliseconds.
     #[serde(default)]
     pub api_latency_ms: u64,
+    /// Abort the whole process when this product id comes up, as a crash would
+    /// (for trying out crash recovery and poison-job detection).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub abort_at_product: Option<i64>,
 }
 
 fn default_batch() -> u32 {
@@ -158,6 +162,10 @@ impl Job for SyncProducts {
         let mut tx = pool.begin().await?;
         for row in &batch {
             let id: i64 = row.try_get("id")?;
+            if ctx.params.abort_at_product == Some(id) {
+                eprintln!("aborting the process at product {id}, as asked (abort_at_product)");
+                std::process::abort();
+            }
             let name: String = row.try_get("name")?;
             let price: i64 = row.try_get("price_cents")?;
             sqlx::query(
@@ -306,6 +314,7 @@ pub(crate) async fn run(url: &str, args: DemoArgs, _registry: Registry) -> Resul
                 database_url: database_url.clone(),
                 batch_size: 100,
                 api_latency_ms: args.api_latency.as_millis() as u64,
+                abort_at_product: None,
             };
             let new = NewJob::of(&SyncProducts::default(), &params)?.unique_key(DEMO_KEY);
             let id = store.job_insert(&new).await?;
