@@ -3,6 +3,8 @@
 //! `ITERJOB_BENCH_ROWS` sets the table size (default 1 000 000). The table is built
 //! once, in a temporary file.
 
+#![allow(missing_docs)] // criterion's macros generate undocumented functions
+
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -21,7 +23,10 @@ fn rows() -> i64 {
 async fn setup(dir: &tempfile::TempDir, n: i64) -> SqlitePool {
     let path = dir.path().join("bench.db");
     let options = SqliteStore::options(path.to_str().unwrap()).unwrap();
-    let pool = SqlitePoolOptions::new().connect_with(options).await.unwrap();
+    let pool = SqlitePoolOptions::new()
+        .connect_with(options)
+        .await
+        .unwrap();
     sqlx::query(
         "CREATE TABLE products (id INTEGER PRIMARY KEY, name TEXT NOT NULL, price REAL NOT NULL)",
     )
@@ -55,40 +60,46 @@ fn walk(c: &mut Criterion) {
     group.measurement_time(Duration::from_secs(20));
 
     group.bench_function("raw_fetch", |b| {
-        b.iter(|| runtime.block_on(async {
-            let mut stream = sqlx::query("SELECT * FROM products ORDER BY id").fetch(&pool);
-            let mut sum = 0i64;
-            while let Some(row) = stream.try_next().await.unwrap() {
-                sum += row.get::<i64, _>(0);
-            }
-            assert!(sum > 0);
-        }))
+        b.iter(|| {
+            runtime.block_on(async {
+                let mut stream = sqlx::query("SELECT * FROM products ORDER BY id").fetch(&pool);
+                let mut sum = 0i64;
+                while let Some(row) = stream.try_next().await.unwrap() {
+                    sum += row.get::<i64, _>(0);
+                }
+                assert!(sum > 0);
+            })
+        })
     });
     for batch in [100usize, 1000, 5000] {
         group.bench_function(format!("keyset_rows_batch_{batch}"), |b| {
             let keyset = Keyset::table("products").key("id").batch_size(batch);
-            b.iter(|| runtime.block_on(async {
-                let mut stream = std::pin::pin!(keyset.rows(&pool, None));
-                let mut sum = 0i64;
-                while let Some((row, _cursor)) = stream.try_next().await.unwrap() {
-                    sum += row.get::<i64, _>(0);
-                }
-                assert!(sum > 0);
-            }))
+            b.iter(|| {
+                runtime.block_on(async {
+                    let mut stream = std::pin::pin!(keyset.rows(&pool, None));
+                    let mut sum = 0i64;
+                    while let Some((row, _cursor)) = stream.try_next().await.unwrap() {
+                        sum += row.get::<i64, _>(0);
+                    }
+                    assert!(sum > 0);
+                })
+            })
         });
     }
     group.bench_function("keyset_batches_1000", |b| {
         let keyset = Keyset::table("products").key("id").batch_size(1000);
-        b.iter(|| runtime.block_on(async {
-            let mut stream = std::pin::pin!(keyset.batches(&pool, None));
-            let mut sum = 0i64;
-            while let Some((rows, _cursor)) = stream.try_next().await.unwrap() {
-                for row in &rows {
-                    sum += row.get::<i64, _>(0);
+        b.iter(|| {
+            runtime.block_on(async {
+                let mut stream = std::pin::pin!(keyset.batches(&pool, None));
+                let mut sum = 0i64;
+                while let Some((rows, _cursor)) = stream.try_next().await.unwrap() {
+                    for row in &rows {
+                        sum += row.get::<i64, _>(0);
+                    }
                 }
-            }
-            assert!(sum > 0);
-        }))
+                assert!(sum > 0);
+            })
+        })
     });
     group.finish();
 }

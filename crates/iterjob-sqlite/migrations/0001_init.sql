@@ -37,14 +37,15 @@ CREATE TABLE iterjob_jobs (
     run_token        INTEGER
 );
 
--- claiming: claimable states first, then queue, best priority, oldest run_at, lowest id
+-- claiming: the claimable jobs in claim order, so a claim reads the first few
+-- matching entries instead of sorting every waiting job (job_claim.sql names it)
+CREATE INDEX iterjob_jobs_claimable
+    ON iterjob_jobs (priority DESC, run_at, id)
+    WHERE state IN ('queued', 'retrying');
+
+-- by state and queue: listing, counting, rescuing running jobs
 CREATE INDEX iterjob_jobs_claim
     ON iterjob_jobs (state, queue, priority DESC, run_at, id);
-
--- rescuing: running jobs by lease expiry
-CREATE INDEX iterjob_jobs_lease
-    ON iterjob_jobs (lease_expires_at)
-    WHERE state = 'running';
 
 -- listing by kind (state and queue filters use the claim index)
 CREATE INDEX iterjob_jobs_kind ON iterjob_jobs (kind, id);

@@ -1,4 +1,7 @@
 -- `Store::job_claim`: one statement, so the selection and the update are atomic.
+-- The subquery walks the partial index of claimable jobs in claim order and stops
+-- after `limit` matches; `INDEXED BY` keeps the planner from sorting every waiting
+-- job through the (state, queue, …) index when the table has no statistics.
 -- ?1 now, ?2 worker_id, ?3 lease_expires_at, ?4 queues (JSON array),
 -- ?5 kinds (JSON array), ?6 limit
 UPDATE iterjob_jobs
@@ -10,7 +13,7 @@ SET state = 'running',
     started_at = COALESCE(started_at, ?1)
 WHERE id IN (
     SELECT id
-    FROM iterjob_jobs
+    FROM iterjob_jobs INDEXED BY iterjob_jobs_claimable
     WHERE state IN ('queued', 'retrying')
       AND run_at <= ?1
       AND queue IN (SELECT value FROM json_each(?4))

@@ -76,9 +76,9 @@ pub(crate) fn map_sqlx(db: &str, what: &str, err: sqlx::Error) -> Error {
             "cannot open the database file; check that its directory exists and that this \
              process may read and write both the file and the directory",
         ),
-        Some(SQLITE_READONLY) => Some(
-            "the database is read-only; check the file's and directory's permissions",
-        ),
+        Some(SQLITE_READONLY) => {
+            Some("the database is read-only; check the file's and directory's permissions")
+        }
         Some(SQLITE_FULL) => Some("the disk is full"),
         _ => None,
     };

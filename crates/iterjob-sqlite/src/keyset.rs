@@ -6,7 +6,11 @@
 use std::fmt;
 use std::sync::Arc;
 
-use futures::{StreamExt, stream};
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use futures::{Stream, StreamExt};
 use iterjob::JobError;
 use iterjob::enumerator::Enumerator;
 use serde::{Deserialize, Serialize};
@@ -15,9 +19,14 @@ use sqlx::{Column, Decode, Row, Sqlite, TypeInfo, ValueRef};
 
 use crate::error::primary_code;
 
-/// Rows per page unless [`Keyset::batch_size`] says otherwise. Bulk scans run faster
-/// with bigger pages (1 000 rows and up); small pages keep each query short when the
-/// job's own work writes to the same database between pages.
+/// Rows per page unless [`Keyset::batch_size`] says otherwise.
+///
+/// Each page costs a query (a pool checkout and a round trip to the connection's
+/// thread), so bulk scans run faster with bigger pages: from 1 000 rows a page, a walk
+/// keeps up with a single streaming `SELECT … ORDER BY key`. Small pages hold fewer
+/// rows in memory and see fresher data when the job's work is slow. A pool built with
+/// `test_before_acquire(false)` (as [`SqliteStore::connect`](crate::SqliteStore::connect)'s
+/// is) saves a ping per page.
 pub const DEFAULT_BATCH_SIZE: usize = 100;
 
 /// One key value of a row, with its SQLite storage class.
@@ -134,7 +143,9 @@ pub enum KeysetError {
     },
 
     /// No key column was given.
-    #[error("keyset enumerator over {relation} has no key column; call `.key(\"id\")` or `.keys([...])`")]
+    #[error(
+        "keyset enumerator over {relation} has no key column; call `.key(\"id\")` or `.keys([...])`"
+    )]
     NoKey {
         /// The table or query.
         relation: String,
@@ -459,18 +470,10 @@ impl Keyset {
         pool: &SqlitePool,
         cursor: Option<KeysetCursor>,
     ) -> impl Enumerator<SqliteRow, KeysetCursor> + use<> {
-        let walker = Walker::new(self, pool, cursor);
-        stream::try_unfold(walker, |mut walker| async move {
-            loop {
-                if let Some(step) = walker.next_row() {
-                    return step.map(|item| Some((item, walker)));
-                }
-                match walker.next_page().await? {
-                    Some(rows) => walker.page = rows.into_iter(),
-                    None => return Ok(None),
-                }
-            }
-        })
+        Rows {
+            walker: Walker::new(self, pool, cursor),
+            page: Vec::new().into_iter(),
+        }
     }
 
     /// The rows decoded into `T` (any [`sqlx::FromRow`], e.g. `#[derive(sqlx::FromRow)]`),
@@ -504,18 +507,9 @@ impl Keyset {
         pool: &SqlitePool,
         cursor: Option<KeysetCursor>,
     ) -> impl Enumerator<Vec<SqliteRow>, KeysetCursor> + use<> {
-        let walker = Walker::new(self, pool, cursor);
-        stream::try_unfold(walker, |mut walker| async move {
-            match walker.next_page().await? {
-                Some(rows) => {
-                    let cursor = walker.lower.clone().ok_or_else(|| {
-                        JobError::fatal("keyset walker lost the cursor of a page (a bug)")
-                    })?;
-                    Ok(Some(((rows, cursor), walker)))
-                }
-                None => Ok(None),
-            }
-        })
+        Batches {
+            walker: Walker::new(self, pool, cursor),
+        }
     }
 
     /// How errors name this keyset: ``table `products` `` or `query`.
@@ -701,7 +695,11 @@ impl Plan {
             &self.first_sql
         };
         let mut query = sqlx::query(sql);
-        for value in lower.into_iter().flat_map(|c| &c.0).chain(self.end.iter().flatten()) {
+        for value in lower
+            .into_iter()
+            .flat_map(|c| &c.0)
+            .chain(self.end.iter().flatten())
+        {
             query = match value {
                 KeyValue::Null => query.bind(None::<i64>),
                 KeyValue::Integer(v) => query.bind(*v),
@@ -789,12 +787,8 @@ impl Plan {
             let type_info = raw.type_info();
             let value = match type_info.name() {
                 "REAL" => KeyValue::Real(<f64 as Decode<Sqlite>>::decode(raw).map_err(decode)?),
-                "TEXT" => {
-                    KeyValue::Text(<String as Decode<Sqlite>>::decode(raw).map_err(decode)?)
-                }
-                "BLOB" => {
-                    KeyValue::Blob(<Vec<u8> as Decode<Sqlite>>::decode(raw).map_err(decode)?)
-                }
+                "TEXT" => KeyValue::Text(<String as Decode<Sqlite>>::decode(raw).map_err(decode)?),
+                "BLOB" => KeyValue::Blob(<Vec<u8> as Decode<Sqlite>>::decode(raw).map_err(decode)?),
                 _ => KeyValue::Integer(<i64 as Decode<Sqlite>>::decode(raw).map_err(decode)?),
             };
             values.push(value);
@@ -803,7 +797,13 @@ impl Plan {
     }
 }
 
+/// A page being fetched.
+type PageFuture = Pin<Box<dyn Future<Output = Result<Vec<SqliteRow>, KeysetError>> + Send>>;
+
 /// The state of one walk, shared by [`Keyset::rows`] and [`Keyset::batches`].
+///
+/// A hand-written state machine rather than `try_unfold`: the page future is boxed
+/// once per page, and yielding a row moves nothing but the row and its cursor.
 struct Walker {
     pool: SqlitePool,
     /// The plan; `None` when the definition has a mistake (in `error`).
@@ -812,12 +812,14 @@ struct Walker {
     error: Option<KeysetError>,
     /// The key of the last row fetched: the next page starts after it.
     lower: Option<KeysetCursor>,
-    /// Rows of the current page not yet yielded (by `rows`).
-    page: std::vec::IntoIter<SqliteRow>,
     /// Where the key columns are in a row; resolved on the first page.
     key_idx: Vec<usize>,
+    /// The query for the next page, while it runs.
+    fetch: Option<PageFuture>,
     /// The last page was short: the walk is over without another query.
     exhausted: bool,
+    /// The walk ended (at the end or with an error): yield nothing more.
+    done: bool,
 }
 
 impl Walker {
@@ -831,50 +833,131 @@ impl Walker {
             plan,
             error,
             lower: cursor.or_else(|| keyset.start.clone()),
-            page: Vec::new().into_iter(),
             key_idx: Vec::new(),
+            fetch: None,
             exhausted: false,
+            done: false,
         }
     }
 
-    /// The next row of the current page, with its cursor.
-    fn next_row(&mut self) -> Option<Result<(SqliteRow, KeysetCursor), JobError>> {
-        let row = self.page.next()?;
-        let plan = self.plan.as_ref()?;
-        Some(match plan.key_of(&row, &self.key_idx) {
-            Ok(cursor) => Ok((row, cursor)),
-            Err(err) => Err(err.into_job_error()),
-        })
+    /// Ends the walk with `err`.
+    fn fail(&mut self, err: KeysetError) -> Poll<Option<Result<Vec<SqliteRow>, JobError>>> {
+        self.done = true;
+        self.fetch = None;
+        Poll::Ready(Some(Err(err.into_job_error())))
     }
 
-    /// Fetches the next page; `None` when the walk is over.
-    async fn next_page(&mut self) -> Result<Option<Vec<SqliteRow>>, JobError> {
+    /// Polls for the next page (never empty); `None` when the walk is over.
+    fn poll_page(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Vec<SqliteRow>, JobError>>> {
         if let Some(err) = self.error.take() {
-            return Err(err.into_job_error());
+            return self.fail(err);
         }
-        let Some(plan) = self.plan.clone() else {
-            return Ok(None);
+        if self.done {
+            return Poll::Ready(None);
+        }
+        let Some(plan) = &self.plan else {
+            self.done = true;
+            return Poll::Ready(None);
         };
-        if self.exhausted {
-            return Ok(None);
-        }
-        let rows = plan
-            .fetch(&self.pool, self.lower.as_ref())
-            .await
-            .map_err(KeysetError::into_job_error)?;
+        let fetch = match &mut self.fetch {
+            Some(fetch) => fetch,
+            None => {
+                if self.exhausted {
+                    self.done = true;
+                    return Poll::Ready(None);
+                }
+                let (plan, pool, lower) = (Arc::clone(plan), self.pool.clone(), self.lower.clone());
+                self.fetch.insert(Box::pin(
+                    async move { plan.fetch(&pool, lower.as_ref()).await },
+                ))
+            }
+        };
+        let result = ready!(fetch.as_mut().poll(cx));
+        self.fetch = None;
+        let rows = match result {
+            Ok(rows) => rows,
+            Err(err) => return self.fail(err),
+        };
+        let Some(plan) = &self.plan else {
+            return Poll::Ready(None);
+        };
         if rows.len() < plan.batch_size {
             self.exhausted = true;
         }
         let Some(last) = rows.last() else {
-            return Ok(None);
+            self.done = true;
+            return Poll::Ready(None);
         };
         if self.key_idx.is_empty() {
-            self.key_idx = plan.key_indices(last).map_err(KeysetError::into_job_error)?;
+            match plan.key_indices(last) {
+                Ok(indices) => self.key_idx = indices,
+                Err(err) => return self.fail(err),
+            }
         }
-        self.lower = Some(
-            plan.key_of(last, &self.key_idx)
-                .map_err(KeysetError::into_job_error)?,
-        );
-        Ok(Some(rows))
+        match plan.key_of(last, &self.key_idx) {
+            Ok(cursor) => self.lower = Some(cursor),
+            Err(err) => return self.fail(err),
+        }
+        Poll::Ready(Some(Ok(rows)))
+    }
+}
+
+/// The stream behind [`Keyset::rows`].
+struct Rows {
+    walker: Walker,
+    /// Rows of the current page not yet yielded.
+    page: std::vec::IntoIter<SqliteRow>,
+}
+
+impl Stream for Rows {
+    type Item = Result<(SqliteRow, KeysetCursor), JobError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        loop {
+            if let Some(row) = this.page.next()
+                && let Some(plan) = &this.walker.plan
+            {
+                return Poll::Ready(Some(match plan.key_of(&row, &this.walker.key_idx) {
+                    Ok(cursor) => Ok((row, cursor)),
+                    Err(err) => {
+                        this.page = Vec::new().into_iter();
+                        this.walker.done = true;
+                        Err(err.into_job_error())
+                    }
+                }));
+            }
+            match ready!(this.walker.poll_page(cx)) {
+                Some(Ok(rows)) => this.page = rows.into_iter(),
+                Some(Err(err)) => return Poll::Ready(Some(Err(err))),
+                None => return Poll::Ready(None),
+            }
+        }
+    }
+}
+
+/// The stream behind [`Keyset::batches`].
+struct Batches {
+    walker: Walker,
+}
+
+impl Stream for Batches {
+    type Item = Result<(Vec<SqliteRow>, KeysetCursor), JobError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        Poll::Ready(match ready!(this.walker.poll_page(cx)) {
+            Some(Ok(rows)) => match &this.walker.lower {
+                Some(cursor) => Some(Ok((rows, cursor.clone()))),
+                None => Some(Err(JobError::fatal(
+                    "keyset walker lost the cursor of a page (a bug in iterjob-sqlite)",
+                ))),
+            },
+            Some(Err(err)) => Some(Err(err)),
+            None => None,
+        })
     }
 }

@@ -13,8 +13,8 @@
 use std::collections::BTreeMap;
 
 use iterjob::{Error, Result};
-use sqlx::{Executor, SqlitePool};
 use sqlx::migrate::Migrator;
+use sqlx::{Executor, SqlitePool};
 
 use crate::error::map_sqlx;
 
@@ -92,18 +92,16 @@ pub(crate) async fn run(pool: &SqlitePool, db: &str) -> Result<()> {
             description = %migration.description,
             "applying iterjob schema migration"
         );
-        tx.execute(&*migration.sql)
-            .await
-            .map_err(|err| {
-                map_sqlx(
-                    db,
-                    &format!(
-                        "applying schema migration {} ({})",
-                        migration.version, migration.description
-                    ),
-                    err,
-                )
-            })?;
+        tx.execute(&*migration.sql).await.map_err(|err| {
+            map_sqlx(
+                db,
+                &format!(
+                    "applying schema migration {} ({})",
+                    migration.version, migration.description
+                ),
+                err,
+            )
+        })?;
         sqlx::query(INSERT_APPLIED)
             .bind(migration.version)
             .bind(&*migration.description)

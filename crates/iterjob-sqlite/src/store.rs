@@ -18,8 +18,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use iterjob::store::{
-    ClaimRequest, Claimed, Control, JobFilter, JobId, JobRecord, JobState, Millis, NewJob,
-    Outcome, Progress, Rescued, RunToken, Store, duration_millis, now_millis,
+    ClaimRequest, Claimed, Control, JobFilter, JobId, JobRecord, JobState, Millis, NewJob, Outcome,
+    Progress, Rescued, RunToken, Store, duration_millis, now_millis,
 };
 use iterjob::{Error, Result};
 use serde_json::Value;
@@ -151,6 +151,9 @@ impl SqliteStore {
             // the file and re-preparing statements.
             .idle_timeout(None)
             .max_lifetime(None)
+            // nor a network to check a connection over: a ping per acquire only adds a
+            // round trip to the connection's worker thread
+            .test_before_acquire(false)
             .connect_with(options)
             .await
             .map_err(|err| map_sqlx(&db, "opening the database", err))?;
@@ -214,9 +217,8 @@ impl SqliteStore {
     }
 
     fn record(&self, row: &SqliteRow) -> Result<JobRecord> {
-        record_from_row(row).map_err(|message| {
-            Error::Corrupt(format!("SQLite store `{}`: {message}", self.db))
-        })
+        record_from_row(row)
+            .map_err(|message| Error::Corrupt(format!("SQLite store `{}`: {message}", self.db)))
     }
 
     /// Reads a job inside a transaction, for the admin actions.
@@ -248,7 +250,9 @@ impl SqliteStore {
             Ok(row) => row,
             Err(err) => return Err(on_error(err)),
         };
-        tx.commit().await.map_err(self.err("committing an admin action"))?;
+        tx.commit()
+            .await
+            .map_err(self.err("committing an admin action"))?;
         self.record(&row)
     }
 }
@@ -315,7 +319,8 @@ fn record_from_row(row: &SqliteRow) -> std::result::Result<JobRecord, String> {
     }
     fn count<T: TryFrom<i64>>(row: &SqliteRow, name: &str) -> std::result::Result<T, String> {
         let v: i64 = col(row, name)?;
-        T::try_from(v).map_err(|_| format!("column `{name}` of iterjob_jobs holds {v}, out of range"))
+        T::try_from(v)
+            .map_err(|_| format!("column `{name}` of iterjob_jobs holds {v}, out of range"))
     }
     fn json(raw: &str, name: &str, id: JobId) -> std::result::Result<Value, String> {
         serde_json::from_str(raw)
@@ -473,11 +478,9 @@ impl Store for SqliteStore {
             return Ok(Vec::new());
         }
         let now = now_millis();
-        let queues = serde_json::to_string(&request.queues).map_err(|source| {
-            Error::Serialize {
-                what: "claim queues",
-                source,
-            }
+        let queues = serde_json::to_string(&request.queues).map_err(|source| Error::Serialize {
+            what: "claim queues",
+            source,
         })?;
         let kinds = serde_json::to_string(&request.kinds).map_err(|source| Error::Serialize {
             what: "claim kinds",
@@ -609,8 +612,9 @@ impl Store for SqliteStore {
             .map(|row| {
                 let id: JobId = row.try_get("id").map_err(self.err("rescuing jobs"))?;
                 let state: String = row.try_get("state").map_err(self.err("rescuing jobs"))?;
-                let state = JobState::from_str(&state)
-                    .map_err(|_| Error::Corrupt(format!("job {id} has an unknown state `{state}`")))?;
+                let state = JobState::from_str(&state).map_err(|_| {
+                    Error::Corrupt(format!("job {id} has an unknown state `{state}`"))
+                })?;
                 Ok(Rescued { id, state })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -674,7 +678,8 @@ impl Store for SqliteStore {
                 return Err(invalid(&record, "pause", "it already finished"));
             }
         }
-        self.admin_update(tx, Q_PAUSE, id, self.err("pausing a job")).await
+        self.admin_update(tx, Q_PAUSE, id, self.err("pausing a job"))
+            .await
     }
 
     async fn job_resume(&self, id: JobId) -> Result<JobRecord> {
@@ -698,10 +703,15 @@ impl Store for SqliteStore {
                 ));
             }
             JobState::Queued | JobState::Retrying | JobState::Completed => {
-                return Err(invalid(&record, "resume", "only paused jobs can be resumed"));
+                return Err(invalid(
+                    &record,
+                    "resume",
+                    "only paused jobs can be resumed",
+                ));
             }
         }
-        self.admin_update(tx, Q_RESUME, id, self.err("resuming a job")).await
+        self.admin_update(tx, Q_RESUME, id, self.err("resuming a job"))
+            .await
     }
 
     async fn job_cancel(&self, id: JobId) -> Result<JobRecord> {
@@ -710,7 +720,8 @@ impl Store for SqliteStore {
         if record.state.is_finished() {
             return Err(invalid(&record, "cancel", "it already finished"));
         }
-        self.admin_update(tx, Q_CANCEL, id, self.err("cancelling a job")).await
+        self.admin_update(tx, Q_CANCEL, id, self.err("cancelling a job"))
+            .await
     }
 
     async fn job_retry(&self, id: JobId) -> Result<JobRecord> {

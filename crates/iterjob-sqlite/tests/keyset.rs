@@ -305,7 +305,11 @@ fn cursor_keeps_sqlite_types() {
         let back: KeysetCursor = serde_json::from_str("[2.0, 2, \"2\"]").unwrap();
         assert_eq!(
             back.values(),
-            &[KeyValue::Real(2.0), KeyValue::Integer(2), KeyValue::Text("2".into())]
+            &[
+                KeyValue::Real(2.0),
+                KeyValue::Integer(2),
+                KeyValue::Text("2".into())
+            ]
         );
         assert_eq!(
             serde_json::to_string(&KeysetCursor::new([KeyValue::Real(2.0)])).unwrap(),
@@ -324,7 +328,10 @@ fn columns_and_rows_as() {
     block_on(async {
         let (_dir, pool) = items_db(&[item(1), item(2), item(3)]).await;
         // the key is not among the columns: it is added at the end
-        let keyset = Keyset::table("items").key("id").columns(["name"]).batch_size(2);
+        let keyset = Keyset::table("items")
+            .key("id")
+            .columns(["name"])
+            .batch_size(2);
         let rows = collect_all(keyset.rows(&pool, None)).await;
         assert_eq!(rows[0].len(), 2);
         assert_eq!(rows[0].get::<String, _>(0), "item-00001");
@@ -332,8 +339,14 @@ fn columns_and_rows_as() {
         assert_eq!(
             named,
             vec![
-                Named { id: 2, name: "item-00002".into() },
-                Named { id: 3, name: "item-00003".into() },
+                Named {
+                    id: 2,
+                    name: "item-00002".into()
+                },
+                Named {
+                    id: 3,
+                    name: "item-00003".into()
+                },
             ]
         );
         // a key that is a keyword needs quoting
@@ -376,7 +389,10 @@ fn short_page_ends_the_walk_without_another_query() {
         }
         assert_eq!(sizes, vec![10, 10, 5]);
         // another query would now fail: the walk must end without one
-        sqlx::query("DROP TABLE items").execute(&pool).await.unwrap();
+        sqlx::query("DROP TABLE items")
+            .execute(&pool)
+            .await
+            .unwrap();
         assert!(batches.next().await.is_none());
     });
 }
@@ -416,9 +432,18 @@ fn invalid_identifiers_are_rejected_with_the_name() {
     block_on(async {
         let (_dir, pool) = items_db(&[item(1)]).await;
         let cases = [
-            (Keyset::table("items; DROP TABLE items").key("id"), "table name `items; DROP TABLE items`"),
-            (Keyset::table("items").key("id\" OR 1"), "key column name `id\" OR 1`"),
-            (Keyset::table("items").key("id").columns(["name", "1st"]), "column name `1st`"),
+            (
+                Keyset::table("items; DROP TABLE items").key("id"),
+                "table name `items; DROP TABLE items`",
+            ),
+            (
+                Keyset::table("items").key("id\" OR 1"),
+                "key column name `id\" OR 1`",
+            ),
+            (
+                Keyset::table("items").key("id").columns(["name", "1st"]),
+                "column name `1st`",
+            ),
             (Keyset::table("a.b.c").key("id"), "table name `a.b.c`"),
         ];
         for (keyset, expected) in cases {
@@ -430,8 +455,16 @@ fn invalid_identifiers_are_rejected_with_the_name() {
             assert!(message.contains("plain SQL identifier"), "{message}");
         }
         let err = Keyset::table("items").check().unwrap_err().to_string();
-        assert!(err.contains("no key column") && err.contains(".key("), "{err}");
-        let err = Keyset::table("items").key("id").batch_size(0).check().unwrap_err().to_string();
+        assert!(
+            err.contains("no key column") && err.contains(".key("),
+            "{err}"
+        );
+        let err = Keyset::table("items")
+            .key("id")
+            .batch_size(0)
+            .check()
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("batch size"), "{err}");
     });
 }
@@ -441,26 +474,40 @@ fn missing_table_and_columns_are_named() {
     block_on(async {
         let (_dir, pool) = items_db(&[item(1), item(2)]).await;
 
-        let (fatal, message) = first_error(Keyset::table("products").key("id").rows(&pool, None)).await;
+        let (fatal, message) =
+            first_error(Keyset::table("products").key("id").rows(&pool, None)).await;
         assert!(fatal, "{message}");
-        assert!(message.contains("table `products` does not exist"), "{message}");
+        assert!(
+            message.contains("table `products` does not exist"),
+            "{message}"
+        );
 
-        let (fatal, message) = first_error(Keyset::table("items").key("sku").rows(&pool, None)).await;
+        let (fatal, message) =
+            first_error(Keyset::table("items").key("sku").rows(&pool, None)).await;
         assert!(fatal, "{message}");
         assert!(message.contains("column `sku` does not exist"), "{message}");
 
         let keyset = Keyset::table("items").key("id").columns(["name", "price"]);
         let (_, message) = first_error(keyset.rows(&pool, None)).await;
-        assert!(message.contains("column `price` does not exist"), "{message}");
+        assert!(
+            message.contains("column `price` does not exist"),
+            "{message}"
+        );
 
         // a missing column must not be read as a string literal by SQLite
         let keyset = Keyset::table("items").keys(["grp", "missing"]);
         let (_, message) = first_error(keyset.rows(&pool, None)).await;
-        assert!(message.contains("column `missing` does not exist"), "{message}");
+        assert!(
+            message.contains("column `missing` does not exist"),
+            "{message}"
+        );
 
         let keyset = Keyset::table("items").key("id").filter("archivd = 0");
         let (fatal, message) = first_error(keyset.rows(&pool, None)).await;
-        assert!(fatal && message.contains("column `archivd` does not exist"), "{message}");
+        assert!(
+            fatal && message.contains("column `archivd` does not exist"),
+            "{message}"
+        );
 
         let keyset = Keyset::table("items").key("id").filter("archived = = 0");
         let (fatal, message) = first_error(keyset.rows(&pool, None)).await;
@@ -475,7 +522,10 @@ fn cursor_of_the_wrong_shape_is_rejected() {
         let keyset = Keyset::table("items").keys(["grp", "id"]);
         let (fatal, message) = first_error(keyset.rows(&pool, Some(KeysetCursor::from(5)))).await;
         assert!(fatal, "{message}");
-        assert!(message.contains("cursor has 1 key value(s)") && message.contains("grp, id"), "{message}");
+        assert!(
+            message.contains("cursor has 1 key value(s)") && message.contains("grp, id"),
+            "{message}"
+        );
     });
 }
 
@@ -505,7 +555,11 @@ fn ranges_split_a_table_exactly() {
         let splits = [0i64, 20, 21, 75, 100, 1000];
         let mut seen = Vec::new();
         for pair in splits.windows(2) {
-            let keyset = Keyset::table("items").key("id").after(pair[0]).until(pair[1]).batch_size(4);
+            let keyset = Keyset::table("items")
+                .key("id")
+                .after(pair[0])
+                .until(pair[1])
+                .batch_size(4);
             seen.extend(collect_all(ids(&keyset, &pool, None)).await);
         }
         let expected: Vec<i64> = items.iter().map(|i| i.id).collect();

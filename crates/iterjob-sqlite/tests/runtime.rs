@@ -1,17 +1,14 @@
 //! The runtime scenarios (worker and run loop) on a real SQLite file.
 
+mod common;
+
 use std::sync::Arc;
 
 use iterjob::Store;
-use iterjob_sqlite::SqliteStore;
 
+/// A fresh store in its own temporary directory, removed when the store is dropped.
 async fn fresh() -> Arc<dyn Store> {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.keep().join("jobs.db");
-    let store = SqliteStore::connect(path.to_str().expect("utf-8 path"))
-        .await
-        .expect("open store");
-    Arc::new(store)
+    Arc::new(common::TempStore::new().await)
 }
 
 iterjob_testkit::runtime_scenarios!(fresh());

@@ -29,9 +29,14 @@ async fn connect_accepts_urls_and_paths_and_creates_the_file() {
         let path = dir.path().join(format!("jobs-{i}.db"));
         assert!(!path.exists());
         let url = form.replace("{}", path.to_str().unwrap());
-        let store = SqliteStore::connect(&url).await.unwrap_or_else(|e| panic!("{url}: {e}"));
+        let store = SqliteStore::connect(&url)
+            .await
+            .unwrap_or_else(|e| panic!("{url}: {e}"));
         assert!(path.exists(), "{url} created the file");
-        let ids = store.job_insert_many(&[NewJob::new("k", json!({}))]).await.unwrap();
+        let ids = store
+            .job_insert_many(&[NewJob::new("k", json!({}))])
+            .await
+            .unwrap();
         assert_eq!(ids.len(), 1);
         store.close().await;
         // reopening keeps the jobs and migrates nothing twice
@@ -61,8 +66,14 @@ async fn from_pool_shares_the_database() {
     let store = common::TempStore::new().await;
     let other = SqliteStore::from_pool(store.store.pool().clone());
     other.migrate().await.unwrap();
-    let ids = other.job_insert_many(&[NewJob::new("k", json!(1))]).await.unwrap();
-    assert_eq!(store.store.job_get(ids[0]).await.unwrap().unwrap().params, json!(1));
+    let ids = other
+        .job_insert_many(&[NewJob::new("k", json!(1))])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.store.job_get(ids[0]).await.unwrap().unwrap().params,
+        json!(1)
+    );
     assert!(other.path().ends_with("jobs.db"), "{}", other.path());
 }
 
@@ -70,7 +81,9 @@ async fn from_pool_shares_the_database() {
 async fn missing_directory_is_named() {
     let dir = common::temp_dir();
     let path = dir.path().join("no/such/dir/jobs.db");
-    let err = SqliteStore::connect(path.to_str().unwrap()).await.unwrap_err();
+    let err = SqliteStore::connect(path.to_str().unwrap())
+        .await
+        .unwrap_err();
     let message = err.to_string();
     assert!(matches!(err, Error::Config(_)), "{err:?}");
     assert!(message.contains(path.to_str().unwrap()), "{message}");
@@ -81,7 +94,9 @@ async fn missing_directory_is_named() {
 #[tokio::test]
 async fn directory_instead_of_file_is_rejected() {
     let dir = common::temp_dir();
-    let err = SqliteStore::connect(dir.path().to_str().unwrap()).await.unwrap_err();
+    let err = SqliteStore::connect(dir.path().to_str().unwrap())
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("is a directory"), "{err}");
 }
 
@@ -89,15 +104,25 @@ async fn directory_instead_of_file_is_rejected() {
 async fn a_file_that_is_not_a_database_is_reported_as_corrupt() {
     let dir = common::temp_dir();
     let path = dir.path().join("notes.txt");
-    std::fs::write(&path, "these are not the rows you are looking for\n".repeat(200)).unwrap();
-    let err = SqliteStore::connect(path.to_str().unwrap()).await.unwrap_err();
+    std::fs::write(
+        &path,
+        "these are not the rows you are looking for\n".repeat(200),
+    )
+    .unwrap();
+    let err = SqliteStore::connect(path.to_str().unwrap())
+        .await
+        .unwrap_err();
     let message = err.to_string();
     assert!(matches!(err, Error::Corrupt(_)), "{err:?}");
     assert!(message.contains(path.to_str().unwrap()), "{message}");
     assert!(message.contains("not a SQLite database"), "{message}");
     assert!(message.contains("not an iterjob store"), "{message}");
     // the file is left alone
-    assert!(std::fs::read_to_string(&path).unwrap().starts_with("these are not"));
+    assert!(
+        std::fs::read_to_string(&path)
+            .unwrap()
+            .starts_with("these are not")
+    );
 }
 
 #[tokio::test]
@@ -113,10 +138,15 @@ async fn a_newer_schema_is_refused() {
     .await
     .unwrap();
     store.store.close().await;
-    let err = SqliteStore::connect(path.to_str().unwrap()).await.unwrap_err();
+    let err = SqliteStore::connect(path.to_str().unwrap())
+        .await
+        .unwrap_err();
     let message = err.to_string();
     assert!(matches!(err, Error::Corrupt(_)), "{err:?}");
-    assert!(message.contains(&format!("schema version {}", SCHEMA_VERSION + 1)), "{message}");
+    assert!(
+        message.contains(&format!("schema version {}", SCHEMA_VERSION + 1)),
+        "{message}"
+    );
     assert!(message.contains("newer iterjob"), "{message}");
     assert!(message.contains("Upgrade iterjob"), "{message}");
 }
@@ -127,7 +157,10 @@ async fn a_locked_database_says_so_after_the_busy_timeout() {
     let path = store.dir.path().join("jobs.db");
     // another "process" holds the write lock
     let mut holder = store.store.pool().acquire().await.unwrap();
-    sqlx::query("BEGIN IMMEDIATE").execute(&mut *holder).await.unwrap();
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut *holder)
+        .await
+        .unwrap();
 
     let options = SqliteStore::options(path.to_str().unwrap())
         .unwrap()
@@ -146,9 +179,14 @@ async fn a_locked_database_says_so_after_the_busy_timeout() {
 
 #[tokio::test]
 async fn an_invalid_url_is_a_config_error() {
-    let err = SqliteStore::connect("sqlite://x.db?mode=sideways").await.unwrap_err();
+    let err = SqliteStore::connect("sqlite://x.db?mode=sideways")
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::Config(_)), "{err:?}");
-    assert!(err.to_string().contains("sqlite://x.db?mode=sideways"), "{err}");
+    assert!(
+        err.to_string().contains("sqlite://x.db?mode=sideways"),
+        "{err}"
+    );
     let err = SqliteStore::connect("").await.unwrap_err();
     assert!(matches!(err, Error::Config(_)), "{err:?}");
 }
@@ -170,12 +208,18 @@ async fn two_stores_on_one_file_never_claim_the_same_job() {
         tasks.push(tokio::spawn(async move {
             let mut mine = Vec::new();
             loop {
-                let claimed = store.job_claim(&request(&format!("w{worker}"), 3)).await.unwrap();
+                let claimed = store
+                    .job_claim(&request(&format!("w{worker}"), 3))
+                    .await
+                    .unwrap();
                 if claimed.is_empty() {
                     return mine;
                 }
                 for c in claimed {
-                    assert_eq!(c.job.worker_id.as_deref(), Some(format!("w{worker}").as_str()));
+                    assert_eq!(
+                        c.job.worker_id.as_deref(),
+                        Some(format!("w{worker}").as_str())
+                    );
                     store
                         .job_release(c.job.id, c.token, None, &Outcome::Completed)
                         .await
@@ -193,5 +237,20 @@ async fn two_stores_on_one_file_never_claim_the_same_job() {
     assert_eq!(unique.len(), all.len(), "a job was claimed twice");
     assert_eq!(all.len(), JOBS, "every job was claimed once");
     let counts = Arc::new(second.job_count_by_state().await.unwrap());
-    assert!(counts.contains(&(JobState::Completed, JOBS as u64)), "{counts:?}");
+    assert!(
+        counts.contains(&(JobState::Completed, JOBS as u64)),
+        "{counts:?}"
+    );
+}
+
+#[tokio::test]
+async fn in_memory_url_works_for_quick_experiments() {
+    let store = SqliteStore::connect("sqlite::memory:").await.unwrap();
+    let ids = store
+        .job_insert_many(&[NewJob::new("k", json!({"a": 1}))])
+        .await
+        .unwrap();
+    let claimed = store.job_claim(&request("w", 5)).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].job.id, ids[0]);
 }

@@ -8,7 +8,7 @@ use serde::de::DeserializeOwned;
 
 use crate::enumerator::Enumerator;
 use crate::error::JobError;
-use crate::store::{InterruptReason, JobId};
+use crate::store::{InterruptReason, JobId, RunToken};
 
 /// A job kind: the collection (an enumerator built from parameters and a cursor) and
 /// the work for one item.
@@ -181,6 +181,9 @@ pub struct JobContext<P> {
     pub run: u32,
     /// The queue the job came from.
     pub queue: String,
+    /// This run's fencing token: a write for this run (such as a checkpoint made in
+    /// the same transaction as the work) must present it.
+    pub run_token: RunToken,
 }
 
 /// Per-kind settings. `None` fields take the worker's defaults.

@@ -126,6 +126,7 @@ impl<J: Job> Runner<J> {
             attempt: record.attempts,
             run: record.runs,
             queue: record.queue.clone(),
+            run_token: self.env.claimed.token,
         };
         let mut pos = Position {
             cursor,

@@ -197,11 +197,13 @@ impl Worker {
                 continue; // there may be more waiting
             }
             let wait = store_backoff.max(self.config.poll_interval);
+            let has_room = tasks.len() < self.config.concurrency;
             tokio::select! {
                 _ = self.shutdown.cancelled() => {}
                 Some(joined) = tasks.join_next(), if !tasks.is_empty() => {
                     self.finish(joined, &mut report);
                 }
+                _ = self.store.job_wait_available(), if has_room && store_backoff.is_zero() => {}
                 _ = tokio::time::sleep(wait) => {}
             }
             while let Some(joined) = tasks.try_join_next() {

@@ -488,6 +488,14 @@ pub trait Store: Send + Sync + 'static {
     /// `cancel_requested`. Errors with `InvalidTransition` for finished jobs.
     async fn job_cancel(&self, id: JobId) -> Result<JobRecord>;
 
+    /// Resolves when jobs may have become claimable (inserted, resumed, retried, or
+    /// announced by another process, e.g. through PostgreSQL `NOTIFY`). A hint only:
+    /// it may wake spuriously or miss a wake-up, so workers poll as well. The
+    /// default never resolves (polling alone).
+    async fn job_wait_available(&self) {
+        std::future::pending::<()>().await
+    }
+
     /// Retries a failed or cancelled job from its last checkpoint: → queued, run now,
     /// attempts and crashes reset to 0, `finished_at` cleared, `last_error` kept.
     /// Errors with `InvalidTransition` otherwise.
