@@ -1,5 +1,35 @@
-//! Test helpers for iterjob: resume-exactness checks for enumerators, the store
-//! conformance suite every store runs, and helpers for testing your own jobs.
+//! # iterjob-testkit
+//!
+//! Test helpers for iterjob, for the stores in this workspace and for your own jobs.
+//!
+//! - [`resume`]: resume exactness for an enumerator — walk it with interruptions
+//!   after every possible number of items (and after random stretches, for property
+//!   tests), persisting the cursor through JSON between stretches, and compare with
+//!   one uninterrupted walk. Use it on every enumerator you write.
+//! - [`conformance`]: the store conformance suite — claim, lease expiry, fencing,
+//!   checkpoints, pause/cancel, retries, scheduling, ordering — run by every store
+//!   through [`store_conformance!`].
+//! - [`scenarios`]: the runtime scenarios — a worker and a real store, checked for
+//!   resume exactness across shutdowns, retries from the checkpoint, panics, time
+//!   slices, pause/cancel, throttling and bad stored data — run through
+//!   [`runtime_scenarios!`].
+//!
+//! ## Checking your own enumerator
+//!
+//! ```
+//! use iterjob::enumerator::{self, EnumeratorExt};
+//! use iterjob_testkit::assert_resume_exact;
+//!
+//! # futures::executor::block_on(async {
+//! // interrupting after any number of batches, with any stretches, yields every
+//! // item exactly once, in order
+//! assert_resume_exact(
+//!     |cursor| enumerator::range(0..50, cursor).batched(7),
+//!     &[3, 0, 2],
+//! )
+//! .await;
+//! # });
+//! ```
 
 pub mod conformance;
 pub mod resume;

@@ -55,6 +55,7 @@ const DEFAULT_LIST_LIMIT: usize = 100;
 #[derive(Clone, Debug, Default)]
 pub struct MemoryStore {
     inner: Arc<Mutex<Inner>>,
+    available: Arc<tokio::sync::Notify>,
 }
 
 #[derive(Debug, Default)]
@@ -216,6 +217,8 @@ impl Store for MemoryStore {
             );
             ids.push(id);
         }
+        drop(inner);
+        self.available.notify_waiters();
         Ok(ids)
     }
 
@@ -449,6 +452,7 @@ impl Store for MemoryStore {
                 return invalid(record, "resume", "only paused jobs can be resumed");
             }
         }
+        self.available.notify_waiters();
         Ok(record.clone())
     }
 
@@ -466,6 +470,10 @@ impl Store for MemoryStore {
             }
         }
         Ok(record.clone())
+    }
+
+    async fn job_wait_available(&self) {
+        self.available.notified().await;
     }
 
     async fn job_retry(&self, id: JobId) -> Result<JobRecord> {
@@ -500,6 +508,7 @@ impl Store for MemoryStore {
         record.crashes = 0;
         record.finished_at = None;
         clear_requests(record);
+        self.available.notify_waiters();
         Ok(record.clone())
     }
 }
