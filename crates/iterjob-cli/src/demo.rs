@@ -7,14 +7,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
+use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 use iterjob::enumerator::Enumerator;
 use iterjob::store::{JobFilter, JobRecord, JobState, NewJob};
 use iterjob::{Job, JobContext, JobError, Registry, Worker, WorkerConfig};
-use iterjob_sqlite::{Keyset, KeysetCursor};
+use iterjob_sqlite::{Keyset, KeysetCursor, SqliteStore, Transactional, TransactionalJob};
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
 use sqlx::sqlite::{SqlitePool, SqlitePoolOptions, SqliteRow};
+use sqlx::{Row, Sqlite, Transaction};
 
 use crate::commands::wait_for_signal;
 use crate::store::open_store;
@@ -56,16 +57,23 @@ fn parse_interrupt(s: &str) -> std::result::Result<Duration, String> {
 /// The demo's job kind: syncs and refreshes every product, 100 at a time, walking
 /// `demo_products` with the keyset enumerator. Parameters name the database, so any
 /// `iterjob worker` on the same file can run (and resume) it.
+///
+/// The products live in the job store's own SQLite file, so by default
+/// (`exactly_once: true`) each batch's updates and the cursor past the batch commit in
+/// one transaction ([`Transactional`]): every product is synced exactly once, even
+/// when a worker is killed mid-batch. With `"exactly_once": false` the updates commit
+/// on their own and the runtime checkpoints the cursor every second, so a crash
+/// repeats the products synced since the last checkpoint (at least once).
 #[derive(Debug, Default)]
 pub struct SyncProducts {
-    pools: Mutex<HashMap<String, SqlitePool>>,
+    stores: Mutex<HashMap<String, SqliteStore>>,
 }
 
 /// Parameters of [`SyncProducts`].
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SyncParams {
-    /// The SQLite database holding `demo_products`.
+    /// The SQLite database holding `demo_products`: the job store's own file.
     pub database_url: String,
     /// Products per batch (one transaction each).
     #[serde(default = "default_batch")]
@@ -73,6 +81,11 @@ pub struct SyncParams {
     /// Simulated API latency per batch, in milliseconds.
     #[serde(default)]
     pub api_latency_ms: u64,
+    /// Commit each batch's updates together with the cursor past it (default), so
+    /// every product is synced exactly once even across crashes; `false` syncs at
+    /// least once (a crash repeats the batches since the last checkpoint).
+    #[serde(default = "default_exactly_once")]
+    pub exactly_once: bool,
     /// Abort the whole process when this product id comes up, as a crash would
     /// (for trying out crash recovery and poison-job detection).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -83,35 +96,131 @@ fn default_batch() -> u32 {
     100
 }
 
+fn default_exactly_once() -> bool {
+    true
+}
+
 impl SyncProducts {
     /// Uses `pool` for jobs whose parameters name `database_url`.
     pub fn with_pool(database_url: &str, pool: SqlitePool) -> Self {
+        Self::with_store(database_url, SqliteStore::from_pool(pool))
+    }
+
+    /// Uses `store` (already migrated) for jobs whose parameters name `database_url`.
+    pub fn with_store(database_url: &str, store: SqliteStore) -> Self {
         let job = SyncProducts::default();
-        job.lock().insert(database_url.to_string(), pool);
+        job.lock().insert(database_url.to_string(), store);
         job
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, SqlitePool>> {
-        self.pools.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, SqliteStore>> {
+        self.stores.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn pool(&self, url: &str) -> Result<SqlitePool, JobError> {
-        if let Some(pool) = self.lock().get(url) {
-            return Ok(pool.clone());
+    /// The store on the database `url` names, opened on first use.
+    fn store(&self, url: &str) -> Result<SqliteStore, JobError> {
+        if let Some(store) = self.lock().get(url) {
+            return Ok(store.clone());
         }
-        let options: sqlx::sqlite::SqliteConnectOptions = url.parse().map_err(|e| {
-            JobError::fatal(format!("database_url `{url}` is not a SQLite URL: {e}"))
-        })?;
+        let options = SqliteStore::options(url)
+            .map_err(|e| JobError::fatal(format!("database_url `{url}`: {e}")))?
+            .create_if_missing(false);
         let pool = SqlitePoolOptions::new()
-            .max_connections(2)
-            .connect_lazy_with(options.busy_timeout(Duration::from_secs(5)));
-        self.lock().insert(url.to_string(), pool.clone());
-        Ok(pool)
+            .max_connections(4)
+            .connect_lazy_with(options);
+        let store = SqliteStore::from_pool(pool);
+        self.lock().insert(url.to_string(), store.clone());
+        Ok(store)
+    }
+
+    /// The work, as a transactional job on the database `url` names.
+    fn transactional(&self, url: &str) -> Result<Transactional<ProductSync>, JobError> {
+        let store = self.store(url)?;
+        Ok(Transactional::new(
+            ProductSync {
+                store: store.clone(),
+            },
+            store,
+        ))
     }
 }
 
 impl Job for SyncProducts {
     const KIND: &'static str = "demo_sync_products";
+    type Params = SyncParams;
+    type Cursor = KeysetCursor;
+    /// A batch of products and the cursor just past it.
+    type Item = (Vec<SqliteRow>, KeysetCursor);
+
+    fn enumerate(
+        &self,
+        params: &SyncParams,
+        cursor: Option<KeysetCursor>,
+    ) -> Result<impl Enumerator<Self::Item, KeysetCursor>, JobError> {
+        if params.batch_size == 0 || params.batch_size > 10_000 {
+            return Err(JobError::fatal(format!(
+                "batch_size {} is out of range; use 1..=10000",
+                params.batch_size
+            )));
+        }
+        let store = self.store(&params.database_url)?;
+        // as `Transactional::enumerate`: each batch carries the cursor past it
+        Ok(products(params)
+            .batches(store.pool(), cursor)
+            .map(|step| step.map(|(batch, cursor)| ((batch, cursor.clone()), cursor))))
+    }
+
+    fn count_items(&self, (batch, _): &Self::Item) -> u64 {
+        batch.len() as u64
+    }
+
+    async fn total(&self, params: &SyncParams) -> Result<Option<u64>, JobError> {
+        self.transactional(&params.database_url)?
+            .job()
+            .total(params)
+            .await
+    }
+
+    async fn process(
+        &self,
+        ctx: &JobContext<SyncParams>,
+        (batch, cursor): Self::Item,
+    ) -> Result<(), JobError> {
+        // "sync": the remote API call this stands for, outside any transaction
+        if ctx.params.api_latency_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(ctx.params.api_latency_ms)).await;
+        }
+        // "refresh": write the result back, one transaction per batch
+        let job = self.transactional(&ctx.params.database_url)?;
+        if ctx.params.exactly_once {
+            // the updates and the cursor past the batch commit together
+            job.process(ctx, (batch, cursor)).await
+        } else {
+            // the updates commit alone; the runtime checkpoints the cursor later
+            let mut tx = job.store().pool().begin().await?;
+            job.job().process(ctx, batch, &mut tx).await?;
+            tx.commit().await?;
+            Ok(())
+        }
+    }
+}
+
+/// The demo's collection: the products, in id order.
+fn products(params: &SyncParams) -> Keyset {
+    Keyset::table("demo_products")
+        .key("id")
+        .columns(["id", "name", "price_cents"])
+        .batch_size(params.batch_size as usize)
+}
+
+/// The demo's work for one batch, in a transaction on the products' database.
+#[derive(Debug)]
+struct ProductSync {
+    store: SqliteStore,
+}
+
+impl TransactionalJob for ProductSync {
+    const KIND: &'static str = SyncProducts::KIND;
     type Params = SyncParams;
     type Cursor = KeysetCursor;
     type Item = Vec<SqliteRow>;
@@ -121,28 +230,16 @@ impl Job for SyncProducts {
         params: &SyncParams,
         cursor: Option<KeysetCursor>,
     ) -> Result<impl Enumerator<Vec<SqliteRow>, KeysetCursor>, JobError> {
-        if params.batch_size == 0 || params.batch_size > 10_000 {
-            return Err(JobError::fatal(format!(
-                "batch_size {} is out of range; use 1..=10000",
-                params.batch_size
-            )));
-        }
-        let pool = self.pool(&params.database_url)?;
-        Ok(Keyset::table("demo_products")
-            .key("id")
-            .columns(["id", "name", "price_cents"])
-            .batch_size(params.batch_size as usize)
-            .batches(&pool, cursor))
+        Ok(products(params).batches(self.store.pool(), cursor))
     }
 
     fn count_items(&self, batch: &Vec<SqliteRow>) -> u64 {
         batch.len() as u64
     }
 
-    async fn total(&self, params: &SyncParams) -> Result<Option<u64>, JobError> {
-        let pool = self.pool(&params.database_url)?;
+    async fn total(&self, _params: &SyncParams) -> Result<Option<u64>, JobError> {
         let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM demo_products")
-            .fetch_one(&pool)
+            .fetch_one(self.store.pool())
             .await?;
         Ok(Some(n as u64))
     }
@@ -151,15 +248,9 @@ impl Job for SyncProducts {
         &self,
         ctx: &JobContext<SyncParams>,
         batch: Vec<SqliteRow>,
+        tx: &mut Transaction<'_, Sqlite>,
     ) -> Result<(), JobError> {
-        // "sync": the remote API call this stands for
-        if ctx.params.api_latency_ms > 0 {
-            tokio::time::sleep(Duration::from_millis(ctx.params.api_latency_ms)).await;
-        }
-        // "refresh": write the result back, one transaction per batch
-        let pool = self.pool(&ctx.params.database_url)?;
         let now = iterjob::store::now_millis();
-        let mut tx = pool.begin().await?;
         for row in &batch {
             let id: i64 = row.try_get("id")?;
             if ctx.params.abort_at_product == Some(id) {
@@ -174,10 +265,9 @@ impl Job for SyncProducts {
             .bind(now)
             .bind(format!("{:016x}", checksum(&name, price)))
             .bind(id)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
         }
-        tx.commit().await?;
         Ok(())
     }
 }
@@ -314,6 +404,7 @@ pub(crate) async fn run(url: &str, args: DemoArgs, _registry: Registry) -> Resul
                 database_url: database_url.clone(),
                 batch_size: 100,
                 api_latency_ms: args.api_latency.as_millis() as u64,
+                exactly_once: true,
                 abort_at_product: None,
             };
             let new = NewJob::of(&SyncProducts::default(), &params)?.unique_key(DEMO_KEY);
@@ -323,7 +414,7 @@ pub(crate) async fn run(url: &str, args: DemoArgs, _registry: Registry) -> Resul
         }
     };
 
-    let registry = Registry::new().with(SyncProducts::with_pool(&database_url, pool.clone()));
+    let registry = Registry::new().with(SyncProducts::with_store(&database_url, sqlite.clone()));
     let mut config = WorkerConfig::default();
     config.concurrency = 1;
     config.rescue_interval = Duration::from_secs(1);

@@ -1,6 +1,8 @@
 //! A real worker process killed with SIGKILL mid-job: a second worker process takes
-//! the job over after the lease expires and completes it; nothing is skipped, and
-//! only the items since the last checkpoint run twice.
+//! the job over after the lease expires and completes it; nothing is skipped. With
+//! the demo's default exactly-once mode (each batch's updates and the cursor commit
+//! in one transaction) no product is synced twice; in at-least-once mode only the
+//! items since the last checkpoint run twice.
 
 mod support;
 
@@ -11,8 +13,9 @@ use sqlx::SqlitePool;
 use sqlx::sqlite::SqlitePoolOptions;
 use support::{Sandbox, stderr, stdout};
 
-async fn job_state(pool: &SqlitePool) -> (String, i64) {
-    sqlx::query_as("SELECT state, items_done FROM iterjob_jobs WHERE id = 1")
+async fn job_state(pool: &SqlitePool, id: i64) -> (String, i64) {
+    sqlx::query_as("SELECT state, items_done FROM iterjob_jobs WHERE id = ?")
+        .bind(id)
         .fetch_one(pool)
         .await
         .expect("job row")
@@ -50,35 +53,23 @@ fn signal(child: &Child, sig: &str) {
     assert!(status.success());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigkilled_worker_is_taken_over_after_lease_expiry() {
-    let sandbox = Sandbox::new();
-    // Products and the job, via the demo, stopped at once (a clean interruption).
-    let setup = sandbox.run(&[
-        "demo",
-        "--products",
-        "20000",
-        "--api-latency",
-        "30ms",
-        "--interrupt-after",
-        "200ms",
-    ]);
-    assert!(
-        setup.status.success(),
-        "{} {}",
-        stdout(&setup),
-        stderr(&setup)
-    );
-    let pool = SqlitePoolOptions::new()
-        .connect(&sandbox.db_url())
-        .await
-        .expect("open db");
+/// What the store and the products said the moment worker A died.
+struct AtKill {
+    /// Products synced (committed).
+    processed: i64,
+    /// Items done as of the job's last stored checkpoint.
+    checkpointed: i64,
+    /// The stored cursor (the key of the last product done).
+    cursor: Option<i64>,
+}
 
-    // Worker A runs the job; kill -9 it while it works, after a checkpoint or two.
-    let mut a = spawn_worker(&sandbox, "2s");
+/// Worker A runs job `id` and is killed with SIGKILL mid-way between checkpoints;
+/// worker B takes over after the lease expires and completes the job.
+async fn kill_mid_job_and_take_over(sandbox: &Sandbox, pool: &SqlitePool, id: i64) -> AtKill {
+    let mut a = spawn_worker(sandbox, "2s");
     let start = Instant::now();
     loop {
-        let (state, done) = job_state(&pool).await;
+        let (state, done) = job_state(pool, id).await;
         if state == "running" && done >= 600 {
             break;
         }
@@ -93,20 +84,24 @@ async fn sigkilled_worker_is_taken_over_after_lease_expiry() {
     let status = a.wait().expect("wait A");
     assert!(!status.success(), "A died of SIGKILL");
 
-    let (state, checkpointed) = job_state(&pool).await;
+    let (state, checkpointed) = job_state(pool, id).await;
     assert_eq!(state, "running", "the dead worker still holds the lease");
-    let processed = synced(&pool).await;
-    assert!(
-        processed >= checkpointed,
-        "the checkpoint never runs ahead of the work"
-    );
-    let at_risk = processed - checkpointed;
+    let processed = synced(pool).await;
+    let cursor: Option<String> = sqlx::query_scalar("SELECT cursor FROM iterjob_jobs WHERE id = ?")
+        .bind(id)
+        .fetch_one(pool)
+        .await
+        .expect("cursor");
+    let cursor = cursor.map(|c| {
+        let c: serde_json::Value = serde_json::from_str(&c).expect("JSON cursor");
+        c[0].as_i64().expect("an integer key")
+    });
 
     // Worker B takes over once the lease expires, and finishes.
-    let b = spawn_worker(&sandbox, "2s");
+    let b = spawn_worker(sandbox, "2s");
     let start = Instant::now();
     loop {
-        let (state, _) = job_state(&pool).await;
+        let (state, _) = job_state(pool, id).await;
         if state == "completed" {
             break;
         }
@@ -123,15 +118,89 @@ async fn sigkilled_worker_is_taken_over_after_lease_expiry() {
         "B exits 0 on SIGTERM: {}",
         stderr(&out)
     );
+    let _ = a.kill();
+    AtKill {
+        processed,
+        checkpointed,
+        cursor,
+    }
+}
 
-    let (never, once, twice, more): (i64, i64, i64, i64) = sqlx::query_as(
+/// How many products were synced 0, 1, 2 and more times.
+async fn sync_counts(pool: &SqlitePool) -> (i64, i64, i64, i64) {
+    sqlx::query_as(
         "SELECT COUNT(*) FILTER (WHERE sync_count = 0), COUNT(*) FILTER (WHERE sync_count = 1),
                 COUNT(*) FILTER (WHERE sync_count = 2), COUNT(*) FILTER (WHERE sync_count > 2)
          FROM demo_products",
     )
-    .fetch_one(&pool)
+    .fetch_one(pool)
     .await
-    .expect("counts");
+    .expect("counts")
+}
+
+async fn assert_one_crash(pool: &SqlitePool, id: i64, min_runs: i64) {
+    let (crashes, attempts, runs): (i64, i64, i64) =
+        sqlx::query_as("SELECT crashes, attempts, runs FROM iterjob_jobs WHERE id = ?")
+            .bind(id)
+            .fetch_one(pool)
+            .await
+            .expect("job");
+    assert!(runs >= min_runs, "runs: {runs}");
+    assert_eq!(attempts, 1, "the crash used one attempt");
+    assert_eq!(crashes, 0, "progress after the crash reset the crash count");
+}
+
+/// Products and demo job 1 (exactly once), via the demo, stopped at once (a clean
+/// interruption).
+async fn demo_setup(sandbox: &Sandbox, products: &str, api_latency: &str) -> SqlitePool {
+    let setup = sandbox.run(&[
+        "demo",
+        "--products",
+        products,
+        "--api-latency",
+        api_latency,
+        "--interrupt-after",
+        "200ms",
+    ]);
+    assert!(
+        setup.status.success(),
+        "{} {}",
+        stdout(&setup),
+        stderr(&setup)
+    );
+    SqlitePoolOptions::new()
+        .connect(&sandbox.db_url())
+        .await
+        .expect("open db")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkilled_worker_is_taken_over_after_lease_expiry() {
+    let sandbox = Sandbox::new();
+    let pool = demo_setup(&sandbox, "20000", "30ms").await;
+    // At-least-once: park the demo job, start over with a job that commits the
+    // products' updates on their own and leaves the cursor to the checkpoints.
+    let o = sandbox.run(&["cancel", "1"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    sqlx::query("UPDATE demo_products SET sync_count = 0, synced_at = NULL")
+        .execute(&pool)
+        .await
+        .expect("reset the products");
+    let params = format!(
+        r#"{{"database_url": "{}", "api_latency_ms": 30, "exactly_once": false}}"#,
+        sandbox.db_url()
+    );
+    let o = sandbox.run(&["enqueue", "demo_sync_products", "--params", &params]);
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    let at_kill = kill_mid_job_and_take_over(&sandbox, &pool, 2).await;
+    assert!(
+        at_kill.processed >= at_kill.checkpointed,
+        "the checkpoint never runs ahead of the work"
+    );
+    let at_risk = at_kill.processed - at_kill.checkpointed;
+
+    let (never, once, twice, more) = sync_counts(&pool).await;
     assert_eq!(never, 0, "no product skipped");
     assert_eq!(more, 0, "no product synced three times");
     assert!(
@@ -139,13 +208,37 @@ async fn sigkilled_worker_is_taken_over_after_lease_expiry() {
         "repeats ({twice}) only among the items since the last checkpoint ({at_risk})"
     );
     assert_eq!(once + twice, 20000);
-    let (crashes, attempts, runs): (i64, i64, i64) =
-        sqlx::query_as("SELECT crashes, attempts, runs FROM iterjob_jobs WHERE id = 1")
-            .fetch_one(&pool)
-            .await
-            .expect("job");
-    assert!(runs >= 3, "setup run, A, B: {runs}");
-    assert_eq!(attempts, 1, "the crash used one attempt");
-    assert_eq!(crashes, 0, "progress after the crash reset the crash count");
-    let _ = a.kill();
+    assert_one_crash(&pool, 2, 2).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkilled_exactly_once_worker_repeats_nothing() {
+    let sandbox = Sandbox::new();
+    // Short API latency: a good share of the time goes to the batches' transactions,
+    // so the kill may well land inside one.
+    let pool = demo_setup(&sandbox, "30000", "8ms").await;
+
+    let at_kill = kill_mid_job_and_take_over(&sandbox, &pool, 1).await;
+    // The cursor and the products' updates committed together: at the kill, the
+    // stored progress names exactly the products synced.
+    assert_eq!(
+        at_kill.checkpointed, at_kill.processed,
+        "stored progress = products synced, at the moment of the kill"
+    );
+    assert_eq!(
+        at_kill.cursor,
+        Some(at_kill.processed),
+        "the stored cursor is the last synced product's id"
+    );
+
+    let (never, once, twice, more) = sync_counts(&pool).await;
+    assert_eq!(never, 0, "no product skipped");
+    assert_eq!((twice, more), (0, 0), "no product synced twice");
+    assert_eq!(once, 30000);
+    let done: i64 = sqlx::query_scalar("SELECT items_done FROM iterjob_jobs WHERE id = 1")
+        .fetch_one(&pool)
+        .await
+        .expect("items_done");
+    assert_eq!(done, 30000, "each product counted once");
+    assert_one_crash(&pool, 1, 3).await;
 }

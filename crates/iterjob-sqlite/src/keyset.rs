@@ -342,6 +342,7 @@ pub struct Keyset {
     batch_size: usize,
     start: Option<KeysetCursor>,
     end: Option<Bound>,
+    prefetch: bool,
 }
 
 impl Keyset {
@@ -369,7 +370,17 @@ impl Keyset {
             batch_size: DEFAULT_BATCH_SIZE,
             start: None,
             end: None,
+            prefetch: true,
         }
+    }
+
+    /// Whether to query the next page in the background while the current one is
+    /// worked through (default on; needs a tokio runtime, otherwise pages are
+    /// fetched on demand). Pages are disjoint by key, so this changes no guarantee;
+    /// turn it off to keep at most one query per walk in flight.
+    pub fn prefetch(mut self, on: bool) -> Self {
+        self.prefetch = on;
+        self
     }
 
     /// Orders and resumes by this one column (usually the primary key).
@@ -820,6 +831,8 @@ struct Walker {
     exhausted: bool,
     /// The walk ended (at the end or with an error): yield nothing more.
     done: bool,
+    /// Query the next page while this one is consumed.
+    prefetch: bool,
 }
 
 impl Walker {
@@ -837,6 +850,7 @@ impl Walker {
             fetch: None,
             exhausted: false,
             done: false,
+            prefetch: keyset.prefetch,
         }
     }
 
@@ -901,7 +915,47 @@ impl Walker {
             Ok(cursor) => self.lower = Some(cursor),
             Err(err) => return self.fail(err),
         }
+        self.prefetch();
         Poll::Ready(Some(Ok(rows)))
+    }
+
+    /// Starts the next page's query in the background while the caller works
+    /// through this one, so a walk with small pages does not pay a round trip per
+    /// page. Pages are disjoint by key, so reading one page ahead changes no
+    /// guarantee; without a tokio runtime the next page is fetched on demand.
+    fn prefetch(&mut self) {
+        if !self.prefetch || self.exhausted || self.fetch.is_some() {
+            return;
+        }
+        let (Some(plan), Ok(runtime)) = (&self.plan, tokio::runtime::Handle::try_current()) else {
+            return;
+        };
+        let relation = plan.relation.clone();
+        let (plan, pool, lower) = (Arc::clone(plan), self.pool.clone(), self.lower.clone());
+        let task = runtime.spawn(async move { plan.fetch(&pool, lower.as_ref()).await });
+        let abort = task.abort_handle();
+        let guard = AbortOnDrop(abort);
+        self.fetch = Some(Box::pin(async move {
+            let _guard = guard;
+            match task.await {
+                Ok(result) => result,
+                Err(join) if join.is_panic() => std::panic::resume_unwind(join.into_panic()),
+                // the runtime is shutting down: report it like a lost connection
+                Err(_) => Err(KeysetError::Database {
+                    relation,
+                    source: sqlx::Error::PoolClosed,
+                }),
+            }
+        }));
+    }
+}
+
+/// Aborts a prefetch whose walk was dropped.
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

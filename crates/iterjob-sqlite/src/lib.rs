@@ -7,6 +7,9 @@
 //! * [`Keyset`]: walks a table or query in key order, a page per query
 //!   (`WHERE (keys) > (cursor) ORDER BY keys LIMIT n`), resumable from the last row's
 //!   key ([`KeysetCursor`]).
+//! * [`Transactional`]: for a [`TransactionalJob`] whose data lives in the store's
+//!   database, each item's work and the cursor past it commit in one transaction, so
+//!   each item's effect happens exactly once, even across crashes.
 //!
 //! # Quick start
 //!
@@ -52,10 +55,12 @@ mod error;
 mod keyset;
 mod migrate;
 mod store;
+pub mod transactional;
 
 pub use keyset::{DEFAULT_BATCH_SIZE, KeyValue, Keyset, KeysetCursor, KeysetError};
 pub use migrate::SCHEMA_VERSION;
 pub use store::{DEFAULT_BUSY_TIMEOUT, SqliteStore};
+pub use transactional::{Transactional, TransactionalJob};
 
 /// Re-exported so users need not depend on sqlx to configure the store or read rows.
 pub use sqlx;

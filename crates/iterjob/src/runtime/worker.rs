@@ -312,14 +312,16 @@ impl Worker {
         tasks.abort_all();
         while tasks.join_next().await.is_some() {}
         for live in self.live.all() {
-            let progress = live.durable();
             let outcome = Outcome::Interrupted {
                 reason: InterruptReason::Shutdown,
                 run_at: crate::store::now_millis(),
             };
+            // No progress: the store already holds the last checkpoint it accepted,
+            // which may be newer than this worker's copy (a transactional job commits
+            // its cursor with each item's work).
             match self
                 .store
-                .job_release(live.id, live.token, Some(&progress), &outcome)
+                .job_release(live.id, live.token, None, &outcome)
                 .await
             {
                 Ok(()) => {

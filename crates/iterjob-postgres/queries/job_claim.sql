@@ -1,0 +1,32 @@
+-- `Store::job_claim`: one statement. `picked` walks the partial index of claimable
+-- jobs in claim order, filtering queue, kind and run_at, and locks up to `limit`
+-- rows, skipping rows another claimer has locked (`SKIP LOCKED`: concurrent claims
+-- never wait for each other and never return the same job); rows changed by a
+-- committed concurrent claim are re-checked and dropped. Each claimed job gets its
+-- own fresh random token from $5 (drawn by the caller; its length is the limit).
+-- $1 worker_id, $2 lease (ms), $3 queues, $4 kinds, $5 run tokens
+WITH now AS MATERIALIZED (SELECT {now_ms} AS ms),
+picked AS (
+    SELECT j.id
+    FROM {schema}.jobs AS j
+    WHERE j.state IN ('queued', 'retrying')
+      AND j.run_at <= (SELECT ms FROM now)
+      AND j.queue = ANY($3::text[])
+      AND j.kind = ANY($4::text[])
+    ORDER BY j.priority DESC, j.run_at, j.id
+    LIMIT cardinality($5::bigint[])
+    FOR UPDATE SKIP LOCKED
+),
+numbered AS (
+    SELECT id, row_number() OVER (ORDER BY id) AS n FROM picked
+)
+UPDATE {schema}.jobs AS j
+SET state = 'running',
+    run_token = ($5::bigint[])[numbered.n],
+    worker_id = $1,
+    lease_expires_at = (SELECT ms FROM now) + $2,
+    runs = j.runs + 1,
+    started_at = COALESCE(j.started_at, (SELECT ms FROM now))
+FROM numbered
+WHERE j.id = numbered.id
+RETURNING j.*

@@ -1,0 +1,3 @@
+-- `Store::job_get`.
+-- $1 id
+SELECT * FROM {schema}.jobs WHERE id = $1

@@ -1,0 +1,11 @@
+-- `Store::job_list`, newest first.
+-- $1 state (NULL: any), $2 kind (NULL: any), $3 queue (NULL: any),
+-- $4 before_id (NULL: no bound), $5 limit
+SELECT *
+FROM {schema}.jobs
+WHERE ($1::text IS NULL OR state = $1)
+  AND ($2::text IS NULL OR kind = $2)
+  AND ($3::text IS NULL OR queue = $3)
+  AND ($4::bigint IS NULL OR id < $4)
+ORDER BY id DESC
+LIMIT $5

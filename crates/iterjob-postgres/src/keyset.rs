@@ -1,0 +1,1579 @@
+//! [`Keyset`]: an enumerator over the rows of a PostgreSQL table or query, in key
+//! order, resumable from the key of the last row done.
+//!
+//! See [`Keyset`].
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use futures::{Stream, StreamExt};
+use iterjob::JobError;
+use iterjob::enumerator::Enumerator;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use sqlx::postgres::{PgPool, PgRow, PgValueFormat, PgValueRef};
+use sqlx::{Column, Decode, Postgres, Row, TypeInfo, ValueRef};
+
+use crate::error::sqlstate;
+
+/// Rows per page unless [`Keyset::batch_size`] says otherwise.
+///
+/// Each page costs a query (a pool checkout and a network round trip), so bulk scans
+/// run faster with bigger pages (500–5 000 rows); small pages hold fewer rows in
+/// memory and see fresher data when the job's work is slow.
+pub const DEFAULT_BATCH_SIZE: usize = 100;
+
+/// Microseconds from the Unix epoch to PostgreSQL's epoch (2000-01-01 00:00:00 UTC).
+const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
+/// Days from the Unix epoch to PostgreSQL's epoch.
+const PG_EPOCH_DAYS: i32 = 10_957;
+const MICROS_PER_DAY: i64 = 86_400_000_000;
+
+/// One key value of a row, typed as PostgreSQL typed it.
+///
+/// # JSON form
+///
+/// A [`KeysetCursor`] is stored as JSON in the job's checkpoint, so every value must
+/// read back as the same type. The plain JSON types stand for themselves; the others
+/// are an object with one member naming the type, so a time never comes back as an
+/// ambiguous string:
+///
+/// | value | JSON |
+/// |---|---|
+/// | `Null` | `null` |
+/// | `Bool` (`boolean`) | `true` |
+/// | `Integer` (`smallint`, `integer`, `bigint`) | `42` |
+/// | `Real` (`real`, `double precision`) | `1.5`, always with a fraction or exponent (`3.0`); NaN and infinities as `{"float8": "NaN"}`, `{"float8": "Infinity"}`, `{"float8": "-Infinity"}` |
+/// | `Text` (`text`, `varchar`, `char`, `name`) | `"abc"` |
+/// | `Bytes` (`bytea`) | `{"bytea": "00ff"}` (hex) |
+/// | `Uuid` (`uuid`) | `{"uuid": "67e55044-10b1-426f-9247-bb680e5fe0c8"}` |
+/// | `Date` (`date`) | `{"date": "2024-05-01"}` |
+/// | `Timestamp` (`timestamp`) | `{"timestamp": "2024-05-01T12:34:56.123456"}` |
+/// | `Timestamptz` (`timestamptz`) | `{"timestamptz": "2024-05-01T12:34:56.123456Z"}` (always UTC) |
+///
+/// Times keep PostgreSQL's full microsecond precision; `infinity` and `-infinity`
+/// are written as such, and years before 1 AD get a ` BC` suffix as in PostgreSQL.
+/// To give a bound by hand, write the JSON form:
+/// `serde_json::from_value::<KeyValue>(json!({"timestamptz": "2024-01-01T00:00:00Z"}))`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum KeyValue {
+    /// SQL NULL (never the key of a row; allowed in bounds for completeness).
+    Null,
+    /// A `boolean`.
+    Bool(bool),
+    /// A `smallint`, `integer` or `bigint`.
+    Integer(i64),
+    /// A `real` or `double precision`.
+    Real(f64),
+    /// A `text`, `varchar`, `char(n)` or `name`.
+    Text(String),
+    /// A `bytea`.
+    Bytes(Vec<u8>),
+    /// A `uuid`, as its 16 bytes.
+    Uuid([u8; 16]),
+    /// A `date`: days since 1970-01-01 (`i32::MAX` / `i32::MIN` for `infinity` /
+    /// `-infinity`).
+    Date(i32),
+    /// A `timestamp` (without time zone): microseconds since 1970-01-01 00:00:00
+    /// (`i64::MAX` / `i64::MIN` for `infinity` / `-infinity`).
+    Timestamp(i64),
+    /// A `timestamptz`: microseconds since 1970-01-01 00:00:00 UTC (`i64::MAX` /
+    /// `i64::MIN` for `infinity` / `-infinity`).
+    Timestamptz(i64),
+}
+
+impl KeyValue {
+    /// The SQL cast a parameter of this value gets, so that the comparison is typed as
+    /// the column is (`None` for NULL).
+    fn cast(&self) -> Option<&'static str> {
+        Some(match self {
+            KeyValue::Null => return None,
+            KeyValue::Bool(_) => "boolean",
+            KeyValue::Integer(_) => "int8",
+            KeyValue::Real(_) => "float8",
+            KeyValue::Text(_) => "text",
+            KeyValue::Bytes(_) => "bytea",
+            KeyValue::Uuid(_) => "uuid",
+            KeyValue::Date(_) => "date",
+            KeyValue::Timestamp(_) => "timestamp",
+            KeyValue::Timestamptz(_) => "timestamptz",
+        })
+    }
+}
+
+impl fmt::Display for KeyValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeyValue::Null => f.write_str("NULL"),
+            KeyValue::Bool(v) => write!(f, "{v}"),
+            KeyValue::Integer(v) => write!(f, "{v}"),
+            KeyValue::Real(v) => write!(f, "{v:?}"),
+            KeyValue::Text(v) => write!(f, "{v:?}"),
+            KeyValue::Bytes(v) => write!(f, "bytea of {} bytes", v.len()),
+            KeyValue::Uuid(v) => f.write_str(&format_uuid(v)),
+            KeyValue::Date(v) => f.write_str(&format_date(*v)),
+            KeyValue::Timestamp(v) => f.write_str(&format_timestamp(*v, false, 'T')),
+            KeyValue::Timestamptz(v) => f.write_str(&format_timestamp(*v, true, 'T')),
+        }
+    }
+}
+
+/// The JSON form of a [`KeyValue`]: plain JSON for the JSON types, a one-member
+/// object for the others.
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum Repr {
+    Null,
+    Bool(bool),
+    Integer(i64),
+    Real(f64),
+    Text(String),
+    Tagged(Tagged),
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+enum Tagged {
+    Float8(String),
+    Bytea(String),
+    Uuid(String),
+    Date(String),
+    Timestamp(String),
+    Timestamptz(String),
+}
+
+impl Serialize for KeyValue {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let repr = match self {
+            KeyValue::Null => Repr::Null,
+            KeyValue::Bool(v) => Repr::Bool(*v),
+            KeyValue::Integer(v) => Repr::Integer(*v),
+            KeyValue::Real(v) if v.is_finite() => Repr::Real(*v),
+            KeyValue::Real(v) => Repr::Tagged(Tagged::Float8(
+                if v.is_nan() {
+                    "NaN"
+                } else if *v > 0.0 {
+                    "Infinity"
+                } else {
+                    "-Infinity"
+                }
+                .to_string(),
+            )),
+            KeyValue::Text(v) => Repr::Text(v.clone()),
+            KeyValue::Bytes(v) => Repr::Tagged(Tagged::Bytea(hex(v))),
+            KeyValue::Uuid(v) => Repr::Tagged(Tagged::Uuid(format_uuid(v))),
+            KeyValue::Date(v) => Repr::Tagged(Tagged::Date(format_date(*v))),
+            KeyValue::Timestamp(v) => {
+                Repr::Tagged(Tagged::Timestamp(format_timestamp(*v, false, 'T')))
+            }
+            KeyValue::Timestamptz(v) => {
+                Repr::Tagged(Tagged::Timestamptz(format_timestamp(*v, true, 'T')))
+            }
+        };
+        repr.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for KeyValue {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error as _;
+        let bad = |what: &str, text: &str| D::Error::custom(format!("invalid {what} `{text}`"));
+        Ok(match Repr::deserialize(deserializer)? {
+            Repr::Null => KeyValue::Null,
+            Repr::Bool(v) => KeyValue::Bool(v),
+            Repr::Integer(v) => KeyValue::Integer(v),
+            Repr::Real(v) => KeyValue::Real(v),
+            Repr::Text(v) => KeyValue::Text(v),
+            Repr::Tagged(Tagged::Float8(t)) => KeyValue::Real(match t.as_str() {
+                "NaN" => f64::NAN,
+                "Infinity" => f64::INFINITY,
+                "-Infinity" => f64::NEG_INFINITY,
+                _ => t.parse().map_err(|_| bad("float8", &t))?,
+            }),
+            Repr::Tagged(Tagged::Bytea(t)) => {
+                KeyValue::Bytes(unhex(&t).ok_or_else(|| bad("bytea hex", &t))?)
+            }
+            Repr::Tagged(Tagged::Uuid(t)) => {
+                KeyValue::Uuid(parse_uuid(&t).ok_or_else(|| bad("uuid", &t))?)
+            }
+            Repr::Tagged(Tagged::Date(t)) => {
+                KeyValue::Date(parse_date(&t).ok_or_else(|| bad("date", &t))?)
+            }
+            Repr::Tagged(Tagged::Timestamp(t)) => KeyValue::Timestamp(
+                parse_timestamp(&t, false).ok_or_else(|| bad("timestamp", &t))?,
+            ),
+            Repr::Tagged(Tagged::Timestamptz(t)) => KeyValue::Timestamptz(
+                parse_timestamp(&t, true).ok_or_else(|| bad("timestamptz", &t))?,
+            ),
+        })
+    }
+}
+
+impl From<i64> for KeyValue {
+    fn from(v: i64) -> Self {
+        KeyValue::Integer(v)
+    }
+}
+
+impl From<i32> for KeyValue {
+    fn from(v: i32) -> Self {
+        KeyValue::Integer(v.into())
+    }
+}
+
+impl From<f64> for KeyValue {
+    fn from(v: f64) -> Self {
+        KeyValue::Real(v)
+    }
+}
+
+impl From<bool> for KeyValue {
+    fn from(v: bool) -> Self {
+        KeyValue::Bool(v)
+    }
+}
+
+impl From<String> for KeyValue {
+    fn from(v: String) -> Self {
+        KeyValue::Text(v)
+    }
+}
+
+impl From<&str> for KeyValue {
+    fn from(v: &str) -> Self {
+        KeyValue::Text(v.to_string())
+    }
+}
+
+impl From<Vec<u8>> for KeyValue {
+    fn from(v: Vec<u8>) -> Self {
+        KeyValue::Bytes(v)
+    }
+}
+
+/// The cursor of a [`Keyset`] walk: the key values of the last row done, one per key
+/// column, in key order. Serializes as a JSON array, e.g.
+/// `[{"timestamptz": "2024-05-01T08:00:00Z"}, 1041]` (see [`KeyValue`] for each
+/// type's form).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct KeysetCursor(pub Vec<KeyValue>);
+
+impl KeysetCursor {
+    /// A cursor (or bound) from key values, in key order.
+    pub fn new(values: impl IntoIterator<Item = impl Into<KeyValue>>) -> Self {
+        KeysetCursor(values.into_iter().map(Into::into).collect())
+    }
+
+    /// The key values, in key order.
+    pub fn values(&self) -> &[KeyValue] {
+        &self.0
+    }
+}
+
+impl<T: Into<KeyValue>> From<T> for KeysetCursor {
+    /// A one-column key.
+    fn from(value: T) -> Self {
+        KeysetCursor(vec![value.into()])
+    }
+}
+
+/// Why a [`Keyset`] walk cannot go on. Configuration mistakes and SQL errors reach the
+/// job as [`JobError::Fatal`] (a retry would fail the same way); an unreachable,
+/// overloaded or restarting database as [`JobError::Retryable`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeysetError {
+    /// A table or column name is not a plain SQL identifier.
+    #[error(
+        "invalid {what} name `{name}` for a keyset enumerator: use a plain SQL identifier \
+         (ASCII letters, digits and `_`, not starting with a digit{schema_hint})"
+    )]
+    InvalidIdentifier {
+        /// `table`, `key column` or `column`.
+        what: &'static str,
+        /// The name given.
+        name: String,
+        /// Extra help for tables.
+        schema_hint: &'static str,
+    },
+
+    /// No key column was given.
+    #[error(
+        "keyset enumerator over {relation} has no key column; call `.key(\"id\")` or `.keys([...])`"
+    )]
+    NoKey {
+        /// The table or query.
+        relation: String,
+    },
+
+    /// A key column was given twice.
+    #[error("keyset enumerator over {relation}: key column `{column}` is given twice")]
+    DuplicateKey {
+        /// The table or query.
+        relation: String,
+        /// The repeated column.
+        column: String,
+    },
+
+    /// The batch size is 0.
+    #[error("keyset enumerator over {relation}: batch size must be at least 1")]
+    ZeroBatchSize {
+        /// The table or query.
+        relation: String,
+    },
+
+    /// A cursor or bound has a different number of values than there are key columns.
+    #[error(
+        "keyset enumerator over {relation}: the {what} has {got} key value(s) but the keyset has \
+         {expected} key column(s) ({keys}); was it saved by a job with other key columns?"
+    )]
+    CursorMismatch {
+        /// The table or query.
+        relation: String,
+        /// `cursor`, `start bound` or `end bound`.
+        what: &'static str,
+        /// Key columns.
+        expected: usize,
+        /// Values in the cursor.
+        got: usize,
+        /// The key columns, comma separated.
+        keys: String,
+    },
+
+    /// The table does not exist.
+    #[error("keyset enumerator over {relation}: table `{table}` does not exist in the database")]
+    MissingTable {
+        /// The table or query.
+        relation: String,
+        /// The missing table, as PostgreSQL named it.
+        table: String,
+        /// The driver's error.
+        #[source]
+        source: sqlx::Error,
+    },
+
+    /// A key, selected or filtered column does not exist.
+    #[error(
+        "keyset enumerator over {relation}: column `{column}` does not exist (check the key \
+         columns, `.columns(...)` and the filter)"
+    )]
+    MissingColumn {
+        /// The table or query.
+        relation: String,
+        /// The missing column, as PostgreSQL named it.
+        column: String,
+        /// The driver's error.
+        #[source]
+        source: sqlx::Error,
+    },
+
+    /// A row's key is NULL: keyset keys must be NOT NULL.
+    #[error(
+        "keyset enumerator over {relation}: key column `{column}` is NULL in a row; keyset keys \
+         must be NOT NULL (a NULL key cannot be compared, so rows after it would be skipped)"
+    )]
+    NullKey {
+        /// The table or query.
+        relation: String,
+        /// The key column.
+        column: String,
+    },
+
+    /// A key column has a type the cursor cannot hold.
+    #[error(
+        "keyset enumerator over {relation}: key column `{column}` has type {type_name}, which a \
+         keyset cursor cannot hold; use a key of type smallint, integer, bigint, real, double \
+         precision, text, varchar, char, boolean, bytea, uuid, date, timestamp or timestamptz \
+         (for example a query source that selects `{column}::bigint`)"
+    )]
+    UnsupportedKeyType {
+        /// The table or query.
+        relation: String,
+        /// The key column.
+        column: String,
+        /// The column's type as PostgreSQL names it.
+        type_name: String,
+    },
+
+    /// A row could not be decoded (by [`Keyset::rows_as`] or a malformed key value).
+    #[error("keyset enumerator over {relation}: cannot decode a row: {source}")]
+    Decode {
+        /// The table or query.
+        relation: String,
+        /// The driver's error.
+        #[source]
+        source: sqlx::Error,
+    },
+
+    /// The query failed.
+    #[error("keyset enumerator over {relation}: query failed: {source}")]
+    Database {
+        /// The table or query.
+        relation: String,
+        /// The driver's error.
+        #[source]
+        source: sqlx::Error,
+    },
+}
+
+impl KeysetError {
+    /// True when retrying later may help (the database was unreachable, overloaded,
+    /// restarting, or a transaction conflicted), false for mistakes in the keyset's
+    /// definition or the data.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            KeysetError::Database { source, .. } => match sqlstate(source) {
+                // connection exceptions, transaction rollbacks (serialization failure,
+                // deadlock), insufficient resources, lock not available, operator
+                // intervention (shutdown, cancel), system errors
+                Some(code) => ["08", "40", "53", "55", "57", "58"]
+                    .iter()
+                    .any(|class| code.starts_with(class)),
+                // not a database error: I/O, TLS, pool timeout
+                None => true,
+            },
+            _ => false,
+        }
+    }
+
+    fn into_job_error(self) -> JobError {
+        if self.is_retryable() {
+            JobError::retryable(self)
+        } else {
+            JobError::fatal(self)
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+enum Source {
+    Table(String),
+    Query(String),
+}
+
+#[derive(Clone, Debug)]
+struct Bound {
+    key: KeysetCursor,
+    inclusive: bool,
+}
+
+/// A keyset enumerator over a PostgreSQL table or query: rows in key order,
+/// resumable from the last row's key.
+///
+/// Each page is one query,
+///
+/// ```sql
+/// SELECT … FROM "products"
+/// WHERE ("products"."created_at", "products"."id") > ($1::timestamptz, $2::int8)  -- the cursor
+///   AND (archived = false)                                                         -- the filter
+///   AND ("products"."created_at", "products"."id") <= ($3::timestamptz, $4::int8)  -- the upper bound
+/// ORDER BY "products"."created_at", "products"."id"
+/// LIMIT $5                                                                         -- the batch size
+/// ```
+///
+/// never `OFFSET`: a row-value comparison on the columns of a B-tree index is an index
+/// range scan, so every page is a seek however deep into the table, and rows inserted
+/// or deleted behind the cursor cannot shift the walk. A page shorter than the batch
+/// size ends the walk without another query. No connection is held between pages,
+/// so the job's own work can use the same pool while it walks.
+///
+/// The key columns must identify a row (end with a unique column such as the primary
+/// key, as in `.keys(["created_at", "id"])`) and must not be NULL: a row with a NULL
+/// key ends the walk with an error rather than silently skipping rows after it. An
+/// index on the key columns, in that order, makes each page a seek. All keys go the
+/// same way ([`descending`](Keyset::descending) reverses them all).
+///
+/// The cursor ([`KeysetCursor`]) holds the last row's key values with their types —
+/// integers stay integers, times stay times (see [`KeyValue`] for the JSON form) — and
+/// each parameter is cast to its type, so the next page's comparison is the one
+/// `ORDER BY` made.
+///
+/// ```no_run
+/// use futures::TryStreamExt;
+/// use iterjob_postgres::{Keyset, KeysetCursor};
+/// use sqlx::Row;
+///
+/// # async fn demo(pool: sqlx::PgPool, saved: Option<KeysetCursor>) -> Result<(), iterjob::JobError> {
+/// let products = Keyset::table("shop.products")
+///     .keys(["created_at", "id"])
+///     .columns(["id", "name", "price"])
+///     .filter("archived = false")
+///     .batch_size(500);
+/// let mut rows = std::pin::pin!(products.rows(&pool, saved));
+/// while let Some((row, cursor)) = rows.try_next().await? {
+///     let name: String = row.get("name");
+///     // … work on the row, then checkpoint `cursor` now and then
+/// #   let _ = (name, cursor);
+/// }
+/// # Ok(())
+/// # }
+/// ```
+///
+/// Table, key and column names are checked to be plain identifiers and are quoted.
+/// The [`filter`](Keyset::filter) and [`query`](Keyset::query) are SQL text inserted
+/// as given: they must come from the job's code, **never from user input**.
+#[derive(Clone, Debug)]
+pub struct Keyset {
+    source: Source,
+    keys: Vec<String>,
+    columns: Option<Vec<String>>,
+    filter: Option<String>,
+    descending: bool,
+    batch_size: usize,
+    start: Option<KeysetCursor>,
+    end: Option<Bound>,
+}
+
+impl Keyset {
+    /// Walks the table `name` (`table` or `schema.table`).
+    pub fn table(name: impl Into<String>) -> Self {
+        Self::new(Source::Table(name.into()))
+    }
+
+    /// Walks the result of a `SELECT` (for example a join), which must return the key
+    /// columns by name. It is used as a subquery (`SELECT … FROM (query) AS
+    /// iterjob_keyset WHERE …`), and PostgreSQL pushes the key conditions into it.
+    /// Trusted SQL from the job's code: never build it from user input. It must not
+    /// contain bind parameters.
+    pub fn query(sql: impl Into<String>) -> Self {
+        Self::new(Source::Query(sql.into()))
+    }
+
+    fn new(source: Source) -> Self {
+        Keyset {
+            source,
+            keys: Vec::new(),
+            columns: None,
+            filter: None,
+            descending: false,
+            batch_size: DEFAULT_BATCH_SIZE,
+            start: None,
+            end: None,
+        }
+    }
+
+    /// Orders and resumes by this one column (usually the primary key).
+    pub fn key(mut self, column: impl Into<String>) -> Self {
+        self.keys = vec![column.into()];
+        self
+    }
+
+    /// Orders and resumes by these columns, compared as a row value `(a, b) > ($1, $2)`;
+    /// the last should be unique (ties on the leading columns are then walked exactly).
+    pub fn keys<S: Into<String>>(mut self, columns: impl IntoIterator<Item = S>) -> Self {
+        self.keys = columns.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Selects these columns (the key columns are added at the end when missing);
+    /// without it, every column (`*`).
+    pub fn columns<S: Into<String>>(mut self, columns: impl IntoIterator<Item = S>) -> Self {
+        self.columns = Some(columns.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Walks only the rows matching this SQL condition, e.g. `"archived = false"`.
+    /// Trusted SQL from the job's code, inserted as given: never build it from user
+    /// input. It must not contain bind parameters, and should name columns without a
+    /// table qualifier.
+    pub fn filter(mut self, condition: impl Into<String>) -> Self {
+        self.filter = Some(condition.into());
+        self
+    }
+
+    /// Walks from the highest key down.
+    pub fn descending(mut self) -> Self {
+        self.descending = true;
+        self
+    }
+
+    /// Rows per query (default [`DEFAULT_BATCH_SIZE`]). Changing it between runs is
+    /// safe: the cursor is a row's key, not a page number.
+    pub fn batch_size(mut self, rows: usize) -> Self {
+        self.batch_size = rows;
+        self
+    }
+
+    /// Starts just after this key (exclusive): the walk covers keys `> start` (`<`
+    /// when descending). A resume cursor given to [`rows`](Keyset::rows) or
+    /// [`batches`](Keyset::batches) takes its place.
+    pub fn after(mut self, start: impl Into<KeysetCursor>) -> Self {
+        self.start = Some(start.into());
+        self
+    }
+
+    /// Stops after this key (inclusive): the walk covers keys `<= end` (`>=` when
+    /// descending). With [`after`](Keyset::after), splits a table into ranges
+    /// `(a, b]`, `(b, c]`, … that together cover it exactly once — one job per range
+    /// walks a big table in parallel.
+    pub fn until(mut self, end: impl Into<KeysetCursor>) -> Self {
+        self.end = Some(Bound {
+            key: end.into(),
+            inclusive: true,
+        });
+        self
+    }
+
+    /// Stops before this key (exclusive): the walk covers keys `< end` (`>` when
+    /// descending).
+    pub fn until_exclusive(mut self, end: impl Into<KeysetCursor>) -> Self {
+        self.end = Some(Bound {
+            key: end.into(),
+            inclusive: false,
+        });
+        self
+    }
+
+    /// Checks the definition without touching the database: identifiers, key count,
+    /// batch size and bounds. [`rows`](Keyset::rows) and [`batches`](Keyset::batches)
+    /// yield the same error as their first item.
+    ///
+    /// # Errors
+    /// The first mistake found.
+    pub fn check(&self) -> Result<(), KeysetError> {
+        self.plan(None).map(|_| ())
+    }
+
+    /// The query for pages after a cursor (the one that runs for every page but the
+    /// first), for logging or `EXPLAIN`. Parameters: the cursor's key values, the end
+    /// bound's key values (if any), then the batch size. The cursor's parameters are
+    /// cast to the types of the [`after`](Keyset::after) bound's values when one is
+    /// given, and left untyped otherwise (a walk casts them to the types of the row
+    /// it resumes after).
+    ///
+    /// # Errors
+    /// As [`Keyset::check`].
+    pub fn sql(&self) -> Result<String, KeysetError> {
+        let plan = self.plan(None)?;
+        let casts = match &self.start {
+            Some(start) => start.0.iter().map(KeyValue::cast).collect(),
+            None => vec![None; self.keys.len()],
+        };
+        Ok(plan.build(Some(&casts)))
+    }
+
+    /// The rows, one at a time, each with the cursor just past it, from `cursor` (a
+    /// saved cursor; `None` starts at the beginning, or [`after`](Keyset::after)).
+    pub fn rows(
+        &self,
+        pool: &PgPool,
+        cursor: Option<KeysetCursor>,
+    ) -> impl Enumerator<PgRow, KeysetCursor> + use<> {
+        Rows {
+            walker: Walker::new(self, pool, cursor),
+            page: Vec::new().into_iter(),
+        }
+    }
+
+    /// The rows decoded into `T` (any [`sqlx::FromRow`], e.g. `#[derive(sqlx::FromRow)]`),
+    /// one at a time, each with the cursor just past it. A row that does not decode
+    /// is a fatal error naming the column.
+    pub fn rows_as<T>(
+        &self,
+        pool: &PgPool,
+        cursor: Option<KeysetCursor>,
+    ) -> impl Enumerator<T, KeysetCursor> + use<T>
+    where
+        T: for<'r> sqlx::FromRow<'r, PgRow> + Send + 'static,
+    {
+        let relation = self.relation();
+        self.rows(pool, cursor).map(move |step| {
+            let (row, cursor) = step?;
+            let item = T::from_row(&row).map_err(|source| {
+                JobError::fatal(KeysetError::Decode {
+                    relation: relation.clone(),
+                    source,
+                })
+            })?;
+            Ok((item, cursor))
+        })
+    }
+
+    /// The rows a page at a time (up to the batch size each), each page with the
+    /// cursor of its last row.
+    pub fn batches(
+        &self,
+        pool: &PgPool,
+        cursor: Option<KeysetCursor>,
+    ) -> impl Enumerator<Vec<PgRow>, KeysetCursor> + use<> {
+        Batches {
+            walker: Walker::new(self, pool, cursor),
+        }
+    }
+
+    /// How errors name this keyset: ``table `products` `` or `query`.
+    fn relation(&self) -> String {
+        match &self.source {
+            Source::Table(name) => format!("table `{name}`"),
+            Source::Query(_) => "query".to_string(),
+        }
+    }
+
+    /// Checks the definition and prepares the SQL.
+    fn plan(&self, cursor: Option<&KeysetCursor>) -> Result<Plan, KeysetError> {
+        let relation = self.relation();
+        let invalid = |what: &'static str, name: &str, schema_hint: &'static str| {
+            KeysetError::InvalidIdentifier {
+                what,
+                name: name.to_string(),
+                schema_hint,
+            }
+        };
+        let (from, qualifier) = match &self.source {
+            Source::Table(name) => {
+                let parts: Vec<&str> = name.split('.').collect();
+                if parts.len() > 2 || !parts.iter().all(|p| is_identifier(p)) {
+                    return Err(invalid("table", name, "; `schema.table` is allowed"));
+                }
+                let quoted = parts.iter().map(|p| quote(p)).collect::<Vec<_>>().join(".");
+                (quoted.clone(), quoted)
+            }
+            Source::Query(sql) => (
+                format!("({sql}) AS iterjob_keyset"),
+                "iterjob_keyset".to_string(),
+            ),
+        };
+        if self.keys.is_empty() {
+            return Err(KeysetError::NoKey { relation });
+        }
+        for (i, key) in self.keys.iter().enumerate() {
+            if !is_identifier(key) {
+                return Err(invalid("key column", key, ""));
+            }
+            if self.keys[..i].iter().any(|k| k == key) {
+                return Err(KeysetError::DuplicateKey {
+                    relation,
+                    column: key.clone(),
+                });
+            }
+        }
+        if let Some(columns) = &self.columns
+            && let Some(bad) = columns.iter().find(|c| !is_identifier(c))
+        {
+            return Err(invalid("column", bad, ""));
+        }
+        if self.batch_size == 0 {
+            return Err(KeysetError::ZeroBatchSize { relation });
+        }
+        let check_len = |what: &'static str, key: &KeysetCursor| {
+            if key.0.len() == self.keys.len() {
+                Ok(())
+            } else {
+                Err(KeysetError::CursorMismatch {
+                    relation: relation.clone(),
+                    what,
+                    expected: self.keys.len(),
+                    got: key.0.len(),
+                    keys: self.keys.join(", "),
+                })
+            }
+        };
+        if let Some(cursor) = cursor {
+            check_len("cursor", cursor)?;
+        }
+        if let Some(start) = &self.start {
+            check_len("start bound", start)?;
+        }
+        if let Some(end) = &self.end {
+            check_len("end bound", &end.key)?;
+        }
+
+        let column = |name: &str| format!("{qualifier}.{}", quote(name));
+        let select = match &self.columns {
+            None => "*".to_string(),
+            Some(columns) => {
+                let missing_keys = self.keys.iter().filter(|k| !columns.contains(k));
+                columns
+                    .iter()
+                    .chain(missing_keys)
+                    .map(|c| column(c))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        };
+        let key_list = self.keys.iter().map(|k| column(k)).collect::<Vec<_>>();
+        let key_expr = if key_list.len() == 1 {
+            key_list[0].clone()
+        } else {
+            format!("({})", key_list.join(", "))
+        };
+        let (after_op, end_op) = match (self.descending, self.end.as_ref().map(|e| e.inclusive)) {
+            (false, inclusive) => (">", if inclusive == Some(true) { "<=" } else { "<" }),
+            (true, inclusive) => ("<", if inclusive == Some(true) { ">=" } else { ">" }),
+        };
+        let direction = if self.descending { " DESC" } else { "" };
+        let order = key_list
+            .iter()
+            .map(|k| format!("{k}{direction}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let end = self.end.as_ref().map(|e| e.key.0.clone());
+        Ok(Plan {
+            select,
+            from,
+            key_expr,
+            after_op,
+            end_op,
+            order,
+            filter: self.filter.clone(),
+            end_casts: end
+                .as_ref()
+                .map(|values| values.iter().map(KeyValue::cast).collect()),
+            end,
+            keys: self.keys.clone(),
+            batch_size: self.batch_size,
+            relation,
+        })
+    }
+}
+
+/// True for a plain SQL identifier: ASCII letters, digits and `_`, not starting with
+/// a digit.
+fn is_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Double-quotes a (validated) identifier, so keywords such as `order` work as names.
+/// Quoting keeps the case: `Keyset::table("Orders")` is the table `"Orders"`.
+fn quote(name: &str) -> String {
+    format!("\"{name}\"")
+}
+
+/// A checked keyset: the pieces of its SQL. The page query is assembled per cursor
+/// type signature (the casts of the cursor's values), which the walker caches.
+#[derive(Debug)]
+struct Plan {
+    select: String,
+    from: String,
+    /// `"t"."k"` or `("t"."a", "t"."b")`.
+    key_expr: String,
+    after_op: &'static str,
+    end_op: &'static str,
+    order: String,
+    filter: Option<String>,
+    end: Option<Vec<KeyValue>>,
+    end_casts: Option<Vec<Option<&'static str>>>,
+    keys: Vec<String>,
+    batch_size: usize,
+    relation: String,
+}
+
+/// `($1::int8, $2::text)` for parameters from `first` with these casts.
+fn params(first: usize, casts: &[Option<&'static str>]) -> String {
+    let list = casts
+        .iter()
+        .enumerate()
+        .map(|(i, cast)| match cast {
+            Some(cast) => format!("${}::{cast}", first + i),
+            None => format!("${}", first + i),
+        })
+        .collect::<Vec<_>>();
+    if list.len() == 1 {
+        list.into_iter().next().unwrap_or_default()
+    } else {
+        format!("({})", list.join(", "))
+    }
+}
+
+impl Plan {
+    /// The page query: after a cursor with these casts, or from the start.
+    fn build(&self, lower: Option<&[Option<&'static str>]>) -> String {
+        let mut next = 1;
+        let mut conditions = Vec::new();
+        if let Some(casts) = lower {
+            conditions.push(format!(
+                "{} {} {}",
+                self.key_expr,
+                self.after_op,
+                params(next, casts)
+            ));
+            next += casts.len();
+        }
+        if let Some(filter) = &self.filter {
+            conditions.push(format!("({filter})"));
+        }
+        if let Some(casts) = &self.end_casts {
+            conditions.push(format!(
+                "{} {} {}",
+                self.key_expr,
+                self.end_op,
+                params(next, casts)
+            ));
+            next += casts.len();
+        }
+        let mut sql = format!("SELECT {} FROM {}", self.select, self.from);
+        if !conditions.is_empty() {
+            sql.push_str(" WHERE ");
+            sql.push_str(&conditions.join(" AND "));
+        }
+        sql.push_str(&format!(" ORDER BY {} LIMIT ${next}", self.order));
+        sql
+    }
+
+    async fn fetch(
+        &self,
+        pool: &PgPool,
+        sql: &str,
+        lower: Option<&KeysetCursor>,
+    ) -> Result<Vec<PgRow>, KeysetError> {
+        let mut query = sqlx::query(sql);
+        for value in lower
+            .into_iter()
+            .flat_map(|c| &c.0)
+            .chain(self.end.iter().flatten())
+        {
+            query = match value {
+                KeyValue::Null => query.bind(None::<i64>),
+                KeyValue::Bool(v) => query.bind(*v),
+                KeyValue::Integer(v) => query.bind(*v),
+                KeyValue::Real(v) => query.bind(*v),
+                KeyValue::Text(v) => query.bind(v.clone()),
+                KeyValue::Bytes(v) => query.bind(v.clone()),
+                KeyValue::Uuid(v) => query.bind(format_uuid(v)),
+                KeyValue::Date(v) => query.bind(format_date(*v)),
+                KeyValue::Timestamp(v) => query.bind(format_timestamp(*v, false, ' ')),
+                KeyValue::Timestamptz(v) => query.bind(format_timestamp(*v, true, ' ')),
+            };
+        }
+        query
+            .bind(i64::try_from(self.batch_size).unwrap_or(i64::MAX))
+            .fetch_all(pool)
+            .await
+            .map_err(|err| self.query_error(err))
+    }
+
+    fn query_error(&self, err: sqlx::Error) -> KeysetError {
+        let relation = self.relation.clone();
+        let message = match &err {
+            sqlx::Error::Database(db) => db.message().to_string(),
+            _ => String::new(),
+        };
+        match sqlstate(&err).as_deref() {
+            // relation "products" does not exist
+            Some("42P01") => KeysetError::MissingTable {
+                relation,
+                table: quoted_name(&message).unwrap_or(message),
+                source: err,
+            },
+            // column "sku" does not exist / column items.sku does not exist
+            Some("42703") => {
+                let column = message
+                    .strip_prefix("column ")
+                    .and_then(|rest| rest.strip_suffix(" does not exist"))
+                    .map(|name| {
+                        let name = name.rsplit('.').next().unwrap_or(name);
+                        name.trim_matches('"').to_string()
+                    })
+                    .unwrap_or(message);
+                KeysetError::MissingColumn {
+                    relation,
+                    column,
+                    source: err,
+                }
+            }
+            _ => KeysetError::Database {
+                relation,
+                source: err,
+            },
+        }
+    }
+
+    /// Where each key column is in the rows: by name, on the first row.
+    fn key_indices(&self, row: &PgRow) -> Result<Vec<usize>, KeysetError> {
+        self.keys
+            .iter()
+            .map(|key| {
+                let columns = row.columns();
+                columns
+                    .iter()
+                    .position(|c| c.name() == key)
+                    .or_else(|| columns.iter().position(|c| c.name().eq_ignore_ascii_case(key)))
+                    .ok_or_else(|| KeysetError::MissingColumn {
+                        relation: self.relation.clone(),
+                        column: key.clone(),
+                        source: sqlx::Error::ColumnNotFound(key.clone()),
+                    })
+            })
+            .collect()
+    }
+
+    /// A row's key, as a cursor.
+    fn key_of(&self, row: &PgRow, indices: &[usize]) -> Result<KeysetCursor, KeysetError> {
+        let mut values = Vec::with_capacity(indices.len());
+        for (i, &index) in indices.iter().enumerate() {
+            let decode_error = |source| KeysetError::Decode {
+                relation: self.relation.clone(),
+                source,
+            };
+            let raw = row.try_get_raw(index).map_err(decode_error)?;
+            if raw.is_null() {
+                return Err(KeysetError::NullKey {
+                    relation: self.relation.clone(),
+                    column: self.keys[i].clone(),
+                });
+            }
+            let value = decode_key(raw).map_err(|failure| match failure {
+                KeyDecode::Unsupported(type_name) => KeysetError::UnsupportedKeyType {
+                    relation: self.relation.clone(),
+                    column: self.keys[i].clone(),
+                    type_name,
+                },
+                KeyDecode::Failed(source) => decode_error(sqlx::Error::ColumnDecode {
+                    index: self.keys[i].clone(),
+                    source,
+                }),
+            })?;
+            values.push(value);
+        }
+        Ok(KeysetCursor(values))
+    }
+}
+
+/// The first double-quoted name in a message.
+fn quoted_name(message: &str) -> Option<String> {
+    let start = message.find('"')? + 1;
+    let len = message[start..].find('"')?;
+    Some(message[start..start + len].to_string())
+}
+
+enum KeyDecode {
+    Unsupported(String),
+    Failed(sqlx::error::BoxDynError),
+}
+
+/// Decodes a (non-NULL) key value by its PostgreSQL type.
+fn decode_key(raw: PgValueRef<'_>) -> Result<KeyValue, KeyDecode> {
+    let type_name = raw.type_info().name().to_string();
+    let failed = KeyDecode::Failed;
+    let binary = |raw: &PgValueRef<'_>| -> Result<Vec<u8>, KeyDecode> {
+        if raw.format() != PgValueFormat::Binary {
+            return Err(KeyDecode::Failed(
+                format!("{type_name} key in text format").into(),
+            ));
+        }
+        raw.as_bytes().map(<[u8]>::to_vec).map_err(KeyDecode::Failed)
+    };
+    let fixed = |bytes: Vec<u8>, what: &str| -> Result<[u8; 8], KeyDecode> {
+        <[u8; 8]>::try_from(bytes.as_slice())
+            .map_err(|_| KeyDecode::Failed(format!("malformed {what} value").into()))
+    };
+    Ok(match type_name.as_str() {
+        "INT2" => KeyValue::Integer(<i16 as Decode<Postgres>>::decode(raw).map_err(failed)?.into()),
+        "INT4" => KeyValue::Integer(<i32 as Decode<Postgres>>::decode(raw).map_err(failed)?.into()),
+        "INT8" => KeyValue::Integer(<i64 as Decode<Postgres>>::decode(raw).map_err(failed)?),
+        "FLOAT4" => KeyValue::Real(<f32 as Decode<Postgres>>::decode(raw).map_err(failed)?.into()),
+        "FLOAT8" => KeyValue::Real(<f64 as Decode<Postgres>>::decode(raw).map_err(failed)?),
+        "BOOL" => KeyValue::Bool(<bool as Decode<Postgres>>::decode(raw).map_err(failed)?),
+        "TEXT" | "VARCHAR" | "BPCHAR" | "NAME" | "CHAR" => {
+            KeyValue::Text(<String as Decode<Postgres>>::decode(raw).map_err(failed)?)
+        }
+        "BYTEA" => KeyValue::Bytes(<Vec<u8> as Decode<Postgres>>::decode(raw).map_err(failed)?),
+        "UUID" => {
+            let bytes = binary(&raw)?;
+            KeyValue::Uuid(
+                <[u8; 16]>::try_from(bytes.as_slice())
+                    .map_err(|_| KeyDecode::Failed("malformed uuid value".into()))?,
+            )
+        }
+        "DATE" => {
+            let bytes = binary(&raw)?;
+            let days = <[u8; 4]>::try_from(bytes.as_slice())
+                .map(i32::from_be_bytes)
+                .map_err(|_| KeyDecode::Failed("malformed date value".into()))?;
+            KeyValue::Date(match days {
+                i32::MAX | i32::MIN => days,
+                _ => days.saturating_add(PG_EPOCH_DAYS),
+            })
+        }
+        "TIMESTAMP" | "TIMESTAMPTZ" => {
+            let micros = i64::from_be_bytes(fixed(binary(&raw)?, &type_name)?);
+            let micros = match micros {
+                i64::MAX | i64::MIN => micros,
+                _ => micros.saturating_add(PG_EPOCH_MICROS),
+            };
+            if type_name == "TIMESTAMP" {
+                KeyValue::Timestamp(micros)
+            } else {
+                KeyValue::Timestamptz(micros)
+            }
+        }
+        _ => return Err(KeyDecode::Unsupported(type_name)),
+    })
+}
+
+// ---------------------------------------------------------------------------------
+// text forms of the typed values
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(text: &str) -> Option<Vec<u8>> {
+    let text = text.strip_prefix("\\x").unwrap_or(text);
+    if text.len() % 2 != 0 {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+fn format_uuid(bytes: &[u8; 16]) -> String {
+    let h = hex(bytes);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+fn parse_uuid(text: &str) -> Option<[u8; 16]> {
+    let digits: String = text.chars().filter(|c| *c != '-').collect();
+    if digits.len() != 32 {
+        return None;
+    }
+    unhex(&digits)?.try_into().ok()
+}
+
+/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian (Howard
+/// Hinnant's `civil_from_days`).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+/// (year, month, day) → days since 1970-01-01 (`days_from_civil`).
+fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+    let year = year - i64::from(month <= 2);
+    let era = year.div_euclid(400);
+    let yoe = year.rem_euclid(400);
+    let month = i64::from(month);
+    let mp = if month > 2 { month - 3 } else { month + 9 };
+    let doy = (153 * mp + 2) / 5 + i64::from(day) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// `YYYY-MM-DD`, with ` BC` for years before 1 AD (as PostgreSQL writes them).
+fn format_ymd(days: i64) -> (String, bool) {
+    let (year, month, day) = civil_from_days(days);
+    if year <= 0 {
+        (format!("{:04}-{month:02}-{day:02}", 1 - year), true)
+    } else {
+        (format!("{year:04}-{month:02}-{day:02}"), false)
+    }
+}
+
+fn format_date(days: i32) -> String {
+    match days {
+        i32::MAX => "infinity".to_string(),
+        i32::MIN => "-infinity".to_string(),
+        _ => {
+            let (ymd, bc) = format_ymd(days.into());
+            if bc { format!("{ymd} BC") } else { ymd }
+        }
+    }
+}
+
+/// `YYYY-MM-DD{sep}HH:MM:SS[.ffffff][Z]` (` BC` appended before 1 AD).
+fn format_timestamp(micros: i64, utc: bool, sep: char) -> String {
+    match micros {
+        i64::MAX => return "infinity".to_string(),
+        i64::MIN => return "-infinity".to_string(),
+        _ => {}
+    }
+    let days = micros.div_euclid(MICROS_PER_DAY);
+    let of_day = micros.rem_euclid(MICROS_PER_DAY);
+    let (ymd, bc) = format_ymd(days);
+    let secs = of_day / 1_000_000;
+    let fraction = of_day % 1_000_000;
+    let mut out = format!(
+        "{ymd}{sep}{:02}:{:02}:{:02}",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    );
+    if fraction != 0 {
+        out.push_str(&format!(".{fraction:06}"));
+    }
+    if utc {
+        out.push_str(if sep == 'T' { "Z" } else { "+00" });
+    }
+    if bc {
+        out.push_str(" BC");
+    }
+    out
+}
+
+/// Parses `YYYY-MM-DD` (optionally ` BC`) into (days since 1970-01-01).
+fn parse_ymd(text: &str, bc: bool) -> Option<i64> {
+    let mut parts = text.splitn(3, '-');
+    let year: i64 = parts.next()?.parse().ok()?;
+    let month: u32 = parts.next()?.parse().ok()?;
+    let day: u32 = parts.next()?.parse().ok()?;
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || year < 0 || (bc && year == 0) {
+        return None;
+    }
+    let year = if bc { 1 - year } else { year };
+    let days = days_from_civil(year, month, day);
+    // reject 2024-02-31 and the like
+    (civil_from_days(days) == (year, month, day)).then_some(days)
+}
+
+fn parse_date(text: &str) -> Option<i32> {
+    match text {
+        "infinity" => return Some(i32::MAX),
+        "-infinity" => return Some(i32::MIN),
+        _ => {}
+    }
+    let (text, bc) = match text.strip_suffix(" BC") {
+        Some(rest) => (rest, true),
+        None => (text, false),
+    };
+    i32::try_from(parse_ymd(text, bc)?).ok()
+}
+
+/// Parses the JSON form of a timestamp: `YYYY-MM-DDTHH:MM:SS[.f…]`, plus `Z` or an
+/// offset `±HH:MM` when `utc` (a `timestamptz`), optionally ` BC`.
+fn parse_timestamp(text: &str, utc: bool) -> Option<i64> {
+    match text {
+        "infinity" => return Some(i64::MAX),
+        "-infinity" => return Some(i64::MIN),
+        _ => {}
+    }
+    let (text, bc) = match text.strip_suffix(" BC") {
+        Some(rest) => (rest, true),
+        None => (text, false),
+    };
+    let split = text.find(['T', ' '])?;
+    let (date, rest) = (&text[..split], &text[split + 1..]);
+    let days = parse_ymd(date, bc)?;
+    let (time, offset_secs) = if utc {
+        if let Some(time) = rest.strip_suffix('Z') {
+            (time, 0)
+        } else {
+            let at = rest.rfind(['+', '-'])?;
+            let (time, offset) = (&rest[..at], &rest[at..]);
+            let sign = if offset.starts_with('-') { -1 } else { 1 };
+            let mut hm = offset[1..].splitn(2, ':');
+            let hours: i64 = hm.next()?.parse().ok()?;
+            let minutes: i64 = hm.next().map_or(Some(0), |m| m.parse().ok())?;
+            if hours > 15 || minutes > 59 {
+                return None;
+            }
+            (time, sign * (hours * 3600 + minutes * 60))
+        }
+    } else {
+        (rest, 0)
+    };
+    let (hms, fraction) = match time.split_once('.') {
+        Some((hms, fraction)) => (hms, fraction),
+        None => (time, ""),
+    };
+    let mut parts = hms.splitn(3, ':');
+    let hours: i64 = parts.next()?.parse().ok()?;
+    let minutes: i64 = parts.next()?.parse().ok()?;
+    let seconds: i64 = parts.next()?.parse().ok()?;
+    if hours > 23 || minutes > 59 || seconds > 59 {
+        return None;
+    }
+    if fraction.len() > 6 || !fraction.chars().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    let micros_fraction: i64 = if fraction.is_empty() {
+        0
+    } else {
+        format!("{fraction:0<6}").parse().ok()?
+    };
+    let secs = days * 86_400 + hours * 3600 + minutes * 60 + seconds - offset_secs;
+    secs.checked_mul(1_000_000)?.checked_add(micros_fraction)
+}
+
+// ---------------------------------------------------------------------------------
+// the walk
+
+/// The casts of a cursor's parameters, one per key value (`None`: untyped).
+type Casts = Vec<Option<&'static str>>;
+
+/// A page being fetched.
+type PageFuture = Pin<Box<dyn Future<Output = Result<Vec<PgRow>, KeysetError>> + Send>>;
+
+/// The state of one walk, shared by [`Keyset::rows`] and [`Keyset::batches`].
+///
+/// A hand-written state machine rather than `try_unfold`: the page future is boxed
+/// once per page, and yielding a row moves nothing but the row and its cursor.
+struct Walker {
+    pool: PgPool,
+    /// The plan; `None` when the definition has a mistake (in `error`).
+    plan: Option<Arc<Plan>>,
+    /// The definition's mistake, yielded as the first item.
+    error: Option<KeysetError>,
+    /// The key of the last row fetched: the next page starts after it.
+    lower: Option<KeysetCursor>,
+    /// The page query for the cursor's type signature, built once per walk.
+    sql: Option<(Option<Casts>, Arc<str>)>,
+    /// Where the key columns are in a row; resolved on the first page.
+    key_idx: Vec<usize>,
+    /// The query for the next page, while it runs.
+    fetch: Option<PageFuture>,
+    /// The last page was short: the walk is over without another query.
+    exhausted: bool,
+    /// The walk ended (at the end or with an error): yield nothing more.
+    done: bool,
+}
+
+impl Walker {
+    fn new(keyset: &Keyset, pool: &PgPool, cursor: Option<KeysetCursor>) -> Self {
+        let (plan, error) = match keyset.plan(cursor.as_ref()) {
+            Ok(plan) => (Some(Arc::new(plan)), None),
+            Err(err) => (None, Some(err)),
+        };
+        Walker {
+            pool: pool.clone(),
+            plan,
+            error,
+            lower: cursor.or_else(|| keyset.start.clone()),
+            sql: None,
+            key_idx: Vec::new(),
+            fetch: None,
+            exhausted: false,
+            done: false,
+        }
+    }
+
+    /// The page query after the current cursor (or from the start).
+    fn page_sql(&mut self, plan: &Plan) -> Arc<str> {
+        let casts: Option<Casts> = self
+            .lower
+            .as_ref()
+            .map(|c| c.0.iter().map(KeyValue::cast).collect());
+        match &self.sql {
+            Some((cached, sql)) if *cached == casts => Arc::clone(sql),
+            _ => {
+                let sql: Arc<str> = plan.build(casts.as_deref()).into();
+                self.sql = Some((casts, Arc::clone(&sql)));
+                sql
+            }
+        }
+    }
+
+    /// Ends the walk with `err`.
+    fn fail(&mut self, err: KeysetError) -> Poll<Option<Result<Vec<PgRow>, JobError>>> {
+        self.done = true;
+        self.fetch = None;
+        Poll::Ready(Some(Err(err.into_job_error())))
+    }
+
+    /// Polls for the next page (never empty); `None` when the walk is over.
+    fn poll_page(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Vec<PgRow>, JobError>>> {
+        if let Some(err) = self.error.take() {
+            return self.fail(err);
+        }
+        if self.done {
+            return Poll::Ready(None);
+        }
+        let Some(plan) = self.plan.clone() else {
+            self.done = true;
+            return Poll::Ready(None);
+        };
+        if self.fetch.is_none() {
+            if self.exhausted {
+                self.done = true;
+                return Poll::Ready(None);
+            }
+            let sql = self.page_sql(&plan);
+            let (pool, lower) = (self.pool.clone(), self.lower.clone());
+            let plan = Arc::clone(&plan);
+            self.fetch = Some(Box::pin(async move {
+                plan.fetch(&pool, &sql, lower.as_ref()).await
+            }));
+        }
+        let Some(fetch) = self.fetch.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let result = ready!(fetch.as_mut().poll(cx));
+        self.fetch = None;
+        let rows = match result {
+            Ok(rows) => rows,
+            Err(err) => return self.fail(err),
+        };
+        if rows.len() < plan.batch_size {
+            self.exhausted = true;
+        }
+        let Some(last) = rows.last() else {
+            self.done = true;
+            return Poll::Ready(None);
+        };
+        if self.key_idx.is_empty() {
+            match plan.key_indices(last) {
+                Ok(indices) => self.key_idx = indices,
+                Err(err) => return self.fail(err),
+            }
+        }
+        match plan.key_of(last, &self.key_idx) {
+            Ok(cursor) => self.lower = Some(cursor),
+            Err(err) => return self.fail(err),
+        }
+        Poll::Ready(Some(Ok(rows)))
+    }
+}
+
+/// The stream behind [`Keyset::rows`].
+struct Rows {
+    walker: Walker,
+    /// Rows of the current page not yet yielded.
+    page: std::vec::IntoIter<PgRow>,
+}
+
+impl Stream for Rows {
+    type Item = Result<(PgRow, KeysetCursor), JobError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        loop {
+            if let Some(row) = this.page.next()
+                && let Some(plan) = &this.walker.plan
+            {
+                return Poll::Ready(Some(match plan.key_of(&row, &this.walker.key_idx) {
+                    Ok(cursor) => Ok((row, cursor)),
+                    Err(err) => {
+                        this.page = Vec::new().into_iter();
+                        this.walker.done = true;
+                        Err(err.into_job_error())
+                    }
+                }));
+            }
+            match ready!(this.walker.poll_page(cx)) {
+                Some(Ok(rows)) => this.page = rows.into_iter(),
+                Some(Err(err)) => return Poll::Ready(Some(Err(err))),
+                None => return Poll::Ready(None),
+            }
+        }
+    }
+}
+
+/// The stream behind [`Keyset::batches`].
+struct Batches {
+    walker: Walker,
+}
+
+impl Stream for Batches {
+    type Item = Result<(Vec<PgRow>, KeysetCursor), JobError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        Poll::Ready(match ready!(this.walker.poll_page(cx)) {
+            Some(Ok(rows)) => match &this.walker.lower {
+                Some(cursor) => Some(Ok((rows, cursor.clone()))),
+                None => Some(Err(JobError::fatal(
+                    "keyset walker lost the cursor of a page (a bug in iterjob-postgres)",
+                ))),
+            },
+            Some(Err(err)) => Some(Err(err)),
+            None => None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_round_trip() {
+        for days in [-800_000i64, -719_528, -1, 0, 1, 19_844, 2_932_896] {
+            let (y, m, d) = civil_from_days(days);
+            assert_eq!(days_from_civil(y, m, d), days);
+        }
+        assert_eq!(format_date(0), "1970-01-01");
+        assert_eq!(format_date(19_844), "2024-05-01");
+        assert_eq!(parse_date("2024-05-01"), Some(19_844));
+        assert_eq!(parse_date("2024-02-30"), None);
+        assert_eq!(parse_date("infinity"), Some(i32::MAX));
+        let bc = days_from_civil(-43, 3, 15) as i32;
+        assert_eq!(format_date(bc), "0044-03-15 BC");
+        assert_eq!(parse_date("0044-03-15 BC"), Some(bc));
+    }
+
+    #[test]
+    fn timestamps_round_trip() {
+        let t = 1_714_566_896_123_456i64; // 2024-05-01T12:34:56.123456Z
+        assert_eq!(format_timestamp(t, true, 'T'), "2024-05-01T12:34:56.123456Z");
+        assert_eq!(format_timestamp(t, true, ' '), "2024-05-01 12:34:56.123456+00");
+        assert_eq!(format_timestamp(t, false, 'T'), "2024-05-01T12:34:56.123456");
+        for micros in [t, 0, -1, -86_400_000_000, 1, i64::MAX, i64::MIN, t - t % 1_000_000] {
+            assert_eq!(
+                parse_timestamp(&format_timestamp(micros, true, 'T'), true),
+                Some(micros)
+            );
+            assert_eq!(
+                parse_timestamp(&format_timestamp(micros, false, 'T'), false),
+                Some(micros)
+            );
+        }
+        assert_eq!(
+            parse_timestamp("2024-05-01T14:34:56.123456+02:00", true),
+            Some(t)
+        );
+        assert_eq!(parse_timestamp("2024-05-01T12:34:56.1Z", true), Some(t - 23_456));
+        assert_eq!(parse_timestamp("2024-05-01", true), None);
+        assert_eq!(parse_timestamp("2024-05-01T25:00:00Z", true), None);
+    }
+
+    #[test]
+    fn json_forms() {
+        let values = vec![
+            KeyValue::Null,
+            KeyValue::Bool(true),
+            KeyValue::Integer(-3),
+            KeyValue::Real(2.0),
+            KeyValue::Real(f64::INFINITY),
+            KeyValue::Text("2024-05-01".into()),
+            KeyValue::Bytes(vec![0, 255]),
+            KeyValue::Uuid([0x67; 16]),
+            KeyValue::Date(19_844),
+            KeyValue::Timestamp(1_714_566_896_000_000),
+            KeyValue::Timestamptz(1_714_566_896_123_456),
+        ];
+        let json = serde_json::to_value(KeysetCursor(values.clone())).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!([
+                null,
+                true,
+                -3,
+                2.0,
+                {"float8": "Infinity"},
+                "2024-05-01",
+                {"bytea": "00ff"},
+                {"uuid": "67676767-6767-6767-6767-676767676767"},
+                {"date": "2024-05-01"},
+                {"timestamp": "2024-05-01T12:34:56"},
+                {"timestamptz": "2024-05-01T12:34:56.123456Z"},
+            ])
+        );
+        let back: KeysetCursor = serde_json::from_value(json).unwrap();
+        assert_eq!(back.0, values);
+        let nan: KeyValue = serde_json::from_str(r#"{"float8": "NaN"}"#).unwrap();
+        assert!(matches!(nan, KeyValue::Real(v) if v.is_nan()));
+        assert!(serde_json::from_str::<KeyValue>(r#"{"timestamptz": "yesterday"}"#).is_err());
+        assert!(serde_json::from_str::<KeyValue>(r#"{"money": "1"}"#).is_err());
+    }
+}

@@ -1,0 +1,138 @@
+//! Side-by-side: the keyset enumerator against a raw streaming `SELECT … ORDER BY id`
+//! over the same SQLite table, interleaved round by round so machine noise hits every
+//! variant alike; prints medians and ratios.
+//!
+//! ```text
+//! cargo run --release -p iterjob-sqlite --example keyset_vs_raw -- [ROWS] [ROUNDS]
+//! ```
+
+use std::time::{Duration, Instant};
+
+use futures::TryStreamExt;
+use iterjob_sqlite::{Keyset, SqliteStore};
+use sqlx::Row;
+use sqlx::sqlite::{SqlitePool, SqlitePoolOptions};
+
+async fn setup(path: &std::path::Path, n: i64) -> SqlitePool {
+    let options = SqliteStore::options(path.to_str().expect("utf-8")).expect("options");
+    let pool = SqlitePoolOptions::new()
+        .connect_with(options)
+        .await
+        .expect("connect");
+    sqlx::query(
+        "CREATE TABLE products (id INTEGER PRIMARY KEY, name TEXT NOT NULL, price REAL NOT NULL)",
+    )
+    .execute(&pool)
+    .await
+    .expect("create");
+    sqlx::query(
+        "WITH RECURSIVE seq(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM seq WHERE i < ?) \
+         INSERT INTO products (id, name, price) SELECT i, 'product ' || i, i * 0.25 FROM seq",
+    )
+    .bind(n)
+    .execute(&pool)
+    .await
+    .expect("fill");
+    pool
+}
+
+async fn raw(pool: &SqlitePool) -> i64 {
+    let mut stream = sqlx::query("SELECT * FROM products ORDER BY id").fetch(pool);
+    let mut sum = 0i64;
+    while let Some(row) = stream.try_next().await.expect("row") {
+        sum += row.get::<i64, _>(0);
+    }
+    sum
+}
+
+async fn rows(pool: &SqlitePool, page: usize, prefetch: bool) -> i64 {
+    let keyset = Keyset::table("products")
+        .key("id")
+        .batch_size(page)
+        .prefetch(prefetch);
+    let mut stream = std::pin::pin!(keyset.rows(pool, None));
+    let mut sum = 0i64;
+    while let Some((row, _cursor)) = stream.try_next().await.expect("row") {
+        sum += row.get::<i64, _>(0);
+    }
+    sum
+}
+
+async fn batches(pool: &SqlitePool, page: usize, prefetch: bool) -> i64 {
+    let keyset = Keyset::table("products")
+        .key("id")
+        .batch_size(page)
+        .prefetch(prefetch);
+    let mut stream = std::pin::pin!(keyset.batches(pool, None));
+    let mut sum = 0i64;
+    while let Some((rows, _cursor)) = stream.try_next().await.expect("page") {
+        for row in &rows {
+            sum += row.get::<i64, _>(0);
+        }
+    }
+    sum
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+#[tokio::main]
+async fn main() {
+    let mut args = std::env::args().skip(1);
+    let n: i64 = args
+        .next()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(1_000_000);
+    let rounds: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(7);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pool = setup(&dir.path().join("bench.db"), n).await;
+    let expected = n * (n + 1) / 2;
+    let names = [
+        "raw streaming SELECT",
+        "keyset rows, page 100 (default)",
+        "keyset rows, page 100, no prefetch",
+        "keyset rows, page 1000",
+        "keyset rows, page 1000, no prefetch",
+        "keyset batches, page 100",
+        "keyset batches, page 1000",
+    ];
+    let mut times: Vec<Vec<Duration>> = vec![Vec::new(); names.len()];
+    for _ in 0..rounds {
+        for (i, slot) in times.iter_mut().enumerate() {
+            let start = Instant::now();
+            let sum = match i {
+                0 => raw(&pool).await,
+                1 => rows(&pool, 100, true).await,
+                2 => rows(&pool, 100, false).await,
+                3 => rows(&pool, 1000, true).await,
+                4 => rows(&pool, 1000, false).await,
+                5 => batches(&pool, 100, true).await,
+                _ => batches(&pool, 1000, true).await,
+            };
+            slot.push(start.elapsed());
+            assert_eq!(sum, expected, "{} saw every row", names[i]);
+        }
+    }
+    let base = median(times[0].clone());
+    println!(
+        "{n} rows, {rounds} interleaved rounds, medians; {} cores",
+        std::thread::available_parallelism()
+            .map(|p| p.get())
+            .unwrap_or(1)
+    );
+    println!(
+        "{:<38} {:>10} {:>14} {:>18}",
+        "variant", "time", "rows/s", "throughput vs raw"
+    );
+    for (name, t) in names.iter().zip(times) {
+        let m = median(t);
+        println!(
+            "{name:<38} {:>8.0}ms {:>14.0} {:>17.2}x",
+            m.as_secs_f64() * 1000.0,
+            n as f64 / m.as_secs_f64(),
+            base.as_secs_f64() / m.as_secs_f64()
+        );
+    }
+}
