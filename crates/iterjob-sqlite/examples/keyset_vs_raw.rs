@@ -45,11 +45,11 @@ async fn raw(pool: &SqlitePool) -> i64 {
     sum
 }
 
-async fn rows(pool: &SqlitePool, page: usize, prefetch: bool) -> i64 {
+async fn rows(pool: &SqlitePool, page: usize, hold: bool) -> i64 {
     let keyset = Keyset::table("products")
         .key("id")
         .batch_size(page)
-        .prefetch(prefetch);
+        .hold_connection(hold);
     let mut stream = std::pin::pin!(keyset.rows(pool, None));
     let mut sum = 0i64;
     while let Some((row, _cursor)) = stream.try_next().await.expect("row") {
@@ -58,11 +58,11 @@ async fn rows(pool: &SqlitePool, page: usize, prefetch: bool) -> i64 {
     sum
 }
 
-async fn batches(pool: &SqlitePool, page: usize, prefetch: bool) -> i64 {
+async fn batches(pool: &SqlitePool, page: usize, hold: bool) -> i64 {
     let keyset = Keyset::table("products")
         .key("id")
         .batch_size(page)
-        .prefetch(prefetch);
+        .hold_connection(hold);
     let mut stream = std::pin::pin!(keyset.batches(pool, None));
     let mut sum = 0i64;
     while let Some((rows, _cursor)) = stream.try_next().await.expect("page") {
@@ -92,9 +92,9 @@ async fn main() {
     let names = [
         "raw streaming SELECT",
         "keyset rows, page 100 (default)",
-        "keyset rows, page 100, no prefetch",
+        "keyset rows, page 100, acquire per page",
         "keyset rows, page 1000",
-        "keyset rows, page 1000, no prefetch",
+        "keyset rows, page 1000, acquire per page",
         "keyset batches, page 100",
         "keyset batches, page 1000",
     ];

@@ -14,7 +14,8 @@ use futures::{Stream, StreamExt};
 use iterjob::JobError;
 use iterjob::enumerator::Enumerator;
 use serde::{Deserialize, Serialize};
-use sqlx::sqlite::{SqlitePool, SqliteRow};
+use sqlx::pool::PoolConnection;
+use sqlx::sqlite::{SqliteConnection, SqlitePool, SqliteRow};
 use sqlx::{Column, Decode, Row, Sqlite, TypeInfo, ValueRef};
 
 use crate::error::primary_code;
@@ -342,7 +343,7 @@ pub struct Keyset {
     batch_size: usize,
     start: Option<KeysetCursor>,
     end: Option<Bound>,
-    prefetch: bool,
+    hold_connection: bool,
 }
 
 impl Keyset {
@@ -370,16 +371,18 @@ impl Keyset {
             batch_size: DEFAULT_BATCH_SIZE,
             start: None,
             end: None,
-            prefetch: true,
+            hold_connection: true,
         }
     }
 
-    /// Whether to query the next page in the background while the current one is
-    /// worked through (default on; needs a tokio runtime, otherwise pages are
-    /// fetched on demand). Pages are disjoint by key, so this changes no guarantee;
-    /// turn it off to keep at most one query per walk in flight.
-    pub fn prefetch(mut self, on: bool) -> Self {
-        self.prefetch = on;
+    /// Whether the walk keeps one pooled connection from page to page (default on),
+    /// instead of acquiring one for every page: with small pages the acquire costs as
+    /// much as the query. No transaction stays open between pages, so writers are
+    /// never blocked; but a job that writes through the same pool needs a pool of at
+    /// least two connections (the stores' pools have more). Turn it off for a pool of
+    /// one.
+    pub fn hold_connection(mut self, on: bool) -> Self {
+        self.hold_connection = on;
         self
     }
 
@@ -697,7 +700,7 @@ struct Plan {
 impl Plan {
     async fn fetch(
         &self,
-        pool: &SqlitePool,
+        conn: &mut SqliteConnection,
         lower: Option<&KeysetCursor>,
     ) -> Result<Vec<SqliteRow>, KeysetError> {
         let sql = if lower.is_some() {
@@ -721,7 +724,7 @@ impl Plan {
         }
         query
             .bind(i64::try_from(self.batch_size).unwrap_or(i64::MAX))
-            .fetch_all(pool)
+            .fetch_all(&mut *conn)
             .await
             .map_err(|err| self.query_error(err))
     }
@@ -809,7 +812,17 @@ impl Plan {
 }
 
 /// A page being fetched.
-type PageFuture = Pin<Box<dyn Future<Output = Result<Vec<SqliteRow>, KeysetError>> + Send>>;
+/// A page query in flight; gives back the connection to keep for the next page.
+type PageFuture = Pin<
+    Box<
+        dyn Future<
+                Output = (
+                    Option<PoolConnection<Sqlite>>,
+                    Result<Vec<SqliteRow>, KeysetError>,
+                ),
+            > + Send,
+    >,
+>;
 
 /// The state of one walk, shared by [`Keyset::rows`] and [`Keyset::batches`].
 ///
@@ -831,8 +844,10 @@ struct Walker {
     exhausted: bool,
     /// The walk ended (at the end or with an error): yield nothing more.
     done: bool,
-    /// Query the next page while this one is consumed.
-    prefetch: bool,
+    /// Keep the connection between pages.
+    hold_connection: bool,
+    /// The connection kept from the last page.
+    conn: Option<PoolConnection<Sqlite>>,
 }
 
 impl Walker {
@@ -850,7 +865,8 @@ impl Walker {
             fetch: None,
             exhausted: false,
             done: false,
-            prefetch: keyset.prefetch,
+            hold_connection: keyset.hold_connection,
+            conn: None,
         }
     }
 
@@ -858,6 +874,7 @@ impl Walker {
     fn fail(&mut self, err: KeysetError) -> Poll<Option<Result<Vec<SqliteRow>, JobError>>> {
         self.done = true;
         self.fetch = None;
+        self.conn = None;
         Poll::Ready(Some(Err(err.into_job_error())))
     }
 
@@ -884,13 +901,30 @@ impl Walker {
                     return Poll::Ready(None);
                 }
                 let (plan, pool, lower) = (Arc::clone(plan), self.pool.clone(), self.lower.clone());
-                self.fetch.insert(Box::pin(
-                    async move { plan.fetch(&pool, lower.as_ref()).await },
-                ))
+                let held = if self.hold_connection {
+                    self.conn.take()
+                } else {
+                    None
+                };
+                let hold = self.hold_connection;
+                self.fetch.insert(Box::pin(async move {
+                    let mut conn = match held {
+                        Some(conn) => conn,
+                        None => match pool.acquire().await {
+                            Ok(conn) => conn,
+                            Err(err) => return (None, Err(plan.query_error(err))),
+                        },
+                    };
+                    let result = plan.fetch(&mut conn, lower.as_ref()).await;
+                    // a failed query may have left the connection unusable: drop it
+                    let keep = (hold && result.is_ok()).then_some(conn);
+                    (keep, result)
+                }))
             }
         };
-        let result = ready!(fetch.as_mut().poll(cx));
+        let (conn, result) = ready!(fetch.as_mut().poll(cx));
         self.fetch = None;
+        self.conn = conn;
         let rows = match result {
             Ok(rows) => rows,
             Err(err) => return self.fail(err),
@@ -915,47 +949,10 @@ impl Walker {
             Ok(cursor) => self.lower = Some(cursor),
             Err(err) => return self.fail(err),
         }
-        self.prefetch();
-        Poll::Ready(Some(Ok(rows)))
-    }
-
-    /// Starts the next page's query in the background while the caller works
-    /// through this one, so a walk with small pages does not pay a round trip per
-    /// page. Pages are disjoint by key, so reading one page ahead changes no
-    /// guarantee; without a tokio runtime the next page is fetched on demand.
-    fn prefetch(&mut self) {
-        if !self.prefetch || self.exhausted || self.fetch.is_some() {
-            return;
+        if self.exhausted {
+            self.conn = None; // the walk is over: give the connection back now
         }
-        let (Some(plan), Ok(runtime)) = (&self.plan, tokio::runtime::Handle::try_current()) else {
-            return;
-        };
-        let relation = plan.relation.clone();
-        let (plan, pool, lower) = (Arc::clone(plan), self.pool.clone(), self.lower.clone());
-        let task = runtime.spawn(async move { plan.fetch(&pool, lower.as_ref()).await });
-        let abort = task.abort_handle();
-        let guard = AbortOnDrop(abort);
-        self.fetch = Some(Box::pin(async move {
-            let _guard = guard;
-            match task.await {
-                Ok(result) => result,
-                Err(join) if join.is_panic() => std::panic::resume_unwind(join.into_panic()),
-                // the runtime is shutting down: report it like a lost connection
-                Err(_) => Err(KeysetError::Database {
-                    relation,
-                    source: sqlx::Error::PoolClosed,
-                }),
-            }
-        }));
-    }
-}
-
-/// Aborts a prefetch whose walk was dropped.
-struct AbortOnDrop(tokio::task::AbortHandle);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
+        Poll::Ready(Some(Ok(rows)))
     }
 }
 
