@@ -131,9 +131,9 @@ pub(crate) fn map_sqlx(target: &Target, what: &str, err: sqlx::Error) -> Error {
                     .to_string(),
             ),
             Some(DISK_FULL) => Some("the database server's disk is full".to_string()),
-            Some(ADMIN_SHUTDOWN) | Some(CANNOT_CONNECT_NOW) => Some(
-                "the server is shutting down or starting up; retry in a moment".to_string(),
-            ),
+            Some(ADMIN_SHUTDOWN) | Some(CANNOT_CONNECT_NOW) => {
+                Some("the server is shutting down or starting up; retry in a moment".to_string())
+            }
             _ => None,
         },
     };

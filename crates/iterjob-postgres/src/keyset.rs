@@ -201,9 +201,9 @@ impl<'de> Deserialize<'de> for KeyValue {
             Repr::Tagged(Tagged::Date(t)) => {
                 KeyValue::Date(parse_date(&t).ok_or_else(|| bad("date", &t))?)
             }
-            Repr::Tagged(Tagged::Timestamp(t)) => KeyValue::Timestamp(
-                parse_timestamp(&t, false).ok_or_else(|| bad("timestamp", &t))?,
-            ),
+            Repr::Tagged(Tagged::Timestamp(t)) => {
+                KeyValue::Timestamp(parse_timestamp(&t, false).ok_or_else(|| bad("timestamp", &t))?)
+            }
             Repr::Tagged(Tagged::Timestamptz(t)) => KeyValue::Timestamptz(
                 parse_timestamp(&t, true).ok_or_else(|| bad("timestamptz", &t))?,
             ),
@@ -992,7 +992,11 @@ impl Plan {
                 columns
                     .iter()
                     .position(|c| c.name() == key)
-                    .or_else(|| columns.iter().position(|c| c.name().eq_ignore_ascii_case(key)))
+                    .or_else(|| {
+                        columns
+                            .iter()
+                            .position(|c| c.name().eq_ignore_ascii_case(key))
+                    })
                     .ok_or_else(|| KeysetError::MissingColumn {
                         relation: self.relation.clone(),
                         column: key.clone(),
@@ -1056,17 +1060,31 @@ fn decode_key(raw: PgValueRef<'_>) -> Result<KeyValue, KeyDecode> {
                 format!("{type_name} key in text format").into(),
             ));
         }
-        raw.as_bytes().map(<[u8]>::to_vec).map_err(KeyDecode::Failed)
+        raw.as_bytes()
+            .map(<[u8]>::to_vec)
+            .map_err(KeyDecode::Failed)
     };
     let fixed = |bytes: Vec<u8>, what: &str| -> Result<[u8; 8], KeyDecode> {
         <[u8; 8]>::try_from(bytes.as_slice())
             .map_err(|_| KeyDecode::Failed(format!("malformed {what} value").into()))
     };
     Ok(match type_name.as_str() {
-        "INT2" => KeyValue::Integer(<i16 as Decode<Postgres>>::decode(raw).map_err(failed)?.into()),
-        "INT4" => KeyValue::Integer(<i32 as Decode<Postgres>>::decode(raw).map_err(failed)?.into()),
+        "INT2" => KeyValue::Integer(
+            <i16 as Decode<Postgres>>::decode(raw)
+                .map_err(failed)?
+                .into(),
+        ),
+        "INT4" => KeyValue::Integer(
+            <i32 as Decode<Postgres>>::decode(raw)
+                .map_err(failed)?
+                .into(),
+        ),
         "INT8" => KeyValue::Integer(<i64 as Decode<Postgres>>::decode(raw).map_err(failed)?),
-        "FLOAT4" => KeyValue::Real(<f32 as Decode<Postgres>>::decode(raw).map_err(failed)?.into()),
+        "FLOAT4" => KeyValue::Real(
+            <f32 as Decode<Postgres>>::decode(raw)
+                .map_err(failed)?
+                .into(),
+        ),
         "FLOAT8" => KeyValue::Real(<f64 as Decode<Postgres>>::decode(raw).map_err(failed)?),
         "BOOL" => KeyValue::Bool(<bool as Decode<Postgres>>::decode(raw).map_err(failed)?),
         "TEXT" | "VARCHAR" | "BPCHAR" | "NAME" | "CHAR" => {
@@ -1515,10 +1533,28 @@ mod tests {
     #[test]
     fn timestamps_round_trip() {
         let t = 1_714_566_896_123_456i64; // 2024-05-01T12:34:56.123456Z
-        assert_eq!(format_timestamp(t, true, 'T'), "2024-05-01T12:34:56.123456Z");
-        assert_eq!(format_timestamp(t, true, ' '), "2024-05-01 12:34:56.123456+00");
-        assert_eq!(format_timestamp(t, false, 'T'), "2024-05-01T12:34:56.123456");
-        for micros in [t, 0, -1, -86_400_000_000, 1, i64::MAX, i64::MIN, t - t % 1_000_000] {
+        assert_eq!(
+            format_timestamp(t, true, 'T'),
+            "2024-05-01T12:34:56.123456Z"
+        );
+        assert_eq!(
+            format_timestamp(t, true, ' '),
+            "2024-05-01 12:34:56.123456+00"
+        );
+        assert_eq!(
+            format_timestamp(t, false, 'T'),
+            "2024-05-01T12:34:56.123456"
+        );
+        for micros in [
+            t,
+            0,
+            -1,
+            -86_400_000_000,
+            1,
+            i64::MAX,
+            i64::MIN,
+            t - t % 1_000_000,
+        ] {
             assert_eq!(
                 parse_timestamp(&format_timestamp(micros, true, 'T'), true),
                 Some(micros)
@@ -1532,7 +1568,10 @@ mod tests {
             parse_timestamp("2024-05-01T14:34:56.123456+02:00", true),
             Some(t)
         );
-        assert_eq!(parse_timestamp("2024-05-01T12:34:56.1Z", true), Some(t - 23_456));
+        assert_eq!(
+            parse_timestamp("2024-05-01T12:34:56.1Z", true),
+            Some(t - 23_456)
+        );
         assert_eq!(parse_timestamp("2024-05-01", true), None);
         assert_eq!(parse_timestamp("2024-05-01T25:00:00Z", true), None);
     }

@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 
 use iterjob::{Error, Result};
 use sqlx::migrate::Migrator;
-use sqlx::{Executor, PgPool};
+use sqlx::{Executor, PgPool, Postgres, Transaction};
 
 use crate::error::{Target, map_sqlx};
 
@@ -80,16 +80,31 @@ pub(crate) fn render(sql: &str, schema: &str) -> String {
 /// Creates or upgrades iterjob's tables in `target.schema` of the database behind
 /// `pool`. Idempotent, and safe to run from many processes at once.
 pub(crate) async fn run(pool: &PgPool, target: &Target) -> Result<()> {
-    let schema = target.schema.as_str();
-    let err = |what: &'static str| move |e: sqlx::Error| map_sqlx(target, what, e);
     let mut tx = pool
         .begin()
         .await
-        .map_err(err("starting the schema migration"))?;
+        .map_err(|e| map_sqlx(target, "starting the schema migration", e))?;
+    match apply(&mut tx, target).await {
+        Ok(()) => tx
+            .commit()
+            .await
+            .map_err(|e| map_sqlx(target, "committing the schema migration", e)),
+        Err(err) => {
+            // release the advisory lock now, not when the connection is next used
+            let _ = tx.rollback().await;
+            Err(err)
+        }
+    }
+}
+
+/// The migration's work inside its transaction.
+async fn apply(tx: &mut Transaction<'static, Postgres>, target: &Target) -> Result<()> {
+    let schema = target.schema.as_str();
+    let err = |what: &'static str| move |e: sqlx::Error| map_sqlx(target, what, e);
     sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
         .bind(LOCK_CLASS)
         .bind(schema)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await
         .map_err(err("taking the schema migration lock"))?;
 
@@ -98,25 +113,27 @@ pub(crate) async fn run(pool: &PgPool, target: &Target) -> Result<()> {
     let exists: bool =
         sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)")
             .bind(schema)
-            .fetch_one(&mut *tx)
+            .fetch_one(&mut **tx)
             .await
             .map_err(err("looking up the schema"))?;
     if !exists {
-        tx.execute(&*render("CREATE SCHEMA {schema}", schema))
+        (&mut **tx)
+            .execute(&*render("CREATE SCHEMA {schema}", schema))
             .await
             .map_err(err("creating the schema"))?;
     }
-    tx.execute(&*render(
-        "CREATE TABLE IF NOT EXISTS {schema}.schema_migrations (
+    (&mut **tx)
+        .execute(&*render(
+            "CREATE TABLE IF NOT EXISTS {schema}.schema_migrations (
              version     BIGINT PRIMARY KEY,
              description TEXT   NOT NULL,
              checksum    BYTEA  NOT NULL,
              applied_at  BIGINT NOT NULL
          )",
-        schema,
-    ))
-    .await
-    .map_err(err("creating the schema bookkeeping table"))?;
+            schema,
+        ))
+        .await
+        .map_err(err("creating the schema bookkeeping table"))?;
 
     let applied: BTreeMap<i64, (String, Vec<u8>)> =
         sqlx::query_as::<_, (i64, String, Vec<u8>)>(&render(
@@ -124,7 +141,7 @@ pub(crate) async fn run(pool: &PgPool, target: &Target) -> Result<()> {
              ORDER BY version",
             schema,
         ))
-        .fetch_all(&mut *tx)
+        .fetch_all(&mut **tx)
         .await
         .map_err(err("reading the schema version"))?
         .into_iter()
@@ -163,7 +180,8 @@ pub(crate) async fn run(pool: &PgPool, target: &Target) -> Result<()> {
             description = %migration.description,
             "applying iterjob schema migration"
         );
-        tx.execute(&*render(&migration.sql, schema))
+        (&mut **tx)
+            .execute(&*render(&migration.sql, schema))
             .await
             .map_err(|e| {
                 map_sqlx(
@@ -183,13 +201,10 @@ pub(crate) async fn run(pool: &PgPool, target: &Target) -> Result<()> {
         .bind(migration.version)
         .bind(&*migration.description)
         .bind(&*migration.checksum)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await
         .map_err(err("recording the schema version"))?;
     }
-    tx.commit()
-        .await
-        .map_err(err("committing the schema migration"))?;
     Ok(())
 }
 

@@ -576,10 +576,7 @@ impl PgStore {
 
     fn record(&self, row: &PgRow) -> Result<JobRecord> {
         record_from_row(row).map_err(|message| {
-            Error::Corrupt(format!(
-                "PostgreSQL store {}: {message}",
-                self.inner.target
-            ))
+            Error::Corrupt(format!("PostgreSQL store {}: {message}", self.inner.target))
         })
     }
 
@@ -609,7 +606,7 @@ impl PgStore {
     ) -> Result<JobRecord> {
         let row = match sqlx::query(query).bind(id).fetch_one(&mut *tx).await {
             Ok(row) => row,
-            Err(err) => return Err(on_error(err)),
+            Err(err) => return rollback(tx, Err(on_error(err))).await,
         };
         let record = self.record(&row)?;
         let claimable = record.state == JobState::Queued;
@@ -814,7 +811,10 @@ async fn listen_once(
             }
             None => {
                 // reconnected (eagerly) after a lost connection
-                tracing::info!(channel, "iterjob LISTEN connection was lost and re-established");
+                tracing::info!(
+                    channel,
+                    "iterjob LISTEN connection was lost and re-established"
+                );
                 available.notify_waiters();
             }
         }
@@ -834,6 +834,31 @@ fn is_ours(payload: &str) -> bool {
         serde_json::from_str::<Payload>(payload),
         Ok(p) if p.iterjob == 1 && p.event == "available"
     )
+}
+
+/// Ends an admin transaction that changes nothing (or failed) at once, releasing
+/// the job's row lock now rather than when the connection is next used.
+async fn rollback<T>(
+    tx: Transaction<'static, Postgres>,
+    result: impl Into<RollbackResult<T>>,
+) -> Result<T> {
+    let _ = tx.rollback().await;
+    result.into().0
+}
+
+/// What [`rollback`] returns: an error, or a result.
+struct RollbackResult<T>(Result<T>);
+
+impl<T> From<Error> for RollbackResult<T> {
+    fn from(err: Error) -> Self {
+        RollbackResult(Err(err))
+    }
+}
+
+impl<T> From<Result<T>> for RollbackResult<T> {
+    fn from(result: Result<T>) -> Self {
+        RollbackResult(result)
+    }
 }
 
 fn to_i64(n: u64) -> i64 {
@@ -1201,12 +1226,15 @@ impl Store for PgStore {
 
     async fn job_pause(&self, id: JobId) -> Result<JobRecord> {
         let mut tx = self.begin("pausing a job").await?;
-        let record = self.get_locked(&mut tx, id).await?;
+        let record = match self.get_locked(&mut tx, id).await {
+            Ok(record) => record,
+            Err(err) => return rollback(tx, err).await,
+        };
         match record.state {
             JobState::Queued | JobState::Retrying | JobState::Running => {}
-            JobState::Paused => return Ok(record),
+            JobState::Paused => return rollback(tx, Ok(record)).await,
             JobState::Completed | JobState::Failed | JobState::Cancelled => {
-                return Err(invalid(&record, "pause", "it already finished"));
+                return rollback(tx, invalid(&record, "pause", "it already finished")).await;
             }
         }
         self.admin_update(tx, &self.q().pause, id, self.err("pausing a job"))
@@ -1215,30 +1243,37 @@ impl Store for PgStore {
 
     async fn job_resume(&self, id: JobId) -> Result<JobRecord> {
         let mut tx = self.begin("resuming a job").await?;
-        let record = self.get_locked(&mut tx, id).await?;
+        let record = match self.get_locked(&mut tx, id).await {
+            Ok(record) => record,
+            Err(err) => return rollback(tx, err).await,
+        };
         match record.state {
             JobState::Paused => {}
             JobState::Running if record.pause_requested => {}
             JobState::Running => {
-                return Err(invalid(
-                    &record,
-                    "resume",
-                    "it is running and no pause is pending; only paused jobs can be resumed",
-                ));
+                return rollback(
+                    tx,
+                    invalid(
+                        &record,
+                        "resume",
+                        "it is running and no pause is pending; only paused jobs can be resumed",
+                    ),
+                )
+                .await;
             }
             JobState::Failed | JobState::Cancelled => {
-                return Err(invalid(
+                return rollback(tx, invalid(
                     &record,
                     "resume",
                     "only paused jobs can be resumed; use retry to run a failed or cancelled job again",
-                ));
+                )).await;
             }
             JobState::Queued | JobState::Retrying | JobState::Completed => {
-                return Err(invalid(
-                    &record,
-                    "resume",
-                    "only paused jobs can be resumed",
-                ));
+                return rollback(
+                    tx,
+                    invalid(&record, "resume", "only paused jobs can be resumed"),
+                )
+                .await;
             }
         }
         self.admin_update(tx, &self.q().resume, id, self.err("resuming a job"))
@@ -1247,9 +1282,12 @@ impl Store for PgStore {
 
     async fn job_cancel(&self, id: JobId) -> Result<JobRecord> {
         let mut tx = self.begin("cancelling a job").await?;
-        let record = self.get_locked(&mut tx, id).await?;
+        let record = match self.get_locked(&mut tx, id).await {
+            Ok(record) => record,
+            Err(err) => return rollback(tx, err).await,
+        };
         if record.state.is_finished() {
-            return Err(invalid(&record, "cancel", "it already finished"));
+            return rollback(tx, invalid(&record, "cancel", "it already finished")).await;
         }
         self.admin_update(tx, &self.q().cancel, id, self.err("cancelling a job"))
             .await
@@ -1264,13 +1302,20 @@ impl Store for PgStore {
 
     async fn job_retry(&self, id: JobId) -> Result<JobRecord> {
         let mut tx = self.begin("retrying a job").await?;
-        let record = self.get_locked(&mut tx, id).await?;
+        let record = match self.get_locked(&mut tx, id).await {
+            Ok(record) => record,
+            Err(err) => return rollback(tx, err).await,
+        };
         if !matches!(record.state, JobState::Failed | JobState::Cancelled) {
-            return Err(invalid(
-                &record,
-                "retry",
-                "only failed or cancelled jobs can be retried",
-            ));
+            return rollback(
+                tx,
+                invalid(
+                    &record,
+                    "retry",
+                    "only failed or cancelled jobs can be retried",
+                ),
+            )
+            .await;
         }
         let on_error = |err: sqlx::Error| {
             if is_unique_violation(&err) {
@@ -1332,7 +1377,9 @@ mod tests {
             .resolve()
             .unwrap_err();
         assert!(matches!(err, Error::Config(_)), "{err}");
-        let err = PgOptions::new("mysql://u:secret@h/db").resolve().unwrap_err();
+        let err = PgOptions::new("mysql://u:secret@h/db")
+            .resolve()
+            .unwrap_err();
         assert!(err.to_string().contains("not a PostgreSQL URL"), "{err}");
         assert!(!err.to_string().contains("secret"), "{err}");
         let err = PgOptions::new("").resolve().unwrap_err();

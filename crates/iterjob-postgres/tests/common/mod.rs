@@ -12,6 +12,7 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+use std::io::Write;
 use std::time::Duration;
 
 use iterjob::Result;
@@ -56,7 +57,9 @@ pub async fn require_pg() -> bool {
                      main start) or set ITERJOB_TEST_PG_URL"
                 );
             }
-            eprintln!(
+            // straight to stderr, past the test harness's capture, so the skip shows
+            let _ = writeln!(
+                std::io::stderr(),
                 "notice: skipping PostgreSQL test: {url} is unreachable ({reason}); set \
                  ITERJOB_TEST_PG_URL or start the server (in CI this fails)"
             );
@@ -80,9 +83,12 @@ pub fn schema_name() -> String {
 }
 
 /// Drops `schema` on a connection of its own, from a thread of its own (a `Drop`
-/// may run inside or outside a tokio runtime).
+/// may run inside or outside a tokio runtime, and may block the runtime the test's
+/// pools live in). A connection of the test that still holds a lock in the schema
+/// (a transaction whose rollback its blocked runtime cannot send) is terminated
+/// after a lock timeout; only backends holding locks in this schema are touched.
 pub fn drop_schema(schema: &str) {
-    let sql = format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE");
+    let schema = schema.to_string();
     let joined = std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -90,7 +96,34 @@ pub fn drop_schema(schema: &str) {
             .expect("tokio runtime");
         runtime.block_on(async move {
             let mut conn = PgConnection::connect(&pg_url()).await?;
-            sqlx::query(&sql).execute(&mut conn).await?;
+            sqlx::query("SET lock_timeout = '3s'")
+                .execute(&mut conn)
+                .await?;
+            let drop_sql = format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE");
+            for _ in 0..3 {
+                match sqlx::query(&drop_sql).execute(&mut conn).await {
+                    Ok(_) => return conn.close().await,
+                    Err(err)
+                        if err.as_database_error().and_then(|e| e.code()).as_deref()
+                            == Some("55P03") =>
+                    {
+                        sqlx::query(
+                            "SELECT pg_terminate_backend(l.pid) FROM pg_locks l \
+                             WHERE l.pid <> pg_backend_pid() AND l.granted AND ( \
+                               l.relation IN (SELECT c.oid FROM pg_class c \
+                                 JOIN pg_namespace n ON n.oid = c.relnamespace \
+                                 WHERE n.nspname = $1) \
+                               OR (l.locktype = 'object' AND l.objid = \
+                                 (SELECT oid FROM pg_namespace WHERE nspname = $1)))",
+                        )
+                        .bind(&schema)
+                        .execute(&mut conn)
+                        .await?;
+                    }
+                    Err(err) => return Err(err),
+                }
+            }
+            sqlx::query(&drop_sql).execute(&mut conn).await?;
             conn.close().await
         })
     })
@@ -214,7 +247,10 @@ impl Store for TempStore {
         progress: &Progress,
         lease: Duration,
     ) -> Result<Control> {
-        self.db.store.job_checkpoint(id, token, progress, lease).await
+        self.db
+            .store
+            .job_checkpoint(id, token, progress, lease)
+            .await
     }
     async fn job_release(
         &self,
@@ -223,7 +259,10 @@ impl Store for TempStore {
         progress: Option<&Progress>,
         outcome: &Outcome,
     ) -> Result<()> {
-        self.db.store.job_release(id, token, progress, outcome).await
+        self.db
+            .store
+            .job_release(id, token, progress, outcome)
+            .await
     }
     async fn job_rescue_expired(&self, max_crashes: u32) -> Result<Vec<Rescued>> {
         self.db.store.job_rescue_expired(max_crashes).await
