@@ -1,0 +1,782 @@
+//! Keyset enumerator on PostgreSQL: resume exactness (property tests, each case in a
+//! fresh schema), typed cursors (times stay times), index use, bounds, and errors.
+
+mod common;
+
+use std::cell::Cell;
+use std::collections::BTreeSet;
+use std::future::Future;
+
+use futures::{StreamExt, TryStreamExt};
+use iterjob::JobError;
+use iterjob_postgres::{KeyValue, Keyset, KeysetCursor};
+use iterjob_testkit::{assert_resume_exact, collect_all, walk_with_interruptions};
+use proptest::prelude::*;
+use sqlx::{PgPool, Row};
+
+fn block_on<F: Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+        .block_on(future)
+}
+
+/// One row of the `items` test table.
+#[derive(Clone, Debug, PartialEq)]
+struct Item {
+    id: i64,
+    grp: i64,
+    archived: bool,
+}
+
+/// A fresh schema (the pool's `search_path`) with an `items` table holding `items`;
+/// `None` to skip (see `common::require_pg`).
+async fn items_db(items: &[Item]) -> Option<(common::TempDb, PgPool)> {
+    let db = common::TempDb::new().await?;
+    let pool = db.pool.clone();
+    sqlx::query(
+        "CREATE TABLE items (id BIGINT PRIMARY KEY, grp INTEGER NOT NULL, \
+         name TEXT COLLATE \"C\" NOT NULL, archived BOOLEAN NOT NULL, score DOUBLE PRECISION NOT NULL)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::query("CREATE INDEX items_grp_id ON items (grp, id)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO items (id, grp, name, archived, score) \
+         SELECT id, grp, name, archived, id / 4.0 \
+         FROM unnest($1::bigint[], $2::integer[], $3::boolean[], $4::text[]) \
+             AS t(id, grp, archived, name)",
+    )
+    .bind(items.iter().map(|i| i.id).collect::<Vec<_>>())
+    .bind(items.iter().map(|i| i.grp as i32).collect::<Vec<_>>())
+    .bind(items.iter().map(|i| i.archived).collect::<Vec<_>>())
+    .bind(
+        items
+            .iter()
+            .map(|i| format!("item-{:05}", i.id))
+            .collect::<Vec<_>>(),
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    Some((db, pool))
+}
+
+fn items_strategy(max: usize) -> impl Strategy<Value = Vec<Item>> {
+    prop::collection::btree_map(-1000i64..1000, (0i64..3, any::<bool>()), 0..max).prop_map(|m| {
+        m.into_iter()
+            .map(|(id, (grp, archived))| Item { id, grp, archived })
+            .collect()
+    })
+}
+
+/// The rows' ids with their cursors.
+fn ids(
+    keyset: &Keyset,
+    pool: &PgPool,
+    cursor: Option<KeysetCursor>,
+) -> impl iterjob::enumerator::Enumerator<i64, KeysetCursor> + use<> {
+    keyset
+        .rows(pool, cursor)
+        .map_ok(|(row, cursor)| (row.get::<i64, _>("id"), cursor))
+}
+
+fn config() -> ProptestConfig {
+    ProptestConfig {
+        cases: 16,
+        ..ProptestConfig::default()
+    }
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn single_key_resumes_exactly(
+        items in items_strategy(40),
+        batch in 1usize..8,
+        stretches in prop::collection::vec(0usize..10, 0..6),
+    ) {
+        block_on(async {
+            let Some((_db, pool)) = items_db(&items).await else { return };
+            let keyset = Keyset::table("items").key("id").batch_size(batch);
+            let expected: Vec<i64> = items.iter().map(|i| i.id).collect();
+            assert_eq!(collect_all(ids(&keyset, &pool, None)).await, expected);
+            assert_resume_exact(|c| ids(&keyset, &pool, c), &stretches).await;
+        });
+    }
+
+    #[test]
+    fn composite_keys_with_ties_resume_exactly(
+        items in items_strategy(40),
+        batch in 1usize..8,
+        descending in any::<bool>(),
+        stretches in prop::collection::vec(0usize..10, 0..6),
+    ) {
+        block_on(async {
+            let Some((_db, pool)) = items_db(&items).await else { return };
+            let mut keyset = Keyset::table("items")
+                .keys(["grp", "id"])
+                .columns(["name"])
+                .batch_size(batch);
+            let mut expected: Vec<(i64, i64)> = items.iter().map(|i| (i.grp, i.id)).collect();
+            expected.sort();
+            if descending {
+                keyset = keyset.descending();
+                expected.reverse();
+            }
+            let expected: Vec<i64> = expected.into_iter().map(|(_, id)| id).collect();
+            assert_eq!(collect_all(ids(&keyset, &pool, None)).await, expected);
+            assert_resume_exact(|c| ids(&keyset, &pool, c), &stretches).await;
+        });
+    }
+
+    #[test]
+    fn filter_resumes_exactly(
+        items in items_strategy(40),
+        batch in 1usize..8,
+        stretches in prop::collection::vec(0usize..10, 0..6),
+    ) {
+        block_on(async {
+            let Some((_db, pool)) = items_db(&items).await else { return };
+            let keyset = Keyset::table("items").key("id").filter("archived = false").batch_size(batch);
+            let expected: Vec<i64> = items.iter().filter(|i| !i.archived).map(|i| i.id).collect();
+            assert_eq!(collect_all(ids(&keyset, &pool, None)).await, expected);
+            assert_resume_exact(|c| ids(&keyset, &pool, c), &stretches).await;
+        });
+    }
+
+    #[test]
+    fn bounded_range_resumes_exactly(
+        items in items_strategy(40),
+        batch in 1usize..8,
+        a in -1100i64..1100,
+        b in -1100i64..1100,
+        inclusive in any::<bool>(),
+        descending in any::<bool>(),
+        stretches in prop::collection::vec(0usize..10, 0..6),
+    ) {
+        block_on(async {
+            let Some((_db, pool)) = items_db(&items).await else { return };
+            let (lo, hi) = (a.min(b), a.max(b));
+            let mut keyset = Keyset::table("items").key("id").batch_size(batch);
+            let (start, end) = if descending { (hi, lo) } else { (lo, hi) };
+            keyset = keyset.after(start);
+            keyset = if inclusive { keyset.until(end) } else { keyset.until_exclusive(end) };
+            let mut expected: Vec<i64> = items
+                .iter()
+                .map(|i| i.id)
+                .filter(|&id| id > lo && (id < hi || (inclusive && id == hi)))
+                .collect();
+            if descending {
+                keyset = keyset.descending();
+                expected = items
+                    .iter()
+                    .rev()
+                    .map(|i| i.id)
+                    .filter(|&id| id < hi && (id > lo || (inclusive && id == lo)))
+                    .collect();
+            }
+            assert_eq!(collect_all(ids(&keyset, &pool, None)).await, expected);
+            assert_resume_exact(|c| ids(&keyset, &pool, c), &stretches).await;
+        });
+    }
+
+    #[test]
+    fn batches_resume_exactly_when_the_batch_size_changes(
+        items in items_strategy(60),
+        sizes in prop::collection::vec(1usize..9, 1..8),
+        stretches in prop::collection::vec(0usize..5, 0..6),
+    ) {
+        block_on(async {
+            let Some((_db, pool)) = items_db(&items).await else { return };
+            let run = Cell::new(0usize);
+            let make = |cursor| {
+                let size = sizes[run.get() % sizes.len()];
+                run.set(run.get() + 1);
+                Keyset::table("items")
+                    .key("id")
+                    .batch_size(size)
+                    .batches(&pool, cursor)
+                    .map_ok(move |(rows, cursor)| {
+                        assert!(!rows.is_empty() && rows.len() <= size, "a page has 1..=batch rows");
+                        let ids: Vec<i64> = rows.iter().map(|r| r.get("id")).collect();
+                        (ids, cursor)
+                    })
+            };
+            let walked: Vec<i64> = walk_with_interruptions(make, &stretches)
+                .await
+                .into_iter()
+                .flatten()
+                .collect();
+            let expected: Vec<i64> = items.iter().map(|i| i.id).collect();
+            assert_eq!(walked, expected);
+        });
+    }
+
+    #[test]
+    fn rows_resume_exactly_when_the_batch_size_changes(
+        items in items_strategy(40),
+        sizes in prop::collection::vec(1usize..9, 1..8),
+        stretches in prop::collection::vec(0usize..10, 0..6),
+    ) {
+        block_on(async {
+            let Some((_db, pool)) = items_db(&items).await else { return };
+            let run = Cell::new(0usize);
+            let make = |cursor| {
+                let size = sizes[run.get() % sizes.len()];
+                run.set(run.get() + 1);
+                ids(&Keyset::table("items").key("id").batch_size(size), &pool, cursor)
+            };
+            let walked = walk_with_interruptions(make, &stretches).await;
+            let expected: Vec<i64> = items.iter().map(|i| i.id).collect();
+            assert_eq!(walked, expected);
+        });
+    }
+
+    #[test]
+    fn text_and_real_keys_resume_exactly(
+        items in items_strategy(30),
+        batch in 1usize..6,
+        stretches in prop::collection::vec(0usize..10, 0..6),
+    ) {
+        block_on(async {
+            let Some((_db, pool)) = items_db(&items).await else { return };
+            let by_name = Keyset::table("items").key("name").batch_size(batch);
+            let mut names: Vec<String> = items.iter().map(|i| format!("item-{:05}", i.id)).collect();
+            names.sort();
+            let walk = |c| by_name.rows(&pool, c).map_ok(|(row, c)| (row.get::<String, _>("name"), c));
+            assert_eq!(collect_all(walk(None)).await, names);
+            assert_resume_exact(walk, &stretches).await;
+
+            let by_score = Keyset::table("items").keys(["score", "id"]).batch_size(batch);
+            assert_resume_exact(|c| ids(&by_score, &pool, c), &stretches).await;
+        });
+    }
+}
+
+#[test]
+fn empty_table_yields_nothing() {
+    block_on(async {
+        let Some((_db, pool)) = items_db(&[]).await else {
+            return;
+        };
+        let keyset = Keyset::table("items").key("id");
+        assert!(collect_all(ids(&keyset, &pool, None)).await.is_empty());
+        let batches = collect_all(keyset.batches(&pool, None)).await;
+        assert!(batches.is_empty());
+        assert_resume_exact(|c| ids(&keyset, &pool, c), &[0, 1]).await;
+    });
+}
+
+fn item(id: i64) -> Item {
+    Item {
+        id,
+        grp: id % 2,
+        archived: false,
+    }
+}
+
+#[test]
+fn cursor_keeps_pg_types() {
+    block_on(async {
+        let Some((_db, pool)) = items_db(&[item(7), item(9)]).await else {
+            return;
+        };
+        let keyset = Keyset::table("items").keys(["name", "grp", "score", "id"]);
+        let mut rows = std::pin::pin!(keyset.rows(&pool, None));
+        let (_, cursor) = rows.try_next().await.unwrap().unwrap();
+        assert_eq!(
+            cursor.values(),
+            &[
+                KeyValue::Text("item-00007".into()),
+                KeyValue::Integer(1),
+                KeyValue::Real(1.75),
+                KeyValue::Integer(7),
+            ]
+        );
+        let json = serde_json::to_value(&cursor).unwrap();
+        assert_eq!(json, serde_json::json!(["item-00007", 1, 1.75, 7]));
+        let back: KeysetCursor = serde_json::from_value(json).unwrap();
+        assert_eq!(back, cursor);
+        // a real with no fraction stays a real, an integer an integer
+        let back: KeysetCursor = serde_json::from_str("[2.0, 2, \"2\"]").unwrap();
+        assert_eq!(
+            back.values(),
+            &[
+                KeyValue::Real(2.0),
+                KeyValue::Integer(2),
+                KeyValue::Text("2".into())
+            ]
+        );
+        assert_eq!(
+            serde_json::to_string(&KeysetCursor::new([KeyValue::Real(2.0)])).unwrap(),
+            "[2.0]"
+        );
+    });
+}
+
+/// A table keyed by every supported type, for typed cursors.
+async fn typed_db() -> Option<(common::TempDb, PgPool)> {
+    let db = common::TempDb::new().await?;
+    let pool = db.pool.clone();
+    sqlx::query(
+        "CREATE TABLE events (id INTEGER PRIMARY KEY, small SMALLINT NOT NULL, \
+         at TIMESTAMPTZ NOT NULL, local TIMESTAMP NOT NULL, day DATE NOT NULL, \
+         uid UUID NOT NULL, flag BOOLEAN NOT NULL, raw BYTEA NOT NULL, \
+         label VARCHAR(20) NOT NULL, ratio REAL NOT NULL, amount NUMERIC NOT NULL)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::query("CREATE INDEX events_at_id ON events (at, id)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    // 60 events, several per instant (ties on `at`), over a DST change and the
+    // epoch, with microseconds; ids not in time order
+    sqlx::query(
+        "INSERT INTO events \
+         SELECT i, (i % 7)::smallint, \
+                timestamptz '1969-12-31 23:59:59.999999+00' + ((i * 37) % 20) * interval '13 hours 0.000123 seconds', \
+                timestamp '2024-03-31 01:30:00' + ((i * 11) % 9) * interval '17 minutes', \
+                date '1999-12-30' + (i * 13) % 5, \
+                md5(i::text)::uuid, i % 3 = 0, decode(lpad(to_hex(i * 7919), 6, '0'), 'hex'), \
+                'label-' || (i % 4), (i % 5) / 4.0, i / 3.0 \
+         FROM generate_series(1, 60) AS i",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    Some((db, pool))
+}
+
+/// The `id`s of a typed walk.
+fn event_ids(
+    keyset: &Keyset,
+    pool: &PgPool,
+    cursor: Option<KeysetCursor>,
+) -> impl iterjob::enumerator::Enumerator<i32, KeysetCursor> + use<> {
+    keyset
+        .rows(pool, cursor)
+        .map_ok(|(row, cursor)| (row.get::<i32, _>("id"), cursor))
+}
+
+#[test]
+fn typed_keys_resume_exactly_and_times_stay_times() {
+    block_on(async {
+        let Some((_db, pool)) = typed_db().await else {
+            return;
+        };
+        for (keys, descending) in [
+            (vec!["at", "id"], false),
+            (vec!["at", "id"], true),
+            (vec!["local", "id"], false),
+            (vec!["day", "id"], true),
+            (vec!["uid"], false),
+            (vec!["flag", "small", "id"], false),
+            (vec!["raw"], true),
+            (vec!["label", "id"], false),
+            (vec!["ratio", "id"], false),
+        ] {
+            let order = keys
+                .iter()
+                .map(|k| {
+                    if descending {
+                        format!("{k} DESC")
+                    } else {
+                        k.to_string()
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            let expected: Vec<i32> =
+                sqlx::query_scalar(&format!("SELECT id FROM events ORDER BY {order}"))
+                    .fetch_all(&pool)
+                    .await
+                    .unwrap();
+            let mut keyset = Keyset::table("events").keys(keys.clone()).batch_size(7);
+            if descending {
+                keyset = keyset.descending();
+            }
+            assert_eq!(
+                collect_all(event_ids(&keyset, &pool, None)).await,
+                expected,
+                "{keys:?}"
+            );
+            // every cursor goes through JSON (assert_resume_exact round-trips it)
+            assert_resume_exact(|c| event_ids(&keyset, &pool, c), &[1, 3, 7, 8, 13]).await;
+        }
+
+        // the JSON form of a time is tagged, and reads back as the same instant
+        let keyset = Keyset::table("events").keys(["at", "local", "day", "uid", "id"]);
+        let mut rows = std::pin::pin!(keyset.rows(&pool, None));
+        let (row, cursor) = rows.try_next().await.unwrap().unwrap();
+        let json = serde_json::to_value(&cursor).unwrap();
+        let at = &json[0]["timestamptz"];
+        assert!(at.is_string(), "{json}");
+        assert_eq!(
+            json[1]["timestamp"].as_str().map(|s| s.len()),
+            Some(19),
+            "{json}"
+        );
+        assert!(json[2]["date"].is_string(), "{json}");
+        assert!(json[3]["uuid"].is_string(), "{json}");
+        let text: String = sqlx::query_scalar(
+            "SELECT to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') FROM events WHERE id = $1",
+        )
+        .bind(row.get::<i32, _>("id"))
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        assert_eq!(
+            at.as_str().unwrap().trim_end_matches('Z'),
+            text.trim_end_matches('Z').trim_end_matches(".000000")
+        );
+        let back: KeysetCursor = serde_json::from_value(json).unwrap();
+        assert_eq!(back, cursor);
+        // the session's time zone does not matter: the comparison is typed
+        sqlx::query("SET TIME ZONE 'America/New_York'")
+            .execute(&pool)
+            .await
+            .ok();
+        let after: Vec<i32> = collect_all(event_ids(&keyset, &pool, Some(back))).await;
+        assert_eq!(after.len(), 59);
+
+        // a bound given by hand, in the JSON form
+        let start: KeyValue =
+            serde_json::from_value(serde_json::json!({"timestamptz": "1970-01-02T00:00:00Z"}))
+                .unwrap();
+        let late = Keyset::table("events").key("at").after(start);
+        let expected: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM events WHERE at > timestamptz '1970-01-02 00:00:00+00'",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        let walked = collect_all(late.rows(&pool, None)).await;
+        assert_eq!(walked.len() as i64, expected);
+
+        // a key the cursor cannot hold is named
+        let (fatal, message) =
+            first_error(Keyset::table("events").key("amount").rows(&pool, None)).await;
+        assert!(fatal, "{message}");
+        assert!(
+            message.contains("key column `amount` has type NUMERIC"),
+            "{message}"
+        );
+    });
+}
+
+#[test]
+fn pages_are_index_range_scans() {
+    block_on(async {
+        let Some((_db, pool)) = typed_db().await else {
+            return;
+        };
+        let mut conn = pool.acquire().await.unwrap();
+        sqlx::query("SET enable_seqscan = off")
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+        let keyset = Keyset::table("events").keys(["at", "id"]).batch_size(10);
+        let cursor = serde_json::from_value::<KeysetCursor>(serde_json::json!([
+            {"timestamptz": "1970-01-01T13:00:00Z"},
+            5
+        ]))
+        .unwrap();
+        let sql = Keyset::table("events")
+            .keys(["at", "id"])
+            .after(cursor.clone())
+            .sql()
+            .unwrap();
+        assert!(sql.contains("> ($1::timestamptz, $2::int8)"), "{sql}");
+        let plan: Vec<String> = sqlx::query_scalar(&format!("EXPLAIN {sql}"))
+            .bind("1970-01-01 13:00:00+00")
+            .bind(5i64)
+            .bind(10i64)
+            .fetch_all(&mut *conn)
+            .await
+            .unwrap();
+        let plan = plan.join("\n");
+        assert!(plan.contains("Index Scan using events_at_id"), "{plan}");
+        assert!(plan.contains("Index Cond: (ROW(at, id) > ROW("), "{plan}");
+        assert!(!plan.contains("Sort"), "{plan}");
+        drop(conn);
+        let _ = keyset;
+    });
+}
+
+#[test]
+fn columns_and_rows_as() {
+    #[derive(Debug, PartialEq, sqlx::FromRow)]
+    struct Named {
+        id: i64,
+        name: String,
+    }
+    block_on(async {
+        let Some((_db, pool)) = items_db(&[item(1), item(2), item(3)]).await else {
+            return;
+        };
+        // the key is not among the columns: it is added at the end
+        let keyset = Keyset::table("items")
+            .key("id")
+            .columns(["name"])
+            .batch_size(2);
+        let rows = collect_all(keyset.rows(&pool, None)).await;
+        assert_eq!(rows[0].len(), 2);
+        assert_eq!(rows[0].get::<String, _>(0), "item-00001");
+        let named = collect_all(keyset.rows_as::<Named>(&pool, Some(KeysetCursor::from(1)))).await;
+        assert_eq!(
+            named,
+            vec![
+                Named {
+                    id: 2,
+                    name: "item-00002".into()
+                },
+                Named {
+                    id: 3,
+                    name: "item-00003".into()
+                },
+            ]
+        );
+        // a key that is a keyword needs quoting
+        sqlx::query("CREATE TABLE \"order\" (\"group\" INTEGER PRIMARY KEY, \"select\" TEXT)")
+            .execute(&pool)
+            .await
+            .unwrap();
+        sqlx::query("INSERT INTO \"order\" VALUES (1, 'a'), (2, 'b')")
+            .execute(&pool)
+            .await
+            .unwrap();
+        let keyset = Keyset::table("order").key("group").columns(["select"]);
+        assert_eq!(collect_all(keyset.rows(&pool, None)).await.len(), 2);
+    });
+}
+
+#[test]
+fn query_source() {
+    block_on(async {
+        let Some((_db, pool)) = items_db(&(1..=10).map(item).collect::<Vec<_>>()).await else {
+            return;
+        };
+        let keyset = Keyset::query("SELECT id, name FROM items WHERE grp = 1")
+            .key("id")
+            .batch_size(2);
+        let expected = vec![1, 3, 5, 7, 9];
+        assert_eq!(collect_all(ids(&keyset, &pool, None)).await, expected);
+        assert_resume_exact(|c| ids(&keyset, &pool, c), &[1, 2]).await;
+    });
+}
+
+#[test]
+fn short_page_ends_the_walk_without_another_query() {
+    block_on(async {
+        let Some((_db, pool)) = items_db(&(1..=25).map(item).collect::<Vec<_>>()).await else {
+            return;
+        };
+        let keyset = Keyset::table("items").key("id").batch_size(10);
+        let mut batches = std::pin::pin!(keyset.batches(&pool, None));
+        let mut sizes = Vec::new();
+        for _ in 0..3 {
+            let (rows, _) = batches.try_next().await.unwrap().unwrap();
+            sizes.push(rows.len());
+        }
+        assert_eq!(sizes, vec![10, 10, 5]);
+        // another query would now fail: the walk must end without one
+        sqlx::query("DROP TABLE items")
+            .execute(&pool)
+            .await
+            .unwrap();
+        assert!(batches.next().await.is_none());
+    });
+}
+
+#[test]
+fn pages_use_keyset_sql_without_offset() {
+    let sql = Keyset::table("items")
+        .keys(["grp", "id"])
+        .filter("archived = false")
+        .until(KeysetCursor::new([2, 100]))
+        .sql()
+        .unwrap();
+    assert_eq!(
+        sql,
+        "SELECT * FROM \"items\" WHERE (\"items\".\"grp\", \"items\".\"id\") > ($1, $2) \
+         AND (archived = false) AND (\"items\".\"grp\", \"items\".\"id\") <= ($3::int8, $4::int8) \
+         ORDER BY \"items\".\"grp\", \"items\".\"id\" LIMIT $5"
+    );
+    assert!(!sql.contains("OFFSET"));
+}
+
+/// The first item's error, as text, with whether it is fatal.
+async fn first_error<S>(stream: S) -> (bool, String)
+where
+    S: futures::Stream<Item = Result<(sqlx::postgres::PgRow, KeysetCursor), JobError>>,
+{
+    let mut stream = std::pin::pin!(stream);
+    match stream.next().await {
+        Some(Err(err)) => (err.is_fatal(), err.to_string()),
+        Some(Ok(_)) => panic!("expected an error, got a row"),
+        None => panic!("expected an error, got the end"),
+    }
+}
+
+#[test]
+fn invalid_identifiers_are_rejected_with_the_name() {
+    block_on(async {
+        let Some((_db, pool)) = items_db(&[item(1)]).await else {
+            return;
+        };
+        let cases = [
+            (
+                Keyset::table("items; DROP TABLE items").key("id"),
+                "table name `items; DROP TABLE items`",
+            ),
+            (
+                Keyset::table("items").key("id\" OR 1"),
+                "key column name `id\" OR 1`",
+            ),
+            (
+                Keyset::table("items").key("id").columns(["name", "1st"]),
+                "column name `1st`",
+            ),
+            (Keyset::table("a.b.c").key("id"), "table name `a.b.c`"),
+        ];
+        for (keyset, expected) in cases {
+            let err = keyset.check().unwrap_err().to_string();
+            assert!(err.contains(expected), "{err}");
+            let (fatal, message) = first_error(keyset.rows(&pool, None)).await;
+            assert!(fatal, "{message}");
+            assert!(message.contains(expected), "{message}");
+            assert!(message.contains("plain SQL identifier"), "{message}");
+        }
+        let err = Keyset::table("items").check().unwrap_err().to_string();
+        assert!(
+            err.contains("no key column") && err.contains(".key("),
+            "{err}"
+        );
+        let err = Keyset::table("items")
+            .key("id")
+            .batch_size(0)
+            .check()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("batch size"), "{err}");
+    });
+}
+
+#[test]
+fn missing_table_and_columns_are_named() {
+    block_on(async {
+        let Some((_db, pool)) = items_db(&[item(1), item(2)]).await else {
+            return;
+        };
+
+        let (fatal, message) =
+            first_error(Keyset::table("products").key("id").rows(&pool, None)).await;
+        assert!(fatal, "{message}");
+        assert!(
+            message.contains("table `products` does not exist"),
+            "{message}"
+        );
+
+        let (fatal, message) =
+            first_error(Keyset::table("items").key("sku").rows(&pool, None)).await;
+        assert!(fatal, "{message}");
+        assert!(message.contains("column `sku` does not exist"), "{message}");
+
+        let keyset = Keyset::table("items").key("id").columns(["name", "price"]);
+        let (_, message) = first_error(keyset.rows(&pool, None)).await;
+        assert!(
+            message.contains("column `price` does not exist"),
+            "{message}"
+        );
+
+        // a missing key column of a composite key
+        let keyset = Keyset::table("items").keys(["grp", "missing"]);
+        let (_, message) = first_error(keyset.rows(&pool, None)).await;
+        assert!(
+            message.contains("column `missing` does not exist"),
+            "{message}"
+        );
+
+        let keyset = Keyset::table("items").key("id").filter("archivd = false");
+        let (fatal, message) = first_error(keyset.rows(&pool, None)).await;
+        assert!(
+            fatal && message.contains("column `archivd` does not exist"),
+            "{message}"
+        );
+
+        let keyset = Keyset::table("items")
+            .key("id")
+            .filter("archived = = false");
+        let (fatal, message) = first_error(keyset.rows(&pool, None)).await;
+        assert!(fatal && message.contains("syntax error"), "{message}");
+    });
+}
+
+#[test]
+fn cursor_of_the_wrong_shape_is_rejected() {
+    block_on(async {
+        let Some((_db, pool)) = items_db(&[item(1)]).await else {
+            return;
+        };
+        let keyset = Keyset::table("items").keys(["grp", "id"]);
+        let (fatal, message) = first_error(keyset.rows(&pool, Some(KeysetCursor::from(5)))).await;
+        assert!(fatal, "{message}");
+        assert!(
+            message.contains("cursor has 1 key value(s)") && message.contains("grp, id"),
+            "{message}"
+        );
+    });
+}
+
+#[test]
+fn null_keys_stop_the_walk() {
+    block_on(async {
+        let Some((_db, pool)) = items_db(&[]).await else {
+            return;
+        };
+        sqlx::query("CREATE TABLE t (k INTEGER, id INTEGER PRIMARY KEY)")
+            .execute(&pool)
+            .await
+            .unwrap();
+        sqlx::query("INSERT INTO t VALUES (NULL, 1), (2, 2)")
+            .execute(&pool)
+            .await
+            .unwrap();
+        let (fatal, message) = first_error(Keyset::table("t").key("k").rows(&pool, None)).await;
+        assert!(fatal, "{message}");
+        assert!(message.contains("key column `k` is NULL"), "{message}");
+    });
+}
+
+#[test]
+fn ranges_split_a_table_exactly() {
+    block_on(async {
+        let items: Vec<Item> = (1..=50).map(|i| item(i * 3)).collect();
+        let Some((_db, pool)) = items_db(&items).await else {
+            return;
+        };
+        let splits = [0i64, 20, 21, 75, 100, 1000];
+        let mut seen = Vec::new();
+        for pair in splits.windows(2) {
+            let keyset = Keyset::table("items")
+                .key("id")
+                .after(pair[0])
+                .until(pair[1])
+                .batch_size(4);
+            seen.extend(collect_all(ids(&keyset, &pool, None)).await);
+        }
+        let expected: Vec<i64> = items.iter().map(|i| i.id).collect();
+        assert_eq!(seen, expected);
+        let unique: BTreeSet<i64> = seen.iter().copied().collect();
+        assert_eq!(unique.len(), seen.len());
+    });
+}
