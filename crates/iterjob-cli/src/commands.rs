@@ -16,7 +16,7 @@ use crate::store::{DEFAULT_DATABASE_URL, open_store};
 #[derive(Debug, Parser)]
 #[command(name = "iterjob", version, about, long_about = None)]
 pub struct Cli {
-    /// The store: sqlite://PATH (default: iterjob.db in the current directory).
+    /// The store: sqlite://PATH or postgres://USER@HOST/DB[?schema=NAME] (default: iterjob.db in the current directory).
     #[arg(long, global = true, env = "ITERJOB_DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
     pub database_url: String,
 
