@@ -429,7 +429,7 @@ pub(crate) async fn run(url: &str, args: DemoArgs, _registry: Registry) -> Resul
     let started = Instant::now();
     let bar = ProgressBar::new(0).with_style(
         ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} products ({per_sec}, ETA {eta}) {msg}",
+            "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} products {msg}",
         )
         .expect("valid template"),
     );
@@ -440,6 +440,7 @@ pub(crate) async fn run(url: &str, args: DemoArgs, _registry: Registry) -> Resul
     tokio::pin!(signal);
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     let mut bar_started = false;
+    let mut run_start: Option<(u64, Instant)> = None;
     let interrupted = loop {
         tokio::select! {
             _ = &mut signal => break true,
@@ -447,6 +448,9 @@ pub(crate) async fn run(url: &str, args: DemoArgs, _registry: Registry) -> Resul
             _ = tick.tick() => {}
         }
         if let Some(live) = worker.running().into_iter().find(|j| j.id == id) {
+            // rate and ETA over this run only (a resumed job starts part-way)
+            let (first_items, first_at) =
+                *run_start.get_or_insert((live.items_done, Instant::now()));
             if !bar_started {
                 bar.reset();
                 bar_started = true;
@@ -455,6 +459,22 @@ pub(crate) async fn run(url: &str, args: DemoArgs, _registry: Registry) -> Resul
                 bar.set_length(total);
             }
             bar.set_position(live.items_done);
+            let secs = first_at.elapsed().as_secs_f64();
+            let rate = if secs > 0.5 {
+                (live.items_done - first_items) as f64 / secs
+            } else {
+                0.0
+            };
+            let eta = match live.items_total {
+                Some(total) if rate > 0.0 => {
+                    let left = Duration::from_secs(
+                        (total.saturating_sub(live.items_done) as f64 / rate).round() as u64,
+                    );
+                    format!(", ETA {}", humantime::format_duration(left))
+                }
+                _ => String::new(),
+            };
+            bar.set_message(format!("({rate:.0}/s{eta})"));
             continue;
         }
         let job = store
