@@ -272,6 +272,15 @@ impl TransactionalJob for ProductSync {
     }
 }
 
+/// `1 run`, `2 runs`.
+fn plural(n: u32, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
 /// FNV-1a over the product's fields.
 fn checksum(name: &str, price: i64) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
@@ -518,15 +527,15 @@ pub(crate) async fn run(url: &str, args: DemoArgs, _registry: Registry) -> Resul
         JobState::Completed => {
             let secs = job.running_ms as f64 / 1000.0;
             println!(
-                "demo job {} completed: {} products synced ({} more than once) in {:.1}s of running time ({:.0}/s); {} interruptions, {} runs, {} failed attempts; this session {:.1}s",
+                "demo job {} completed: {} products synced ({} more than once) in {:.1}s of running time ({:.0}/s); {}, {}, {}; this session {:.1}s",
                 job.id,
                 synced,
                 repeated,
                 secs,
                 job.items_done as f64 / secs.max(0.001),
-                job.interruptions,
-                job.runs,
-                job.attempts,
+                plural(job.interruptions, "interruption"),
+                plural(job.runs, "run"),
+                plural(job.attempts, "failed attempt"),
                 started.elapsed().as_secs_f64()
             );
             Ok(())

@@ -13,16 +13,18 @@ use futures::{Stream, StreamExt};
 use iterjob::JobError;
 use iterjob::enumerator::Enumerator;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use sqlx::postgres::{PgPool, PgRow, PgValueFormat, PgValueRef};
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::{PgConnection, PgPool, PgRow, PgValueFormat, PgValueRef};
 use sqlx::{Column, Decode, Postgres, Row, TypeInfo, ValueRef};
 
 use crate::error::sqlstate;
 
 /// Rows per page unless [`Keyset::batch_size`] says otherwise.
 ///
-/// Each page costs a query (a pool checkout and a network round trip), so bulk scans
-/// run faster with bigger pages (500–5 000 rows); small pages hold fewer rows in
-/// memory and see fresher data when the job's work is slow.
+/// Each page costs a query (a network round trip, plus a pool checkout with
+/// [`Keyset::hold_connection`] off), so bulk scans run faster with bigger pages
+/// (500–5 000 rows); small pages hold fewer rows in memory and see fresher data when
+/// the job's work is slow.
 pub const DEFAULT_BATCH_SIZE: usize = 100;
 
 /// Microseconds from the Unix epoch to PostgreSQL's epoch (2000-01-01 00:00:00 UTC).
@@ -439,6 +441,22 @@ impl KeysetError {
         }
     }
 
+    /// True when the query failed because its connection was gone (closed by the
+    /// server, a network cut): the query never ran, and may run on another one.
+    fn is_connection_lost(&self) -> bool {
+        let KeysetError::Database { source, .. } = self else {
+            return false;
+        };
+        match source {
+            sqlx::Error::Io(_) | sqlx::Error::Protocol(_) | sqlx::Error::WorkerCrashed => true,
+            // connection exception; terminated by an administrator, a crash or
+            // `idle_session_timeout`
+            _ => sqlstate(source).is_some_and(|code| {
+                code.starts_with("08") || matches!(code.as_str(), "57P01" | "57P02" | "57P05")
+            }),
+        }
+    }
+
     fn into_job_error(self) -> JobError {
         if self.is_retryable() {
             JobError::retryable(self)
@@ -477,8 +495,10 @@ struct Bound {
 /// never `OFFSET`: a row-value comparison on the columns of a B-tree index is an index
 /// range scan, so every page is a seek however deep into the table, and rows inserted
 /// or deleted behind the cursor cannot shift the walk. A page shorter than the batch
-/// size ends the walk without another query. No connection is held between pages,
-/// so the job's own work can use the same pool while it walks.
+/// size ends the walk without another query. The walk keeps one pooled connection
+/// from page to page ([`hold_connection`](Keyset::hold_connection)) but no
+/// transaction, snapshot or lock: the job's own work can use the same pool while it
+/// walks, and writers and `VACUUM` are never held up by it.
 ///
 /// The key columns must identify a row (end with a unique column such as the primary
 /// key, as in `.keys(["created_at", "id"])`) and must not be NULL: a row with a NULL
@@ -525,6 +545,7 @@ pub struct Keyset {
     batch_size: usize,
     start: Option<KeysetCursor>,
     end: Option<Bound>,
+    hold_connection: bool,
 }
 
 impl Keyset {
@@ -552,7 +573,27 @@ impl Keyset {
             batch_size: DEFAULT_BATCH_SIZE,
             start: None,
             end: None,
+            hold_connection: true,
         }
+    }
+
+    /// Whether the walk keeps one pooled connection from page to page (default on),
+    /// instead of acquiring one for every page: with small pages the acquire (a
+    /// liveness check on PostgreSQL, unless the pool turned
+    /// `test_before_acquire` off) costs as much as the query. No transaction stays
+    /// open between pages, so writers are never blocked; but a job that writes
+    /// through the same pool needs a pool of at least two connections (the stores'
+    /// pools have more), and each running walk takes one connection of the pool for
+    /// as long as it runs: count them when sizing
+    /// [`PgOptions::max_connections`](crate::PgOptions::max_connections). A held
+    /// connection that was lost while the job worked on a page (a server restart,
+    /// `idle_session_timeout`, a network cut) is replaced by a fresh one for that
+    /// page's query, once. The connection goes back to the pool when the walk ends,
+    /// fails or is dropped. Turn it off for a pool of one, or to give connections
+    /// back between pages when the work on a page is long.
+    pub fn hold_connection(mut self, on: bool) -> Self {
+        self.hold_connection = on;
+        self
     }
 
     /// Orders and resumes by this one column (usually the primary key).
@@ -917,7 +958,7 @@ impl Plan {
 
     async fn fetch(
         &self,
-        pool: &PgPool,
+        conn: &mut PgConnection,
         sql: &str,
         lower: Option<&KeysetCursor>,
     ) -> Result<Vec<PgRow>, KeysetError> {
@@ -942,7 +983,7 @@ impl Plan {
         }
         query
             .bind(i64::try_from(self.batch_size).unwrap_or(i64::MAX))
-            .fetch_all(pool)
+            .fetch_all(&mut *conn)
             .await
             .map_err(|err| self.query_error(err))
     }
@@ -1330,8 +1371,17 @@ fn parse_timestamp(text: &str, utc: bool) -> Option<i64> {
 /// The casts of a cursor's parameters, one per key value (`None`: untyped).
 type Casts = Vec<Option<&'static str>>;
 
-/// A page being fetched.
-type PageFuture = Pin<Box<dyn Future<Output = Result<Vec<PgRow>, KeysetError>> + Send>>;
+/// A page query in flight; gives back the connection to keep for the next page.
+type PageFuture = Pin<
+    Box<
+        dyn Future<
+                Output = (
+                    Option<PoolConnection<Postgres>>,
+                    Result<Vec<PgRow>, KeysetError>,
+                ),
+            > + Send,
+    >,
+>;
 
 /// The state of one walk, shared by [`Keyset::rows`] and [`Keyset::batches`].
 ///
@@ -1355,6 +1405,10 @@ struct Walker {
     exhausted: bool,
     /// The walk ended (at the end or with an error): yield nothing more.
     done: bool,
+    /// Keep the connection between pages.
+    hold_connection: bool,
+    /// The connection kept from the last page.
+    conn: Option<PoolConnection<Postgres>>,
 }
 
 impl Walker {
@@ -1373,6 +1427,8 @@ impl Walker {
             fetch: None,
             exhausted: false,
             done: false,
+            hold_connection: keyset.hold_connection,
+            conn: None,
         }
     }
 
@@ -1396,6 +1452,7 @@ impl Walker {
     fn fail(&mut self, err: KeysetError) -> Poll<Option<Result<Vec<PgRow>, JobError>>> {
         self.done = true;
         self.fetch = None;
+        self.conn = None;
         Poll::Ready(Some(Err(err.into_job_error())))
     }
 
@@ -1419,15 +1476,42 @@ impl Walker {
             let sql = self.page_sql(&plan);
             let (pool, lower) = (self.pool.clone(), self.lower.clone());
             let plan = Arc::clone(&plan);
+            let held = if self.hold_connection {
+                self.conn.take()
+            } else {
+                None
+            };
+            let hold = self.hold_connection;
             self.fetch = Some(Box::pin(async move {
-                plan.fetch(&pool, &sql, lower.as_ref()).await
+                let mut result = None;
+                if let Some(mut conn) = held {
+                    match plan.fetch(&mut conn, &sql, lower.as_ref()).await {
+                        // the held connection was lost between pages: the query is a
+                        // read, so it runs again on a fresh one
+                        Err(err) if err.is_connection_lost() => drop(conn),
+                        Ok(rows) => return (hold.then_some(conn), Ok(rows)),
+                        // a failed query may have left the connection unusable: drop it
+                        Err(err) => result = Some(Err(err)),
+                    }
+                }
+                if let Some(result) = result {
+                    return (None, result);
+                }
+                let mut conn = match pool.acquire().await {
+                    Ok(conn) => conn,
+                    Err(err) => return (None, Err(plan.query_error(err))),
+                };
+                let result = plan.fetch(&mut conn, &sql, lower.as_ref()).await;
+                let keep = (hold && result.is_ok()).then_some(conn);
+                (keep, result)
             }));
         }
         let Some(fetch) = self.fetch.as_mut() else {
             return Poll::Ready(None);
         };
-        let result = ready!(fetch.as_mut().poll(cx));
+        let (conn, result) = ready!(fetch.as_mut().poll(cx));
         self.fetch = None;
+        self.conn = conn;
         let rows = match result {
             Ok(rows) => rows,
             Err(err) => return self.fail(err),
@@ -1448,6 +1532,9 @@ impl Walker {
         match plan.key_of(last, &self.key_idx) {
             Ok(cursor) => self.lower = Some(cursor),
             Err(err) => return self.fail(err),
+        }
+        if self.exhausted {
+            self.conn = None; // the walk is over: give the connection back now
         }
         Poll::Ready(Some(Ok(rows)))
     }

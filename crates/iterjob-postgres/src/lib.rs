@@ -10,6 +10,10 @@
 //! * [`Keyset`]: walks a table or query in key order, a page per query
 //!   (`WHERE (keys) > (cursor) ORDER BY keys LIMIT n`), resumable from the last row's
 //!   key ([`KeysetCursor`], typed: a `timestamptz` key comes back as a time).
+//! * [`Transactional`]: runs a [`TransactionalJob`], whose work for each item is
+//!   done in a transaction that also advances the job's cursor, so each item's
+//!   effect on the database commits exactly once, across crashes (see
+//!   [`transactional`]).
 //!
 //! # Quick start
 //!
@@ -131,6 +135,7 @@ mod error;
 mod keyset;
 mod migrate;
 mod store;
+pub mod transactional;
 
 pub use keyset::{DEFAULT_BATCH_SIZE, KeyValue, Keyset, KeysetCursor, KeysetError};
 pub use migrate::{DEFAULT_SCHEMA, MAX_SCHEMA_LEN, SCHEMA_VERSION};
@@ -138,6 +143,7 @@ pub use store::{
     DEFAULT_ACQUIRE_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_CONNECTIONS, PgOptions, PgStore,
     notify_channel,
 };
+pub use transactional::{Transactional, TransactionalJob};
 
 /// Re-exported so users need not depend on sqlx to configure the store or read rows.
 pub use sqlx;

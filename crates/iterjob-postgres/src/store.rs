@@ -48,6 +48,7 @@ const Q_NOTIFY: &str = include_str!("../queries/job_notify.sql");
 const Q_CLAIM: &str = include_str!("../queries/job_claim.sql");
 const Q_HEARTBEAT: &str = include_str!("../queries/job_heartbeat.sql");
 const Q_CHECKPOINT: &str = include_str!("../queries/job_checkpoint.sql");
+const Q_CHECKPOINT_IN_TX: &str = include_str!("../queries/job_checkpoint_in_transaction.sql");
 const Q_RELEASE: &str = include_str!("../queries/job_release.sql");
 const Q_RESCUE: &str = include_str!("../queries/job_rescue_expired.sql");
 const Q_GET: &str = include_str!("../queries/job_get.sql");
@@ -278,6 +279,7 @@ struct Queries {
     claim: String,
     heartbeat: String,
     checkpoint: String,
+    checkpoint_in_tx: String,
     release: String,
     rescue: String,
     get: String,
@@ -303,6 +305,7 @@ impl Queries {
             claim: r(Q_CLAIM),
             heartbeat: r(Q_HEARTBEAT),
             checkpoint: r(Q_CHECKPOINT),
+            checkpoint_in_tx: r(Q_CHECKPOINT_IN_TX),
             release: r(Q_RELEASE),
             rescue: r(Q_RESCUE),
             get: r(Q_GET),
@@ -508,6 +511,21 @@ impl PgStore {
             .unwrap_or_else(|e| e.into_inner())
             .take();
         drop(task);
+    }
+
+    /// Where the store lives, for messages.
+    pub(crate) fn target(&self) -> &Target {
+        &self.inner.target
+    }
+
+    /// `job_checkpoint_in_transaction.sql` for this store's schema.
+    pub(crate) fn checkpoint_in_tx_sql(&self) -> &str {
+        &self.q().checkpoint_in_tx
+    }
+
+    /// `job_exists.sql` for this store's schema.
+    pub(crate) fn exists_sql(&self) -> &str {
+        &self.q().exists
     }
 
     fn err(&self, what: &'static str) -> impl FnOnce(sqlx::Error) -> Error + '_ {

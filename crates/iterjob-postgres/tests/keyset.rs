@@ -780,3 +780,138 @@ fn ranges_split_a_table_exactly() {
         assert_eq!(unique.len(), seen.len());
     });
 }
+
+/// A pool of `max` connections on the test schema `db`, tagged with
+/// `application_name` so a test can find its backends.
+async fn tagged_pool(db: &common::TempDb, max: u32, application_name: &str) -> PgPool {
+    let options: iterjob_postgres::PgConnectOptions =
+        common::pg_url().parse().expect("test URL");
+    iterjob_postgres::PgPoolOptions::new()
+        .max_connections(max)
+        .acquire_timeout(std::time::Duration::from_secs(5))
+        .connect_with(
+            options
+                .application_name(application_name)
+                .options([("search_path", db.name.as_str())]),
+        )
+        .await
+        .expect("connect a tagged pool")
+}
+
+/// Whether another connection of `pool` can be had within 200 ms.
+async fn can_acquire(pool: &PgPool) -> bool {
+    tokio::time::timeout(std::time::Duration::from_millis(200), pool.acquire())
+        .await
+        .is_ok_and(|conn| conn.is_ok())
+}
+
+#[test]
+fn the_walk_holds_one_connection_and_gives_it_back() {
+    block_on(async {
+        let items: Vec<Item> = (1..=20).map(item).collect();
+        let Some((db, _)) = items_db(&items).await else {
+            return;
+        };
+        let pool = tagged_pool(&db, 1, "iterjob_keyset_hold").await;
+        let expected: Vec<i64> = (1..=20).collect();
+
+        // held (the default): the pool's only connection stays with the walk between
+        // pages, and comes back when the last (short) page is read
+        let keyset = Keyset::table("items").key("id").batch_size(3);
+        let mut walk = std::pin::pin!(ids(&keyset, &pool, None));
+        let mut seen = Vec::new();
+        for _ in 0..4 {
+            seen.push(walk.try_next().await.unwrap().unwrap().0);
+        }
+        assert!(!can_acquire(&pool).await, "the walk holds the connection");
+        while seen.len() < 20 {
+            seen.push(walk.try_next().await.unwrap().unwrap().0);
+        }
+        assert!(
+            can_acquire(&pool).await,
+            "the short last page gave it back"
+        );
+        assert!(walk.try_next().await.unwrap().is_none());
+        assert_eq!(seen, expected);
+
+        // not held: the connection is free between pages
+        let keyset = keyset.hold_connection(false);
+        let mut walk = std::pin::pin!(ids(&keyset, &pool, None));
+        let first = walk.try_next().await.unwrap().unwrap().0;
+        assert!(can_acquire(&pool).await, "free between pages");
+        let mut seen = vec![first];
+        while let Some((id, _)) = walk.try_next().await.unwrap() {
+            seen.push(id);
+        }
+        assert_eq!(seen, expected);
+
+        // dropped mid-walk, or ended by an error: given back
+        let keyset = Keyset::table("items").key("id").batch_size(3);
+        {
+            let mut walk = std::pin::pin!(ids(&keyset, &pool, None));
+            walk.try_next().await.unwrap().unwrap();
+            assert!(!can_acquire(&pool).await);
+        }
+        assert!(can_acquire(&pool).await, "a dropped walk gave it back");
+        sqlx::query("CREATE TABLE t (k INTEGER, id INTEGER PRIMARY KEY)")
+            .execute(&pool)
+            .await
+            .unwrap();
+        sqlx::query("INSERT INTO t SELECT i, i FROM generate_series(1, 5) AS i")
+            .execute(&pool)
+            .await
+            .unwrap();
+        sqlx::query("INSERT INTO t VALUES (NULL, 6), (7, 7)")
+            .execute(&pool)
+            .await
+            .unwrap();
+        // the page is read (and the connection kept), then its NULL key fails the walk
+        let keyset = Keyset::table("t").key("k").batch_size(10);
+        let mut walk = std::pin::pin!(keyset.rows(&pool, None));
+        let mut err = None;
+        while let Some(step) = walk.next().await {
+            if let Err(e) = step {
+                err = Some(e);
+                break;
+            }
+        }
+        let err = err.expect("the NULL key ends the walk");
+        assert!(err.to_string().contains("is NULL"), "{err}");
+        assert!(can_acquire(&pool).await, "a failed walk gave it back");
+    });
+}
+
+#[test]
+fn a_held_connection_lost_between_pages_is_replaced() {
+    block_on(async {
+        let items: Vec<Item> = (1..=30).map(item).collect();
+        let Some((db, _)) = items_db(&items).await else {
+            return;
+        };
+        let tag = format!("iterjob_keyset_{:08x}", rand::random::<u32>());
+        let pool = tagged_pool(&db, 2, &tag).await;
+        let keyset = Keyset::table("items").key("id").batch_size(4);
+        let mut walk = std::pin::pin!(ids(&keyset, &pool, None));
+        let mut seen = Vec::new();
+        for _ in 0..6 {
+            seen.push(walk.try_next().await.unwrap().unwrap().0);
+        }
+        // the server closes the held connection (a restart, idle_session_timeout)
+        let killer = PgPool::connect(&common::pg_url()).await.unwrap();
+        let killed: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE application_name = $1) AS t",
+        )
+        .bind(&tag)
+        .fetch_one(&killer)
+        .await
+        .unwrap();
+        killer.close().await;
+        assert!(killed >= 1, "terminated the walk's connection");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        while let Some((id, _)) = walk.try_next().await.unwrap() {
+            seen.push(id);
+        }
+        assert_eq!(seen, (1..=30).collect::<Vec<i64>>());
+    });
+}
