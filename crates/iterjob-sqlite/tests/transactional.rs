@@ -411,10 +411,13 @@ async fn dropped_workers_are_taken_over_and_commit_each_effect_once() {
         assert_consistent(store, id).await;
     }
 
+    // The last worker finishes the job; a lease long enough that slow fsyncs on a
+    // loaded machine cannot expire it (a heartbeat not confirmed within the lease
+    // stops the run, by design).
     let w = worker(
         store,
         WriteEffects::default(),
-        config(lease, Duration::from_secs(1)),
+        config(Duration::from_secs(10), Duration::from_secs(1)),
     );
     let report = w.run_until_idle().await.expect("worker");
     assert_eq!(report.completed, 1, "{report:?}");

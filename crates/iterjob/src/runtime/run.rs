@@ -66,7 +66,12 @@ pub(crate) async fn run_job<J: Job>(job: Arc<J>, env: RunEnv) -> RunReport {
     let supervisor = tokio::spawn(supervisor.run(done.clone()));
     let _stop_supervisor = done.clone().drop_guard();
 
-    let mut runner = Runner { job, env, signals };
+    let mut runner = Runner {
+        job,
+        env,
+        signals,
+        supervisor_done: done.clone(),
+    };
     let report = runner.run().await;
     done.cancel();
     let _ = supervisor.await;
@@ -77,6 +82,8 @@ struct Runner<J: Job> {
     job: Arc<J>,
     env: RunEnv,
     signals: Arc<Signals>,
+    /// Stops the supervisor: no heartbeat may race the run's release.
+    supervisor_done: CancellationToken,
 }
 
 impl<J: Job> Runner<J> {
@@ -303,6 +310,7 @@ impl<J: Job> Runner<J> {
                 Ok(p) => p,
                 Err(message) => return Some(self.fail_with(pos, message, items_at_start).await),
             };
+            let sent = self.signals.stamp();
             match self
                 .env
                 .store
@@ -310,7 +318,7 @@ impl<J: Job> Runner<J> {
                 .await
             {
                 Ok(control) => {
-                    self.signals.renewed();
+                    self.signals.renewed_at(sent);
                     self.env.live.set_durable(progress);
                     if control.cancel_requested {
                         return Some(self.release(pos, Outcome::Cancelled, items_at_start).await);
@@ -459,6 +467,7 @@ impl<J: Job> Runner<J> {
     /// succeeds, the lease expires and the rescuer requeues the job from its last
     /// checkpoint.
     async fn release_with(&self, progress: Option<&Progress>, outcome: &Outcome) -> RunEnd {
+        self.supervisor_done.cancel();
         let mut delay = Duration::from_millis(50);
         for attempt in 1..=5 {
             match self

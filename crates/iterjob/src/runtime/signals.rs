@@ -53,10 +53,16 @@ impl Signals {
         }
     }
 
-    /// Records that the store accepted a write that renewed the lease.
-    pub(crate) fn renewed(&self) {
-        let ms = self.origin.elapsed().as_millis() as u64;
-        self.renewed_ms.fetch_max(ms, Ordering::Relaxed);
+    /// A point in time for [`Signals::renewed_at`]: take it *before* sending a
+    /// write that renews the lease, since the store stamps the renewal somewhere
+    /// between sending and the answer.
+    pub(crate) fn stamp(&self) -> u64 {
+        self.origin.elapsed().as_millis() as u64
+    }
+
+    /// Records that the store accepted a lease-renewing write sent at `sent`.
+    pub(crate) fn renewed_at(&self, sent: u64) {
+        self.renewed_ms.fetch_max(sent, Ordering::Relaxed);
     }
 
     fn since_renewal(&self) -> Duration {
@@ -118,13 +124,25 @@ impl Supervisor {
 
     /// One heartbeat. Returns false when the lease is lost.
     async fn beat(&self) -> bool {
-        match self
-            .store
-            .job_heartbeat(self.job, self.token, self.lease)
-            .await
-        {
+        // A store that hangs (a pool waiting for a server that is down) must not
+        // keep this run working past the lease it can no longer renew: wait at most
+        // until the lease we hold would expire (by our own, conservative, clock).
+        let margin = (self.lease / 20).max(Duration::from_millis(5));
+        let budget = self
+            .lease
+            .saturating_sub(self.signals.since_renewal() + margin)
+            .max(Duration::from_millis(1));
+        let sent = self.signals.stamp();
+        let beat = self.store.job_heartbeat(self.job, self.token, self.lease);
+        let result = match tokio::time::timeout(budget, beat).await {
+            Ok(result) => result,
+            Err(_) => Err(Error::Backend(
+                format!("heartbeat timed out after {budget:?}").into(),
+            )),
+        };
+        match result {
             Ok(control) => {
-                self.signals.renewed();
+                self.signals.renewed_at(sent);
                 if control.cancel_requested {
                     self.signals.raise(CANCEL);
                 } else if control.pause_requested {
@@ -145,7 +163,7 @@ impl Supervisor {
                 // still ours, stop before it can have expired.
                 let idle = self.signals.since_renewal();
                 tracing::warn!(job = self.job, %error, ?idle, "heartbeat failed");
-                if idle + self.heartbeat_interval >= self.lease {
+                if idle + self.heartbeat_interval + margin >= self.lease {
                     self.signals.raise(LEASE_LOST);
                     return false;
                 }
