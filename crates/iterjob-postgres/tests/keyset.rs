@@ -784,8 +784,7 @@ fn ranges_split_a_table_exactly() {
 /// A pool of `max` connections on the test schema `db`, tagged with
 /// `application_name` so a test can find its backends.
 async fn tagged_pool(db: &common::TempDb, max: u32, application_name: &str) -> PgPool {
-    let options: iterjob_postgres::PgConnectOptions =
-        common::pg_url().parse().expect("test URL");
+    let options: iterjob_postgres::PgConnectOptions = common::pg_url().parse().expect("test URL");
     iterjob_postgres::PgPoolOptions::new()
         .max_connections(max)
         .acquire_timeout(std::time::Duration::from_secs(5))
@@ -827,10 +826,7 @@ fn the_walk_holds_one_connection_and_gives_it_back() {
         while seen.len() < 20 {
             seen.push(walk.try_next().await.unwrap().unwrap().0);
         }
-        assert!(
-            can_acquire(&pool).await,
-            "the short last page gave it back"
-        );
+        assert!(can_acquire(&pool).await, "the short last page gave it back");
         assert!(walk.try_next().await.unwrap().is_none());
         assert_eq!(seen, expected);
 

@@ -1,0 +1,172 @@
+//! Side-by-side: the keyset enumerator against a raw streaming `SELECT … ORDER BY id`
+//! over the same PostgreSQL table, interleaved round by round so machine noise hits
+//! every variant alike; prints medians and ratios.
+//!
+//! The table lives in a temporary schema (`iterjob_bench_…`), dropped at the end.
+//! The server is `ITERJOB_BENCH_PG_URL`, default `postgres://postgres@127.0.0.1:5432/test`.
+//!
+//! ```text
+//! cargo run --release -p iterjob-postgres --example keyset_vs_raw -- [ROWS] [ROUNDS]
+//! ```
+
+use std::time::{Duration, Instant};
+
+use futures::TryStreamExt;
+use iterjob_postgres::{Keyset, PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{Connection, PgConnection, Row};
+
+fn url() -> String {
+    std::env::var("ITERJOB_BENCH_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string())
+}
+
+/// A pool whose `search_path` is `schema` (pool settings as [`PgStore`]'s:
+/// sqlx's defaults, so each acquire checks the connection), with `n` products.
+///
+/// [`PgStore`]: iterjob_postgres::PgStore
+async fn setup(schema: &str, n: i64) -> PgPool {
+    let mut conn = PgConnection::connect(&url()).await.expect("connect");
+    sqlx::query(&format!("CREATE SCHEMA \"{schema}\""))
+        .execute(&mut conn)
+        .await
+        .expect("create schema");
+    conn.close().await.expect("close");
+    let options: PgConnectOptions = url().parse().expect("URL");
+    let pool = PgPoolOptions::new()
+        .max_connections(4)
+        .connect_with(options.options([("search_path", schema)]))
+        .await
+        .expect("connect");
+    sqlx::query(
+        "CREATE TABLE products (id BIGINT PRIMARY KEY, name TEXT NOT NULL, \
+         price DOUBLE PRECISION NOT NULL)",
+    )
+    .execute(&pool)
+    .await
+    .expect("create");
+    sqlx::query(
+        "INSERT INTO products (id, name, price) \
+         SELECT i, 'product ' || i, i * 0.25 FROM generate_series(1, $1::bigint) AS i",
+    )
+    .bind(n)
+    .execute(&pool)
+    .await
+    .expect("fill");
+    sqlx::query("VACUUM ANALYZE products")
+        .execute(&pool)
+        .await
+        .expect("vacuum");
+    pool
+}
+
+async fn drop_schema(schema: &str) {
+    let mut conn = PgConnection::connect(&url()).await.expect("connect");
+    sqlx::query(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
+        .execute(&mut conn)
+        .await
+        .expect("drop schema");
+    conn.close().await.expect("close");
+}
+
+async fn raw(pool: &PgPool) -> i64 {
+    let mut stream = sqlx::query("SELECT * FROM products ORDER BY id").fetch(pool);
+    let mut sum = 0i64;
+    while let Some(row) = stream.try_next().await.expect("row") {
+        sum += row.get::<i64, _>(0);
+    }
+    sum
+}
+
+async fn rows(pool: &PgPool, page: usize, hold: bool) -> i64 {
+    let keyset = Keyset::table("products")
+        .key("id")
+        .batch_size(page)
+        .hold_connection(hold);
+    let mut stream = std::pin::pin!(keyset.rows(pool, None));
+    let mut sum = 0i64;
+    while let Some((row, _cursor)) = stream.try_next().await.expect("row") {
+        sum += row.get::<i64, _>(0);
+    }
+    sum
+}
+
+async fn batches(pool: &PgPool, page: usize, hold: bool) -> i64 {
+    let keyset = Keyset::table("products")
+        .key("id")
+        .batch_size(page)
+        .hold_connection(hold);
+    let mut stream = std::pin::pin!(keyset.batches(pool, None));
+    let mut sum = 0i64;
+    while let Some((rows, _cursor)) = stream.try_next().await.expect("page") {
+        for row in &rows {
+            sum += row.get::<i64, _>(0);
+        }
+    }
+    sum
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+#[tokio::main]
+async fn main() {
+    let mut args = std::env::args().skip(1);
+    let n: i64 = args
+        .next()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(1_000_000);
+    let rounds: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(7);
+    let schema = format!("iterjob_bench_{:016x}", rand::random::<u64>());
+    let pool = setup(&schema, n).await;
+    let expected = n * (n + 1) / 2;
+    let names = [
+        "raw streaming SELECT",
+        "keyset rows, page 100 (default)",
+        "keyset rows, page 100, acquire per page",
+        "keyset rows, page 1000",
+        "keyset rows, page 1000, acquire per page",
+        "keyset batches, page 100",
+        "keyset batches, page 1000",
+    ];
+    let mut times: Vec<Vec<Duration>> = vec![Vec::new(); names.len()];
+    for _ in 0..rounds {
+        for (i, slot) in times.iter_mut().enumerate() {
+            let start = Instant::now();
+            let sum = match i {
+                0 => raw(&pool).await,
+                1 => rows(&pool, 100, true).await,
+                2 => rows(&pool, 100, false).await,
+                3 => rows(&pool, 1000, true).await,
+                4 => rows(&pool, 1000, false).await,
+                5 => batches(&pool, 100, true).await,
+                _ => batches(&pool, 1000, true).await,
+            };
+            slot.push(start.elapsed());
+            assert_eq!(sum, expected, "{} saw every row", names[i]);
+        }
+    }
+    pool.close().await;
+    drop_schema(&schema).await;
+    let base = median(times[0].clone());
+    println!(
+        "{n} rows, {rounds} interleaved rounds, medians; {} cores",
+        std::thread::available_parallelism()
+            .map(|p| p.get())
+            .unwrap_or(1)
+    );
+    println!(
+        "{:<42} {:>10} {:>14} {:>18}",
+        "variant", "time", "rows/s", "throughput vs raw"
+    );
+    for (name, t) in names.iter().zip(times) {
+        let m = median(t);
+        println!(
+            "{name:<42} {:>8.0}ms {:>14.0} {:>17.2}x",
+            m.as_secs_f64() * 1000.0,
+            n as f64 / m.as_secs_f64(),
+            base.as_secs_f64() / m.as_secs_f64()
+        );
+    }
+}
