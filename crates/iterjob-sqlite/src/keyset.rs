@@ -296,9 +296,10 @@ struct Bound {
 ///
 /// never `OFFSET`: every page is an index seek, however deep into the table, and rows
 /// inserted or deleted behind the cursor cannot shift the walk. A page shorter than the
-/// batch size ends the walk without another query. No connection is held between
-/// pages, so the job's own work can use the same pool (and the same database file)
-/// while it walks.
+/// batch size ends the walk without another query. The walk keeps one pooled
+/// connection from page to page (see [`Keyset::hold_connection`]) but no
+/// transaction, so the job's own work can write through the same pool (and the same
+/// database file) while it walks, given a pool of two connections or more.
 ///
 /// The key columns must identify a row (end with a unique column such as the primary
 /// key, as in `.keys(["created_at", "id"])`) and must not be NULL: a row with a NULL

@@ -53,14 +53,12 @@
 //! checkpoints write the cursor and count the transactions already committed, plus
 //! the running time and total.
 //!
-//! # Known limitation
+//! # Shutdown deadline
 //!
 //! A worker that reaches its shutdown deadline (`WorkerConfig::shutdown_timeout`,
-//! 30 s by default) with a run still inside an item aborts the run and releases
-//! the job at the progress of the runtime's last periodic checkpoint, which may lie
-//! before the cursor the items' transactions committed since: the next run then
-//! repeats those items. Runs that reach an item boundary in time (the normal case),
-//! crashes and lost leases are not affected.
+//! 30 s by default) with a run still inside an item aborts the run (its transaction
+//! rolls back) and releases the job without progress, so the cursor the items'
+//! transactions committed stands and the next run repeats nothing.
 //!
 //! # Example
 //!
