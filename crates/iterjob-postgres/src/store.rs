@@ -1191,7 +1191,7 @@ impl Store for PgStore {
             .collect::<Result<Vec<_>>>()?;
         rescued.sort_by_key(|r| r.id);
         for r in &rescued {
-            tracing::warn!(job = r.id, state = %r.state, "rescued a job whose lease expired");
+            tracing::debug!(job = r.id, state = %r.state, "rescued a job whose lease expired");
         }
         if rescued.iter().any(|r| r.state == JobState::Queued) {
             self.wake_local();

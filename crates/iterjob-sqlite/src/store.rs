@@ -620,7 +620,7 @@ impl Store for SqliteStore {
             .collect::<Result<Vec<_>>>()?;
         rescued.sort_by_key(|r| r.id);
         for r in &rescued {
-            tracing::warn!(job = r.id, state = %r.state, "rescued a job whose lease expired");
+            tracing::debug!(job = r.id, state = %r.state, "rescued a job whose lease expired");
         }
         Ok(rescued)
     }
