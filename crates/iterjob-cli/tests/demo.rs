@@ -65,7 +65,10 @@ async fn demo_interrupted_then_resumed_syncs_every_product_once() {
         out.contains("demo job 1 completed: 10000 products synced (0 more than once)"),
         "{out}"
     );
-    assert!(out.contains("1 interruption, 2 runs, 0 failed attempts"), "{out}");
+    assert!(
+        out.contains("1 interruption, 2 runs, 0 failed attempts"),
+        "{out}"
+    );
 
     let (synced, repeated, max): (i64, i64, i64) = sqlx::query_as(
         "SELECT COUNT(*) FILTER (WHERE sync_count = 1), COUNT(*) FILTER (WHERE sync_count > 1), MAX(sync_count) FROM demo_products",
