@@ -77,8 +77,9 @@ async fn raw(pool: &PgPool) -> i64 {
     sum
 }
 
-async fn rows(pool: &PgPool, page: usize, hold: bool) -> i64 {
+async fn rows(pool: &PgPool, page: usize, max_page: usize, hold: bool) -> i64 {
     let keyset = Keyset::table("products")
+        .max_page_size(max_page)
         .key("id")
         .batch_size(page)
         .hold_connection(hold);
@@ -123,10 +124,10 @@ async fn main() {
     let expected = n * (n + 1) / 2;
     let names = [
         "raw streaming SELECT",
-        "keyset rows, page 100 (default)",
-        "keyset rows, page 100, acquire per page",
-        "keyset rows, page 1000",
-        "keyset rows, page 1000, acquire per page",
+        "keyset rows (default: pages 100 -> 5000)",
+        "keyset rows, fixed page 100",
+        "keyset rows, fixed page 1000",
+        "keyset rows default, acquire per page",
         "keyset batches, page 100",
         "keyset batches, page 1000",
     ];
@@ -136,10 +137,10 @@ async fn main() {
             let start = Instant::now();
             let sum = match i {
                 0 => raw(&pool).await,
-                1 => rows(&pool, 100, true).await,
-                2 => rows(&pool, 100, false).await,
-                3 => rows(&pool, 1000, true).await,
-                4 => rows(&pool, 1000, false).await,
+                1 => rows(&pool, 100, 5000, true).await,
+                2 => rows(&pool, 100, 100, true).await,
+                3 => rows(&pool, 1000, 1000, true).await,
+                4 => rows(&pool, 100, 5000, false).await,
                 5 => batches(&pool, 100, true).await,
                 _ => batches(&pool, 1000, true).await,
             };

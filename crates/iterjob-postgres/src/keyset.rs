@@ -19,6 +19,10 @@ use sqlx::{Column, Decode, Postgres, Row, TypeInfo, ValueRef};
 
 use crate::error::sqlstate;
 
+/// The largest page [`Keyset::rows`] grows to unless [`Keyset::max_page_size`] says
+/// otherwise.
+pub const DEFAULT_MAX_PAGE_SIZE: usize = 5000;
+
 /// Rows per page unless [`Keyset::batch_size`] says otherwise.
 ///
 /// Each page costs a query (a network round trip, plus a pool checkout with
@@ -543,6 +547,7 @@ pub struct Keyset {
     filter: Option<String>,
     descending: bool,
     batch_size: usize,
+    max_page_size: usize,
     start: Option<KeysetCursor>,
     end: Option<Bound>,
     hold_connection: bool,
@@ -571,6 +576,7 @@ impl Keyset {
             filter: None,
             descending: false,
             batch_size: DEFAULT_BATCH_SIZE,
+            max_page_size: DEFAULT_MAX_PAGE_SIZE,
             start: None,
             end: None,
             hold_connection: true,
@@ -631,10 +637,22 @@ impl Keyset {
         self
     }
 
-    /// Rows per query (default [`DEFAULT_BATCH_SIZE`]). Changing it between runs is
-    /// safe: the cursor is a row's key, not a page number.
+    /// Rows per query (default [`DEFAULT_BATCH_SIZE`]): exactly the size of each
+    /// page [`batches`](Keyset::batches) yields, and the first page of
+    /// [`rows`](Keyset::rows). Changing it between runs is safe: the cursor is a
+    /// row's key, not a page number.
     pub fn batch_size(mut self, rows: usize) -> Self {
         self.batch_size = rows;
+        self
+    }
+
+    /// The largest page [`rows`](Keyset::rows) fetches (default
+    /// [`DEFAULT_MAX_PAGE_SIZE`]). `rows` yields one row at a time, so the page is only
+    /// a fetch size: it starts at the batch size and doubles with every full page up
+    /// to this, so a long walk makes few round trips while a short one reads little.
+    /// It bounds the rows held in memory and how far ahead of the work the walk reads.
+    pub fn max_page_size(mut self, rows: usize) -> Self {
+        self.max_page_size = rows;
         self
     }
 
@@ -704,7 +722,7 @@ impl Keyset {
         cursor: Option<KeysetCursor>,
     ) -> impl Enumerator<PgRow, KeysetCursor> + use<> {
         Rows {
-            walker: Walker::new(self, pool, cursor),
+            walker: Walker::new(self, pool, cursor, self.max_page_size.max(self.batch_size)),
             page: Vec::new().into_iter(),
         }
     }
@@ -741,7 +759,7 @@ impl Keyset {
         cursor: Option<KeysetCursor>,
     ) -> impl Enumerator<Vec<PgRow>, KeysetCursor> + use<> {
         Batches {
-            walker: Walker::new(self, pool, cursor),
+            walker: Walker::new(self, pool, cursor, self.batch_size),
         }
     }
 
@@ -865,7 +883,6 @@ impl Keyset {
                 .map(|values| values.iter().map(KeyValue::cast).collect()),
             end,
             keys: self.keys.clone(),
-            batch_size: self.batch_size,
             relation,
         })
     }
@@ -900,7 +917,6 @@ struct Plan {
     end: Option<Vec<KeyValue>>,
     end_casts: Option<Vec<Option<&'static str>>>,
     keys: Vec<String>,
-    batch_size: usize,
     relation: String,
 }
 
@@ -961,6 +977,7 @@ impl Plan {
         conn: &mut PgConnection,
         sql: &str,
         lower: Option<&KeysetCursor>,
+        limit: usize,
     ) -> Result<Vec<PgRow>, KeysetError> {
         let mut query = sqlx::query(sql);
         for value in lower
@@ -982,7 +999,7 @@ impl Plan {
             };
         }
         query
-            .bind(i64::try_from(self.batch_size).unwrap_or(i64::MAX))
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
             .fetch_all(&mut *conn)
             .await
             .map_err(|err| self.query_error(err))
@@ -1405,6 +1422,10 @@ struct Walker {
     exhausted: bool,
     /// The walk ended (at the end or with an error): yield nothing more.
     done: bool,
+    /// Rows asked for by the next query.
+    page_size: usize,
+    /// The page size doubles up to this after every full page.
+    max_page_size: usize,
     /// Keep the connection between pages.
     hold_connection: bool,
     /// The connection kept from the last page.
@@ -1412,7 +1433,12 @@ struct Walker {
 }
 
 impl Walker {
-    fn new(keyset: &Keyset, pool: &PgPool, cursor: Option<KeysetCursor>) -> Self {
+    fn new(
+        keyset: &Keyset,
+        pool: &PgPool,
+        cursor: Option<KeysetCursor>,
+        max_page_size: usize,
+    ) -> Self {
         let (plan, error) = match keyset.plan(cursor.as_ref()) {
             Ok(plan) => (Some(Arc::new(plan)), None),
             Err(err) => (None, Some(err)),
@@ -1427,6 +1453,8 @@ impl Walker {
             fetch: None,
             exhausted: false,
             done: false,
+            page_size: keyset.batch_size,
+            max_page_size,
             hold_connection: keyset.hold_connection,
             conn: None,
         }
@@ -1482,10 +1510,11 @@ impl Walker {
                 None
             };
             let hold = self.hold_connection;
+            let limit = self.page_size;
             self.fetch = Some(Box::pin(async move {
                 let mut result = None;
                 if let Some(mut conn) = held {
-                    match plan.fetch(&mut conn, &sql, lower.as_ref()).await {
+                    match plan.fetch(&mut conn, &sql, lower.as_ref(), limit).await {
                         // the held connection was lost between pages: the query is a
                         // read, so it runs again on a fresh one
                         Err(err) if err.is_connection_lost() => drop(conn),
@@ -1501,7 +1530,7 @@ impl Walker {
                     Ok(conn) => conn,
                     Err(err) => return (None, Err(plan.query_error(err))),
                 };
-                let result = plan.fetch(&mut conn, &sql, lower.as_ref()).await;
+                let result = plan.fetch(&mut conn, &sql, lower.as_ref(), limit).await;
                 let keep = (hold && result.is_ok()).then_some(conn);
                 (keep, result)
             }));
@@ -1516,8 +1545,10 @@ impl Walker {
             Ok(rows) => rows,
             Err(err) => return self.fail(err),
         };
-        if rows.len() < plan.batch_size {
+        if rows.len() < self.page_size {
             self.exhausted = true;
+        } else {
+            self.page_size = self.page_size.saturating_mul(2).min(self.max_page_size);
         }
         let Some(last) = rows.last() else {
             self.done = true;

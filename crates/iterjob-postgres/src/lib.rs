@@ -137,7 +137,9 @@ mod migrate;
 mod store;
 pub mod transactional;
 
-pub use keyset::{DEFAULT_BATCH_SIZE, KeyValue, Keyset, KeysetCursor, KeysetError};
+pub use keyset::{
+    DEFAULT_BATCH_SIZE, DEFAULT_MAX_PAGE_SIZE, KeyValue, Keyset, KeysetCursor, KeysetError,
+};
 pub use migrate::{DEFAULT_SCHEMA, MAX_SCHEMA_LEN, SCHEMA_VERSION};
 pub use store::{
     DEFAULT_ACQUIRE_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_CONNECTIONS, PgOptions, PgStore,

@@ -45,8 +45,9 @@ async fn raw(pool: &SqlitePool) -> i64 {
     sum
 }
 
-async fn rows(pool: &SqlitePool, page: usize, hold: bool) -> i64 {
+async fn rows(pool: &SqlitePool, page: usize, max_page: usize, hold: bool) -> i64 {
     let keyset = Keyset::table("products")
+        .max_page_size(max_page)
         .key("id")
         .batch_size(page)
         .hold_connection(hold);
@@ -91,10 +92,10 @@ async fn main() {
     let expected = n * (n + 1) / 2;
     let names = [
         "raw streaming SELECT",
-        "keyset rows, page 100 (default)",
-        "keyset rows, page 100, acquire per page",
-        "keyset rows, page 1000",
-        "keyset rows, page 1000, acquire per page",
+        "keyset rows (default: pages 100 -> 5000)",
+        "keyset rows, fixed page 100",
+        "keyset rows, fixed page 1000",
+        "keyset rows default, acquire per page",
         "keyset batches, page 100",
         "keyset batches, page 1000",
     ];
@@ -104,10 +105,10 @@ async fn main() {
             let start = Instant::now();
             let sum = match i {
                 0 => raw(&pool).await,
-                1 => rows(&pool, 100, true).await,
-                2 => rows(&pool, 100, false).await,
-                3 => rows(&pool, 1000, true).await,
-                4 => rows(&pool, 1000, false).await,
+                1 => rows(&pool, 100, 5000, true).await,
+                2 => rows(&pool, 100, 100, true).await,
+                3 => rows(&pool, 1000, 1000, true).await,
+                4 => rows(&pool, 100, 5000, false).await,
                 5 => batches(&pool, 100, true).await,
                 _ => batches(&pool, 1000, true).await,
             };
@@ -123,13 +124,13 @@ async fn main() {
             .unwrap_or(1)
     );
     println!(
-        "{:<38} {:>10} {:>14} {:>18}",
+        "{:<42} {:>10} {:>14} {:>18}",
         "variant", "time", "rows/s", "throughput vs raw"
     );
     for (name, t) in names.iter().zip(times) {
         let m = median(t);
         println!(
-            "{name:<38} {:>8.0}ms {:>14.0} {:>17.2}x",
+            "{name:<42} {:>8.0}ms {:>14.0} {:>17.2}x",
             m.as_secs_f64() * 1000.0,
             n as f64 / m.as_secs_f64(),
             base.as_secs_f64() / m.as_secs_f64()

@@ -20,6 +20,10 @@ use sqlx::{Column, Decode, Row, Sqlite, TypeInfo, ValueRef};
 
 use crate::error::primary_code;
 
+/// The largest page [`Keyset::rows`] grows to unless [`Keyset::max_page_size`] says
+/// otherwise.
+pub const DEFAULT_MAX_PAGE_SIZE: usize = 5000;
+
 /// Rows per page unless [`Keyset::batch_size`] says otherwise.
 ///
 /// Each page costs a query (a pool checkout and a round trip to the connection's
@@ -342,6 +346,7 @@ pub struct Keyset {
     filter: Option<String>,
     descending: bool,
     batch_size: usize,
+    max_page_size: usize,
     start: Option<KeysetCursor>,
     end: Option<Bound>,
     hold_connection: bool,
@@ -370,6 +375,7 @@ impl Keyset {
             filter: None,
             descending: false,
             batch_size: DEFAULT_BATCH_SIZE,
+            max_page_size: DEFAULT_MAX_PAGE_SIZE,
             start: None,
             end: None,
             hold_connection: true,
@@ -422,10 +428,22 @@ impl Keyset {
         self
     }
 
-    /// Rows per query (default [`DEFAULT_BATCH_SIZE`]). Changing it between runs is
-    /// safe: the cursor is a row's key, not a page number.
+    /// Rows per query (default [`DEFAULT_BATCH_SIZE`]): exactly the size of each
+    /// page [`batches`](Keyset::batches) yields, and the first page of
+    /// [`rows`](Keyset::rows). Changing it between runs is safe: the cursor is a
+    /// row's key, not a page number.
     pub fn batch_size(mut self, rows: usize) -> Self {
         self.batch_size = rows;
+        self
+    }
+
+    /// The largest page [`rows`](Keyset::rows) fetches (default
+    /// [`DEFAULT_MAX_PAGE_SIZE`]). `rows` yields one row at a time, so the page is only
+    /// a fetch size: it starts at the batch size and doubles with every full page up
+    /// to this, so a long walk makes few round trips while a short one reads little.
+    /// It bounds the rows held in memory and how far ahead of the work the walk reads.
+    pub fn max_page_size(mut self, rows: usize) -> Self {
+        self.max_page_size = rows;
         self
     }
 
@@ -486,7 +504,7 @@ impl Keyset {
         cursor: Option<KeysetCursor>,
     ) -> impl Enumerator<SqliteRow, KeysetCursor> + use<> {
         Rows {
-            walker: Walker::new(self, pool, cursor),
+            walker: Walker::new(self, pool, cursor, self.max_page_size.max(self.batch_size)),
             page: Vec::new().into_iter(),
         }
     }
@@ -523,7 +541,7 @@ impl Keyset {
         cursor: Option<KeysetCursor>,
     ) -> impl Enumerator<Vec<SqliteRow>, KeysetCursor> + use<> {
         Batches {
-            walker: Walker::new(self, pool, cursor),
+            walker: Walker::new(self, pool, cursor, self.batch_size),
         }
     }
 
@@ -665,7 +683,6 @@ impl Keyset {
             next_sql: build(true),
             end: self.end.as_ref().map(|e| e.key.0.clone()),
             keys: self.keys.clone(),
-            batch_size: self.batch_size,
             relation,
         })
     }
@@ -694,7 +711,6 @@ struct Plan {
     next_sql: String,
     end: Option<Vec<KeyValue>>,
     keys: Vec<String>,
-    batch_size: usize,
     relation: String,
 }
 
@@ -703,6 +719,7 @@ impl Plan {
         &self,
         conn: &mut SqliteConnection,
         lower: Option<&KeysetCursor>,
+        limit: usize,
     ) -> Result<Vec<SqliteRow>, KeysetError> {
         let sql = if lower.is_some() {
             &self.next_sql
@@ -724,7 +741,7 @@ impl Plan {
             };
         }
         query
-            .bind(i64::try_from(self.batch_size).unwrap_or(i64::MAX))
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
             .fetch_all(&mut *conn)
             .await
             .map_err(|err| self.query_error(err))
@@ -845,6 +862,10 @@ struct Walker {
     exhausted: bool,
     /// The walk ended (at the end or with an error): yield nothing more.
     done: bool,
+    /// Rows asked for by the next query.
+    page_size: usize,
+    /// The page size doubles up to this after every full page.
+    max_page_size: usize,
     /// Keep the connection between pages.
     hold_connection: bool,
     /// The connection kept from the last page.
@@ -852,7 +873,12 @@ struct Walker {
 }
 
 impl Walker {
-    fn new(keyset: &Keyset, pool: &SqlitePool, cursor: Option<KeysetCursor>) -> Self {
+    fn new(
+        keyset: &Keyset,
+        pool: &SqlitePool,
+        cursor: Option<KeysetCursor>,
+        max_page_size: usize,
+    ) -> Self {
         let (plan, error) = match keyset.plan(cursor.as_ref()) {
             Ok(plan) => (Some(Arc::new(plan)), None),
             Err(err) => (None, Some(err)),
@@ -866,6 +892,8 @@ impl Walker {
             fetch: None,
             exhausted: false,
             done: false,
+            page_size: keyset.batch_size,
+            max_page_size,
             hold_connection: keyset.hold_connection,
             conn: None,
         }
@@ -908,6 +936,7 @@ impl Walker {
                     None
                 };
                 let hold = self.hold_connection;
+                let limit = self.page_size;
                 self.fetch.insert(Box::pin(async move {
                     let mut conn = match held {
                         Some(conn) => conn,
@@ -916,7 +945,7 @@ impl Walker {
                             Err(err) => return (None, Err(plan.query_error(err))),
                         },
                     };
-                    let result = plan.fetch(&mut conn, lower.as_ref()).await;
+                    let result = plan.fetch(&mut conn, lower.as_ref(), limit).await;
                     // a failed query may have left the connection unusable: drop it
                     let keep = (hold && result.is_ok()).then_some(conn);
                     (keep, result)
@@ -933,8 +962,10 @@ impl Walker {
         let Some(plan) = &self.plan else {
             return Poll::Ready(None);
         };
-        if rows.len() < plan.batch_size {
+        if rows.len() < self.page_size {
             self.exhausted = true;
+        } else {
+            self.page_size = (self.page_size.saturating_mul(2)).min(self.max_page_size);
         }
         let Some(last) = rows.last() else {
             self.done = true;

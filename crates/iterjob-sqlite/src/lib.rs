@@ -57,7 +57,9 @@ mod migrate;
 mod store;
 pub mod transactional;
 
-pub use keyset::{DEFAULT_BATCH_SIZE, KeyValue, Keyset, KeysetCursor, KeysetError};
+pub use keyset::{
+    DEFAULT_BATCH_SIZE, DEFAULT_MAX_PAGE_SIZE, KeyValue, Keyset, KeysetCursor, KeysetError,
+};
 pub use migrate::SCHEMA_VERSION;
 pub use store::{DEFAULT_BUSY_TIMEOUT, SqliteStore};
 pub use transactional::{Transactional, TransactionalJob};
