@@ -1,42 +1,74 @@
 //! Side-by-side: the keyset enumerator against a raw streaming `SELECT … ORDER BY id`
-//! over the same SQLite table, interleaved round by round so machine noise hits every
-//! variant alike; prints medians and ratios.
+//! over the same PostgreSQL table, interleaved round by round so machine noise hits
+//! every variant alike; prints medians and ratios.
+//!
+//! The table lives in a temporary schema (`iterjob_bench_…`), dropped at the end.
+//! The server is `ITERJOB_BENCH_PG_URL`, default `postgres://postgres@127.0.0.1:5432/test`.
 //!
 //! ```text
-//! cargo run --release -p iterjob-sqlite --example keyset_vs_raw -- [ROWS] [ROUNDS]
+//! cargo run --release -p iterjob-postgres --example pg_keyset_vs_raw -- [ROWS] [ROUNDS]
 //! ```
 
 use std::time::{Duration, Instant};
 
 use futures::TryStreamExt;
-use iterjob_sqlite::{Keyset, SqliteStore};
-use sqlx::Row;
-use sqlx::sqlite::{SqlitePool, SqlitePoolOptions};
+use iterjob_postgres::{Keyset, PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{Connection, PgConnection, Row};
 
-async fn setup(path: &std::path::Path, n: i64) -> SqlitePool {
-    let options = SqliteStore::options(path.to_str().expect("utf-8")).expect("options");
-    let pool = SqlitePoolOptions::new()
-        .connect_with(options)
+fn url() -> String {
+    std::env::var("ITERJOB_BENCH_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string())
+}
+
+/// A pool whose `search_path` is `schema` (pool settings as [`PgStore`]'s:
+/// sqlx's defaults, so each acquire checks the connection), with `n` products.
+///
+/// [`PgStore`]: iterjob_postgres::PgStore
+async fn setup(schema: &str, n: i64) -> PgPool {
+    let mut conn = PgConnection::connect(&url()).await.expect("connect");
+    sqlx::query(&format!("CREATE SCHEMA \"{schema}\""))
+        .execute(&mut conn)
+        .await
+        .expect("create schema");
+    conn.close().await.expect("close");
+    let options: PgConnectOptions = url().parse().expect("URL");
+    let pool = PgPoolOptions::new()
+        .max_connections(4)
+        .connect_with(options.options([("search_path", schema)]))
         .await
         .expect("connect");
     sqlx::query(
-        "CREATE TABLE products (id INTEGER PRIMARY KEY, name TEXT NOT NULL, price REAL NOT NULL)",
+        "CREATE TABLE products (id BIGINT PRIMARY KEY, name TEXT NOT NULL, \
+         price DOUBLE PRECISION NOT NULL)",
     )
     .execute(&pool)
     .await
     .expect("create");
     sqlx::query(
-        "WITH RECURSIVE seq(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM seq WHERE i < ?) \
-         INSERT INTO products (id, name, price) SELECT i, 'product ' || i, i * 0.25 FROM seq",
+        "INSERT INTO products (id, name, price) \
+         SELECT i, 'product ' || i, i * 0.25 FROM generate_series(1, $1::bigint) AS i",
     )
     .bind(n)
     .execute(&pool)
     .await
     .expect("fill");
+    sqlx::query("VACUUM ANALYZE products")
+        .execute(&pool)
+        .await
+        .expect("vacuum");
     pool
 }
 
-async fn raw(pool: &SqlitePool) -> i64 {
+async fn drop_schema(schema: &str) {
+    let mut conn = PgConnection::connect(&url()).await.expect("connect");
+    sqlx::query(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
+        .execute(&mut conn)
+        .await
+        .expect("drop schema");
+    conn.close().await.expect("close");
+}
+
+async fn raw(pool: &PgPool) -> i64 {
     let mut stream = sqlx::query("SELECT * FROM products ORDER BY id").fetch(pool);
     let mut sum = 0i64;
     while let Some(row) = stream.try_next().await.expect("row") {
@@ -45,7 +77,7 @@ async fn raw(pool: &SqlitePool) -> i64 {
     sum
 }
 
-async fn rows(pool: &SqlitePool, page: usize, max_page: usize, hold: bool) -> i64 {
+async fn rows(pool: &PgPool, page: usize, max_page: usize, hold: bool) -> i64 {
     let keyset = Keyset::table("products")
         .max_page_size(max_page)
         .key("id")
@@ -59,7 +91,7 @@ async fn rows(pool: &SqlitePool, page: usize, max_page: usize, hold: bool) -> i6
     sum
 }
 
-async fn batches(pool: &SqlitePool, page: usize, hold: bool) -> i64 {
+async fn batches(pool: &PgPool, page: usize, hold: bool) -> i64 {
     let keyset = Keyset::table("products")
         .key("id")
         .batch_size(page)
@@ -87,8 +119,8 @@ async fn main() {
         .and_then(|a| a.parse().ok())
         .unwrap_or(1_000_000);
     let rounds: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(7);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let pool = setup(&dir.path().join("bench.db"), n).await;
+    let schema = format!("iterjob_bench_{:016x}", rand::random::<u64>());
+    let pool = setup(&schema, n).await;
     let expected = n * (n + 1) / 2;
     let names = [
         "raw streaming SELECT",
@@ -116,6 +148,8 @@ async fn main() {
             assert_eq!(sum, expected, "{} saw every row", names[i]);
         }
     }
+    pool.close().await;
+    drop_schema(&schema).await;
     let base = median(times[0].clone());
     println!(
         "{n} rows, {rounds} interleaved rounds, medians; {} cores",
