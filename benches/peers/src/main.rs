@@ -1,0 +1,1068 @@
+//! `peers`: iterjob's PostgreSQL store against other Rust PostgreSQL job queues.
+//!
+//! * `peers throughput` — one-item jobs: batch-enqueue N, work them off with a no-op
+//!   handler, every system with the same concurrency / poll interval, interleaved
+//!   for R rounds, each system in a fresh database (dropped after).
+//! * `peers checkpoint` — the cost of one `Store::job_checkpoint` on PostgreSQL.
+//! * `peers sigterm` — SIGTERM to a `peers-worker` child running a long job (10 ms
+//!   items) → time until the job row is `queued` again.
+//! * `peers kill` — SIGKILL that worker mid-job, start another: time until the job
+//!   runs again and until its `items_done` advances.
+//!
+//! See BENCHMARKS.md ("PostgreSQL: iterjob against other Rust job queues").
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use sqlx::{Connection, Executor};
+
+/// Every system's no-op handler counts here (reset before each run).
+static DONE: AtomicU64 = AtomicU64::new(0);
+
+#[derive(Parser, Debug)]
+#[command(name = "peers")]
+struct Cli {
+    /// Server URL without the database (databases are created and dropped).
+    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432")]
+    server: String,
+    /// Database to connect to for CREATE/DROP DATABASE.
+    #[arg(long, default_value = "test")]
+    admin_db: String,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// One-item jobs: enqueue time and work-off throughput, interleaved rounds.
+    Throughput {
+        #[arg(long, default_value_t = 20_000)]
+        jobs: usize,
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+        /// Poll interval in milliseconds (where configurable).
+        #[arg(long, default_value_t = 100)]
+        poll_ms: u64,
+        /// Pool size given to every system.
+        #[arg(long, default_value_t = 10)]
+        pool: u32,
+        /// Comma-separated subset of: iterjob,apalis,graphile_worker,graphile_worker_lq,underway,sqlxmq,awa
+        #[arg(long, default_value = "iterjob,apalis,graphile_worker,graphile_worker_lq,underway,sqlxmq,awa")]
+        systems: String,
+        /// Give up on a work-off after this many seconds.
+        #[arg(long, default_value_t = 300)]
+        timeout_s: u64,
+    },
+    /// Time of one `Store::job_checkpoint` (median, p99).
+    Checkpoint {
+        #[arg(long, default_value_t = 5_000)]
+        iterations: usize,
+    },
+    /// SIGTERM to a worker running a long job → job `queued` again.
+    Sigterm {
+        #[arg(long, default_value_t = 10)]
+        repeats: usize,
+        /// Milliseconds per item.
+        #[arg(long, default_value_t = 10)]
+        item_ms: u64,
+    },
+    /// SIGKILL a worker mid-job, start another → job running again, items advancing.
+    Kill {
+        #[arg(long, default_value_t = 3)]
+        repeats: usize,
+        /// Lease settings to try (CLI syntax), e.g. 2s,30s.
+        #[arg(long, default_value = "2s,30s")]
+        leases: String,
+        #[arg(long, default_value_t = 10)]
+        item_ms: u64,
+    },
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        match cli.cmd {
+            Cmd::Throughput {
+                jobs,
+                rounds,
+                concurrency,
+                poll_ms,
+                pool,
+                ref systems,
+                timeout_s,
+            } => {
+                let systems: Vec<String> = systems.split(',').map(|s| s.trim().to_string()).collect();
+                let s = Settings {
+                    jobs,
+                    concurrency,
+                    poll: Duration::from_millis(poll_ms),
+                    pool,
+                    timeout: Duration::from_secs(timeout_s),
+                };
+                throughput(&cli, &systems, rounds, &s).await
+            }
+            Cmd::Checkpoint { iterations } => checkpoint(&cli, iterations).await,
+            Cmd::Sigterm { repeats, item_ms } => sigterm(&cli, repeats, item_ms).await,
+            Cmd::Kill {
+                repeats,
+                ref leases,
+                item_ms,
+            } => kill(&cli, repeats, leases, item_ms).await,
+        }
+    })
+}
+
+// ---------------------------------------------------------------------------
+// databases
+
+impl Cli {
+    fn url(&self, db: &str) -> String {
+        format!("{}/{}", self.server.trim_end_matches('/'), db)
+    }
+
+    async fn create_db(&self, db: &str) -> Result<String> {
+        let mut conn = sqlx::PgConnection::connect(&self.url(&self.admin_db)).await?;
+        conn.execute(format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)").as_str())
+            .await?;
+        conn.execute(format!("CREATE DATABASE \"{db}\"").as_str())
+            .await?;
+        conn.close().await?;
+        Ok(self.url(db))
+    }
+
+    async fn drop_db(&self, db: &str) -> Result<()> {
+        let mut conn = sqlx::PgConnection::connect(&self.url(&self.admin_db)).await?;
+        conn.execute(format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)").as_str())
+            .await?;
+        conn.close().await?;
+        Ok(())
+    }
+}
+
+async fn small_pool(url: &str) -> Result<sqlx::PgPool> {
+    Ok(sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .connect(url)
+        .await?)
+}
+
+// ---------------------------------------------------------------------------
+// 1. throughput
+
+#[derive(Clone, Debug)]
+struct Settings {
+    jobs: usize,
+    concurrency: usize,
+    poll: Duration,
+    pool: u32,
+    timeout: Duration,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Sample {
+    enqueue: Duration,
+    /// Worker start → every job done in the database.
+    workoff: Duration,
+    /// Worker start → the handler ran for the last job.
+    handled: Duration,
+    /// The database's committed + rolled back transactions when the worker started.
+    xacts_before: i64,
+}
+
+async fn xacts(pool: &sqlx::PgPool) -> Result<i64> {
+    Ok(sqlx::query_scalar(
+        "SELECT (xact_commit + xact_rollback)::bigint FROM pg_stat_database WHERE datname = current_database()",
+    )
+    .fetch_one(pool)
+    .await?)
+}
+
+async fn throughput(cli: &Cli, systems: &[String], rounds: usize, s: &Settings) -> Result<()> {
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!(
+        "one-item jobs: {} jobs, {} rounds, concurrency {}, poll {:?}, pool {} connections; cores {}; loadavg {}",
+        s.jobs,
+        rounds,
+        s.concurrency,
+        s.poll,
+        s.pool,
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        load.trim()
+    );
+    let mut results: BTreeMap<String, Vec<(Sample, f64)>> = BTreeMap::new();
+    for round in 1..=rounds {
+        // rotate the order each round so no system always goes first
+        let mut order: Vec<&String> = systems.iter().collect();
+        order.rotate_left((round - 1) % systems.len().max(1));
+        for sys in order {
+            let db = format!("peers_{sys}");
+            let url = cli.create_db(&db).await?;
+            DONE.store(0, Ordering::SeqCst);
+            let r = match sys.as_str() {
+                "iterjob" => run_iterjob(&url, s, false).await,
+                "iterjob_analyze" => run_iterjob(&url, s, true).await,
+                "apalis" => run_apalis(&url, s).await,
+                "graphile_worker" => run_graphile(&url, s, false).await,
+                "graphile_worker_lq" => run_graphile(&url, s, true).await,
+                "underway" => run_underway(&url, s).await,
+                "sqlxmq" => run_sqlxmq(&url, s).await,
+                "awa" => run_awa(&url, s).await,
+                other => Err(anyhow::anyhow!("unknown system {other}")),
+            };
+            // let background tasks of the stopped worker wind down (closed
+            // connections flush their statistics), then count transactions
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let xacts_after = match sqlx::PgPool::connect(&url).await {
+                Ok(p) => {
+                    let x = xacts(&p).await.unwrap_or(0);
+                    p.close().await;
+                    x
+                }
+                Err(_) => 0,
+            };
+            cli.drop_db(&db).await?;
+            match r {
+                Ok(sample) => {
+                    let per_job = (xacts_after - sample.xacts_before) as f64 / s.jobs as f64;
+                    println!(
+                        "round {round} {sys:>16}: enqueue {:>8.1} ms ({:>8.0} jobs/s)   work-off {:>8.1} ms ({:>7.0} jobs/s; handler done at {:.1} ms)   ~{:.2} transactions/job",
+                        ms(sample.enqueue),
+                        s.jobs as f64 / sample.enqueue.as_secs_f64(),
+                        ms(sample.workoff),
+                        s.jobs as f64 / sample.workoff.as_secs_f64(),
+                        ms(sample.handled),
+                        per_job,
+                    );
+                    results.entry(sys.clone()).or_default().push((sample, per_job));
+                }
+                Err(e) => println!("round {round} {sys:>16}: FAILED: {e:#}"),
+            }
+        }
+    }
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!("\nmedians over {rounds} rounds (loadavg at end {}):", load.trim());
+    let med = |v: &[(Sample, f64)], f: fn(&Sample) -> Duration| {
+        let mut d: Vec<Duration> = v.iter().map(|(x, _)| f(x)).collect();
+        d.sort();
+        d[d.len() / 2]
+    };
+    let med_tx = |v: &[(Sample, f64)]| {
+        let mut d: Vec<f64> = v.iter().map(|(_, t)| *t).collect();
+        d.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        d[d.len() / 2]
+    };
+    let base = results.get("iterjob").map(|v| {
+        (
+            s.jobs as f64 / med(v, |x| x.enqueue).as_secs_f64(),
+            s.jobs as f64 / med(v, |x| x.workoff).as_secs_f64(),
+        )
+    });
+    println!(
+        "| system | enqueue median | enqueue jobs/s | work-off median | work-off jobs/s | iterjob work-off ÷ this | transactions/job |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    for sys in systems {
+        let Some(v) = results.get(sys) else { continue };
+        let e = med(v, |x| x.enqueue);
+        let w = med(v, |x| x.workoff);
+        let ejs = s.jobs as f64 / e.as_secs_f64();
+        let wjs = s.jobs as f64 / w.as_secs_f64();
+        let ratio = base.map(|(_, bw)| bw / wjs).unwrap_or(f64::NAN);
+        println!(
+            "| {sys} | {:.0} ms | {:.0} | {:.0} ms | {:.0} | {:.2}× | {:.2} |",
+            ms(e),
+            ejs,
+            ms(w),
+            wjs,
+            ratio,
+            med_tx(v)
+        );
+    }
+    Ok(())
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// Waits until every handler ran, then until `remaining` (a SQL count of unfinished
+/// jobs) reaches zero. Returns (handled, done), both from `start`.
+async fn wait_done(
+    start: Instant,
+    s: &Settings,
+    pool: &sqlx::PgPool,
+    remaining: &str,
+) -> Result<(Duration, Duration)> {
+    let n = s.jobs as u64;
+    loop {
+        if DONE.load(Ordering::Relaxed) >= n {
+            break;
+        }
+        if start.elapsed() > s.timeout {
+            bail!(
+                "timed out: {} of {} handled",
+                DONE.load(Ordering::Relaxed),
+                n
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let handled = start.elapsed();
+    loop {
+        let left: i64 = sqlx::query_scalar(remaining).fetch_one(pool).await?;
+        if left <= 0 {
+            break;
+        }
+        if start.elapsed() > s.timeout {
+            bail!("timed out: {left} jobs not finished in the database");
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    Ok((handled, start.elapsed()))
+}
+
+// --- iterjob ---------------------------------------------------------------
+
+mod ij {
+    use super::*;
+    use iterjob::enumerator::{self, Enumerator};
+    use iterjob::{Job, JobContext, JobError};
+
+    pub struct OneItem;
+
+    impl Job for OneItem {
+        const KIND: &'static str = "one_item";
+        type Params = u32;
+        type Cursor = i64;
+        type Item = i64;
+
+        fn enumerate(
+            &self,
+            _p: &u32,
+            cursor: Option<i64>,
+        ) -> Result<impl Enumerator<i64, i64>, JobError> {
+            Ok(enumerator::range(0..1, cursor))
+        }
+
+        async fn process(&self, _ctx: &JobContext<u32>, _item: i64) -> Result<(), JobError> {
+            DONE.fetch_add(1, Ordering::Relaxed);
+            Ok(())
+        }
+    }
+}
+
+/// `analyze`: run `ANALYZE iterjob.jobs` right after the enqueue (counted in the
+/// enqueue time), so the claim is planned with statistics (the stock run claims from
+/// a table autovacuum has not analyzed yet, as every fresh database does).
+async fn run_iterjob(url: &str, s: &Settings, analyze: bool) -> Result<Sample> {
+    use iterjob::{NewJob, Registry, Store, Worker, WorkerConfig};
+    use iterjob_postgres::{PgOptions, PgStore};
+    let store = PgStore::connect_with(PgOptions::new(url).max_connections(s.pool)).await?;
+    let jobs: Vec<NewJob> = (0..s.jobs as u32)
+        .map(|i| NewJob::of(&ij::OneItem, &i))
+        .collect::<iterjob::Result<_>>()?;
+    let t = Instant::now();
+    store.job_insert_many(&jobs).await?;
+    if analyze {
+        sqlx::query("ANALYZE iterjob.jobs").execute(store.pool()).await?;
+    }
+    let enqueue = t.elapsed();
+
+    let mut config = WorkerConfig::default();
+    config.concurrency = s.concurrency;
+    config.poll_interval = s.poll;
+    let store: Arc<dyn Store> = Arc::new(store);
+    let worker = Arc::new(Worker::new(
+        Arc::clone(&store),
+        Registry::new().with(ij::OneItem),
+        config,
+    )?);
+    let check = small_pool(url).await?;
+    let xacts_before = xacts(&check).await?;
+    let start = Instant::now();
+    let w = Arc::clone(&worker);
+    let handle = tokio::spawn(async move { w.run().await });
+    let res = wait_done(
+        start,
+        s,
+        &check,
+        "SELECT count(*) FROM iterjob.jobs WHERE state <> 'completed'",
+    )
+    .await;
+    worker.shutdown_token().cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(10), handle).await;
+    check.close().await;
+    let (handled, workoff) = res?;
+    Ok(Sample {
+        enqueue,
+        workoff,
+        handled,
+        xacts_before,
+    })
+}
+
+// --- apalis ----------------------------------------------------------------
+
+async fn apalis_noop(_item: u32) -> Result<(), apalis::prelude::BoxDynError> {
+    DONE.fetch_add(1, Ordering::Relaxed);
+    Ok(())
+}
+
+async fn run_apalis(url: &str, s: &Settings) -> Result<Sample> {
+    use apalis::prelude::*;
+    use apalis_postgres::{Config, PgPool, PostgresStorage, Pubsub};
+    let pool: PgPool = sqlx09::postgres::PgPoolOptions::new()
+        .max_connections(s.pool)
+        .connect(url)
+        .await?;
+    PostgresStorage::setup(&pool).await?;
+    let queue = "bench";
+    let tasks: Vec<apalis_postgres::PgTask> = (0..s.jobs as u32)
+        .map(|i| TaskBuilder::new(serde_json::to_vec(&i).unwrap()).build())
+        .collect();
+    let t = Instant::now();
+    {
+        let mut tx = pool.begin().await?;
+        apalis_postgres::queries::push_tasks(&mut *tx, queue, tasks).await?;
+        tx.commit().await?;
+    }
+    let enqueue = t.elapsed();
+
+    let config = Config::default()
+        .queue(queue)
+        .batch_size(s.concurrency);
+    let strategy = Strategy::new()
+        .stream(Pubsub::new(pool.clone(), queue.to_string()))
+        .interval(s.poll);
+    let backend = PostgresStorage::<u32>::new(&pool)
+        .with_config(config)
+        .poll_with_strategy(strategy);
+    let worker = WorkerBuilder::new("peers-apalis")
+        .backend(backend)
+        .concurrency(s.concurrency)
+        .parallelize(tokio::spawn)
+        .build(apalis_noop);
+    let check = small_pool(url).await?;
+    let xacts_before = xacts(&check).await?;
+    let start = Instant::now();
+    // the worker's future is not Send (handler lifetimes), so it is driven here,
+    // beside the wait, rather than spawned; dropping it stops the worker
+    let res = tokio::select! {
+        r = worker.run() => Err(anyhow::anyhow!("apalis worker stopped early: {r:?}")),
+        r = wait_done(
+            start,
+            s,
+            &check,
+            "SELECT count(*) FROM apalis.jobs WHERE status <> 'Done'",
+        ) => r,
+    };
+    check.close().await;
+    pool.close().await;
+    let (handled, workoff) = res?;
+    Ok(Sample {
+        enqueue,
+        workoff,
+        handled,
+        xacts_before,
+    })
+}
+
+// --- graphile_worker -------------------------------------------------------
+
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+struct GwNoop {
+    i: u32,
+}
+
+impl graphile_worker::TaskHandler for GwNoop {
+    const IDENTIFIER: &'static str = "noop";
+
+    async fn run(
+        self,
+        _ctx: graphile_worker::WorkerContext,
+    ) -> impl graphile_worker::IntoTaskHandlerResult {
+        DONE.fetch_add(1, Ordering::Relaxed);
+        Ok::<(), String>(())
+    }
+}
+
+async fn run_graphile(url: &str, s: &Settings, local_queue: bool) -> Result<Sample> {
+    use graphile_worker::{JobSpec, LocalQueueConfig, RawJobSpec, WorkerOptions};
+    let mut options = WorkerOptions::default();
+    if local_queue {
+        // the batched mode: one query fetches up to `size` jobs into a local queue
+        options = options.local_queue(LocalQueueConfig::default().with_size(s.concurrency));
+    }
+    let worker = options
+        .concurrency(s.concurrency)
+        .poll_interval(s.poll)
+        .schema("graphile_worker")
+        .database_url(url)
+        .max_pg_conn(s.pool)
+        .use_notification_delivery(true)
+        .listen_os_shutdown_signals(false)
+        .define_job::<GwNoop>()
+        .init()
+        .await
+        .map_err(|e| anyhow::anyhow!("graphile init: {e:?}"))?;
+    let worker = Arc::new(worker);
+    let jobs: Vec<RawJobSpec> = (0..s.jobs as u32)
+        .map(|i| RawJobSpec {
+            identifier: "noop".to_string(),
+            payload: serde_json::json!({ "i": i }),
+            spec: JobSpec::default(),
+        })
+        .collect();
+    let utils = worker.create_utils();
+    let t = Instant::now();
+    utils
+        .add_raw_jobs(&jobs)
+        .await
+        .map_err(|e| anyhow::anyhow!("graphile add_raw_jobs: {e:?}"))?;
+    let enqueue = t.elapsed();
+    let check = small_pool(url).await?;
+    let xacts_before = xacts(&check).await?;
+    let start = Instant::now();
+    let w = Arc::clone(&worker);
+    let handle = tokio::spawn(async move { w.run().await });
+    let res = wait_done(
+        start,
+        s,
+        &check,
+        "SELECT count(*) FROM graphile_worker._private_jobs",
+    )
+    .await;
+    worker.request_shutdown();
+    let _ = tokio::time::timeout(Duration::from_secs(10), handle).await;
+    check.close().await;
+    let (handled, workoff) = res?;
+    Ok(Sample {
+        enqueue,
+        workoff,
+        handled,
+        xacts_before,
+    })
+}
+
+// --- underway --------------------------------------------------------------
+
+struct UwNoop;
+
+impl underway::Task for UwNoop {
+    type Input = u32;
+    type Output = ();
+
+    async fn execute(
+        &self,
+        _tx: sqlx::Transaction<'_, sqlx::Postgres>,
+        _input: u32,
+    ) -> underway::task::Result<()> {
+        DONE.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+async fn run_underway(url: &str, s: &Settings) -> Result<Sample> {
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(s.pool)
+        .connect(url)
+        .await?;
+    underway::run_migrations(&pool).await?;
+    let queue = underway::Queue::builder()
+        .name("bench")
+        .pool(pool.clone())
+        .build()
+        .await?;
+    let inputs: Vec<u32> = (0..s.jobs as u32).collect();
+    let t = Instant::now();
+    queue.enqueue_multi(&pool, &UwNoop, &inputs).await?;
+    let enqueue = t.elapsed();
+    let mut worker = underway::Worker::new(Arc::new(queue), UwNoop);
+    worker.set_concurrency_limit(s.concurrency);
+    let period = jiff::Span::new().milliseconds(s.poll.as_millis() as i64);
+    let check = small_pool(url).await?;
+    let xacts_before = xacts(&check).await?;
+    let start = Instant::now();
+    let worker = Arc::new(worker);
+    let w = Arc::clone(&worker);
+    let handle = tokio::spawn(async move { w.run_every(period).await });
+    let res = wait_done(
+        start,
+        s,
+        &check,
+        "SELECT count(*) FROM underway.task WHERE state <> 'succeeded'",
+    )
+    .await;
+    worker.shutdown();
+    let _ = tokio::time::timeout(Duration::from_secs(10), handle).await;
+    check.close().await;
+    pool.close().await;
+    let (handled, workoff) = res?;
+    Ok(Sample {
+        enqueue,
+        workoff,
+        handled,
+        xacts_before,
+    })
+}
+
+// --- sqlxmq ----------------------------------------------------------------
+
+#[sqlxmq::job]
+async fn sqlxmq_noop(
+    mut job: sqlxmq::CurrentJob,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync + 'static>> {
+    DONE.fetch_add(1, Ordering::Relaxed);
+    job.complete().await?;
+    Ok(())
+}
+
+async fn run_sqlxmq(url: &str, s: &Settings) -> Result<Sample> {
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(s.pool)
+        .connect(url)
+        .await?;
+    // sqlxmq ships its schema as sqlx migrations; applied in order
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("sqlxmq-migrations");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<std::io::Result<_>>()?;
+    files.sort();
+    for f in files {
+        let sql = std::fs::read_to_string(&f)?;
+        sqlx::raw_sql(&sql)
+            .execute(&pool)
+            .await
+            .with_context(|| format!("{}", f.display()))?;
+    }
+    let t = Instant::now();
+    {
+        // no batch API: one mq_insert per job, in one transaction
+        let mut tx = pool.begin().await?;
+        for i in 0..s.jobs as u32 {
+            sqlxmq_noop.builder().set_json(&i)?.spawn(&mut *tx).await?;
+        }
+        tx.commit().await?;
+    }
+    let enqueue = t.elapsed();
+    let registry = sqlxmq::JobRegistry::new(&[sqlxmq_noop]);
+    let mut runner = registry.runner(&pool);
+    runner.set_concurrency(s.concurrency, s.concurrency);
+    let check = small_pool(url).await?;
+    let xacts_before = xacts(&check).await?;
+    let start = Instant::now();
+    let mut handle = runner.run().await?;
+    let res = wait_done(
+        start,
+        s,
+        &check,
+        "SELECT count(*) FROM mq_msgs WHERE id <> '00000000-0000-0000-0000-000000000000'",
+    )
+    .await;
+    handle.stop().await;
+    check.close().await;
+    pool.close().await;
+    let (handled, workoff) = res?;
+    Ok(Sample {
+        enqueue,
+        workoff,
+        handled,
+        xacts_before,
+    })
+}
+
+// --- awa -------------------------------------------------------------------
+
+#[derive(serde::Serialize, serde::Deserialize, awa::JobArgs)]
+struct AwaNoop {
+    i: u32,
+}
+
+async fn run_awa(url: &str, s: &Settings) -> Result<Sample> {
+    use awa::{InsertOpts, JobResult, QueueConfig};
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(s.pool)
+        .connect(url)
+        .await?;
+    awa::migrations::run(&pool).await?;
+    let queue = "bench";
+    let params: Vec<awa::InsertParams> = (0..s.jobs as u32)
+        .map(|i| {
+            awa::insert::params_with(
+                &AwaNoop { i },
+                InsertOpts {
+                    queue: queue.into(),
+                    ..Default::default()
+                },
+            )
+        })
+        .collect::<Result<_, _>>()?;
+    let t = Instant::now();
+    {
+        // insert_many binds 12 parameters per job: at most 5,000 jobs per statement
+        // (PostgreSQL's 65,535-parameter limit), so chunks in one transaction
+        let mut tx = pool.begin().await?;
+        for chunk in params.chunks(5_000) {
+            awa::insert_many(&mut *tx, chunk).await?;
+        }
+        tx.commit().await?;
+    }
+    let enqueue = t.elapsed();
+    let client = awa::Client::builder(pool.clone())
+        .queue(
+            queue,
+            QueueConfig {
+                max_workers: s.concurrency as u32,
+                poll_interval: s.poll,
+                claim_batch_size: s.concurrency,
+                ..Default::default()
+            },
+        )
+        .register::<AwaNoop, _, _>(|_args, _ctx| async move {
+            DONE.fetch_add(1, Ordering::Relaxed);
+            Ok(JobResult::Completed)
+        })
+        .build()?;
+    let check = small_pool(url).await?;
+    let n = s.jobs as i64;
+    let xacts_before = xacts(&check).await?;
+    let start = Instant::now();
+    client.start().await?;
+    let res = async {
+        let (handled, _) = wait_done(start, s, &check, "SELECT 0::bigint").await?;
+        loop {
+            let counts = awa::admin::state_counts(&check).await?;
+            let completed = counts.get(&awa::JobState::Completed).copied().unwrap_or(0);
+            if completed >= n {
+                break;
+            }
+            if start.elapsed() > s.timeout {
+                bail!("timed out: {completed} of {n} completed in the database");
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        Ok((handled, start.elapsed()))
+    }
+    .await;
+    client.shutdown(Duration::from_secs(5)).await;
+    check.close().await;
+    pool.close().await;
+    let (handled, workoff) = res?;
+    Ok(Sample {
+        enqueue,
+        workoff,
+        handled,
+        xacts_before,
+    })
+}
+
+// ---------------------------------------------------------------------------
+// 2. checkpoint cost
+
+async fn checkpoint(cli: &Cli, iterations: usize) -> Result<()> {
+    use iterjob::store::{ClaimRequest, Progress};
+    use iterjob::{NewJob, Store};
+    use iterjob_postgres::PgStore;
+    let db = "peers_checkpoint";
+    let url = cli.create_db(db).await?;
+    let res = async {
+        let store = PgStore::connect(&url).await?;
+        store
+            .job_insert(&NewJob::new("walk", serde_json::json!(null)))
+            .await?;
+        let claimed = store
+            .job_claim(&ClaimRequest {
+                worker_id: "peers".into(),
+                queues: vec!["default".into()],
+                kinds: vec!["walk".into()],
+                limit: 1,
+                lease: Duration::from_secs(30),
+            })
+            .await?;
+        let c = claimed.into_iter().next().context("nothing claimed")?;
+        let mut times = Vec::with_capacity(iterations);
+        for i in 0..(iterations + 200) as u64 {
+            let p = Progress {
+                cursor: Some(serde_json::json!(i * 1000)),
+                items_done: i * 1000,
+                items_total: Some(10_000_000),
+                running_ms: i,
+            };
+            let t = Instant::now();
+            store
+                .job_checkpoint(c.job.id, c.token, &p, Duration::from_secs(30))
+                .await?;
+            if i >= 200 {
+                times.push(t.elapsed()); // the first 200 warm up the pool and the plan
+            }
+        }
+        times.sort();
+        let pct = |q: f64| times[((times.len() as f64 * q) as usize).min(times.len() - 1)];
+        let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+        println!(
+            "job_checkpoint on PostgreSQL, {} iterations (after 200 warm-up), one job, sequential: median {:.3} ms, p90 {:.3} ms, p99 {:.3} ms, max {:.3} ms; loadavg {}",
+            times.len(),
+            ms(pct(0.5)),
+            ms(pct(0.9)),
+            ms(pct(0.99)),
+            ms(*times.last().unwrap()),
+            load.trim()
+        );
+        store.close().await;
+        anyhow::Ok(())
+    }
+    .await;
+    cli.drop_db(db).await?;
+    res
+}
+
+// ---------------------------------------------------------------------------
+// 3. / 4. worker processes
+
+fn worker_binary() -> PathBuf {
+    let me = std::env::current_exe().expect("current exe");
+    me.with_file_name("peers-worker")
+}
+
+fn spawn_worker(url: &str, extra: &[&str], item_ms: u64) -> Result<Child> {
+    let mut cmd = Command::new(worker_binary());
+    cmd.arg("--database-url")
+        .arg(url)
+        .arg("worker")
+        .arg("--concurrency")
+        .arg("1")
+        .arg("--poll-interval")
+        .arg("100ms")
+        .args(extra)
+        .env("PEERS_ITEM_MS", item_ms.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    Ok(cmd.spawn()?)
+}
+
+#[derive(Debug, Clone)]
+struct Row {
+    state: String,
+    items_done: i64,
+    worker: Option<String>,
+    run_token: Option<i64>,
+}
+
+async fn job_row(pool: &sqlx::PgPool, id: i64) -> Result<Row> {
+    let (state, items_done, worker, run_token): (String, i64, Option<String>, Option<i64>) =
+        sqlx::query_as(
+            "SELECT state, items_done, worker_id, run_token FROM iterjob.jobs WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_one(pool)
+        .await?;
+    Ok(Row {
+        state,
+        items_done,
+        worker,
+        run_token,
+    })
+}
+
+async fn wait_row(
+    pool: &sqlx::PgPool,
+    id: i64,
+    limit: Duration,
+    mut pred: impl FnMut(&Row) -> bool,
+) -> Result<(Row, Instant)> {
+    let start = Instant::now();
+    loop {
+        let row = job_row(pool, id).await?;
+        if pred(&row) {
+            return Ok((row, Instant::now()));
+        }
+        if start.elapsed() > limit {
+            bail!("timed out waiting; last row {row:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+fn signal(child: &Child, sig: i32) {
+    // SAFETY: sending a signal to our own child process by its pid.
+    unsafe {
+        libc::kill(child.id() as i32, sig);
+    }
+}
+
+async fn setup_long_job(cli: &Cli, db: &str) -> Result<(String, sqlx::PgPool, i64)> {
+    use iterjob::{NewJob, Store};
+    let url = cli.create_db(db).await?;
+    let store = iterjob_postgres::PgStore::connect(&url).await?;
+    let id = store
+        .job_insert(&NewJob::new("slow_items", serde_json::json!(1_000_000)))
+        .await?;
+    store.close().await;
+    let pool = small_pool(&url).await?;
+    Ok((url, pool, id))
+}
+
+fn stats(v: &mut [f64]) -> String {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let med = v[v.len() / 2];
+    format!(
+        "median {:.1} ms, min {:.1} ms, max {:.1} ms (n = {})",
+        med,
+        v[0],
+        v[v.len() - 1],
+        v.len()
+    )
+}
+
+async fn sigterm(cli: &Cli, repeats: usize, item_ms: u64) -> Result<()> {
+    let db = "peers_sigterm";
+    let (url, pool, id) = setup_long_job(cli, db).await?;
+    let res = async {
+        let mut lat = Vec::new();
+        let mut exits = Vec::new();
+        for r in 0..repeats {
+            let mut child = spawn_worker(&url, &[], item_ms)?;
+            // running, and past its first checkpoint (so items are flowing)
+            let (before, _) = wait_row(&pool, id, Duration::from_secs(20), |row| {
+                row.state == "running"
+            })
+            .await?;
+            // a moment into the run, off any checkpoint tick
+            tokio::time::sleep(Duration::from_millis(1200 + 37 * r as u64)).await;
+            let t0 = Instant::now();
+            signal(&child, libc::SIGTERM);
+            let (row, t1) = wait_row(&pool, id, Duration::from_secs(40), |row| {
+                row.state == "queued"
+            })
+            .await?;
+            let l = ms(t1 - t0);
+            // process exit
+            let exit_ms = loop {
+                if child.try_wait()?.is_some() {
+                    break ms(t0.elapsed());
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            };
+            println!(
+                "sigterm run {}: released (queued) after {:.1} ms; process exited after {:.1} ms; items_done {} -> {}",
+                r + 1,
+                l,
+                exit_ms,
+                before.items_done,
+                row.items_done
+            );
+            lat.push(l);
+            exits.push(exit_ms);
+        }
+        let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+        println!(
+            "SIGTERM → queued ({} ms items): {}",
+            item_ms,
+            stats(&mut lat)
+        );
+        println!("SIGTERM → process exit: {}", stats(&mut exits));
+        println!("target: ≤ one item + 100 ms = {} ms; loadavg {}", item_ms + 100, load.trim());
+        anyhow::Ok(())
+    }
+    .await;
+    pool.close().await;
+    cli.drop_db(db).await?;
+    res
+}
+
+async fn kill(
+    cli: &Cli,
+    repeats: usize,
+    leases: &str,
+    item_ms: u64,
+) -> Result<()> {
+    for lease in leases.split(',').map(str::trim).filter(|l| !l.is_empty()) {
+        let lease_d = humantime_ms(lease)?;
+        // heartbeat well under the lease (the CLI default 5 s is too long for 2 s)
+        let heartbeat = format!("{}ms", (lease_d / 4).clamp(100, 5000));
+        let db = "peers_kill";
+        let (url, pool, id) = setup_long_job(cli, db).await?;
+        let extra: Vec<&str> = vec!["--lease", lease, "--heartbeat-interval", &heartbeat];
+        let res = async {
+            let mut running = Vec::new();
+            let mut advancing = Vec::new();
+            for r in 0..repeats {
+                let mut a = spawn_worker(&url, &extra, item_ms)?;
+                let (_, _) = wait_row(&pool, id, Duration::from_secs(60), |row| {
+                    row.state == "running"
+                })
+                .await?;
+                tokio::time::sleep(Duration::from_millis(1500)).await;
+                let before = job_row(&pool, id).await?;
+                let t0 = Instant::now();
+                signal(&a, libc::SIGKILL);
+                a.wait()?;
+                let mut b = spawn_worker(&url, &extra, item_ms)?;
+                let old_token = before.run_token;
+                let (row, t1) = wait_row(&pool, id, Duration::from_secs(120), |row| {
+                    row.state == "running" && row.run_token != old_token
+                })
+                .await?;
+                let done_then = row.items_done;
+                let (row2, t2) = wait_row(&pool, id, Duration::from_secs(60), |row| {
+                    row.items_done > done_then
+                })
+                .await?;
+                println!(
+                    "kill lease {lease} run {}: running again after {:.0} ms (worker {:?}), items_done advancing ({} -> {}) after {:.0} ms",
+                    r + 1,
+                    ms(t1 - t0),
+                    row.worker,
+                    done_then,
+                    row2.items_done,
+                    ms(t2 - t0)
+                );
+                running.push(ms(t1 - t0));
+                advancing.push(ms(t2 - t0));
+                // stop B cleanly so the job is free for the next repeat
+                signal(&b, libc::SIGTERM);
+                b.wait()?;
+            }
+            println!(
+                "kill → running again (lease {lease}, heartbeat {heartbeat}, rescue interval lease/4 as the CLI sets it): {}",
+                stats(&mut running)
+            );
+            println!(
+                "kill → items_done advancing (lease {lease}): {}",
+                stats(&mut advancing)
+            );
+            anyhow::Ok(())
+        }
+        .await;
+        pool.close().await;
+        cli.drop_db(db).await?;
+        res?;
+    }
+    Ok(())
+}
+
+fn humantime_ms(s: &str) -> Result<u64> {
+    let s = s.trim();
+    if let Some(v) = s.strip_suffix("ms") {
+        return Ok(v.parse()?);
+    }
+    if let Some(v) = s.strip_suffix('s') {
+        return Ok(v.parse::<u64>()? * 1000);
+    }
+    if let Some(v) = s.strip_suffix('m') {
+        return Ok(v.parse::<u64>()? * 60_000);
+    }
+    bail!("cannot parse duration {s}")
+}
