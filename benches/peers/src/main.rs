@@ -628,16 +628,38 @@ async fn sqlxmq_noop(
     Ok(())
 }
 
+/// The migrations folder of the sqlxmq package in cargo's registry (or
+/// `SQLXMQ_MIGRATIONS`).
+fn sqlxmq_migrations_dir() -> Result<PathBuf> {
+    if let Ok(dir) = std::env::var("SQLXMQ_MIGRATIONS") {
+        return Ok(PathBuf::from(dir));
+    }
+    let home = std::env::var("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|_| std::env::var("HOME").map(|h| PathBuf::from(h).join(".cargo")))?;
+    for index in std::fs::read_dir(home.join("registry/src"))? {
+        let dir = index?.path().join("sqlxmq-0.6.0/migrations");
+        if dir.is_dir() {
+            return Ok(dir);
+        }
+    }
+    bail!("sqlxmq-0.6.0 not found in cargo registry; build this package first, or set SQLXMQ_MIGRATIONS")
+}
+
 async fn run_sqlxmq(url: &str, s: &Settings) -> Result<Sample> {
     let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(s.pool)
         .connect(url)
         .await?;
-    // sqlxmq ships its schema as sqlx migrations; applied in order
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("sqlxmq-migrations");
+    // sqlxmq ships its schema as sqlx migrations inside its crate package; apply the
+    // `.up.sql` files of the version cargo downloaded, in order
+    let dir = sqlxmq_migrations_dir()?;
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)?
         .map(|e| e.map(|e| e.path()))
-        .collect::<std::io::Result<_>>()?;
+        .collect::<std::io::Result<Vec<_>>>()?
+        .into_iter()
+        .filter(|p| p.to_string_lossy().ends_with(".up.sql"))
+        .collect();
     files.sort();
     for f in files {
         let sql = std::fs::read_to_string(&f)?;
