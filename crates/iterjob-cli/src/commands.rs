@@ -190,7 +190,7 @@ pub(crate) async fn execute(cli: Cli, registry: Registry) -> Result<()> {
             }
             Ok(())
         }
-        Command::Demo(args) => demo::run(&cli.database_url, args, registry).await,
+        Command::Demo(args) => demo::run(&cli.database_url, args).await,
         command => {
             let open = open_store(&cli.database_url).await?;
             let store = open.store;

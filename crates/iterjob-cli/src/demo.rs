@@ -356,7 +356,7 @@ fn cursor_text(job: &JobRecord) -> String {
         .unwrap_or_else(|| "(start)".into())
 }
 
-pub(crate) async fn run(url: &str, args: DemoArgs, _registry: Registry) -> Result<()> {
+pub(crate) async fn run(url: &str, args: DemoArgs) -> Result<()> {
     let open = open_store(url).await?;
     let store = open.store;
     let sqlite = open

@@ -4,7 +4,7 @@
 //! *what* happens (retry or fail, how long to back off, when to checkpoint); a store
 //! makes it durable and enforces the one rule it alone can enforce, **fencing**: every
 //! write made on behalf of a run carries that run's [`RunToken`], and a store rejects
-//! it with [`Error::LeaseLost`](crate::Error::LeaseLost) unless the token still matches.
+//! it with [`Error::LeaseLost`] unless the token still matches.
 //!
 //! The trait is an interface between this workspace's crates, not a stable API for
 //! outsiders; the conformance suite in `iterjob-testkit` pins its behaviour, and every
