@@ -140,6 +140,11 @@ macro_rules! store_conformance {
             list_default_limit,
             count_by_state_covers_every_state,
             missing_jobs,
+            partition_creates_children,
+            parent_progress_sums_children,
+            parent_finishes_with_its_children,
+            parent_actions_reach_children,
+            split_divides_a_running_partition,
         }
     };
 }
@@ -197,6 +202,11 @@ pub async fn share<S: Store>(store: S) -> Arc<dyn Store> {
         .expect("Store::migrate on the fresh store (it must be idempotent)");
     Arc::new(store)
 }
+
+pub use crate::partitions::{
+    parent_actions_reach_children, parent_finishes_with_its_children,
+    parent_progress_sums_children, partition_creates_children, split_divides_a_running_partition,
+};
 
 // ---------------------------------------------------------------------------------
 // helpers
@@ -380,6 +390,7 @@ pub async fn insert_get_roundtrip(store: Arc<dyn Store>) {
         max_attempts: 3,
         unique_key: Some("rt-key".to_string()),
         cursor: Some(cursor.clone()),
+        partitions: Some(6),
     };
     let plain = NewJob::new("plain", Value::Null);
     let ids = store
@@ -415,9 +426,13 @@ pub async fn insert_get_roundtrip(store: Arc<dyn Store>) {
     assert_eq!(job.lease_expires_at, None);
     assert!(!job.pause_requested);
     assert!(!job.cancel_requested);
+    assert_eq!(job.partitions, Some(6));
+    assert_eq!(job.parent_id, None);
+    assert!(!job.split_requested);
 
     let job = get(store, ids[1]).await;
     assert_eq!(job.kind, "plain");
+    assert_eq!(job.partitions, None);
     assert_eq!(job.params, Value::Null, "null parameters round-trip");
     assert_eq!(job.queue, DEFAULT_QUEUE);
     assert_eq!(job.priority, 0);
@@ -1501,6 +1516,7 @@ pub async fn pause_running_job_is_requested(store: Arc<dyn Store>) {
     let wanted = Control {
         pause_requested: true,
         cancel_requested: false,
+        split_requested: false,
     };
     assert_eq!(
         store
@@ -1581,6 +1597,7 @@ pub async fn cancel_running_job_is_requested(store: Arc<dyn Store>) {
     let wanted = Control {
         pause_requested: false,
         cancel_requested: true,
+        split_requested: false,
     };
     assert_eq!(
         store

@@ -12,6 +12,12 @@ use iterjob::store::{JobId, JobState, NewJob, Store};
 use iterjob::{Job, JobContext, JobError, Registry, Worker, WorkerConfig};
 use serde::{Deserialize, Serialize};
 
+pub use crate::partitions::{
+    dynamic_splitting_takes_over_a_slow_partition, failed_partition_fails_parent_and_retry_resumes,
+    parent_pause_resume_while_running, partitioned_job_survives_many_shutdowns,
+    partitioned_job_walks_every_item_once,
+};
+
 /// Which items each job processed, in order, across every run.
 #[derive(Clone, Debug, Default)]
 pub struct Recorder {
@@ -645,6 +651,11 @@ macro_rules! runtime_scenarios {
             throttle_backs_off_and_resumes,
             bad_stored_data_fails_only_that_job,
             shutdown_deadline_releases_stuck_job,
+            partitioned_job_walks_every_item_once,
+            partitioned_job_survives_many_shutdowns,
+            dynamic_splitting_takes_over_a_slow_partition,
+            parent_pause_resume_while_running,
+            failed_partition_fails_parent_and_retry_resumes,
         );
     };
     (@each $make:expr; $($name:ident),* $(,)?) => {

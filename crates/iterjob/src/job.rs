@@ -162,10 +162,73 @@ pub trait Job: Send + Sync + Sized + 'static {
         async {}
     }
 
+    /// Splits the collection into about `n` partitions, for a job enqueued with
+    /// [`NewJob::partitions`](crate::NewJob::partitions): returns one set of parameters
+    /// per partition, each selecting a disjoint part of the collection, together
+    /// covering all of it. Each becomes a job of this kind (a child of the
+    /// partitioned job) that any worker may claim.
+    ///
+    /// Split by what the data looks like, so partitions hold about the same number of
+    /// items: key ranges at quantiles of the key (`Keyset::partition_bounds` in the
+    /// store crates), [`partition::int_ranges`](crate::partition::int_ranges) for an
+    /// id range, [`partition::file_ranges`](crate::partition::file_ranges) for a file
+    /// (records belong to the range they start in). Returning fewer than `n` (a small
+    /// collection) is fine; an empty list completes the job at once.
+    ///
+    /// The default refuses: the kind cannot be partitioned.
+    fn partition(
+        &self,
+        params: &Self::Params,
+        n: u32,
+    ) -> impl Future<Output = Result<Vec<Self::Params>, JobError>> + Send {
+        let _ = (params, n);
+        async {
+            Err(JobError::fatal(format!(
+                "job kind `{}` cannot be split into partitions: implement `Job::partition` \
+                 (and `Job::split`) for it, or enqueue the job without partitions",
+                Self::KIND
+            )))
+        }
+    }
+
+    /// Divides what is left of a running partition after `cursor` in two, for dynamic
+    /// rebalancing: when workers are idle, the runtime asks the partition with the
+    /// most items left to give half of its rest to a new partition. Return
+    /// `(keep, give)`: `keep` selects the items before `cursor` and the first part of
+    /// the rest (the partition goes on with it from `cursor`), `give` selects the
+    /// second part; together exactly this partition's items. `None` when the rest is
+    /// too small to divide.
+    ///
+    /// The runtime calls it between two items, checkpoints `cursor` and stores `keep`
+    /// in one fenced write, then rebuilds the enumerator from `keep` and `cursor`, so
+    /// no item is lost or walked twice. The default never splits.
+    fn split(
+        &self,
+        params: &Self::Params,
+        cursor: Option<&Self::Cursor>,
+    ) -> impl Future<Output = Result<Option<(Self::Params, Self::Params)>, JobError>> + Send {
+        let _ = (params, cursor);
+        async { Ok(None) }
+    }
+
     /// Per-kind settings; the worker's configuration fills in what is `None`.
     fn settings(&self) -> KindSettings {
         KindSettings::default()
     }
+}
+
+/// What happens to the other partitions of a partitioned job when one of them fails
+/// for good (a fatal error, or its attempts used up).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PartitionFailure {
+    /// The others go on; the parent fails once they are done, naming the failed
+    /// partitions, and `retry` of the parent runs those again from their checkpoints.
+    /// Nothing finished is thrown away. The default.
+    #[default]
+    Continue,
+    /// The others are cancelled at their next item boundary (after a checkpoint);
+    /// `retry` of the parent resumes them all.
+    CancelOthers,
 }
 
 /// What a job's code can see of the run it is part of.
@@ -207,6 +270,8 @@ pub struct KindSettings {
     pub total_timeout: Option<Duration>,
     /// Queue for jobs of this kind when the enqueuer does not say. Default: `default`.
     pub queue: Option<String>,
+    /// What a failed partition does to its siblings. Default: [`PartitionFailure::Continue`].
+    pub partition_failure: PartitionFailure,
 }
 
 impl KindSettings {
@@ -250,6 +315,12 @@ impl KindSettings {
     /// Sets the default queue.
     pub fn queue(mut self, queue: impl Into<String>) -> Self {
         self.queue = Some(queue.into());
+        self
+    }
+
+    /// Sets what a failed partition does to its siblings.
+    pub fn partition_failure(mut self, policy: PartitionFailure) -> Self {
+        self.partition_failure = policy;
         self
     }
 }

@@ -72,12 +72,13 @@
 pub mod enumerator;
 pub mod error;
 pub mod job;
+pub mod partition;
 pub mod registry;
 pub mod runtime;
 pub mod store;
 
 pub use error::{BoxError, Error, JobError, Result, error_chain};
-pub use job::{Job, JobContext, KindSettings};
+pub use job::{Job, JobContext, KindSettings, PartitionFailure};
 pub use registry::Registry;
 pub use runtime::{RunningJob, Worker, WorkerConfig, WorkerReport};
 pub use store::{

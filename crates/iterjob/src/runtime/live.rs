@@ -48,6 +48,11 @@ impl LiveJob {
         self.items_total.store(n, Ordering::Relaxed);
     }
 
+    /// Forgets the total (the collection changed: a partition was split).
+    pub(crate) fn clear_items_total(&self) {
+        self.items_total.store(UNKNOWN, Ordering::Relaxed);
+    }
+
     pub(crate) fn items_total(&self) -> Option<u64> {
         match self.items_total.load(Ordering::Relaxed) {
             UNKNOWN => None,
@@ -67,8 +72,16 @@ impl LiveJob {
             .clone()
     }
 
+    /// Keeps the task computing the total (aborting one computing an older total).
     pub(crate) fn set_total_task(&self, task: tokio::task::JoinHandle<()>) {
-        *self.total_task.lock().unwrap_or_else(|e| e.into_inner()) = Some(task);
+        let old = self
+            .total_task
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .replace(task);
+        if let Some(old) = old {
+            old.abort();
+        }
     }
 
     fn snapshot(&self) -> RunningJob {

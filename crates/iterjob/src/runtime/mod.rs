@@ -13,7 +13,7 @@ pub use worker::{Worker, WorkerReport};
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::job::KindSettings;
+use crate::job::{KindSettings, PartitionFailure};
 use crate::store::{DEFAULT_QUEUE, InterruptReason, Outcome};
 
 /// A worker's configuration. Every field has a production-ready default.
@@ -50,6 +50,12 @@ pub struct WorkerConfig {
     pub max_crashes: u32,
     /// How often to requeue jobs whose lease expired. Default: 5 s.
     pub rescue_interval: Duration,
+    /// Dynamic splitting: when this worker has a free slot and nothing to claim, it
+    /// asks the running partition (of a partitioned job it can run) with the most
+    /// items left to give half of its rest to a new partition. Default: on.
+    pub dynamic_splitting: bool,
+    /// Only partitions with at least this many items left are split. Default: 1000.
+    pub split_min_remaining: u64,
 }
 
 impl Default for WorkerConfig {
@@ -69,6 +75,8 @@ impl Default for WorkerConfig {
             retry_max: Duration::from_secs(3600),
             max_crashes: 3,
             rescue_interval: Duration::from_secs(5),
+            dynamic_splitting: true,
+            split_min_remaining: 1000,
         }
     }
 }
@@ -132,6 +140,7 @@ impl WorkerConfig {
             total_timeout: kind.total_timeout.unwrap_or(Duration::from_secs(10)),
             retry_base: self.retry_base,
             retry_max: self.retry_max,
+            partition_failure: kind.partition_failure,
         }
     }
 }
@@ -166,6 +175,7 @@ pub(crate) struct ResolvedSettings {
     pub(crate) total_timeout: Duration,
     pub(crate) retry_base: Duration,
     pub(crate) retry_max: Duration,
+    pub(crate) partition_failure: PartitionFailure,
 }
 
 /// How a run ended, from the worker's side.
@@ -177,6 +187,8 @@ pub(crate) enum RunEnd {
     Cancelled,
     Retrying,
     Failed,
+    /// The run split a partitioned job into its partitions.
+    Partitioned,
     /// Another worker owns the job now; nothing was written.
     LeaseLost,
     /// The store refused the release repeatedly; the lease will expire.

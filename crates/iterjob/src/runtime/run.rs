@@ -15,12 +15,15 @@ use crate::job::{Job, JobContext};
 use crate::registry::decode_params;
 use crate::runtime::backoff::retry_delay;
 use crate::runtime::live::LiveJob;
+use crate::job::PartitionFailure;
 use crate::runtime::signals::{
-    CANCEL, CHECKPOINT, LEASE_LOST, PAUSE, SHUTDOWN, Signals, Supervisor, THROTTLE, TIME_SLICE,
+    CANCEL, CHECKPOINT, LEASE_LOST, PAUSE, SHUTDOWN, SPLIT, Signals, Supervisor, THROTTLE,
+    TIME_SLICE,
 };
 use crate::runtime::{ResolvedSettings, RunEnd};
 use crate::store::{
-    Claimed, InterruptReason, Outcome, Progress, RunToken, Store, duration_millis, now_millis,
+    Claimed, InterruptReason, MAX_PARTITIONS, Outcome, Progress, RunToken, Split, Store,
+    duration_millis, now_millis,
 };
 
 /// Everything a run needs from its worker.
@@ -37,6 +40,16 @@ pub(crate) struct RunEnv {
 pub(crate) struct RunReport {
     pub(crate) end: RunEnd,
     pub(crate) items: u64,
+}
+
+/// What the loop does after attending to signals between two items.
+enum Attended<P> {
+    /// Go on with the next item.
+    Continue,
+    /// The run is over.
+    End(RunReport),
+    /// The partition was split: go on from the cursor with these parameters.
+    Resplit(P),
 }
 
 /// The run's position and progress, in typed form.
@@ -127,7 +140,7 @@ impl<J: Job> Runner<J> {
                 return self.fail_unstarted(message).await;
             }
         };
-        let ctx = JobContext {
+        let mut ctx = JobContext {
             params,
             job_id: record.id,
             attempt: record.attempts,
@@ -142,6 +155,9 @@ impl<J: Job> Runner<J> {
             started: tokio::time::Instant::now(),
         };
         let items_at_start = pos.items_done;
+        if let Some(n) = record.partitions {
+            return self.plan(&ctx, &pos, n).await;
+        }
         if record.items_total.is_none() {
             self.spawn_total(&record.params);
         }
@@ -156,12 +172,6 @@ impl<J: Job> Runner<J> {
             return self.error(&ctx, &pos, e, items_at_start).await;
         }
 
-        let job = Arc::clone(&self.job);
-        let enumerator = match job.enumerate(&ctx.params, pos.cursor.clone()) {
-            Ok(e) => e,
-            Err(e) => return self.error(&ctx, &pos, e, items_at_start).await,
-        };
-        let mut enumerator = pin!(enumerator);
         let checkpoint_every = self.env.settings.checkpoint_every.unwrap_or(u64::MAX);
         let throttle_every = self.env.settings.throttle_check_every;
         let mut since_checkpoint = 0u64;
@@ -172,67 +182,86 @@ impl<J: Job> Runner<J> {
         let mut since_yield_check = 0u32;
         let mut last_yield = std::time::Instant::now();
         let live = Arc::clone(&self.env.live);
+        let job = Arc::clone(&self.job);
+        let mut resplit: Option<J::Params> = None;
 
-        loop {
-            let mut flags = self.signals.take();
-            if since_checkpoint >= checkpoint_every {
-                flags |= CHECKPOINT;
+        // One pass per set of parameters: a split changes them between two items and
+        // the walk goes on from the same cursor with a new enumerator.
+        'walk: loop {
+            if let Some(params) = resplit.take() {
+                ctx.params = params;
             }
-            if since_throttle >= throttle_every {
-                flags |= THROTTLE;
-            }
-            if flags != 0 {
-                if flags & CHECKPOINT != 0 {
-                    since_checkpoint = 0;
-                }
-                if flags & THROTTLE != 0 {
-                    since_throttle = 0;
-                }
-                if let Some(report) = self.attend(&ctx, &pos, flags, items_at_start).await {
-                    return report;
-                }
-            }
-
-            let step = match AssertUnwindSafe(enumerator.next()).catch_unwind().await {
-                Ok(Some(Ok(step))) => step,
-                Ok(None) => break,
-                Ok(Some(Err(e))) => return self.error(&ctx, &pos, e, items_at_start).await,
-                Err(panic) => {
-                    let e = JobError::retryable(format!(
-                        "the enumerator panicked: {}",
-                        panic_message(&*panic)
-                    ));
-                    return self.error(&ctx, &pos, e, items_at_start).await;
-                }
+            let enumerator = match job.enumerate(&ctx.params, pos.cursor.clone()) {
+                Ok(e) => e,
+                Err(e) => return self.error(&ctx, &pos, e, items_at_start).await,
             };
-            let (item, next_cursor) = step;
-            let count = self.job.count_items(&item);
-            match AssertUnwindSafe(self.job.process(&ctx, item))
-                .catch_unwind()
-                .await
-            {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => return self.error(&ctx, &pos, e, items_at_start).await,
-                Err(panic) => {
-                    let e = JobError::retryable(format!(
-                        "the work panicked on the item after cursor {}: {}",
-                        cursor_text(&pos.cursor),
-                        panic_message(&*panic)
-                    ));
-                    return self.error(&ctx, &pos, e, items_at_start).await;
+            let mut enumerator = pin!(enumerator);
+            loop {
+                let mut flags = self.signals.take();
+                if since_checkpoint >= checkpoint_every {
+                    flags |= CHECKPOINT;
                 }
-            }
-            pos.cursor = Some(next_cursor);
-            pos.items_done += count;
-            since_checkpoint += count;
-            since_throttle += count;
-            live.set_items_done(pos.items_done);
-            since_yield_check += 1;
-            if since_yield_check >= YIELD_CHECK_EVERY {
-                since_yield_check = 0;
-                if last_yield.elapsed() >= YIELD_AFTER {
-                    tokio::task::yield_now().await;
-                    last_yield = std::time::Instant::now();
+                if since_throttle >= throttle_every {
+                    flags |= THROTTLE;
+                }
+                if flags != 0 {
+                    if flags & CHECKPOINT != 0 {
+                        since_checkpoint = 0;
+                    }
+                    if flags & THROTTLE != 0 {
+                        since_throttle = 0;
+                    }
+                    match self.attend(&ctx, &pos, flags, items_at_start).await {
+                        Attended::Continue => {}
+                        Attended::End(report) => return report,
+                        Attended::Resplit(params) => {
+                            resplit = Some(params);
+                            continue 'walk;
+                        }
+                    }
+                }
+
+                let step = match AssertUnwindSafe(enumerator.next()).catch_unwind().await {
+                    Ok(Some(Ok(step))) => step,
+                    Ok(None) => break 'walk,
+                    Ok(Some(Err(e))) => return self.error(&ctx, &pos, e, items_at_start).await,
+                    Err(panic) => {
+                        let e = JobError::retryable(format!(
+                            "the enumerator panicked: {}",
+                            panic_message(&*panic)
+                        ));
+                        return self.error(&ctx, &pos, e, items_at_start).await;
+                    }
+                };
+                let (item, next_cursor) = step;
+                let count = self.job.count_items(&item);
+                match AssertUnwindSafe(self.job.process(&ctx, item))
+                    .catch_unwind()
+                    .await
+                {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => return self.error(&ctx, &pos, e, items_at_start).await,
+                    Err(panic) => {
+                        let e = JobError::retryable(format!(
+                            "the work panicked on the item after cursor {}: {}",
+                            cursor_text(&pos.cursor),
+                            panic_message(&*panic)
+                        ));
+                        return self.error(&ctx, &pos, e, items_at_start).await;
+                    }
+                }
+                pos.cursor = Some(next_cursor);
+                pos.items_done += count;
+                since_checkpoint += count;
+                since_throttle += count;
+                live.set_items_done(pos.items_done);
+                since_yield_check += 1;
+                if since_yield_check >= YIELD_CHECK_EVERY {
+                    since_yield_check = 0;
+                    if last_yield.elapsed() >= YIELD_AFTER {
+                        tokio::task::yield_now().await;
+                        last_yield = std::time::Instant::now();
+                    }
                 }
             }
         }
@@ -247,28 +276,28 @@ impl<J: Job> Runner<J> {
         self.release(&pos, Outcome::Completed, items_at_start).await
     }
 
-    /// Acts on raised signals between two items. `Some` ends the run.
+    /// Acts on raised signals between two items.
     async fn attend(
         &self,
         ctx: &JobContext<J::Params>,
         pos: &Position<J::Cursor>,
         flags: u32,
         items_at_start: u64,
-    ) -> Option<RunReport> {
+    ) -> Attended<J::Params> {
         if flags & LEASE_LOST != 0 {
-            return Some(RunReport {
+            return Attended::End(RunReport {
                 end: RunEnd::LeaseLost,
                 items: pos.items_done - items_at_start,
             });
         }
         if flags & CANCEL != 0 {
-            return Some(self.release(pos, Outcome::Cancelled, items_at_start).await);
+            return Attended::End(self.release(pos, Outcome::Cancelled, items_at_start).await);
         }
         if flags & PAUSE != 0 {
-            return Some(self.release(pos, Outcome::Paused, items_at_start).await);
+            return Attended::End(self.release(pos, Outcome::Paused, items_at_start).await);
         }
         if flags & SHUTDOWN != 0 {
-            return Some(
+            return Attended::End(
                 self.interrupt(
                     ctx,
                     pos,
@@ -280,7 +309,7 @@ impl<J: Job> Runner<J> {
             );
         }
         if flags & TIME_SLICE != 0 {
-            return Some(
+            return Attended::End(
                 self.interrupt(
                     ctx,
                     pos,
@@ -293,7 +322,7 @@ impl<J: Job> Runner<J> {
         }
         if flags & THROTTLE != 0 {
             if let Some(backoff) = guard_value(self.job.throttle(ctx)).await {
-                return Some(
+                return Attended::End(
                     self.interrupt(
                         ctx,
                         pos,
@@ -305,10 +334,13 @@ impl<J: Job> Runner<J> {
                 );
             }
         }
+        if flags & SPLIT != 0 {
+            return self.split(ctx, pos, items_at_start).await;
+        }
         if flags & CHECKPOINT != 0 {
             let progress = match self.progress(pos) {
                 Ok(p) => p,
-                Err(message) => return Some(self.fail_with(pos, message, items_at_start).await),
+                Err(message) => return Attended::End(self.fail_with(pos, message, items_at_start).await),
             };
             let sent = self.signals.stamp();
             match self
@@ -321,15 +353,18 @@ impl<J: Job> Runner<J> {
                     self.signals.renewed_at(sent);
                     self.env.live.set_durable(progress);
                     if control.cancel_requested {
-                        return Some(self.release(pos, Outcome::Cancelled, items_at_start).await);
+                        return Attended::End(self.release(pos, Outcome::Cancelled, items_at_start).await);
                     }
                     if control.pause_requested {
-                        return Some(self.release(pos, Outcome::Paused, items_at_start).await);
+                        return Attended::End(self.release(pos, Outcome::Paused, items_at_start).await);
+                    }
+                    if control.split_requested {
+                        return self.split(ctx, pos, items_at_start).await;
                     }
                 }
                 Err(Error::LeaseLost { .. }) => {
                     tracing::warn!(job = self.id(), "checkpoint rejected: lease lost; stopping");
-                    return Some(RunReport {
+                    return Attended::End(RunReport {
                         end: RunEnd::LeaseLost,
                         items: pos.items_done - items_at_start,
                     });
@@ -341,7 +376,134 @@ impl<J: Job> Runner<J> {
                 }
             }
         }
-        None
+        Attended::Continue
+    }
+
+    /// The first run of a partitioned job: divide the collection and hand the parts
+    /// to the store as child jobs.
+    async fn plan(
+        &self,
+        ctx: &JobContext<J::Params>,
+        pos: &Position<J::Cursor>,
+        n: u32,
+    ) -> RunReport {
+        let n = n.clamp(1, MAX_PARTITIONS);
+        let parts = match guard(self.job.partition(&ctx.params, n)).await {
+            Ok(parts) => parts,
+            Err(e) => return self.error(ctx, pos, e, pos.items_done).await,
+        };
+        if parts.len() > MAX_PARTITIONS as usize {
+            let message = format!(
+                "`Job::partition` of job kind `{}` returned {} partitions for {n} asked; at most {MAX_PARTITIONS} are allowed",
+                J::KIND,
+                parts.len()
+            );
+            return self.fail_with(pos, message, pos.items_done).await;
+        }
+        let children = match parts
+            .iter()
+            .map(serde_json::to_value)
+            .collect::<Result<Vec<_>, _>>()
+        {
+            Ok(children) => children,
+            Err(e) => {
+                let message = format!(
+                    "the parameters of a partition of job kind `{}` do not serialize to JSON: {e}",
+                    J::KIND
+                );
+                return self.fail_with(pos, message, pos.items_done).await;
+            }
+        };
+        self.supervisor_done.cancel();
+        match self
+            .env
+            .store
+            .job_partition(self.id(), self.token(), &children)
+            .await
+        {
+            Ok(ids) => {
+                tracing::info!(job = self.id(), kind = J::KIND, partitions = ids.len(), "split into partitions");
+                RunReport {
+                    end: RunEnd::Partitioned,
+                    items: 0,
+                }
+            }
+            Err(Error::LeaseLost { .. }) => RunReport {
+                end: RunEnd::LeaseLost,
+                items: 0,
+            },
+            Err(e) => {
+                let e = JobError::retryable(e);
+                self.error(ctx, pos, e, pos.items_done).await
+            }
+        }
+    }
+
+    /// A worker is idle: give half of what is left of this partition away, at this
+    /// item boundary. The checkpoint and the new parameters are one fenced write.
+    async fn split(
+        &self,
+        ctx: &JobContext<J::Params>,
+        pos: &Position<J::Cursor>,
+        items_at_start: u64,
+    ) -> Attended<J::Params> {
+        let divided = match guard(self.job.split(&ctx.params, pos.cursor.as_ref())).await {
+            Ok(divided) => divided,
+            Err(error) => {
+                tracing::warn!(job = self.id(), %error, "dividing the partition failed; not splitting");
+                None
+            }
+        };
+        let split = match &divided {
+            None => None,
+            Some((keep, give)) => match (serde_json::to_value(keep), serde_json::to_value(give)) {
+                (Ok(keep), Ok(give)) => Some(Split { keep, give }),
+                (Err(e), _) | (_, Err(e)) => {
+                    tracing::warn!(job = self.id(), error = %e, "partition parameters do not serialize; not splitting");
+                    None
+                }
+            },
+        };
+        let progress = match self.progress(pos) {
+            Ok(p) => p,
+            Err(message) => return Attended::End(self.fail_with(pos, message, items_at_start).await),
+        };
+        let sent = self.signals.stamp();
+        match self
+            .env
+            .store
+            .job_split(
+                self.id(),
+                self.token(),
+                &progress,
+                split.as_ref(),
+                self.env.settings.lease,
+            )
+            .await
+        {
+            Ok(new) => {
+                self.signals.renewed_at(sent);
+                self.env.live.set_durable(progress);
+                match (new, divided, split) {
+                    (Some(new), Some((keep, _)), Some(split)) => {
+                        tracing::info!(job = self.id(), new_partition = new, "split the rest of the partition");
+                        self.env.live.clear_items_total();
+                        self.spawn_total(&split.keep);
+                        Attended::Resplit(keep)
+                    }
+                    _ => Attended::Continue,
+                }
+            }
+            Err(Error::LeaseLost { .. }) => Attended::End(RunReport {
+                end: RunEnd::LeaseLost,
+                items: pos.items_done - items_at_start,
+            }),
+            Err(error) => {
+                // Nothing changed; the request stays and the next heartbeat asks again.
+                tracing::warn!(job = self.id(), %error, "splitting failed; going on");
+                Attended::Continue
+            }
+        }
     }
 
     async fn interrupt(
@@ -460,7 +622,33 @@ impl<J: Job> Runner<J> {
         if !matches!(end, RunEnd::LeaseLost | RunEnd::ReleaseFailed) {
             self.env.live.set_durable(progress);
         }
+        if end == RunEnd::Failed {
+            self.after_partition_failed().await;
+        }
         RunReport { end, items }
+    }
+
+    /// A partition failed for good: apply the kind's [`PartitionFailure`] policy.
+    async fn after_partition_failed(&self) {
+        let Some(parent) = self.env.claimed.job.parent_id else {
+            return;
+        };
+        if self.env.settings.partition_failure != PartitionFailure::CancelOthers {
+            return;
+        }
+        let siblings = match self.env.store.job_partitions(parent).await {
+            Ok(siblings) => siblings,
+            Err(error) => {
+                tracing::warn!(job = self.id(), parent, %error, "could not list the partitions to cancel");
+                return;
+            }
+        };
+        for sibling in siblings.iter().filter(|s| !s.state.is_finished()) {
+            if let Err(error) = self.env.store.job_cancel(sibling.id).await {
+                tracing::warn!(job = sibling.id, %error, "could not cancel a partition");
+            }
+        }
+        tracing::warn!(job = self.id(), parent, "a partition failed; cancelled the others (PartitionFailure::CancelOthers)");
     }
 
     /// Writes the release, retrying a failing store a few times. If it never
@@ -530,9 +718,9 @@ const YIELD_CHECK_EVERY: u32 = 32;
 const YIELD_AFTER: Duration = Duration::from_millis(2);
 
 /// Runs a hook, turning a panic into a retryable error.
-async fn guard<F>(fut: F) -> Result<(), JobError>
+async fn guard<F, T>(fut: F) -> Result<T, JobError>
 where
-    F: std::future::Future<Output = Result<(), JobError>>,
+    F: std::future::Future<Output = Result<T, JobError>>,
 {
     match AssertUnwindSafe(fut).catch_unwind().await {
         Ok(r) => r,

@@ -20,6 +20,7 @@ pub(crate) const TIME_SLICE: u32 = 1 << 3;
 pub(crate) const PAUSE: u32 = 1 << 4;
 pub(crate) const CANCEL: u32 = 1 << 5;
 pub(crate) const LEASE_LOST: u32 = 1 << 6;
+pub(crate) const SPLIT: u32 = 1 << 7;
 
 /// The signal word shared by a run's loop and its supervisor.
 #[derive(Debug)]
@@ -147,6 +148,8 @@ impl Supervisor {
                     self.signals.raise(CANCEL);
                 } else if control.pause_requested {
                     self.signals.raise(PAUSE);
+                } else if control.split_requested {
+                    self.signals.raise(SPLIT);
                 }
                 true
             }

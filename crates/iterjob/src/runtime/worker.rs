@@ -15,7 +15,9 @@ use crate::registry::Registry;
 use crate::runtime::live::{LiveJob, LiveJobs, RunningJob};
 use crate::runtime::run::{RunEnv, RunReport, panic_message};
 use crate::runtime::{RunEnd, WorkerConfig};
-use crate::store::{ClaimRequest, Claimed, InterruptReason, JobId, Outcome, Progress, Store};
+use crate::store::{
+    ClaimRequest, Claimed, InterruptReason, JobId, Outcome, Progress, SplitRequest, Store,
+};
 
 /// Claims jobs of its registered kinds from a store and runs them.
 ///
@@ -73,6 +75,10 @@ pub struct WorkerReport {
     pub lease_lost: u64,
     /// Runs stopped at the shutdown deadline and released at their last checkpoint.
     pub aborted: u64,
+    /// Runs that split a partitioned job into its partitions.
+    pub partitioned: u64,
+    /// Times this worker, idle, asked a running partition to split.
+    pub split_requests: u64,
 }
 
 impl WorkerReport {
@@ -85,6 +91,7 @@ impl WorkerReport {
             RunEnd::Cancelled => self.cancelled += 1,
             RunEnd::Retrying => self.retried += 1,
             RunEnd::Failed => self.failed += 1,
+            RunEnd::Partitioned => self.partitioned += 1,
             RunEnd::LeaseLost | RunEnd::ReleaseFailed => self.lease_lost += 1,
         }
     }
@@ -141,6 +148,8 @@ impl Worker {
         let mut report = WorkerReport::default();
         let mut tasks: JoinSet<(JobId, RunReport)> = JoinSet::new();
         let mut last_rescue: Option<Instant> = None;
+        let mut last_split_request: Option<Instant> = None;
+        let split_request_interval = self.config.poll_interval.max(Duration::from_secs(1));
         let mut store_backoff = Duration::ZERO;
         let kinds: Vec<String> = self
             .registry
@@ -181,6 +190,16 @@ impl Worker {
                             report.runs += 1;
                             self.spawn_run(&mut tasks, c);
                         }
+                        if !claimed_any
+                            && self.config.dynamic_splitting
+                            && last_split_request
+                                .is_none_or(|t| t.elapsed() >= split_request_interval)
+                        {
+                            last_split_request = Some(Instant::now());
+                            if self.request_split(&kinds).await {
+                                report.split_requests += 1;
+                            }
+                        }
                     }
                     Err(error) => {
                         store_backoff = (store_backoff * 2)
@@ -214,6 +233,27 @@ impl Worker {
         self.drain(&mut tasks, &mut report).await;
         tracing::info!(worker = %self.config.worker_id, ?report, "worker stopped");
         Ok(report)
+    }
+
+    /// Idle with a free slot: asks the running partition with the most left to give
+    /// half of it away. True if one was asked.
+    async fn request_split(&self, kinds: &[String]) -> bool {
+        let request = SplitRequest {
+            queues: self.config.queues.clone(),
+            kinds: kinds.to_vec(),
+            min_remaining: self.config.split_min_remaining,
+        };
+        match self.store.job_request_split(&request).await {
+            Ok(Some(id)) => {
+                tracing::debug!(job = id, "asked a running partition to split");
+                true
+            }
+            Ok(None) => false,
+            Err(error) => {
+                tracing::warn!(%error, "asking a partition to split failed");
+                false
+            }
+        }
     }
 
     fn spawn_run(&self, tasks: &mut JoinSet<(JobId, RunReport)>, claimed: Claimed) {

@@ -24,14 +24,16 @@
 //!   [`Error::InvalidTransition`] (at most one unfinished job per key).
 
 use std::collections::{BTreeMap, HashSet};
+use std::fmt::Write as _;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::store::{
     ClaimRequest, Claimed, Control, JobFilter, JobId, JobRecord, JobState, Millis, NewJob, Outcome,
-    Progress, Rescued, RunToken, Store, duration_millis, now_millis,
+    Progress, Rescued, RunToken, Split, SplitRequest, Store, duration_millis, now_millis,
 };
+use serde_json::Value;
 
 /// How many jobs `job_list` returns when the filter sets no limit.
 const DEFAULT_LIST_LIMIT: usize = 100;
@@ -98,6 +100,72 @@ impl Inner {
         Ok(&mut entry.record)
     }
 
+    /// The ids of `parent`'s partitions, in id order.
+    fn children(&self, parent: JobId) -> Vec<JobId> {
+        self.jobs
+            .values()
+            .filter(|e| e.record.parent_id == Some(parent))
+            .map(|e| e.record.id)
+            .collect()
+    }
+
+    /// A copy of the job as reads report it: a split parent with its partitions'
+    /// summed progress.
+    fn view(&self, record: &JobRecord) -> JobRecord {
+        let mut view = record.clone();
+        if record.partitions.is_none() {
+            return view;
+        }
+        let children: Vec<&JobRecord> = self
+            .jobs
+            .values()
+            .map(|e| &e.record)
+            .filter(|r| r.parent_id == Some(record.id))
+            .collect();
+        if children.is_empty() {
+            return view;
+        }
+        view.items_done = children.iter().map(|c| c.items_done).sum();
+        view.items_total = children
+            .iter()
+            .map(|c| c.items_total)
+            .sum::<Option<u64>>();
+        view.running_ms = children.iter().map(|c| c.running_ms).sum();
+        view
+    }
+
+    /// Finishes a split parent whose partitions have all finished: completed if they
+    /// all completed, failed otherwise.
+    fn finalize(&mut self, parent: JobId, now: Millis) {
+        let children = self.children(parent);
+        if children.is_empty() {
+            return;
+        }
+        let mut failed = Vec::new();
+        for id in &children {
+            let child = &self.jobs[id].record;
+            if !child.state.is_finished() {
+                return;
+            }
+            if child.state != JobState::Completed {
+                failed.push((child.id, child.state, child.last_error.clone()));
+            }
+        }
+        let Some(entry) = self.jobs.get_mut(&parent) else {
+            return;
+        };
+        let record = &mut entry.record;
+        if !matches!(record.state, JobState::Running | JobState::Paused) {
+            return;
+        }
+        if failed.is_empty() {
+            finish(record, JobState::Completed, now);
+        } else {
+            record.last_error = Some(partitions_failed(children.len(), &failed));
+            finish(record, JobState::Failed, now);
+        }
+    }
+
     /// The id of the unfinished job holding `key`, other than `except`.
     fn unique_holder(&self, key: &str, except: Option<JobId>) -> Option<JobId> {
         self.jobs
@@ -120,7 +188,77 @@ fn control(record: &JobRecord) -> Control {
     Control {
         pause_requested: record.pause_requested,
         cancel_requested: record.cancel_requested,
+        split_requested: record.split_requested,
     }
+}
+
+/// The error of a parent whose partitions did not all complete.
+fn partitions_failed(total: usize, failed: &[(JobId, JobState, Option<String>)]) -> String {
+    let mut message = format!(
+        "{} of {total} partitions did not complete (retry this job to run them again from their checkpoints)",
+        failed.len()
+    );
+    for (id, state, error) in failed.iter().take(5) {
+        let _ = write!(message, "; partition job {id} {state}");
+        if let Some(error) = error {
+            let _ = write!(message, ": {error}");
+        }
+    }
+    if failed.len() > 5 {
+        let _ = write!(message, "; and {} more", failed.len() - 5);
+    }
+    message
+}
+
+/// A new job record, queued.
+fn new_record(id: JobId, job: &NewJob, now: Millis) -> JobRecord {
+    JobRecord {
+        id,
+        kind: job.kind.clone(),
+        queue: job.queue.clone(),
+        priority: job.priority,
+        state: JobState::Queued,
+        params: job.params.clone(),
+        cursor: job.cursor.clone(),
+        items_done: 0,
+        items_total: None,
+        attempts: 0,
+        max_attempts: job.max_attempts,
+        interruptions: 0,
+        crashes: 0,
+        runs: 0,
+        last_error: None,
+        unique_key: job.unique_key.clone(),
+        created_at: now,
+        run_at: job.run_at.unwrap_or(now),
+        started_at: None,
+        finished_at: None,
+        checkpointed_at: None,
+        running_ms: 0,
+        worker_id: None,
+        lease_expires_at: None,
+        pause_requested: false,
+        cancel_requested: false,
+        parent_id: None,
+        partitions: job.partitions,
+        split_requested: false,
+    }
+}
+
+/// A partition of `parent` with `params`, in `state`.
+fn child_record(id: JobId, parent: &JobRecord, params: Value, state: JobState, now: Millis) -> JobRecord {
+    let mut job = NewJob::new(parent.kind.clone(), params)
+        .queue(parent.queue.clone())
+        .priority(parent.priority)
+        .max_attempts(parent.max_attempts);
+    job.partitions = None;
+    let mut record = new_record(id, &job, now);
+    record.parent_id = Some(parent.id);
+    record.state = state;
+    if state.is_finished() {
+        record.finished_at = Some(now);
+    }
+    record
 }
 
 fn write_progress(record: &mut JobRecord, progress: &Progress, now: Millis) {
@@ -144,6 +282,7 @@ fn end_run(entry: &mut Entry) {
 fn clear_requests(record: &mut JobRecord) {
     record.pause_requested = false;
     record.cancel_requested = false;
+    record.split_requested = false;
 }
 
 fn finish(record: &mut JobRecord, state: JobState, now: Millis) {
@@ -180,34 +319,7 @@ impl Store for MemoryStore {
             }
             inner.last_id += 1;
             let id = inner.last_id;
-            let record = JobRecord {
-                id,
-                kind: job.kind.clone(),
-                queue: job.queue.clone(),
-                priority: job.priority,
-                state: JobState::Queued,
-                params: job.params.clone(),
-                cursor: job.cursor.clone(),
-                items_done: 0,
-                items_total: None,
-                attempts: 0,
-                max_attempts: job.max_attempts,
-                interruptions: 0,
-                crashes: 0,
-                runs: 0,
-                last_error: None,
-                unique_key: job.unique_key.clone(),
-                created_at: now,
-                run_at: job.run_at.unwrap_or(now),
-                started_at: None,
-                finished_at: None,
-                checkpointed_at: None,
-                running_ms: 0,
-                worker_id: None,
-                lease_expires_at: None,
-                pause_requested: false,
-                cancel_requested: false,
-            };
+            let record = new_record(id, job, now);
             inner.jobs.insert(
                 id,
                 Entry {
@@ -329,6 +441,12 @@ impl Store for MemoryStore {
                 finish(record, JobState::Failed, now);
             }
         }
+        record.split_requested = false;
+        if record.state.is_finished()
+            && let Some(parent) = record.parent_id
+        {
+            inner.finalize(parent, now);
+        }
         Ok(())
     }
 
@@ -336,9 +454,12 @@ impl Store for MemoryStore {
         let now = now_millis();
         let mut inner = self.lock();
         let mut rescued = Vec::new();
+        let mut parents = Vec::new();
         for entry in inner.jobs.values_mut() {
             let record = &entry.record;
+            // a split parent is running without a token: no worker holds it
             let expired = record.state == JobState::Running
+                && entry.token.is_some()
                 && record.lease_expires_at.is_none_or(|at| at < now);
             if !expired {
                 continue;
@@ -365,16 +486,26 @@ impl Store for MemoryStore {
                 record.state = JobState::Queued;
                 record.run_at = now;
             }
+            record.split_requested = false;
+            if record.state.is_finished()
+                && let Some(parent) = record.parent_id
+            {
+                parents.push(parent);
+            }
             rescued.push(Rescued {
                 id: record.id,
                 state: record.state,
             });
         }
+        for parent in parents {
+            inner.finalize(parent, now);
+        }
         Ok(rescued)
     }
 
     async fn job_get(&self, id: JobId) -> Result<Option<JobRecord>> {
-        Ok(self.lock().jobs.get(&id).map(|e| e.record.clone()))
+        let inner = self.lock();
+        Ok(inner.jobs.get(&id).map(|e| inner.view(&e.record)))
     }
 
     async fn job_list(&self, filter: &JobFilter) -> Result<Vec<JobRecord>> {
@@ -390,7 +521,7 @@ impl Store for MemoryStore {
             .filter(|r| filter.kind.as_ref().is_none_or(|k| &r.kind == k))
             .filter(|r| filter.queue.as_ref().is_none_or(|q| &r.queue == q))
             .take(limit)
-            .cloned()
+            .map(|r| inner.view(r))
             .collect())
     }
 
@@ -411,65 +542,69 @@ impl Store for MemoryStore {
 
     async fn job_pause(&self, id: JobId) -> Result<JobRecord> {
         let mut inner = self.lock();
+        let children = inner.children(id);
         let record = &mut inner.entry_mut(id)?.record;
-        match record.state {
-            JobState::Queued | JobState::Retrying => record.state = JobState::Paused,
-            JobState::Running => record.pause_requested = true,
-            JobState::Paused => {}
-            JobState::Completed | JobState::Failed | JobState::Cancelled => {
-                return invalid(record, "pause", "it already finished");
+        if !children.is_empty() && record.state == JobState::Running {
+            record.state = JobState::Paused;
+        } else {
+            pause_one(record)?;
+        }
+        for child in children {
+            let child = &mut inner.entry_mut(child)?.record;
+            if !child.state.is_finished() {
+                pause_one(child)?;
             }
         }
-        Ok(record.clone())
+        let record = &inner.jobs[&id].record;
+        Ok(inner.view(record))
     }
 
     async fn job_resume(&self, id: JobId) -> Result<JobRecord> {
         let now = now_millis();
         let mut inner = self.lock();
+        let children = inner.children(id);
         let record = &mut inner.entry_mut(id)?.record;
-        match record.state {
-            JobState::Paused => {
-                record.state = JobState::Queued;
-                record.run_at = now;
-                clear_requests(record);
+        if !children.is_empty() && record.state == JobState::Paused {
+            record.state = JobState::Running;
+            for child in children {
+                let child = &mut inner.entry_mut(child)?.record;
+                if child.state == JobState::Paused
+                    || (child.state == JobState::Running && child.pause_requested)
+                {
+                    resume_one(child, now)?;
+                }
             }
-            JobState::Running if record.pause_requested => record.pause_requested = false,
-            JobState::Running => {
-                return invalid(
-                    record,
-                    "resume",
-                    "it is running and no pause is pending; only paused jobs can be resumed",
-                );
-            }
-            JobState::Failed | JobState::Cancelled => {
-                return invalid(
-                    record,
-                    "resume",
-                    "only paused jobs can be resumed; use retry to run a failed or cancelled job again",
-                );
-            }
-            JobState::Queued | JobState::Retrying | JobState::Completed => {
-                return invalid(record, "resume", "only paused jobs can be resumed");
-            }
+        } else {
+            resume_one(record, now)?;
         }
         self.available.notify_waiters();
-        Ok(record.clone())
+        let record = &inner.jobs[&id].record;
+        Ok(inner.view(record))
     }
 
     async fn job_cancel(&self, id: JobId) -> Result<JobRecord> {
         let now = now_millis();
         let mut inner = self.lock();
+        let children = inner.children(id);
         let record = &mut inner.entry_mut(id)?.record;
-        match record.state {
-            JobState::Queued | JobState::Retrying | JobState::Paused => {
-                finish(record, JobState::Cancelled, now);
-            }
-            JobState::Running => record.cancel_requested = true,
-            JobState::Completed | JobState::Failed | JobState::Cancelled => {
-                return invalid(record, "cancel", "it already finished");
+        if !children.is_empty() && !record.state.is_finished() {
+            finish(record, JobState::Cancelled, now);
+        } else {
+            cancel_one(record, now)?;
+        }
+        for child in children {
+            let child = &mut inner.entry_mut(child)?.record;
+            if !child.state.is_finished() {
+                cancel_one(child, now)?;
             }
         }
-        Ok(record.clone())
+        let record = &inner.jobs[&id].record;
+        let parent = record.parent_id.filter(|_| record.state.is_finished());
+        if let Some(parent) = parent {
+            inner.finalize(parent, now);
+        }
+        let record = &inner.jobs[&id].record;
+        Ok(inner.view(record))
     }
 
     async fn job_wait_available(&self) {
@@ -501,14 +636,192 @@ impl Store for MemoryStore {
                 "another unfinished job holds its unique key; cancel that one first",
             );
         }
+        let children = inner.children(id);
         let record = &mut inner.entry_mut(id)?.record;
-        record.state = JobState::Queued;
-        record.run_at = now;
-        record.attempts = 0;
-        record.crashes = 0;
-        record.finished_at = None;
-        clear_requests(record);
+        retry_one(record, now);
+        if !children.is_empty() {
+            record.state = JobState::Running;
+            for child in children {
+                let child = &mut inner.entry_mut(child)?.record;
+                if matches!(child.state, JobState::Failed | JobState::Cancelled) {
+                    retry_one(child, now);
+                }
+            }
+            inner.finalize(id, now);
+        }
         self.available.notify_waiters();
-        Ok(record.clone())
+        let record = &inner.jobs[&id].record;
+        Ok(inner.view(record))
     }
+
+    async fn job_partition(
+        &self,
+        id: JobId,
+        token: RunToken,
+        children: &[Value],
+    ) -> Result<Vec<JobId>> {
+        let now = now_millis();
+        let mut inner = self.lock();
+        let parent = inner.fenced(id, token)?.clone();
+        if parent.partitions.is_none() {
+            return Err(Error::Config(format!(
+                "job {id} was not enqueued as a partitioned job; it cannot be split into partitions"
+            )));
+        }
+        let mut ids = Vec::with_capacity(children.len());
+        for params in children {
+            inner.last_id += 1;
+            let child = inner.last_id;
+            let record = child_record(child, &parent, params.clone(), JobState::Queued, now);
+            inner.jobs.insert(child, Entry { record, token: None });
+            ids.push(child);
+        }
+        let entry = inner.entry_mut(id)?;
+        end_run(entry);
+        entry.record.split_requested = false;
+        if ids.is_empty() {
+            finish(&mut entry.record, JobState::Completed, now);
+        }
+        drop(inner);
+        self.available.notify_waiters();
+        Ok(ids)
+    }
+
+    async fn job_split(
+        &self,
+        id: JobId,
+        token: RunToken,
+        progress: &Progress,
+        split: Option<&Split>,
+        lease: Duration,
+    ) -> Result<Option<JobId>> {
+        let now = now_millis();
+        let mut inner = self.lock();
+        let record = inner.fenced(id, token)?;
+        write_progress(record, progress, now);
+        record.lease_expires_at = Some(lease_until(now, lease));
+        record.split_requested = false;
+        let Some(split) = split else {
+            return Ok(None);
+        };
+        let Some(parent_id) = record.parent_id else {
+            return Err(Error::Config(format!(
+                "job {id} is not a partition of a partitioned job; only partitions can be split"
+            )));
+        };
+        record.params = split.keep.clone();
+        record.items_total = None;
+        let parent = inner.entry_mut(parent_id)?.record.clone();
+        let state = match parent.state {
+            JobState::Paused => JobState::Paused,
+            JobState::Cancelled | JobState::Completed | JobState::Failed => JobState::Cancelled,
+            _ => JobState::Queued,
+        };
+        inner.last_id += 1;
+        let child = inner.last_id;
+        let record = child_record(child, &parent, split.give.clone(), state, now);
+        inner.jobs.insert(child, Entry { record, token: None });
+        drop(inner);
+        self.available.notify_waiters();
+        Ok(Some(child))
+    }
+
+    async fn job_request_split(&self, request: &SplitRequest) -> Result<Option<JobId>> {
+        let kinds: HashSet<&str> = request.kinds.iter().map(String::as_str).collect();
+        let queues: HashSet<&str> = request.queues.iter().map(String::as_str).collect();
+        let mut inner = self.lock();
+        let best = inner
+            .jobs
+            .values()
+            .map(|e| &e.record)
+            .filter(|r| r.state == JobState::Running && r.parent_id.is_some())
+            .filter(|r| !r.split_requested && !r.pause_requested && !r.cancel_requested)
+            .filter(|r| kinds.contains(r.kind.as_str()) && queues.contains(r.queue.as_str()))
+            .filter_map(|r| {
+                let left = r.items_total?.saturating_sub(r.items_done);
+                (left >= request.min_remaining.max(2)).then_some((left, r.id))
+            })
+            .max_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+        let Some((_, id)) = best else {
+            return Ok(None);
+        };
+        inner.entry_mut(id)?.record.split_requested = true;
+        Ok(Some(id))
+    }
+
+    async fn job_partitions(&self, parent: JobId) -> Result<Vec<JobRecord>> {
+        let inner = self.lock();
+        Ok(inner
+            .jobs
+            .values()
+            .map(|e| &e.record)
+            .filter(|r| r.parent_id == Some(parent))
+            .cloned()
+            .collect())
+    }
+}
+
+fn pause_one(record: &mut JobRecord) -> Result<()> {
+    match record.state {
+        JobState::Queued | JobState::Retrying => record.state = JobState::Paused,
+        JobState::Running => record.pause_requested = true,
+        JobState::Paused => {}
+        JobState::Completed | JobState::Failed | JobState::Cancelled => {
+            return invalid(record, "pause", "it already finished").map(drop);
+        }
+    }
+    Ok(())
+}
+
+fn resume_one(record: &mut JobRecord, now: Millis) -> Result<()> {
+    match record.state {
+        JobState::Paused => {
+            record.state = JobState::Queued;
+            record.run_at = now;
+            clear_requests(record);
+        }
+        JobState::Running if record.pause_requested => record.pause_requested = false,
+        JobState::Running => {
+            return invalid(
+                record,
+                "resume",
+                "it is running and no pause is pending; only paused jobs can be resumed",
+            )
+            .map(drop);
+        }
+        JobState::Failed | JobState::Cancelled => {
+            return invalid(
+                record,
+                "resume",
+                "only paused jobs can be resumed; use retry to run a failed or cancelled job again",
+            )
+            .map(drop);
+        }
+        JobState::Queued | JobState::Retrying | JobState::Completed => {
+            return invalid(record, "resume", "only paused jobs can be resumed").map(drop);
+        }
+    }
+    Ok(())
+}
+
+fn cancel_one(record: &mut JobRecord, now: Millis) -> Result<()> {
+    match record.state {
+        JobState::Queued | JobState::Retrying | JobState::Paused => {
+            finish(record, JobState::Cancelled, now);
+        }
+        JobState::Running => record.cancel_requested = true,
+        JobState::Completed | JobState::Failed | JobState::Cancelled => {
+            return invalid(record, "cancel", "it already finished").map(drop);
+        }
+    }
+    Ok(())
+}
+
+fn retry_one(record: &mut JobRecord, now: Millis) {
+    record.state = JobState::Queued;
+    record.run_at = now;
+    record.attempts = 0;
+    record.crashes = 0;
+    record.finished_at = None;
+    clear_requests(record);
 }

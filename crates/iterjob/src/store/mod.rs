@@ -181,6 +181,10 @@ pub struct NewJob {
     pub unique_key: Option<String>,
     /// Start from this cursor instead of the beginning.
     pub cursor: Option<Value>,
+    /// Split the collection into this many partitions, each walked as a job of its
+    /// own by whichever workers are free (see [`Job::partition`](crate::Job::partition)).
+    /// `None`: one job walks the whole collection.
+    pub partitions: Option<u32>,
 }
 
 impl NewJob {
@@ -195,6 +199,7 @@ impl NewJob {
             max_attempts: DEFAULT_MAX_ATTEMPTS,
             unique_key: None,
             cursor: None,
+            partitions: None,
         }
     }
 
@@ -227,7 +232,18 @@ impl NewJob {
         self.unique_key = Some(key.into());
         self
     }
+
+    /// Walks the collection as `n` partitions in parallel: the job becomes a parent
+    /// whose first run splits the collection ([`Job::partition`](crate::Job::partition))
+    /// into child jobs, one per partition.
+    pub fn partitions(mut self, n: u32) -> Self {
+        self.partitions = Some(n);
+        self
+    }
 }
+
+/// Most partitions one job may be split into.
+pub const MAX_PARTITIONS: u32 = 1024;
 
 /// The queue jobs go to unless told otherwise.
 pub const DEFAULT_QUEUE: &str = "default";
@@ -290,6 +306,20 @@ pub struct JobRecord {
     pub pause_requested: bool,
     /// An operator asked to cancel it while it was running.
     pub cancel_requested: bool,
+    /// The partitioned job this job is a partition of.
+    pub parent_id: Option<JobId>,
+    /// For a partitioned (parent) job: the number of partitions asked for. Once split,
+    /// a parent's `items_done` and `items_total` are its partitions' sums.
+    pub partitions: Option<u32>,
+    /// An idle worker asked this running partition to give away half of what is left.
+    pub split_requested: bool,
+}
+
+impl JobRecord {
+    /// True for a partitioned job (a parent), split or not yet.
+    pub fn is_parent(&self) -> bool {
+        self.partitions.is_some()
+    }
 }
 
 /// Fencing token of one run; every write for that run must present it.
@@ -348,6 +378,8 @@ pub struct Control {
     pub pause_requested: bool,
     /// Cancel at the next item boundary.
     pub cancel_requested: bool,
+    /// Give away half of what is left of this partition at the next item boundary.
+    pub split_requested: bool,
 }
 
 /// How a run ends.
@@ -393,6 +425,26 @@ pub struct JobFilter {
     pub before_id: Option<JobId>,
     /// At most this many (default 100).
     pub limit: Option<usize>,
+}
+
+/// What an idle worker asks for when it looks for a running partition to split.
+#[derive(Clone, Debug)]
+pub struct SplitRequest {
+    /// Queues the worker takes jobs from.
+    pub queues: Vec<String>,
+    /// Kinds the worker can run.
+    pub kinds: Vec<String>,
+    /// Only partitions with at least this many items left (by their known total).
+    pub min_remaining: u64,
+}
+
+/// A running partition's remaining work, divided in two by [`Job::split`](crate::Job::split).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Split {
+    /// The partition's parameters from now on: the part it keeps walking.
+    pub keep: Value,
+    /// The parameters of a new partition for the part given away.
+    pub give: Value,
 }
 
 /// What the rescuer did to a job whose lease expired.
@@ -500,4 +552,47 @@ pub trait Store: Send + Sync + 'static {
     /// attempts and crashes reset to 0, `finished_at` cleared, `last_error` kept.
     /// Errors with `InvalidTransition` otherwise.
     async fn job_retry(&self, id: JobId) -> Result<JobRecord>;
+
+    /// Splits a claimed parent (a job enqueued with `partitions`) into child jobs, one
+    /// per element of `children` (their parameters), fenced by the planning run's
+    /// token. The children copy the parent's kind, queue, priority and attempt budget
+    /// and are claimable at once; the parent stays `running` without a lease (no
+    /// worker holds it) until its last child finishes, or completes at once when
+    /// `children` is empty. Returns the children's ids.
+    ///
+    /// ## Parents
+    /// * Reads of a split parent report its children's summed `items_done` and
+    ///   `items_total` (the latter only once every child's total is known).
+    /// * Pause, resume, cancel and retry of a split parent reach every child: pause
+    ///   pauses waiting children and asks running ones to pause; resume resumes them;
+    ///   cancel cancels them (running ones at their next item boundary) and the parent
+    ///   at once; retry retries the failed and cancelled children.
+    /// * When its last unfinished child finishes, the parent completes if every child
+    ///   completed, and fails otherwise with an error naming the children that did not.
+    async fn job_partition(&self, id: JobId, token: RunToken, children: &[Value])
+    -> Result<Vec<JobId>>;
+
+    /// A checkpoint that also clears `split_requested` and, given a [`Split`], divides
+    /// the running partition: its parameters become `split.keep` (its `items_total`
+    /// is cleared, to be counted again) and a new partition with `split.give` joins
+    /// the same parent, claimable at once — paused or cancelled instead if the parent
+    /// is. Fenced like [`Store::job_checkpoint`]; returns the new partition's id.
+    async fn job_split(
+        &self,
+        id: JobId,
+        token: RunToken,
+        progress: &Progress,
+        split: Option<&Split>,
+        lease: Duration,
+    ) -> Result<Option<JobId>>;
+
+    /// For an idle worker: marks the running partition (a job with a parent) of one of
+    /// the request's kinds and queues with the most items left, at least
+    /// `min_remaining` by its known total, `split_requested` (skipping those already
+    /// asked and those with a pending pause or cancel). Returns its id, or `None` when
+    /// no partition qualifies.
+    async fn job_request_split(&self, request: &SplitRequest) -> Result<Option<JobId>>;
+
+    /// The partitions of a parent, by id (empty for a job that has none).
+    async fn job_partitions(&self, parent: JobId) -> Result<Vec<JobRecord>>;
 }
