@@ -10,4 +10,4 @@ SET cursor = ?5,
     checkpointed_at = ?3,
     lease_expires_at = ?4
 WHERE id = ?1 AND run_token = ?2 AND state = 'running'
-RETURNING pause_requested, cancel_requested
+RETURNING pause_requested, cancel_requested, split_requested

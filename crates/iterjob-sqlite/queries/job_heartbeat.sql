@@ -3,4 +3,4 @@
 UPDATE iterjob_jobs
 SET lease_expires_at = ?3
 WHERE id = ?1 AND run_token = ?2 AND state = 'running'
-RETURNING pause_requested, cancel_requested
+RETURNING pause_requested, cancel_requested, split_requested

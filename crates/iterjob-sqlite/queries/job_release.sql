@@ -18,7 +18,9 @@ SET cursor          = CASE WHEN ?4 THEN ?5 ELSE cursor END,
     finished_at     = CASE WHEN ?14 THEN ?3 ELSE finished_at END,
     pause_requested = CASE WHEN ?15 THEN 0 ELSE pause_requested END,
     cancel_requested = CASE WHEN ?15 THEN 0 ELSE cancel_requested END,
+    split_requested = 0,
     run_token       = NULL,
     worker_id       = NULL,
     lease_expires_at = NULL
 WHERE id = ?1 AND run_token = ?2 AND state = 'running'
+RETURNING parent_id, state

@@ -35,9 +35,11 @@ SET crashes = crashes + 1,
         WHEN crashes + 1 >= ?2 OR attempts + 1 >= max_attempts THEN run_at
         ELSE ?1
     END,
+    split_requested = 0,
     run_token = NULL,
     worker_id = NULL,
     lease_expires_at = NULL
 WHERE state = 'running'
+  AND run_token IS NOT NULL -- a split parent runs without a worker
   AND (lease_expires_at IS NULL OR lease_expires_at < ?1)
 RETURNING id, state

@@ -19,7 +19,8 @@ use std::time::Duration;
 
 use iterjob::store::{
     ClaimRequest, Claimed, Control, JobFilter, JobId, JobRecord, JobState, Millis, NewJob, Outcome,
-    Progress, Rescued, RunToken, Store, duration_millis, now_millis,
+    Progress, Rescued, RunToken, Split, SplitRequest, Store, duration_millis, now_millis,
+    partitions_failed_message,
 };
 use iterjob::{Error, Result};
 use serde_json::Value;
@@ -47,6 +48,18 @@ const Q_PAUSE: &str = include_str!("../queries/job_pause.sql");
 const Q_RESUME: &str = include_str!("../queries/job_resume.sql");
 const Q_CANCEL: &str = include_str!("../queries/job_cancel.sql");
 const Q_RETRY: &str = include_str!("../queries/job_retry.sql");
+const Q_INSERT_PARTITION: &str = include_str!("../queries/job_insert_partition.sql");
+const Q_PARTITION: &str = include_str!("../queries/job_partition.sql");
+const Q_SPLIT: &str = include_str!("../queries/job_split.sql");
+const Q_REQUEST_SPLIT: &str = include_str!("../queries/job_request_split.sql");
+const Q_PARTITIONS: &str = include_str!("../queries/job_partitions.sql");
+const Q_PARENT_PROGRESS: &str = include_str!("../queries/job_parent_progress.sql");
+const Q_PARENT_STATE: &str = include_str!("../queries/job_parent_state.sql");
+const Q_FINALIZE_CANDIDATES: &str = include_str!("../queries/job_finalize_candidates.sql");
+const Q_PAUSE_CHILDREN: &str = include_str!("../queries/job_pause_children.sql");
+const Q_RESUME_CHILDREN: &str = include_str!("../queries/job_resume_children.sql");
+const Q_CANCEL_CHILDREN: &str = include_str!("../queries/job_cancel_children.sql");
+const Q_RETRY_CHILDREN: &str = include_str!("../queries/job_retry_children.sql");
 
 /// How many jobs `job_list` returns when the filter sets no limit.
 const DEFAULT_LIST_LIMIT: usize = 100;
@@ -257,6 +270,133 @@ impl SqliteStore {
     }
 }
 
+impl SqliteStore {
+    /// A split parent reports its partitions' summed progress.
+    async fn with_progress(&self, mut record: JobRecord) -> Result<JobRecord> {
+        if record.partitions.is_none() {
+            return Ok(record);
+        }
+        let row = sqlx::query(Q_PARENT_PROGRESS)
+            .bind(record.id)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(self.err("summing a partitioned job's progress"))?;
+        apply_parent_progress(&mut record, &row)?;
+        Ok(record)
+    }
+
+    /// True if `record` is a parent already split into partitions.
+    async fn is_split_parent(
+        &self,
+        tx: &mut Transaction<'static, Sqlite>,
+        record: &JobRecord,
+    ) -> Result<bool> {
+        if record.partitions.is_none() {
+            return Ok(false);
+        }
+        let partitions: i64 = sqlx::query_scalar(Q_PARENT_PROGRESS)
+            .bind(record.id)
+            .fetch_one(&mut **tx)
+            .await
+            .map_err(self.err("counting a job's partitions"))?;
+        Ok(partitions > 0)
+    }
+
+    /// Moves a split parent to `state` and its partitions along with it (the
+    /// `children` query: `?1` parent, `?2` now when `bind_now`), and commits.
+    async fn cascade(
+        &self,
+        mut tx: Transaction<'static, Sqlite>,
+        id: JobId,
+        state: JobState,
+        children: &'static str,
+        bind_now: bool,
+        what: &'static str,
+    ) -> Result<JobRecord> {
+        let now = now_millis();
+        let retry = state == JobState::Running && children == Q_RETRY_CHILDREN;
+        sqlx::query(Q_PARENT_STATE)
+            .bind(id)
+            .bind(state.as_str())
+            .bind(now)
+            .bind(None::<String>)
+            .bind(retry)
+            .execute(&mut *tx)
+            .await
+            .map_err(self.err(what))?;
+        let mut query = sqlx::query(children).bind(id);
+        if bind_now {
+            query = query.bind(now);
+        }
+        query.execute(&mut *tx).await.map_err(self.err(what))?;
+        if retry {
+            self.finalize(&mut tx, id).await?;
+        }
+        let record = self.get_in(&mut tx, id).await?;
+        tx.commit().await.map_err(self.err(what))?;
+        self.with_progress(record).await
+    }
+
+    /// Finishes a split parent whose partitions have all finished: completed if they
+    /// all completed, failed (naming the others) if not.
+    async fn finalize(&self, tx: &mut Transaction<'static, Sqlite>, parent: JobId) -> Result<()> {
+        let rows = sqlx::query(Q_PARTITIONS)
+            .bind(parent)
+            .fetch_all(&mut **tx)
+            .await
+            .map_err(self.err("reading a job's partitions"))?;
+        let children = rows
+            .iter()
+            .map(|row| self.record(row))
+            .collect::<Result<Vec<_>>>()?;
+        if children.is_empty() || children.iter().any(|c| !c.state.is_finished()) {
+            return Ok(());
+        }
+        let record = self.get_in(tx, parent).await?;
+        if !matches!(record.state, JobState::Running | JobState::Paused) {
+            return Ok(());
+        }
+        let failed: Vec<_> = children
+            .iter()
+            .filter(|c| c.state != JobState::Completed)
+            .map(|c| (c.id, c.state, c.last_error.clone()))
+            .collect();
+        let (state, error) = if failed.is_empty() {
+            (JobState::Completed, None)
+        } else {
+            (
+                JobState::Failed,
+                Some(partitions_failed_message(children.len(), &failed)),
+            )
+        };
+        sqlx::query(Q_PARENT_STATE)
+            .bind(parent)
+            .bind(state.as_str())
+            .bind(now_millis())
+            .bind(error)
+            .bind(false)
+            .execute(&mut **tx)
+            .await
+            .map_err(self.err("finishing a partitioned job"))?;
+        Ok(())
+    }
+}
+
+/// Writes the sums of `job_parent_progress.sql` into a parent's record.
+fn apply_parent_progress(record: &mut JobRecord, row: &SqliteRow) -> Result<()> {
+    let get = |col: &str| -> Result<Option<i64>> {
+        row.try_get::<Option<i64>, _>(col)
+            .map_err(|e| Error::Corrupt(format!("partition progress, column `{col}`: {e}")))
+    };
+    if get("partitions")?.unwrap_or(0) == 0 {
+        return Ok(());
+    }
+    record.items_done = get("items_done")?.map_or(0, |n| u64::try_from(n).unwrap_or(0));
+    record.items_total = get("items_total")?.map(|n| u64::try_from(n).unwrap_or(0));
+    record.running_ms = get("running_ms")?.map_or(0, |n| u64::try_from(n).unwrap_or(0));
+    Ok(())
+}
+
 /// Refuses paths that SQLite would fail to open with an unhelpful message.
 fn check_path(path: &Path, db: &str) -> Result<()> {
     let name = path.to_string_lossy();
@@ -305,6 +445,7 @@ fn control(row: &SqliteRow) -> Result<Control> {
     Ok(Control {
         pause_requested: flag("pause_requested")?,
         cancel_requested: flag("cancel_requested")?,
+        split_requested: flag("split_requested")?,
     })
 }
 
@@ -363,6 +504,11 @@ fn record_from_row(row: &SqliteRow) -> std::result::Result<JobRecord, String> {
         lease_expires_at: col(row, "lease_expires_at")?,
         pause_requested: col::<i64>(row, "pause_requested")? != 0,
         cancel_requested: col::<i64>(row, "cancel_requested")? != 0,
+        parent_id: col(row, "parent_id")?,
+        partitions: col::<Option<i64>>(row, "partitions")?
+            .map(|n| u32::try_from(n).map_err(|_| format!("job {id}: partitions is {n}")))
+            .transpose()?,
+        split_requested: col::<i64>(row, "split_requested")? != 0,
     })
 }
 
@@ -464,6 +610,7 @@ impl Store for SqliteStore {
                 .bind(&job.unique_key)
                 .bind(now)
                 .bind(job.run_at)
+                .bind(job.partitions.map(i64::from))
                 .fetch_one(&mut *tx)
                 .await
                 .map_err(self.err("enqueueing a job"))?;
@@ -575,7 +722,7 @@ impl Store for SqliteStore {
             .map(|c| json_text(c, "job cursor"))
             .transpose()?;
         let change = ReleaseChange::of(outcome);
-        let result = sqlx::query(Q_RELEASE)
+        let released = sqlx::query(Q_RELEASE)
             .bind(id)
             .bind(token.0)
             .bind(now)
@@ -591,11 +738,23 @@ impl Store for SqliteStore {
             .bind(change.error)
             .bind(change.finished)
             .bind(change.clear_requests)
-            .execute(&self.pool)
+            .fetch_optional(&self.pool)
             .await
             .map_err(self.err("releasing a job"))?;
-        if result.rows_affected() == 0 {
+        let Some(row) = released else {
             return Err(self.fence_failed(id).await);
+        };
+        let parent: Option<JobId> = row.try_get("parent_id").map_err(self.err("releasing a job"))?;
+        if let Some(parent) = parent
+            && change.state.is_finished()
+        {
+            // The release is durable already; if this fails, the rescuer finishes
+            // the parent later.
+            let mut tx = self.begin("finishing a partitioned job").await?;
+            self.finalize(&mut tx, parent).await?;
+            tx.commit()
+                .await
+                .map_err(self.err("finishing a partitioned job"))?;
         }
         Ok(())
     }
@@ -622,6 +781,19 @@ impl Store for SqliteStore {
         for r in &rescued {
             tracing::debug!(job = r.id, state = %r.state, "rescued a job whose lease expired");
         }
+        let parents: Vec<JobId> = sqlx::query_scalar(Q_FINALIZE_CANDIDATES)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(self.err("looking for finished partitioned jobs"))?;
+        if !parents.is_empty() {
+            let mut tx = self.begin("finishing partitioned jobs").await?;
+            for parent in parents {
+                self.finalize(&mut tx, parent).await?;
+            }
+            tx.commit()
+                .await
+                .map_err(self.err("finishing partitioned jobs"))?;
+        }
         Ok(rescued)
     }
 
@@ -631,7 +803,10 @@ impl Store for SqliteStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(self.err("reading a job"))?;
-        row.map(|row| self.record(&row)).transpose()
+        match row {
+            None => Ok(None),
+            Some(row) => Ok(Some(self.with_progress(self.record(&row)?).await?)),
+        }
     }
 
     async fn job_list(&self, filter: &JobFilter) -> Result<Vec<JobRecord>> {
@@ -645,7 +820,11 @@ impl Store for SqliteStore {
             .fetch_all(&self.pool)
             .await
             .map_err(self.err("listing jobs"))?;
-        rows.iter().map(|row| self.record(row)).collect()
+        let mut records = Vec::with_capacity(rows.len());
+        for row in &rows {
+            records.push(self.with_progress(self.record(row)?).await?);
+        }
+        Ok(records)
     }
 
     async fn job_count_by_state(&self) -> Result<Vec<(JobState, u64)>> {
@@ -671,6 +850,11 @@ impl Store for SqliteStore {
     async fn job_pause(&self, id: JobId) -> Result<JobRecord> {
         let mut tx = self.begin("pausing a job").await?;
         let record = self.get_in(&mut tx, id).await?;
+        if !record.state.is_finished() && self.is_split_parent(&mut tx, &record).await? {
+            return self
+                .cascade(tx, id, JobState::Paused, Q_PAUSE_CHILDREN, false, "pausing a job")
+                .await;
+        }
         match record.state {
             JobState::Queued | JobState::Retrying | JobState::Running => {}
             JobState::Paused => return Ok(record),
@@ -685,6 +869,11 @@ impl Store for SqliteStore {
     async fn job_resume(&self, id: JobId) -> Result<JobRecord> {
         let mut tx = self.begin("resuming a job").await?;
         let record = self.get_in(&mut tx, id).await?;
+        if record.state == JobState::Paused && self.is_split_parent(&mut tx, &record).await? {
+            return self
+                .cascade(tx, id, JobState::Running, Q_RESUME_CHILDREN, true, "resuming a job")
+                .await;
+        }
         match record.state {
             JobState::Paused => {}
             JobState::Running if record.pause_requested => {}
@@ -720,6 +909,26 @@ impl Store for SqliteStore {
         if record.state.is_finished() {
             return Err(invalid(&record, "cancel", "it already finished"));
         }
+        if self.is_split_parent(&mut tx, &record).await? {
+            return self
+                .cascade(tx, id, JobState::Cancelled, Q_CANCEL_CHILDREN, true, "cancelling a job")
+                .await;
+        }
+        if let Some(parent) = record.parent_id
+            && record.state != JobState::Running
+        {
+            // a waiting partition finishes now: its parent may be done
+            sqlx::query(Q_CANCEL)
+                .bind(id)
+                .bind(now_millis())
+                .execute(&mut *tx)
+                .await
+                .map_err(self.err("cancelling a job"))?;
+            self.finalize(&mut tx, parent).await?;
+            let record = self.get_in(&mut tx, id).await?;
+            tx.commit().await.map_err(self.err("cancelling a job"))?;
+            return Ok(record);
+        }
         self.admin_update(tx, Q_CANCEL, id, self.err("cancelling a job"))
             .await
     }
@@ -734,6 +943,11 @@ impl Store for SqliteStore {
                 "only failed or cancelled jobs can be retried",
             ));
         }
+        if self.is_split_parent(&mut tx, &record).await? {
+            return self
+                .cascade(tx, id, JobState::Running, Q_RETRY_CHILDREN, true, "retrying a job")
+                .await;
+        }
         let on_error = |err: sqlx::Error| {
             if is_unique_violation(&err) {
                 invalid(
@@ -746,5 +960,135 @@ impl Store for SqliteStore {
             }
         };
         self.admin_update(tx, Q_RETRY, id, on_error).await
+    }
+
+    async fn job_partition(
+        &self,
+        id: JobId,
+        token: RunToken,
+        children: &[Value],
+    ) -> Result<Vec<JobId>> {
+        let now = now_millis();
+        let mut tx = self.begin("splitting a job into partitions").await?;
+        let planned = sqlx::query(Q_PARTITION)
+            .bind(id)
+            .bind(token.0)
+            .bind(now)
+            .bind(i64::try_from(children.len()).unwrap_or(i64::MAX))
+            .execute(&mut *tx)
+            .await
+            .map_err(self.err("splitting a job into partitions"))?;
+        if planned.rows_affected() == 0 {
+            drop(tx);
+            return Err(match self.job_get(id).await? {
+                Some(record) if record.partitions.is_none() => Error::Config(format!(
+                    "job {id} was not enqueued as a partitioned job; it cannot be split into partitions"
+                )),
+                _ => self.fence_failed(id).await,
+            });
+        }
+        let mut ids = Vec::with_capacity(children.len());
+        for params in children {
+            let child: JobId = sqlx::query_scalar(Q_INSERT_PARTITION)
+                .bind(id)
+                .bind(json_text(params, "partition parameters")?)
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(self.err("enqueueing a partition"))?;
+            ids.push(child);
+        }
+        tx.commit()
+            .await
+            .map_err(self.err("splitting a job into partitions"))?;
+        Ok(ids)
+    }
+
+    async fn job_split(
+        &self,
+        id: JobId,
+        token: RunToken,
+        progress: &Progress,
+        split: Option<&Split>,
+        lease: Duration,
+    ) -> Result<Option<JobId>> {
+        let now = now_millis();
+        let cursor = progress
+            .cursor
+            .as_ref()
+            .map(|c| json_text(c, "job cursor"))
+            .transpose()?;
+        let keep = split
+            .map(|s| json_text(&s.keep, "partition parameters"))
+            .transpose()?;
+        let mut tx = self.begin("splitting a partition").await?;
+        let row = sqlx::query(Q_SPLIT)
+            .bind(id)
+            .bind(token.0)
+            .bind(now)
+            .bind(lease_until(now, lease))
+            .bind(cursor)
+            .bind(to_i64(progress.items_done))
+            .bind(progress.items_total.map(to_i64))
+            .bind(to_i64(progress.running_ms))
+            .bind(keep)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(self.err("splitting a partition"))?;
+        let Some(row) = row else {
+            drop(tx);
+            return Err(self.fence_failed(id).await);
+        };
+        let Some(split) = split else {
+            tx.commit().await.map_err(self.err("writing a checkpoint"))?;
+            return Ok(None);
+        };
+        let parent: Option<JobId> = row
+            .try_get("parent_id")
+            .map_err(self.err("splitting a partition"))?;
+        let Some(parent) = parent else {
+            return Err(Error::Config(format!(
+                "job {id} is not a partition of a partitioned job; only partitions can be split"
+            )));
+        };
+        let new: JobId = sqlx::query_scalar(Q_INSERT_PARTITION)
+            .bind(parent)
+            .bind(json_text(&split.give, "partition parameters")?)
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(self.err("enqueueing a partition"))?;
+        tx.commit().await.map_err(self.err("splitting a partition"))?;
+        Ok(Some(new))
+    }
+
+    async fn job_request_split(&self, request: &SplitRequest) -> Result<Option<JobId>> {
+        if request.kinds.is_empty() || request.queues.is_empty() {
+            return Ok(None);
+        }
+        let queues = serde_json::to_string(&request.queues).map_err(|source| Error::Serialize {
+            what: "split request queues",
+            source,
+        })?;
+        let kinds = serde_json::to_string(&request.kinds).map_err(|source| Error::Serialize {
+            what: "split request kinds",
+            source,
+        })?;
+        sqlx::query_scalar(Q_REQUEST_SPLIT)
+            .bind(queues)
+            .bind(kinds)
+            .bind(to_i64(request.min_remaining.max(2)))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(self.err("asking a partition to split"))
+    }
+
+    async fn job_partitions(&self, parent: JobId) -> Result<Vec<JobRecord>> {
+        let rows = sqlx::query(Q_PARTITIONS)
+            .bind(parent)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(self.err("listing a job's partitions"))?;
+        rows.iter().map(|row| self.record(row)).collect()
     }
 }

@@ -24,7 +24,6 @@
 //!   [`Error::InvalidTransition`] (at most one unfinished job per key).
 
 use std::collections::{BTreeMap, HashSet};
-use std::fmt::Write as _;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -32,6 +31,7 @@ use crate::error::{Error, Result};
 use crate::store::{
     ClaimRequest, Claimed, Control, JobFilter, JobId, JobRecord, JobState, Millis, NewJob, Outcome,
     Progress, Rescued, RunToken, Split, SplitRequest, Store, duration_millis, now_millis,
+    partitions_failed_message,
 };
 use serde_json::Value;
 
@@ -161,7 +161,7 @@ impl Inner {
         if failed.is_empty() {
             finish(record, JobState::Completed, now);
         } else {
-            record.last_error = Some(partitions_failed(children.len(), &failed));
+            record.last_error = Some(partitions_failed_message(children.len(), &failed));
             finish(record, JobState::Failed, now);
         }
     }
@@ -190,24 +190,6 @@ fn control(record: &JobRecord) -> Control {
         cancel_requested: record.cancel_requested,
         split_requested: record.split_requested,
     }
-}
-
-/// The error of a parent whose partitions did not all complete.
-fn partitions_failed(total: usize, failed: &[(JobId, JobState, Option<String>)]) -> String {
-    let mut message = format!(
-        "{} of {total} partitions did not complete (retry this job to run them again from their checkpoints)",
-        failed.len()
-    );
-    for (id, state, error) in failed.iter().take(5) {
-        let _ = write!(message, "; partition job {id} {state}");
-        if let Some(error) = error {
-            let _ = write!(message, ": {error}");
-        }
-    }
-    if failed.len() > 5 {
-        let _ = write!(message, "; and {} more", failed.len() - 5);
-    }
-    message
 }
 
 /// A new job record, queued.

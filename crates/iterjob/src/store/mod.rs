@@ -447,6 +447,26 @@ pub struct Split {
     pub give: Value,
 }
 
+/// The error a parent fails with when some of its `total` partitions did not
+/// complete: each such partition's id, state and error (the first few of them).
+pub fn partitions_failed_message(total: usize, failed: &[(JobId, JobState, Option<String>)]) -> String {
+    use std::fmt::Write as _;
+    let mut message = format!(
+        "{} of {total} partitions did not complete (retry this job to run them again from their checkpoints)",
+        failed.len()
+    );
+    for (id, state, error) in failed.iter().take(5) {
+        let _ = write!(message, "; partition job {id} {state}");
+        if let Some(error) = error {
+            let _ = write!(message, ": {error}");
+        }
+    }
+    if failed.len() > 5 {
+        let _ = write!(message, "; and {} more", failed.len() - 5);
+    }
+    message
+}
+
 /// What the rescuer did to a job whose lease expired.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Rescued {
