@@ -13,4 +13,4 @@ SET cursor = $4::jsonb,
     lease_expires_at = now.ms + $3
 FROM now
 WHERE j.id = $1 AND j.run_token = $2 AND j.state = 'running'
-RETURNING j.pause_requested, j.cancel_requested
+RETURNING j.pause_requested, j.cancel_requested, j.split_requested

@@ -4,4 +4,4 @@
 UPDATE {schema}.jobs
 SET lease_expires_at = {now_ms} + $3
 WHERE id = $1 AND run_token = $2 AND state = 'running'
-RETURNING pause_requested, cancel_requested
+RETURNING pause_requested, cancel_requested, split_requested

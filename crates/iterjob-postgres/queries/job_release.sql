@@ -23,14 +23,16 @@ released AS (
         finished_at      = CASE WHEN $13 THEN now.ms ELSE j.finished_at END,
         pause_requested  = CASE WHEN $14 THEN FALSE ELSE j.pause_requested END,
         cancel_requested = CASE WHEN $14 THEN FALSE ELSE j.cancel_requested END,
+        split_requested  = FALSE,
         run_token        = NULL,
         worker_id        = NULL,
         lease_expires_at = NULL
     FROM now
     WHERE j.id = $1 AND j.run_token = $2 AND j.state = 'running'
-    RETURNING j.id, j.state, j.queue, j.run_at, now.ms AS now_ms
+    RETURNING j.id, j.state, j.queue, j.run_at, j.parent_id, now.ms AS now_ms
 )
 SELECT r.id,
+       r.parent_id,
        CASE WHEN $15::text IS NOT NULL AND r.state = 'queued' AND r.run_at <= r.now_ms
             THEN pg_notify($15, json_build_object(
                 'iterjob', 1, 'event', 'available', 'queue', r.queue)::text)

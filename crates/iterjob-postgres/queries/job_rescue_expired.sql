@@ -39,11 +39,13 @@ rescued AS (
             WHEN j.crashes + 1 >= $1 OR j.attempts + 1 >= j.max_attempts THEN j.run_at
             ELSE now.ms
         END,
+        split_requested = FALSE,
         run_token = NULL,
         worker_id = NULL,
         lease_expires_at = NULL
     FROM now
     WHERE j.state = 'running'
+      AND j.run_token IS NOT NULL -- a split parent runs without a worker
       AND (j.lease_expires_at IS NULL OR j.lease_expires_at < now.ms)
     RETURNING j.id, j.state, j.queue
 )

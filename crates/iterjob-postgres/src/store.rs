@@ -28,7 +28,8 @@ use std::time::Duration;
 
 use iterjob::store::{
     ClaimRequest, Claimed, Control, JobFilter, JobId, JobRecord, JobState, Millis, NewJob, Outcome,
-    Progress, Rescued, RunToken, Store, duration_millis, now_millis,
+    Progress, Rescued, RunToken, Split, SplitRequest, Store, duration_millis, now_millis,
+    partitions_failed_message,
 };
 use iterjob::{Error, Result};
 use serde::Deserialize;
@@ -61,6 +62,20 @@ const Q_RESUME: &str = include_str!("../queries/job_resume.sql");
 const Q_CANCEL: &str = include_str!("../queries/job_cancel.sql");
 const Q_RETRY: &str = include_str!("../queries/job_retry.sql");
 const Q_ANALYZE: &str = include_str!("../queries/job_analyze.sql");
+const Q_INSERT_PARTITION: &str = include_str!("../queries/job_insert_partition.sql");
+const Q_PARTITION: &str = include_str!("../queries/job_partition.sql");
+const Q_SPLIT: &str = include_str!("../queries/job_split.sql");
+const Q_PARENT_OF: &str = include_str!("../queries/job_parent_of.sql");
+const Q_LOCK_PARENT: &str = include_str!("../queries/job_lock_parent.sql");
+const Q_REQUEST_SPLIT: &str = include_str!("../queries/job_request_split.sql");
+const Q_PARTITIONS: &str = include_str!("../queries/job_partitions.sql");
+const Q_PARENT_PROGRESS: &str = include_str!("../queries/job_parent_progress.sql");
+const Q_PARENT_STATE: &str = include_str!("../queries/job_parent_state.sql");
+const Q_FINALIZE_CANDIDATES: &str = include_str!("../queries/job_finalize_candidates.sql");
+const Q_PAUSE_CHILDREN: &str = include_str!("../queries/job_pause_children.sql");
+const Q_RESUME_CHILDREN: &str = include_str!("../queries/job_resume_children.sql");
+const Q_CANCEL_CHILDREN: &str = include_str!("../queries/job_cancel_children.sql");
+const Q_RETRY_CHILDREN: &str = include_str!("../queries/job_retry_children.sql");
 
 /// An enqueue of at least this many jobs refreshes the table's planner statistics.
 const ANALYZE_AFTER_INSERTING: usize = 1000;
@@ -296,6 +311,20 @@ struct Queries {
     cancel: String,
     retry: String,
     analyze: String,
+    insert_partition: String,
+    partition: String,
+    split: String,
+    parent_of: String,
+    lock_parent: String,
+    request_split: String,
+    partitions: String,
+    parent_progress: String,
+    parent_state: String,
+    finalize_candidates: String,
+    pause_children: String,
+    resume_children: String,
+    cancel_children: String,
+    retry_children: String,
 }
 
 impl Queries {
@@ -323,6 +352,20 @@ impl Queries {
             cancel: r(Q_CANCEL),
             retry: r(Q_RETRY),
             analyze: r(Q_ANALYZE),
+            insert_partition: r(Q_INSERT_PARTITION),
+            partition: r(Q_PARTITION),
+            split: r(Q_SPLIT),
+            parent_of: r(Q_PARENT_OF),
+            lock_parent: r(Q_LOCK_PARENT),
+            request_split: r(Q_REQUEST_SPLIT),
+            partitions: r(Q_PARTITIONS),
+            parent_progress: r(Q_PARENT_PROGRESS),
+            parent_state: r(Q_PARENT_STATE),
+            finalize_candidates: r(Q_FINALIZE_CANDIDATES),
+            pause_children: r(Q_PAUSE_CHILDREN),
+            resume_children: r(Q_RESUME_CHILDREN),
+            cancel_children: r(Q_CANCEL_CHILDREN),
+            retry_children: r(Q_RETRY_CHILDREN),
         }
     }
 }
@@ -647,6 +690,145 @@ impl PgStore {
         Ok(record)
     }
 
+    /// A split parent reports its partitions' summed progress.
+    async fn with_progress(&self, mut record: JobRecord) -> Result<JobRecord> {
+        if record.partitions.is_none() {
+            return Ok(record);
+        }
+        let row = sqlx::query(&self.q().parent_progress)
+            .bind(record.id)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(self.err("summing a partitioned job's progress"))?;
+        let get = |col: &str| -> Result<Option<i64>> {
+            row.try_get::<Option<i64>, _>(col)
+                .map_err(|e| Error::Corrupt(format!("partition progress, column `{col}`: {e}")))
+        };
+        if get("partitions")?.unwrap_or(0) > 0 {
+            record.items_done = get("items_done")?.map_or(0, |n| u64::try_from(n).unwrap_or(0));
+            record.items_total = get("items_total")?.map(|n| u64::try_from(n).unwrap_or(0));
+            record.running_ms = get("running_ms")?.map_or(0, |n| u64::try_from(n).unwrap_or(0));
+        }
+        Ok(record)
+    }
+
+    /// True if `record` is a parent already split into partitions.
+    async fn is_split_parent(
+        &self,
+        tx: &mut Transaction<'static, Postgres>,
+        record: &JobRecord,
+    ) -> Result<bool> {
+        if record.partitions.is_none() {
+            return Ok(false);
+        }
+        let partitions: i64 = sqlx::query_scalar(&self.q().parent_progress)
+            .bind(record.id)
+            .fetch_one(&mut **tx)
+            .await
+            .map_err(self.err("counting a job's partitions"))?;
+        Ok(partitions > 0)
+    }
+
+    /// Moves a split parent (locked in `tx`) to `state` and its partitions along with
+    /// it (the `children` query, `$1` the parent), announces what became claimable,
+    /// and commits.
+    async fn cascade(
+        &self,
+        mut tx: Transaction<'static, Postgres>,
+        id: JobId,
+        state: JobState,
+        children: &str,
+        what: &'static str,
+    ) -> Result<JobRecord> {
+        let reset = state == JobState::Running && children == self.q().retry_children;
+        let row = match sqlx::query(&self.q().parent_state)
+            .bind(id)
+            .bind(state.as_str())
+            .bind(None::<String>)
+            .bind(reset)
+            .fetch_one(&mut *tx)
+            .await
+        {
+            Ok(row) => row,
+            Err(err) => return rollback(tx, Err(map_sqlx(&self.inner.target, what, err))).await,
+        };
+        if let Err(err) = sqlx::query(children).bind(id).execute(&mut *tx).await {
+            return rollback(tx, Err(map_sqlx(&self.inner.target, what, err))).await;
+        }
+        let record = self.record(&row)?;
+        let claimable = state == JobState::Running;
+        if claimable {
+            self.announce(&mut tx, std::slice::from_ref(&record.queue))
+                .await?;
+        }
+        tx.commit().await.map_err(self.err(what))?;
+        if claimable {
+            self.wake_local();
+        }
+        self.with_progress(record).await
+    }
+
+    /// Finishes a split parent whose partitions have all finished, in a transaction
+    /// of its own that locks the parent first: of two partitions finishing at once,
+    /// the one that locks second sees the other finished.
+    async fn finalize_now(&self, parent: JobId) -> Result<()> {
+        let mut tx = self.begin("finishing a partitioned job").await?;
+        let record = match self.get_locked(&mut tx, parent).await {
+            Ok(record) => record,
+            Err(err) => return rollback(tx, err).await,
+        };
+        if !matches!(record.state, JobState::Running | JobState::Paused)
+            || record.worker_id.is_some()
+        {
+            return rollback(tx, Ok(())).await;
+        }
+        let rows = match sqlx::query(&self.q().partitions)
+            .bind(parent)
+            .fetch_all(&mut *tx)
+            .await
+        {
+            Ok(rows) => rows,
+            Err(err) => {
+                let err = map_sqlx(&self.inner.target, "reading a job's partitions", err);
+                return rollback(tx, err).await;
+            }
+        };
+        let children = rows
+            .iter()
+            .map(|row| self.record(row))
+            .collect::<Result<Vec<_>>>()?;
+        if children.is_empty() || children.iter().any(|c| !c.state.is_finished()) {
+            return rollback(tx, Ok(())).await;
+        }
+        let failed: Vec<_> = children
+            .iter()
+            .filter(|c| c.state != JobState::Completed)
+            .map(|c| (c.id, c.state, c.last_error.clone()))
+            .collect();
+        let (state, error) = if failed.is_empty() {
+            (JobState::Completed, None)
+        } else {
+            (
+                JobState::Failed,
+                Some(partitions_failed_message(children.len(), &failed)),
+            )
+        };
+        if let Err(err) = sqlx::query(&self.q().parent_state)
+            .bind(parent)
+            .bind(state.as_str())
+            .bind(error)
+            .bind(false)
+            .execute(&mut *tx)
+            .await
+        {
+            let err = map_sqlx(&self.inner.target, "finishing a partitioned job", err);
+            return rollback(tx, err).await;
+        }
+        tx.commit()
+            .await
+            .map_err(self.err("finishing a partitioned job"))
+    }
+
     /// Sends the NOTIFY for jobs made claimable in `queues`, inside `tx` (delivered at
     /// commit). Nothing when notifications are off.
     async fn announce(
@@ -689,6 +871,7 @@ impl PgStore {
         let mut cursors = Vec::with_capacity(jobs.len());
         let mut max_attempts = Vec::with_capacity(jobs.len());
         let mut run_ats = Vec::with_capacity(jobs.len());
+        let mut partitions = Vec::with_capacity(jobs.len());
         for job in jobs {
             kinds.push(job.kind.as_str());
             queues.push(job.queue.as_str());
@@ -702,6 +885,7 @@ impl PgStore {
             );
             max_attempts.push(i64::from(job.max_attempts));
             run_ats.push(job.run_at);
+            partitions.push(job.partitions.map(|n| i32::try_from(n).unwrap_or(i32::MAX)));
         }
         sqlx::query(&self.q().insert)
             .bind(&ids)
@@ -712,6 +896,7 @@ impl PgStore {
             .bind(&cursors)
             .bind(&max_attempts)
             .bind(&run_ats)
+            .bind(&partitions)
             .execute(&mut **tx)
             .await
             .map_err(self.err("enqueueing jobs"))?;
@@ -743,6 +928,7 @@ impl PgStore {
                 .bind(i64::from(job.max_attempts))
                 .bind(key)
                 .bind(job.run_at)
+                .bind(job.partitions.map(|n| i32::try_from(n).unwrap_or(i32::MAX)))
                 .fetch_optional(&mut **tx)
                 .await
                 .map_err(self.err("enqueueing a job"))?;
@@ -901,6 +1087,7 @@ fn control(row: &PgRow) -> Result<Control> {
     Ok(Control {
         pause_requested: flag("pause_requested")?,
         cancel_requested: flag("cancel_requested")?,
+        split_requested: flag("split_requested")?,
     })
 }
 
@@ -952,6 +1139,11 @@ fn record_from_row(row: &PgRow) -> std::result::Result<JobRecord, String> {
         lease_expires_at: col(row, "lease_expires_at")?,
         pause_requested: col(row, "pause_requested")?,
         cancel_requested: col(row, "cancel_requested")?,
+        parent_id: col(row, "parent_id")?,
+        partitions: col::<Option<i32>>(row, "partitions")?
+            .map(|n| u32::try_from(n).map_err(|_| format!("job {id}: partitions is {n}")))
+            .transpose()?,
+        split_requested: col(row, "split_requested")?,
     })
 }
 
@@ -1175,8 +1367,16 @@ impl Store for PgStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(self.err("releasing a job"))?;
-        if row.is_none() {
+        let Some(row) = row else {
             return Err(self.fence_failed(id).await);
+        };
+        let parent: Option<JobId> = row.try_get("parent_id").map_err(self.err("releasing a job"))?;
+        if let Some(parent) = parent
+            && change.state.is_finished()
+        {
+            // The release is committed; if this fails, the rescuer finishes the
+            // parent later.
+            self.finalize_now(parent).await?;
         }
         if change.state == JobState::Queued && change.run_at.is_none_or(|at| at <= now_millis()) {
             self.wake_local();
@@ -1209,6 +1409,13 @@ impl Store for PgStore {
         if rescued.iter().any(|r| r.state == JobState::Queued) {
             self.wake_local();
         }
+        let parents: Vec<JobId> = sqlx::query_scalar(&self.q().finalize_candidates)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(self.err("looking for finished partitioned jobs"))?;
+        for parent in parents {
+            self.finalize_now(parent).await?;
+        }
         Ok(rescued)
     }
 
@@ -1218,7 +1425,10 @@ impl Store for PgStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(self.err("reading a job"))?;
-        row.map(|row| self.record(&row)).transpose()
+        match row {
+            None => Ok(None),
+            Some(row) => Ok(Some(self.with_progress(self.record(&row)?).await?)),
+        }
     }
 
     async fn job_list(&self, filter: &JobFilter) -> Result<Vec<JobRecord>> {
@@ -1232,7 +1442,11 @@ impl Store for PgStore {
             .fetch_all(&self.pool)
             .await
             .map_err(self.err("listing jobs"))?;
-        rows.iter().map(|row| self.record(row)).collect()
+        let mut records = Vec::with_capacity(rows.len());
+        for row in &rows {
+            records.push(self.with_progress(self.record(row)?).await?);
+        }
+        Ok(records)
     }
 
     async fn job_count_by_state(&self) -> Result<Vec<(JobState, u64)>> {
@@ -1261,6 +1475,17 @@ impl Store for PgStore {
             Ok(record) => record,
             Err(err) => return rollback(tx, err).await,
         };
+        if !record.state.is_finished() {
+            match self.is_split_parent(&mut tx, &record).await {
+                Ok(true) => {
+                    return self
+                        .cascade(tx, id, JobState::Paused, &self.q().pause_children, "pausing a job")
+                        .await;
+                }
+                Ok(false) => {}
+                Err(err) => return rollback(tx, err).await,
+            }
+        }
         match record.state {
             JobState::Queued | JobState::Retrying | JobState::Running => {}
             JobState::Paused => return rollback(tx, Ok(record)).await,
@@ -1278,6 +1503,17 @@ impl Store for PgStore {
             Ok(record) => record,
             Err(err) => return rollback(tx, err).await,
         };
+        if record.state == JobState::Paused {
+            match self.is_split_parent(&mut tx, &record).await {
+                Ok(true) => {
+                    return self
+                        .cascade(tx, id, JobState::Running, &self.q().resume_children, "resuming a job")
+                        .await;
+                }
+                Ok(false) => {}
+                Err(err) => return rollback(tx, err).await,
+            }
+        }
         match record.state {
             JobState::Paused => {}
             JobState::Running if record.pause_requested => {}
@@ -1320,8 +1556,24 @@ impl Store for PgStore {
         if record.state.is_finished() {
             return rollback(tx, invalid(&record, "cancel", "it already finished")).await;
         }
-        self.admin_update(tx, &self.q().cancel, id, self.err("cancelling a job"))
-            .await
+        match self.is_split_parent(&mut tx, &record).await {
+            Ok(true) => {
+                return self
+                    .cascade(tx, id, JobState::Cancelled, &self.q().cancel_children, "cancelling a job")
+                    .await;
+            }
+            Ok(false) => {}
+            Err(err) => return rollback(tx, err).await,
+        }
+        let finishes_partition = record.parent_id.filter(|_| record.state != JobState::Running);
+        let cancelled = self
+            .admin_update(tx, &self.q().cancel, id, self.err("cancelling a job"))
+            .await?;
+        if let Some(parent) = finishes_partition {
+            // a waiting partition finished now: its parent may be done
+            self.finalize_now(parent).await?;
+        }
+        Ok(cancelled)
     }
 
     async fn job_wait_available(&self) {
@@ -1348,6 +1600,18 @@ impl Store for PgStore {
             )
             .await;
         }
+        match self.is_split_parent(&mut tx, &record).await {
+            Ok(true) => {
+                let retried = self
+                    .cascade(tx, id, JobState::Running, &self.q().retry_children, "retrying a job")
+                    .await?;
+                // every partition may have completed already (a parent cancelled late)
+                self.finalize_now(id).await?;
+                return Ok(self.job_get(id).await?.unwrap_or(retried));
+            }
+            Ok(false) => {}
+            Err(err) => return rollback(tx, err).await,
+        }
         let on_error = |err: sqlx::Error| {
             if is_unique_violation(&err) {
                 invalid(
@@ -1360,6 +1624,194 @@ impl Store for PgStore {
             }
         };
         self.admin_update(tx, &self.q().retry, id, on_error).await
+    }
+
+    async fn job_partition(
+        &self,
+        id: JobId,
+        token: RunToken,
+        children: &[Value],
+    ) -> Result<Vec<JobId>> {
+        let params = children
+            .iter()
+            .map(|p| json_text(p, "partition parameters"))
+            .collect::<Result<Vec<_>>>()?;
+        let mut tx = self.begin("splitting a job into partitions").await?;
+        let planned = sqlx::query(&self.q().partition)
+            .bind(id)
+            .bind(token.0)
+            .bind(i64::try_from(children.len()).unwrap_or(i64::MAX))
+            .fetch_optional(&mut *tx)
+            .await;
+        match planned {
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                let _ = tx.rollback().await;
+                return Err(match self.job_get(id).await? {
+                    Some(record) if record.partitions.is_none() => Error::Config(format!(
+                        "job {id} was not enqueued as a partitioned job; it cannot be split into partitions"
+                    )),
+                    _ => self.fence_failed(id).await,
+                });
+            }
+            Err(err) => {
+                let err = map_sqlx(&self.inner.target, "splitting a job into partitions", err);
+                return rollback(tx, err).await;
+            }
+        }
+        let mut ids = Vec::with_capacity(children.len());
+        let mut queues = BTreeSet::new();
+        for params in &params {
+            let row = match sqlx::query(&self.q().insert_partition)
+                .bind(id)
+                .bind(params)
+                .fetch_one(&mut *tx)
+                .await
+            {
+                Ok(row) => row,
+                Err(err) => {
+                    let err = map_sqlx(&self.inner.target, "enqueueing a partition", err);
+                    return rollback(tx, err).await;
+                }
+            };
+            ids.push(row.try_get::<JobId, _>("id").map_err(self.err("enqueueing a partition"))?);
+            if row.try_get::<String, _>("state").map_err(self.err("enqueueing a partition"))? == "queued" {
+                queues.insert(row.try_get::<String, _>("queue").map_err(self.err("enqueueing a partition"))?);
+            }
+        }
+        let queues: Vec<String> = queues.into_iter().collect();
+        self.announce(&mut tx, &queues).await?;
+        tx.commit()
+            .await
+            .map_err(self.err("splitting a job into partitions"))?;
+        if !queues.is_empty() {
+            self.wake_local();
+        }
+        Ok(ids)
+    }
+
+    async fn job_split(
+        &self,
+        id: JobId,
+        token: RunToken,
+        progress: &Progress,
+        split: Option<&Split>,
+        lease: Duration,
+    ) -> Result<Option<JobId>> {
+        let cursor = progress
+            .cursor
+            .as_ref()
+            .map(|c| json_text(c, "job cursor"))
+            .transpose()?;
+        let keep = split
+            .map(|s| json_text(&s.keep, "partition parameters"))
+            .transpose()?;
+        let give = split
+            .map(|s| json_text(&s.give, "partition parameters"))
+            .transpose()?;
+        let mut tx = self.begin("splitting a partition").await?;
+        if split.is_some() {
+            // lock the parent before the partition, in the order the parent's admin
+            // actions take them
+            let parent: Option<Option<JobId>> = match sqlx::query_scalar(&self.q().parent_of)
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await
+            {
+                Ok(parent) => parent,
+                Err(err) => return rollback(tx, Err(map_sqlx(&self.inner.target, "splitting a partition", err))).await,
+            };
+            match parent {
+                None => return rollback(tx, Error::JobNotFound(id)).await,
+                Some(None) => {
+                    return rollback(
+                        tx,
+                        Error::Config(format!(
+                            "job {id} is not a partition of a partitioned job; only partitions can be split"
+                        )),
+                    )
+                    .await;
+                }
+                Some(Some(parent)) => {
+                    if let Err(err) = sqlx::query(&self.q().lock_parent)
+                        .bind(parent)
+                        .execute(&mut *tx)
+                        .await
+                    {
+                        return rollback(tx, Err(map_sqlx(&self.inner.target, "splitting a partition", err))).await;
+                    }
+                }
+            }
+        }
+        let row = match sqlx::query(&self.q().split)
+            .bind(id)
+            .bind(token.0)
+            .bind(duration_millis(lease))
+            .bind(cursor)
+            .bind(to_i64(progress.items_done))
+            .bind(progress.items_total.map(to_i64))
+            .bind(to_i64(progress.running_ms))
+            .bind(keep)
+            .fetch_optional(&mut *tx)
+            .await
+        {
+            Ok(row) => row,
+            Err(err) => return rollback(tx, Err(map_sqlx(&self.inner.target, "splitting a partition", err))).await,
+        };
+        let Some(row) = row else {
+            let _ = tx.rollback().await;
+            return Err(self.fence_failed(id).await);
+        };
+        let (Some(give), Some(parent)) = (
+            give,
+            row.try_get::<Option<JobId>, _>("parent_id")
+                .map_err(self.err("splitting a partition"))?,
+        ) else {
+            tx.commit().await.map_err(self.err("writing a checkpoint"))?;
+            return Ok(None);
+        };
+        let inserted = match sqlx::query(&self.q().insert_partition)
+            .bind(parent)
+            .bind(give)
+            .fetch_one(&mut *tx)
+            .await
+        {
+            Ok(row) => row,
+            Err(err) => return rollback(tx, Err(map_sqlx(&self.inner.target, "enqueueing a partition", err))).await,
+        };
+        let new: JobId = inserted.try_get("id").map_err(self.err("enqueueing a partition"))?;
+        let claimable = inserted.try_get::<String, _>("state").map_err(self.err("enqueueing a partition"))? == "queued";
+        if claimable {
+            let queue: String = inserted.try_get("queue").map_err(self.err("enqueueing a partition"))?;
+            self.announce(&mut tx, &[queue]).await?;
+        }
+        tx.commit().await.map_err(self.err("splitting a partition"))?;
+        if claimable {
+            self.wake_local();
+        }
+        Ok(Some(new))
+    }
+
+    async fn job_request_split(&self, request: &SplitRequest) -> Result<Option<JobId>> {
+        if request.kinds.is_empty() || request.queues.is_empty() {
+            return Ok(None);
+        }
+        sqlx::query_scalar(&self.q().request_split)
+            .bind(&request.queues)
+            .bind(&request.kinds)
+            .bind(to_i64(request.min_remaining.max(2)))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(self.err("asking a partition to split"))
+    }
+
+    async fn job_partitions(&self, parent: JobId) -> Result<Vec<JobRecord>> {
+        let rows = sqlx::query(&self.q().partitions)
+            .bind(parent)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(self.err("listing a job's partitions"))?;
+        rows.iter().map(|row| self.record(row)).collect()
     }
 }
 

@@ -138,6 +138,33 @@ impl Store for CountingStore {
     async fn job_retry(&self, id: JobId) -> iterjob::Result<JobRecord> {
         self.inner.job_retry(id).await
     }
+    async fn job_partition(
+        &self,
+        id: JobId,
+        token: RunToken,
+        children: &[serde_json::Value],
+    ) -> iterjob::Result<Vec<JobId>> {
+        self.inner.job_partition(id, token, children).await
+    }
+    async fn job_split(
+        &self,
+        id: JobId,
+        token: RunToken,
+        progress: &Progress,
+        split: Option<&iterjob::store::Split>,
+        lease: Duration,
+    ) -> iterjob::Result<Option<JobId>> {
+        self.inner.job_split(id, token, progress, split, lease).await
+    }
+    async fn job_request_split(
+        &self,
+        request: &iterjob::store::SplitRequest,
+    ) -> iterjob::Result<Option<JobId>> {
+        self.inner.job_request_split(request).await
+    }
+    async fn job_partitions(&self, parent: JobId) -> iterjob::Result<Vec<JobRecord>> {
+        self.inner.job_partitions(parent).await
+    }
 }
 
 /// A field of `/proc/self/status`, in KiB.

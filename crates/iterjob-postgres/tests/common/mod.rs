@@ -291,4 +291,31 @@ impl Store for TempStore {
     async fn job_retry(&self, id: JobId) -> Result<JobRecord> {
         self.db.store.job_retry(id).await
     }
+    async fn job_partition(
+        &self,
+        id: JobId,
+        token: RunToken,
+        children: &[serde_json::Value],
+    ) -> Result<Vec<JobId>> {
+        self.db.store.job_partition(id, token, children).await
+    }
+    async fn job_split(
+        &self,
+        id: JobId,
+        token: RunToken,
+        progress: &Progress,
+        split: Option<&iterjob::store::Split>,
+        lease: Duration,
+    ) -> Result<Option<JobId>> {
+        self.db.store.job_split(id, token, progress, split, lease).await
+    }
+    async fn job_request_split(
+        &self,
+        request: &iterjob::store::SplitRequest,
+    ) -> Result<Option<JobId>> {
+        self.db.store.job_request_split(request).await
+    }
+    async fn job_partitions(&self, parent: JobId) -> Result<Vec<JobRecord>> {
+        self.db.store.job_partitions(parent).await
+    }
 }

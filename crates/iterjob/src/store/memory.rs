@@ -660,9 +660,15 @@ impl Store for MemoryStore {
         }
         let entry = inner.entry_mut(id)?;
         end_run(entry);
-        entry.record.split_requested = false;
+        let record = &mut entry.record;
+        record.split_requested = false;
         if ids.is_empty() {
-            finish(&mut entry.record, JobState::Completed, now);
+            finish(record, JobState::Completed, now);
+        } else if record.cancel_requested {
+            finish(record, JobState::Cancelled, now);
+        } else if record.pause_requested {
+            record.state = JobState::Paused;
+            clear_requests(record);
         }
         drop(inner);
         self.available.notify_waiters();
