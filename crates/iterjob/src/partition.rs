@@ -1,11 +1,15 @@
 //! Building blocks for [`Job::partition`](crate::Job::partition) and
-//! [`Job::split`](crate::Job::split): dividing integer ranges and files.
+//! [`Job::split`](crate::Job::split): dividing integer ranges, files, and any
+//! collection by the distribution of its data.
 //!
 //! A partitioned job is walked by many workers at once, one partition (a child job
-//! with its own cursor) each. The functions here divide evenly by *position*, which
-//! is by data when the data is dense: ids without big gaps, a file of similar lines.
-//! For keys that cluster, divide at quantiles of the key instead
-//! (`Keyset::partition_bounds` in `iterjob-sqlite` and `iterjob-postgres`).
+//! with its own cursor) each. [`int_ranges`] and [`file_ranges`] divide evenly by
+//! *position*, which is by data when the data is dense: ids without big gaps, a file
+//! of similar lines. For keys that cluster (ids with big gaps, timestamps, names),
+//! [`quantile_ranges`] divides at quantiles of the data itself: it walks the
+//! collection's keys (a keyset walk that selects only the key columns reads just the
+//! index) and cuts where each part holds the same number of items. [`midpoint`] does
+//! the same for what is left of a running partition, for dynamic splitting.
 //!
 //! ```
 //! use iterjob::partition::{int_ranges, split_int_range};
@@ -19,7 +23,157 @@
 
 use std::ops::Range;
 
-use crate::enumerator::FileRange;
+use futures::{StreamExt, pin_mut};
+use serde::{Deserialize, Serialize};
+
+use crate::enumerator::{Enumerator, FileRange};
+use crate::error::JobError;
+
+/// A part of a collection walked in cursor order: the items after `after` (all from
+/// the start when `None`) up to and including the item whose cursor is `until` (to
+/// the end when `None`). For a keyset walk, whose cursor is the last row's key, that
+/// is the key range `(after, until]`: apply it with the keyset's `after` and `until`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyRange<C> {
+    /// Exclusive start: the cursor of the item before the range.
+    pub after: Option<C>,
+    /// Inclusive end: the cursor of the range's last item.
+    pub until: Option<C>,
+}
+
+impl<C> Default for KeyRange<C> {
+    fn default() -> Self {
+        KeyRange {
+            after: None,
+            until: None,
+        }
+    }
+}
+
+impl<C: Clone> KeyRange<C> {
+    /// The whole collection.
+    pub fn all() -> Self {
+        Self::default()
+    }
+
+    /// Cuts the range after `mid` (the cursor of an item in it): `(after, mid]` and
+    /// `(mid, until]`.
+    pub fn split_at(&self, mid: C) -> (Self, Self) {
+        (
+            KeyRange {
+                after: self.after.clone(),
+                until: Some(mid.clone()),
+            },
+            KeyRange {
+                after: Some(mid),
+                until: self.until.clone(),
+            },
+        )
+    }
+}
+
+/// Divides a collection into at most `n` [`KeyRange`]s holding about the same number
+/// of items, by walking it: `walk(None)` must enumerate the collection (only the key
+/// columns are needed, which keeps the walk on the index), twice: once to count, once
+/// to pick the cursors at the cuts. The ranges meet, so together they walk every item
+/// exactly once. An empty collection gives no range; a small one fewer than `n`.
+///
+/// Two passes over the keys cost far less than one over the rows with the work, and
+/// happen once, when the partitioned job starts.
+///
+/// ```
+/// use iterjob::enumerator::range;
+/// use iterjob::partition::{KeyRange, quantile_ranges};
+///
+/// # futures::executor::block_on(async {
+/// let ids = [3i64, 4, 5, 90, 91, 92, 93, 1000, 1001];
+/// let ranges = quantile_ranges(|cursor| range(0..ids.len() as i64, cursor), 3).await?;
+/// assert_eq!(ranges.len(), 3);
+/// assert_eq!(ranges[0], KeyRange { after: None, until: Some(3) });
+/// assert_eq!(ranges[2], KeyRange { after: Some(6), until: None });
+/// # Ok::<(), iterjob::JobError>(())
+/// # }).unwrap();
+/// ```
+pub async fn quantile_ranges<I, C, E, F>(mut walk: F, n: u32) -> Result<Vec<KeyRange<C>>, JobError>
+where
+    C: Clone,
+    E: Enumerator<I, C>,
+    F: FnMut(Option<C>) -> E,
+{
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    let total = count(walk(None)).await?;
+    if total == 0 {
+        return Ok(Vec::new());
+    }
+    let parts = u64::from(n).min(total);
+    // the item closing part i is the (total * i / parts)-th, 1-based
+    let mut cuts = (1..parts).map(|i| total * i / parts).peekable();
+    let mut bounds: Vec<C> = Vec::with_capacity(parts as usize - 1);
+    let items = walk(None);
+    pin_mut!(items);
+    let mut position = 0u64;
+    while let Some(&cut) = cuts.peek() {
+        let Some(step) = items.next().await else {
+            break; // the collection shrank between the passes
+        };
+        let (_, cursor) = step?;
+        position += 1;
+        if position == cut {
+            bounds.push(cursor);
+            cuts.next();
+        }
+    }
+    let mut ranges = Vec::with_capacity(bounds.len() + 1);
+    let mut after = None;
+    for bound in bounds {
+        ranges.push(KeyRange {
+            after: after.take(),
+            until: Some(bound.clone()),
+        });
+        after = Some(bound);
+    }
+    ranges.push(KeyRange { after, until: None });
+    Ok(ranges)
+}
+
+/// The cursor in the middle of what is left of a walk: `walk(from)` enumerates the
+/// items after `from` (bounded by the partition's own end), twice: once to count
+/// them, once to stop at the middle one. `None` when fewer than 2 are left. Pair it
+/// with [`KeyRange::split_at`] in [`Job::split`](crate::Job::split).
+pub async fn midpoint<I, C, E, F>(mut walk: F, from: Option<C>) -> Result<Option<C>, JobError>
+where
+    C: Clone,
+    E: Enumerator<I, C>,
+    F: FnMut(Option<C>) -> E,
+{
+    let left = count(walk(from.clone())).await?;
+    if left < 2 {
+        return Ok(None);
+    }
+    let items = walk(from);
+    pin_mut!(items);
+    let mut position = 0u64;
+    while let Some(step) = items.next().await {
+        let (_, cursor) = step?;
+        position += 1;
+        if position == left / 2 {
+            return Ok(Some(cursor));
+        }
+    }
+    Ok(None)
+}
+
+async fn count<I, C>(items: impl Enumerator<I, C>) -> Result<u64, JobError> {
+    pin_mut!(items);
+    let mut n = 0u64;
+    while let Some(step) = items.next().await {
+        step?;
+        n += 1;
+    }
+    Ok(n)
+}
 
 /// Divides `range` into at most `n` contiguous, non-empty ranges of sizes differing by
 /// at most one, in order (fewer when the range has fewer than `n` integers; none when
@@ -151,6 +305,73 @@ mod tests {
                 prop_assert_eq!(pair[0].end, Some(pair[1].start));
                 prop_assert!(pair[1].start > pair[0].start);
             }
+        }
+    }
+
+    /// Walks `ids` in order from a cursor (the cursor is the last id walked) up to an
+    /// inclusive end: what a keyset walk over the ids does.
+    fn keys(ids: &[i64], after: Option<i64>, until: Option<i64>) -> Vec<i64> {
+        ids.iter()
+            .copied()
+            .filter(|&i| after.is_none_or(|a| i > a) && until.is_none_or(|u| i <= u))
+            .collect()
+    }
+
+    fn walk(
+        ids: &[i64],
+        until: Option<i64>,
+    ) -> impl FnMut(Option<i64>) -> futures::stream::Iter<std::vec::IntoIter<Result<(i64, i64), JobError>>> + '_ {
+        move |after| {
+            futures::stream::iter(
+                keys(ids, after, until)
+                    .into_iter()
+                    .map(|i| Ok((i, i)))
+                    .collect::<Vec<_>>(),
+            )
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn quantile_ranges_cover_clustered_keys_evenly(
+            mut ids in proptest::collection::vec(0i64..100_000, 0..400),
+            n in 1u32..12,
+            cuts in proptest::collection::vec(0usize..400, 0..4),
+        ) {
+            ids.sort_unstable();
+            ids.dedup();
+            let ranges = futures::executor::block_on(quantile_ranges(walk(&ids, None), n)).unwrap();
+            prop_assert_eq!(ranges.is_empty(), ids.is_empty());
+            let parts: Vec<Vec<i64>> = ranges.iter().map(|r| keys(&ids, r.after, r.until)).collect();
+            prop_assert_eq!(parts.concat(), ids.clone(), "every key once, in order");
+            if let (Some(max), Some(min)) = (parts.iter().map(Vec::len).max(), parts.iter().map(Vec::len).min()) {
+                prop_assert!(max - min <= 1, "even parts by count: {:?}", parts.iter().map(Vec::len).collect::<Vec<_>>());
+            }
+            // and splitting any part at any cursor, again and again, keeps every key once
+            let mut live: Vec<KeyRange<i64>> = ranges;
+            for cut in cuts {
+                if live.is_empty() { break; }
+                let at = cut % live.len();
+                let range = live[at].clone();
+                let done = keys(&ids, range.after, range.until);
+                let cursor = done.get(cut % (done.len() + 1)).copied().or(range.after);
+                let mid = futures::executor::block_on(midpoint(walk(&ids, range.until), cursor)).unwrap();
+                let left = keys(&ids, cursor, range.until).len();
+                match mid {
+                    None => prop_assert!(left < 2),
+                    Some(mid) => {
+                        let (keep, give) = range.split_at(mid);
+                        let kept_rest = keys(&ids, cursor, keep.until).len();
+                        prop_assert!(kept_rest >= 1 && !keys(&ids, give.after, give.until).is_empty());
+                        prop_assert!(kept_rest.abs_diff(left - kept_rest) <= 1);
+                        live[at] = keep;
+                        live.push(give);
+                    }
+                }
+            }
+            let mut all: Vec<i64> = live.iter().flat_map(|r| keys(&ids, r.after, r.until)).collect();
+            all.sort_unstable();
+            prop_assert_eq!(all, ids);
         }
     }
 
