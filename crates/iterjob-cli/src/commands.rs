@@ -115,6 +115,10 @@ pub struct EnqueueArgs {
     /// At most one unfinished job per key; a duplicate returns the existing job.
     #[arg(long)]
     pub unique_key: Option<String>,
+    /// Walk the collection as this many partitions in parallel, each a job of its own
+    /// (the kind must implement `Job::partition`).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=iterjob::store::MAX_PARTITIONS as i64))]
+    pub partitions: Option<u32>,
     /// Print the job as JSON.
     #[arg(long)]
     pub json: bool,
@@ -205,10 +209,24 @@ pub(crate) async fn execute(cli: Cli, registry: Registry) -> Result<()> {
                 Command::Jobs(args) => list(&*store, args).await,
                 Command::Show(args) => {
                     let job = get(&*store, args.id).await?;
+                    let partitions = if job.is_parent() {
+                        store.job_partitions(job.id).await?
+                    } else {
+                        Vec::new()
+                    };
                     if args.json {
-                        println!("{}", serde_json::to_string_pretty(&job_json(&job))?);
+                        let mut out = job_json(&job);
+                        if job.is_parent() {
+                            out["partition_jobs"] =
+                                partitions.iter().map(job_json).collect::<Vec<_>>().into();
+                        }
+                        println!("{}", serde_json::to_string_pretty(&out)?);
                     } else {
                         println!("{}", job_detail(&job));
+                        if !partitions.is_empty() {
+                            println!("\npartitions ({}):", partitions.len());
+                            print!("{}", jobs_table(&partitions));
+                        }
                     }
                     Ok(())
                 }
@@ -282,6 +300,7 @@ async fn enqueue(store: &dyn iterjob::Store, registry: &Registry, args: EnqueueA
         job.run_at = Some(iterjob::store::now_millis() + iterjob::store::duration_millis(delay));
     }
     job.unique_key = args.unique_key;
+    job.partitions = args.partitions;
     let id = store.job_insert(&job).await?;
     if args.json {
         let record = get(store, id).await?;

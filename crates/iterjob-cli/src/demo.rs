@@ -1,18 +1,19 @@
 //! `iterjob demo`: the seed's example. `Product.all.find_each { |p| p.sync_and_refresh }`,
 //! as an interruptible, resumable job over a real SQLite table.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use futures::StreamExt;
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use iterjob::enumerator::Enumerator;
-use iterjob::store::{JobFilter, JobRecord, JobState, NewJob};
-use iterjob::{Job, JobContext, JobError, Registry, Worker, WorkerConfig};
-use iterjob_sqlite::{Keyset, KeysetCursor, SqliteStore, Transactional, TransactionalJob};
+use iterjob::partition::{KeyRange, midpoint, quantile_ranges};
+use iterjob::store::{JobFilter, JobId, JobRecord, JobState, NewJob, Store};
+use iterjob::{Job, JobContext, JobError, Registry, RunningJob, Worker, WorkerConfig};
+use iterjob_sqlite::{KeyValue, Keyset, KeysetCursor, SqliteStore, Transactional, TransactionalJob};
 use serde::{Deserialize, Serialize};
 use sqlx::sqlite::{SqlitePool, SqlitePoolOptions, SqliteRow};
 use sqlx::{Row, Sqlite, Transaction};
@@ -35,6 +36,11 @@ pub struct DemoArgs {
     /// Simulated latency of the sync API, per batch of 100 products.
     #[arg(long, default_value = "20ms", value_parser = parse_interrupt)]
     pub api_latency: Duration,
+    /// Walk the products as this many partitions at once (one worker slot each),
+    /// split at quantiles of the product ids; idle slots split the partitions that
+    /// still have the most left. Only when a new demo starts.
+    #[arg(long, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub partitions: Option<u32>,
 }
 
 fn parse_interrupt(s: &str) -> std::result::Result<Duration, String> {
@@ -70,7 +76,7 @@ pub struct SyncProducts {
 }
 
 /// Parameters of [`SyncProducts`].
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SyncParams {
     /// The SQLite database holding `demo_products`: the job store's own file.
@@ -90,6 +96,14 @@ pub struct SyncParams {
     /// (for trying out crash recovery and poison-job detection).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub abort_at_product: Option<i64>,
+    /// The products this job (a partition) walks: ids in `(after, until]`; all of
+    /// them by default.
+    #[serde(default, skip_serializing_if = "is_all")]
+    pub range: KeyRange<KeysetCursor>,
+}
+
+fn is_all(range: &KeyRange<KeysetCursor>) -> bool {
+    range.after.is_none() && range.until.is_none()
 }
 
 fn default_batch() -> u32 {
@@ -174,6 +188,45 @@ impl Job for SyncProducts {
         batch.len() as u64
     }
 
+    /// Splits the products at quantiles of their ids: each partition gets as many.
+    async fn partition(&self, params: &SyncParams, n: u32) -> Result<Vec<SyncParams>, JobError> {
+        let store = self.store(&params.database_url)?;
+        let ids = product_ids(params);
+        let ranges = quantile_ranges(|after| ids.rows(store.pool(), after), n).await?;
+        Ok(ranges
+            .into_iter()
+            .map(|range| SyncParams {
+                range,
+                ..params.clone()
+            })
+            .collect())
+    }
+
+    /// Gives the second half of the products left after `cursor` to a new partition.
+    async fn split(
+        &self,
+        params: &SyncParams,
+        cursor: Option<&KeysetCursor>,
+    ) -> Result<Option<(SyncParams, SyncParams)>, JobError> {
+        let store = self.store(&params.database_url)?;
+        let ids = product_ids(params);
+        let from = cursor.cloned().or_else(|| params.range.after.clone());
+        let Some(mid) = midpoint(|after| ids.rows(store.pool(), after), from).await? else {
+            return Ok(None);
+        };
+        let (keep, give) = params.range.split_at(mid);
+        Ok(Some((
+            SyncParams {
+                range: keep,
+                ..params.clone()
+            },
+            SyncParams {
+                range: give,
+                ..params.clone()
+            },
+        )))
+    }
+
     async fn total(&self, params: &SyncParams) -> Result<Option<u64>, JobError> {
         self.transactional(&params.database_url)?
             .job()
@@ -205,12 +258,26 @@ impl Job for SyncProducts {
     }
 }
 
-/// The demo's collection: the products, in id order.
+/// The demo's collection: the products of the job's range, in id order.
 fn products(params: &SyncParams) -> Keyset {
-    Keyset::table("demo_products")
+    let mut keyset = Keyset::table("demo_products")
         .key("id")
         .columns(["id", "name", "price_cents"])
-        .batch_size(params.batch_size as usize)
+        .batch_size(params.batch_size as usize);
+    if let Some(after) = &params.range.after {
+        keyset = keyset.after(after.clone());
+    }
+    if let Some(until) = &params.range.until {
+        keyset = keyset.until(until.clone());
+    }
+    keyset
+}
+
+/// The ids alone (read from the primary key), for dividing the collection.
+fn product_ids(params: &SyncParams) -> Keyset {
+    products(params)
+        .columns(Vec::<String>::new())
+        .batch_size(5_000)
 }
 
 /// The demo's work for one batch, in a transaction on the products' database.
@@ -237,10 +304,21 @@ impl TransactionalJob for ProductSync {
         batch.len() as u64
     }
 
-    async fn total(&self, _params: &SyncParams) -> Result<Option<u64>, JobError> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM demo_products")
-            .fetch_one(self.store.pool())
-            .await?;
+    async fn total(&self, params: &SyncParams) -> Result<Option<u64>, JobError> {
+        let bound = |c: &Option<KeysetCursor>| match c.as_ref().map(|c| c.values()) {
+            Some([KeyValue::Integer(id)]) => Ok(Some(*id)),
+            None => Ok(None),
+            Some(other) => Err(JobError::fatal(format!(
+                "product range bound {other:?} is not one integer id"
+            ))),
+        };
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM demo_products WHERE (?1 IS NULL OR id > ?1) AND (?2 IS NULL OR id <= ?2)",
+        )
+        .bind(bound(&params.range.after)?)
+        .bind(bound(&params.range.until)?)
+        .fetch_one(self.store.pool())
+        .await?;
         Ok(Some(n as u64))
     }
 
@@ -374,15 +452,19 @@ pub(crate) async fn run(url: &str, args: DemoArgs) -> Result<()> {
         })
         .await?
         .into_iter()
-        .find(|j| !j.state.is_finished());
+        .find(|j| !j.state.is_finished() && j.parent_id.is_none());
 
     let id = match existing {
         Some(job) => {
+            let from = if job.is_parent() {
+                "its partitions' checkpoints".to_string()
+            } else {
+                format!("cursor {}", cursor_text(&job))
+            };
             println!(
-                "resuming demo job {} ({}) from cursor {}: {} of {} products already synced",
+                "resuming demo job {} ({}) from {from}: {} of {} products already synced",
                 job.id,
                 job.state,
-                cursor_text(&job),
                 job.items_done,
                 job.items_total
                     .map(|t| t.to_string())
@@ -391,11 +473,14 @@ pub(crate) async fn run(url: &str, args: DemoArgs) -> Result<()> {
             if args.products != 60_000 {
                 println!("(--products applies to a new demo only; this one keeps its products)");
             }
+            if args.partitions.is_some() && args.partitions != job.partitions {
+                println!("(--partitions applies to a new demo only; this one keeps its own)");
+            }
             match job.state {
                 JobState::Paused => {
                     store.job_resume(job.id).await?;
                 }
-                JobState::Running => {
+                JobState::Running if job.worker_id.is_some() => {
                     println!(
                         "job {} is leased by worker {} (crashed or still running?); waiting for its lease to expire…",
                         job.id,
@@ -415,17 +500,31 @@ pub(crate) async fn run(url: &str, args: DemoArgs) -> Result<()> {
                 api_latency_ms: args.api_latency.as_millis() as u64,
                 exactly_once: true,
                 abort_at_product: None,
+                range: KeyRange::all(),
             };
-            let new = NewJob::of(&SyncProducts::default(), &params)?.unique_key(DEMO_KEY);
+            let mut new = NewJob::of(&SyncProducts::default(), &params)?.unique_key(DEMO_KEY);
+            if let Some(n) = args.partitions {
+                new = new.partitions(n);
+            }
             let id = store.job_insert(&new).await?;
-            println!("enqueued demo job {id}: sync and refresh every product");
+            match args.partitions {
+                Some(n) => println!(
+                    "enqueued demo job {id}: sync and refresh every product, as {n} partitions walked at once"
+                ),
+                None => println!("enqueued demo job {id}: sync and refresh every product"),
+            }
             id
         }
     };
 
+    let partitions = store
+        .job_get(id)
+        .await?
+        .context("the demo job vanished from the store")?
+        .partitions;
     let registry = Registry::new().with(SyncProducts::with_store(&database_url, sqlite.clone()));
     let mut config = WorkerConfig::default();
-    config.concurrency = 1;
+    config.concurrency = partitions.map_or(1, |n| n as usize);
     config.rescue_interval = Duration::from_secs(1);
     config.poll_interval = Duration::from_millis(100);
     let worker = Arc::new(Worker::new(Arc::clone(&store), registry, config)?);
@@ -447,6 +546,11 @@ pub(crate) async fn run(url: &str, args: DemoArgs) -> Result<()> {
         .map(|d| tokio::time::Instant::now() + d);
     let signal = wait_for_signal();
     tokio::pin!(signal);
+    if partitions.is_some() {
+        bar.finish_and_clear();
+        let interrupted = watch_partitions(&*store, &worker, id, interrupt_at, signal).await?;
+        return finish(&*store, &pool, worker, shutdown, running, id, interrupted, started).await;
+    }
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     let mut bar_started = false;
     let mut run_start: Option<(u64, Instant)> = None;
@@ -496,13 +600,42 @@ pub(crate) async fn run(url: &str, args: DemoArgs) -> Result<()> {
         bar.set_message(format!("({})", job.state));
     };
     bar.finish_and_clear();
+    finish(&*store, &pool, worker, shutdown, running, id, interrupted, started).await
+}
+
+/// Stops the worker and prints how the demo ended.
+#[allow(clippy::too_many_arguments)]
+async fn finish(
+    store: &dyn Store,
+    pool: &SqlitePool,
+    worker: Arc<Worker>,
+    shutdown: iterjob::CancellationToken,
+    running: tokio::task::JoinHandle<iterjob::Result<iterjob::WorkerReport>>,
+    id: JobId,
+    interrupted: bool,
+    started: Instant,
+) -> Result<()> {
     shutdown.cancel();
     let report = running.await.context("the demo worker panicked")??;
+    drop(worker);
     let job = store
         .job_get(id)
         .await?
         .context("the demo job vanished from the store")?;
 
+    if interrupted && !job.state.is_finished() && job.is_parent() {
+        println!(
+            "interrupted: the partitions of job {} checkpointed after {} of {} products ({} items this run)",
+            job.id,
+            job.items_done,
+            job.items_total
+                .map(|t| t.to_string())
+                .unwrap_or_else(|| "?".into()),
+            report.items
+        );
+        println!("run `iterjob demo` again to resume from there");
+        return Ok(());
+    }
     if interrupted && !job.state.is_finished() {
         println!(
             "interrupted: job {} checkpointed at cursor {} after {} of {} products ({} items this run)",
@@ -521,9 +654,28 @@ pub(crate) async fn run(url: &str, args: DemoArgs) -> Result<()> {
     let (synced, repeated): (i64, i64) = sqlx::query_as(
         "SELECT COUNT(*) FILTER (WHERE sync_count > 0), COUNT(*) FILTER (WHERE sync_count > 1) FROM demo_products",
     )
-    .fetch_one(&pool)
+    .fetch_one(pool)
     .await?;
+    let partitions = store.job_partitions(job.id).await?;
     match job.state {
+        JobState::Completed if !partitions.is_empty() => {
+            let asked = job.partitions.unwrap_or(0) as usize;
+            let sum = |f: fn(&JobRecord) -> u32| partitions.iter().map(f).sum::<u32>();
+            println!(
+                "demo job {} completed: {} products synced ({} more than once) by {} partitions ({} from dynamic splits), {:.1}s of work in all; {}, {}, {}; this session {:.1}s",
+                job.id,
+                synced,
+                repeated,
+                partitions.len(),
+                partitions.len().saturating_sub(asked),
+                job.running_ms as f64 / 1000.0,
+                plural(sum(|p| p.interruptions), "interruption"),
+                plural(sum(|p| p.runs), "partition run"),
+                plural(sum(|p| p.attempts), "failed attempt"),
+                started.elapsed().as_secs_f64()
+            );
+            Ok(())
+        }
         JobState::Completed => {
             let secs = job.running_ms as f64 / 1000.0;
             println!(
@@ -546,4 +698,93 @@ pub(crate) async fn run(url: &str, args: DemoArgs) -> Result<()> {
             job.last_error.as_deref().unwrap_or("no error recorded")
         ),
     }
+}
+
+/// Shows one progress bar per partition and one for the whole job until the job
+/// finishes (false) or the demo is interrupted (true).
+async fn watch_partitions(
+    store: &dyn Store,
+    worker: &Worker,
+    id: JobId,
+    interrupt_at: Option<tokio::time::Instant>,
+    mut signal: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+) -> Result<bool> {
+    let multi = MultiProgress::new();
+    let total_bar = multi.add(ProgressBar::new(0).with_style(
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] all        {wide_bar} {pos}/{len} products {msg}",
+        )
+        .expect("valid template"),
+    ));
+    let part_style = ProgressStyle::with_template("  {prefix:>14} {bar:40} {pos}/{len} {msg}")
+        .expect("valid template");
+    let mut bars: BTreeMap<JobId, ProgressBar> = BTreeMap::new();
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    let mut first: Option<(u64, Instant)> = None;
+    let interrupted = loop {
+        tokio::select! {
+            _ = &mut signal => break true,
+            _ = async { tokio::time::sleep_until(interrupt_at.expect("set")).await }, if interrupt_at.is_some() => break true,
+            _ = tick.tick() => {}
+        }
+        let parent = store
+            .job_get(id)
+            .await?
+            .context("the demo job vanished from the store")?;
+        if parent.state.is_finished() {
+            break false;
+        }
+        let live: HashMap<JobId, RunningJob> =
+            worker.running().into_iter().map(|j| (j.id, j)).collect();
+        let parts = store.job_partitions(id).await?;
+        let (mut done, mut total, mut known) = (0u64, 0u64, true);
+        for part in &parts {
+            let running = live.get(&part.id);
+            let part_done = running.map_or(part.items_done, |r| r.items_done);
+            let part_total = running.and_then(|r| r.items_total).or(part.items_total);
+            done += part_done;
+            match part_total {
+                Some(t) => total += t,
+                None => known = false,
+            }
+            let bar = bars.entry(part.id).or_insert_with(|| {
+                let bar = multi.add(ProgressBar::new(0).with_style(part_style.clone()));
+                bar.set_prefix(format!("partition {}", part.id));
+                bar
+            });
+            if let Some(t) = part_total {
+                bar.set_length(t);
+            }
+            bar.set_position(part_done);
+            let state = if running.is_some() {
+                "running".to_string()
+            } else {
+                part.state.to_string()
+            };
+            bar.set_message(state);
+        }
+        if known && total > 0 {
+            total_bar.set_length(total);
+        }
+        total_bar.set_position(done);
+        let (first_done, first_at) = *first.get_or_insert((done, Instant::now()));
+        let secs = first_at.elapsed().as_secs_f64();
+        let rate = if secs > 0.5 {
+            done.saturating_sub(first_done) as f64 / secs
+        } else {
+            0.0
+        };
+        let eta = if known && rate > 0.0 {
+            let left = Duration::from_secs((total.saturating_sub(done) as f64 / rate).round() as u64);
+            format!(", ETA {}", humantime::format_duration(left))
+        } else {
+            String::new()
+        };
+        total_bar.set_message(format!("({rate:.0}/s{eta}; {} partitions)", parts.len()));
+    };
+    for bar in bars.values() {
+        bar.finish_and_clear();
+    }
+    total_bar.finish_and_clear();
+    Ok(interrupted)
 }

@@ -122,7 +122,9 @@ fn one_line(error: &anyhow::Error) -> String {
 fn init_tracing(verbose: u8) {
     use tracing_subscriber::EnvFilter;
     let default = match verbose {
-        0 => "warn",
+        // sqlx reports every statement slower than 1 s at WARN; on a busy SQLite file
+        // that is lock waits of concurrent writers, not news (shown from -v on)
+        0 => "warn,sqlx::query=error",
         1 => "info,sqlx=warn",
         2 => "debug,sqlx=warn",
         _ => "trace",

@@ -36,6 +36,9 @@ pub(crate) fn job_json(job: &JobRecord) -> Value {
         "lease_expires_at": job.lease_expires_at.map(rfc3339),
         "pause_requested": job.pause_requested,
         "cancel_requested": job.cancel_requested,
+        "parent_id": job.parent_id,
+        "partitions": job.partitions,
+        "split_requested": job.split_requested,
     })
 }
 
@@ -156,6 +159,17 @@ pub(crate) fn job_detail(job: &JobRecord) -> String {
         ),
         format!("  progress       {}", progress_text(job)),
     ];
+    if let Some(n) = job.partitions {
+        lines.push(format!(
+            "  partitioned    {n} asked (progress is the partitions' sum)"
+        ));
+    }
+    if let Some(parent) = job.parent_id {
+        lines.push(format!("  partition of   job {parent}"));
+    }
+    if job.split_requested {
+        lines.push("  split requested (an idle worker asked for half of what is left)".to_string());
+    }
     if let Some(rate) = rate_per_sec(job) {
         lines.push(format!("  rate           {rate:.1} items/s"));
     }
