@@ -18,6 +18,9 @@
 //!   mid-transaction too). No item may ever be logged twice.
 //!
 //! Parameters of both: `{"n": 10000, "batch": 50, "pause_ms": 100}` ([`ChaosParams`]).
+//! Both can be partitioned (`enqueue --partitions 4`): each partition walks an equal
+//! integer range of `0..n` and logs under its own job id, and idle workers split the
+//! partitions that have the most left.
 //!
 //! The database is the one the binary was given, the usual way (`--database-url` or
 //! `ITERJOB_DATABASE_URL`, a `postgres://` URL, with `?schema=NAME` for a schema of
@@ -79,11 +82,13 @@
 //! ```
 
 use std::collections::HashMap;
+use std::ops::Range;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
 use iterjob::enumerator::{self, Enumerator, EnumeratorExt};
+use iterjob::partition::{int_ranges, split_int_range};
 use iterjob::{Job, JobContext, JobError};
 use iterjob_postgres::{PgOptions, PgPool, PgStore, Transactional, TransactionalJob};
 use serde::{Deserialize, Serialize};
@@ -152,6 +157,10 @@ pub struct ChaosParams {
     /// The database to log to, if not the one the binary was given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub database_url: Option<String>,
+    /// The items of one partition of a partitioned job (a part of `0..n`); the whole
+    /// of `0..n` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub range: Option<Range<i64>>,
 }
 
 impl ChaosParams {
@@ -172,10 +181,42 @@ impl ChaosParams {
         Ok(())
     }
 
+    /// The items this job walks.
+    fn items(&self) -> Range<i64> {
+        self.range.clone().unwrap_or(0..self.n)
+    }
+
     /// The items' batches after `cursor`.
     fn batches(&self, cursor: Option<i64>) -> Result<impl Enumerator<Vec<i64>, i64>, JobError> {
         self.validate()?;
-        Ok(enumerator::range(0..self.n, cursor).batched(self.batch))
+        Ok(enumerator::range(self.items(), cursor).batched(self.batch))
+    }
+
+    /// The number of items, for progress.
+    fn total(&self) -> Option<u64> {
+        let items = self.items();
+        u64::try_from(items.end - items.start).ok()
+    }
+
+    /// `n` partitions of the items, as equal integer ranges.
+    fn partition(&self, n: u32) -> Vec<ChaosParams> {
+        int_ranges(self.items(), n)
+            .into_iter()
+            .map(|range| self.with_range(range))
+            .collect()
+    }
+
+    /// The rest after `cursor`, halved (dynamic splitting).
+    fn split(&self, cursor: Option<&i64>) -> Option<(ChaosParams, ChaosParams)> {
+        let (keep, give) = split_int_range(&self.items(), cursor.copied())?;
+        Some((self.with_range(keep), self.with_range(give)))
+    }
+
+    fn with_range(&self, range: Range<i64>) -> ChaosParams {
+        ChaosParams {
+            range: Some(range),
+            ..self.clone()
+        }
     }
 }
 
@@ -283,7 +324,20 @@ impl Job for ChaosItems {
     }
 
     async fn total(&self, params: &ChaosParams) -> Result<Option<u64>, JobError> {
-        Ok(u64::try_from(params.n).ok())
+        Ok(params.total())
+    }
+
+    async fn partition(&self, params: &ChaosParams, n: u32) -> Result<Vec<ChaosParams>, JobError> {
+        params.validate()?;
+        Ok(params.partition(n))
+    }
+
+    async fn split(
+        &self,
+        params: &ChaosParams,
+        cursor: Option<&i64>,
+    ) -> Result<Option<(ChaosParams, ChaosParams)>, JobError> {
+        Ok(params.split(cursor))
     }
 
     async fn process(
@@ -364,7 +418,20 @@ impl Job for ChaosTxItems {
     }
 
     async fn total(&self, params: &ChaosParams) -> Result<Option<u64>, JobError> {
-        Ok(u64::try_from(params.n).ok())
+        Ok(params.total())
+    }
+
+    async fn partition(&self, params: &ChaosParams, n: u32) -> Result<Vec<ChaosParams>, JobError> {
+        params.validate()?;
+        Ok(params.partition(n))
+    }
+
+    async fn split(
+        &self,
+        params: &ChaosParams,
+        cursor: Option<&i64>,
+    ) -> Result<Option<(ChaosParams, ChaosParams)>, JobError> {
+        Ok(params.split(cursor))
     }
 
     async fn process(
@@ -450,6 +517,7 @@ mod tests {
             batch,
             pause_ms: 0,
             database_url: None,
+            range: None,
         };
         assert!(p(10, 0).validate().is_err());
         assert!(p(-1, 5).validate().is_err());

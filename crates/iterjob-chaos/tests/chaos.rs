@@ -41,6 +41,8 @@ async fn workers_killed_at_random_lose_and_repeat_nothing_they_must_not() {
         &checkpoint,
         "--poll-interval",
         "100ms",
+        "--split-min-remaining",
+        "300",
     ])
     .await
     else {
@@ -53,12 +55,19 @@ async fn workers_killed_at_random_lose_and_repeat_nothing_they_must_not() {
     // out of them
     let tx_jobs = jobs / 2;
     let plain_jobs = jobs - tx_jobs;
-    cluster
-        .enqueue("chaos_items", plain_jobs as usize, params.clone(), 1000)
-        .await;
-    cluster
-        .enqueue("chaos_tx_items", tx_jobs as usize, params, 1000)
-        .await;
+    // A fifth of each kind: twice the items, walked as 2 partitions. They are claimed
+    // first, and their partitions queue behind every other job, so they run last, as
+    // workers fall idle: the idle workers split them further.
+    let double = serde_json::json!({"n": items * 2, "batch": BATCH, "pause_ms": PAUSE_MS});
+    for (kind, count) in [("chaos_items", plain_jobs), ("chaos_tx_items", tx_jobs)] {
+        let partitioned = count / 5;
+        cluster
+            .enqueue_partitioned(kind, partitioned as usize, double.clone(), 1000, Some(2))
+            .await;
+        cluster
+            .enqueue(kind, (count - partitioned) as usize, params.clone(), 1000)
+            .await;
+    }
     for _ in 0..WORKERS {
         cluster.spawn_worker();
     }
@@ -120,7 +129,8 @@ async fn workers_killed_at_random_lose_and_repeat_nothing_they_must_not() {
     // Drain: no more kills; every job must complete.
     let jobs_total = jobs as i64;
     let ideal_work = Duration::from_millis(
-        jobs * items.div_ceil(BATCH) * PAUSE_MS / (WORKERS as u64 * CONCURRENCY),
+        // (a fifth of the jobs walk twice the items)
+        jobs * 6 / 5 * items.div_ceil(BATCH) * PAUSE_MS / (WORKERS as u64 * CONCURRENCY),
     );
     let drain_time = cluster
         .wait_all_completed(jobs_total, Duration::from_secs(120) + ideal_work)
@@ -212,6 +222,11 @@ async fn workers_killed_at_random_lose_and_repeat_nothing_they_must_not() {
         "chaos: jobs: {runs} runs, {interruptions} interruptions, {attempts} attempts used, \
          {crashes} crashes outstanding"
     );
+    let (parents, partitions) = cluster.partition_counts().await;
+    say!(
+        "chaos: {parents} partitioned jobs walked as {partitions} partitions ({} from dynamic splits)",
+        partitions - parents * 2
+    );
     say!("chaos: worker log lines: {log_counts:?}");
     for line in cluster.log_lines("lease lost", 10) {
         say!("chaos:   {line}");
@@ -234,6 +249,10 @@ async fn workers_killed_at_random_lose_and_repeat_nothing_they_must_not() {
         assert_eq!(s.short_jobs, 0, "{kind}: jobs with an item never logged");
         assert_eq!(s.missing(), 0, "{kind}: items never logged (skipped)");
     }
+    assert!(
+        partitions >= parents * 2 && parents > 0,
+        "partitioned jobs were split: {parents} jobs, {partitions} partitions"
+    );
     let tx = stats.get("chaos_tx_items").cloned().unwrap_or_default();
     assert_eq!(tx.repeats(), 0, "chaos_tx_items logged items twice");
     let plain = stats.get("chaos_items").cloned().unwrap_or_default();

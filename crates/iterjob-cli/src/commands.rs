@@ -90,6 +90,12 @@ pub struct WorkerArgs {
     /// Exit when no job is left to claim instead of waiting for more.
     #[arg(long)]
     pub until_idle: bool,
+    /// Never ask running partitions to split when this worker is idle.
+    #[arg(long)]
+    pub no_dynamic_splitting: bool,
+    /// Split only partitions with at least this many items left.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(2..))]
+    pub split_min_remaining: u64,
 }
 
 /// Arguments of `enqueue`.
@@ -352,6 +358,8 @@ async fn run_worker(
     config.shutdown_timeout = args.shutdown_timeout;
     config.poll_interval = args.poll_interval;
     config.rescue_interval = (args.lease / 4).max(Duration::from_millis(100));
+    config.dynamic_splitting = !args.no_dynamic_splitting;
+    config.split_min_remaining = args.split_min_remaining;
     let worker = Arc::new(Worker::new(store, registry, config)?);
     let shutdown = worker.shutdown_token();
     let status = tokio::spawn(show_status(Arc::clone(&worker)));

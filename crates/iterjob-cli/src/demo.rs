@@ -13,7 +13,9 @@ use iterjob::enumerator::Enumerator;
 use iterjob::partition::{KeyRange, midpoint, quantile_ranges};
 use iterjob::store::{JobFilter, JobId, JobRecord, JobState, NewJob, Store};
 use iterjob::{Job, JobContext, JobError, Registry, RunningJob, Worker, WorkerConfig};
-use iterjob_sqlite::{KeyValue, Keyset, KeysetCursor, SqliteStore, Transactional, TransactionalJob};
+use iterjob_sqlite::{
+    KeyValue, Keyset, KeysetCursor, SqliteStore, Transactional, TransactionalJob,
+};
 use serde::{Deserialize, Serialize};
 use sqlx::sqlite::{SqlitePool, SqlitePoolOptions, SqliteRow};
 use sqlx::{Row, Sqlite, Transaction};
@@ -549,7 +551,17 @@ pub(crate) async fn run(url: &str, args: DemoArgs) -> Result<()> {
     if partitions.is_some() {
         bar.finish_and_clear();
         let interrupted = watch_partitions(&*store, &worker, id, interrupt_at, signal).await?;
-        return finish(&*store, &pool, worker, shutdown, running, id, interrupted, started).await;
+        return finish(
+            &*store,
+            &pool,
+            worker,
+            shutdown,
+            running,
+            id,
+            interrupted,
+            started,
+        )
+        .await;
     }
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     let mut bar_started = false;
@@ -600,7 +612,17 @@ pub(crate) async fn run(url: &str, args: DemoArgs) -> Result<()> {
         bar.set_message(format!("({})", job.state));
     };
     bar.finish_and_clear();
-    finish(&*store, &pool, worker, shutdown, running, id, interrupted, started).await
+    finish(
+        &*store,
+        &pool,
+        worker,
+        shutdown,
+        running,
+        id,
+        interrupted,
+        started,
+    )
+    .await
 }
 
 /// Stops the worker and prints how the demo ended.
@@ -710,12 +732,14 @@ async fn watch_partitions(
     mut signal: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
 ) -> Result<bool> {
     let multi = MultiProgress::new();
-    let total_bar = multi.add(ProgressBar::new(0).with_style(
-        ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] all        {wide_bar} {pos}/{len} products {msg}",
-        )
-        .expect("valid template"),
-    ));
+    let total_bar = multi.add(
+        ProgressBar::new(0).with_style(
+            ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] all        {wide_bar} {pos}/{len} products {msg}",
+            )
+            .expect("valid template"),
+        ),
+    );
     let part_style = ProgressStyle::with_template("  {prefix:>14} {bar:40} {pos}/{len} {msg}")
         .expect("valid template");
     let mut bars: BTreeMap<JobId, ProgressBar> = BTreeMap::new();
@@ -775,7 +799,8 @@ async fn watch_partitions(
             0.0
         };
         let eta = if known && rate > 0.0 {
-            let left = Duration::from_secs((total.saturating_sub(done) as f64 / rate).round() as u64);
+            let left =
+                Duration::from_secs((total.saturating_sub(done) as f64 / rate).round() as u64);
             format!(", ETA {}", humantime::format_duration(left))
         } else {
             String::new()

@@ -242,3 +242,118 @@ async fn sigkilled_exactly_once_worker_repeats_nothing() {
     assert_eq!(done, 30000, "each product counted once");
     assert_one_crash(&pool, 1, 3).await;
 }
+
+/// Sum of the partitions' checkpointed progress and the parent's state.
+async fn partitioned_state(pool: &SqlitePool, parent: i64) -> (String, i64, i64) {
+    sqlx::query_as(
+        "SELECT p.state,
+                (SELECT COALESCE(SUM(items_done), 0) FROM iterjob_jobs c WHERE c.parent_id = p.id),
+                (SELECT COUNT(*) FROM iterjob_jobs c WHERE c.parent_id = p.id)
+         FROM iterjob_jobs p WHERE p.id = ?",
+    )
+    .bind(parent)
+    .fetch_one(pool)
+    .await
+    .expect("parent row")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkilled_partitioned_demo_repeats_and_skips_nothing() {
+    let sandbox = Sandbox::new();
+    // three partitions, stopped at once: the workers below do the walking
+    let setup = sandbox.run(&[
+        "demo",
+        "--products",
+        "30000",
+        "--api-latency",
+        "8ms",
+        "--partitions",
+        "3",
+        "--interrupt-after",
+        "300ms",
+    ]);
+    assert!(
+        setup.status.success(),
+        "{} {}",
+        stdout(&setup),
+        stderr(&setup)
+    );
+    let pool = SqlitePoolOptions::new()
+        .connect(&sandbox.db_url())
+        .await
+        .expect("open db");
+
+    // Kill a worker with SIGKILL three times, at varying moments, while its four slots
+    // walk the three partitions (the idle slot splits them); a new worker takes over.
+    let mut kills = 0;
+    for round in 0..3u64 {
+        let mut worker = spawn_worker(&sandbox, "2s");
+        let (_, before, _) = partitioned_state(&pool, 1).await;
+        let start = Instant::now();
+        loop {
+            let (state, done, _) = partitioned_state(&pool, 1).await;
+            if state == "completed" || done >= before + 1500 {
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "no progress ({state}, {done})"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let jitter = (start.elapsed().subsec_nanos() as u64 % 300) + round * 150;
+        tokio::time::sleep(Duration::from_millis(jitter)).await;
+        signal(&worker, "-KILL");
+        let status = worker.wait().expect("wait");
+        assert!(!status.success(), "died of SIGKILL");
+        kills += 1;
+        if partitioned_state(&pool, 1).await.0 == "completed" {
+            break;
+        }
+    }
+
+    let last = spawn_worker(&sandbox, "2s");
+    let start = Instant::now();
+    loop {
+        let (state, _, _) = partitioned_state(&pool, 1).await;
+        if state == "completed" {
+            break;
+        }
+        assert!(state != "failed", "the partitioned job failed");
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "not completed ({state})"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    signal(&last, "-TERM");
+    let out = last.wait_with_output().expect("wait");
+    assert!(out.status.success(), "exits 0 on SIGTERM: {}", stderr(&out));
+
+    let (never, once, twice, more) = sync_counts(&pool).await;
+    assert_eq!(never, 0, "no product skipped");
+    assert_eq!((twice, more), (0, 0), "no product synced twice");
+    assert_eq!(once, 30000);
+    let (state, done, partitions) = partitioned_state(&pool, 1).await;
+    assert_eq!(
+        (state.as_str(), done),
+        ("completed", 30000),
+        "each product counted once"
+    );
+    assert!(partitions >= 3, "{partitions} partitions");
+    let crashed: i64 =
+        sqlx::query_scalar("SELECT COALESCE(SUM(runs), 0) FROM iterjob_jobs WHERE parent_id = 1")
+            .fetch_one(&pool)
+            .await
+            .expect("runs");
+    assert!(
+        kills >= 1 && crashed > partitions,
+        "partitions were run again after the kills"
+    );
+    let show = sandbox.run(&["show", "1"]);
+    assert!(
+        stdout(&show).contains(&format!("partitions ({partitions})")),
+        "{}",
+        stdout(&show)
+    );
+}

@@ -1370,7 +1370,9 @@ impl Store for PgStore {
         let Some(row) = row else {
             return Err(self.fence_failed(id).await);
         };
-        let parent: Option<JobId> = row.try_get("parent_id").map_err(self.err("releasing a job"))?;
+        let parent: Option<JobId> = row
+            .try_get("parent_id")
+            .map_err(self.err("releasing a job"))?;
         if let Some(parent) = parent
             && change.state.is_finished()
         {
@@ -1479,7 +1481,13 @@ impl Store for PgStore {
             match self.is_split_parent(&mut tx, &record).await {
                 Ok(true) => {
                     return self
-                        .cascade(tx, id, JobState::Paused, &self.q().pause_children, "pausing a job")
+                        .cascade(
+                            tx,
+                            id,
+                            JobState::Paused,
+                            &self.q().pause_children,
+                            "pausing a job",
+                        )
                         .await;
                 }
                 Ok(false) => {}
@@ -1507,7 +1515,13 @@ impl Store for PgStore {
             match self.is_split_parent(&mut tx, &record).await {
                 Ok(true) => {
                     return self
-                        .cascade(tx, id, JobState::Running, &self.q().resume_children, "resuming a job")
+                        .cascade(
+                            tx,
+                            id,
+                            JobState::Running,
+                            &self.q().resume_children,
+                            "resuming a job",
+                        )
                         .await;
                 }
                 Ok(false) => {}
@@ -1559,13 +1573,21 @@ impl Store for PgStore {
         match self.is_split_parent(&mut tx, &record).await {
             Ok(true) => {
                 return self
-                    .cascade(tx, id, JobState::Cancelled, &self.q().cancel_children, "cancelling a job")
+                    .cascade(
+                        tx,
+                        id,
+                        JobState::Cancelled,
+                        &self.q().cancel_children,
+                        "cancelling a job",
+                    )
                     .await;
             }
             Ok(false) => {}
             Err(err) => return rollback(tx, err).await,
         }
-        let finishes_partition = record.parent_id.filter(|_| record.state != JobState::Running);
+        let finishes_partition = record
+            .parent_id
+            .filter(|_| record.state != JobState::Running);
         let cancelled = self
             .admin_update(tx, &self.q().cancel, id, self.err("cancelling a job"))
             .await?;
@@ -1603,7 +1625,13 @@ impl Store for PgStore {
         match self.is_split_parent(&mut tx, &record).await {
             Ok(true) => {
                 let retried = self
-                    .cascade(tx, id, JobState::Running, &self.q().retry_children, "retrying a job")
+                    .cascade(
+                        tx,
+                        id,
+                        JobState::Running,
+                        &self.q().retry_children,
+                        "retrying a job",
+                    )
                     .await?;
                 // every partition may have completed already (a parent cancelled late)
                 self.finalize_now(id).await?;
@@ -1674,9 +1702,19 @@ impl Store for PgStore {
                     return rollback(tx, err).await;
                 }
             };
-            ids.push(row.try_get::<JobId, _>("id").map_err(self.err("enqueueing a partition"))?);
-            if row.try_get::<String, _>("state").map_err(self.err("enqueueing a partition"))? == "queued" {
-                queues.insert(row.try_get::<String, _>("queue").map_err(self.err("enqueueing a partition"))?);
+            ids.push(
+                row.try_get::<JobId, _>("id")
+                    .map_err(self.err("enqueueing a partition"))?,
+            );
+            if row
+                .try_get::<String, _>("state")
+                .map_err(self.err("enqueueing a partition"))?
+                == "queued"
+            {
+                queues.insert(
+                    row.try_get::<String, _>("queue")
+                        .map_err(self.err("enqueueing a partition"))?,
+                );
             }
         }
         let queues: Vec<String> = queues.into_iter().collect();
@@ -1719,7 +1757,13 @@ impl Store for PgStore {
                 .await
             {
                 Ok(parent) => parent,
-                Err(err) => return rollback(tx, Err(map_sqlx(&self.inner.target, "splitting a partition", err))).await,
+                Err(err) => {
+                    return rollback(
+                        tx,
+                        Err(map_sqlx(&self.inner.target, "splitting a partition", err)),
+                    )
+                    .await;
+                }
             };
             match parent {
                 None => return rollback(tx, Error::JobNotFound(id)).await,
@@ -1738,7 +1782,11 @@ impl Store for PgStore {
                         .execute(&mut *tx)
                         .await
                     {
-                        return rollback(tx, Err(map_sqlx(&self.inner.target, "splitting a partition", err))).await;
+                        return rollback(
+                            tx,
+                            Err(map_sqlx(&self.inner.target, "splitting a partition", err)),
+                        )
+                        .await;
                     }
                 }
             }
@@ -1756,7 +1804,13 @@ impl Store for PgStore {
             .await
         {
             Ok(row) => row,
-            Err(err) => return rollback(tx, Err(map_sqlx(&self.inner.target, "splitting a partition", err))).await,
+            Err(err) => {
+                return rollback(
+                    tx,
+                    Err(map_sqlx(&self.inner.target, "splitting a partition", err)),
+                )
+                .await;
+            }
         };
         let Some(row) = row else {
             let _ = tx.rollback().await;
@@ -1767,7 +1821,9 @@ impl Store for PgStore {
             row.try_get::<Option<JobId>, _>("parent_id")
                 .map_err(self.err("splitting a partition"))?,
         ) else {
-            tx.commit().await.map_err(self.err("writing a checkpoint"))?;
+            tx.commit()
+                .await
+                .map_err(self.err("writing a checkpoint"))?;
             return Ok(None);
         };
         let inserted = match sqlx::query(&self.q().insert_partition)
@@ -1777,15 +1833,30 @@ impl Store for PgStore {
             .await
         {
             Ok(row) => row,
-            Err(err) => return rollback(tx, Err(map_sqlx(&self.inner.target, "enqueueing a partition", err))).await,
+            Err(err) => {
+                return rollback(
+                    tx,
+                    Err(map_sqlx(&self.inner.target, "enqueueing a partition", err)),
+                )
+                .await;
+            }
         };
-        let new: JobId = inserted.try_get("id").map_err(self.err("enqueueing a partition"))?;
-        let claimable = inserted.try_get::<String, _>("state").map_err(self.err("enqueueing a partition"))? == "queued";
+        let new: JobId = inserted
+            .try_get("id")
+            .map_err(self.err("enqueueing a partition"))?;
+        let claimable = inserted
+            .try_get::<String, _>("state")
+            .map_err(self.err("enqueueing a partition"))?
+            == "queued";
         if claimable {
-            let queue: String = inserted.try_get("queue").map_err(self.err("enqueueing a partition"))?;
+            let queue: String = inserted
+                .try_get("queue")
+                .map_err(self.err("enqueueing a partition"))?;
             self.announce(&mut tx, &[queue]).await?;
         }
-        tx.commit().await.map_err(self.err("splitting a partition"))?;
+        tx.commit()
+            .await
+            .map_err(self.err("splitting a partition"))?;
         if claimable {
             self.wake_local();
         }

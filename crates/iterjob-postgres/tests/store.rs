@@ -81,7 +81,11 @@ async fn connect_creates_its_schema_and_migrates_idempotently() {
     .fetch_all(db.store.pool())
     .await
     .unwrap();
-    assert_eq!(versions, (1..=SCHEMA_VERSION).collect::<Vec<_>>(), "each migration once");
+    assert_eq!(
+        versions,
+        (1..=SCHEMA_VERSION).collect::<Vec<_>>(),
+        "each migration once"
+    );
     // everything lives in the schema: nothing in public, no _sqlx_migrations
     let tables: Vec<String> = sqlx::query_scalar(
         "SELECT table_name::text FROM information_schema.tables WHERE table_schema = $1 \

@@ -744,7 +744,9 @@ impl Store for SqliteStore {
         let Some(row) = released else {
             return Err(self.fence_failed(id).await);
         };
-        let parent: Option<JobId> = row.try_get("parent_id").map_err(self.err("releasing a job"))?;
+        let parent: Option<JobId> = row
+            .try_get("parent_id")
+            .map_err(self.err("releasing a job"))?;
         if let Some(parent) = parent
             && change.state.is_finished()
         {
@@ -852,7 +854,14 @@ impl Store for SqliteStore {
         let record = self.get_in(&mut tx, id).await?;
         if !record.state.is_finished() && self.is_split_parent(&mut tx, &record).await? {
             return self
-                .cascade(tx, id, JobState::Paused, Q_PAUSE_CHILDREN, false, "pausing a job")
+                .cascade(
+                    tx,
+                    id,
+                    JobState::Paused,
+                    Q_PAUSE_CHILDREN,
+                    false,
+                    "pausing a job",
+                )
                 .await;
         }
         match record.state {
@@ -871,7 +880,14 @@ impl Store for SqliteStore {
         let record = self.get_in(&mut tx, id).await?;
         if record.state == JobState::Paused && self.is_split_parent(&mut tx, &record).await? {
             return self
-                .cascade(tx, id, JobState::Running, Q_RESUME_CHILDREN, true, "resuming a job")
+                .cascade(
+                    tx,
+                    id,
+                    JobState::Running,
+                    Q_RESUME_CHILDREN,
+                    true,
+                    "resuming a job",
+                )
                 .await;
         }
         match record.state {
@@ -911,7 +927,14 @@ impl Store for SqliteStore {
         }
         if self.is_split_parent(&mut tx, &record).await? {
             return self
-                .cascade(tx, id, JobState::Cancelled, Q_CANCEL_CHILDREN, true, "cancelling a job")
+                .cascade(
+                    tx,
+                    id,
+                    JobState::Cancelled,
+                    Q_CANCEL_CHILDREN,
+                    true,
+                    "cancelling a job",
+                )
                 .await;
         }
         if let Some(parent) = record.parent_id
@@ -945,7 +968,14 @@ impl Store for SqliteStore {
         }
         if self.is_split_parent(&mut tx, &record).await? {
             return self
-                .cascade(tx, id, JobState::Running, Q_RETRY_CHILDREN, true, "retrying a job")
+                .cascade(
+                    tx,
+                    id,
+                    JobState::Running,
+                    Q_RETRY_CHILDREN,
+                    true,
+                    "retrying a job",
+                )
                 .await;
         }
         let on_error = |err: sqlx::Error| {
@@ -1040,7 +1070,9 @@ impl Store for SqliteStore {
             return Err(self.fence_failed(id).await);
         };
         let Some(split) = split else {
-            tx.commit().await.map_err(self.err("writing a checkpoint"))?;
+            tx.commit()
+                .await
+                .map_err(self.err("writing a checkpoint"))?;
             return Ok(None);
         };
         let parent: Option<JobId> = row
@@ -1058,7 +1090,9 @@ impl Store for SqliteStore {
             .fetch_one(&mut *tx)
             .await
             .map_err(self.err("enqueueing a partition"))?;
-        tx.commit().await.map_err(self.err("splitting a partition"))?;
+        tx.commit()
+            .await
+            .map_err(self.err("splitting a partition"))?;
         Ok(Some(new))
     }
 

@@ -57,7 +57,10 @@ async fn planned(store: &dyn Store, kind: &str, children: &[Value]) -> (JobId, V
     let id = store.job_insert(&parent).await.expect("insert parent");
     let claimed = claim_all(store, kind, 1).await;
     assert_eq!(claimed.len(), 1, "the parent is claimable like any job");
-    assert_eq!(claimed[0].job.partitions, Some(children.len().max(1) as u32));
+    assert_eq!(
+        claimed[0].job.partitions,
+        Some(children.len().max(1) as u32)
+    );
     let ids = store
         .job_partition(id, claimed[0].token, children)
         .await
@@ -110,7 +113,10 @@ pub async fn partition_creates_children(store: Arc<dyn Store>) {
     let claimed = claim_all(store, "p_create", 10).await;
     let mut ids: Vec<JobId> = claimed.iter().map(|c| c.job.id).collect();
     ids.sort();
-    assert_eq!(ids, children, "the children are claimable, the parent is not");
+    assert_eq!(
+        ids, children,
+        "the children are claimable, the parent is not"
+    );
 
     let rescued = store.job_rescue_expired(3).await.expect("rescue");
     assert!(
@@ -157,7 +163,12 @@ pub async fn parent_progress_sums_children(store: Arc<dyn Store>) {
     let claimed = claim_all(store, "p_sum", 2).await;
     let token = |id| claimed.iter().find(|c| c.job.id == id).unwrap().token;
     store
-        .job_checkpoint(children[0], token(children[0]), &progress(30, Some(100)), LEASE)
+        .job_checkpoint(
+            children[0],
+            token(children[0]),
+            &progress(30, Some(100)),
+            LEASE,
+        )
         .await
         .unwrap();
     store
@@ -166,9 +177,17 @@ pub async fn parent_progress_sums_children(store: Arc<dyn Store>) {
         .unwrap();
     let record = get(store, parent).await;
     assert_eq!(record.items_done, 42);
-    assert_eq!(record.items_total, None, "one child does not know its total yet");
+    assert_eq!(
+        record.items_total, None,
+        "one child does not know its total yet"
+    );
     store
-        .job_checkpoint(children[1], token(children[1]), &progress(20, Some(50)), LEASE)
+        .job_checkpoint(
+            children[1],
+            token(children[1]),
+            &progress(20, Some(50)),
+            LEASE,
+        )
         .await
         .unwrap();
     let record = get(store, parent).await;
@@ -195,7 +214,12 @@ pub async fn parent_finishes_with_its_children(store: Arc<dyn Store>) {
     let claimed = claim_all(store, "p_finish", 3).await;
     let token = |id| claimed.iter().find(|c| c.job.id == id).unwrap().token;
     store
-        .job_release(children[0], token(children[0]), Some(&progress(5, Some(5))), &Outcome::Completed)
+        .job_release(
+            children[0],
+            token(children[0]),
+            Some(&progress(5, Some(5))),
+            &Outcome::Completed,
+        )
         .await
         .unwrap();
     assert_eq!(get(store, parent).await.state, JobState::Running);
@@ -210,9 +234,18 @@ pub async fn parent_finishes_with_its_children(store: Arc<dyn Store>) {
         )
         .await
         .unwrap();
-    assert_eq!(get(store, parent).await.state, JobState::Running, "one child still runs");
+    assert_eq!(
+        get(store, parent).await.state,
+        JobState::Running,
+        "one child still runs"
+    );
     store
-        .job_release(children[2], token(children[2]), Some(&progress(5, Some(5))), &Outcome::Completed)
+        .job_release(
+            children[2],
+            token(children[2]),
+            Some(&progress(5, Some(5))),
+            &Outcome::Completed,
+        )
         .await
         .unwrap();
     let record = get(store, parent).await;
@@ -234,7 +267,12 @@ pub async fn parent_finishes_with_its_children(store: Arc<dyn Store>) {
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].job.id, children[1]);
     store
-        .job_release(children[1], again[0].token, Some(&progress(5, Some(5))), &Outcome::Completed)
+        .job_release(
+            children[1],
+            again[0].token,
+            Some(&progress(5, Some(5))),
+            &Outcome::Completed,
+        )
         .await
         .unwrap();
     let record = get(store, parent).await;
@@ -254,7 +292,11 @@ pub async fn parent_actions_reach_children(store: Arc<dyn Store>) {
     let (parent, children) = planned(store, "p_cascade", &parts(3)).await;
     let running = claim_all(store, "p_cascade", 1).await;
     let running_id = running[0].job.id;
-    let waiting: Vec<JobId> = children.iter().copied().filter(|&c| c != running_id).collect();
+    let waiting: Vec<JobId> = children
+        .iter()
+        .copied()
+        .filter(|&c| c != running_id)
+        .collect();
 
     let paused = store.job_pause(parent).await.expect("pause parent");
     assert_eq!(paused.state, JobState::Paused);
@@ -263,7 +305,10 @@ pub async fn parent_actions_reach_children(store: Arc<dyn Store>) {
     }
     let r = get(store, running_id).await;
     assert_eq!((r.state, r.pause_requested), (JobState::Running, true));
-    assert!(claim_all(store, "p_cascade", 5).await.is_empty(), "nothing claimable while paused");
+    assert!(
+        claim_all(store, "p_cascade", 5).await.is_empty(),
+        "nothing claimable while paused"
+    );
 
     let resumed = store.job_resume(parent).await.expect("resume parent");
     assert_eq!(resumed.state, JobState::Running);
@@ -285,7 +330,10 @@ pub async fn parent_actions_reach_children(store: Arc<dyn Store>) {
         .unwrap();
     assert_eq!(get(store, parent).await.state, JobState::Cancelled);
 
-    let retried = store.job_retry(parent).await.expect("retry a cancelled parent");
+    let retried = store
+        .job_retry(parent)
+        .await
+        .expect("retry a cancelled parent");
     assert_eq!(retried.state, JobState::Running);
     for &c in &children {
         assert_eq!(get(store, c).await.state, JobState::Queued);
@@ -318,11 +366,29 @@ pub async fn split_divides_a_running_partition(store: Arc<dyn Store>) {
         kinds: vec![kind.into()],
         min_remaining: min,
     };
-    assert_eq!(store.job_request_split(&request("other", 1)).await.unwrap(), None);
-    assert_eq!(store.job_request_split(&request("p_split", 50)).await.unwrap(), Some(big));
-    assert_eq!(store.job_request_split(&request("p_split", 50)).await.unwrap(), Some(small));
     assert_eq!(
-        store.job_request_split(&request("p_split", 50)).await.unwrap(),
+        store.job_request_split(&request("other", 1)).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .job_request_split(&request("p_split", 50))
+            .await
+            .unwrap(),
+        Some(big)
+    );
+    assert_eq!(
+        store
+            .job_request_split(&request("p_split", 50))
+            .await
+            .unwrap(),
+        Some(small)
+    );
+    assert_eq!(
+        store
+            .job_request_split(&request("p_split", 50))
+            .await
+            .unwrap(),
         None,
         "both already asked; the one without a total is never chosen"
     );
@@ -345,12 +411,24 @@ pub async fn split_divides_a_running_partition(store: Arc<dyn Store>) {
         give: json!({ "part": 1, "from": 550 }),
     };
     let stale = store
-        .job_split(big, iterjob::store::RunToken(token(big).0 ^ 1), &progress(101, Some(1000)), Some(&split), LEASE)
+        .job_split(
+            big,
+            iterjob::store::RunToken(token(big).0 ^ 1),
+            &progress(101, Some(1000)),
+            Some(&split),
+            LEASE,
+        )
         .await
         .expect_err("a stale token cannot split");
     assert!(matches!(stale, Error::LeaseLost { .. }), "{stale:?}");
     let new = store
-        .job_split(big, token(big), &progress(101, Some(1000)), Some(&split), LEASE)
+        .job_split(
+            big,
+            token(big),
+            &progress(101, Some(1000)),
+            Some(&split),
+            LEASE,
+        )
         .await
         .unwrap()
         .expect("a new partition");
@@ -389,7 +467,10 @@ pub async fn split_divides_a_running_partition(store: Arc<dyn Store>) {
     assert_eq!(get(store, later).await.state, JobState::Paused);
 
     // only partitions can be split
-    let plain = store.job_insert(&NewJob::new("p_split_plain", json!({}))).await.unwrap();
+    let plain = store
+        .job_insert(&NewJob::new("p_split_plain", json!({})))
+        .await
+        .unwrap();
     let c = claim_all(store, "p_split_plain", 1).await;
     let err = store
         .job_split(plain, c[0].token, &progress(1, None), Some(&split), LEASE)
@@ -449,9 +530,23 @@ impl SpanJob {
     /// Panics unless every item of `range` was processed exactly once.
     pub fn assert_each_once(&self, range: Range<i64>) {
         let seen = self.seen();
-        let missing: Vec<i64> = range.clone().filter(|i| !seen.contains_key(i)).take(10).collect();
-        let repeated: Vec<(i64, u32)> = seen.iter().filter(|(_, n)| **n > 1).map(|(i, n)| (*i, *n)).take(10).collect();
-        let outside: Vec<i64> = seen.keys().copied().filter(|i| !range.contains(i)).take(10).collect();
+        let missing: Vec<i64> = range
+            .clone()
+            .filter(|i| !seen.contains_key(i))
+            .take(10)
+            .collect();
+        let repeated: Vec<(i64, u32)> = seen
+            .iter()
+            .filter(|(_, n)| **n > 1)
+            .map(|(i, n)| (*i, *n))
+            .take(10)
+            .collect();
+        let outside: Vec<i64> = seen
+            .keys()
+            .copied()
+            .filter(|i| !range.contains(i))
+            .take(10)
+            .collect();
         assert!(
             missing.is_empty() && repeated.is_empty() && outside.is_empty(),
             "each item of {range:?} exactly once: missing {missing:?}, repeated {repeated:?}, outside {outside:?}"
@@ -511,18 +606,20 @@ impl Job for SpanJob {
         params: &SpanParams,
         cursor: Option<&i64>,
     ) -> Result<Option<(SpanParams, SpanParams)>, JobError> {
-        Ok(split_int_range(&params.range, cursor.copied()).map(|(keep, give)| {
-            (
-                SpanParams {
-                    range: keep,
-                    ..params.clone()
-                },
-                SpanParams {
-                    range: give,
-                    ..params.clone()
-                },
-            )
-        }))
+        Ok(
+            split_int_range(&params.range, cursor.copied()).map(|(keep, give)| {
+                (
+                    SpanParams {
+                        range: keep,
+                        ..params.clone()
+                    },
+                    SpanParams {
+                        range: give,
+                        ..params.clone()
+                    },
+                )
+            }),
+        )
     }
 
     fn settings(&self) -> KindSettings {
@@ -544,8 +641,14 @@ async fn enqueue_span(store: &dyn Store, job: &SpanJob, params: SpanParams, n: u
         .expect("enqueue")
 }
 
-async fn run_until_finished(store: &Arc<dyn Store>, job: &SpanJob, config: WorkerConfig, parent: JobId) -> iterjob::WorkerReport {
-    let worker = Worker::new(Arc::clone(store), Registry::new().with(job.clone()), config).expect("config");
+async fn run_until_finished(
+    store: &Arc<dyn Store>,
+    job: &SpanJob,
+    config: WorkerConfig,
+    parent: JobId,
+) -> iterjob::WorkerReport {
+    let worker =
+        Worker::new(Arc::clone(store), Registry::new().with(job.clone()), config).expect("config");
     let token = worker.shutdown_token();
     let watch = {
         let store = Arc::clone(store);
@@ -600,8 +703,12 @@ pub async fn partitioned_job_survives_many_shutdowns(store: Arc<dyn Store>) {
     let parent = enqueue_span(&*store, &job, params, 3).await;
     let mut rounds = 0;
     for round in 0..300u64 {
-        let worker = Worker::new(Arc::clone(&store), Registry::new().with(job.clone()), partition_config())
-            .expect("config");
+        let worker = Worker::new(
+            Arc::clone(&store),
+            Registry::new().with(job.clone()),
+            partition_config(),
+        )
+        .expect("config");
         let token = worker.shutdown_token();
         let stop = tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(30 + (round % 5) * 20)).await;
@@ -615,8 +722,15 @@ pub async fn partitioned_job_survives_many_shutdowns(store: Arc<dyn Store>) {
         }
     }
     let record = get(&*store, parent).await;
-    assert_eq!(record.state, JobState::Completed, "after {rounds} rounds: {record:?}");
-    assert!(rounds >= 3, "the workers were stopped several times ({rounds})");
+    assert_eq!(
+        record.state,
+        JobState::Completed,
+        "after {rounds} rounds: {record:?}"
+    );
+    assert!(
+        rounds >= 3,
+        "the workers were stopped several times ({rounds})"
+    );
     let children = store.job_partitions(parent).await.unwrap();
     assert!(
         children.iter().map(|c| c.interruptions).sum::<u32>() >= 2,
@@ -649,7 +763,10 @@ pub async fn dynamic_splitting_takes_over_a_slow_partition(store: Arc<dyn Store>
         .iter()
         .filter(|c| c.params["range"]["start"].as_i64().unwrap_or(i64::MAX) < 400)
         .count();
-    assert!(slow_parts > 1, "the slow range is walked by several partitions");
+    assert!(
+        slow_parts > 1,
+        "the slow range is walked by several partitions"
+    );
     job.assert_each_once(0..1600);
 
     // and with splitting off, nothing is split
@@ -679,7 +796,12 @@ pub async fn parent_pause_resume_while_running(store: Arc<dyn Store>) {
         ..Default::default()
     };
     let parent = enqueue_span(&*store, &job, params, 3).await;
-    let worker = Worker::new(Arc::clone(&store), Registry::new().with(job.clone()), partition_config()).expect("config");
+    let worker = Worker::new(
+        Arc::clone(&store),
+        Registry::new().with(job.clone()),
+        partition_config(),
+    )
+    .expect("config");
     let token = worker.shutdown_token();
     let run = tokio::spawn(async move { worker.run().await });
     // wait until partitions run
@@ -690,23 +812,42 @@ pub async fn parent_pause_resume_while_running(store: Arc<dyn Store>) {
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert_eq!(store.job_pause(parent).await.unwrap().state, JobState::Paused);
+    assert_eq!(
+        store.job_pause(parent).await.unwrap().state,
+        JobState::Paused
+    );
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
         let children = store.job_partitions(parent).await.unwrap();
-        if children.iter().all(|c| c.state == JobState::Paused || c.state.is_finished()) {
+        if children
+            .iter()
+            .all(|c| c.state == JobState::Paused || c.state.is_finished())
+        {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "partitions did not pause: {children:?}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "partitions did not pause: {children:?}"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let paused_at = get(&*store, parent).await.items_done;
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(get(&*store, parent).await.items_done, paused_at, "nothing moves while paused");
-    assert_eq!(store.job_resume(parent).await.unwrap().state, JobState::Running);
+    assert_eq!(
+        get(&*store, parent).await.items_done,
+        paused_at,
+        "nothing moves while paused"
+    );
+    assert_eq!(
+        store.job_resume(parent).await.unwrap().state,
+        JobState::Running
+    );
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while !get(&*store, parent).await.state.is_finished() {
-        assert!(tokio::time::Instant::now() < deadline, "did not finish after resume");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "did not finish after resume"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     token.cancel();
@@ -733,9 +874,19 @@ pub async fn failed_partition_fails_parent_and_retry_resumes(store: Arc<dyn Stor
     let error = record.last_error.clone().unwrap_or_default();
     assert!(error.contains("item 150 is malformed"), "{error}");
     let children = store.job_partitions(parent).await.unwrap();
-    assert_eq!(children.iter().filter(|c| c.state == JobState::Failed).count(), 1);
+    assert_eq!(
+        children
+            .iter()
+            .filter(|c| c.state == JobState::Failed)
+            .count(),
+        1
+    );
     assert!(
-        children.iter().filter(|c| c.state == JobState::Completed).count() >= 3,
+        children
+            .iter()
+            .filter(|c| c.state == JobState::Completed)
+            .count()
+            >= 3,
         "the other partitions went on"
     );
 

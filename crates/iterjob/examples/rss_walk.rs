@@ -154,7 +154,9 @@ impl Store for CountingStore {
         split: Option<&iterjob::store::Split>,
         lease: Duration,
     ) -> iterjob::Result<Option<JobId>> {
-        self.inner.job_split(id, token, progress, split, lease).await
+        self.inner
+            .job_split(id, token, progress, split, lease)
+            .await
     }
     async fn job_request_split(
         &self,

@@ -200,7 +200,10 @@ pub fn int_ranges(range: Range<i64>, n: u32) -> Vec<Range<i64>> {
 /// [`enumerator::range`](crate::enumerator::range), whose cursor is the next integer)
 /// in two halves: `(range.start..mid, mid..range.end)`. `None` when fewer than 2
 /// integers are left.
-pub fn split_int_range(range: &Range<i64>, cursor: Option<i64>) -> Option<(Range<i64>, Range<i64>)> {
+pub fn split_int_range(
+    range: &Range<i64>,
+    cursor: Option<i64>,
+) -> Option<(Range<i64>, Range<i64>)> {
     let next = cursor.map_or(range.start, |c| c.max(range.start));
     if next >= range.end {
         return None;
@@ -320,7 +323,10 @@ mod tests {
     fn walk(
         ids: &[i64],
         until: Option<i64>,
-    ) -> impl FnMut(Option<i64>) -> futures::stream::Iter<std::vec::IntoIter<Result<(i64, i64), JobError>>> + '_ {
+    ) -> impl FnMut(
+        Option<i64>,
+    ) -> futures::stream::Iter<std::vec::IntoIter<Result<(i64, i64), JobError>>>
+    + '_ {
         move |after| {
             futures::stream::iter(
                 keys(ids, after, until)
@@ -383,12 +389,29 @@ mod tests {
         assert_eq!(split_int_range(&(0..10), Some(9)), None);
         assert_eq!(split_int_range(&(0..10), Some(8)), Some((0..9, 9..10)));
         assert_eq!(
-            split_file_range(&FileRange { start: 0, end: None }, 1000, Some(200), 100),
+            split_file_range(
+                &FileRange {
+                    start: 0,
+                    end: None
+                },
+                1000,
+                Some(200),
+                100
+            ),
             Some((
-                FileRange { start: 0, end: Some(600) },
-                FileRange { start: 600, end: None }
+                FileRange {
+                    start: 0,
+                    end: Some(600)
+                },
+                FileRange {
+                    start: 600,
+                    end: None
+                }
             ))
         );
-        assert_eq!(split_file_range(&FileRange::default(), 1000, Some(950), 100), None);
+        assert_eq!(
+            split_file_range(&FileRange::default(), 1000, Some(950), 100),
+            None
+        );
     }
 }

@@ -178,8 +178,25 @@ impl Cluster {
         params: serde_json::Value,
         max_attempts: u32,
     ) -> Vec<JobId> {
+        self.enqueue_partitioned(kind, count, params, max_attempts, None)
+            .await
+    }
+
+    /// Enqueues `count` jobs of `kind`, each split into `partitions` when given.
+    pub async fn enqueue_partitioned(
+        &self,
+        kind: &str,
+        count: usize,
+        params: serde_json::Value,
+        max_attempts: u32,
+        partitions: Option<u32>,
+    ) -> Vec<JobId> {
         let jobs: Vec<NewJob> = (0..count)
-            .map(|_| NewJob::new(kind, params.clone()).max_attempts(max_attempts))
+            .map(|_| {
+                let mut job = NewJob::new(kind, params.clone()).max_attempts(max_attempts);
+                job.partitions = partitions;
+                job
+            })
             .collect();
         self.store.job_insert_many(&jobs).await.expect("enqueue")
     }
@@ -335,7 +352,7 @@ impl Cluster {
     /// Jobs by state.
     pub async fn states(&self) -> Result<BTreeMap<String, i64>, sqlx::Error> {
         let rows: Vec<(String, i64)> = sqlx::query_as(&format!(
-            "SELECT state, COUNT(*) FROM \"{}\".jobs GROUP BY state",
+            "SELECT state, COUNT(*) FROM \"{}\".jobs WHERE parent_id IS NULL GROUP BY state",
             self.schema
         ))
         .fetch_all(self.pool())
@@ -393,12 +410,17 @@ impl Cluster {
     pub async fn kind_stats(&self) -> BTreeMap<String, KindStats> {
         let s = &self.schema;
         let rows: Vec<(String, i64, i64, i64, i64, i64)> = sqlx::query_as(&format!(
-            "WITH per_job AS (
+            "WITH logs AS (
+                SELECT COALESCE(c.parent_id, c.id) AS root, l.id, l.item
+                FROM \"{s}\".{LOG_TABLE} l JOIN \"{s}\".jobs c ON c.id = l.job_id
+             ),
+             per_job AS (
                 SELECT j.id, j.kind, (j.params->>'n')::bigint AS n,
                        COUNT(l.id) AS rows,
                        COUNT(DISTINCT l.item) FILTER (
                            WHERE l.item >= 0 AND l.item < (j.params->>'n')::bigint) AS items
-                FROM \"{s}\".jobs j LEFT JOIN \"{s}\".{LOG_TABLE} l ON l.job_id = j.id
+                FROM \"{s}\".jobs j LEFT JOIN logs l ON l.root = j.id
+                WHERE j.parent_id IS NULL
                 GROUP BY j.id
              )
              SELECT kind, COUNT(*), SUM(n)::bigint, SUM(rows)::bigint, SUM(items)::bigint,
@@ -431,13 +453,15 @@ impl Cluster {
         let s = &self.schema;
         let rows: Vec<(String, i32, i64)> = sqlx::query_as(&format!(
             "WITH ranked AS (
-                SELECT job_id, worker_pid,
-                       row_number() OVER (PARTITION BY job_id, item ORDER BY id DESC) AS rn
-                FROM \"{s}\".{LOG_TABLE}
+                SELECT j.kind, l.worker_pid,
+                       row_number() OVER (
+                           PARTITION BY COALESCE(j.parent_id, j.id), l.item ORDER BY l.id DESC
+                       ) AS rn
+                FROM \"{s}\".{LOG_TABLE} l JOIN \"{s}\".jobs j ON j.id = l.job_id
              )
-             SELECT j.kind, r.worker_pid, COUNT(*)
-             FROM ranked r JOIN \"{s}\".jobs j ON j.id = r.job_id
-             WHERE r.rn > 1 GROUP BY j.kind, r.worker_pid"
+             SELECT kind, worker_pid, COUNT(*)
+             FROM ranked
+             WHERE rn > 1 GROUP BY kind, worker_pid"
         ))
         .fetch_all(self.pool())
         .await
@@ -458,6 +482,19 @@ impl Cluster {
         .fetch_one(self.pool())
         .await
         .expect("job totals")
+    }
+
+    /// Partitioned jobs and their partitions (those from dynamic splits included).
+    pub async fn partition_counts(&self) -> (i64, i64) {
+        sqlx::query_as(&format!(
+            "SELECT COUNT(*) FILTER (WHERE partitions IS NOT NULL),
+                    COUNT(*) FILTER (WHERE parent_id IS NOT NULL)
+             FROM \"{}\".jobs",
+            self.schema
+        ))
+        .fetch_one(self.pool())
+        .await
+        .expect("partition counts")
     }
 
     /// Items done per job, as checkpointed.

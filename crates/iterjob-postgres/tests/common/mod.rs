@@ -307,7 +307,10 @@ impl Store for TempStore {
         split: Option<&iterjob::store::Split>,
         lease: Duration,
     ) -> Result<Option<JobId>> {
-        self.db.store.job_split(id, token, progress, split, lease).await
+        self.db
+            .store
+            .job_split(id, token, progress, split, lease)
+            .await
     }
     async fn job_request_split(
         &self,

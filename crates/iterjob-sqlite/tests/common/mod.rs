@@ -116,7 +116,9 @@ impl Store for TempStore {
         split: Option<&iterjob::store::Split>,
         lease: Duration,
     ) -> Result<Option<JobId>> {
-        self.store.job_split(id, token, progress, split, lease).await
+        self.store
+            .job_split(id, token, progress, split, lease)
+            .await
     }
     async fn job_request_split(
         &self,

@@ -11,11 +11,11 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, JobError};
+use crate::job::PartitionFailure;
 use crate::job::{Job, JobContext};
 use crate::registry::decode_params;
 use crate::runtime::backoff::retry_delay;
 use crate::runtime::live::LiveJob;
-use crate::job::PartitionFailure;
 use crate::runtime::signals::{
     CANCEL, CHECKPOINT, LEASE_LOST, PAUSE, SHUTDOWN, SPLIT, Signals, Supervisor, THROTTLE,
     TIME_SLICE,
@@ -340,7 +340,9 @@ impl<J: Job> Runner<J> {
         if flags & CHECKPOINT != 0 {
             let progress = match self.progress(pos) {
                 Ok(p) => p,
-                Err(message) => return Attended::End(self.fail_with(pos, message, items_at_start).await),
+                Err(message) => {
+                    return Attended::End(self.fail_with(pos, message, items_at_start).await);
+                }
             };
             let sent = self.signals.stamp();
             match self
@@ -353,10 +355,14 @@ impl<J: Job> Runner<J> {
                     self.signals.renewed_at(sent);
                     self.env.live.set_durable(progress);
                     if control.cancel_requested {
-                        return Attended::End(self.release(pos, Outcome::Cancelled, items_at_start).await);
+                        return Attended::End(
+                            self.release(pos, Outcome::Cancelled, items_at_start).await,
+                        );
                     }
                     if control.pause_requested {
-                        return Attended::End(self.release(pos, Outcome::Paused, items_at_start).await);
+                        return Attended::End(
+                            self.release(pos, Outcome::Paused, items_at_start).await,
+                        );
                     }
                     if control.split_requested {
                         return self.split(ctx, pos, items_at_start).await;
@@ -422,7 +428,12 @@ impl<J: Job> Runner<J> {
             .await
         {
             Ok(ids) => {
-                tracing::info!(job = self.id(), kind = J::KIND, partitions = ids.len(), "split into partitions");
+                tracing::info!(
+                    job = self.id(),
+                    kind = J::KIND,
+                    partitions = ids.len(),
+                    "split into partitions"
+                );
                 RunReport {
                     end: RunEnd::Partitioned,
                     items: 0,
@@ -466,7 +477,9 @@ impl<J: Job> Runner<J> {
         };
         let progress = match self.progress(pos) {
             Ok(p) => p,
-            Err(message) => return Attended::End(self.fail_with(pos, message, items_at_start).await),
+            Err(message) => {
+                return Attended::End(self.fail_with(pos, message, items_at_start).await);
+            }
         };
         let sent = self.signals.stamp();
         match self
@@ -486,7 +499,11 @@ impl<J: Job> Runner<J> {
                 self.env.live.set_durable(progress);
                 match (new, divided, split) {
                     (Some(new), Some((keep, _)), Some(split)) => {
-                        tracing::info!(job = self.id(), new_partition = new, "split the rest of the partition");
+                        tracing::info!(
+                            job = self.id(),
+                            new_partition = new,
+                            "split the rest of the partition"
+                        );
                         self.env.live.clear_items_total();
                         self.spawn_total(&split.keep);
                         Attended::Resplit(keep)
@@ -648,7 +665,11 @@ impl<J: Job> Runner<J> {
                 tracing::warn!(job = sibling.id, %error, "could not cancel a partition");
             }
         }
-        tracing::warn!(job = self.id(), parent, "a partition failed; cancelled the others (PartitionFailure::CancelOthers)");
+        tracing::warn!(
+            job = self.id(),
+            parent,
+            "a partition failed; cancelled the others (PartitionFailure::CancelOthers)"
+        );
     }
 
     /// Writes the release, retrying a failing store a few times. If it never

@@ -126,10 +126,7 @@ impl Inner {
             return view;
         }
         view.items_done = children.iter().map(|c| c.items_done).sum();
-        view.items_total = children
-            .iter()
-            .map(|c| c.items_total)
-            .sum::<Option<u64>>();
+        view.items_total = children.iter().map(|c| c.items_total).sum::<Option<u64>>();
         view.running_ms = children.iter().map(|c| c.running_ms).sum();
         view
     }
@@ -228,7 +225,13 @@ fn new_record(id: JobId, job: &NewJob, now: Millis) -> JobRecord {
 }
 
 /// A partition of `parent` with `params`, in `state`.
-fn child_record(id: JobId, parent: &JobRecord, params: Value, state: JobState, now: Millis) -> JobRecord {
+fn child_record(
+    id: JobId,
+    parent: &JobRecord,
+    params: Value,
+    state: JobState,
+    now: Millis,
+) -> JobRecord {
     let mut job = NewJob::new(parent.kind.clone(), params)
         .queue(parent.queue.clone())
         .priority(parent.priority)
@@ -655,7 +658,13 @@ impl Store for MemoryStore {
             inner.last_id += 1;
             let child = inner.last_id;
             let record = child_record(child, &parent, params.clone(), JobState::Queued, now);
-            inner.jobs.insert(child, Entry { record, token: None });
+            inner.jobs.insert(
+                child,
+                Entry {
+                    record,
+                    token: None,
+                },
+            );
             ids.push(child);
         }
         let entry = inner.entry_mut(id)?;
@@ -708,7 +717,13 @@ impl Store for MemoryStore {
         inner.last_id += 1;
         let child = inner.last_id;
         let record = child_record(child, &parent, split.give.clone(), state, now);
-        inner.jobs.insert(child, Entry { record, token: None });
+        inner.jobs.insert(
+            child,
+            Entry {
+                record,
+                token: None,
+            },
+        );
         drop(inner);
         self.available.notify_waiters();
         Ok(Some(child))

@@ -449,7 +449,10 @@ pub struct Split {
 
 /// The error a parent fails with when some of its `total` partitions did not
 /// complete: each such partition's id, state and error (the first few of them).
-pub fn partitions_failed_message(total: usize, failed: &[(JobId, JobState, Option<String>)]) -> String {
+pub fn partitions_failed_message(
+    total: usize,
+    failed: &[(JobId, JobState, Option<String>)],
+) -> String {
     use std::fmt::Write as _;
     let mut message = format!(
         "{} of {total} partitions did not complete (retry this job to run them again from their checkpoints)",
@@ -589,8 +592,12 @@ pub trait Store: Send + Sync + 'static {
     ///   at once; retry retries the failed and cancelled children.
     /// * When its last unfinished child finishes, the parent completes if every child
     ///   completed, and fails otherwise with an error naming the children that did not.
-    async fn job_partition(&self, id: JobId, token: RunToken, children: &[Value])
-    -> Result<Vec<JobId>>;
+    async fn job_partition(
+        &self,
+        id: JobId,
+        token: RunToken,
+        children: &[Value],
+    ) -> Result<Vec<JobId>>;
 
     /// A checkpoint that also clears `split_requested` and, given a [`Split`], divides
     /// the running partition: its parameters become `split.keep` (its `items_total`
