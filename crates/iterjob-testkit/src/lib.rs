@@ -32,6 +32,7 @@
 //! ```
 
 pub mod conformance;
+pub mod fairness;
 pub mod partitions;
 pub mod resume;
 pub mod scenarios;

@@ -12,6 +12,7 @@ use iterjob::store::{JobId, JobState, NewJob, Store};
 use iterjob::{Job, JobContext, JobError, Registry, Worker, WorkerConfig};
 use serde::{Deserialize, Serialize};
 
+pub use crate::fairness::fewer_slots_than_jobs_every_job_progresses;
 pub use crate::partitions::{
     dynamic_splitting_takes_over_a_slow_partition, failed_partition_fails_parent_and_retry_resumes,
     parent_pause_resume_while_running, partitioned_job_survives_many_shutdowns,
@@ -656,6 +657,7 @@ macro_rules! runtime_scenarios {
             dynamic_splitting_takes_over_a_slow_partition,
             parent_pause_resume_while_running,
             failed_partition_fails_parent_and_retry_resumes,
+            fewer_slots_than_jobs_every_job_progresses,
         );
     };
     (@each $make:expr; $($name:ident),* $(,)?) => {
