@@ -34,12 +34,20 @@ pub async fn fewer_slots_than_jobs_every_job_progresses(store: Arc<dyn Store>) {
     for _ in 0..6 {
         low.push(enqueue(&*store, NewJob::new("counting", long(2_000))).await);
     }
-    let elsewhere = enqueue(&*store, NewJob::new("counting", long(10)).queue("elsewhere")).await;
+    let elsewhere = enqueue(
+        &*store,
+        NewJob::new("counting", long(10)).queue("elsewhere"),
+    )
+    .await;
     let mut config = fast_config();
     config.concurrency = 2;
     config.max_runtime = Duration::from_millis(40);
-    let worker = Worker::new(Arc::clone(&store), Registry::new().with(job.clone()), config)
-        .expect("config");
+    let worker = Worker::new(
+        Arc::clone(&store),
+        Registry::new().with(job.clone()),
+        config,
+    )
+    .expect("config");
     let stop = worker.shutdown_token();
     let running = tokio::spawn(async move { worker.run().await });
 
@@ -64,7 +72,10 @@ pub async fn fewer_slots_than_jobs_every_job_progresses(store: Arc<dyn Store>) {
     }
     for &id in &low {
         let record = store.job_get(id).await.unwrap().unwrap();
-        assert!(record.state != JobState::Completed, "too short to finish yet");
+        assert!(
+            record.state != JobState::Completed,
+            "too short to finish yet"
+        );
     }
 
     // an urgent job jumps the queue
@@ -75,12 +86,21 @@ pub async fn fewer_slots_than_jobs_every_job_progresses(store: Arc<dyn Store>) {
         if record.state == JobState::Completed {
             break;
         }
-        assert!(enqueued.elapsed() < Duration::from_secs(20), "urgent job stuck: {record:?}");
+        assert!(
+            enqueued.elapsed() < Duration::from_secs(20),
+            "urgent job stuck: {record:?}"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let order = job.order.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    let first_urgent = order.iter().position(|(j, _)| *j == urgent).expect("urgent ran");
-    let last_urgent = order.iter().rposition(|(j, _)| *j == urgent).expect("urgent ran");
+    let first_urgent = order
+        .iter()
+        .position(|(j, _)| *j == urgent)
+        .expect("urgent ran");
+    let last_urgent = order
+        .iter()
+        .rposition(|(j, _)| *j == urgent)
+        .expect("urgent ran");
     let others_meanwhile = order[first_urgent..last_urgent]
         .iter()
         .filter(|(j, _)| *j != urgent)
@@ -93,7 +113,10 @@ pub async fn fewer_slots_than_jobs_every_job_progresses(store: Arc<dyn Store>) {
     );
     for &id in &low {
         let record = store.job_get(id).await.unwrap().unwrap();
-        assert!(record.state != JobState::Completed, "the urgent job finished first");
+        assert!(
+            record.state != JobState::Completed,
+            "the urgent job finished first"
+        );
     }
     assert!(
         job.recorder.items(elsewhere).is_empty(),

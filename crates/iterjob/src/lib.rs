@@ -21,8 +21,12 @@
 //!   expires; the dead worker's late writes are rejected by the run token.
 //! - **Fair time slices**, **throttling**, **pause / resume / cancel**, **progress**
 //!   (items, total, rate, ETA, interruptions).
+//! - **Parallel iteration**: a job enqueued with [`NewJob::partitions`] is split
+//!   ([`Job::partition`]) into partitions that any workers walk at once, cut at
+//!   quantiles of the data ([`partition`]); idle workers split the partitions with the
+//!   most left ([`Job::split`], dynamic splitting), safely against their checkpoints.
 //! - Stores: [`MemoryStore`] for tests, SQLite (`iterjob-sqlite`) as the embedded
-//!   default.
+//!   default, PostgreSQL (`iterjob-postgres`) for many workers on many machines.
 //!
 //! ## Quick start
 //!
@@ -65,6 +69,7 @@
 //!
 //! - [`Job`]: a kind — parameters, cursor, enumerator, work, hooks, [`KindSettings`].
 //! - [`enumerator`]: the enumerators in the box and how to write your own.
+//! - [`partition`]: dividing a collection for parallel walks and dynamic splitting.
 //! - [`Worker`] and [`WorkerConfig`]: claiming, leases, checkpoints, shutdown.
 //! - [`store`]: the storage interface and the job record.
 //! - [`Registry`]: the kinds a process knows; parameter validation.
