@@ -10,7 +10,7 @@ use clap::Args;
 use futures::StreamExt;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use iterjob::enumerator::Enumerator;
-use iterjob::partition::{KeyRange, midpoint, quantile_ranges};
+use iterjob::partition::KeyRange;
 use iterjob::store::{JobFilter, JobId, JobRecord, JobState, NewJob, Store};
 use iterjob::{Job, JobContext, JobError, Registry, RunningJob, Worker, WorkerConfig};
 use iterjob_sqlite::{
@@ -193,8 +193,7 @@ impl Job for SyncProducts {
     /// Splits the products at quantiles of their ids: each partition gets as many.
     async fn partition(&self, params: &SyncParams, n: u32) -> Result<Vec<SyncParams>, JobError> {
         let store = self.store(&params.database_url)?;
-        let ids = product_ids(params);
-        let ranges = quantile_ranges(|after| ids.rows(store.pool(), after), n).await?;
+        let ranges = products(params).quantile_ranges(store.pool(), n).await?;
         Ok(ranges
             .into_iter()
             .map(|range| SyncParams {
@@ -211,9 +210,7 @@ impl Job for SyncProducts {
         cursor: Option<&KeysetCursor>,
     ) -> Result<Option<(SyncParams, SyncParams)>, JobError> {
         let store = self.store(&params.database_url)?;
-        let ids = product_ids(params);
-        let from = cursor.cloned().or_else(|| params.range.after.clone());
-        let Some(mid) = midpoint(|after| ids.rows(store.pool(), after), from).await? else {
+        let Some(mid) = products(params).midpoint(store.pool(), cursor).await? else {
             return Ok(None);
         };
         let (keep, give) = params.range.split_at(mid);
@@ -262,24 +259,11 @@ impl Job for SyncProducts {
 
 /// The demo's collection: the products of the job's range, in id order.
 fn products(params: &SyncParams) -> Keyset {
-    let mut keyset = Keyset::table("demo_products")
+    Keyset::table("demo_products")
         .key("id")
         .columns(["id", "name", "price_cents"])
-        .batch_size(params.batch_size as usize);
-    if let Some(after) = &params.range.after {
-        keyset = keyset.after(after.clone());
-    }
-    if let Some(until) = &params.range.until {
-        keyset = keyset.until(until.clone());
-    }
-    keyset
-}
-
-/// The ids alone (read from the primary key), for dividing the collection.
-fn product_ids(params: &SyncParams) -> Keyset {
-    products(params)
-        .columns(Vec::<String>::new())
-        .batch_size(5_000)
+        .batch_size(params.batch_size as usize)
+        .range(&params.range)
 }
 
 /// The demo's work for one batch, in a transaction on the products' database.

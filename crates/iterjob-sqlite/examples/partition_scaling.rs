@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use iterjob::enumerator::Enumerator;
-use iterjob::partition::{KeyRange, midpoint, quantile_ranges};
+use iterjob::partition::KeyRange;
 use iterjob::store::{JobState, NewJob, Store};
 use iterjob::{Job, JobContext, JobError, Registry, Worker, WorkerConfig};
 use iterjob_sqlite::{KeyValue, Keyset, KeysetCursor, SqliteStore};
@@ -41,18 +41,10 @@ struct WalkRows {
 }
 
 fn rows(params: &Params) -> Keyset {
-    let mut keyset = Keyset::table("bench_rows").key("id").batch_size(PAGE);
-    if let Some(after) = &params.range.after {
-        keyset = keyset.after(after.clone());
-    }
-    if let Some(until) = &params.range.until {
-        keyset = keyset.until(until.clone());
-    }
-    keyset
-}
-
-fn ids(params: &Params) -> Keyset {
-    rows(params).columns(Vec::<String>::new())
+    Keyset::table("bench_rows")
+        .key("id")
+        .batch_size(PAGE)
+        .range(&params.range)
 }
 
 fn bound(cursor: &Option<KeysetCursor>) -> Option<i64> {
@@ -110,8 +102,7 @@ impl Job for WalkRows {
     }
 
     async fn partition(&self, params: &Params, n: u32) -> Result<Vec<Params>, JobError> {
-        let keys = ids(params);
-        let ranges = quantile_ranges(|after| keys.rows(&self.pool, after), n).await?;
+        let ranges = rows(params).quantile_ranges(&self.pool, n).await?;
         Ok(ranges
             .into_iter()
             .map(|range| Params {
@@ -126,9 +117,7 @@ impl Job for WalkRows {
         params: &Params,
         cursor: Option<&KeysetCursor>,
     ) -> Result<Option<(Params, Params)>, JobError> {
-        let keys = ids(params);
-        let from = cursor.cloned().or_else(|| params.range.after.clone());
-        let Some(mid) = midpoint(|after| keys.rows(&self.pool, after), from).await? else {
+        let Some(mid) = rows(params).midpoint(&self.pool, cursor).await? else {
             return Ok(None);
         };
         let (keep, give) = params.range.split_at(mid);

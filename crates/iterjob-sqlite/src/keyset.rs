@@ -13,6 +13,7 @@ use std::task::{Context, Poll, ready};
 use futures::{Stream, StreamExt};
 use iterjob::JobError;
 use iterjob::enumerator::Enumerator;
+use iterjob::partition::KeyRange;
 use serde::{Deserialize, Serialize};
 use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{SqliteConnection, SqlitePool, SqliteRow};
@@ -496,6 +497,87 @@ impl Keyset {
         Ok(self.plan(None)?.next_sql.clone())
     }
 
+    /// Divides the walk into at most `n` key ranges holding about the same number of
+    /// rows, cut at quantiles of the key: SQLite counts the rows, then finds the key at
+    /// each cut with `LIMIT 1 OFFSET` over the key's index (no row leaves the
+    /// database). For [`Job::partition`](iterjob::Job::partition); apply a range with
+    /// [`Keyset::range`]. Same result as
+    /// [`partition::quantile_ranges`](iterjob::partition::quantile_ranges) over
+    /// [`rows`](Keyset::rows), many times faster on a big table.
+    ///
+    /// # Errors
+    /// As the walk's first page would fail: a bad definition, a missing table or column.
+    pub async fn quantile_ranges(
+        &self,
+        pool: &SqlitePool,
+        n: u32,
+    ) -> Result<Vec<KeyRange<KeysetCursor>>, JobError> {
+        if n <= 1 {
+            return Ok(if n == 1 { vec![KeyRange::all()] } else { Vec::new() });
+        }
+        let plan = self.plan(None).map_err(KeysetError::into_job_error)?;
+        let lower = self.start.as_ref();
+        let total = plan.count(pool, lower).await.map_err(KeysetError::into_job_error)?;
+        if total == 0 {
+            return Ok(Vec::new());
+        }
+        let parts = u64::from(n).min(total);
+        let mut bounds = Vec::new();
+        for i in 1..parts {
+            // the row closing part i is the (total * i / parts)-th, 1-based
+            let offset = total * i / parts - 1;
+            if let Some(key) = plan.nth(pool, lower, offset).await.map_err(KeysetError::into_job_error)? {
+                bounds.push(key);
+            }
+        }
+        let mut ranges = Vec::with_capacity(bounds.len() + 1);
+        let mut after = None;
+        for bound in bounds {
+            ranges.push(KeyRange {
+                after: after.take(),
+                until: Some(bound.clone()),
+            });
+            after = Some(bound);
+        }
+        ranges.push(KeyRange { after, until: None });
+        Ok(ranges)
+    }
+
+    /// The key in the middle of the rows left after `cursor` (within the walk's
+    /// bounds), for [`Job::split`](iterjob::Job::split) with [`KeyRange::split_at`];
+    /// `None` when fewer than 2 rows are left. Counted and found by SQLite, as
+    /// [`Keyset::quantile_ranges`].
+    ///
+    /// # Errors
+    /// As [`Keyset::quantile_ranges`].
+    pub async fn midpoint(
+        &self,
+        pool: &SqlitePool,
+        cursor: Option<&KeysetCursor>,
+    ) -> Result<Option<KeysetCursor>, JobError> {
+        let plan = self.plan(cursor).map_err(KeysetError::into_job_error)?;
+        let lower = cursor.or(self.start.as_ref());
+        let left = plan.count(pool, lower).await.map_err(KeysetError::into_job_error)?;
+        if left < 2 {
+            return Ok(None);
+        }
+        plan.nth(pool, lower, left / 2 - 1)
+            .await
+            .map_err(KeysetError::into_job_error)
+    }
+
+    /// Narrows the walk to `range`: keys after `range.after` (when set) up to and
+    /// including `range.until` (when set); bounds it leaves unset stay as they are.
+    pub fn range(mut self, range: &KeyRange<KeysetCursor>) -> Self {
+        if let Some(after) = &range.after {
+            self = self.after(after.clone());
+        }
+        if let Some(until) = &range.until {
+            self = self.until(until.clone());
+        }
+        self
+    }
+
     /// The rows, one at a time, each with the cursor just past it, from `cursor` (a
     /// saved cursor; `None` starts at the beginning, or [`after`](Keyset::after)).
     pub fn rows(
@@ -658,7 +740,7 @@ impl Keyset {
             .collect::<Vec<_>>()
             .join(", ");
 
-        let build = |with_lower: bool| {
+        let build_with = |with_lower: bool, select: &str, tail: &str| {
             let mut conditions = Vec::new();
             if with_lower {
                 conditions.push(format!("{key_expr} {after_op} {params}"));
@@ -674,11 +756,23 @@ impl Keyset {
                 sql.push_str(" WHERE ");
                 sql.push_str(&conditions.join(" AND "));
             }
-            sql.push_str(&format!(" ORDER BY {order} LIMIT ?"));
+            sql.push_str(tail);
             sql
         };
+        let page_tail = format!(" ORDER BY {order} LIMIT ?");
+        let build = |with_lower: bool| build_with(with_lower, &select, &page_tail);
+        let keys_only = key_list.join(", ");
+        let nth_tail = format!(" ORDER BY {order} LIMIT 1 OFFSET ?");
 
         Ok(Plan {
+            count_sql: [
+                build_with(false, "COUNT(*)", ""),
+                build_with(true, "COUNT(*)", ""),
+            ],
+            nth_sql: [
+                build_with(false, &keys_only, &nth_tail),
+                build_with(true, &keys_only, &nth_tail),
+            ],
             first_sql: build(false),
             next_sql: build(true),
             end: self.end.as_ref().map(|e| e.key.0.clone()),
@@ -705,6 +799,10 @@ fn quote(name: &str) -> String {
 /// keeps the prepared statement per connection).
 #[derive(Debug)]
 struct Plan {
+    /// `COUNT(*)` of the rows, without and with a lower bound.
+    count_sql: [String; 2],
+    /// The key of the row at an `OFFSET`, without and with a lower bound.
+    nth_sql: [String; 2],
     /// The first page's query, without a lower bound.
     first_sql: String,
     /// Every later page's query, after the last row's key.
@@ -715,17 +813,12 @@ struct Plan {
 }
 
 impl Plan {
-    async fn fetch(
-        &self,
-        conn: &mut SqliteConnection,
-        lower: Option<&KeysetCursor>,
-        limit: usize,
-    ) -> Result<Vec<SqliteRow>, KeysetError> {
-        let sql = if lower.is_some() {
-            &self.next_sql
-        } else {
-            &self.first_sql
-        };
+    /// `sql` with the lower bound's and the end bound's key values bound.
+    fn bound<'q>(
+        &'q self,
+        sql: &'q str,
+        lower: Option<&'q KeysetCursor>,
+    ) -> sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments<'q>> {
         let mut query = sqlx::query(sql);
         for value in lower
             .into_iter()
@@ -741,6 +834,55 @@ impl Plan {
             };
         }
         query
+    }
+
+    /// The rows after `lower` (within the end bound and filter), counted by SQLite.
+    async fn count(&self, pool: &SqlitePool, lower: Option<&KeysetCursor>) -> Result<u64, KeysetError> {
+        let sql = &self.count_sql[usize::from(lower.is_some())];
+        let row = self
+            .bound(sql, lower)
+            .fetch_one(pool)
+            .await
+            .map_err(|err| self.query_error(err))?;
+        let n: i64 = row.try_get(0).map_err(|err| self.query_error(err))?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    /// The key of the row `offset` rows after the first one after `lower`.
+    async fn nth(
+        &self,
+        pool: &SqlitePool,
+        lower: Option<&KeysetCursor>,
+        offset: u64,
+    ) -> Result<Option<KeysetCursor>, KeysetError> {
+        let sql = &self.nth_sql[usize::from(lower.is_some())];
+        let row = self
+            .bound(sql, lower)
+            .bind(i64::try_from(offset).unwrap_or(i64::MAX))
+            .fetch_optional(pool)
+            .await
+            .map_err(|err| self.query_error(err))?;
+        match row {
+            None => Ok(None),
+            Some(row) => {
+                let indices: Vec<usize> = (0..self.keys.len()).collect();
+                self.key_of(&row, &indices).map(Some)
+            }
+        }
+    }
+
+    async fn fetch(
+        &self,
+        conn: &mut SqliteConnection,
+        lower: Option<&KeysetCursor>,
+        limit: usize,
+    ) -> Result<Vec<SqliteRow>, KeysetError> {
+        let sql = if lower.is_some() {
+            &self.next_sql
+        } else {
+            &self.first_sql
+        };
+        self.bound(sql, lower)
             .bind(i64::try_from(limit).unwrap_or(i64::MAX))
             .fetch_all(&mut *conn)
             .await

@@ -568,3 +568,78 @@ fn ranges_split_a_table_exactly() {
         assert_eq!(unique.len(), seen.len());
     });
 }
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// `Keyset::quantile_ranges` and `Keyset::midpoint` (counted and found by SQLite)
+    /// cut exactly where the generic walks of `iterjob::partition` cut, for composite
+    /// keys with ties, either direction, a filter and bounds; and the ranges, split
+    /// again at midpoints from random cursors, walk every row exactly once.
+    #[test]
+    fn quantile_ranges_and_midpoints_match_the_walks(
+        items in items_strategy(60),
+        n in 1u32..7,
+        descending in any::<bool>(),
+        filtered in any::<bool>(),
+        cursor_at in 0usize..60,
+    ) {
+        block_on(async {
+            let (_dir, pool) = items_db(&items).await;
+            let mut keyset = Keyset::table("items").keys(["grp", "id"]).batch_size(4);
+            if descending {
+                keyset = keyset.descending();
+            }
+            if filtered {
+                keyset = keyset.filter("archived = 0");
+            }
+            let fast = keyset.quantile_ranges(&pool, n).await.expect("quantiles");
+            let slow = iterjob::partition::quantile_ranges(|c| keyset.rows(&pool, c), n)
+                .await
+                .expect("walked quantiles");
+            assert_eq!(fast, slow);
+
+            let all = collect_all(ids(&keyset, &pool, None)).await;
+            let mut seen = Vec::new();
+            for range in &fast {
+                let part = keyset.clone().range(range);
+                let rows: Vec<(i64, KeysetCursor)> = part
+                    .rows(&pool, None)
+                    .map_ok(|(row, c)| (row.get::<i64, _>("id"), c))
+                    .try_collect()
+                    .await
+                    .expect("part");
+                // split the part at a random cursor, as a running partition would
+                let cursor = (!rows.is_empty() && cursor_at % 2 == 1)
+                    .then(|| rows[cursor_at % rows.len()].1.clone());
+                let mid = part.midpoint(&pool, cursor.as_ref()).await.expect("midpoint");
+                let walked = iterjob::partition::midpoint(|c| part.rows(&pool, c), cursor.clone())
+                    .await
+                    .expect("walked midpoint");
+                assert_eq!(mid, walked);
+                match mid {
+                    None => seen.extend(rows.iter().map(|(id, _)| *id)),
+                    Some(mid) => {
+                        let (keep, give) = range.split_at(mid);
+                        for r in [keep, give] {
+                            let ids: Vec<i64> = keyset
+                                .clone()
+                                .range(&r)
+                                .rows(&pool, None)
+                                .map_ok(|(row, _)| row.get::<i64, _>("id"))
+                                .try_collect()
+                                .await
+                                .expect("half");
+                            assert!(!ids.is_empty(), "both halves hold rows");
+                            seen.extend(ids);
+                        }
+                    }
+                }
+            }
+            let mut expected = all.clone();
+            expected.sort_unstable();
+            seen.sort_unstable();
+            assert_eq!(seen, expected, "every row exactly once across the parts");
+        });
+    }
+}
