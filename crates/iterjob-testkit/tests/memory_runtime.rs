@@ -77,3 +77,13 @@ fn cpu_only_job_still_checkpoints_and_stops_on_current_thread_runtime() {
     assert_eq!(job.cursor, Some(serde_json::json!(job.items_done)));
     assert!(job.checkpointed_at.is_some());
 }
+
+mod pacing {
+    use std::sync::Arc;
+
+    use iterjob::MemoryStore;
+
+    iterjob_testkit::pacing_scenarios!(async {
+        Arc::new(MemoryStore::new()) as Arc<dyn iterjob::Store>
+    });
+}

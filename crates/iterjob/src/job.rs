@@ -8,6 +8,7 @@ use serde::de::DeserializeOwned;
 
 use crate::enumerator::Enumerator;
 use crate::error::JobError;
+use crate::runtime::pace::{AdaptiveThrottle, RateLimit};
 use crate::store::{InterruptReason, JobId, RunToken};
 
 /// A job kind: the collection (an enumerator built from parameters and a cursor) and
@@ -207,6 +208,11 @@ pub struct KindSettings {
     pub total_timeout: Option<Duration>,
     /// Queue for jobs of this kind when the enqueuer does not say. Default: `default`.
     pub queue: Option<String>,
+    /// A rate limit on the kind's items, shared by all workers through the store.
+    /// Default: none.
+    pub rate_limit: Option<RateLimit>,
+    /// Adaptive throttling on the work's latency. Default: none.
+    pub adaptive_throttle: Option<AdaptiveThrottle>,
 }
 
 impl KindSettings {
@@ -250,6 +256,26 @@ impl KindSettings {
     /// Sets the default queue.
     pub fn queue(mut self, queue: impl Into<String>) -> Self {
         self.queue = Some(queue.into());
+        self
+    }
+
+    /// Limits the kind's items per second or per minute, over every worker of every
+    /// process sharing the store (see [`RateLimit`]).
+    pub fn rate_limit(mut self, limit: RateLimit) -> Self {
+        self.rate_limit = Some(limit);
+        self
+    }
+
+    /// Slows the job down while its work takes longer than `target` per call of
+    /// [`Job::process`], and gives the worker back when that does not help (see
+    /// [`AdaptiveThrottle`], whose defaults this uses).
+    pub fn target_latency(self, target: Duration) -> Self {
+        self.adaptive_throttle(AdaptiveThrottle::new(target))
+    }
+
+    /// Adaptive throttling with every knob (see [`AdaptiveThrottle`]).
+    pub fn adaptive_throttle(mut self, throttle: AdaptiveThrottle) -> Self {
+        self.adaptive_throttle = Some(throttle);
         self
     }
 }

@@ -79,7 +79,7 @@ pub mod store;
 pub use error::{BoxError, Error, JobError, Result, error_chain};
 pub use job::{Job, JobContext, KindSettings};
 pub use registry::Registry;
-pub use runtime::{RunningJob, Worker, WorkerConfig, WorkerReport};
+pub use runtime::{AdaptiveThrottle, RateLimit, RunningJob, Worker, WorkerConfig, WorkerReport};
 pub use store::{
     InterruptReason, JobFilter, JobId, JobRecord, JobState, MemoryStore, NewJob, Store,
 };

@@ -15,6 +15,7 @@ use crate::job::{Job, JobContext};
 use crate::registry::decode_params;
 use crate::runtime::backoff::retry_delay;
 use crate::runtime::live::LiveJob;
+use crate::runtime::pace::Pacer;
 use crate::runtime::signals::{
     CANCEL, CHECKPOINT, LEASE_LOST, PAUSE, SHUTDOWN, Signals, Supervisor, THROTTLE, TIME_SLICE,
 };
@@ -172,6 +173,7 @@ impl<J: Job> Runner<J> {
         let mut since_yield_check = 0u32;
         let mut last_yield = std::time::Instant::now();
         let live = Arc::clone(&self.env.live);
+        let mut pace = Pacer::new(&*self.job, &self.env.store, &live);
 
         loop {
             let mut flags = self.signals.take();
@@ -207,6 +209,11 @@ impl<J: Job> Runner<J> {
             };
             let (item, next_cursor) = step;
             let count = self.job.count_items(&item);
+            while let Err(flags) = pace.before_item(count, &self.signals).await {
+                if let Some(report) = self.attend(&ctx, &pos, flags, items_at_start).await {
+                    return report;
+                }
+            }
             match AssertUnwindSafe(self.job.process(&ctx, item))
                 .catch_unwind()
                 .await
@@ -227,6 +234,10 @@ impl<J: Job> Runner<J> {
             since_checkpoint += count;
             since_throttle += count;
             live.set_items_done(pos.items_done);
+            if let Some(backoff) = pace.after_item() {
+                let reason = InterruptReason::Throttled;
+                return self.interrupt(&ctx, &pos, reason, backoff, items_at_start).await;
+            }
             since_yield_check += 1;
             if since_yield_check >= YIELD_CHECK_EVERY {
                 since_yield_check = 0;

@@ -22,12 +22,15 @@
 //!   with no pause pending is an [`Error::InvalidTransition`].
 //! * `job_retry` of a job whose unique key is held by another unfinished job is an
 //!   [`Error::InvalidTransition`] (at most one unfinished job per key).
+//! * Rate-limit buckets (`rate_acquire`) belong to the store and its clones: two
+//!   separate `MemoryStore`s do not share them.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use crate::error::{Error, Result};
+use crate::store::rate::RateBuckets;
 use crate::store::{
     ClaimRequest, Claimed, Control, JobFilter, JobId, JobRecord, JobState, Millis, NewJob, Outcome,
     Progress, Rescued, RunToken, Store, duration_millis, now_millis,
@@ -56,6 +59,8 @@ const DEFAULT_LIST_LIMIT: usize = 100;
 pub struct MemoryStore {
     inner: Arc<Mutex<Inner>>,
     available: Arc<tokio::sync::Notify>,
+    /// Rate-limit buckets of this store (shared by its clones).
+    rates: Arc<RateBuckets>,
 }
 
 #[derive(Debug, Default)]
@@ -510,5 +515,9 @@ impl Store for MemoryStore {
         clear_requests(record);
         self.available.notify_waiters();
         Ok(record.clone())
+    }
+
+    async fn rate_acquire(&self, key: &str, n: u64, interval: Duration) -> Result<Duration> {
+        Ok(self.rates.acquire(key, n, interval))
     }
 }
