@@ -11,6 +11,11 @@
 //! longer running) with [`Error::LeaseLost`]; a release clears pending pause and
 //! cancel requests when the job ends paused or finished, and keeps them on an
 //! interruption or a retry.
+//!
+//! Rate-limit buckets ([`Store::rate_acquire`]) are rows of `iterjob_rate_limits`,
+//! updated by one upsert under the database's write lock, so every process using the
+//! file shares them. Their clock is the system clock of the machine the file is on
+//! (the only machine that can safely share an SQLite file).
 
 use std::path::Path;
 use std::str::FromStr;
@@ -19,7 +24,7 @@ use std::time::Duration;
 
 use iterjob::store::{
     ClaimRequest, Claimed, Control, JobFilter, JobId, JobRecord, JobState, Millis, NewJob, Outcome,
-    Progress, Rescued, RunToken, Store, duration_millis, now_millis,
+    Progress, Rescued, RunToken, Store, duration_millis, now_micros, now_millis, rate_cost_micros,
 };
 use iterjob::{Error, Result};
 use serde_json::Value;
@@ -47,6 +52,7 @@ const Q_PAUSE: &str = include_str!("../queries/job_pause.sql");
 const Q_RESUME: &str = include_str!("../queries/job_resume.sql");
 const Q_CANCEL: &str = include_str!("../queries/job_cancel.sql");
 const Q_RETRY: &str = include_str!("../queries/job_retry.sql");
+const Q_RATE_ACQUIRE: &str = include_str!("../queries/rate_acquire.sql");
 
 /// How many jobs `job_list` returns when the filter sets no limit.
 const DEFAULT_LIST_LIMIT: usize = 100;
@@ -747,4 +753,17 @@ impl Store for SqliteStore {
         };
         self.admin_update(tx, Q_RETRY, id, on_error).await
     }
+
+    async fn rate_acquire(&self, key: &str, n: u64, interval: Duration) -> Result<Duration> {
+        let now = now_micros();
+        let wait_us: i64 = sqlx::query_scalar(Q_RATE_ACQUIRE)
+            .bind(key)
+            .bind(now)
+            .bind(rate_cost_micros(n, interval))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(self.err("reserving from a rate limit"))?;
+        Ok(Duration::from_micros(u64::try_from(wait_us).unwrap_or(0)))
+    }
+
 }

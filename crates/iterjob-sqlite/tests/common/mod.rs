@@ -100,4 +100,7 @@ impl Store for TempStore {
     async fn job_retry(&self, id: JobId) -> Result<JobRecord> {
         self.store.job_retry(id).await
     }
+    async fn rate_acquire(&self, key: &str, n: u64, interval: Duration) -> Result<Duration> {
+        self.store.rate_acquire(key, n, interval).await
+    }
 }

@@ -48,7 +48,7 @@ pub fn now_micros() -> Micros {
 /// ```
 pub fn rate_cost_micros(n: u64, interval: Duration) -> Micros {
     let nanos = u128::from(n).saturating_mul(interval.as_nanos());
-    i64::try_from((nanos + 500) / 1000).unwrap_or(i64::MAX)
+    i64::try_from(nanos.saturating_add(500) / 1000).unwrap_or(i64::MAX)
 }
 
 /// How long from now a reservation that starts at `start` (µs) begins.
