@@ -19,6 +19,10 @@
 //! Timestamps come from the database server's clock (`clock_timestamp()`), never the
 //! worker's, except the `run_at` values the runtime computes for retries and
 //! interruptions, which the trait passes in.
+//!
+//! Rate-limit buckets ([`Store::rate_acquire`]) are rows of `rate_limits` in the
+//! store's schema, each reservation one upsert on the server's clock, so every worker
+//! on every machine using the schema shares them.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -28,7 +32,7 @@ use std::time::Duration;
 
 use iterjob::store::{
     ClaimRequest, Claimed, Control, JobFilter, JobId, JobRecord, JobState, Millis, NewJob, Outcome,
-    Progress, Rescued, RunToken, Store, duration_millis, now_millis,
+    Progress, Rescued, RunToken, Store, duration_millis, now_millis, rate_cost_micros,
 };
 use iterjob::{Error, Result};
 use serde::Deserialize;
@@ -61,6 +65,7 @@ const Q_RESUME: &str = include_str!("../queries/job_resume.sql");
 const Q_CANCEL: &str = include_str!("../queries/job_cancel.sql");
 const Q_RETRY: &str = include_str!("../queries/job_retry.sql");
 const Q_ANALYZE: &str = include_str!("../queries/job_analyze.sql");
+const Q_RATE_ACQUIRE: &str = include_str!("../queries/rate_acquire.sql");
 
 /// An enqueue of at least this many jobs refreshes the table's planner statistics.
 const ANALYZE_AFTER_INSERTING: usize = 1000;
@@ -296,6 +301,7 @@ struct Queries {
     cancel: String,
     retry: String,
     analyze: String,
+    rate_acquire: String,
 }
 
 impl Queries {
@@ -323,6 +329,7 @@ impl Queries {
             cancel: r(Q_CANCEL),
             retry: r(Q_RETRY),
             analyze: r(Q_ANALYZE),
+            rate_acquire: r(Q_RATE_ACQUIRE),
         }
     }
 }
@@ -1361,6 +1368,17 @@ impl Store for PgStore {
         };
         self.admin_update(tx, &self.q().retry, id, on_error).await
     }
+
+    async fn rate_acquire(&self, key: &str, n: u64, interval: Duration) -> Result<Duration> {
+        let wait_us: i64 = sqlx::query_scalar(&self.q().rate_acquire)
+            .bind(key)
+            .bind(rate_cost_micros(n, interval))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(self.err("reserving from a rate limit"))?;
+        Ok(Duration::from_micros(u64::try_from(wait_us).unwrap_or(0)))
+    }
+
 }
 
 #[cfg(test)]
@@ -1416,4 +1434,5 @@ mod tests {
         let err = PgOptions::new("").resolve().unwrap_err();
         assert!(matches!(err, Error::Config(_)), "{err}");
     }
+
 }
