@@ -74,7 +74,11 @@ impl Job for PacedItems {
         Ok(enumerator::range(0..params.n, cursor).batched(params.batch))
     }
 
-    async fn process(&self, ctx: &JobContext<PacedParams>, batch: Vec<i64>) -> Result<(), JobError> {
+    async fn process(
+        &self,
+        ctx: &JobContext<PacedParams>,
+        batch: Vec<i64>,
+    ) -> Result<(), JobError> {
         let at = iterjob::store::now_micros();
         let path = ctx
             .params

@@ -1378,7 +1378,6 @@ impl Store for PgStore {
             .map_err(self.err("reserving from a rate limit"))?;
         Ok(Duration::from_micros(u64::try_from(wait_us).unwrap_or(0)))
     }
-
 }
 
 #[cfg(test)]
@@ -1434,5 +1433,4 @@ mod tests {
         let err = PgOptions::new("").resolve().unwrap_err();
         assert!(matches!(err, Error::Config(_)), "{err}");
     }
-
 }

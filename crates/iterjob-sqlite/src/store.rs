@@ -765,5 +765,4 @@ impl Store for SqliteStore {
             .map_err(self.err("reserving from a rate limit"))?;
         Ok(Duration::from_micros(u64::try_from(wait_us).unwrap_or(0)))
     }
-
 }

@@ -2123,7 +2123,10 @@ pub async fn rate_wait_grows_as_reservations_pile_up(store: Arc<dyn Store>) {
     for i in 0..6u32 {
         let wait = rate_reserve(&*store, "pile", 1, unit, origin, unit * i).await;
         if let Some(last) = last {
-            assert!(wait > last, "reservation {i} waits {wait:?}, not more than {last:?}");
+            assert!(
+                wait > last,
+                "reservation {i} waits {wait:?}, not more than {last:?}"
+            );
         }
         last = Some(wait);
     }

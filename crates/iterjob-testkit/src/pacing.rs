@@ -28,9 +28,13 @@ pub struct PacedJob {
     settings: KindSettings,
     /// Injected latency of the work, in milliseconds.
     pub latency_ms: Arc<AtomicU64>,
-    /// (job, first item of the batch, items in the batch, when it was processed).
-    pub log: Arc<Mutex<Vec<(JobId, i64, u64, Instant)>>>,
+    /// Every batch processed, in order.
+    pub log: Arc<Mutex<Vec<Processed>>>,
 }
+
+/// One batch a [`PacedJob`] processed: (job, first item of the batch, items in the
+/// batch, when it was processed).
+pub type Processed = (JobId, i64, u64, Instant);
 
 /// Parameters of [`PacedJob`].
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -67,7 +71,7 @@ impl PacedJob {
     }
 
     /// Every (job, first item, items, when), in the order processed.
-    pub fn log(&self) -> Vec<(JobId, i64, u64, Instant)> {
+    pub fn log(&self) -> Vec<Processed> {
         self.log.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
@@ -95,7 +99,11 @@ impl Job for PacedJob {
         Ok(enumerator::range(0..params.n, cursor).batched(params.batch))
     }
 
-    async fn process(&self, ctx: &JobContext<PacedParams>, batch: Vec<i64>) -> Result<(), JobError> {
+    async fn process(
+        &self,
+        ctx: &JobContext<PacedParams>,
+        batch: Vec<i64>,
+    ) -> Result<(), JobError> {
         let ms = self.latency_ms.load(Ordering::SeqCst);
         if ms > 0 {
             tokio::time::sleep(Duration::from_millis(ms)).await;
@@ -135,7 +143,9 @@ fn worker(store: &Arc<dyn Store>, job: &PacedJob, concurrency: usize) -> Arc<Wor
     // checkpoints five times a second, not fifty: six jobs on an SQLite file with
     // `synchronous=FULL` would spend the machine's time in fsync otherwise
     config.checkpoint_interval = Duration::from_millis(200);
-    Arc::new(Worker::new(Arc::clone(store), Registry::new().with(job.clone()), config).expect("config"))
+    Arc::new(
+        Worker::new(Arc::clone(store), Registry::new().with(job.clone()), config).expect("config"),
+    )
 }
 
 fn spawn(worker: &Arc<Worker>) -> tokio::task::JoinHandle<iterjob::WorkerReport> {
@@ -195,10 +205,14 @@ pub async fn rate_limited_wait_reacts_to_signals(store: Arc<dyn Store>) {
     let id = enqueue(&store, &job, 10, 1).await;
     let w = worker(&store, &job, 1);
     let run = spawn(&w);
-    eventually(Duration::from_secs(5), "the first item is processed", || {
-        let done = !job.items_of(id).is_empty();
-        async move { done }
-    })
+    eventually(
+        Duration::from_secs(5),
+        "the first item is processed",
+        || {
+            let done = !job.items_of(id).is_empty();
+            async move { done }
+        },
+    )
     .await;
     tokio::time::sleep(Duration::from_millis(200)).await; // now waiting for the second
     let stop = Instant::now();
@@ -283,10 +297,14 @@ pub async fn adaptive_throttle_slows_down_and_recovers(store: Arc<dyn Store>) {
 
     job.latency(2);
     let recovering = Instant::now();
-    eventually(Duration::from_secs(5), "the delay falls back to zero", || {
-        let zero = delay().is_zero();
-        async move { zero }
-    })
+    eventually(
+        Duration::from_secs(5),
+        "the delay falls back to zero",
+        || {
+            let zero = delay().is_zero();
+            async move { zero }
+        },
+    )
     .await;
     let took = recovering.elapsed();
     let recovered_from = Instant::now();
@@ -349,15 +367,23 @@ pub async fn adaptive_throttle_backs_off_past_limit(store: Arc<dyn Store>) {
     })
     .await;
     job.latency(0);
-    eventually(Duration::from_secs(10), "the job completes after its backoff", || {
-        let store = Arc::clone(&store);
-        async move { get(&store, id).await.state == JobState::Completed }
-    })
+    eventually(
+        Duration::from_secs(10),
+        "the job completes after its backoff",
+        || {
+            let store = Arc::clone(&store);
+            async move { get(&store, id).await.state == JobState::Completed }
+        },
+    )
     .await;
     w.shutdown_token().cancel();
     run.await.expect("join");
     assert_eq!(job.items_of(id), (0..200).collect::<Vec<_>>());
-    assert_eq!(get(&store, id).await.runs, 2, "claimed again after the backoff");
+    assert_eq!(
+        get(&store, id).await.runs,
+        2,
+        "claimed again after the backoff"
+    );
 }
 
 /// Expands to one `#[tokio::test]` per pacing scenario. `$make` is an async

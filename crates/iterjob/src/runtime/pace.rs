@@ -249,7 +249,9 @@ impl Pacer {
     pub(crate) fn new<J: Job>(job: &J, store: &Arc<dyn Store>, live: &Arc<LiveJob>) -> Self {
         let settings = job.settings();
         Pacer {
-            rate: settings.rate_limit.map(|limit| RateClient::new(J::KIND, &limit, store)),
+            rate: settings
+                .rate_limit
+                .map(|limit| RateClient::new(J::KIND, &limit, store)),
             adaptive: settings.adaptive_throttle.map(Controller::new),
             live: Arc::clone(live),
             item_started: None,
@@ -370,7 +372,10 @@ impl RateClient {
     async fn reserve(&mut self, count: u64) -> Result<()> {
         let want = self.chunk.max(count - self.available);
         let asked = Instant::now();
-        let wait = self.store.rate_acquire(&self.key, want, self.interval).await?;
+        let wait = self
+            .store
+            .rate_acquire(&self.key, want, self.interval)
+            .await?;
         // The store measured `wait` somewhere between asking and answering; counting
         // from the ask errs towards starting early by at most one round trip, from
         // the answer towards starting late. Late wastes the limit, early is bounded
@@ -475,10 +480,7 @@ mod tests {
 
     #[test]
     fn limits_and_chunks() {
-        assert_eq!(
-            RateLimit::per_minute(60).interval(),
-            Duration::from_secs(1)
-        );
+        assert_eq!(RateLimit::per_minute(60).interval(), Duration::from_secs(1));
         assert_eq!(
             AdaptiveThrottle::new(Duration::from_millis(20)).limit(),
             Duration::from_secs(1)

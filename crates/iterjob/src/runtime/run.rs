@@ -236,7 +236,9 @@ impl<J: Job> Runner<J> {
             live.set_items_done(pos.items_done);
             if let Some(backoff) = pace.after_item() {
                 let reason = InterruptReason::Throttled;
-                return self.interrupt(&ctx, &pos, reason, backoff, items_at_start).await;
+                return self
+                    .interrupt(&ctx, &pos, reason, backoff, items_at_start)
+                    .await;
             }
             since_yield_check += 1;
             if since_yield_check >= YIELD_CHECK_EVERY {
