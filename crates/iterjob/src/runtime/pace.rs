@@ -340,6 +340,19 @@ async fn sleep_watching(until: Instant, signals: &Signals) -> Result<(), u32> {
     }
 }
 
+/// `at + d`, or a century after `at` when that overflows (a limit of one item a
+/// year, a store answering with a wait of millennia).
+fn later(at: Instant, d: Duration) -> Instant {
+    at.checked_add(d)
+        .or_else(|| at.checked_add(Duration::from_secs(100 * 365 * 86_400)))
+        .unwrap_or(at)
+}
+
+/// `interval × n`, saturating.
+fn times(interval: Duration, n: u64) -> Duration {
+    interval.saturating_mul(u32::try_from(n).unwrap_or(u32::MAX))
+}
+
 /// The client side of a shared rate limit: units reserved from the store, spent one
 /// interval apart.
 struct RateClient {
@@ -380,9 +393,9 @@ impl RateClient {
         // from the ask errs towards starting early by at most one round trip, from
         // the answer towards starting late. Late wastes the limit, early is bounded
         // by the round trip: start from the ask.
-        let start = asked + wait;
+        let start = later(asked, wait);
         // Units left over are spent just before the new ones.
-        let leftover = self.interval * u32::try_from(self.available).unwrap_or(u32::MAX);
+        let leftover = times(self.interval, self.available);
         let from = start.checked_sub(leftover).unwrap_or(start);
         self.next_permit = if self.available == 0 {
             start
@@ -396,8 +409,7 @@ impl RateClient {
     /// Spends `count` reserved units.
     fn spend(&mut self, count: u64) {
         self.available -= count;
-        let cost = self.interval * u32::try_from(count).unwrap_or(u32::MAX);
-        self.next_permit += cost;
+        self.next_permit = later(self.next_permit, times(self.interval, count));
     }
 }
 
@@ -447,7 +459,7 @@ impl Controller {
         // otherwise the average and the newest call disagree (a spike, or a
         // recovery the average has not caught up with yet): hold the delay
         let delay = Duration::from_secs_f64(self.delay.min(1e9));
-        self.not_before = Instant::now() + delay;
+        self.not_before = later(Instant::now(), delay);
         delay
     }
 }
@@ -476,6 +488,17 @@ mod tests {
             "delay only shrinks: {delays:?}"
         );
         assert_eq!(delays.last(), Some(&Duration::ZERO), "back to full speed");
+    }
+
+    #[test]
+    fn huge_durations_saturate_instead_of_panicking() {
+        let now = Instant::now();
+        assert!(later(now, Duration::MAX) > now);
+        assert_eq!(times(Duration::MAX, 3), Duration::MAX);
+        assert_eq!(
+            times(Duration::from_millis(4), 5),
+            Duration::from_millis(20)
+        );
     }
 
     #[test]
