@@ -4,7 +4,7 @@
 //! The run loop asks a [`Pacer`] before each item (`before_item`: wait for the rate
 //! limit's reservation and the adaptive delay, watching the run's signals) and tells
 //! it after each item (`after_item`: feed the latency to the controller, which may
-//! ask the run to back off). A kind with neither setting pays one branch per item.
+//! ask the run to back off). A kind with neither setting pays two branches per item.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -258,19 +258,18 @@ impl Pacer {
         }
     }
 
+    /// True when the kind has a rate limit or adaptive throttling: the run loop
+    /// skips [`Pacer::before_item`] (and its await) otherwise.
+    #[inline]
+    pub(crate) fn active(&self) -> bool {
+        self.rate.is_some() || self.adaptive.is_some()
+    }
+
     /// Waits until the next item (worth `count` items of the rate limit) may start.
     /// `Err(flags)` when a signal was raised meanwhile: the caller acts on the flags
     /// (taken from `signals`) and, if the run goes on, calls this again; the wait
     /// resumes where it was.
-    #[inline]
     pub(crate) async fn before_item(&mut self, count: u64, signals: &Signals) -> Result<(), u32> {
-        if self.rate.is_none() && self.adaptive.is_none() {
-            return Ok(());
-        }
-        self.wait(count, signals).await
-    }
-
-    async fn wait(&mut self, count: u64, signals: &Signals) -> Result<(), u32> {
         if let Some(rate) = &mut self.rate {
             while rate.available < count {
                 match rate.reserve(count).await {

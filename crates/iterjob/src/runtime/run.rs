@@ -209,7 +209,9 @@ impl<J: Job> Runner<J> {
             };
             let (item, next_cursor) = step;
             let count = self.job.count_items(&item);
-            while let Err(flags) = pace.before_item(count, &self.signals).await {
+            while pace.active()
+                && let Err(flags) = pace.before_item(count, &self.signals).await
+            {
                 if let Some(report) = self.attend(&ctx, &pos, flags, items_at_start).await {
                     return report;
                 }
