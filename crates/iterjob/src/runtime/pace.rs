@@ -36,11 +36,12 @@ use crate::store::Store;
 /// assert_eq!(shared.interval(), Duration::from_millis(50));
 /// ```
 ///
-/// How it works: a worker reserves a chunk of the limit at a time, about 100 ms worth
-/// (at least the item at hand), in one atomic statement on the store, and spends it
-/// one `interval` apart; so a job makes about ten round trips a second for its rate
-/// limit, whatever the rate. Units a run reserved but did not use when it stops are
-/// lost (at most one chunk per run). The default bucket is not shared across stores
+/// How it works: a run reserves a chunk of the limit at a time, in one atomic
+/// statement on the store, and spends it one `interval` apart: about 100 ms of its
+/// own pace (at most 100 ms of the limit, at least the item at hand), so a job
+/// makes about ten round trips a second for its rate limit, whatever the rate, and
+/// a job slower than the limit holds little of it ahead of time. Units a run
+/// reserved but did not use when it stops are lost (at most one chunk per run). The default bucket is not shared across stores
 /// (two databases are two buckets), and the [`Store::rate_acquire`] default
 /// implementation, for stores that do not implement it, limits each process alone.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -354,34 +355,51 @@ fn times(interval: Duration, n: u64) -> Duration {
 
 /// The client side of a shared rate limit: units reserved from the store, spent one
 /// interval apart.
+///
+/// A reservation asks for about what the run spent in the last [`CHUNK_TIME`] (at
+/// least one unit, at most `CHUNK_TIME` of the limit), so a run slower than the limit
+/// holds few units ahead of time: units a run holds are units nobody else may use
+/// until it spends them, and a run that stalls spends them late, all at once.
 struct RateClient {
     store: Arc<dyn Store>,
     key: String,
     interval: Duration,
-    /// Units reserved per round trip (at least 1).
+    /// Most units reserved per round trip: [`CHUNK_TIME`] of the limit (at least 1).
+    max_chunk: u64,
+    /// Units the next reservation asks for (at least 1, at most `max_chunk`).
     chunk: u64,
     /// Units reserved and not yet spent.
     available: u64,
-    /// When the next unreserved-yet unit may be spent.
+    /// When the next reserved unit may be spent.
     next_permit: Instant,
+    /// The last reservation: when its first unit was usable, and the units on hand
+    /// then; to see how fast the run spends them.
+    last: Option<(Instant, u64)>,
 }
 
 impl RateClient {
     fn new(kind: &str, limit: &RateLimit, store: &Arc<dyn Store>) -> Self {
         let interval = limit.interval();
-        let chunk = (CHUNK_TIME.as_nanos() / interval.as_nanos().max(1)).max(1);
+        let max_chunk = (CHUNK_TIME.as_nanos() / interval.as_nanos().max(1)).max(1);
         RateClient {
             store: Arc::clone(store),
             key: limit.bucket(kind),
             interval,
-            chunk: u64::try_from(chunk).unwrap_or(u64::MAX),
+            max_chunk: u64::try_from(max_chunk).unwrap_or(u64::MAX),
+            chunk: 1,
             available: 0,
             next_permit: Instant::now(),
+            last: None,
         }
     }
 
     /// Reserves enough units for an item worth `count`, at least a chunk.
     async fn reserve(&mut self, count: u64) -> Result<()> {
+        if let Some((usable_from, on_hand)) = self.last {
+            let spent = on_hand.saturating_sub(self.available);
+            let took = Instant::now().saturating_duration_since(usable_from);
+            self.chunk = next_chunk(spent, took, self.chunk, self.max_chunk);
+        }
         let want = self.chunk.max(count - self.available);
         let asked = Instant::now();
         let wait = self
@@ -402,6 +420,7 @@ impl RateClient {
             self.next_permit.max(from)
         };
         self.available += want;
+        self.last = Some((self.next_permit, self.available));
         Ok(())
     }
 
@@ -410,6 +429,20 @@ impl RateClient {
         self.available -= count;
         self.next_permit = later(self.next_permit, times(self.interval, count));
     }
+}
+
+/// The units to reserve next, from how fast the run spent the last reservation
+/// (`spent` units in `took`): what it would spend in [`CHUNK_TIME`] at that pace, at
+/// least 1, at most `max`. Nothing spent: unchanged.
+fn next_chunk(spent: u64, took: Duration, current: u64, max: u64) -> u64 {
+    if spent == 0 {
+        return current;
+    }
+    if took.is_zero() {
+        return max;
+    }
+    let pace = spent as f64 * CHUNK_TIME.as_secs_f64() / took.as_secs_f64();
+    (pace.round() as u64).clamp(1, max)
 }
 
 /// The adaptive controller of one run.
@@ -487,6 +520,41 @@ mod tests {
             "delay only shrinks: {delays:?}"
         );
         assert_eq!(delays.last(), Some(&Duration::ZERO), "back to full speed");
+    }
+
+    #[test]
+    fn chunks_follow_the_pace_the_run_spends_at() {
+        let ms = Duration::from_millis;
+        // spent 10 units in 100 ms: 10 per chunk; in 10 ms: 100, capped at 50
+        assert_eq!(next_chunk(10, ms(100), 1, 50), 10);
+        assert_eq!(next_chunk(10, ms(10), 1, 50), 50);
+        // a slow run (1 unit a second) reserves one at a time
+        assert_eq!(next_chunk(3, ms(3000), 20, 50), 1);
+        // nothing spent yet (a batch bigger than what was left): unchanged
+        assert_eq!(next_chunk(0, ms(500), 7, 50), 7);
+        assert_eq!(next_chunk(5, Duration::ZERO, 7, 50), 50);
+    }
+
+    /// A run spending far slower than the limit holds few units ahead: after a few
+    /// reservations it asks for about 100 ms of its own pace, not of the limit.
+    #[tokio::test]
+    async fn a_slow_run_reserves_little_ahead() {
+        let store: Arc<dyn Store> = Arc::new(crate::MemoryStore::new());
+        // 1,000 a second: 100 units per chunk at most
+        let mut client = RateClient::new("k", &RateLimit::per_second(1_000), &store);
+        for _ in 0..12 {
+            if client.available == 0 {
+                client.reserve(1).await.expect("reserve");
+            }
+            client.spend(1);
+            tokio::time::sleep(Duration::from_millis(20)).await; // 50 a second
+        }
+        assert!(
+            (1..=10).contains(&client.chunk),
+            "a run spending 50 units a second reserves about 5 at a time, not {}",
+            client.chunk
+        );
+        assert_eq!(client.max_chunk, 100);
     }
 
     #[test]
