@@ -121,12 +121,12 @@ impl RateLimit {
 ///
 /// The runtime measures each call of [`Job::process`] (one item, or one batch) and
 /// keeps a moving average of it (an EWMA, the newest call weighing half). While the
-/// average and the newest call are both above the target, the delay it puts between
+/// newest call and the average are both above the target, the delay it puts between
 /// two calls grows by half each call (starting at a tenth of the target, at least
-/// 1 ms); while both are at or below it, the delay halves each call, down to zero;
-/// when they disagree (a single spike, or a recovery the average has not caught up
-/// with), the delay holds. So the job slows down step by step while the work stays
-/// slow and speeds up faster than it slowed down once the work is fast again. A delay beyond [`AdaptiveThrottle::max_delay`] means the
+/// 1 ms); after a call within the target, the delay halves, down to zero; a single
+/// slow call in a good spell (a spike the average absorbs) leaves it as it is. So the
+/// job slows down step by step while the work stays slow, and speeds up faster than
+/// it slowed down once the work is fast again. A delay beyond [`AdaptiveThrottle::max_delay`] means the
 /// work is not recovering: the run checkpoints and ends interrupted
 /// ([`InterruptReason::Throttled`](crate::InterruptReason::Throttled)), freeing its
 /// worker, and the job is claimable again after [`AdaptiveThrottle::backoff`] (its
@@ -480,16 +480,17 @@ impl Controller {
         self.average = Some(average);
         let target = self.settings.target.as_secs_f64();
         let step = (target / 10.0).max(0.001);
-        if average > target && latency > target {
-            self.delay = (self.delay * GROW).max(step);
-        } else if average <= target && latency <= target {
+        if latency <= target {
+            // one call within target is enough to ease off: recovering fast matters
+            // more than the average's memory of the slow spell
             self.delay *= SHRINK;
             if self.delay < step {
                 self.delay = 0.0;
             }
+        } else if average > target {
+            self.delay = (self.delay * GROW).max(step);
         }
-        // otherwise the average and the newest call disagree (a spike, or a
-        // recovery the average has not caught up with yet): hold the delay
+        // otherwise a single slow call in a good spell (a spike): hold the delay
         let delay = Duration::from_secs_f64(self.delay.min(1e9));
         self.not_before = later(Instant::now(), delay);
         delay
