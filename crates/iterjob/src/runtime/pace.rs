@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, JobError, Result};
 use crate::job::{Job, KindSettings};
 use crate::runtime::live::LiveJob;
 use crate::runtime::signals::Signals;
@@ -233,7 +233,8 @@ const GROW: f64 = 1.5;
 /// …and shrinks by this one per call while it is not.
 const SHRINK: f64 = 0.5;
 
-/// How long to wait before asking a failing store for a reservation again.
+/// How long to wait before asking a failing store for a reservation again (doubling
+/// up to 5 s).
 const STORE_RETRY: Duration = Duration::from_millis(200);
 
 /// The pacing of one run.
@@ -243,11 +244,19 @@ pub(crate) struct Pacer {
     live: Arc<LiveJob>,
     /// When the item about to be processed started (set only when adaptive).
     item_started: Option<Instant>,
+    /// How long the store may keep refusing reservations before the run fails.
+    give_up: Duration,
 }
 
 impl Pacer {
-    /// The pacing of a run of `job`, from its kind's settings.
-    pub(crate) fn new<J: Job>(job: &J, store: &Arc<dyn Store>, live: &Arc<LiveJob>) -> Self {
+    /// The pacing of a run of `job`, from its kind's settings; `lease` is how long
+    /// the store may refuse reservations before the run fails.
+    pub(crate) fn new<J: Job>(
+        job: &J,
+        store: &Arc<dyn Store>,
+        live: &Arc<LiveJob>,
+        lease: Duration,
+    ) -> Self {
         let settings = job.settings();
         Pacer {
             rate: settings
@@ -256,6 +265,7 @@ impl Pacer {
             adaptive: settings.adaptive_throttle.map(Controller::new),
             live: Arc::clone(live),
             item_started: None,
+            give_up: lease,
         }
     }
 
@@ -267,17 +277,31 @@ impl Pacer {
     }
 
     /// Waits until the next item (worth `count` items of the rate limit) may start.
-    /// `Err(flags)` when a signal was raised meanwhile: the caller acts on the flags
-    /// (taken from `signals`) and, if the run goes on, calls this again; the wait
-    /// resumes where it was.
-    pub(crate) async fn before_item(&mut self, count: u64, signals: &Signals) -> Result<(), u32> {
+    /// `Err(Stop::Signals)` when a signal was raised meanwhile: the caller acts on the
+    /// flags (taken from `signals`) and, if the run goes on, calls this again; the
+    /// wait resumes where it was. `Err(Stop::Failed)` when the store has refused
+    /// reservations for as long as a lease: the run ends with that error (and is
+    /// retried as usual).
+    pub(crate) async fn before_item(&mut self, count: u64, signals: &Signals) -> Result<(), Stop> {
         if let Some(rate) = &mut self.rate {
             while rate.available < count {
                 match rate.reserve(count).await {
-                    Ok(()) => {}
+                    Ok(()) => rate.failing = None,
                     Err(error) => {
-                        tracing::warn!(key = %rate.key, %error, "rate limit reservation failed; retrying");
-                        sleep_watching(Instant::now() + STORE_RETRY, signals).await?;
+                        let (since, retry) = rate.failing.unwrap_or((Instant::now(), STORE_RETRY));
+                        if since.elapsed() >= self.give_up {
+                            rate.failing = None;
+                            return Err(Stop::Failed(JobError::retryable(format!(
+                                "the store refused reservations from rate limit `{}` for {:?} \
+                                 (last error: {error}); check that the store is reachable and \
+                                 migrated (a custom store must implement Store::rate_acquire \
+                                 or leave it to the default)",
+                                rate.key, self.give_up
+                            ))));
+                        }
+                        tracing::warn!(key = %rate.key, %error, retry_in = ?retry, "rate limit reservation failed");
+                        rate.failing = Some((since, (retry * 2).min(Duration::from_secs(5))));
+                        sleep_watching(Instant::now() + retry, signals).await?;
                     }
                 }
             }
@@ -325,12 +349,21 @@ impl Pacer {
     }
 }
 
+/// Why [`Pacer::before_item`] returned before the item may start.
+#[derive(Debug)]
+pub(crate) enum Stop {
+    /// These signals were raised (and taken): act on them, then ask again.
+    Signals(u32),
+    /// The rate limit cannot be reserved: end the run with this error.
+    Failed(JobError),
+}
+
 /// Sleeps until `until` in slices, returning early with the raised flags.
-async fn sleep_watching(until: Instant, signals: &Signals) -> Result<(), u32> {
+async fn sleep_watching(until: Instant, signals: &Signals) -> Result<(), Stop> {
     loop {
         let flags = signals.take();
         if flags != 0 {
-            return Err(flags);
+            return Err(Stop::Signals(flags));
         }
         let now = Instant::now();
         if now >= until {
@@ -375,6 +408,8 @@ struct RateClient {
     /// The last reservation: when its first unit was usable, and the units on hand
     /// then; to see how fast the run spends them.
     last: Option<(Instant, u64)>,
+    /// While the store refuses reservations: since when, and the next retry delay.
+    failing: Option<(Instant, Duration)>,
 }
 
 impl RateClient {
@@ -390,6 +425,7 @@ impl RateClient {
             available: 0,
             next_permit: Instant::now(),
             last: None,
+            failing: None,
         }
     }
 

@@ -15,7 +15,7 @@ use crate::job::{Job, JobContext};
 use crate::registry::decode_params;
 use crate::runtime::backoff::retry_delay;
 use crate::runtime::live::LiveJob;
-use crate::runtime::pace::Pacer;
+use crate::runtime::pace::{Pacer, Stop};
 use crate::runtime::signals::{
     CANCEL, CHECKPOINT, LEASE_LOST, PAUSE, SHUTDOWN, Signals, Supervisor, THROTTLE, TIME_SLICE,
 };
@@ -173,7 +173,7 @@ impl<J: Job> Runner<J> {
         let mut since_yield_check = 0u32;
         let mut last_yield = std::time::Instant::now();
         let live = Arc::clone(&self.env.live);
-        let mut pace = Pacer::new(&*self.job, &self.env.store, &live);
+        let mut pace = Pacer::new(&*self.job, &self.env.store, &live, self.env.settings.lease);
 
         loop {
             let mut flags = self.signals.take();
@@ -210,9 +210,13 @@ impl<J: Job> Runner<J> {
             let (item, next_cursor) = step;
             let count = self.job.count_items(&item);
             while pace.active()
-                && let Err(flags) = pace.before_item(count, &self.signals).await
+                && let Err(stop) = pace.before_item(count, &self.signals).await
             {
-                if let Some(report) = self.attend(&ctx, &pos, flags, items_at_start).await {
+                let report = match stop {
+                    Stop::Signals(flags) => self.attend(&ctx, &pos, flags, items_at_start).await,
+                    Stop::Failed(e) => Some(self.error(&ctx, &pos, e, items_at_start).await),
+                };
+                if let Some(report) = report {
                     return report;
                 }
             }
