@@ -41,7 +41,10 @@ use crate::store::Store;
 /// own pace (at most 100 ms of the limit, at least the item at hand), so a job
 /// makes about ten round trips a second for its rate limit, whatever the rate, and
 /// a job slower than the limit holds little of it ahead of time. Units a run
-/// reserved but did not use when it stops are lost (at most one chunk per run). The default bucket is not shared across stores
+/// reserved but did not use when it stops are lost (at most one chunk per run). A
+/// store that keeps refusing reservations (unreachable, not migrated) for as long as
+/// a lease ends the run with a retryable error naming the bucket and the store's
+/// error. The default bucket is not shared across stores
 /// (two databases are two buckets), and the [`Store::rate_acquire`] default
 /// implementation, for stores that do not implement it, limits each process alone.
 #[derive(Clone, Debug, PartialEq, Eq)]
