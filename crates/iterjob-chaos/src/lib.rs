@@ -60,6 +60,17 @@
 //!   so that nothing else of this crate runs while the server is down (cargo runs
 //!   test binaries one after another).
 //!
+//! # Shared rate limits
+//!
+//! The crate also builds `iterjob-pace`: the command line with one kind,
+//! [`pace::PacedItems`] (`paced_items`), limited to `ITERJOB_PACE_RATE` items per
+//! second (default 100) over every worker process on the database, SQLite or
+//! PostgreSQL. It appends a timestamp per batch to a log file per process.
+//! `tests/pace.rs` starts 3 worker processes on one PostgreSQL schema, and 3 on one
+//! SQLite file, and checks from those timestamps that together they stay within 10 %
+//! of the limit (and that each process did its share). It prints the rates it
+//! measured (`cargo test -p iterjob-chaos --test pace -- --nocapture`).
+//!
 //! # Soak mode
 //!
 //! The chaos test takes its sizes from the environment, so the same test can run for
@@ -80,6 +91,8 @@
 //! ITERJOB_CHAOS_SECS=1800 ITERJOB_CHAOS_JOBS=1400 \
 //!     cargo test --release -p iterjob-chaos --test chaos -- --nocapture
 //! ```
+
+pub mod pace;
 
 use std::collections::HashMap;
 use std::ops::Range;

@@ -441,8 +441,9 @@ async fn show_status(worker: Arc<Worker>) {
                 ),
                 _ => String::new(),
             };
+            let throttled = crate::output::throttle_note(job.throttle_delay);
             parts.push(format!(
-                "job {} {} {progress} {rate:.0}/s{eta}",
+                "job {} {} {progress} {rate:.0}/s{eta}{throttled}",
                 job.id, job.kind
             ));
         }

@@ -55,6 +55,20 @@ pub(crate) fn eta_secs(job: &JobRecord) -> Option<f64> {
     Some(total.saturating_sub(job.items_done) as f64 / rate)
 }
 
+/// The status line's note on a running job's adaptive throttle: empty when it
+/// puts no delay between items, else `, throttled: 40 ms/item`.
+pub(crate) fn throttle_note(delay: std::time::Duration) -> String {
+    if delay.is_zero() {
+        return String::new();
+    }
+    let ms = delay.as_secs_f64() * 1000.0;
+    if ms < 10.0 {
+        format!(", throttled: {ms:.1} ms/item")
+    } else {
+        format!(", throttled: {ms:.0} ms/item")
+    }
+}
+
 /// A timestamp as RFC 3339 UTC with milliseconds.
 pub(crate) fn rfc3339(ms: Millis) -> String {
     let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
@@ -227,4 +241,24 @@ pub(crate) fn job_detail(job: &JobRecord) -> String {
         lines.push(format!("  last error     {e}"));
     }
     lines.join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::throttle_note;
+
+    #[test]
+    fn throttle_note_shows_the_delay_per_item() {
+        assert_eq!(throttle_note(Duration::ZERO), "");
+        assert_eq!(
+            throttle_note(Duration::from_millis(40)),
+            ", throttled: 40 ms/item"
+        );
+        assert_eq!(
+            throttle_note(Duration::from_micros(2_500)),
+            ", throttled: 2.5 ms/item"
+        );
+    }
 }

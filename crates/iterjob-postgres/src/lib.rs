@@ -108,7 +108,7 @@
 //! # Schema and bloat
 //!
 //! All of iterjob's objects live in the store's schema (`iterjob.jobs`,
-//! `iterjob.schema_migrations`), never among the application's tables, so the
+//! `iterjob.rate_limits`, `iterjob.schema_migrations`), never among the application's tables, so the
 //! application's own migrations and iterjob's cannot collide. The SQL files use a
 //! `{schema}` placeholder, replaced by the schema name — validated as a plain
 //! identifier and double-quoted — when the store is built.
@@ -119,6 +119,10 @@
 //! the new row version stays in the same page and no index grows. The claim reads a
 //! partial index that holds only claimable jobs. Autovacuum is told to visit the
 //! table early (`autovacuum_vacuum_scale_factor = 0.02`).
+//!
+//! Rate limits ([`iterjob::RateLimit`]) keep one row per bucket in `rate_limits`: each
+//! reservation is one upsert of a non-indexed column on the server's clock (a HOT
+//! update), about ten per second per rate-limited running job.
 //!
 //! # Errors
 //!

@@ -26,7 +26,7 @@ static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
 /// The schema version this release writes and understands: the version of its
 /// newest migration. A schema with a higher version is refused.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// The schema the store's tables live in unless told otherwise.
 pub const DEFAULT_SCHEMA: &str = "iterjob";
@@ -44,6 +44,10 @@ const LOCK_CLASS: i32 = 0x6974_6a62; // "itjb"
 /// moment of evaluation (not the transaction's start), so every worker, on any
 /// machine, measures leases against the same clock.
 const NOW_MS: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
+
+/// The database's clock in microseconds since the Unix epoch: what `{now_us}` in the
+/// SQL files stands for (rate-limit buckets).
+const NOW_US: &str = "(extract(epoch from clock_timestamp()) * 1000000)::bigint";
 
 /// Checks that `schema` is a plain identifier iterjob can create and quote safely:
 /// ASCII letters, digits and `_`, not starting with a digit, at most
@@ -70,11 +74,13 @@ pub(crate) fn validate_schema(schema: &str) -> Result<()> {
 }
 
 /// The SQL of a query or migration file for `schema` (already validated): `{schema}`
-/// becomes the double-quoted schema name, `{now_ms}` the database clock.
+/// becomes the double-quoted schema name, `{now_ms}` and `{now_us}` the database
+/// clock in milliseconds and microseconds.
 pub(crate) fn render(sql: &str, schema: &str) -> String {
     debug_assert!(validate_schema(schema).is_ok());
     sql.replace("{schema}", &format!("\"{schema}\""))
         .replace("{now_ms}", NOW_MS)
+        .replace("{now_us}", NOW_US)
 }
 
 /// Creates or upgrades iterjob's tables in `target.schema` of the database behind

@@ -19,6 +19,10 @@
 //! Timestamps come from the database server's clock (`clock_timestamp()`), never the
 //! worker's, except the `run_at` values the runtime computes for retries and
 //! interruptions, which the trait passes in.
+//!
+//! Rate-limit buckets ([`Store::rate_acquire`]) are rows of `rate_limits` in the
+//! store's schema, each reservation one upsert on the server's clock, so every worker
+//! on every machine using the schema shares them.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -29,7 +33,7 @@ use std::time::Duration;
 use iterjob::store::{
     ClaimRequest, Claimed, Control, JobFilter, JobId, JobRecord, JobState, Millis, NewJob, Outcome,
     Progress, Rescued, RunToken, Split, SplitRequest, Store, duration_millis, now_millis,
-    partitions_failed_message,
+    partitions_failed_message, rate_cost_micros,
 };
 use iterjob::{Error, Result};
 use serde::Deserialize;
@@ -76,6 +80,7 @@ const Q_PAUSE_CHILDREN: &str = include_str!("../queries/job_pause_children.sql")
 const Q_RESUME_CHILDREN: &str = include_str!("../queries/job_resume_children.sql");
 const Q_CANCEL_CHILDREN: &str = include_str!("../queries/job_cancel_children.sql");
 const Q_RETRY_CHILDREN: &str = include_str!("../queries/job_retry_children.sql");
+const Q_RATE_ACQUIRE: &str = include_str!("../queries/rate_acquire.sql");
 
 /// An enqueue of at least this many jobs refreshes the table's planner statistics.
 const ANALYZE_AFTER_INSERTING: usize = 1000;
@@ -325,6 +330,7 @@ struct Queries {
     resume_children: String,
     cancel_children: String,
     retry_children: String,
+    rate_acquire: String,
 }
 
 impl Queries {
@@ -366,6 +372,7 @@ impl Queries {
             resume_children: r(Q_RESUME_CHILDREN),
             cancel_children: r(Q_CANCEL_CHILDREN),
             retry_children: r(Q_RETRY_CHILDREN),
+            rate_acquire: r(Q_RATE_ACQUIRE),
         }
     }
 }
@@ -1883,6 +1890,16 @@ impl Store for PgStore {
             .await
             .map_err(self.err("listing a job's partitions"))?;
         rows.iter().map(|row| self.record(row)).collect()
+    }
+
+    async fn rate_acquire(&self, key: &str, n: u64, interval: Duration) -> Result<Duration> {
+        let wait_us: i64 = sqlx::query_scalar(&self.q().rate_acquire)
+            .bind(key)
+            .bind(rate_cost_micros(n, interval))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(self.err("reserving from a rate limit"))?;
+        Ok(Duration::from_micros(u64::try_from(wait_us).unwrap_or(0)))
     }
 }
 

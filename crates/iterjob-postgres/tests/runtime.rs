@@ -12,3 +12,7 @@ async fn fresh() -> Arc<dyn Store> {
 }
 
 iterjob_testkit::runtime_scenarios!(fresh());
+
+mod pacing {
+    iterjob_testkit::pacing_scenarios!(super::fresh());
+}

@@ -95,7 +95,7 @@ async fn connect_creates_its_schema_and_migrates_idempotently() {
     .fetch_all(db.store.pool())
     .await
     .unwrap();
-    assert_eq!(tables, vec!["jobs", "schema_migrations"]);
+    assert_eq!(tables, vec!["jobs", "rate_limits", "schema_migrations"]);
     let fillfactor: Option<Vec<String>> = sqlx::query_scalar(
         "SELECT reloptions::text[] FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
          WHERE n.nspname = $1 AND c.relname = 'jobs'",
@@ -626,5 +626,44 @@ async fn checkpoints_and_heartbeats_are_hot_updates() {
     assert!(
         hot * 10 >= updates * 9,
         "checkpoints and heartbeats are HOT updates: {hot} of {updates}"
+    );
+}
+
+/// Rate-limit buckets live in the schema, on the server's clock: two stores (two
+/// pools, as two processes would have) on one schema share them; a store in another
+/// schema does not. (The `Store` default, in-process buckets, would get both of
+/// these wrong.)
+#[tokio::test]
+async fn rate_buckets_are_shared_through_the_schema() {
+    let Some(db) = common::TempSchema::new().await else {
+        return;
+    };
+    let Some(other) = common::TempSchema::new().await else {
+        return;
+    };
+    let b = db.another(|o| o.notify(false)).await;
+    let second = Duration::from_secs(1);
+    assert!(db.store.rate_acquire("api", 10, second).await.unwrap() < second);
+    let wait = b.rate_acquire("api", 1, second).await.unwrap();
+    assert!(
+        wait > Duration::from_secs(9) && wait <= Duration::from_secs(10),
+        "the second pool waits for the first one's 10 s reservation: {wait:?}"
+    );
+    let elsewhere = other.store.rate_acquire("api", 1, second).await.unwrap();
+    assert!(
+        elsewhere < second,
+        "another schema has buckets of its own: {elsewhere:?}"
+    );
+    let ahead: i64 = sqlx::query_scalar(&format!(
+        "SELECT tat - (extract(epoch from clock_timestamp()) * 1000000)::bigint \
+         FROM \"{}\".rate_limits WHERE key = 'api'",
+        db.name
+    ))
+    .fetch_one(db.store.pool())
+    .await
+    .unwrap();
+    assert!(
+        (10_000_000..=11_000_000).contains(&ahead),
+        "the bucket's tat is 11 s of reservations ahead of the server's clock: {ahead} µs"
     );
 }

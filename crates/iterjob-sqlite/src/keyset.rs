@@ -513,11 +513,18 @@ impl Keyset {
         n: u32,
     ) -> Result<Vec<KeyRange<KeysetCursor>>, JobError> {
         if n <= 1 {
-            return Ok(if n == 1 { vec![KeyRange::all()] } else { Vec::new() });
+            return Ok(if n == 1 {
+                vec![KeyRange::all()]
+            } else {
+                Vec::new()
+            });
         }
         let plan = self.plan(None).map_err(KeysetError::into_job_error)?;
         let lower = self.start.as_ref();
-        let total = plan.count(pool, lower).await.map_err(KeysetError::into_job_error)?;
+        let total = plan
+            .count(pool, lower)
+            .await
+            .map_err(KeysetError::into_job_error)?;
         if total == 0 {
             return Ok(Vec::new());
         }
@@ -526,7 +533,11 @@ impl Keyset {
         for i in 1..parts {
             // the row closing part i is the (total * i / parts)-th, 1-based
             let offset = total * i / parts - 1;
-            if let Some(key) = plan.nth(pool, lower, offset).await.map_err(KeysetError::into_job_error)? {
+            if let Some(key) = plan
+                .nth(pool, lower, offset)
+                .await
+                .map_err(KeysetError::into_job_error)?
+            {
                 bounds.push(key);
             }
         }
@@ -557,7 +568,10 @@ impl Keyset {
     ) -> Result<Option<KeysetCursor>, JobError> {
         let plan = self.plan(cursor).map_err(KeysetError::into_job_error)?;
         let lower = cursor.or(self.start.as_ref());
-        let left = plan.count(pool, lower).await.map_err(KeysetError::into_job_error)?;
+        let left = plan
+            .count(pool, lower)
+            .await
+            .map_err(KeysetError::into_job_error)?;
         if left < 2 {
             return Ok(None);
         }
@@ -837,7 +851,11 @@ impl Plan {
     }
 
     /// The rows after `lower` (within the end bound and filter), counted by SQLite.
-    async fn count(&self, pool: &SqlitePool, lower: Option<&KeysetCursor>) -> Result<u64, KeysetError> {
+    async fn count(
+        &self,
+        pool: &SqlitePool,
+        lower: Option<&KeysetCursor>,
+    ) -> Result<u64, KeysetError> {
         let sql = &self.count_sql[usize::from(lower.is_some())];
         let row = self
             .bound(sql, lower)

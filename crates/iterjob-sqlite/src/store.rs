@@ -11,6 +11,11 @@
 //! longer running) with [`Error::LeaseLost`]; a release clears pending pause and
 //! cancel requests when the job ends paused or finished, and keeps them on an
 //! interruption or a retry.
+//!
+//! Rate-limit buckets ([`Store::rate_acquire`]) are rows of `iterjob_rate_limits`,
+//! updated by one upsert under the database's write lock, so every process using the
+//! file shares them. Their clock is the system clock of the machine the file is on
+//! (the only machine that can safely share an SQLite file).
 
 use std::path::Path;
 use std::str::FromStr;
@@ -19,8 +24,8 @@ use std::time::Duration;
 
 use iterjob::store::{
     ClaimRequest, Claimed, Control, JobFilter, JobId, JobRecord, JobState, Millis, NewJob, Outcome,
-    Progress, Rescued, RunToken, Split, SplitRequest, Store, duration_millis, now_millis,
-    partitions_failed_message,
+    Progress, Rescued, RunToken, Split, SplitRequest, Store, duration_millis, now_micros,
+    now_millis, partitions_failed_message, rate_cost_micros,
 };
 use iterjob::{Error, Result};
 use serde_json::Value;
@@ -60,6 +65,7 @@ const Q_PAUSE_CHILDREN: &str = include_str!("../queries/job_pause_children.sql")
 const Q_RESUME_CHILDREN: &str = include_str!("../queries/job_resume_children.sql");
 const Q_CANCEL_CHILDREN: &str = include_str!("../queries/job_cancel_children.sql");
 const Q_RETRY_CHILDREN: &str = include_str!("../queries/job_retry_children.sql");
+const Q_RATE_ACQUIRE: &str = include_str!("../queries/rate_acquire.sql");
 
 /// How many jobs `job_list` returns when the filter sets no limit.
 const DEFAULT_LIST_LIMIT: usize = 100;
@@ -1124,5 +1130,17 @@ impl Store for SqliteStore {
             .await
             .map_err(self.err("listing a job's partitions"))?;
         rows.iter().map(|row| self.record(row)).collect()
+    }
+
+    async fn rate_acquire(&self, key: &str, n: u64, interval: Duration) -> Result<Duration> {
+        let now = now_micros();
+        let wait_us: i64 = sqlx::query_scalar(Q_RATE_ACQUIRE)
+            .bind(key)
+            .bind(now)
+            .bind(rate_cost_micros(n, interval))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(self.err("reserving from a rate limit"))?;
+        Ok(Duration::from_micros(u64::try_from(wait_us).unwrap_or(0)))
     }
 }

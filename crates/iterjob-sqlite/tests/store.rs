@@ -254,3 +254,39 @@ async fn in_memory_url_works_for_quick_experiments() {
     assert_eq!(claimed.len(), 1);
     assert_eq!(claimed[0].job.id, ids[0]);
 }
+
+/// Rate-limit buckets live in the database file: two stores (two pools, as two
+/// processes would have) on one file share them; a store on another file does not.
+/// (The `Store` default, in-process buckets, would get both of these wrong.)
+#[tokio::test]
+async fn rate_buckets_are_shared_through_the_file() {
+    let dir = common::temp_dir();
+    let path = common::db_path(&dir, "jobs.db");
+    let a = SqliteStore::connect(path.to_str().unwrap()).await.unwrap();
+    let b = SqliteStore::connect(path.to_str().unwrap()).await.unwrap();
+    let other_dir = common::temp_dir();
+    let other = SqliteStore::connect(common::db_path(&other_dir, "jobs.db").to_str().unwrap())
+        .await
+        .unwrap();
+    let second = Duration::from_secs(1);
+    assert!(a.rate_acquire("api", 10, second).await.unwrap() < Duration::from_secs(1));
+    let wait = b.rate_acquire("api", 1, second).await.unwrap();
+    assert!(
+        wait > Duration::from_secs(9) && wait <= Duration::from_secs(10),
+        "the second pool waits for the first one's 10 s reservation: {wait:?}"
+    );
+    let elsewhere = other.rate_acquire("api", 1, second).await.unwrap();
+    assert!(
+        elsewhere < Duration::from_secs(1),
+        "another file has buckets of its own: {elsewhere:?}"
+    );
+    let tat: i64 = sqlx::query_scalar("SELECT tat FROM iterjob_rate_limits WHERE key = 'api'")
+        .fetch_one(a.pool())
+        .await
+        .unwrap();
+    let ahead = tat - iterjob::store::now_micros();
+    assert!(
+        (10_000_000..=11_000_000).contains(&ahead),
+        "the bucket's tat is 11 s of reservations ahead of now: {ahead} µs"
+    );
+}

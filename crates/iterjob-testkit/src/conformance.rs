@@ -54,6 +54,12 @@
 //! * reading: [`list_newest_first_with_filters`], [`list_pagination`],
 //!   [`list_default_limit`], [`count_by_state_covers_every_state`],
 //!   [`missing_jobs`]
+//! * rate limits: [`rate_reservations_add_up`], [`rate_keys_are_independent`],
+//!   [`rate_wait_grows_as_reservations_pile_up`], [`rate_idle_bucket_banks_nothing`].
+//!   These pin the arithmetic, which the trait's default (in-process buckets) gets
+//!   right too; that the buckets are shared between processes is for the store's own
+//!   tests to show (two pools on one database share a bucket, as the SQLite and
+//!   PostgreSQL stores' `rate_buckets_are_shared_*` tests do).
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt::Debug;
@@ -145,6 +151,10 @@ macro_rules! store_conformance {
             parent_finishes_with_its_children,
             parent_actions_reach_children,
             split_divides_a_running_partition,
+            rate_reservations_add_up,
+            rate_keys_are_independent,
+            rate_wait_grows_as_reservations_pile_up,
+            rate_idle_bucket_banks_nothing,
         }
     };
 }
@@ -2050,5 +2060,142 @@ pub async fn missing_jobs(store: Arc<dyn Store>) {
             .len()
             == 1,
         "nothing was created"
+    );
+}
+
+// ---------------------------------------------------------------------------------
+// rate limits
+
+/// Slack allowed on a rate-limit wait, beyond the time measured between two calls:
+/// round trips and rounding.
+const RATE_SLACK: Duration = Duration::from_millis(150);
+
+/// Reserves `n` units of `interval` in bucket `key` and checks the wait: the store's
+/// answer plus the time since `origin` (just before the bucket's first reservation)
+/// must be `expected` (the units reserved before this call, times `interval`), within
+/// [`RATE_SLACK`]. Returns the wait.
+async fn rate_reserve(
+    store: &dyn Store,
+    key: &str,
+    n: u64,
+    interval: Duration,
+    origin: tokio::time::Instant,
+    expected: Duration,
+) -> Duration {
+    let asked = origin.elapsed();
+    let wait = store
+        .rate_acquire(key, n, interval)
+        .await
+        .expect("rate_acquire");
+    let answered = origin.elapsed();
+    // the store's `now` lies between `asked` and `answered`
+    let low = expected.saturating_sub(answered + RATE_SLACK);
+    let high = expected.saturating_sub(asked) + RATE_SLACK;
+    assert!(
+        wait >= low && wait <= high,
+        "rate_acquire({key:?}, {n}, {interval:?}) {asked:?} after the bucket's first \
+         reservation waits {wait:?}; expected {expected:?} minus the time since, \
+         between {low:?} and {high:?}"
+    );
+    wait
+}
+
+/// Reservations add up: after 5 units of 1 s, the next 3 start 5 s after the first,
+/// the next 1 after 8 s; the first reservation of a fresh bucket starts at once.
+pub async fn rate_reservations_add_up(store: Arc<dyn Store>) {
+    let store = &*store;
+    let second = Duration::from_secs(1);
+    let origin = tokio::time::Instant::now();
+    let first = rate_reserve(store, "add-up", 5, second, origin, Duration::ZERO).await;
+    assert!(first <= RATE_SLACK, "a fresh bucket waits {first:?}");
+    rate_reserve(store, "add-up", 3, second, origin, 5 * second).await;
+    rate_reserve(store, "add-up", 1, second, origin, 8 * second).await;
+    // fractional intervals add up to the microsecond, not per unit
+    let third = second / 3;
+    let origin = tokio::time::Instant::now();
+    rate_reserve(store, "thirds", 300, third, origin, Duration::ZERO).await;
+    rate_reserve(store, "thirds", 1, third, origin, 100 * second).await;
+}
+
+/// Buckets are independent: filling one leaves another (any key, Unicode and
+/// quotes included) idle.
+pub async fn rate_keys_are_independent(store: Arc<dyn Store>) {
+    let store = &*store;
+    let second = Duration::from_secs(1);
+    let odd = "it's \"ünïcode\"; DROP TABLE x; --";
+    let origin = tokio::time::Instant::now();
+    rate_reserve(store, "a", 10, second, origin, Duration::ZERO).await;
+    let origin_b = tokio::time::Instant::now();
+    rate_reserve(store, "b", 1, second, origin_b, Duration::ZERO).await;
+    let origin_odd = tokio::time::Instant::now();
+    rate_reserve(store, odd, 2, second, origin_odd, Duration::ZERO).await;
+    rate_reserve(store, "a", 1, second, origin, 10 * second).await;
+    rate_reserve(store, "b", 1, second, origin_b, second).await;
+    rate_reserve(store, odd, 1, second, origin_odd, 2 * second).await;
+}
+
+/// The wait grows as reservations pile up, one after another and concurrently:
+/// eight tasks reserving one 200 ms unit each at once get eight different slots,
+/// 200 ms apart (the reservation is atomic).
+pub async fn rate_wait_grows_as_reservations_pile_up(store: Arc<dyn Store>) {
+    let unit = Duration::from_millis(200);
+    let origin = tokio::time::Instant::now();
+    let mut last = None;
+    for i in 0..6u32 {
+        let wait = rate_reserve(&*store, "pile", 1, unit, origin, unit * i).await;
+        if let Some(last) = last {
+            assert!(
+                wait > last,
+                "reservation {i} waits {wait:?}, not more than {last:?}"
+            );
+        }
+        last = Some(wait);
+    }
+
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                let asked = tokio::time::Instant::now();
+                let wait = store
+                    .rate_acquire("concurrent", 1, unit)
+                    .await
+                    .expect("rate_acquire");
+                // the slot's start, on this process's clock
+                asked + wait
+            })
+        })
+        .collect();
+    let mut starts = Vec::new();
+    for task in tasks {
+        starts.push(task.await.expect("task"));
+    }
+    starts.sort();
+    for pair in starts.windows(2) {
+        let gap = pair[1] - pair[0];
+        assert!(
+            gap + RATE_SLACK / 2 >= unit && gap <= unit + RATE_SLACK,
+            "concurrent reservations overlap or leave gaps: slots {gap:?} apart, expected \
+             {unit:?}"
+        );
+    }
+}
+
+/// An idle bucket banks nothing: after a quiet spell, a reservation starts now, and
+/// the one after it waits for the first one's units (no burst).
+pub async fn rate_idle_bucket_banks_nothing(store: Arc<dyn Store>) {
+    let store = &*store;
+    let unit = Duration::from_millis(50);
+    store
+        .rate_acquire("idle", 1, unit)
+        .await
+        .expect("rate_acquire");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let origin = tokio::time::Instant::now();
+    rate_reserve(store, "idle", 4, unit, origin, Duration::ZERO).await;
+    let wait = rate_reserve(store, "idle", 1, unit, origin, 4 * unit).await;
+    assert!(
+        wait >= Duration::from_millis(100),
+        "the 400 ms of quiet were banked: the 5th unit after it waits only {wait:?}"
     );
 }

@@ -13,6 +13,9 @@
 //!   resume exactness across shutdowns, retries from the checkpoint, panics, time
 //!   slices, pause/cancel, throttling and bad stored data — run through
 //!   [`runtime_scenarios!`].
+//! - [`pacing`]: the pacing scenarios — a rate limit shared by several workers,
+//!   signals honoured while a run waits for it, adaptive throttling slowing down,
+//!   recovering and backing off — run through [`pacing_scenarios!`].
 //!
 //! ## Checking your own enumerator
 //!
@@ -33,6 +36,7 @@
 
 pub mod conformance;
 pub mod fairness;
+pub mod pacing;
 pub mod partitions;
 pub mod resume;
 pub mod scenarios;

@@ -77,3 +77,55 @@ fn cpu_only_job_still_checkpoints_and_stops_on_current_thread_runtime() {
     assert_eq!(job.cursor, Some(serde_json::json!(job.items_done)));
     assert!(job.checkpointed_at.is_some());
 }
+
+mod pacing {
+    use std::sync::Arc;
+
+    use iterjob::MemoryStore;
+
+    iterjob_testkit::pacing_scenarios!(async {
+        Arc::new(MemoryStore::new()) as Arc<dyn iterjob::Store>
+    });
+}
+
+/// A kind whose pacing settings cannot work is refused when the worker is built,
+/// with the kind and the setting named, instead of failing its jobs later.
+#[test]
+fn invalid_pacing_settings_are_refused_by_the_worker() {
+    use std::time::Duration;
+
+    use iterjob::{AdaptiveThrottle, Error, KindSettings, RateLimit, Registry, Worker};
+    use iterjob_testkit::pacing::PacedJob;
+
+    let cases = [
+        (
+            KindSettings::default().rate_limit(RateLimit::per_second(0)),
+            "a rate limit of 0 items per 1s lets nothing run",
+        ),
+        (
+            KindSettings::default().rate_limit(RateLimit::per_minute(10).key("")),
+            "the rate limit's key is empty",
+        ),
+        (
+            KindSettings::default().target_latency(Duration::ZERO),
+            "a target latency of zero can never be met",
+        ),
+        (
+            KindSettings::default().adaptive_throttle(
+                AdaptiveThrottle::new(Duration::from_millis(5)).max_delay(Duration::ZERO),
+            ),
+            "max delay of zero",
+        ),
+    ];
+    for (settings, expected) in cases {
+        let registry = Registry::new().with(PacedJob::new(settings));
+        let store = Arc::new(MemoryStore::new());
+        match Worker::new(store, registry, iterjob_testkit::scenarios::fast_config()) {
+            Err(Error::Config(message)) => assert!(
+                message.contains("job kind `paced`") && message.contains(expected),
+                "{message}"
+            ),
+            other => panic!("expected a configuration error about {expected:?}, got {other:?}"),
+        }
+    }
+}

@@ -8,6 +8,7 @@ use serde::de::DeserializeOwned;
 
 use crate::enumerator::Enumerator;
 use crate::error::JobError;
+use crate::runtime::pace::{AdaptiveThrottle, RateLimit};
 use crate::store::{InterruptReason, JobId, RunToken};
 
 /// A job kind: the collection (an enumerator built from parameters and a cursor) and
@@ -106,6 +107,86 @@ pub trait Job: Send + Sync + Sized + 'static {
     /// [`KindSettings::throttle_check_interval`], whichever comes first. Return
     /// `Some(backoff)` to checkpoint, free the worker and run again after `backoff`
     /// (replication lag too high, a downstream queue too deep, outside a time window).
+    /// The run ends interrupted ([`InterruptReason::Throttled`]), which uses up no
+    /// attempt. Any signal works; for the work's own latency, and for a rate limit
+    /// shared by all workers, see [`KindSettings::target_latency`] and
+    /// [`KindSettings::rate_limit`].
+    ///
+    /// A time window: run only between 01:00 and 05:00 UTC; outside it, give the
+    /// worker back until the window opens.
+    ///
+    /// ```
+    /// use std::time::{Duration, SystemTime, UNIX_EPOCH};
+    /// # use iterjob::enumerator::{self, Enumerator};
+    /// use iterjob::{Job, JobContext, JobError};
+    ///
+    /// struct NightlyCleanup;
+    ///
+    /// impl Job for NightlyCleanup {
+    ///     const KIND: &'static str = "nightly_cleanup";
+    ///     # type Params = (); type Cursor = i64; type Item = i64;
+    ///     # fn enumerate(&self, _: &(), c: Option<i64>) -> Result<impl Enumerator<i64, i64>, JobError> {
+    ///     #     Ok(enumerator::range(0..1_000_000, c))
+    ///     # }
+    ///     # async fn process(&self, _: &JobContext<()>, _: i64) -> Result<(), JobError> { Ok(()) }
+    ///     // ...
+    ///     async fn throttle(&self, _ctx: &JobContext<()>) -> Option<Duration> {
+    ///         until_window(SystemTime::now(), 1, 5)
+    ///     }
+    /// }
+    ///
+    /// /// `None` inside the window `[from_hour, to_hour)` UTC, else the time until it opens.
+    /// fn until_window(now: SystemTime, from_hour: u64, to_hour: u64) -> Option<Duration> {
+    ///     let second_of_day = now.duration_since(UNIX_EPOCH).ok()?.as_secs() % 86_400;
+    ///     let (from, to) = (from_hour * 3_600, to_hour * 3_600);
+    ///     if (from..to).contains(&second_of_day) {
+    ///         return None;
+    ///     }
+    ///     Some(Duration::from_secs((from + 86_400 - second_of_day) % 86_400))
+    /// }
+    ///
+    /// let at = |h: u64| UNIX_EPOCH + Duration::from_secs(h * 3_600);
+    /// assert_eq!(until_window(at(2), 1, 5), None);
+    /// assert_eq!(until_window(at(6), 1, 5), Some(Duration::from_secs(19 * 3_600)));
+    /// ```
+    ///
+    /// Replication lag, or the depth of a downstream queue: back off while the
+    /// replicas (or the consumers) are behind.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// # use iterjob::enumerator::{self, Enumerator};
+    /// use iterjob::{Job, JobContext, JobError, KindSettings};
+    ///
+    /// struct Backfill;
+    /// # async fn replica_lag() -> Option<Duration> { None }
+    /// # async fn pending_messages(_queue: &str) -> Option<u64> { None }
+    ///
+    /// impl Job for Backfill {
+    ///     const KIND: &'static str = "backfill";
+    ///     # type Params = (); type Cursor = i64; type Item = i64;
+    ///     # fn enumerate(&self, _: &(), c: Option<i64>) -> Result<impl Enumerator<i64, i64>, JobError> {
+    ///     #     Ok(enumerator::range(0..1_000_000, c))
+    ///     # }
+    ///     # async fn process(&self, _: &JobContext<()>, _: i64) -> Result<(), JobError> { Ok(()) }
+    ///     // ...
+    ///     async fn throttle(&self, _ctx: &JobContext<()>) -> Option<Duration> {
+    ///         // `SELECT now() - pg_last_xact_replay_timestamp()` on a replica, say;
+    ///         // an unknown lag counts as too high
+    ///         let lag = replica_lag().await.unwrap_or(Duration::MAX);
+    ///         if lag > Duration::from_secs(5) {
+    ///             return Some(Duration::from_secs(30));
+    ///         }
+    ///         let depth = pending_messages("search-index").await.unwrap_or(u64::MAX);
+    ///         (depth > 10_000).then(|| Duration::from_secs(60))
+    ///     }
+    ///
+    ///     fn settings(&self) -> KindSettings {
+    ///         // look every 500 items or every 2 s, whichever comes first
+    ///         KindSettings::default().throttle_check(500, Duration::from_secs(2))
+    ///     }
+    /// }
+    /// ```
     fn throttle(
         &self,
         ctx: &JobContext<Self::Params>,
@@ -272,6 +353,11 @@ pub struct KindSettings {
     pub queue: Option<String>,
     /// What a failed partition does to its siblings. Default: [`PartitionFailure::Continue`].
     pub partition_failure: PartitionFailure,
+    /// A rate limit on the kind's items, shared by all workers through the store.
+    /// Default: none.
+    pub rate_limit: Option<RateLimit>,
+    /// Adaptive throttling on the work's latency. Default: none.
+    pub adaptive_throttle: Option<AdaptiveThrottle>,
 }
 
 impl KindSettings {
@@ -321,6 +407,26 @@ impl KindSettings {
     /// Sets what a failed partition does to its siblings.
     pub fn partition_failure(mut self, policy: PartitionFailure) -> Self {
         self.partition_failure = policy;
+        self
+    }
+
+    /// Limits the kind's items per second or per minute, over every worker of every
+    /// process sharing the store (see [`RateLimit`]).
+    pub fn rate_limit(mut self, limit: RateLimit) -> Self {
+        self.rate_limit = Some(limit);
+        self
+    }
+
+    /// Slows the job down while its work takes longer than `target` per call of
+    /// [`Job::process`], and gives the worker back when that does not help (see
+    /// [`AdaptiveThrottle`], whose defaults this uses).
+    pub fn target_latency(self, target: Duration) -> Self {
+        self.adaptive_throttle(AdaptiveThrottle::new(target))
+    }
+
+    /// Adaptive throttling with every knob (see [`AdaptiveThrottle`]).
+    pub fn adaptive_throttle(mut self, throttle: AdaptiveThrottle) -> Self {
+        self.adaptive_throttle = Some(throttle);
         self
     }
 }

@@ -25,6 +25,10 @@
 //!   ([`Job::partition`]) into partitions that any workers walk at once, cut at
 //!   quantiles of the data ([`partition`]); idle workers split the partitions with the
 //!   most left ([`Job::split`], dynamic splitting), safely against their checkpoints.
+//! - **Pacing**: rate limits per kind shared by every worker of every process
+//!   ([`RateLimit`]), adaptive throttling on the work's latency
+//!   ([`AdaptiveThrottle`]), and a throttle condition on any signal
+//!   ([`Job::throttle`]).
 //! - Stores: [`MemoryStore`] for tests, SQLite (`iterjob-sqlite`) as the embedded
 //!   default, PostgreSQL (`iterjob-postgres`) for many workers on many machines.
 //!
@@ -65,6 +69,45 @@
 //! # Ok(()) }
 //! ```
 //!
+//! ## Pacing: rate limits, adaptive throttling, throttle conditions
+//!
+//! Three ways to keep a long job from hurting what it works on, combinable:
+//!
+//! - [`KindSettings::rate_limit`]: at most N items per second (or minute) for the
+//!   kind, over **every worker of every process** sharing the store (the SQLite and
+//!   PostgreSQL stores keep the bucket in the database). Batch items count their
+//!   length ([`Job::count_items`]).
+//! - [`KindSettings::target_latency`]: when the work's latency rises above the
+//!   target, the job puts a growing delay between items; when it falls, the delay
+//!   shrinks back to zero; past a limit, the run backs off entirely and frees its
+//!   worker ([`AdaptiveThrottle`]). The current delay is on
+//!   [`RunningJob::throttle_delay`] (the `iterjob worker` status line shows
+//!   `throttled: 40 ms/item`).
+//! - [`Job::throttle`]: any condition you can compute — replication lag, a queue's
+//!   depth, a time window — checked every few items; `Some(backoff)` frees the worker
+//!   until then (examples on [`Job::throttle`]).
+//!
+//! ```
+//! use std::time::Duration;
+//! use iterjob::{AdaptiveThrottle, KindSettings, RateLimit};
+//!
+//! let settings = KindSettings::default()
+//!     // one API quota for every job that calls it, on every machine
+//!     .rate_limit(RateLimit::per_minute(1_200).key("partner-api"))
+//!     // and slow down when its answers take over 200 ms; give the worker back
+//!     // for 5 minutes when 4 s between calls does not help
+//!     .adaptive_throttle(
+//!         AdaptiveThrottle::new(Duration::from_millis(200))
+//!             .max_delay(Duration::from_secs(4))
+//!             .backoff(Duration::from_secs(300)),
+//!     );
+//! # let _ = settings;
+//! ```
+//!
+//! While a run waits for its rate limit or its adaptive delay it still stops within
+//! about 50 ms on shutdown, and honours pause and cancel requests at its next
+//! checkpoint tick, as between any two items.
+//!
 //! ## Concepts
 //!
 //! - [`Job`]: a kind — parameters, cursor, enumerator, work, hooks, [`KindSettings`].
@@ -85,7 +128,7 @@ pub mod store;
 pub use error::{BoxError, Error, JobError, Result, error_chain};
 pub use job::{Job, JobContext, KindSettings, PartitionFailure};
 pub use registry::Registry;
-pub use runtime::{RunningJob, Worker, WorkerConfig, WorkerReport};
+pub use runtime::{AdaptiveThrottle, RateLimit, RunningJob, Worker, WorkerConfig, WorkerReport};
 pub use store::{
     InterruptReason, JobFilter, JobId, JobRecord, JobState, MemoryStore, NewJob, Store,
 };

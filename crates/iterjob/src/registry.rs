@@ -91,6 +91,15 @@ impl Registry {
         Ok(job)
     }
 
+    /// Checks every kind's settings that can be wrong on their own (rate limits,
+    /// adaptive throttling); the error names the kind.
+    pub(crate) fn validate(&self) -> Result<()> {
+        for (kind, erased) in &self.kinds {
+            crate::runtime::pace::validate(kind, &erased.settings())?;
+        }
+        Ok(())
+    }
+
     pub(crate) fn get(&self, kind: &str) -> Result<&Arc<dyn ErasedKind>> {
         self.kinds.get(kind).ok_or_else(|| Error::UnknownKind {
             kind: kind.to_string(),

@@ -321,4 +321,7 @@ impl Store for TempStore {
     async fn job_partitions(&self, parent: JobId) -> Result<Vec<JobRecord>> {
         self.db.store.job_partitions(parent).await
     }
+    async fn rate_acquire(&self, key: &str, n: u64, interval: Duration) -> Result<Duration> {
+        self.db.store.rate_acquire(key, n, interval).await
+    }
 }

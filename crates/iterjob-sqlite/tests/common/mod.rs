@@ -129,4 +129,7 @@ impl Store for TempStore {
     async fn job_partitions(&self, parent: JobId) -> Result<Vec<JobRecord>> {
         self.store.job_partitions(parent).await
     }
+    async fn rate_acquire(&self, key: &str, n: u64, interval: Duration) -> Result<Duration> {
+        self.store.rate_acquire(key, n, interval).await
+    }
 }

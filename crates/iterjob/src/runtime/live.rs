@@ -22,6 +22,8 @@ pub(crate) struct LiveJob {
     items_done: AtomicU64,
     items_total: AtomicU64,
     durable: Mutex<Progress>,
+    /// The adaptive throttle's delay between items, in microseconds.
+    throttle_delay_us: AtomicU64,
     total_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
@@ -35,6 +37,7 @@ impl LiveJob {
             items_done: AtomicU64::new(durable.items_done),
             items_total: AtomicU64::new(durable.items_total.unwrap_or(UNKNOWN)),
             durable: Mutex::new(durable),
+            throttle_delay_us: AtomicU64::new(0),
             total_task: Mutex::new(None),
         }
     }
@@ -58,6 +61,11 @@ impl LiveJob {
             UNKNOWN => None,
             n => Some(n),
         }
+    }
+
+    pub(crate) fn set_throttle_delay(&self, delay: Duration) {
+        let us = u64::try_from(delay.as_micros()).unwrap_or(u64::MAX);
+        self.throttle_delay_us.store(us, Ordering::Relaxed);
     }
 
     pub(crate) fn set_durable(&self, progress: Progress) {
@@ -94,6 +102,7 @@ impl LiveJob {
             checkpoint_cursor: durable.cursor,
             checkpoint_items_done: durable.items_done,
             running_for: self.started.elapsed(),
+            throttle_delay: Duration::from_micros(self.throttle_delay_us.load(Ordering::Relaxed)),
         }
     }
 }
@@ -123,6 +132,9 @@ pub struct RunningJob {
     pub checkpoint_items_done: u64,
     /// How long this run has been going.
     pub running_for: Duration,
+    /// The delay the adaptive throttle puts between two items right now (zero when
+    /// the work is within its target latency, or the kind has no target).
+    pub throttle_delay: Duration,
 }
 
 /// The set of jobs a worker is running right now.

@@ -3,11 +3,13 @@
 
 mod backoff;
 pub(crate) mod live;
+pub(crate) mod pace;
 pub(crate) mod run;
 mod signals;
 mod worker;
 
 pub use live::RunningJob;
+pub use pace::{AdaptiveThrottle, RateLimit};
 pub use worker::{Worker, WorkerReport};
 
 use std::time::Duration;

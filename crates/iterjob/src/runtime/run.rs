@@ -16,6 +16,7 @@ use crate::job::{Job, JobContext};
 use crate::registry::decode_params;
 use crate::runtime::backoff::retry_delay;
 use crate::runtime::live::LiveJob;
+use crate::runtime::pace::{Pacer, Stop};
 use crate::runtime::signals::{
     CANCEL, CHECKPOINT, LEASE_LOST, PAUSE, SHUTDOWN, SPLIT, Signals, Supervisor, THROTTLE,
     TIME_SLICE,
@@ -184,6 +185,7 @@ impl<J: Job> Runner<J> {
         let live = Arc::clone(&self.env.live);
         let job = Arc::clone(&self.job);
         let mut resplit: Option<J::Params> = None;
+        let mut pace = Pacer::new(&*self.job, &self.env.store, &live, self.env.settings.lease);
 
         // One pass per set of parameters: a split changes them between two items and
         // the walk goes on from the same cursor with a new enumerator.
@@ -235,6 +237,28 @@ impl<J: Job> Runner<J> {
                 };
                 let (item, next_cursor) = step;
                 let count = self.job.count_items(&item);
+                while pace.active()
+                    && let Err(stop) = pace.before_item(count, &self.signals).await
+                {
+                    let attended = match stop {
+                        Stop::Signals(flags) => {
+                            self.attend(&ctx, &pos, flags, items_at_start).await
+                        }
+                        Stop::Failed(e) => {
+                            Attended::End(self.error(&ctx, &pos, e, items_at_start).await)
+                        }
+                    };
+                    match attended {
+                        Attended::Continue => {}
+                        Attended::End(report) => return report,
+                        // the item not yet processed is in the part kept: the new
+                        // enumerator yields it again
+                        Attended::Resplit(params) => {
+                            resplit = Some(params);
+                            continue 'walk;
+                        }
+                    }
+                }
                 match AssertUnwindSafe(self.job.process(&ctx, item))
                     .catch_unwind()
                     .await
@@ -255,6 +279,12 @@ impl<J: Job> Runner<J> {
                 since_checkpoint += count;
                 since_throttle += count;
                 live.set_items_done(pos.items_done);
+                if let Some(backoff) = pace.after_item() {
+                    let reason = InterruptReason::Throttled;
+                    return self
+                        .interrupt(&ctx, &pos, reason, backoff, items_at_start)
+                        .await;
+                }
                 since_yield_check += 1;
                 if since_yield_check >= YIELD_CHECK_EVERY {
                     since_yield_check = 0;

@@ -99,9 +99,10 @@ impl WorkerReport {
 
 impl Worker {
     /// A worker over `store` for the kinds in `registry`. Fails if the
-    /// configuration is invalid.
+    /// configuration, or a kind's settings, are invalid.
     pub fn new(store: Arc<dyn Store>, registry: Registry, config: WorkerConfig) -> Result<Self> {
         config.validate()?;
+        registry.validate()?;
         Ok(Worker {
             store,
             registry: Arc::new(registry),

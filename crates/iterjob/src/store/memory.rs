@@ -22,12 +22,15 @@
 //!   with no pause pending is an [`Error::InvalidTransition`].
 //! * `job_retry` of a job whose unique key is held by another unfinished job is an
 //!   [`Error::InvalidTransition`] (at most one unfinished job per key).
+//! * Rate-limit buckets (`rate_acquire`) belong to the store and its clones: two
+//!   separate `MemoryStore`s do not share them.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use crate::error::{Error, Result};
+use crate::store::rate::RateBuckets;
 use crate::store::{
     ClaimRequest, Claimed, Control, JobFilter, JobId, JobRecord, JobState, Millis, NewJob, Outcome,
     Progress, Rescued, RunToken, Split, SplitRequest, Store, duration_millis, now_millis,
@@ -58,6 +61,8 @@ const DEFAULT_LIST_LIMIT: usize = 100;
 pub struct MemoryStore {
     inner: Arc<Mutex<Inner>>,
     available: Arc<tokio::sync::Notify>,
+    /// Rate-limit buckets of this store (shared by its clones).
+    rates: Arc<RateBuckets>,
 }
 
 #[derive(Debug, Default)]
@@ -761,6 +766,10 @@ impl Store for MemoryStore {
             .filter(|r| r.parent_id == Some(parent))
             .cloned()
             .collect())
+    }
+
+    async fn rate_acquire(&self, key: &str, n: u64, interval: Duration) -> Result<Duration> {
+        Ok(self.rates.acquire(key, n, interval))
     }
 }
 

@@ -11,8 +11,10 @@
 //! store runs it.
 
 mod memory;
+mod rate;
 
 pub use memory::MemoryStore;
+pub use rate::{Micros, now_micros, rate_cost_micros};
 
 use std::fmt;
 use std::str::FromStr;
@@ -622,4 +624,21 @@ pub trait Store: Send + Sync + 'static {
 
     /// The partitions of a parent, by id (empty for a job that has none).
     async fn job_partitions(&self, parent: JobId) -> Result<Vec<JobRecord>>;
+
+    /// Reserves `n` units of the rate-limit bucket `key`, each worth `interval` (one
+    /// item of a kind limited to 100 per second is worth 10 ms), and returns how long
+    /// from now the reservation starts: the caller may use its units from then on,
+    /// one `interval` apart. Reservations never overlap, so every caller of every
+    /// process sharing the store together stays within the rate (GCRA; see
+    /// [`rate_cost_micros`] and the `rate` module docs). An unknown key is a fresh,
+    /// idle bucket; an idle bucket banks no credit.
+    ///
+    /// One atomic step on the store's clock. The default implementation keeps the
+    /// buckets in this process's memory, so it limits **each process** on its own
+    /// (not all workers together): a store shared between processes should
+    /// implement it (the SQLite and PostgreSQL stores do, with a `rate_limits`
+    /// table).
+    async fn rate_acquire(&self, key: &str, n: u64, interval: Duration) -> Result<Duration> {
+        Ok(rate::RateBuckets::process().acquire(key, n, interval))
+    }
 }
