@@ -27,8 +27,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use iterjob::store::{
-    ClaimRequest, Claimed, Control, JobFilter, JobId, JobRecord, JobState, Millis, NewJob, Outcome,
-    Progress, Rescued, RunToken, Store, duration_millis, now_millis,
+    ClaimRequest, Claimed, Control, JobEvent, JobEventKind, JobFilter, JobId, JobRecord, JobState,
+    Millis, NewJob, Outcome, Progress, Rescued, RunToken, Store, duration_millis, now_millis,
+    release_event,
 };
 use iterjob::{Error, Result};
 use serde::Deserialize;
@@ -38,6 +39,7 @@ use sqlx::{Connection, PgConnection, Postgres, Row, Transaction};
 use tokio::sync::Notify;
 
 use crate::error::{Target, is_unique_violation, map_sqlx};
+use crate::events;
 use crate::migrate::{self, DEFAULT_SCHEMA, render, validate_schema};
 
 const Q_INSERT: &str = include_str!("../queries/job_insert_many.sql");
@@ -620,18 +622,28 @@ impl PgStore {
     }
 
     /// Runs an admin update (`$1` id) inside the transaction that locked the job,
-    /// announces the job if it became claimable, and commits.
+    /// records the operator's `event`, announces the job if it became claimable, and
+    /// commits.
     async fn admin_update(
         &self,
         mut tx: Transaction<'static, Postgres>,
         query: &str,
         id: JobId,
+        event: JobEventKind,
         on_error: impl FnOnce(sqlx::Error) -> Error + Send,
     ) -> Result<JobRecord> {
         let row = match sqlx::query(query).bind(id).fetch_one(&mut *tx).await {
             Ok(row) => row,
             Err(err) => return rollback(tx, Err(on_error(err))).await,
         };
+        if let Err(err) = events::insert(&mut *tx, self.schema(), &[id], event, None, None).await {
+            let err = map_sqlx(
+                &self.inner.target,
+                "recording an admin action in the job's history",
+                err,
+            );
+            return rollback(tx, err).await;
+        }
         let record = self.record(&row)?;
         let claimable = record.state == JobState::Queued;
         if claimable {
@@ -1156,7 +1168,14 @@ impl Store for PgStore {
             .map(|c| json_text(c, "job cursor"))
             .transpose()?;
         let change = ReleaseChange::of(outcome);
-        let row = sqlx::query(&self.q().release)
+        // Completion writes no event: one statement on the pool, as it always was.
+        // Any other outcome records its event in the same transaction.
+        let event = release_event(outcome);
+        let mut tx = match event {
+            Some(_) => Some(self.begin("releasing a job").await?),
+            None => None,
+        };
+        let release = sqlx::query(&self.q().release)
             .bind(id)
             .bind(token.0)
             .bind(progress.is_some())
@@ -1171,12 +1190,23 @@ impl Store for PgStore {
             .bind(change.error)
             .bind(change.finished)
             .bind(change.clear_requests)
-            .bind(self.channel_param())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(self.err("releasing a job"))?;
+            .bind(self.channel_param());
+        let row = match tx.as_mut() {
+            Some(tx) => release.fetch_optional(&mut **tx).await,
+            None => release.fetch_optional(&self.pool).await,
+        }
+        .map_err(self.err("releasing a job"))?;
         if row.is_none() {
+            if let Some(tx) = tx {
+                let _ = tx.rollback().await;
+            }
             return Err(self.fence_failed(id).await);
+        }
+        if let (Some(mut tx), Some((kind, reason, error))) = (tx, event) {
+            events::insert(&mut *tx, self.schema(), &[id], kind, reason, error)
+                .await
+                .map_err(self.err("recording a release in the job's history"))?;
+            tx.commit().await.map_err(self.err("releasing a job"))?;
         }
         if change.state == JobState::Queued && change.run_at.is_none_or(|at| at <= now_millis()) {
             self.wake_local();
@@ -1185,10 +1215,22 @@ impl Store for PgStore {
     }
 
     async fn job_rescue_expired(&self, max_crashes: u32) -> Result<Vec<Rescued>> {
+        let mut tx = self.begin("rescuing jobs with expired leases").await?;
         let rows = sqlx::query(&self.q().rescue)
             .bind(i64::from(max_crashes))
             .bind(self.channel_param())
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(self.err("rescuing jobs with expired leases"))?;
+        let ids = rows
+            .iter()
+            .map(|row| row.try_get::<JobId, _>("id"))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(self.err("rescuing jobs"))?;
+        events::insert(&mut *tx, self.schema(), &ids, JobEventKind::Rescued, None, None)
+            .await
+            .map_err(self.err("recording rescues in the jobs' history"))?;
+        tx.commit()
             .await
             .map_err(self.err("rescuing jobs with expired leases"))?;
         let mut rescued = rows
@@ -1268,7 +1310,7 @@ impl Store for PgStore {
                 return rollback(tx, invalid(&record, "pause", "it already finished")).await;
             }
         }
-        self.admin_update(tx, &self.q().pause, id, self.err("pausing a job"))
+        self.admin_update(tx, &self.q().pause, id, JobEventKind::OperatorPause, self.err("pausing a job"))
             .await
     }
 
@@ -1307,7 +1349,7 @@ impl Store for PgStore {
                 .await;
             }
         }
-        self.admin_update(tx, &self.q().resume, id, self.err("resuming a job"))
+        self.admin_update(tx, &self.q().resume, id, JobEventKind::OperatorResume, self.err("resuming a job"))
             .await
     }
 
@@ -1320,7 +1362,7 @@ impl Store for PgStore {
         if record.state.is_finished() {
             return rollback(tx, invalid(&record, "cancel", "it already finished")).await;
         }
-        self.admin_update(tx, &self.q().cancel, id, self.err("cancelling a job"))
+        self.admin_update(tx, &self.q().cancel, id, JobEventKind::OperatorCancel, self.err("cancelling a job"))
             .await
     }
 
@@ -1359,7 +1401,21 @@ impl Store for PgStore {
                 map_sqlx(&self.inner.target, "retrying a job", err)
             }
         };
-        self.admin_update(tx, &self.q().retry, id, on_error).await
+        self.admin_update(tx, &self.q().retry, id, JobEventKind::OperatorRetry, on_error)
+            .await
+    }
+
+    async fn job_events(&self, id: JobId, limit: usize) -> Result<Vec<JobEvent>> {
+        let rows = events::list(&self.pool, self.schema(), id, limit)
+            .await
+            .map_err(self.err("reading a job's history"))?;
+        rows.iter()
+            .map(|row| {
+                events::from_row(row).map_err(|e| {
+                    Error::Corrupt(format!("PostgreSQL store {}: {e}", self.inner.target))
+                })
+            })
+            .collect()
     }
 }
 

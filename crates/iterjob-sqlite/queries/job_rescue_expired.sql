@@ -40,4 +40,4 @@ SET crashes = crashes + 1,
     lease_expires_at = NULL
 WHERE state = 'running'
   AND (lease_expires_at IS NULL OR lease_expires_at < ?1)
-RETURNING id, state
+RETURNING id, state, last_error

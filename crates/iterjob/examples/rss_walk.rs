@@ -138,6 +138,13 @@ impl Store for CountingStore {
     async fn job_retry(&self, id: JobId) -> iterjob::Result<JobRecord> {
         self.inner.job_retry(id).await
     }
+    async fn job_events(
+        &self,
+        id: JobId,
+        limit: usize,
+    ) -> iterjob::Result<Vec<iterjob::store::JobEvent>> {
+        self.inner.job_events(id, limit).await
+    }
 }
 
 /// A field of `/proc/self/status`, in KiB.

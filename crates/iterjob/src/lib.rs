@@ -81,6 +81,7 @@ pub use job::{Job, JobContext, KindSettings};
 pub use registry::Registry;
 pub use runtime::{RunningJob, Worker, WorkerConfig, WorkerReport};
 pub use store::{
-    InterruptReason, JobFilter, JobId, JobRecord, JobState, MemoryStore, NewJob, Store,
+    InterruptReason, JobEvent, JobEventKind, JobFilter, JobId, JobRecord, JobState, MemoryStore,
+    NewJob, Store,
 };
 pub use tokio_util::sync::CancellationToken;

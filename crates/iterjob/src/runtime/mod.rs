@@ -5,6 +5,7 @@ mod backoff;
 pub(crate) mod live;
 pub(crate) mod run;
 mod signals;
+mod telemetry;
 mod worker;
 
 pub use live::RunningJob;

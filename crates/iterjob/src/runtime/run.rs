@@ -18,7 +18,7 @@ use crate::runtime::live::LiveJob;
 use crate::runtime::signals::{
     CANCEL, CHECKPOINT, LEASE_LOST, PAUSE, SHUTDOWN, Signals, Supervisor, THROTTLE, TIME_SLICE,
 };
-use crate::runtime::{ResolvedSettings, RunEnd};
+use crate::runtime::{ResolvedSettings, RunEnd, telemetry};
 use crate::store::{
     Claimed, InterruptReason, Outcome, Progress, RunToken, Store, duration_millis, now_millis,
 };
@@ -311,6 +311,7 @@ impl<J: Job> Runner<J> {
                 Err(message) => return Some(self.fail_with(pos, message, items_at_start).await),
             };
             let sent = self.signals.stamp();
+            let started = std::time::Instant::now();
             match self
                 .env
                 .store
@@ -319,6 +320,8 @@ impl<J: Job> Runner<J> {
             {
                 Ok(control) => {
                     self.signals.renewed_at(sent);
+                    telemetry::checkpoint_written(J::KIND, started.elapsed());
+                    self.made_durable(&progress);
                     self.env.live.set_durable(progress);
                     if control.cancel_requested {
                         return Some(self.release(pos, Outcome::Cancelled, items_at_start).await);
@@ -422,6 +425,12 @@ impl<J: Job> Runner<J> {
         RunReport { end, items: 0 }
     }
 
+    /// Counts the items `progress` made durable since the last accepted write.
+    fn made_durable(&self, progress: &Progress) {
+        let before = self.env.live.durable().items_done;
+        telemetry::items_processed(J::KIND, progress.items_done.saturating_sub(before));
+    }
+
     fn progress(&self, pos: &Position<J::Cursor>) -> Result<Progress, String> {
         let cursor = match &pos.cursor {
             None => self.env.claimed.job.cursor.clone(),
@@ -458,6 +467,7 @@ impl<J: Job> Runner<J> {
         };
         let end = self.release_with(Some(&progress), &outcome).await;
         if !matches!(end, RunEnd::LeaseLost | RunEnd::ReleaseFailed) {
+            self.made_durable(&progress);
             self.env.live.set_durable(progress);
         }
         RunReport { end, items }

@@ -29,8 +29,9 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::store::{
-    ClaimRequest, Claimed, Control, JobFilter, JobId, JobRecord, JobState, Millis, NewJob, Outcome,
-    Progress, Rescued, RunToken, Store, duration_millis, now_millis,
+    ClaimRequest, Claimed, Control, InterruptReason, JobEvent, JobEventKind, JobFilter, JobId,
+    JobRecord, JobState, MAX_EVENTS, Millis, NewJob, Outcome, Progress, Rescued, RunToken, Store,
+    duration_millis, now_millis, release_event,
 };
 
 /// How many jobs `job_list` returns when the filter sets no limit.
@@ -62,6 +63,8 @@ pub struct MemoryStore {
 struct Inner {
     last_id: JobId,
     jobs: BTreeMap<JobId, Entry>,
+    /// Every job's history, oldest first (see [`Store::job_events`]).
+    events: Vec<JobEvent>,
 }
 
 #[derive(Debug)]
@@ -85,6 +88,29 @@ impl MemoryStore {
 }
 
 impl Inner {
+    /// Records an event about `record` as it is now (after the change).
+    fn record_event(
+        &mut self,
+        record: &JobRecord,
+        kind: JobEventKind,
+        reason: Option<InterruptReason>,
+        error: Option<&str>,
+        now: Millis,
+    ) {
+        let id = self.events.last().map_or(1, |e| e.id + 1);
+        self.events.push(JobEvent {
+            id,
+            job_id: record.id,
+            at: now,
+            kind,
+            state: record.state,
+            reason,
+            cursor: record.cursor.clone(),
+            items_done: record.items_done,
+            error: error.map(str::to_string),
+        });
+    }
+
     fn entry_mut(&mut self, id: JobId) -> Result<&mut Entry> {
         self.jobs.get_mut(&id).ok_or(Error::JobNotFound(id))
     }
@@ -329,6 +355,10 @@ impl Store for MemoryStore {
                 finish(record, JobState::Failed, now);
             }
         }
+        if let Some((kind, reason, error)) = release_event(outcome) {
+            let record = record.clone();
+            inner.record_event(&record, kind, reason, error, now);
+        }
         Ok(())
     }
 
@@ -369,6 +399,13 @@ impl Store for MemoryStore {
                 id: record.id,
                 state: record.state,
             });
+        }
+        for r in &rescued {
+            let record = inner.jobs[&r.id].record.clone();
+            let error = (record.state == JobState::Failed)
+                .then(|| record.last_error.clone())
+                .flatten();
+            inner.record_event(&record, JobEventKind::Rescued, None, error.as_deref(), now);
         }
         Ok(rescued)
     }
@@ -415,12 +452,14 @@ impl Store for MemoryStore {
         match record.state {
             JobState::Queued | JobState::Retrying => record.state = JobState::Paused,
             JobState::Running => record.pause_requested = true,
-            JobState::Paused => {}
+            JobState::Paused => return Ok(record.clone()),
             JobState::Completed | JobState::Failed | JobState::Cancelled => {
                 return invalid(record, "pause", "it already finished");
             }
         }
-        Ok(record.clone())
+        let record = record.clone();
+        inner.record_event(&record, JobEventKind::OperatorPause, None, None, now_millis());
+        Ok(record)
     }
 
     async fn job_resume(&self, id: JobId) -> Result<JobRecord> {
@@ -452,8 +491,11 @@ impl Store for MemoryStore {
                 return invalid(record, "resume", "only paused jobs can be resumed");
             }
         }
+        let record = record.clone();
+        inner.record_event(&record, JobEventKind::OperatorResume, None, None, now);
+        drop(inner);
         self.available.notify_waiters();
-        Ok(record.clone())
+        Ok(record)
     }
 
     async fn job_cancel(&self, id: JobId) -> Result<JobRecord> {
@@ -469,7 +511,9 @@ impl Store for MemoryStore {
                 return invalid(record, "cancel", "it already finished");
             }
         }
-        Ok(record.clone())
+        let record = record.clone();
+        inner.record_event(&record, JobEventKind::OperatorCancel, None, None, now);
+        Ok(record)
     }
 
     async fn job_wait_available(&self) {
@@ -508,7 +552,22 @@ impl Store for MemoryStore {
         record.crashes = 0;
         record.finished_at = None;
         clear_requests(record);
+        let record = record.clone();
+        inner.record_event(&record, JobEventKind::OperatorRetry, None, None, now);
+        drop(inner);
         self.available.notify_waiters();
-        Ok(record.clone())
+        Ok(record)
+    }
+
+    async fn job_events(&self, id: JobId, limit: usize) -> Result<Vec<JobEvent>> {
+        let inner = self.lock();
+        Ok(inner
+            .events
+            .iter()
+            .rev()
+            .filter(|e| e.job_id == id)
+            .take(limit.min(MAX_EVENTS))
+            .cloned()
+            .collect())
     }
 }

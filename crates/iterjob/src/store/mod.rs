@@ -10,8 +10,10 @@
 //! outsiders; the conformance suite in `iterjob-testkit` pins its behaviour, and every
 //! store runs it.
 
+mod events;
 mod memory;
 
+pub use events::{JobEvent, JobEventKind, MAX_EVENTS, release_event};
 pub use memory::MemoryStore;
 
 use std::fmt;
@@ -500,4 +502,13 @@ pub trait Store: Send + Sync + 'static {
     /// attempts and crashes reset to 0, `finished_at` cleared, `last_error` kept.
     /// Errors with `InvalidTransition` otherwise.
     async fn job_retry(&self, id: JobId) -> Result<JobRecord>;
+
+    /// The job's history, newest first, at most `limit` events (capped at
+    /// [`MAX_EVENTS`]): interruptions, errors, rescues and operator actions, each
+    /// written with the state change it records. An unknown job has none. The
+    /// default returns none, for a store that keeps no history.
+    async fn job_events(&self, id: JobId, limit: usize) -> Result<Vec<JobEvent>> {
+        let _ = (id, limit);
+        Ok(Vec::new())
+    }
 }
