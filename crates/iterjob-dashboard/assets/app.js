@@ -73,6 +73,9 @@
 
   const url = base + "/live?ids=" + Array.from(ids).join(",") + (wantsCounts ? "&counts=1" : "");
   const source = new EventSource(url);
+  // Browsers allow about six connections per host over HTTP/1.1: close the stream
+  // when the page goes away (or into the back-forward cache), so it frees its slot.
+  window.addEventListener("pagehide", () => source.close());
   source.addEventListener("open", () => setStatus("● live", "on"));
   source.addEventListener("error", () => setStatus("○ reconnecting", "off"));
   source.addEventListener("jobs", (e) => {
