@@ -26,13 +26,18 @@ pub struct DashboardArgs {
 pub struct DashboardOptions {
     /// Auth token every request must carry (bearer header, or log in with it in the
     /// browser); at least 16 characters. Required to bind a non-loopback address.
-    #[arg(long = "token", env = "ITERJOB_DASHBOARD_TOKEN", hide_env_values = true)]
+    #[arg(
+        long = "token",
+        env = "ITERJOB_DASHBOARD_TOKEN",
+        hide_env_values = true
+    )]
     pub token: Option<String>,
     /// A kind whose jobs read a CSV file, as KIND=PARAM: its enqueue form takes an
     /// upload and passes the stored file's path in parameter PARAM (repeatable).
     #[arg(long = "csv-upload", value_name = "KIND=PARAM", value_parser = parse_csv_kind)]
     pub csv_upload: Vec<(String, String)>,
-    /// Where uploaded CSV files are stored.
+    /// Where uploaded CSV files are stored: a directory the workers read at the same
+    /// path (a shared volume when they run on other machines).
     #[arg(long, default_value = "uploads")]
     pub upload_dir: PathBuf,
 }
@@ -93,7 +98,11 @@ pub(crate) async fn spawn(
 }
 
 /// `dashboard`: serves until SIGTERM or Ctrl-C.
-pub(crate) async fn run(store: Arc<dyn Store>, registry: Registry, args: DashboardArgs) -> Result<()> {
+pub(crate) async fn run(
+    store: Arc<dyn Store>,
+    registry: Registry,
+    args: DashboardArgs,
+) -> Result<()> {
     let dashboard = build(store, &registry, &args.options)?;
     let shutdown = CancellationToken::new();
     let server = spawn(dashboard, args.bind, shutdown.clone()).await?;

@@ -19,12 +19,7 @@ pub(crate) fn count(n: u64) -> String {
 
 /// A duration in seconds as `3h 05m`, `4m 09s`, `12s`.
 pub(crate) fn duration_secs(secs: u64) -> String {
-    let (d, h, m, s) = (
-        secs / 86_400,
-        secs / 3600 % 24,
-        secs / 60 % 60,
-        secs % 60,
-    );
+    let (d, h, m, s) = (secs / 86_400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
     if d > 0 {
         format!("{d}d {h:02}h")
     } else if h > 0 {
@@ -112,8 +107,8 @@ impl ProgressView {
     /// The view of `job`, with `rate` items per second if measured (else the
     /// average over the job's running time).
     pub(crate) fn of(job: &JobRecord, measured_rate: Option<f64>) -> Self {
-        let average = (job.running_ms > 0)
-            .then(|| job.items_done as f64 / (job.running_ms as f64 / 1000.0));
+        let average =
+            (job.running_ms > 0).then(|| job.items_done as f64 / (job.running_ms as f64 / 1000.0));
         let rate = measured_rate.or(average).filter(|r| r.is_finite());
         let total = job.items_total.unwrap_or(0);
         let items_text = match job.items_total {
@@ -129,7 +124,10 @@ impl ProgressView {
             (JobState::Completed, _, _) => "done".to_string(),
             (s, _, _) if s.is_finished() => "–".to_string(),
             (JobState::Running, Some(t), Some(r)) if r > 0.0 && t >= job.items_done => {
-                format!("ETA {}", duration_secs(((t - job.items_done) as f64 / r).ceil() as u64))
+                format!(
+                    "ETA {}",
+                    duration_secs(((t - job.items_done) as f64 / r).ceil() as u64)
+                )
             }
             _ => "–".to_string(),
         };

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Form, Multipart, Path, Query, State};
-use axum::http::header::{self, HeaderMap, HeaderValue};
 use axum::http::StatusCode;
+use axum::http::header::{self, HeaderMap, HeaderValue};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use iterjob::store::{JobFilter, MAX_EVENTS, now_millis};
@@ -74,7 +74,12 @@ fn store_error(state: &AppState, what: &str, error: &StoreError) -> Response {
         tracing::warn!(%error, what, "dashboard: store error");
     }
     let text = format!("{what}: {error}");
-    page(state, status, pages::message(state, "Could not do that", &text), None)
+    page(
+        state,
+        status,
+        pages::message(state, "Could not do that", &text),
+        None,
+    )
 }
 
 fn bad_request(state: &AppState, text: &str) -> Response {
@@ -102,7 +107,9 @@ async fn overview(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Res
         Ok(r) => r,
         Err(e) => return store_error(&state, "listing running jobs", &e),
     };
-    let failures = match store.job_list(&list(JobState::Failed, 5)).await {
+    // One walk for the failed jobs: the newest five are listed, up to 100 feed the chart
+    // (a rare state costs a longer walk, so it is read once).
+    let mut failures = match store.job_list(&list(JobState::Failed, 100)).await {
         Ok(r) => r,
         Err(e) => return store_error(&state, "listing failed jobs", &e),
     };
@@ -112,12 +119,12 @@ async fn overview(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Res
     let now = now_millis();
     let mut per_minute = vec![(0u64, 0u64); 60];
     let mut sampled = false;
-    for (s, failed) in [(JobState::Completed, false), (JobState::Failed, true)] {
-        let jobs = match store.job_list(&list(s, SAMPLE)).await {
-            Ok(j) => j,
-            Err(e) => return store_error(&state, "listing finished jobs", &e),
-        };
-        sampled |= jobs.len() == SAMPLE;
+    let completed = match store.job_list(&list(JobState::Completed, SAMPLE)).await {
+        Ok(j) => j,
+        Err(e) => return store_error(&state, "listing finished jobs", &e),
+    };
+    sampled |= completed.len() == SAMPLE || failures.len() == 100;
+    for (jobs, failed) in [(&completed, false), (&failures, true)] {
         for job in jobs {
             let Some(at) = job.finished_at else { continue };
             let age_min = (now - at) / 60_000;
@@ -131,6 +138,7 @@ async fn overview(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Res
             }
         }
     }
+    failures.truncate(5);
     let o = Overview {
         counts,
         running,
@@ -169,15 +177,13 @@ fn parse_list(p: ListParams) -> Result<ListQuery, String> {
         None => None,
         Some(s) => Some(JobState::from_str(s).map_err(|e| e.to_string())?),
     };
-    let before = match p.before.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
-        None => None,
-        Some(b) => Some(
-            b.parse::<JobId>()
-                .ok()
-                .filter(|b| *b > 0)
-                .ok_or_else(|| format!("`before` must be a job id (a positive integer), not `{b}`"))?,
-        ),
-    };
+    let before =
+        match p.before.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+            None => None,
+            Some(b) => Some(b.parse::<JobId>().ok().filter(|b| *b > 0).ok_or_else(|| {
+                format!("`before` must be a job id (a positive integer), not `{b}`")
+            })?),
+        };
     Ok(ListQuery {
         state,
         kind: name(p.kind, "kind")?,
@@ -217,11 +223,12 @@ async fn job_list(
     )
 }
 
-fn parse_id(state: &AppState, raw: &str) -> Result<JobId, Response> {
+/// A job id from the path, or the bad-request answer.
+fn parse_id(state: &AppState, raw: &str) -> Result<JobId, Box<Response>> {
     raw.parse::<JobId>()
         .ok()
         .filter(|id| *id > 0)
-        .ok_or_else(|| bad_request(state, &format!("`{raw}` is not a job id")))
+        .ok_or_else(|| Box::new(bad_request(state, &format!("`{raw}` is not a job id"))))
 }
 
 async fn job_page(
@@ -232,14 +239,18 @@ async fn job_page(
     let (csrf, new) = security::session_token(&headers);
     let id = match parse_id(&state, &raw) {
         Ok(id) => id,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let job = match state.store.job_get(id).await {
         Ok(Some(job)) => job,
         Ok(None) => return store_error(&state, "showing a job", &StoreError::JobNotFound(id)),
         Err(e) => return store_error(&state, "reading a job", &e),
     };
-    let events = match state.store.job_events(id, EVENTS_SHOWN.min(MAX_EVENTS)).await {
+    let events = match state
+        .store
+        .job_events(id, EVENTS_SHOWN.min(MAX_EVENTS))
+        .await
+    {
         Ok(e) => e,
         Err(e) => return store_error(&state, "reading a job's history", &e),
     };
@@ -268,12 +279,12 @@ async fn job_action(
     Path((raw, action)): Path<(String, String)>,
     Form(form): Form<ActionForm>,
 ) -> Response {
-    if let Err(refused) = security::check_csrf(&headers, form.csrf.as_deref()) {
-        return refused;
+    if !security::csrf_ok(&headers, form.csrf.as_deref()) {
+        return security::csrf_refused();
     }
     let id = match parse_id(&state, &raw) {
         Ok(id) => id,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let store = &state.store;
     let result = match action.as_str() {
@@ -363,8 +374,8 @@ async fn enqueue_submit(
         Ok(i) => i,
         Err(e) => return bad_request(&state, &e),
     };
-    if let Err(refused) = security::check_csrf(&headers, input.csrf.as_deref()) {
-        return refused;
+    if !security::csrf_ok(&headers, input.csrf.as_deref()) {
+        return security::csrf_refused();
     }
     let (csrf, _) = security::session_token(&headers);
     let mut form = input.form;
@@ -437,11 +448,16 @@ async fn build_job(
         }
         _ => {}
     }
-    let mut job = state.registry.new_job(kind, params).map_err(|e| e.to_string())?;
+    let mut job = state
+        .registry
+        .new_job(kind, params)
+        .map_err(|e| e.to_string())?;
     let queue = form.queue.trim();
     if !queue.is_empty() {
         if queue.chars().count() > MAX_NAME_LEN {
-            return Err(format!("the queue name is longer than {MAX_NAME_LEN} characters"));
+            return Err(format!(
+                "the queue name is longer than {MAX_NAME_LEN} characters"
+            ));
         }
         job.queue = queue.to_string();
     }
@@ -468,6 +484,10 @@ async fn store_csv(dir: &std::path::Path, filename: &str, bytes: &[u8]) -> Resul
     tokio::fs::create_dir_all(dir)
         .await
         .map_err(|e| format!("cannot create the upload directory {}: {e}", dir.display()))?;
+    // an absolute path, so a worker started elsewhere finds it
+    let dir = tokio::fs::canonicalize(dir)
+        .await
+        .map_err(|e| format!("cannot resolve the upload directory {}: {e}", dir.display()))?;
     let path = dir.join(format!("upload-{}.csv", security::random_token()));
     tokio::fs::write(&path, bytes)
         .await

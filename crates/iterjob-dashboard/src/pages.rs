@@ -130,7 +130,7 @@ pub(crate) fn overview(state: &AppState, o: &Overview, csrf: &str) -> Markup {
                     span.big { (format::count(finished)) }
                     span.label {
                         "jobs finished in the last hour"
-                        @if o.sampled { " (most recent 1,000)" }
+                        @if o.sampled { " (a sample of the most recent)" }
                     }
                     (bars(&o.per_minute))
                 }
@@ -156,7 +156,12 @@ pub(crate) fn overview(state: &AppState, o: &Overview, csrf: &str) -> Markup {
 
 /// Jobs finished per minute as bars (completed up, failed in red), as SVG.
 fn bars(per_minute: &[(u64, u64)]) -> Markup {
-    let max = per_minute.iter().map(|(c, f)| c + f).max().unwrap_or(0).max(1) as f64;
+    let max = per_minute
+        .iter()
+        .map(|(c, f)| c + f)
+        .max()
+        .unwrap_or(0)
+        .max(1) as f64;
     let n = per_minute.len().max(1);
     html! {
         svg.bars viewBox={ "0 0 " (n * 4) " 40" } preserveAspectRatio="none" role="img"

@@ -14,8 +14,8 @@ use crate::{AppState, Error};
 
 /// Latency buckets (seconds) for the runtime's `*_seconds` histograms.
 const LATENCY_BUCKETS: &[f64] = &[
-    0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
-    2.5, 5.0, 10.0,
+    0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
 ];
 
 /// Installs a Prometheus recorder as the process's global [`metrics`] recorder and
@@ -57,7 +57,10 @@ pub(crate) async fn render(State(state): State<Arc<AppState>>) -> Response {
         out.push_str(&handle.render());
     }
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         out,
     )
         .into_response()

@@ -74,7 +74,7 @@ pub(crate) async fn require_token(
         return next.run(request).await;
     };
     let path = request.uri().path();
-    let open = path.ends_with("/login") || path.starts_with("/assets/");
+    let open = path == "/login" || path.starts_with("/assets/");
     if open || authenticated(request.headers(), token) {
         return next.run(request).await;
     }
@@ -97,9 +97,7 @@ pub(crate) async fn require_token(
 
 /// Why a mutating request was refused as cross-site.
 fn cross_site(headers: &HeaderMap) -> Option<String> {
-    if let Some(site) = headers
-        .get("sec-fetch-site")
-        .and_then(|v| v.to_str().ok())
+    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok())
         && site != "same-origin"
     {
         return Some(format!(
@@ -108,15 +106,19 @@ fn cross_site(headers: &HeaderMap) -> Option<String> {
     }
     if let Some(origin) = headers.get(header::ORIGIN) {
         let origin = origin.to_str().unwrap_or("");
-        let host = headers
-            .get(header::HOST)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        let origin_host = origin
-            .split_once("://")
-            .map(|(_, rest)| rest)
-            .unwrap_or("");
-        if origin == "null" || host.is_empty() || !origin_host.eq_ignore_ascii_case(host) {
+        let header_value = |name| {
+            headers
+                .get(name)
+                .and_then(|v: &HeaderValue| v.to_str().ok())
+                .unwrap_or("")
+        };
+        let host = header_value(header::HOST.as_str());
+        // behind a proxy that rewrites Host, the original host (a browser cannot set
+        // this header on a cross-site form post)
+        let forwarded = header_value("x-forwarded-host");
+        let origin_host = origin.split_once("://").map(|(_, rest)| rest).unwrap_or("");
+        let ours = |h: &str| !h.is_empty() && origin_host.eq_ignore_ascii_case(h);
+        if origin == "null" || !(ours(host) || ours(forwarded)) {
             return Some(format!(
                 "the request's Origin ({origin}) is not this dashboard ({host})"
             ));
@@ -140,19 +142,21 @@ pub(crate) async fn same_origin(request: Request, next: Next) -> Response {
     next.run(request).await
 }
 
-/// Checks the form's CSRF token against the session cookie.
-pub(crate) fn check_csrf(headers: &HeaderMap, form_token: Option<&str>) -> Result<(), Response> {
-    let session = cookie(headers, CSRF_COOKIE);
-    match (session, form_token) {
-        (Some(session), Some(given)) if !session.is_empty() && secrets_match(given, session) => {
-            Ok(())
-        }
-        _ => Err((
-            StatusCode::FORBIDDEN,
-            "refused: the form's session token is missing or stale; reload the page and try again\n",
-        )
-            .into_response()),
+/// Does the form's CSRF token match the session cookie?
+pub(crate) fn csrf_ok(headers: &HeaderMap, form_token: Option<&str>) -> bool {
+    match (cookie(headers, CSRF_COOKIE), form_token) {
+        (Some(session), Some(given)) => !session.is_empty() && secrets_match(given, session),
+        _ => false,
     }
+}
+
+/// The answer to a form without a valid CSRF token.
+pub(crate) fn csrf_refused() -> Response {
+    (
+        StatusCode::FORBIDDEN,
+        "refused: the form's session token is missing or stale; reload the page and try again\n",
+    )
+        .into_response()
 }
 
 /// The session's CSRF token, and whether it is new (to be set as a cookie).
@@ -221,13 +225,34 @@ mod tests {
     fn cross_site_requests_are_named() {
         let mut h = HeaderMap::new();
         h.insert(header::HOST, HeaderValue::from_static("127.0.0.1:8080"));
-        assert_eq!(cross_site(&h), None, "no Origin, no Sec-Fetch-Site: token decides");
-        h.insert(header::ORIGIN, HeaderValue::from_static("http://127.0.0.1:8080"));
+        assert_eq!(
+            cross_site(&h),
+            None,
+            "no Origin, no Sec-Fetch-Site: token decides"
+        );
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("http://127.0.0.1:8080"),
+        );
         assert_eq!(cross_site(&h), None);
-        h.insert(header::ORIGIN, HeaderValue::from_static("https://evil.example"));
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("https://evil.example"),
+        );
         assert!(cross_site(&h).unwrap().contains("evil.example"));
         h.insert(header::ORIGIN, HeaderValue::from_static("null"));
         assert!(cross_site(&h).is_some());
+        // behind a proxy that rewrites Host, the forwarded host counts
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("https://jobs.example.com"),
+        );
+        assert!(cross_site(&h).is_some());
+        h.insert(
+            "x-forwarded-host",
+            HeaderValue::from_static("jobs.example.com"),
+        );
+        assert_eq!(cross_site(&h), None);
         let mut h = HeaderMap::new();
         h.insert("sec-fetch-site", HeaderValue::from_static("cross-site"));
         assert!(cross_site(&h).unwrap().contains("cross-site"));

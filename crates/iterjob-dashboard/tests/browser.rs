@@ -63,7 +63,10 @@ async fn start_driver() -> (Driver, String) {
     let driver = Driver(child);
     let url = format!("http://127.0.0.1:{port}");
     for _ in 0..100 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
             return (driver, url);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -141,7 +144,11 @@ async fn save(client: &Client, dir: &Path, name: &str) {
     let png = client.screenshot().await.expect("take a screenshot");
     let path = dir.join(format!("{name}.png"));
     std::fs::write(&path, png).expect("save the screenshot");
-    eprintln!("saved {} at {:?}", path.display(), START.get_or_init(std::time::Instant::now).elapsed());
+    eprintln!(
+        "saved {} at {:?}",
+        path.display(),
+        START.get_or_init(std::time::Instant::now).elapsed()
+    );
 }
 
 async fn click(client: &Client, css: &str) {
@@ -176,7 +183,9 @@ async fn operator_watches_pauses_resumes_and_cancels_in_chromium() {
                  (apt-get install -y chromium chromium-driver, as .ci/run does)"
             );
         }
-        eprintln!("skipped: {CHROMIUM} or {CHROMEDRIVER} is missing (apt-get install chromium chromium-driver)");
+        eprintln!(
+            "skipped: {CHROMIUM} or {CHROMEDRIVER} is missing (apt-get install chromium chromium-driver)"
+        );
         return;
     }
     START.get_or_init(std::time::Instant::now);
@@ -202,7 +211,16 @@ async fn operator_watches_pauses_resumes_and_cancels_in_chromium() {
     // a few finished and failed jobs, so the overview has something to show
     for n in 0..3 {
         store
-            .job_insert(&NewJob::of(&Count, &CountParams { up_to: n * 10, sleep_ms: 0 }).unwrap())
+            .job_insert(
+                &NewJob::of(
+                    &Count,
+                    &CountParams {
+                        up_to: n * 10,
+                        sleep_ms: 0,
+                    },
+                )
+                .unwrap(),
+            )
             .await
             .unwrap();
     }
@@ -213,7 +231,8 @@ async fn operator_watches_pauses_resumes_and_cancels_in_chromium() {
     config.checkpoint_interval = Duration::from_millis(200);
     config.heartbeat_interval = Duration::from_millis(300);
     config.lease = Duration::from_secs(10);
-    let worker = Arc::new(Worker::new(Arc::clone(&store), Registry::new().with(Count), config).unwrap());
+    let worker =
+        Arc::new(Worker::new(Arc::clone(&store), Registry::new().with(Count), config).unwrap());
     let shutdown = worker.shutdown_token();
     let running = tokio::spawn({
         let worker = Arc::clone(&worker);
@@ -250,8 +269,15 @@ async fn operator_watches_pauses_resumes_and_cancels_in_chromium() {
     open(&client, &format!("{base}/jobs/{watched}")).await;
     js(&client, "window.__notReloaded = 42; return null;").await;
     wait_for("the live connection", 15, || async {
-        let status = js(&client, "return document.getElementById('live-status').textContent;").await;
-        status.as_str().is_some_and(|s| s.contains("live")).then_some(())
+        let status = js(
+            &client,
+            "return document.getElementById('live-status').textContent;",
+        )
+        .await;
+        status
+            .as_str()
+            .is_some_and(|s| s.contains("live"))
+            .then_some(())
     })
     .await;
     let first = progress_value(&client, watched).await;
@@ -266,12 +292,23 @@ async fn operator_watches_pauses_resumes_and_cancels_in_chromium() {
         json!(42),
         "the page was not reloaded"
     );
-    let rate = js(&client, &format!("return document.querySelector('[data-job=\"{watched}\"] .rate').textContent;")).await;
-    assert!(rate.as_str().is_some_and(|r| r.ends_with("/s")), "a rate is shown: {rate}");
+    let rate = js(
+        &client,
+        &format!("return document.querySelector('[data-job=\"{watched}\"] .rate').textContent;"),
+    )
+    .await;
+    assert!(
+        rate.as_str().is_some_and(|r| r.ends_with("/s")),
+        "a rate is shown: {rate}"
+    );
     save(&client, &shots, "laptop-job-running").await;
 
     // pause it: the request reaches the worker, and the page shows the new state
-    click(&client, &format!("form[data-action=pause][data-job-action=\"{watched}\"] button")).await;
+    click(
+        &client,
+        &format!("form[data-action=pause][data-job-action=\"{watched}\"] button"),
+    )
+    .await;
     wait_for("the job to show as paused", 20, || async {
         (badge(&client, watched).await == "paused").then_some(())
     })
@@ -281,9 +318,16 @@ async fn operator_watches_pauses_resumes_and_cancels_in_chromium() {
     save(&client, &shots, "laptop-job-paused").await;
 
     // resume it: it runs again from where it stopped
-    click(&client, &format!("form[data-action=resume][data-job-action=\"{watched}\"] button")).await;
+    click(
+        &client,
+        &format!("form[data-action=resume][data-job-action=\"{watched}\"] button"),
+    )
+    .await;
     wait_for("the job to run again", 20, || async {
-        badge(&client, watched).await.starts_with("running").then_some(())
+        badge(&client, watched)
+            .await
+            .starts_with("running")
+            .then_some(())
     })
     .await;
     let resumed = wait_for("progress after the resume", 20, || async {
@@ -295,7 +339,11 @@ async fn operator_watches_pauses_resumes_and_cancels_in_chromium() {
 
     // cancel the other one from the job list
     open(&client, &format!("{base}/jobs?state=running")).await;
-    click(&client, &format!("form[data-action=cancel][data-job-action=\"{other}\"] button")).await;
+    click(
+        &client,
+        &format!("form[data-action=cancel][data-job-action=\"{other}\"] button"),
+    )
+    .await;
     wait_for("the other job to show as cancelled", 20, || async {
         (badge(&client, other).await == "cancelled").then_some(())
     })
@@ -303,7 +351,9 @@ async fn operator_watches_pauses_resumes_and_cancels_in_chromium() {
     assert_eq!(state_of(&*store, other).await, JobState::Cancelled);
     let history = store.job_events(other, 10).await.unwrap();
     assert!(
-        history.iter().any(|e| e.kind == iterjob::JobEventKind::OperatorCancel),
+        history
+            .iter()
+            .any(|e| e.kind == iterjob::JobEventKind::OperatorCancel),
         "the cancel is in the job's history"
     );
 

@@ -40,9 +40,18 @@ fn dashboard(store: Arc<dyn Store>) -> axum::Router {
 }
 
 fn assert_inert(body: &str) {
-    assert!(!body.contains("<script>alert"), "a script payload rendered live:\n{body}");
-    assert!(!body.contains("<img src=x"), "an img payload rendered live:\n{body}");
-    assert!(!body.contains("onerror=alert(1)>"), "an attribute payload rendered live");
+    assert!(
+        !body.contains("<script>alert"),
+        "a script payload rendered live:\n{body}"
+    );
+    assert!(
+        !body.contains("<img src=x"),
+        "an img payload rendered live:\n{body}"
+    );
+    assert!(
+        !body.contains("onerror=alert(1)>"),
+        "an attribute payload rendered live"
+    );
 }
 
 #[tokio::test]
@@ -72,22 +81,41 @@ async fn overview_shows_counts_running_jobs_and_security_headers() {
     let router = dashboard(store);
     let reply = get(&router, "/").await;
     assert_eq!(reply.status, StatusCode::OK);
-    assert!(reply.body.contains(r#"data-count="queued">2<"#), "{}", reply.body);
+    assert!(
+        reply.body.contains(r#"data-count="queued">2<"#),
+        "{}",
+        reply.body
+    );
     assert!(reply.body.contains(r#"data-count="running">1<"#));
-    assert!(reply.body.contains("4 / 10 (40.0%)"), "progress of the running job");
+    assert!(
+        reply.body.contains("4 / 10 (40.0%)"),
+        "progress of the running job"
+    );
     assert!(reply.body.contains(r#"<progress value="4" max="10">"#));
-    let csp = reply.headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
-    assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"), "{csp}");
+    let csp = reply.headers[header::CONTENT_SECURITY_POLICY]
+        .to_str()
+        .unwrap();
+    assert!(
+        csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
+        "{csp}"
+    );
     assert_eq!(reply.headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
     assert_eq!(reply.headers[header::X_FRAME_OPTIONS], "DENY");
     // a session token is issued, and the forms carry the same one
     let cookie = reply.headers[header::SET_COOKIE].to_str().unwrap();
-    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
     let token = cookie
         .strip_prefix("iterjob_csrf=")
         .and_then(|c| c.split(';').next())
         .unwrap();
-    assert!(reply.body.contains(&format!(r#"name="csrf" value="{token}""#)));
+    assert!(
+        reply
+            .body
+            .contains(&format!(r#"name="csrf" value="{token}""#))
+    );
     // the assets are served, with a script that never writes HTML
     let js = get(&router, "/assets/app.js").await;
     assert_eq!(js.status, StatusCode::OK);
@@ -110,27 +138,44 @@ async fn job_list_filters_and_pages_by_keyset() {
 
     let page1 = get(&router, "/jobs").await;
     assert_eq!(page1.status, StatusCode::OK);
-    assert_eq!(page1.body.matches("<tr><td data-label=\"Job\">").count(), 50);
+    assert_eq!(
+        page1.body.matches("<tr><td data-label=\"Job\">").count(),
+        50
+    );
     assert!(page1.body.contains(">#120<") && page1.body.contains(">#71<"));
     assert!(!page1.body.contains(">#70<"));
-    assert!(page1.body.contains(r#"href="/jobs?before=71""#), "older link by keyset");
+    assert!(
+        page1.body.contains(r#"href="/jobs?before=71""#),
+        "older link by keyset"
+    );
     let page2 = get(&router, "/jobs?before=71").await;
     assert!(page2.body.contains(">#70<") && page2.body.contains(">#21<"));
     assert!(page2.body.contains("« newest"));
     let page3 = get(&router, "/jobs?before=21").await;
-    assert_eq!(page3.body.matches("<tr><td data-label=\"Job\">").count(), 20);
-    assert!(!page3.body.contains("older »"), "the last page has no older link");
+    assert_eq!(
+        page3.body.matches("<tr><td data-label=\"Job\">").count(),
+        20
+    );
+    assert!(
+        !page3.body.contains("older »"),
+        "the last page has no older link"
+    );
 
     let filtered = get(&router, "/jobs?kind=import_csv&queue=bulk").await;
     let rows = filtered.body.matches("<tr><td data-label=\"Job\">").count();
     assert_eq!(rows, 20, "odd i divisible by 3: 20 of 120");
     assert!(!filtered.body.contains("<code>count</code>"));
     let paused = get(&router, "/jobs?state=paused").await;
-    assert_eq!(paused.body.matches("<tr><td data-label=\"Job\">").count(), 1);
+    assert_eq!(
+        paused.body.matches("<tr><td data-label=\"Job\">").count(),
+        1
+    );
     assert!(paused.body.contains(r#"<option value="paused" selected>"#));
     let filtered_next = get(&router, "/jobs?state=queued&kind=count").await;
     assert!(
-        filtered_next.body.contains("/jobs?state=queued&amp;kind=count&amp;before="),
+        filtered_next
+            .body
+            .contains("/jobs?state=queued&amp;kind=count&amp;before="),
         "the older link keeps the filters"
     );
 
@@ -202,13 +247,25 @@ async fn job_page_shows_params_cursor_history_and_error_chain() {
     let reply = get(&router, &format!("/jobs/{id}")).await;
     assert_eq!(reply.status, StatusCode::OK);
     let body = &reply.body;
-    assert!(body.contains("&quot;up_to&quot;: 100"), "parameters, pretty JSON");
-    assert!(body.contains("<h2>Cursor</h2><pre class=\"json\">42</pre>"), "cursor");
+    assert!(
+        body.contains("&quot;up_to&quot;: 100"),
+        "parameters, pretty JSON"
+    );
+    assert!(
+        body.contains("<h2>Cursor</h2><pre class=\"json\">42</pre>"),
+        "cursor"
+    );
     assert!(body.contains("42 / 100 (42.0%)"));
-    assert!(body.contains("interrupted (time_slice)"), "history: interruption with its reason");
+    assert!(
+        body.contains("interrupted (time_slice)"),
+        "history: interruption with its reason"
+    );
     assert!(body.contains("error, will retry"));
     assert!(body.contains("paused by operator"));
-    assert!(body.contains("<code class=\"cursor\">30</code>"), "the cursor at the interruption");
+    assert!(
+        body.contains("<code class=\"cursor\">30</code>"),
+        "the cursor at the interruption"
+    );
     // the error's cause chain, outermost first
     assert!(body.contains("<li>syncing item 42</li>"), "{body}");
     assert!(body.contains("caused by </span>upstream timed out</li>"));
@@ -271,12 +328,26 @@ async fn payloads_from_jobs_render_inert_everywhere() {
         );
     }
     let page = get(&router, &format!("/jobs/{id}")).await.body;
-    assert!(page.contains("&lt;script&gt;alert('xss')&lt;/script&gt;"), "in the error chain");
-    assert!(page.contains("&quot;after&quot;: &quot;&lt;script&gt;"), "in the cursor");
+    assert!(
+        page.contains("&lt;script&gt;alert('xss')&lt;/script&gt;"),
+        "in the error chain"
+    );
+    assert!(
+        page.contains("&quot;after&quot;: &quot;&lt;script&gt;"),
+        "in the cursor"
+    );
     // a filter value echoed back into the page is escaped too
-    let reply = get(&router, "/jobs?kind=%22%3E%3Cimg%20src%3Dx%20onerror%3Dalert(1)%3E").await;
+    let reply = get(
+        &router,
+        "/jobs?kind=%22%3E%3Cimg%20src%3Dx%20onerror%3Dalert(1)%3E",
+    )
+    .await;
     assert_inert(&reply.body);
-    assert!(reply.body.contains("value=\"&quot;&gt;&lt;img src=x onerror=alert(1)&gt;\""));
+    assert!(
+        reply
+            .body
+            .contains("value=\"&quot;&gt;&lt;img src=x onerror=alert(1)&gt;\"")
+    );
 }
 
 #[tokio::test]
@@ -297,9 +368,18 @@ async fn actions_pause_resume_cancel_retry_with_the_session_token() {
         ("retry", JobState::Queued),
     ] {
         let reply = send(&router, act(action)).await;
-        assert_eq!(reply.status, StatusCode::SEE_OTHER, "{action}: {}", reply.body);
+        assert_eq!(
+            reply.status,
+            StatusCode::SEE_OTHER,
+            "{action}: {}",
+            reply.body
+        );
         assert_eq!(reply.location(), format!("/jobs/{id}"));
-        assert_eq!(store.job_get(id).await.unwrap().unwrap().state, state, "after {action}");
+        assert_eq!(
+            store.job_get(id).await.unwrap().unwrap().state,
+            state,
+            "after {action}"
+        );
     }
     let history = store.job_events(id, 10).await.unwrap();
     assert_eq!(history.len(), 4, "each action is in the job's history");
@@ -307,7 +387,11 @@ async fn actions_pause_resume_cancel_retry_with_the_session_token() {
     // an action the state does not allow is a conflict, named
     let reply = send(&router, act("resume")).await;
     assert_eq!(reply.status, StatusCode::CONFLICT);
-    assert!(reply.body.contains("only paused jobs can be resumed"), "{}", reply.body);
+    assert!(
+        reply.body.contains("only paused jobs can be resumed"),
+        "{}",
+        reply.body
+    );
     let reply = send(&router, act("explode")).await;
     assert_eq!(reply.status, StatusCode::BAD_REQUEST);
     let reply = send(&router, form_post("/jobs/77/pause", &body)).await;
@@ -358,7 +442,11 @@ async fn cross_site_and_tokenless_posts_are_refused() {
             request.headers_mut().remove(header::COOKIE);
         }
         let reply = send(&router, request).await;
-        assert_eq!(reply.status, StatusCode::FORBIDDEN, "body {body:?}, cookie {cookie}");
+        assert_eq!(
+            reply.status,
+            StatusCode::FORBIDDEN,
+            "body {body:?}, cookie {cookie}"
+        );
         assert!(reply.body.contains("session token"));
     }
     assert_eq!(
@@ -398,7 +486,10 @@ async fn enqueue_validates_parameters_before_storing() {
     assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
     assert_eq!(reply.location(), "/jobs/1");
     let job = store.job_get(1).await.unwrap().unwrap();
-    assert_eq!((job.kind.as_str(), job.queue.as_str(), job.priority), ("count", "bulk", 5));
+    assert_eq!(
+        (job.kind.as_str(), job.queue.as_str(), job.priority),
+        ("count", "bulk", 5)
+    );
     assert_eq!(job.params, json!({"up_to": 1000}));
 
     for (fields, says) in [
@@ -407,19 +498,29 @@ async fn enqueue_validates_parameters_before_storing() {
             "field `up_to`: invalid type: string",
         ),
         (
-            vec![("kind", "count"), ("params", r#"{"up_to": 1, "drop": "table"}"#)],
+            vec![
+                ("kind", "count"),
+                ("params", r#"{"up_to": 1, "drop": "table"}"#),
+            ],
             "unknown field `drop`",
         ),
-        (vec![("kind", "count"), ("params", "{not json")], "not valid JSON"),
-        (vec![("kind", "nope"), ("params", "{}")], "unknown job kind `nope`"),
         (
-            vec![("kind", "count"), ("params", r#"{"up_to": 1}"#), ("priority", "high")],
-            "the priority must be an integer",
-        ),
-        (
-            vec![("kind", "count"), ("params", XSS)],
+            vec![("kind", "count"), ("params", "{not json")],
             "not valid JSON",
         ),
+        (
+            vec![("kind", "nope"), ("params", "{}")],
+            "unknown job kind `nope`",
+        ),
+        (
+            vec![
+                ("kind", "count"),
+                ("params", r#"{"up_to": 1}"#),
+                ("priority", "high"),
+            ],
+            "the priority must be an integer",
+        ),
+        (vec![("kind", "count"), ("params", XSS)], "not valid JSON"),
     ] {
         let mut all = vec![("csrf", CSRF)];
         all.extend(fields.iter().copied());
@@ -457,15 +558,25 @@ async fn csv_kinds_take_an_uploaded_file() {
         .router();
     let csv = b"id,name\n1,Ada\n2,\"Grace, Hopper\"\n";
     let (ct, body) = multipart(
-        &[("csrf", CSRF), ("kind", "import_csv"), ("params", r#"{"dry_run": true}"#)],
+        &[
+            ("csrf", CSRF),
+            ("kind", "import_csv"),
+            ("params", r#"{"dry_run": true}"#),
+        ],
         Some(("people.csv", csv)),
     );
     let reply = send(&router, multipart_post(&ct, body)).await;
     assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
     let job = store.job_get(1).await.unwrap().unwrap();
-    let path = job.params["path"].as_str().expect("the path parameter is set");
+    let path = job.params["path"]
+        .as_str()
+        .expect("the path parameter is set");
     assert!(path.starts_with(uploads.path().to_str().unwrap()), "{path}");
-    assert_eq!(std::fs::read(path).unwrap(), csv, "the upload is stored as sent");
+    assert_eq!(
+        std::fs::read(path).unwrap(),
+        csv,
+        "the upload is stored as sent"
+    );
     assert_eq!(job.params["dry_run"], json!(true));
 
     for (fields, file, says) in [
@@ -505,7 +616,11 @@ async fn csv_kinds_take_an_uploaded_file() {
         reply.status
     );
     assert_eq!(store.job_list(&Default::default()).await.unwrap().len(), 1);
-    assert_eq!(std::fs::read_dir(uploads.path()).unwrap().count(), 1, "refused files are not kept");
+    assert_eq!(
+        std::fs::read_dir(uploads.path()).unwrap().count(),
+        1,
+        "refused files are not kept"
+    );
 }
 
 #[tokio::test]
@@ -516,8 +631,15 @@ async fn a_token_guards_every_route() {
 
     let reply = get(&router, "/").await;
     assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
-    assert!(reply.body.contains("Auth token"), "a browser is shown the login form");
-    let reply = send(&router, Request::get("/metrics").body(Body::empty()).unwrap()).await;
+    assert!(
+        reply.body.contains("Auth token"),
+        "a browser is shown the login form"
+    );
+    let reply = send(
+        &router,
+        Request::get("/metrics").body(Body::empty()).unwrap(),
+    )
+    .await;
     assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
     assert_eq!(reply.headers[header::WWW_AUTHENTICATE], "Bearer");
     let wrong = Request::get("/metrics")
@@ -535,9 +657,15 @@ async fn a_token_guards_every_route() {
     assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
     let reply = send(&router, form_post("/login", &format!("token={token}"))).await;
     assert_eq!(reply.status, StatusCode::SEE_OTHER);
-    let cookie = reply.headers[header::SET_COOKIE].to_str().unwrap().to_string();
+    let cookie = reply.headers[header::SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .to_string();
     assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"));
-    assert!(!cookie.contains(token), "the cookie does not hold the token in clear");
+    assert!(
+        !cookie.contains(token),
+        "the cookie does not hold the token in clear"
+    );
     let session = cookie.split(';').next().unwrap();
     let reply = send(
         &router,
@@ -547,7 +675,11 @@ async fn a_token_guards_every_route() {
             .unwrap(),
     )
     .await;
-    assert_eq!(reply.status, StatusCode::OK, "the login cookie opens the pages");
+    assert_eq!(
+        reply.status,
+        StatusCode::OK,
+        "the login cookie opens the pages"
+    );
 }
 
 #[tokio::test]
@@ -596,7 +728,12 @@ async fn metrics_report_jobs_by_state() {
     let router = dashboard(store);
     let reply = get(&router, "/metrics").await;
     assert_eq!(reply.status, StatusCode::OK);
-    assert!(reply.headers[header::CONTENT_TYPE].to_str().unwrap().starts_with("text/plain"));
+    assert!(
+        reply.headers[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
     assert!(reply.body.contains("# TYPE iterjob_jobs gauge"));
     assert!(reply.body.contains("iterjob_jobs{state=\"queued\"} 1"));
     assert!(reply.body.contains("iterjob_jobs{state=\"cancelled\"} 1"));
@@ -615,11 +752,18 @@ async fn live_stream_sends_progress_as_server_sent_events() {
         .router();
     let response = router
         .clone()
-        .oneshot(Request::get(format!("/live?ids={id}&counts=1")).body(Body::empty()).unwrap())
+        .oneshot(
+            Request::get(format!("/live?ids={id}&counts=1"))
+                .body(Body::empty())
+                .unwrap(),
+        )
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(response.headers()[header::CONTENT_TYPE], "text/event-stream");
+    assert_eq!(
+        response.headers()[header::CONTENT_TYPE],
+        "text/event-stream"
+    );
     let mut body = response.into_body();
     let mut text = String::new();
     let read_until = |text: &str, needle: &str| text.contains(needle);
@@ -674,8 +818,15 @@ async fn mounted_under_a_path_links_stay_inside_it() {
     assert!(reply.body.contains(r#"href="/admin/jobs/assets/app.css""#));
     assert!(reply.body.contains(r#"action="/admin/jobs/jobs/1/pause""#));
     assert!(reply.body.contains(r#"data-base="/admin/jobs""#));
-    let reply = send(&app, form_post("/admin/jobs/jobs/1/pause", &format!("csrf={CSRF}"))).await;
+    let reply = send(
+        &app,
+        form_post("/admin/jobs/jobs/1/pause", &format!("csrf={CSRF}")),
+    )
+    .await;
     assert_eq!(reply.status, StatusCode::SEE_OTHER);
     assert_eq!(reply.location(), "/admin/jobs/jobs/1");
-    assert_eq!(store.job_get(1).await.unwrap().unwrap().state, JobState::Paused);
+    assert_eq!(
+        store.job_get(1).await.unwrap().unwrap().state,
+        JobState::Paused
+    );
 }

@@ -1227,9 +1227,16 @@ impl Store for PgStore {
             .map(|row| row.try_get::<JobId, _>("id"))
             .collect::<std::result::Result<Vec<_>, _>>()
             .map_err(self.err("rescuing jobs"))?;
-        events::insert(&mut *tx, self.schema(), &ids, JobEventKind::Rescued, None, None)
-            .await
-            .map_err(self.err("recording rescues in the jobs' history"))?;
+        events::insert(
+            &mut *tx,
+            self.schema(),
+            &ids,
+            JobEventKind::Rescued,
+            None,
+            None,
+        )
+        .await
+        .map_err(self.err("recording rescues in the jobs' history"))?;
         tx.commit()
             .await
             .map_err(self.err("rescuing jobs with expired leases"))?;
@@ -1310,8 +1317,14 @@ impl Store for PgStore {
                 return rollback(tx, invalid(&record, "pause", "it already finished")).await;
             }
         }
-        self.admin_update(tx, &self.q().pause, id, JobEventKind::OperatorPause, self.err("pausing a job"))
-            .await
+        self.admin_update(
+            tx,
+            &self.q().pause,
+            id,
+            JobEventKind::OperatorPause,
+            self.err("pausing a job"),
+        )
+        .await
     }
 
     async fn job_resume(&self, id: JobId) -> Result<JobRecord> {
@@ -1349,8 +1362,14 @@ impl Store for PgStore {
                 .await;
             }
         }
-        self.admin_update(tx, &self.q().resume, id, JobEventKind::OperatorResume, self.err("resuming a job"))
-            .await
+        self.admin_update(
+            tx,
+            &self.q().resume,
+            id,
+            JobEventKind::OperatorResume,
+            self.err("resuming a job"),
+        )
+        .await
     }
 
     async fn job_cancel(&self, id: JobId) -> Result<JobRecord> {
@@ -1362,8 +1381,14 @@ impl Store for PgStore {
         if record.state.is_finished() {
             return rollback(tx, invalid(&record, "cancel", "it already finished")).await;
         }
-        self.admin_update(tx, &self.q().cancel, id, JobEventKind::OperatorCancel, self.err("cancelling a job"))
-            .await
+        self.admin_update(
+            tx,
+            &self.q().cancel,
+            id,
+            JobEventKind::OperatorCancel,
+            self.err("cancelling a job"),
+        )
+        .await
     }
 
     async fn job_wait_available(&self) {
@@ -1401,8 +1426,14 @@ impl Store for PgStore {
                 map_sqlx(&self.inner.target, "retrying a job", err)
             }
         };
-        self.admin_update(tx, &self.q().retry, id, JobEventKind::OperatorRetry, on_error)
-            .await
+        self.admin_update(
+            tx,
+            &self.q().retry,
+            id,
+            JobEventKind::OperatorRetry,
+            on_error,
+        )
+        .await
     }
 
     async fn job_events(&self, id: JobId, limit: usize) -> Result<Vec<JobEvent>> {

@@ -3,7 +3,9 @@
 
 use std::str::FromStr;
 
-use iterjob::store::{InterruptReason, JobEvent, JobEventKind, JobId, JobState, MAX_EVENTS, Millis};
+use iterjob::store::{
+    InterruptReason, JobEvent, JobEventKind, JobId, JobState, MAX_EVENTS, Millis,
+};
 use iterjob::{Error, Result};
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, Sqlite, SqliteExecutor};
@@ -51,7 +53,9 @@ pub(crate) fn from_row(row: &SqliteRow) -> Result<JobEvent> {
         T: sqlx::Decode<'r, Sqlite> + sqlx::Type<Sqlite>,
     {
         row.try_get(name).map_err(|e| {
-            Error::Corrupt(format!("cannot read column `{name}` of iterjob_job_events: {e}"))
+            Error::Corrupt(format!(
+                "cannot read column `{name}` of iterjob_job_events: {e}"
+            ))
         })
     }
     let id: i64 = col(row, "id")?;

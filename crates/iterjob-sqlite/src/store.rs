@@ -638,9 +638,16 @@ impl Store for SqliteStore {
                 .try_get("last_error")
                 .map_err(self.err("rescuing jobs"))?;
             let error = error.filter(|_| state == JobState::Failed.as_str());
-            events::insert(&mut *tx, id, now, JobEventKind::Rescued, None, error.as_deref())
-                .await
-                .map_err(self.err("recording a rescue in the job's history"))?;
+            events::insert(
+                &mut *tx,
+                id,
+                now,
+                JobEventKind::Rescued,
+                None,
+                error.as_deref(),
+            )
+            .await
+            .map_err(self.err("recording a rescue in the job's history"))?;
         }
         tx.commit()
             .await
@@ -716,8 +723,14 @@ impl Store for SqliteStore {
                 return Err(invalid(&record, "pause", "it already finished"));
             }
         }
-        self.admin_update(tx, Q_PAUSE, id, JobEventKind::OperatorPause, self.err("pausing a job"))
-            .await
+        self.admin_update(
+            tx,
+            Q_PAUSE,
+            id,
+            JobEventKind::OperatorPause,
+            self.err("pausing a job"),
+        )
+        .await
     }
 
     async fn job_resume(&self, id: JobId) -> Result<JobRecord> {
@@ -748,8 +761,14 @@ impl Store for SqliteStore {
                 ));
             }
         }
-        self.admin_update(tx, Q_RESUME, id, JobEventKind::OperatorResume, self.err("resuming a job"))
-            .await
+        self.admin_update(
+            tx,
+            Q_RESUME,
+            id,
+            JobEventKind::OperatorResume,
+            self.err("resuming a job"),
+        )
+        .await
     }
 
     async fn job_cancel(&self, id: JobId) -> Result<JobRecord> {
@@ -758,8 +777,14 @@ impl Store for SqliteStore {
         if record.state.is_finished() {
             return Err(invalid(&record, "cancel", "it already finished"));
         }
-        self.admin_update(tx, Q_CANCEL, id, JobEventKind::OperatorCancel, self.err("cancelling a job"))
-            .await
+        self.admin_update(
+            tx,
+            Q_CANCEL,
+            id,
+            JobEventKind::OperatorCancel,
+            self.err("cancelling a job"),
+        )
+        .await
     }
 
     async fn job_retry(&self, id: JobId) -> Result<JobRecord> {
@@ -793,9 +818,8 @@ impl Store for SqliteStore {
             .map_err(self.err("reading a job's history"))?;
         rows.iter()
             .map(|row| {
-                events::from_row(row).map_err(|e| {
-                    Error::Corrupt(format!("SQLite store `{}`: {e}", self.db))
-                })
+                events::from_row(row)
+                    .map_err(|e| Error::Corrupt(format!("SQLite store `{}`: {e}", self.db)))
             })
             .collect()
     }

@@ -64,9 +64,9 @@ use std::time::Duration;
 
 use iterjob::Error;
 use iterjob::store::{
-    ClaimRequest, Claimed, Control, DEFAULT_MAX_ATTEMPTS, DEFAULT_QUEUE, InterruptReason,
-    JobEvent, JobEventKind, JobFilter, JobId, JobRecord, JobState, Millis, NewJob, Outcome,
-    Progress, Rescued, RunToken, Store, now_millis,
+    ClaimRequest, Claimed, Control, DEFAULT_MAX_ATTEMPTS, DEFAULT_QUEUE, InterruptReason, JobEvent,
+    JobEventKind, JobFilter, JobId, JobRecord, JobState, Millis, NewJob, Outcome, Progress,
+    Rescued, RunToken, Store, now_millis,
 };
 use serde_json::{Value, json};
 
@@ -2048,10 +2048,16 @@ async fn history(store: &dyn Store, id: JobId) -> Vec<JobEvent> {
     let mut sorted = ids.clone();
     sorted.sort_unstable_by(|a, b| b.cmp(a));
     sorted.dedup();
-    assert_eq!(ids, sorted, "job_events returns distinct events, newest first");
+    assert_eq!(
+        ids, sorted,
+        "job_events returns distinct events, newest first"
+    );
     events.reverse();
     for e in &events {
-        assert_eq!(e.job_id, id, "job_events({id}) returns only that job's events");
+        assert_eq!(
+            e.job_id, id,
+            "job_events({id}) returns only that job's events"
+        );
     }
     events
 }
@@ -2071,7 +2077,10 @@ pub async fn job_events_record_history(store: Arc<dyn Store>) {
     let before = now_millis();
     let id = insert(store, new_job("hist")).await;
     let quiet = insert(store, new_job("quiet")).await;
-    assert!(history(store, id).await.is_empty(), "a new job has no history");
+    assert!(
+        history(store, id).await.is_empty(),
+        "a new job has no history"
+    );
 
     // a checkpoint is not an event; an interruption is, with the released cursor
     let run = claim_id(store, "hist", id, LONG_LEASE).await;
@@ -2079,7 +2088,10 @@ pub async fn job_events_record_history(store: Arc<dyn Store>) {
         .job_checkpoint(id, run.token, &progress(json!({ "n": 3 }), 3), LONG_LEASE)
         .await
         .expect("checkpoint");
-    assert!(history(store, id).await.is_empty(), "a checkpoint is not an event");
+    assert!(
+        history(store, id).await.is_empty(),
+        "a checkpoint is not an event"
+    );
     let at = progress(json!({ "n": 5 }), 5);
     release(
         store,
@@ -2092,8 +2104,15 @@ pub async fn job_events_record_history(store: Arc<dyn Store>) {
     )
     .await;
     let events = history(store, id).await;
-    assert_eq!(summary(&events), vec![(K::Interrupted, S::Queued, Some(R::Shutdown))]);
-    assert_eq!(events[0].cursor, Some(json!({ "n": 5 })), "the cursor at the interruption");
+    assert_eq!(
+        summary(&events),
+        vec![(K::Interrupted, S::Queued, Some(R::Shutdown))]
+    );
+    assert_eq!(
+        events[0].cursor,
+        Some(json!({ "n": 5 })),
+        "the cursor at the interruption"
+    );
     assert_eq!(events[0].items_done, 5);
     assert_eq!(events[0].error, None);
     assert_recent(Some(events[0].at), before, "event time");
@@ -2165,22 +2184,37 @@ pub async fn job_events_record_history(store: Arc<dyn Store>) {
         ],
         "the job's history, oldest first"
     );
-    assert_eq!(events[1].error.as_deref(), Some(error), "a retry keeps its error");
+    assert_eq!(
+        events[1].error.as_deref(),
+        Some(error),
+        "a retry keeps its error"
+    );
     assert_eq!(events[1].items_done, 6);
-    assert_eq!(events[5].cursor, Some(json!({ "n": 8 })), "where the pause stopped it");
+    assert_eq!(
+        events[5].cursor,
+        Some(json!({ "n": 8 })),
+        "where the pause stopped it"
+    );
     assert_eq!(events[7].error, None, "a rescue that requeues has no error");
     assert_eq!(
         events[8].error.as_deref(),
         Some("fatal error (no retry): <script>alert(1)</script>"),
         "errors are stored verbatim"
     );
-    assert_eq!(events[8].cursor, Some(json!({ "n": 8 })), "a release without progress keeps the cursor");
+    assert_eq!(
+        events[8].cursor,
+        Some(json!({ "n": 8 })),
+        "a release without progress keeps the cursor"
+    );
     for e in &events {
         assert!(e.kind.is_operator() == e.kind.as_str().starts_with("operator_"));
     }
 
     // limit keeps the newest
-    let newest = store.job_events(id, 2).await.expect("job_events with a limit");
+    let newest = store
+        .job_events(id, 2)
+        .await
+        .expect("job_events with a limit");
     assert_eq!(
         newest.iter().map(|e| e.kind).collect::<Vec<_>>(),
         vec![K::OperatorCancel, K::OperatorRetry],
@@ -2194,14 +2228,30 @@ pub async fn job_events_record_history(store: Arc<dyn Store>) {
     let events = history(store, crashing).await;
     assert_eq!(summary(&events), vec![(K::Rescued, S::Failed, None)]);
     let message = events[0].error.as_deref().unwrap_or_default();
-    assert!(message.contains("lost its lease"), "a failing rescue records the error: {message:?}");
+    assert!(
+        message.contains("lost its lease"),
+        "a failing rescue records the error: {message:?}"
+    );
 
     // completion writes no event
     let run = claim_id(store, "quiet", quiet, LONG_LEASE).await;
-    release(store, &run, Some(&progress(json!(1), 1)), Outcome::Completed).await;
-    assert!(history(store, quiet).await.is_empty(), "completion is not an event");
+    release(
+        store,
+        &run,
+        Some(&progress(json!(1), 1)),
+        Outcome::Completed,
+    )
+    .await;
     assert!(
-        store.job_events(JobId::MAX - 1, 10).await.expect("job_events of a missing job").is_empty(),
+        history(store, quiet).await.is_empty(),
+        "completion is not an event"
+    );
+    assert!(
+        store
+            .job_events(JobId::MAX - 1, 10)
+            .await
+            .expect("job_events of a missing job")
+            .is_empty(),
         "a missing job has no history"
     );
 }

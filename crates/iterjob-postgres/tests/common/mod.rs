@@ -291,11 +291,7 @@ impl Store for TempStore {
     async fn job_retry(&self, id: JobId) -> Result<JobRecord> {
         self.db.store.job_retry(id).await
     }
-    async fn job_events(
-        &self,
-        id: JobId,
-        limit: usize,
-    ) -> Result<Vec<iterjob::store::JobEvent>> {
+    async fn job_events(&self, id: JobId, limit: usize) -> Result<Vec<iterjob::store::JobEvent>> {
         self.db.store.job_events(id, limit).await
     }
 }

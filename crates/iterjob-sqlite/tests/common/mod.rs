@@ -100,11 +100,7 @@ impl Store for TempStore {
     async fn job_retry(&self, id: JobId) -> Result<JobRecord> {
         self.store.job_retry(id).await
     }
-    async fn job_events(
-        &self,
-        id: JobId,
-        limit: usize,
-    ) -> Result<Vec<iterjob::store::JobEvent>> {
+    async fn job_events(&self, id: JobId, limit: usize) -> Result<Vec<iterjob::store::JobEvent>> {
         self.store.job_events(id, limit).await
     }
 }

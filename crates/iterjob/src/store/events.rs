@@ -1,5 +1,5 @@
 //! A job's history: the events a store records beside a state change (interruptions,
-//! errors, rescues, operator actions), for dashboards and `show`.
+//! errors, rescues, operator actions), for the dashboard's job page.
 //!
 //! An event is written in the same statement or transaction as the state change it
 //! describes, so the history never disagrees with the job row. Checkpoints and plain

@@ -458,7 +458,13 @@ impl Store for MemoryStore {
             }
         }
         let record = record.clone();
-        inner.record_event(&record, JobEventKind::OperatorPause, None, None, now_millis());
+        inner.record_event(
+            &record,
+            JobEventKind::OperatorPause,
+            None,
+            None,
+            now_millis(),
+        );
         Ok(record)
     }
 
