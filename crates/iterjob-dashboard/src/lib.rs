@@ -1,6 +1,6 @@
 //! # iterjob-dashboard
 //!
-//! A live web dashboard for [iterjob](iterjob) jobs: an [axum] [`Router`] you mount
+//! A live web dashboard for [iterjob] jobs: an [axum] [`Router`] you mount
 //! in your own service, or serve on its own (`iterjob dashboard`).
 //!
 //! ## What an operator gets
@@ -71,7 +71,7 @@
 //!
 //! ## On a big store
 //!
-//! Every page reads the store through [`Store`](iterjob::Store) methods only. The job
+//! Every page reads the store through [`Store`] methods only. The job
 //! list walks the jobs newest first from `before` (a primary-key seek, so a page deep
 //! in a million jobs costs what the first page costs) and stops once a page is full;
 //! a filter matching few jobs walks further before the page fills (a state held by
@@ -291,7 +291,7 @@ impl Dashboard {
         self
     }
 
-    /// The router, to mount in your own service or serve with [`axum::serve`].
+    /// The router, to mount in your own service or serve with [`axum::serve()`].
     /// Binding rules are yours to keep in that case; [`Dashboard::serve`] keeps them.
     pub fn router(self) -> Router {
         handlers::router(Arc::new(self.into_state()))
