@@ -321,14 +321,16 @@ pub(crate) struct JobPage<'a> {
 pub(crate) fn job_page(state: &AppState, page: &JobPage<'_>, csrf: &str) -> Markup {
     let job = page.job;
     let view = ProgressView::of(job, None);
-    let sections: [Option<Markup>; 6] = [
+    // One entry per section, in page order; `None` leaves a section out. Partitioned
+    // jobs (a `parent_id` on the record) get theirs here, before the history: the
+    // handler reads the children into `JobPage`, and a `partitions_section` renders
+    // them with the same progress bars, which the live stream then updates.
+    let sections: [Option<Markup>; 5] = [
         Some(progress_section(job, &view)),
         Some(details_section(job)),
         Some(data_section(job)),
         error_section(job),
-        // partitions_section(state, job, &children): when jobs gain `parent_id`
         Some(history_section(page)),
-        None,
     ];
     let content = html! {
         div.jobhead {
