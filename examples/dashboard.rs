@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo run -p iterjob-examples --example dashboard
-//! # then open http://127.0.0.1:8080/admin/jobs/
+//! # then open http://127.0.0.1:8080/admin/jobs
 //! ```
 //!
 //! The service answers `/` itself and nests the dashboard under `/admin/jobs`. It
@@ -128,7 +128,7 @@ async fn main() -> anyhow::Result<()> {
     let app = axum::Router::new()
         .route(
             "/",
-            axum::routing::get(|| async { "my service; jobs at /admin/jobs/" }),
+            axum::routing::get(|| async { "my service; jobs at /admin/jobs" }),
         )
         .nest("/admin/jobs", jobs_admin.router());
 
@@ -150,7 +150,7 @@ async fn main() -> anyhow::Result<()> {
     )?);
     let shutdown = worker.shutdown_token();
     let listener = tokio::net::TcpListener::bind(addr).await?;
-    println!("dashboard on http://{}/admin/jobs/", listener.local_addr()?);
+    println!("dashboard on http://{}/admin/jobs", listener.local_addr()?);
     let server = tokio::spawn({
         let shutdown = shutdown.clone();
         async move {

@@ -373,8 +373,13 @@ pub(crate) struct AppState {
 }
 
 impl AppState {
-    /// A link inside the dashboard.
+    /// A link inside the dashboard. The root of a dashboard nested under a path is
+    /// the path itself (`/admin/jobs`, not `/admin/jobs/`, which axum's `nest` does
+    /// not route).
     pub(crate) fn url(&self, path: &str) -> String {
+        if path == "/" && !self.base.is_empty() {
+            return self.base.clone();
+        }
         format!("{}{path}", self.base)
     }
 }

@@ -813,6 +813,18 @@ async fn mounted_under_a_path_links_stay_inside_it() {
         .mount_path("/admin/jobs/")
         .router();
     let app = axum::Router::new().nest("/admin/jobs", jobs_admin);
+    let overview = get(&app, "/admin/jobs").await;
+    assert_eq!(overview.status, StatusCode::OK);
+    assert!(
+        overview
+            .body
+            .contains(r#"<a class="brand" href="/admin/jobs">"#)
+    );
+    assert!(
+        overview
+            .body
+            .contains(r#"href="/admin/jobs/jobs?state=queued""#)
+    );
     let reply = get(&app, "/admin/jobs/jobs/1").await;
     assert_eq!(reply.status, StatusCode::OK);
     assert!(reply.body.contains(r#"href="/admin/jobs/assets/app.css""#));
