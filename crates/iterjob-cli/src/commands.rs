@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use iterjob::store::{JobFilter, JobId, JobRecord, JobState, NewJob};
 use iterjob::{Registry, Worker, WorkerConfig};
 
+use crate::dashboard::{self, DashboardArgs, DashboardOptions};
 use crate::demo::{self, DemoArgs};
 use crate::output::{job_detail, job_json, jobs_table};
 use crate::store::{DEFAULT_DATABASE_URL, open_store};
@@ -55,6 +56,8 @@ pub enum Command {
     Migrate,
     /// List the job kinds this binary can run.
     Kinds,
+    /// Serve the web dashboard (127.0.0.1:8080 unless --bind; other addresses need --token).
+    Dashboard(DashboardArgs),
 }
 
 /// Arguments of `worker`.
@@ -96,6 +99,13 @@ pub struct WorkerArgs {
     /// Split only partitions with at least this many items left.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(2..))]
     pub split_min_remaining: u64,
+    /// Also serve the web dashboard on this address (its /metrics then include this
+    /// worker's runtime metrics). Anything but loopback requires --token.
+    #[arg(long, value_name = "ADDR")]
+    pub dashboard: Option<std::net::SocketAddr>,
+    /// The dashboard's token and CSV uploads.
+    #[command(flatten)]
+    pub dashboard_options: DashboardOptions,
 }
 
 /// Arguments of `enqueue`.
@@ -211,6 +221,7 @@ pub(crate) async fn execute(cli: Cli, registry: Registry) -> Result<()> {
                     Ok(())
                 }
                 Command::Worker(args) => run_worker(store, registry, args).await,
+                Command::Dashboard(args) => dashboard::run(store, registry, args).await,
                 Command::Enqueue(args) => enqueue(&*store, &registry, args).await,
                 Command::Jobs(args) => list(&*store, args).await,
                 Command::Show(args) => {
@@ -360,8 +371,23 @@ async fn run_worker(
     config.rescue_interval = (args.lease / 4).max(Duration::from_millis(100));
     config.dynamic_splitting = !args.no_dynamic_splitting;
     config.split_min_remaining = args.split_min_remaining;
+    let web = match args.dashboard {
+        Some(addr) => {
+            let mut web = dashboard::build(Arc::clone(&store), &registry, &args.dashboard_options)?;
+            web.check_bind(addr)?;
+            match iterjob_dashboard::install_prometheus() {
+                Ok(handle) => web = web.prometheus(handle),
+                Err(error) => tracing::warn!(%error, "runtime metrics are off"),
+            }
+            Some((web, addr))
+        }
+        None => None,
+    };
     let worker = Arc::new(Worker::new(store, registry, config)?);
     let shutdown = worker.shutdown_token();
+    if let Some((web, addr)) = web {
+        dashboard::spawn(web, addr, shutdown.clone()).await?;
+    }
     let status = tokio::spawn(show_status(Arc::clone(&worker)));
     tokio::spawn(async move {
         wait_for_signal().await;

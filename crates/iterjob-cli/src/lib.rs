@@ -2,7 +2,7 @@
 //!
 //! The `iterjob` command line, as a library: your own binary registers its job kinds
 //! and hands control to [`App::run`], getting every command (`worker`, `enqueue`,
-//! `jobs`, `show`, `pause`, `resume`, `cancel`, `retry`, `migrate`, `demo`) for its
+//! `jobs`, `show`, `pause`, `resume`, `cancel`, `retry`, `migrate`, `demo`, `dashboard`) for its
 //! own kinds. Admin commands need only the store, not the job code.
 //!
 //! ```no_run
@@ -34,6 +34,7 @@
 //! the SQLite file `iterjob.db` in the current directory.
 
 mod commands;
+mod dashboard;
 mod demo;
 mod output;
 mod store;
@@ -43,6 +44,7 @@ use std::process::ExitCode;
 use iterjob::{Job, Registry};
 
 pub use commands::Cli;
+pub use dashboard::{DashboardArgs, DashboardOptions};
 pub use demo::SyncProducts;
 pub use store::{DEFAULT_DATABASE_URL, OpenStore, open_store};
 

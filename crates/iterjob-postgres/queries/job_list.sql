@@ -1,4 +1,5 @@
--- `Store::job_list`, newest first.
+-- `Store::job_list`, newest first. `id < COALESCE(...)` (not `$4 IS NULL OR ...`)
+-- is an index condition on the primary key, so a deep page starts at `before_id`.
 -- $1 state (NULL: any), $2 kind (NULL: any), $3 queue (NULL: any),
 -- $4 before_id (NULL: no bound), $5 limit
 SELECT *
@@ -6,6 +7,6 @@ FROM {schema}.jobs
 WHERE ($1::text IS NULL OR state = $1)
   AND ($2::text IS NULL OR kind = $2)
   AND ($3::text IS NULL OR queue = $3)
-  AND ($4::bigint IS NULL OR id < $4)
+  AND id < COALESCE($4::bigint, 9223372036854775807)
 ORDER BY id DESC
 LIMIT $5

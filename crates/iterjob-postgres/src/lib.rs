@@ -136,6 +136,7 @@
 //! `postgres://user@host:port/database`, never with the password.
 
 mod error;
+mod events;
 mod keyset;
 mod migrate;
 mod store;

@@ -31,9 +31,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use iterjob::store::{
-    ClaimRequest, Claimed, Control, JobFilter, JobId, JobRecord, JobState, Millis, NewJob, Outcome,
-    Progress, Rescued, RunToken, Split, SplitRequest, Store, duration_millis, now_millis,
-    partitions_failed_message, rate_cost_micros,
+    ClaimRequest, Claimed, Control, JobEvent, JobEventKind, JobFilter, JobId, JobRecord, JobState,
+    Millis, NewJob, Outcome, Progress, Rescued, RunToken, Split, SplitRequest, Store,
+    duration_millis, now_millis, partitions_failed_message, rate_cost_micros, release_event,
 };
 use iterjob::{Error, Result};
 use serde::Deserialize;
@@ -43,6 +43,7 @@ use sqlx::{Connection, PgConnection, Postgres, Row, Transaction};
 use tokio::sync::Notify;
 
 use crate::error::{Target, is_unique_violation, map_sqlx};
+use crate::events;
 use crate::migrate::{self, DEFAULT_SCHEMA, render, validate_schema};
 
 const Q_INSERT: &str = include_str!("../queries/job_insert_many.sql");
@@ -670,18 +671,28 @@ impl PgStore {
     }
 
     /// Runs an admin update (`$1` id) inside the transaction that locked the job,
-    /// announces the job if it became claimable, and commits.
+    /// records the operator's `event`, announces the job if it became claimable, and
+    /// commits.
     async fn admin_update(
         &self,
         mut tx: Transaction<'static, Postgres>,
         query: &str,
         id: JobId,
+        event: JobEventKind,
         on_error: impl FnOnce(sqlx::Error) -> Error + Send,
     ) -> Result<JobRecord> {
         let row = match sqlx::query(query).bind(id).fetch_one(&mut *tx).await {
             Ok(row) => row,
             Err(err) => return rollback(tx, Err(on_error(err))).await,
         };
+        if let Err(err) = events::insert(&mut *tx, self.schema(), &[id], event, None, None).await {
+            let err = map_sqlx(
+                &self.inner.target,
+                "recording an admin action in the job's history",
+                err,
+            );
+            return rollback(tx, err).await;
+        }
         let record = self.record(&row)?;
         let claimable = record.state == JobState::Queued;
         if claimable {
@@ -763,6 +774,20 @@ impl PgStore {
             return rollback(tx, Err(map_sqlx(&self.inner.target, what, err))).await;
         }
         let record = self.record(&row)?;
+        let event = match state {
+            JobState::Paused => JobEventKind::OperatorPause,
+            JobState::Cancelled => JobEventKind::OperatorCancel,
+            _ if reset => JobEventKind::OperatorRetry,
+            _ => JobEventKind::OperatorResume,
+        };
+        if let Err(err) = events::insert(&mut *tx, self.schema(), &[id], event, None, None).await {
+            let err = map_sqlx(
+                &self.inner.target,
+                "recording an admin action in the job's history",
+                err,
+            );
+            return rollback(tx, err).await;
+        }
         let claimable = state == JobState::Running;
         if claimable {
             self.announce(&mut tx, std::slice::from_ref(&record.queue))
@@ -1355,7 +1380,14 @@ impl Store for PgStore {
             .map(|c| json_text(c, "job cursor"))
             .transpose()?;
         let change = ReleaseChange::of(outcome);
-        let row = sqlx::query(&self.q().release)
+        // Completion writes no event: one statement on the pool, as it always was.
+        // Any other outcome records its event in the same transaction.
+        let event = release_event(outcome);
+        let mut tx = match event {
+            Some(_) => Some(self.begin("releasing a job").await?),
+            None => None,
+        };
+        let release = sqlx::query(&self.q().release)
             .bind(id)
             .bind(token.0)
             .bind(progress.is_some())
@@ -1370,21 +1402,32 @@ impl Store for PgStore {
             .bind(change.error)
             .bind(change.finished)
             .bind(change.clear_requests)
-            .bind(self.channel_param())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(self.err("releasing a job"))?;
+            .bind(self.channel_param());
+        let row = match tx.as_mut() {
+            Some(tx) => release.fetch_optional(&mut **tx).await,
+            None => release.fetch_optional(&self.pool).await,
+        }
+        .map_err(self.err("releasing a job"))?;
         let Some(row) = row else {
+            if let Some(tx) = tx {
+                let _ = tx.rollback().await;
+            }
             return Err(self.fence_failed(id).await);
         };
         let parent: Option<JobId> = row
             .try_get("parent_id")
             .map_err(self.err("releasing a job"))?;
+        if let (Some(mut tx), Some((kind, reason, error))) = (tx, event) {
+            events::insert(&mut *tx, self.schema(), &[id], kind, reason, error)
+                .await
+                .map_err(self.err("recording a release in the job's history"))?;
+            tx.commit().await.map_err(self.err("releasing a job"))?;
+        }
         if let Some(parent) = parent
             && change.state.is_finished()
         {
-            // The release is committed; if this fails, the rescuer finishes the
-            // parent later.
+            // The release is committed (finishing the parent reads it); if this
+            // fails, the rescuer finishes the parent later.
             self.finalize_now(parent).await?;
         }
         if change.state == JobState::Queued && change.run_at.is_none_or(|at| at <= now_millis()) {
@@ -1394,10 +1437,29 @@ impl Store for PgStore {
     }
 
     async fn job_rescue_expired(&self, max_crashes: u32) -> Result<Vec<Rescued>> {
+        let mut tx = self.begin("rescuing jobs with expired leases").await?;
         let rows = sqlx::query(&self.q().rescue)
             .bind(i64::from(max_crashes))
             .bind(self.channel_param())
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(self.err("rescuing jobs with expired leases"))?;
+        let ids = rows
+            .iter()
+            .map(|row| row.try_get::<JobId, _>("id"))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(self.err("rescuing jobs"))?;
+        events::insert(
+            &mut *tx,
+            self.schema(),
+            &ids,
+            JobEventKind::Rescued,
+            None,
+            None,
+        )
+        .await
+        .map_err(self.err("recording rescues in the jobs' history"))?;
+        tx.commit()
             .await
             .map_err(self.err("rescuing jobs with expired leases"))?;
         let mut rescued = rows
@@ -1508,8 +1570,14 @@ impl Store for PgStore {
                 return rollback(tx, invalid(&record, "pause", "it already finished")).await;
             }
         }
-        self.admin_update(tx, &self.q().pause, id, self.err("pausing a job"))
-            .await
+        self.admin_update(
+            tx,
+            &self.q().pause,
+            id,
+            JobEventKind::OperatorPause,
+            self.err("pausing a job"),
+        )
+        .await
     }
 
     async fn job_resume(&self, id: JobId) -> Result<JobRecord> {
@@ -1564,8 +1632,14 @@ impl Store for PgStore {
                 .await;
             }
         }
-        self.admin_update(tx, &self.q().resume, id, self.err("resuming a job"))
-            .await
+        self.admin_update(
+            tx,
+            &self.q().resume,
+            id,
+            JobEventKind::OperatorResume,
+            self.err("resuming a job"),
+        )
+        .await
     }
 
     async fn job_cancel(&self, id: JobId) -> Result<JobRecord> {
@@ -1596,7 +1670,13 @@ impl Store for PgStore {
             .parent_id
             .filter(|_| record.state != JobState::Running);
         let cancelled = self
-            .admin_update(tx, &self.q().cancel, id, self.err("cancelling a job"))
+            .admin_update(
+                tx,
+                &self.q().cancel,
+                id,
+                JobEventKind::OperatorCancel,
+                self.err("cancelling a job"),
+            )
             .await?;
         if let Some(parent) = finishes_partition {
             // a waiting partition finished now: its parent may be done
@@ -1658,7 +1738,27 @@ impl Store for PgStore {
                 map_sqlx(&self.inner.target, "retrying a job", err)
             }
         };
-        self.admin_update(tx, &self.q().retry, id, on_error).await
+        self.admin_update(
+            tx,
+            &self.q().retry,
+            id,
+            JobEventKind::OperatorRetry,
+            on_error,
+        )
+        .await
+    }
+
+    async fn job_events(&self, id: JobId, limit: usize) -> Result<Vec<JobEvent>> {
+        let rows = events::list(&self.pool, self.schema(), id, limit)
+            .await
+            .map_err(self.err("reading a job's history"))?;
+        rows.iter()
+            .map(|row| {
+                events::from_row(row).map_err(|e| {
+                    Error::Corrupt(format!("PostgreSQL store {}: {e}", self.inner.target))
+                })
+            })
+            .collect()
     }
 
     async fn job_partition(

@@ -95,7 +95,10 @@ async fn connect_creates_its_schema_and_migrates_idempotently() {
     .fetch_all(db.store.pool())
     .await
     .unwrap();
-    assert_eq!(tables, vec!["jobs", "rate_limits", "schema_migrations"]);
+    assert_eq!(
+        tables,
+        vec!["job_events", "jobs", "rate_limits", "schema_migrations"]
+    );
     let fillfactor: Option<Vec<String>> = sqlx::query_scalar(
         "SELECT reloptions::text[] FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
          WHERE n.nspname = $1 AND c.relname = 'jobs'",

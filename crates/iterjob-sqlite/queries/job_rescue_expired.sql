@@ -42,4 +42,4 @@ SET crashes = crashes + 1,
 WHERE state = 'running'
   AND run_token IS NOT NULL -- a split parent runs without a worker
   AND (lease_expires_at IS NULL OR lease_expires_at < ?1)
-RETURNING id, state
+RETURNING id, state, last_error

@@ -52,6 +52,7 @@
 //! a database locked beyond the busy timeout ([`Error::Backend`](iterjob::Error::Backend)).
 
 mod error;
+mod events;
 mod keyset;
 mod migrate;
 mod store;

@@ -23,9 +23,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use iterjob::store::{
-    ClaimRequest, Claimed, Control, JobFilter, JobId, JobRecord, JobState, Millis, NewJob, Outcome,
-    Progress, Rescued, RunToken, Split, SplitRequest, Store, duration_millis, now_micros,
-    now_millis, partitions_failed_message, rate_cost_micros,
+    ClaimRequest, Claimed, Control, JobEvent, JobEventKind, JobFilter, JobId, JobRecord, JobState,
+    Millis, NewJob, Outcome, Progress, Rescued, RunToken, Split, SplitRequest, Store,
+    duration_millis, now_micros, now_millis, partitions_failed_message, rate_cost_micros,
+    release_event,
 };
 use iterjob::{Error, Result};
 use serde_json::Value;
@@ -36,7 +37,7 @@ use sqlx::sqlite::{
 use sqlx::{Row, Sqlite, Transaction};
 
 use crate::error::{is_unique_violation, map_sqlx};
-use crate::migrate;
+use crate::{events, migrate};
 
 const Q_INSERT: &str = include_str!("../queries/job_insert_many.sql");
 const Q_INSERT_EXISTING: &str = include_str!("../queries/job_insert_many_existing.sql");
@@ -252,23 +253,28 @@ impl SqliteStore {
     }
 
     /// Runs an admin update (`?1` id, `?2` now) inside the transaction that read the
-    /// job, and commits it.
+    /// job, records the operator's `event`, and commits it.
     async fn admin_update(
         &self,
         mut tx: Transaction<'static, Sqlite>,
         query: &'static str,
         id: JobId,
+        event: JobEventKind,
         on_error: impl FnOnce(sqlx::Error) -> Error + Send,
     ) -> Result<JobRecord> {
+        let now = now_millis();
         let row = match sqlx::query(query)
             .bind(id)
-            .bind(now_millis())
+            .bind(now)
             .fetch_one(&mut *tx)
             .await
         {
             Ok(row) => row,
             Err(err) => return Err(on_error(err)),
         };
+        events::insert(&mut *tx, id, now, event, None, None)
+            .await
+            .map_err(self.err("recording an admin action in the job's history"))?;
         tx.commit()
             .await
             .map_err(self.err("committing an admin action"))?;
@@ -335,6 +341,15 @@ impl SqliteStore {
             query = query.bind(now);
         }
         query.execute(&mut *tx).await.map_err(self.err(what))?;
+        let event = match state {
+            JobState::Paused => JobEventKind::OperatorPause,
+            JobState::Cancelled => JobEventKind::OperatorCancel,
+            _ if retry => JobEventKind::OperatorRetry,
+            _ => JobEventKind::OperatorResume,
+        };
+        events::insert(&mut *tx, id, now, event, None, None)
+            .await
+            .map_err(self.err("recording an admin action in the job's history"))?;
         if retry {
             self.finalize(&mut tx, id).await?;
         }
@@ -728,7 +743,14 @@ impl Store for SqliteStore {
             .map(|c| json_text(c, "job cursor"))
             .transpose()?;
         let change = ReleaseChange::of(outcome);
-        let released = sqlx::query(Q_RELEASE)
+        // Completion writes no event: one statement on the pool, as it always was.
+        // Any other outcome records its event in the same transaction.
+        let event = release_event(outcome);
+        let mut tx = match event {
+            Some(_) => Some(self.begin("releasing a job").await?),
+            None => None,
+        };
+        let release = sqlx::query(Q_RELEASE)
             .bind(id)
             .bind(token.0)
             .bind(now)
@@ -743,16 +765,25 @@ impl Store for SqliteStore {
             .bind(change.interruptions)
             .bind(change.error)
             .bind(change.finished)
-            .bind(change.clear_requests)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(self.err("releasing a job"))?;
+            .bind(change.clear_requests);
+        let released = match tx.as_mut() {
+            Some(tx) => release.fetch_optional(&mut **tx).await,
+            None => release.fetch_optional(&self.pool).await,
+        }
+        .map_err(self.err("releasing a job"))?;
         let Some(row) = released else {
+            drop(tx); // rolls back
             return Err(self.fence_failed(id).await);
         };
         let parent: Option<JobId> = row
             .try_get("parent_id")
             .map_err(self.err("releasing a job"))?;
+        if let (Some(mut tx), Some((kind, reason, error))) = (tx, event) {
+            events::insert(&mut *tx, id, now, kind, reason, error)
+                .await
+                .map_err(self.err("recording a release in the job's history"))?;
+            tx.commit().await.map_err(self.err("releasing a job"))?;
+        }
         if let Some(parent) = parent
             && change.state.is_finished()
         {
@@ -768,10 +799,33 @@ impl Store for SqliteStore {
     }
 
     async fn job_rescue_expired(&self, max_crashes: u32) -> Result<Vec<Rescued>> {
+        let now = now_millis();
+        let mut tx = self.begin("rescuing jobs with expired leases").await?;
         let rows = sqlx::query(Q_RESCUE)
-            .bind(now_millis())
+            .bind(now)
             .bind(i64::from(max_crashes))
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(self.err("rescuing jobs with expired leases"))?;
+        for row in &rows {
+            let id: JobId = row.try_get("id").map_err(self.err("rescuing jobs"))?;
+            let state: String = row.try_get("state").map_err(self.err("rescuing jobs"))?;
+            let error: Option<String> = row
+                .try_get("last_error")
+                .map_err(self.err("rescuing jobs"))?;
+            let error = error.filter(|_| state == JobState::Failed.as_str());
+            events::insert(
+                &mut *tx,
+                id,
+                now,
+                JobEventKind::Rescued,
+                None,
+                error.as_deref(),
+            )
+            .await
+            .map_err(self.err("recording a rescue in the job's history"))?;
+        }
+        tx.commit()
             .await
             .map_err(self.err("rescuing jobs with expired leases"))?;
         let mut rescued = rows
@@ -877,8 +931,14 @@ impl Store for SqliteStore {
                 return Err(invalid(&record, "pause", "it already finished"));
             }
         }
-        self.admin_update(tx, Q_PAUSE, id, self.err("pausing a job"))
-            .await
+        self.admin_update(
+            tx,
+            Q_PAUSE,
+            id,
+            JobEventKind::OperatorPause,
+            self.err("pausing a job"),
+        )
+        .await
     }
 
     async fn job_resume(&self, id: JobId) -> Result<JobRecord> {
@@ -921,8 +981,14 @@ impl Store for SqliteStore {
                 ));
             }
         }
-        self.admin_update(tx, Q_RESUME, id, self.err("resuming a job"))
-            .await
+        self.admin_update(
+            tx,
+            Q_RESUME,
+            id,
+            JobEventKind::OperatorResume,
+            self.err("resuming a job"),
+        )
+        .await
     }
 
     async fn job_cancel(&self, id: JobId) -> Result<JobRecord> {
@@ -953,13 +1019,29 @@ impl Store for SqliteStore {
                 .execute(&mut *tx)
                 .await
                 .map_err(self.err("cancelling a job"))?;
+            events::insert(
+                &mut *tx,
+                id,
+                now_millis(),
+                JobEventKind::OperatorCancel,
+                None,
+                None,
+            )
+            .await
+            .map_err(self.err("recording an admin action in the job's history"))?;
             self.finalize(&mut tx, parent).await?;
             let record = self.get_in(&mut tx, id).await?;
             tx.commit().await.map_err(self.err("cancelling a job"))?;
             return Ok(record);
         }
-        self.admin_update(tx, Q_CANCEL, id, self.err("cancelling a job"))
-            .await
+        self.admin_update(
+            tx,
+            Q_CANCEL,
+            id,
+            JobEventKind::OperatorCancel,
+            self.err("cancelling a job"),
+        )
+        .await
     }
 
     async fn job_retry(&self, id: JobId) -> Result<JobRecord> {
@@ -995,7 +1077,20 @@ impl Store for SqliteStore {
                 map_sqlx(&self.db, "retrying a job", err)
             }
         };
-        self.admin_update(tx, Q_RETRY, id, on_error).await
+        self.admin_update(tx, Q_RETRY, id, JobEventKind::OperatorRetry, on_error)
+            .await
+    }
+
+    async fn job_events(&self, id: JobId, limit: usize) -> Result<Vec<JobEvent>> {
+        let rows = events::list(&self.pool, id, limit)
+            .await
+            .map_err(self.err("reading a job's history"))?;
+        rows.iter()
+            .map(|row| {
+                events::from_row(row)
+                    .map_err(|e| Error::Corrupt(format!("SQLite store `{}`: {e}", self.db)))
+            })
+            .collect()
     }
 
     async fn job_partition(

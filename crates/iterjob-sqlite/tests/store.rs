@@ -290,3 +290,34 @@ async fn rate_buckets_are_shared_through_the_file() {
         "the bucket's tat is 11 s of reservations ahead of now: {ahead} µs"
     );
 }
+
+/// Listing a page (`before_id`, the dashboard's keyset pages) seeks on the primary
+/// key in id order: no temporary sort, no walk from the newest job, whatever the
+/// table's size.
+#[tokio::test]
+async fn list_pages_seek_on_the_primary_key() {
+    let dir = common::temp_dir();
+    let store = SqliteStore::connect(dir.path().join("plan.db").to_str().unwrap())
+        .await
+        .unwrap();
+    let sql = include_str!("../queries/job_list.sql");
+    let rows = sqlx::query(&format!("EXPLAIN QUERY PLAN {sql}"))
+        .bind(Option::<&str>::None)
+        .bind(Option::<&str>::None)
+        .bind(Option::<&str>::None)
+        .bind(Some(500_000_i64))
+        .bind(51_i64)
+        .fetch_all(store.pool())
+        .await
+        .unwrap_or_else(|e| panic!("explain job_list.sql: {e}"));
+    let plan: Vec<String> = rows
+        .iter()
+        .map(|r| sqlx::Row::get::<String, _>(r, "detail"))
+        .collect();
+    let plan = plan.join("\n");
+    assert!(
+        plan.contains("USING INTEGER PRIMARY KEY (rowid<?)"),
+        "job_list must seek to before_id on the primary key, plan:\n{plan}"
+    );
+    assert!(!plan.contains("TEMP B-TREE"), "no sort, plan:\n{plan}");
+}

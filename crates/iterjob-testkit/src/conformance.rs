@@ -60,6 +60,7 @@
 //!   right too; that the buckets are shared between processes is for the store's own
 //!   tests to show (two pools on one database share a bucket, as the SQLite and
 //!   PostgreSQL stores' `rate_buckets_are_shared_*` tests do).
+//! * history: [`job_events_record_history`]
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt::Debug;
@@ -69,9 +70,9 @@ use std::time::Duration;
 
 use iterjob::Error;
 use iterjob::store::{
-    ClaimRequest, Claimed, Control, DEFAULT_MAX_ATTEMPTS, DEFAULT_QUEUE, InterruptReason,
-    JobFilter, JobId, JobRecord, JobState, Millis, NewJob, Outcome, Progress, Rescued, RunToken,
-    Store, now_millis,
+    ClaimRequest, Claimed, Control, DEFAULT_MAX_ATTEMPTS, DEFAULT_QUEUE, InterruptReason, JobEvent,
+    JobEventKind, JobFilter, JobId, JobRecord, JobState, Millis, NewJob, Outcome, Progress,
+    Rescued, RunToken, Store, now_millis,
 };
 use serde_json::{Value, json};
 
@@ -155,6 +156,7 @@ macro_rules! store_conformance {
             rate_keys_are_independent,
             rate_wait_grows_as_reservations_pile_up,
             rate_idle_bucket_banks_nothing,
+            job_events_record_history,
         }
     };
 }
@@ -2197,5 +2199,222 @@ pub async fn rate_idle_bucket_banks_nothing(store: Arc<dyn Store>) {
     assert!(
         wait >= Duration::from_millis(100),
         "the 400 ms of quiet were banked: the 5th unit after it waits only {wait:?}"
+    );
+}
+
+// history
+
+/// Events of `id`, oldest first, as (kind, state, reason, items_done, error present).
+async fn history(store: &dyn Store, id: JobId) -> Vec<JobEvent> {
+    let mut events = store.job_events(id, 1_000).await.expect("job_events");
+    let ids: Vec<i64> = events.iter().map(|e| e.id).collect();
+    let mut sorted = ids.clone();
+    sorted.sort_unstable_by(|a, b| b.cmp(a));
+    sorted.dedup();
+    assert_eq!(
+        ids, sorted,
+        "job_events returns distinct events, newest first"
+    );
+    events.reverse();
+    for e in &events {
+        assert_eq!(
+            e.job_id, id,
+            "job_events({id}) returns only that job's events"
+        );
+    }
+    events
+}
+
+fn summary(events: &[JobEvent]) -> Vec<(JobEventKind, JobState, Option<InterruptReason>)> {
+    events.iter().map(|e| (e.kind, e.state, e.reason)).collect()
+}
+
+/// Interruptions, errors, rescues and operator actions each leave one event, with the
+/// job's state, cursor and items right after it and the error where there is one;
+/// checkpoints and completion leave none; `limit` keeps the newest.
+pub async fn job_events_record_history(store: Arc<dyn Store>) {
+    use InterruptReason as R;
+    use JobEventKind as K;
+    use JobState as S;
+    let store = &*store;
+    let before = now_millis();
+    let id = insert(store, new_job("hist")).await;
+    let quiet = insert(store, new_job("quiet")).await;
+    assert!(
+        history(store, id).await.is_empty(),
+        "a new job has no history"
+    );
+
+    // a checkpoint is not an event; an interruption is, with the released cursor
+    let run = claim_id(store, "hist", id, LONG_LEASE).await;
+    store
+        .job_checkpoint(id, run.token, &progress(json!({ "n": 3 }), 3), LONG_LEASE)
+        .await
+        .expect("checkpoint");
+    assert!(
+        history(store, id).await.is_empty(),
+        "a checkpoint is not an event"
+    );
+    let at = progress(json!({ "n": 5 }), 5);
+    release(
+        store,
+        &run,
+        Some(&at),
+        Outcome::Interrupted {
+            reason: R::Shutdown,
+            run_at: now_millis() - 10,
+        },
+    )
+    .await;
+    let events = history(store, id).await;
+    assert_eq!(
+        summary(&events),
+        vec![(K::Interrupted, S::Queued, Some(R::Shutdown))]
+    );
+    assert_eq!(
+        events[0].cursor,
+        Some(json!({ "n": 5 })),
+        "the cursor at the interruption"
+    );
+    assert_eq!(events[0].items_done, 5);
+    assert_eq!(events[0].error, None);
+    assert_recent(Some(events[0].at), before, "event time");
+
+    // an error to retry, with its cause chain
+    let run = claim_id(store, "hist", id, LONG_LEASE).await;
+    let error = "syncing product 6: connection refused (attempt 1 of 10)";
+    release(
+        store,
+        &run,
+        Some(&progress(json!({ "n": 6 }), 6)),
+        Outcome::Retry {
+            error: error.into(),
+            run_at: now_millis() - 10,
+        },
+    )
+    .await;
+
+    // operator actions on a waiting job
+    store.job_pause(id).await.expect("pause a retrying job");
+    store.job_resume(id).await.expect("resume");
+
+    // a pause request reaches the running job, which stops at a boundary
+    let run = claim_id(store, "hist", id, LONG_LEASE).await;
+    store.job_pause(id).await.expect("pause request");
+    release(
+        store,
+        &run,
+        Some(&progress(json!({ "n": 8 }), 8)),
+        Outcome::Paused,
+    )
+    .await;
+    store.job_resume(id).await.expect("resume the paused job");
+
+    // a lost lease
+    let _lost = claim_id(store, "hist", id, SHORT_LEASE).await;
+    let rescued = crash(store, 5).await;
+    assert_eq!(rescued.len(), 1, "the job is rescued");
+
+    // a fatal error, an operator retry, a cancel
+    let run = claim_id(store, "hist", id, LONG_LEASE).await;
+    release(
+        store,
+        &run,
+        None,
+        Outcome::Failed {
+            error: "fatal error (no retry): <script>alert(1)</script>".into(),
+        },
+    )
+    .await;
+    store.job_retry(id).await.expect("retry the failed job");
+    store.job_cancel(id).await.expect("cancel the queued job");
+
+    let events = history(store, id).await;
+    assert_eq!(
+        summary(&events),
+        vec![
+            (K::Interrupted, S::Queued, Some(R::Shutdown)),
+            (K::Retrying, S::Retrying, None),
+            (K::OperatorPause, S::Paused, None),
+            (K::OperatorResume, S::Queued, None),
+            (K::OperatorPause, S::Running, None),
+            (K::Interrupted, S::Paused, Some(R::Pause)),
+            (K::OperatorResume, S::Queued, None),
+            (K::Rescued, S::Queued, None),
+            (K::Failed, S::Failed, None),
+            (K::OperatorRetry, S::Queued, None),
+            (K::OperatorCancel, S::Cancelled, None),
+        ],
+        "the job's history, oldest first"
+    );
+    assert_eq!(
+        events[1].error.as_deref(),
+        Some(error),
+        "a retry keeps its error"
+    );
+    assert_eq!(events[1].items_done, 6);
+    assert_eq!(
+        events[5].cursor,
+        Some(json!({ "n": 8 })),
+        "where the pause stopped it"
+    );
+    assert_eq!(events[7].error, None, "a rescue that requeues has no error");
+    assert_eq!(
+        events[8].error.as_deref(),
+        Some("fatal error (no retry): <script>alert(1)</script>"),
+        "errors are stored verbatim"
+    );
+    assert_eq!(
+        events[8].cursor,
+        Some(json!({ "n": 8 })),
+        "a release without progress keeps the cursor"
+    );
+    for e in &events {
+        assert!(e.kind.is_operator() == e.kind.as_str().starts_with("operator_"));
+    }
+
+    // limit keeps the newest
+    let newest = store
+        .job_events(id, 2)
+        .await
+        .expect("job_events with a limit");
+    assert_eq!(
+        newest.iter().map(|e| e.kind).collect::<Vec<_>>(),
+        vec![K::OperatorCancel, K::OperatorRetry],
+        "limit 2 returns the two newest"
+    );
+
+    // a rescue that fails the job records why
+    let crashing = insert(store, new_job("crashing")).await;
+    let _lost = claim_id(store, "crashing", crashing, SHORT_LEASE).await;
+    crash(store, 1).await;
+    let events = history(store, crashing).await;
+    assert_eq!(summary(&events), vec![(K::Rescued, S::Failed, None)]);
+    let message = events[0].error.as_deref().unwrap_or_default();
+    assert!(
+        message.contains("lost its lease"),
+        "a failing rescue records the error: {message:?}"
+    );
+
+    // completion writes no event
+    let run = claim_id(store, "quiet", quiet, LONG_LEASE).await;
+    release(
+        store,
+        &run,
+        Some(&progress(json!(1), 1)),
+        Outcome::Completed,
+    )
+    .await;
+    assert!(
+        history(store, quiet).await.is_empty(),
+        "completion is not an event"
+    );
+    assert!(
+        store
+            .job_events(JobId::MAX - 1, 10)
+            .await
+            .expect("job_events of a missing job")
+            .is_empty(),
+        "a missing job has no history"
     );
 }

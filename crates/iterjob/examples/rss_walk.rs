@@ -167,6 +167,13 @@ impl Store for CountingStore {
     async fn job_partitions(&self, parent: JobId) -> iterjob::Result<Vec<JobRecord>> {
         self.inner.job_partitions(parent).await
     }
+    async fn job_events(
+        &self,
+        id: JobId,
+        limit: usize,
+    ) -> iterjob::Result<Vec<iterjob::store::JobEvent>> {
+        self.inner.job_events(id, limit).await
+    }
 }
 
 /// A field of `/proc/self/status`, in KiB.

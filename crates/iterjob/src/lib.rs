@@ -130,6 +130,7 @@ pub use job::{Job, JobContext, KindSettings, PartitionFailure};
 pub use registry::Registry;
 pub use runtime::{AdaptiveThrottle, RateLimit, RunningJob, Worker, WorkerConfig, WorkerReport};
 pub use store::{
-    InterruptReason, JobFilter, JobId, JobRecord, JobState, MemoryStore, NewJob, Store,
+    InterruptReason, JobEvent, JobEventKind, JobFilter, JobId, JobRecord, JobState, MemoryStore,
+    NewJob, Store,
 };
 pub use tokio_util::sync::CancellationToken;

@@ -324,4 +324,7 @@ impl Store for TempStore {
     async fn rate_acquire(&self, key: &str, n: u64, interval: Duration) -> Result<Duration> {
         self.db.store.rate_acquire(key, n, interval).await
     }
+    async fn job_events(&self, id: JobId, limit: usize) -> Result<Vec<iterjob::store::JobEvent>> {
+        self.db.store.job_events(id, limit).await
+    }
 }

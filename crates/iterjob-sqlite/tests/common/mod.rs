@@ -132,4 +132,7 @@ impl Store for TempStore {
     async fn rate_acquire(&self, key: &str, n: u64, interval: Duration) -> Result<Duration> {
         self.store.rate_acquire(key, n, interval).await
     }
+    async fn job_events(&self, id: JobId, limit: usize) -> Result<Vec<iterjob::store::JobEvent>> {
+        self.store.job_events(id, limit).await
+    }
 }

@@ -6,6 +6,7 @@ pub(crate) mod live;
 pub(crate) mod pace;
 pub(crate) mod run;
 mod signals;
+mod telemetry;
 mod worker;
 
 pub use live::RunningJob;

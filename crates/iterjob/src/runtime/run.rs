@@ -21,7 +21,7 @@ use crate::runtime::signals::{
     CANCEL, CHECKPOINT, LEASE_LOST, PAUSE, SHUTDOWN, SPLIT, Signals, Supervisor, THROTTLE,
     TIME_SLICE,
 };
-use crate::runtime::{ResolvedSettings, RunEnd};
+use crate::runtime::{ResolvedSettings, RunEnd, telemetry};
 use crate::store::{
     Claimed, InterruptReason, MAX_PARTITIONS, Outcome, Progress, RunToken, Split, Store,
     duration_millis, now_millis,
@@ -375,6 +375,7 @@ impl<J: Job> Runner<J> {
                 }
             };
             let sent = self.signals.stamp();
+            let started = std::time::Instant::now();
             match self
                 .env
                 .store
@@ -383,6 +384,8 @@ impl<J: Job> Runner<J> {
             {
                 Ok(control) => {
                     self.signals.renewed_at(sent);
+                    telemetry::checkpoint_written(J::KIND, started.elapsed());
+                    self.made_durable(&progress);
                     self.env.live.set_durable(progress);
                     if control.cancel_requested {
                         return Attended::End(
@@ -631,6 +634,12 @@ impl<J: Job> Runner<J> {
         RunReport { end, items: 0 }
     }
 
+    /// Counts the items `progress` made durable since the last accepted write.
+    fn made_durable(&self, progress: &Progress) {
+        let before = self.env.live.durable().items_done;
+        telemetry::items_processed(J::KIND, progress.items_done.saturating_sub(before));
+    }
+
     fn progress(&self, pos: &Position<J::Cursor>) -> Result<Progress, String> {
         let cursor = match &pos.cursor {
             None => self.env.claimed.job.cursor.clone(),
@@ -667,6 +676,7 @@ impl<J: Job> Runner<J> {
         };
         let end = self.release_with(Some(&progress), &outcome).await;
         if !matches!(end, RunEnd::LeaseLost | RunEnd::ReleaseFailed) {
+            self.made_durable(&progress);
             self.env.live.set_durable(progress);
         }
         if end == RunEnd::Failed {

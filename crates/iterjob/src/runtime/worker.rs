@@ -14,7 +14,7 @@ use crate::error::Result;
 use crate::registry::Registry;
 use crate::runtime::live::{LiveJob, LiveJobs, RunningJob};
 use crate::runtime::run::{RunEnv, RunReport, panic_message};
-use crate::runtime::{RunEnd, WorkerConfig};
+use crate::runtime::{RunEnd, WorkerConfig, telemetry};
 use crate::store::{
     ClaimRequest, Claimed, InterruptReason, JobId, Outcome, Progress, SplitRequest, Store,
 };
@@ -183,8 +183,10 @@ impl Worker {
                     limit: free,
                     lease: self.config.lease,
                 };
+                let started = std::time::Instant::now();
                 match self.store.job_claim(&request).await {
                     Ok(claimed) => {
+                        telemetry::claimed(started.elapsed(), claimed.len());
                         store_backoff = Duration::ZERO;
                         claimed_any = !claimed.is_empty();
                         for c in claimed {
@@ -329,7 +331,9 @@ impl Worker {
         match joined {
             Ok((id, run)) => {
                 tracing::debug!(job = id, end = ?run.end, items = run.items, "run ended");
-                self.live.remove(id);
+                if let Some(live) = self.live.remove(id) {
+                    telemetry::run_ended(&live.kind, run.end);
+                }
                 report.count(&run);
             }
             Err(error) => tracing::error!(%error, "a run task failed"),

@@ -32,9 +32,9 @@ use std::time::Duration;
 use crate::error::{Error, Result};
 use crate::store::rate::RateBuckets;
 use crate::store::{
-    ClaimRequest, Claimed, Control, JobFilter, JobId, JobRecord, JobState, Millis, NewJob, Outcome,
-    Progress, Rescued, RunToken, Split, SplitRequest, Store, duration_millis, now_millis,
-    partitions_failed_message,
+    ClaimRequest, Claimed, Control, InterruptReason, JobEvent, JobEventKind, JobFilter, JobId,
+    JobRecord, JobState, MAX_EVENTS, Millis, NewJob, Outcome, Progress, Rescued, RunToken, Split,
+    SplitRequest, Store, duration_millis, now_millis, partitions_failed_message, release_event,
 };
 use serde_json::Value;
 
@@ -69,6 +69,8 @@ pub struct MemoryStore {
 struct Inner {
     last_id: JobId,
     jobs: BTreeMap<JobId, Entry>,
+    /// Every job's history, oldest first (see [`Store::job_events`]).
+    events: Vec<JobEvent>,
 }
 
 #[derive(Debug)]
@@ -92,6 +94,37 @@ impl MemoryStore {
 }
 
 impl Inner {
+    /// Records an event about `record` as it is now (after the change).
+    fn record_event(
+        &mut self,
+        record: &JobRecord,
+        kind: JobEventKind,
+        reason: Option<InterruptReason>,
+        error: Option<&str>,
+        now: Millis,
+    ) {
+        let id = self.events.last().map_or(1, |e| e.id + 1);
+        self.events.push(JobEvent {
+            id,
+            job_id: record.id,
+            at: now,
+            kind,
+            state: record.state,
+            reason,
+            cursor: record.cursor.clone(),
+            items_done: record.items_done,
+            error: error.map(str::to_string),
+        });
+    }
+
+    /// Records an operator's action on job `id`, as the job is now.
+    fn record_action(&mut self, id: JobId, kind: JobEventKind, now: Millis) {
+        if let Some(entry) = self.jobs.get(&id) {
+            let record = entry.record.clone();
+            self.record_event(&record, kind, None, None, now);
+        }
+    }
+
     fn entry_mut(&mut self, id: JobId) -> Result<&mut Entry> {
         self.jobs.get_mut(&id).ok_or(Error::JobNotFound(id))
     }
@@ -432,6 +465,10 @@ impl Store for MemoryStore {
             }
         }
         record.split_requested = false;
+        let record = record.clone();
+        if let Some((kind, reason, error)) = release_event(outcome) {
+            inner.record_event(&record, kind, reason, error, now);
+        }
         if record.state.is_finished()
             && let Some(parent) = record.parent_id
         {
@@ -487,6 +524,13 @@ impl Store for MemoryStore {
                 state: record.state,
             });
         }
+        for r in &rescued {
+            let record = inner.jobs[&r.id].record.clone();
+            let error = (record.state == JobState::Failed)
+                .then(|| record.last_error.clone())
+                .flatten();
+            inner.record_event(&record, JobEventKind::Rescued, None, error.as_deref(), now);
+        }
         for parent in parents {
             inner.finalize(parent, now);
         }
@@ -534,6 +578,7 @@ impl Store for MemoryStore {
         let mut inner = self.lock();
         let children = inner.children(id);
         let record = &mut inner.entry_mut(id)?.record;
+        let already = record.state == JobState::Paused;
         if !children.is_empty() && record.state == JobState::Running {
             record.state = JobState::Paused;
         } else {
@@ -544,6 +589,9 @@ impl Store for MemoryStore {
             if !child.state.is_finished() {
                 pause_one(child)?;
             }
+        }
+        if !already {
+            inner.record_action(id, JobEventKind::OperatorPause, now_millis());
         }
         let record = &inner.jobs[&id].record;
         Ok(inner.view(record))
@@ -567,6 +615,7 @@ impl Store for MemoryStore {
         } else {
             resume_one(record, now)?;
         }
+        inner.record_action(id, JobEventKind::OperatorResume, now);
         self.available.notify_waiters();
         let record = &inner.jobs[&id].record;
         Ok(inner.view(record))
@@ -588,6 +637,7 @@ impl Store for MemoryStore {
                 cancel_one(child, now)?;
             }
         }
+        inner.record_action(id, JobEventKind::OperatorCancel, now);
         let record = &inner.jobs[&id].record;
         let parent = record.parent_id.filter(|_| record.state.is_finished());
         if let Some(parent) = parent {
@@ -639,6 +689,7 @@ impl Store for MemoryStore {
             }
             inner.finalize(id, now);
         }
+        inner.record_action(id, JobEventKind::OperatorRetry, now);
         self.available.notify_waiters();
         let record = &inner.jobs[&id].record;
         Ok(inner.view(record))
@@ -755,6 +806,18 @@ impl Store for MemoryStore {
         };
         inner.entry_mut(id)?.record.split_requested = true;
         Ok(Some(id))
+    }
+
+    async fn job_events(&self, id: JobId, limit: usize) -> Result<Vec<JobEvent>> {
+        let inner = self.lock();
+        Ok(inner
+            .events
+            .iter()
+            .rev()
+            .filter(|e| e.job_id == id)
+            .take(limit.min(MAX_EVENTS))
+            .cloned()
+            .collect())
     }
 
     async fn job_partitions(&self, parent: JobId) -> Result<Vec<JobRecord>> {

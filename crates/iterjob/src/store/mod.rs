@@ -10,9 +10,11 @@
 //! outsiders; the conformance suite in `iterjob-testkit` pins its behaviour, and every
 //! store runs it.
 
+mod events;
 mod memory;
 mod rate;
 
+pub use events::{JobEvent, JobEventKind, MAX_EVENTS, release_event};
 pub use memory::MemoryStore;
 pub use rate::{Micros, now_micros, rate_cost_micros};
 
@@ -640,5 +642,14 @@ pub trait Store: Send + Sync + 'static {
     /// table).
     async fn rate_acquire(&self, key: &str, n: u64, interval: Duration) -> Result<Duration> {
         Ok(rate::RateBuckets::process().acquire(key, n, interval))
+    }
+
+    /// The job's history, newest first, at most `limit` events (capped at
+    /// [`MAX_EVENTS`]): interruptions, errors, rescues and operator actions, each
+    /// written with the state change it records. An unknown job has none. The
+    /// default returns none, for a store that keeps no history.
+    async fn job_events(&self, id: JobId, limit: usize) -> Result<Vec<JobEvent>> {
+        let _ = (id, limit);
+        Ok(Vec::new())
     }
 }

@@ -1,0 +1,113 @@
+//! `dashboard`, and `worker --dashboard`: the web dashboard of `iterjob-dashboard`,
+//! served against the command line's store.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use iterjob::{CancellationToken, Registry, Store};
+use iterjob_dashboard::Dashboard;
+
+/// Arguments of `dashboard`.
+#[derive(Debug, Args)]
+pub struct DashboardArgs {
+    /// Address to listen on. Anything but loopback requires --token.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub bind: SocketAddr,
+    /// Token, CSV uploads.
+    #[command(flatten)]
+    pub options: DashboardOptions,
+}
+
+/// Dashboard options shared by `dashboard` and `worker --dashboard`.
+#[derive(Debug, Args)]
+pub struct DashboardOptions {
+    /// Auth token every request must carry (bearer header, or log in with it in the
+    /// browser); at least 16 characters. Required to bind a non-loopback address.
+    #[arg(
+        long = "token",
+        env = "ITERJOB_DASHBOARD_TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
+    /// A kind whose jobs read a CSV file, as KIND=PARAM: its enqueue form takes an
+    /// upload and passes the stored file's path in parameter PARAM (repeatable).
+    #[arg(long = "csv-upload", value_name = "KIND=PARAM", value_parser = parse_csv_kind)]
+    pub csv_upload: Vec<(String, String)>,
+    /// Where uploaded CSV files are stored: a directory the workers read at the same
+    /// path (a shared volume when they run on other machines).
+    #[arg(long, default_value = "uploads")]
+    pub upload_dir: PathBuf,
+}
+
+fn parse_csv_kind(s: &str) -> std::result::Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((kind, param)) if !kind.trim().is_empty() && !param.trim().is_empty() => {
+            Ok((kind.trim().to_string(), param.trim().to_string()))
+        }
+        _ => Err(format!(
+            "`{s}` is not KIND=PARAM (e.g. import_customers=path)"
+        )),
+    }
+}
+
+/// The dashboard for this store and registry, with these options.
+pub(crate) fn build(
+    store: Arc<dyn Store>,
+    registry: &Registry,
+    options: &DashboardOptions,
+) -> Result<Dashboard> {
+    let mut dashboard = Dashboard::new(store).registry(registry.clone());
+    if let Some(token) = &options.token {
+        dashboard = dashboard.token(token.clone());
+    }
+    for (kind, param) in &options.csv_upload {
+        if !registry.contains(kind) {
+            bail!(
+                "--csv-upload names kind `{kind}`, which this binary does not register (known: {})",
+                registry.kinds().join(", ")
+            );
+        }
+        dashboard = dashboard.csv_upload(kind, param, &options.upload_dir);
+    }
+    Ok(dashboard)
+}
+
+/// Binds the dashboard on `addr` (refusing a non-loopback address without a token)
+/// and serves it in the background until `shutdown`.
+pub(crate) async fn spawn(
+    dashboard: Dashboard,
+    addr: SocketAddr,
+    shutdown: CancellationToken,
+) -> Result<tokio::task::JoinHandle<()>> {
+    let (listener, router) = dashboard.bind(addr).await?;
+    let local = listener
+        .local_addr()
+        .with_context(|| format!("reading the address bound for {addr}"))?;
+    eprintln!("dashboard on http://{local}/");
+    Ok(tokio::spawn(async move {
+        let served = axum::serve(listener, router)
+            .with_graceful_shutdown(async move { shutdown.cancelled().await })
+            .await;
+        if let Err(error) = served {
+            tracing::error!(%error, "the dashboard server failed");
+        }
+    }))
+}
+
+/// `dashboard`: serves until SIGTERM or Ctrl-C.
+pub(crate) async fn run(
+    store: Arc<dyn Store>,
+    registry: Registry,
+    args: DashboardArgs,
+) -> Result<()> {
+    let dashboard = build(store, &registry, &args.options)?;
+    let shutdown = CancellationToken::new();
+    let server = spawn(dashboard, args.bind, shutdown.clone()).await?;
+    crate::commands::wait_for_signal().await;
+    shutdown.cancel();
+    server.await.context("the dashboard task failed")?;
+    Ok(())
+}

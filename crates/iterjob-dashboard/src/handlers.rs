@@ -1,0 +1,530 @@
+//! The routes and their handlers.
+
+use std::str::FromStr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Form, Multipart, Path, Query, State};
+use axum::http::StatusCode;
+use axum::http::header::{self, HeaderMap, HeaderValue};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use iterjob::store::{JobFilter, MAX_EVENTS, now_millis};
+use iterjob::{Error as StoreError, JobId, JobState};
+use maud::Markup;
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::pages::{self, EnqueueForm, JobPage, ListQuery, Overview};
+use crate::security::{self, CSRF_COOKIE, CSRF_FIELD, TOKEN_COOKIE};
+use crate::{AppState, MAX_FORM_BYTES, PAGE_SIZE, assets, live, prometheus};
+
+/// Events shown on a job page.
+const EVENTS_SHOWN: usize = 200;
+
+/// The longest kind, queue or similar string accepted in a filter or form.
+const MAX_NAME_LEN: usize = 200;
+
+pub(crate) fn router(state: Arc<AppState>) -> Router {
+    let upload_limit = state.max_upload_bytes;
+    let enqueue = Router::new()
+        .route("/enqueue", get(enqueue_form).post(enqueue_submit))
+        .layer(DefaultBodyLimit::max(upload_limit));
+    Router::new()
+        .route("/", get(overview))
+        .route("/jobs", get(job_list))
+        .route("/jobs/{id}", get(job_page))
+        .route("/jobs/{id}/{action}", post(job_action))
+        .route("/live", get(live::stream))
+        .route("/metrics", get(prometheus::render))
+        .route("/login", get(login_form).post(login_submit))
+        .route("/assets/app.css", get(assets::css))
+        .route("/assets/app.js", get(assets::js))
+        .layer(DefaultBodyLimit::max(MAX_FORM_BYTES))
+        .merge(enqueue)
+        .layer(axum::middleware::from_fn(security::same_origin))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
+            security::require_token,
+        ))
+        .layer(axum::middleware::from_fn(security::headers))
+        .with_state(state)
+}
+
+/// A rendered page, setting the session's CSRF cookie when it is new.
+fn page(state: &AppState, status: StatusCode, markup: Markup, new_csrf: Option<&str>) -> Response {
+    let mut response = (status, Html(markup.into_string())).into_response();
+    if let Some(token) = new_csrf {
+        response.headers_mut().append(
+            header::SET_COOKIE,
+            security::set_cookie(state, CSRF_COOKIE, token),
+        );
+    }
+    response
+}
+
+/// A store error as a page an operator can act on.
+fn store_error(state: &AppState, what: &str, error: &StoreError) -> Response {
+    let status = match error {
+        StoreError::JobNotFound(_) => StatusCode::NOT_FOUND,
+        StoreError::InvalidTransition { .. } => StatusCode::CONFLICT,
+        _ => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        tracing::warn!(%error, what, "dashboard: store error");
+    }
+    let text = format!("{what}: {error}");
+    page(
+        state,
+        status,
+        pages::message(state, "Could not do that", &text),
+        None,
+    )
+}
+
+fn bad_request(state: &AppState, text: &str) -> Response {
+    page(
+        state,
+        StatusCode::BAD_REQUEST,
+        pages::message(state, "Bad request", text),
+        None,
+    )
+}
+
+async fn overview(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    let (csrf, new) = security::session_token(&headers);
+    let store = &state.store;
+    let counts = match store.job_count_by_state().await {
+        Ok(c) => c,
+        Err(e) => return store_error(&state, "counting jobs", &e),
+    };
+    let list = |state: JobState, limit: usize| JobFilter {
+        state: Some(state),
+        limit: Some(limit),
+        ..JobFilter::default()
+    };
+    let running = match store.job_list(&list(JobState::Running, PAGE_SIZE)).await {
+        Ok(r) => r,
+        Err(e) => return store_error(&state, "listing running jobs", &e),
+    };
+    // One walk for the failed jobs: the newest five are listed, up to 100 feed the chart
+    // (a rare state costs a longer walk, so it is read once).
+    let mut failures = match store.job_list(&list(JobState::Failed, 100)).await {
+        Ok(r) => r,
+        Err(e) => return store_error(&state, "listing failed jobs", &e),
+    };
+    // Jobs finished per minute over the last hour, from the newest finished jobs
+    // (ids grow with enqueue time, so this is a recent sample, capped).
+    const SAMPLE: usize = 1_000;
+    let now = now_millis();
+    let mut per_minute = vec![(0u64, 0u64); 60];
+    let mut sampled = false;
+    let completed = match store.job_list(&list(JobState::Completed, SAMPLE)).await {
+        Ok(j) => j,
+        Err(e) => return store_error(&state, "listing finished jobs", &e),
+    };
+    sampled |= completed.len() == SAMPLE || failures.len() == 100;
+    for (jobs, failed) in [(&completed, false), (&failures, true)] {
+        for job in jobs {
+            let Some(at) = job.finished_at else { continue };
+            let age_min = (now - at) / 60_000;
+            if (0..60).contains(&age_min) {
+                let slot = &mut per_minute[59 - age_min as usize];
+                if failed {
+                    slot.1 += 1;
+                } else {
+                    slot.0 += 1;
+                }
+            }
+        }
+    }
+    failures.truncate(5);
+    let o = Overview {
+        counts,
+        running,
+        failures,
+        per_minute,
+        sampled,
+    };
+    page(
+        &state,
+        StatusCode::OK,
+        pages::overview(&state, &o, &csrf),
+        new.then_some(csrf.as_str()),
+    )
+}
+
+/// The job list's query string, as sent.
+#[derive(Debug, Deserialize)]
+pub(crate) struct ListParams {
+    state: Option<String>,
+    kind: Option<String>,
+    queue: Option<String>,
+    before: Option<String>,
+}
+
+/// Turns the raw filters into typed ones; the error names the bad one.
+fn parse_list(p: ListParams) -> Result<ListQuery, String> {
+    let name = |v: Option<String>, what: &str| -> Result<Option<String>, String> {
+        match v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty()) {
+            Some(s) if s.chars().count() > MAX_NAME_LEN => Err(format!(
+                "the {what} filter is longer than {MAX_NAME_LEN} characters"
+            )),
+            other => Ok(other),
+        }
+    };
+    let state = match p.state.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        None => None,
+        Some(s) => Some(JobState::from_str(s).map_err(|e| e.to_string())?),
+    };
+    let before =
+        match p.before.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+            None => None,
+            Some(b) => Some(b.parse::<JobId>().ok().filter(|b| *b > 0).ok_or_else(|| {
+                format!("`before` must be a job id (a positive integer), not `{b}`")
+            })?),
+        };
+    Ok(ListQuery {
+        state,
+        kind: name(p.kind, "kind")?,
+        queue: name(p.queue, "queue")?,
+        before,
+    })
+}
+
+async fn job_list(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(params): Query<ListParams>,
+) -> Response {
+    let (csrf, new) = security::session_token(&headers);
+    let query = match parse_list(params) {
+        Ok(q) => q,
+        Err(e) => return bad_request(&state, &e),
+    };
+    let filter = JobFilter {
+        state: query.state,
+        kind: query.kind.clone(),
+        queue: query.queue.clone(),
+        before_id: query.before,
+        limit: Some(PAGE_SIZE + 1),
+    };
+    let mut jobs = match state.store.job_list(&filter).await {
+        Ok(j) => j,
+        Err(e) => return store_error(&state, "listing jobs", &e),
+    };
+    let has_more = jobs.len() > PAGE_SIZE;
+    jobs.truncate(PAGE_SIZE);
+    page(
+        &state,
+        StatusCode::OK,
+        pages::job_list(&state, &query, &jobs, has_more, &csrf),
+        new.then_some(csrf.as_str()),
+    )
+}
+
+/// A job id from the path, or the bad-request answer.
+fn parse_id(state: &AppState, raw: &str) -> Result<JobId, Box<Response>> {
+    raw.parse::<JobId>()
+        .ok()
+        .filter(|id| *id > 0)
+        .ok_or_else(|| Box::new(bad_request(state, &format!("`{raw}` is not a job id"))))
+}
+
+async fn job_page(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(raw): Path<String>,
+) -> Response {
+    let (csrf, new) = security::session_token(&headers);
+    let id = match parse_id(&state, &raw) {
+        Ok(id) => id,
+        Err(r) => return *r,
+    };
+    let job = match state.store.job_get(id).await {
+        Ok(Some(job)) => job,
+        Ok(None) => return store_error(&state, "showing a job", &StoreError::JobNotFound(id)),
+        Err(e) => return store_error(&state, "reading a job", &e),
+    };
+    let events = match state
+        .store
+        .job_events(id, EVENTS_SHOWN.min(MAX_EVENTS))
+        .await
+    {
+        Ok(e) => e,
+        Err(e) => return store_error(&state, "reading a job's history", &e),
+    };
+    let p = JobPage {
+        job: &job,
+        events: &events,
+        events_limit: EVENTS_SHOWN,
+    };
+    page(
+        &state,
+        StatusCode::OK,
+        pages::job_page(&state, &p, &csrf),
+        new.then_some(csrf.as_str()),
+    )
+}
+
+/// An action form: only the CSRF token.
+#[derive(Debug, Deserialize)]
+pub(crate) struct ActionForm {
+    csrf: Option<String>,
+}
+
+async fn job_action(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path((raw, action)): Path<(String, String)>,
+    Form(form): Form<ActionForm>,
+) -> Response {
+    if !security::csrf_ok(&headers, form.csrf.as_deref()) {
+        return security::csrf_refused();
+    }
+    let id = match parse_id(&state, &raw) {
+        Ok(id) => id,
+        Err(r) => return *r,
+    };
+    let store = &state.store;
+    let result = match action.as_str() {
+        "pause" => store.job_pause(id).await,
+        "resume" => store.job_resume(id).await,
+        "cancel" => store.job_cancel(id).await,
+        "retry" => store.job_retry(id).await,
+        _ => {
+            return bad_request(
+                &state,
+                "unknown action; the actions are pause, resume, cancel and retry",
+            );
+        }
+    };
+    match result {
+        Ok(job) => {
+            tracing::info!(job = id, action, state = %job.state, "dashboard: operator action");
+            Redirect::to(&state.url(&format!("/jobs/{id}"))).into_response()
+        }
+        Err(e) => store_error(&state, &format!("{action} job {id}"), &e),
+    }
+}
+
+async fn enqueue_form(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    let (csrf, new) = security::session_token(&headers);
+    let form = EnqueueForm {
+        params: "{}".to_string(),
+        ..EnqueueForm::default()
+    };
+    page(
+        &state,
+        StatusCode::OK,
+        pages::enqueue(&state, &form, &csrf),
+        new.then_some(csrf.as_str()),
+    )
+}
+
+/// The enqueue form's fields and the upload, read from the multipart body.
+#[derive(Default)]
+struct EnqueueInput {
+    form: EnqueueForm,
+    csrf: Option<String>,
+    file: Option<(String, Vec<u8>)>,
+}
+
+async fn read_enqueue(mut multipart: Multipart) -> Result<EnqueueInput, String> {
+    let mut input = EnqueueInput::default();
+    while let Some(field) = multipart
+        .next_field()
+        .await
+        .map_err(|e| format!("the form could not be read: {e}"))?
+    {
+        let name = field.name().unwrap_or_default().to_string();
+        if name == "file" {
+            let filename = field.file_name().unwrap_or("upload.csv").to_string();
+            let bytes = field
+                .bytes()
+                .await
+                .map_err(|e| format!("the file could not be read: {e}"))?;
+            if !bytes.is_empty() {
+                input.file = Some((filename, bytes.to_vec()));
+            }
+            continue;
+        }
+        let text = field
+            .text()
+            .await
+            .map_err(|e| format!("field `{name}` could not be read: {e}"))?;
+        match name.as_str() {
+            CSRF_FIELD => input.csrf = Some(text),
+            "kind" => input.form.kind = text,
+            "params" => input.form.params = text,
+            "queue" => input.form.queue = text,
+            "priority" => input.form.priority = text,
+            _ => {}
+        }
+    }
+    Ok(input)
+}
+
+async fn enqueue_submit(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    multipart: Multipart,
+) -> Response {
+    let input = match read_enqueue(multipart).await {
+        Ok(i) => i,
+        Err(e) => return bad_request(&state, &e),
+    };
+    if !security::csrf_ok(&headers, input.csrf.as_deref()) {
+        return security::csrf_refused();
+    }
+    let (csrf, _) = security::session_token(&headers);
+    let mut form = input.form;
+    let refuse = |form: &mut EnqueueForm, error: String| {
+        form.error = Some(error);
+        page(
+            &state,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            pages::enqueue(&state, form, &csrf),
+            None,
+        )
+    };
+    match build_job(&state, &form, input.file).await {
+        Ok(job) => match state.store.job_insert(&job).await {
+            Ok(id) => {
+                tracing::info!(job = id, kind = %job.kind, "dashboard: operator enqueued a job");
+                Redirect::to(&state.url(&format!("/jobs/{id}"))).into_response()
+            }
+            Err(e) => refuse(&mut form, format!("the store refused the job: {e}")),
+        },
+        Err(e) => refuse(&mut form, e),
+    }
+}
+
+/// Validates the form into a job: known kind, parameters that fit its type, the
+/// CSV upload stored and named in its parameter. The error says what to fix.
+async fn build_job(
+    state: &AppState,
+    form: &EnqueueForm,
+    file: Option<(String, Vec<u8>)>,
+) -> Result<iterjob::NewJob, String> {
+    let kind = form.kind.trim();
+    if !state.registry.contains(kind) {
+        let known = state.registry.kinds().join(", ");
+        return Err(format!(
+            "unknown job kind `{kind}`; this dashboard can enqueue: {known}"
+        ));
+    }
+    let raw = form.params.trim();
+    let mut params: Value = if raw.is_empty() {
+        Value::Object(Default::default())
+    } else {
+        serde_json::from_str(raw).map_err(|e| format!("the parameters are not valid JSON: {e}"))?
+    };
+    match (state.csv_kinds.get(kind), file) {
+        (Some(csv), Some((filename, bytes))) => {
+            let path = store_csv(&csv.dir, &filename, &bytes).await?;
+            match &mut params {
+                Value::Object(map) => {
+                    map.insert(csv.param.clone(), Value::String(path));
+                }
+                _ => {
+                    return Err(format!(
+                        "the parameters of `{kind}` must be a JSON object to take the uploaded file in `{}`",
+                        csv.param
+                    ));
+                }
+            }
+        }
+        (None, Some(_)) => {
+            return Err(format!(
+                "job kind `{kind}` does not read a CSV file; remove the file, or choose a kind marked CSV upload"
+            ));
+        }
+        (Some(csv), None) if params.get(&csv.param).is_none() => {
+            return Err(format!(
+                "job kind `{kind}` reads a CSV file: choose one to upload (it becomes `{}`)",
+                csv.param
+            ));
+        }
+        _ => {}
+    }
+    let mut job = state
+        .registry
+        .new_job(kind, params)
+        .map_err(|e| e.to_string())?;
+    let queue = form.queue.trim();
+    if !queue.is_empty() {
+        if queue.chars().count() > MAX_NAME_LEN {
+            return Err(format!(
+                "the queue name is longer than {MAX_NAME_LEN} characters"
+            ));
+        }
+        job.queue = queue.to_string();
+    }
+    let priority = form.priority.trim();
+    if !priority.is_empty() {
+        job.priority = priority
+            .parse()
+            .map_err(|_| format!("the priority must be an integer, not `{priority}`"))?;
+    }
+    Ok(job)
+}
+
+/// Checks that an upload parses as CSV (every record, with consistent field
+/// counts) and stores it in `dir` under a fresh name; returns its path.
+async fn store_csv(dir: &std::path::Path, filename: &str, bytes: &[u8]) -> Result<String, String> {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .from_reader(bytes);
+    let mut records = 0u64;
+    for record in reader.byte_records() {
+        record.map_err(|e| format!("`{filename}` is not a valid CSV file: {e}"))?;
+        records += 1;
+    }
+    tokio::fs::create_dir_all(dir)
+        .await
+        .map_err(|e| format!("cannot create the upload directory {}: {e}", dir.display()))?;
+    // an absolute path, so a worker started elsewhere finds it
+    let dir = tokio::fs::canonicalize(dir)
+        .await
+        .map_err(|e| format!("cannot resolve the upload directory {}: {e}", dir.display()))?;
+    let path = dir.join(format!("upload-{}.csv", security::random_token()));
+    tokio::fs::write(&path, bytes)
+        .await
+        .map_err(|e| format!("cannot store the upload in {}: {e}", path.display()))?;
+    tracing::info!(file = filename, records, path = %path.display(), "dashboard: stored a CSV upload");
+    Ok(path.display().to_string())
+}
+
+async fn login_form(State(state): State<Arc<AppState>>) -> Response {
+    page(&state, StatusCode::OK, pages::login(&state, None), None)
+}
+
+/// The login form.
+#[derive(Debug, Deserialize)]
+pub(crate) struct LoginForm {
+    token: String,
+}
+
+async fn login_submit(State(state): State<Arc<AppState>>, Form(form): Form<LoginForm>) -> Response {
+    let Some(token) = state.token.as_deref() else {
+        return Redirect::to(&state.url("/")).into_response();
+    };
+    if !security::secrets_match(form.token.trim(), token) {
+        return page(
+            &state,
+            StatusCode::UNAUTHORIZED,
+            pages::login(&state, Some("That is not the dashboard's token.")),
+            None,
+        );
+    }
+    let mut response = Redirect::to(&state.url("/")).into_response();
+    response.headers_mut().append(
+        header::SET_COOKIE,
+        security::set_cookie(&state, TOKEN_COOKIE, &security::token_cookie_value(token)),
+    );
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}

@@ -1,0 +1,385 @@
+//! # iterjob-dashboard
+//!
+//! A live web dashboard for [iterjob] jobs: an [axum] [`Router`] you mount
+//! in your own service, or serve on its own (`iterjob dashboard`).
+//!
+//! ## What an operator gets
+//!
+//! - **Overview**: jobs by state, jobs finished per minute over the last hour, items
+//!   per second right now, and every running job with a live progress bar.
+//! - **Job list**: filters by state, kind and queue; keyset pagination (`before` an
+//!   id, never `OFFSET`), so page 1,000 costs what page 1 costs on a million jobs.
+//! - **Live progress**: progress bars, items, rate and ETA update every second over
+//!   server-sent events, without reloading the page.
+//! - **Job page**: parameters, cursor, progress, attempts, the last error with its
+//!   cause chain, and the job's history (interruptions with their reason and cursor,
+//!   retries, failures, lease rescues, operator actions).
+//! - **Actions**: pause, resume, cancel, retry; enqueue a job of a registered kind,
+//!   its parameters validated against the kind's type before anything is stored;
+//!   for kinds that read a CSV file, upload the file with the form.
+//! - **Metrics**: `/metrics` in the Prometheus text format: jobs by state (read from
+//!   the store at scrape time) and, with [`install_prometheus`], the runtime's
+//!   counters and histograms of a worker in the same process.
+//!
+//! ## Safe by default
+//!
+//! - [`Dashboard::serve`] refuses to bind an address other than loopback unless an
+//!   auth token is set ([`Dashboard::token`]); with a token, every request must
+//!   carry it (`Authorization: Bearer …`, or the cookie set by the login form).
+//!   Tokens are compared in constant time.
+//! - Every mutating request must come from the dashboard's own pages: a cross-site
+//!   `Origin` or `Sec-Fetch-Site` is refused, and forms carry a per-session token.
+//! - Every value that came from a job (parameters, cursors, errors, kinds, queues) is
+//!   escaped by the template engine ([maud]); the page's script only ever sets
+//!   `textContent`; a strict Content-Security-Policy forbids inline scripts.
+//! - Filters become typed [`JobFilter`](iterjob::JobFilter)s bound as query
+//!   parameters: no SQL is built from request strings. Request bodies are bounded
+//!   (64 KiB for forms, [`Dashboard::max_upload_bytes`] for uploads).
+//!
+//! ## Mounting it in your service
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use iterjob::{Registry, Store};
+//! use iterjob_dashboard::Dashboard;
+//!
+//! # async fn demo(store: Arc<dyn Store>, registry: Registry) -> Result<(), Box<dyn std::error::Error>> {
+//! let metrics = iterjob_dashboard::install_prometheus()?; // optional: runtime metrics
+//! let jobs_admin = Dashboard::new(store)
+//!     .registry(registry) // enables "enqueue" for these kinds
+//!     .mount_path("/admin/jobs")
+//!     .prometheus(metrics)
+//!     .token(std::env::var("JOBS_ADMIN_TOKEN")?)
+//!     .router();
+//! let app = axum::Router::new()
+//!     .route("/", axum::routing::get(|| async { "my service" }))
+//!     .nest("/admin/jobs", jobs_admin);
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! axum::serve(listener, app).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! Or on its own, with the bind rules enforced:
+//!
+//! ```no_run
+//! # async fn demo(store: std::sync::Arc<dyn iterjob::Store>) -> Result<(), iterjob_dashboard::Error> {
+//! use iterjob_dashboard::Dashboard;
+//! let shutdown = iterjob::CancellationToken::new();
+//! Dashboard::new(store).serve("127.0.0.1:8080".parse().unwrap(), shutdown).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! ## On a big store
+//!
+//! Every page reads the store through [`Store`] methods only. The job
+//! list walks the jobs newest first from `before` (a primary-key seek, so a page deep
+//! in a million jobs costs what the first page costs) and stops once a page is full;
+//! a filter matching few jobs walks further before the page fills (a state held by
+//! 0.01% of a million jobs: one walk of the table). The overview counts jobs by state
+//! and lists the running and recently failed ones. `examples/million_jobs.rs` times
+//! each page on a million jobs in SQLite.
+//!
+//! Live pages hold one server-sent-events connection each. Browsers open at most
+//! six HTTP/1.1 connections per host, so more than about five dashboard tabs on one
+//! browser wait for each other; put the dashboard behind an HTTP/2 proxy if your
+//! operators keep many open. Each page closes its stream when it goes away.
+//!
+//! ## Routes
+//!
+//! | route | what |
+//! |---|---|
+//! | `GET /` | overview |
+//! | `GET /jobs?state=&kind=&queue=&before=` | job list |
+//! | `GET /jobs/{id}` | job page |
+//! | `POST /jobs/{id}/pause` · `resume` · `cancel` · `retry` | actions (form + CSRF token) |
+//! | `GET /enqueue` · `POST /enqueue` | enqueue form (multipart, with a CSV file for CSV kinds) |
+//! | `GET /live?ids=1,2,3` | server-sent events: progress of those jobs, counts |
+//! | `GET /metrics` | Prometheus text format |
+//! | `GET /login` · `POST /login` | the token form, when a token is set |
+
+mod assets;
+mod format;
+mod handlers;
+mod live;
+mod pages;
+mod prometheus;
+mod security;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use iterjob::CancellationToken;
+use iterjob::{Registry, Store};
+use metrics_exporter_prometheus::PrometheusHandle;
+
+pub use prometheus::install_prometheus;
+
+/// Form bodies (actions, enqueue without a file, login) are refused above this size.
+pub const MAX_FORM_BYTES: usize = 64 * 1024;
+
+/// Uploads (enqueue with a CSV file) are refused above this size unless
+/// [`Dashboard::max_upload_bytes`] says otherwise.
+pub const DEFAULT_MAX_UPLOAD_BYTES: usize = 64 * 1024 * 1024;
+
+/// Jobs per page of the job list.
+pub const PAGE_SIZE: usize = 50;
+
+/// Errors starting the dashboard.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The address is not loopback and no auth token was given.
+    #[error(
+        "refusing to serve the dashboard on {addr} without an auth token: anyone who can reach \
+         that address could pause, cancel and enqueue jobs. Set a token (`--token` or \
+         ITERJOB_DASHBOARD_TOKEN), or bind 127.0.0.1"
+    )]
+    TokenRequired {
+        /// The address asked for.
+        addr: SocketAddr,
+    },
+    /// The token is too short to resist guessing.
+    #[error(
+        "the dashboard auth token is {len} characters long; use at least {min} random characters"
+    )]
+    WeakToken {
+        /// Its length.
+        len: usize,
+        /// The least accepted.
+        min: usize,
+    },
+    /// The address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The server failed while running.
+    #[error("the dashboard server failed: {0}")]
+    Serve(std::io::Error),
+    /// The Prometheus recorder could not be installed.
+    #[error("cannot install the Prometheus metrics recorder: {0}")]
+    Metrics(String),
+}
+
+/// The shortest auth token accepted.
+pub const MIN_TOKEN_LEN: usize = 16;
+
+/// A kind whose jobs read a CSV file: the enqueue form takes an upload, stores it
+/// in `dir` and passes its path in the parameter `param`.
+#[derive(Clone, Debug)]
+pub(crate) struct CsvKind {
+    pub(crate) param: String,
+    pub(crate) dir: PathBuf,
+}
+
+/// The dashboard's configuration; [`Dashboard::router`] turns it into a router.
+#[derive(Clone)]
+pub struct Dashboard {
+    store: Arc<dyn Store>,
+    registry: Registry,
+    token: Option<String>,
+    mount_path: String,
+    prometheus: Option<PrometheusHandle>,
+    csv_kinds: BTreeMap<String, CsvKind>,
+    max_upload_bytes: usize,
+    live_interval: Duration,
+    title: String,
+}
+
+impl std::fmt::Debug for Dashboard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dashboard")
+            .field("registry", &self.registry)
+            .field("token", &self.token.as_ref().map(|_| "<set>"))
+            .field("mount_path", &self.mount_path)
+            .field("csv_kinds", &self.csv_kinds)
+            .field("max_upload_bytes", &self.max_upload_bytes)
+            .field("live_interval", &self.live_interval)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Dashboard {
+    /// A dashboard over `store`: pages, actions and metrics; no enqueue until
+    /// [`Dashboard::registry`] names the kinds; no auth token.
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Dashboard {
+            store,
+            registry: Registry::new(),
+            token: None,
+            mount_path: String::new(),
+            prometheus: None,
+            csv_kinds: BTreeMap::new(),
+            max_upload_bytes: DEFAULT_MAX_UPLOAD_BYTES,
+            live_interval: Duration::from_secs(1),
+            title: "iterjob".to_string(),
+        }
+    }
+
+    /// The kinds operators may enqueue; parameters are checked against each kind's
+    /// `Params` type ([`Registry::new_job`]) before anything is stored.
+    pub fn registry(mut self, registry: Registry) -> Self {
+        self.registry = registry;
+        self
+    }
+
+    /// Requires this token on every request (bearer header, or the cookie the login
+    /// form sets). Required to serve on a non-loopback address.
+    pub fn token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into());
+        self
+    }
+
+    /// The path the router is nested under in your service (`/admin/jobs`), so the
+    /// pages link to the right place. Default: the root.
+    pub fn mount_path(mut self, path: impl Into<String>) -> Self {
+        let path = path.into();
+        self.mount_path = path.trim_end_matches('/').to_string();
+        self
+    }
+
+    /// Renders this recorder's metrics (see [`install_prometheus`]) at `/metrics`,
+    /// after the jobs-by-state gauge.
+    pub fn prometheus(mut self, handle: PrometheusHandle) -> Self {
+        self.prometheus = Some(handle);
+        self
+    }
+
+    /// Declares that jobs of `kind` read a CSV file named by their parameter
+    /// `param`: the enqueue form then takes an upload, checks that it parses as CSV,
+    /// stores it in `dir` under a fresh name and sets `param` to its absolute path.
+    /// The workers must read `dir` at the same path (a shared volume when they run
+    /// on other machines).
+    pub fn csv_upload(
+        mut self,
+        kind: impl Into<String>,
+        param: impl Into<String>,
+        dir: impl Into<PathBuf>,
+    ) -> Self {
+        self.csv_kinds.insert(
+            kind.into(),
+            CsvKind {
+                param: param.into(),
+                dir: dir.into(),
+            },
+        );
+        self
+    }
+
+    /// The largest upload accepted. Default: [`DEFAULT_MAX_UPLOAD_BYTES`].
+    pub fn max_upload_bytes(mut self, bytes: usize) -> Self {
+        self.max_upload_bytes = bytes;
+        self
+    }
+
+    /// How often live pages are updated. Default: 1 s.
+    pub fn live_interval(mut self, interval: Duration) -> Self {
+        self.live_interval = interval.max(Duration::from_millis(100));
+        self
+    }
+
+    /// The name shown in the page header. Default: `iterjob`.
+    pub fn title(mut self, title: impl Into<String>) -> Self {
+        self.title = title.into();
+        self
+    }
+
+    /// The router, to mount in your own service or serve with [`axum::serve()`].
+    /// Binding rules are yours to keep in that case; [`Dashboard::serve`] keeps them.
+    pub fn router(self) -> Router {
+        handlers::router(Arc::new(self.into_state()))
+    }
+
+    /// Checks that the dashboard may be served on `addr`: a non-loopback address
+    /// needs a token of at least [`MIN_TOKEN_LEN`] characters.
+    ///
+    /// # Errors
+    /// [`Error::TokenRequired`] or [`Error::WeakToken`].
+    pub fn check_bind(&self, addr: SocketAddr) -> Result<(), Error> {
+        match &self.token {
+            Some(token) if token.chars().count() < MIN_TOKEN_LEN => Err(Error::WeakToken {
+                len: token.chars().count(),
+                min: MIN_TOKEN_LEN,
+            }),
+            Some(_) => Ok(()),
+            None if addr.ip().is_loopback() => Ok(()),
+            None => Err(Error::TokenRequired { addr }),
+        }
+    }
+
+    /// Binds `addr` (port 0 picks a free port) after [`Dashboard::check_bind`], and
+    /// returns the listener and the router, for a caller that wants the bound
+    /// address before serving.
+    ///
+    /// # Errors
+    /// As [`Dashboard::check_bind`], or [`Error::Bind`].
+    pub async fn bind(self, addr: SocketAddr) -> Result<(tokio::net::TcpListener, Router), Error> {
+        self.check_bind(addr)?;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| Error::Bind { addr, source })?;
+        Ok((listener, self.router()))
+    }
+
+    /// Serves the dashboard on `addr` until `shutdown` is cancelled.
+    ///
+    /// # Errors
+    /// As [`Dashboard::bind`], or [`Error::Serve`].
+    pub async fn serve(self, addr: SocketAddr, shutdown: CancellationToken) -> Result<(), Error> {
+        let (listener, router) = self.bind(addr).await?;
+        if let Ok(local) = listener.local_addr() {
+            tracing::info!(addr = %local, "dashboard listening");
+        }
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move { shutdown.cancelled().await })
+            .await
+            .map_err(Error::Serve)
+    }
+
+    fn into_state(self) -> AppState {
+        AppState {
+            store: self.store,
+            registry: self.registry,
+            token: self.token,
+            base: self.mount_path,
+            prometheus: self.prometheus,
+            csv_kinds: self.csv_kinds,
+            max_upload_bytes: self.max_upload_bytes,
+            live_interval: self.live_interval,
+            title: self.title,
+        }
+    }
+}
+
+/// What every handler sees.
+pub(crate) struct AppState {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) registry: Registry,
+    pub(crate) token: Option<String>,
+    /// Mount path, without a trailing slash ("" at the root).
+    pub(crate) base: String,
+    pub(crate) prometheus: Option<PrometheusHandle>,
+    pub(crate) csv_kinds: BTreeMap<String, CsvKind>,
+    pub(crate) max_upload_bytes: usize,
+    pub(crate) live_interval: Duration,
+    pub(crate) title: String,
+}
+
+impl AppState {
+    /// A link inside the dashboard. The root of a dashboard nested under a path is
+    /// the path itself (`/admin/jobs`, not `/admin/jobs/`, which axum's `nest` does
+    /// not route).
+    pub(crate) fn url(&self, path: &str) -> String {
+        if path == "/" && !self.base.is_empty() {
+            return self.base.clone();
+        }
+        format!("{}{path}", self.base)
+    }
+}

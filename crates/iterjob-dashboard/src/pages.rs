@@ -1,0 +1,571 @@
+//! The pages, rendered on the server with [maud]: every interpolated value is
+//! HTML-escaped unless it is wrapped in `PreEscaped`, which is used only for the
+//! constant SVG-free markup below (never for a value from a job or a request).
+
+use iterjob::store::{JobEvent, Millis};
+use iterjob::{JobRecord, JobState};
+use maud::{DOCTYPE, Markup, html};
+
+use crate::AppState;
+use crate::format::{self, ProgressView};
+use crate::security::CSRF_FIELD;
+
+/// A page: header with navigation, the content, the live-update script.
+pub(crate) fn layout(state: &AppState, title: &str, current: &str, content: Markup) -> Markup {
+    let nav = [
+        ("overview", "/", "Overview"),
+        ("jobs", "/jobs", "Jobs"),
+        ("enqueue", "/enqueue", "Enqueue"),
+    ];
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · " (state.title) }
+                link rel="stylesheet" href=(state.url("/assets/app.css"));
+                script src=(state.url("/assets/app.js")) defer {}
+            }
+            body data-base=(state.base) {
+                header.top {
+                    a.brand href=(state.url("/")) { (state.title) }
+                    nav {
+                        @for (key, path, label) in nav {
+                            a href=(state.url(path)) aria-current=[(key == current).then_some("page")] { (label) }
+                        }
+                    }
+                    span.live-status #live-status title="live updates" { "○ connecting" }
+                }
+                main { (content) }
+            }
+        }
+    }
+}
+
+/// A state badge, updated live when `live` is set.
+fn badge(view: &ProgressView, live: bool) -> Markup {
+    html! {
+        span class={ "state state-" (view.state) } data-job-state=[live.then_some(view.id)] {
+            (view.state_text)
+        }
+    }
+}
+
+/// A progress bar with items, rate and ETA, updated live.
+pub(crate) fn progress(view: &ProgressView) -> Markup {
+    html! {
+        div.progress data-job=(view.id) {
+            @if view.items_total > 0 {
+                progress value=(view.items_done.min(view.items_total)) max=(view.items_total) {}
+            } @else if view.state == "completed" {
+                progress value="1" max="1" {}
+            } @else {
+                progress {}
+            }
+            div.meta {
+                span.items { (view.items_text) }
+                span.rate { (view.rate_text) }
+                span.eta { (view.eta_text) }
+            }
+        }
+    }
+}
+
+/// The action buttons for a job; hidden ones are shown live when they apply.
+fn actions(state: &AppState, view: &ProgressView, csrf: &str) -> Markup {
+    let buttons = [
+        ("pause", "Pause", view.can_pause, ""),
+        ("resume", "Resume", view.can_resume, ""),
+        ("retry", "Retry", view.can_retry, ""),
+        ("cancel", "Cancel", view.can_cancel, "danger"),
+    ];
+    html! {
+        div.actions {
+            @for (action, label, shown, class) in buttons {
+                form method="post" action=(state.url(&format!("/jobs/{}/{action}", view.id)))
+                    data-action=(action) data-job-action=(view.id) hidden[!shown] {
+                    input type="hidden" name=(CSRF_FIELD) value=(csrf);
+                    button type="submit" class=(class) name="action" value=(action) { (label) }
+                }
+            }
+        }
+    }
+}
+
+/// Counts by state, throughput, running jobs, recent failures.
+pub(crate) struct Overview {
+    pub(crate) counts: Vec<(JobState, u64)>,
+    pub(crate) running: Vec<JobRecord>,
+    pub(crate) failures: Vec<JobRecord>,
+    /// Jobs finished per minute over the last hour, oldest first: (completed, failed).
+    pub(crate) per_minute: Vec<(u64, u64)>,
+    /// True when `per_minute` was computed from a capped sample of recent jobs.
+    pub(crate) sampled: bool,
+}
+
+pub(crate) fn overview(state: &AppState, o: &Overview, csrf: &str) -> Markup {
+    let finished: u64 = o.per_minute.iter().map(|(c, f)| c + f).sum();
+    let content = html! {
+        h1 { "Overview" }
+        section.cards aria-label="jobs by state" {
+            @for (s, n) in &o.counts {
+                a class={ "card state-" (s.as_str()) } href=(state.url(&format!("/jobs?state={}", s.as_str()))) {
+                    span.n data-count=(s.as_str()) { (format::count(*n)) }
+                    span.label { (s.as_str()) }
+                }
+            }
+        }
+        section.panel {
+            h2 { "Throughput" }
+            div.throughput {
+                div {
+                    span.big #items-per-sec { "–" }
+                    span.label { "items per second, running jobs, live" }
+                    svg.spark #spark viewBox="0 0 120 30" preserveAspectRatio="none" role="img" aria-label="items per second, last two minutes" {
+                        polyline #spark-line points="" {}
+                    }
+                }
+                div {
+                    span.big { (format::count(finished)) }
+                    span.label {
+                        "jobs finished in the last hour"
+                        @if o.sampled { " (a sample of the most recent)" }
+                    }
+                    (bars(&o.per_minute))
+                }
+            }
+        }
+        section.panel {
+            h2 { "Running now" }
+            @if o.running.is_empty() {
+                p.empty { "No job is running." }
+            } @else {
+                (jobs_table(state, &o.running, csrf, true))
+            }
+        }
+        @if !o.failures.is_empty() {
+            section.panel {
+                h2 { "Recent failures" }
+                (jobs_table(state, &o.failures, csrf, false))
+            }
+        }
+    };
+    layout(state, "Overview", "overview", content)
+}
+
+/// Jobs finished per minute as bars (completed up, failed in red), as SVG.
+fn bars(per_minute: &[(u64, u64)]) -> Markup {
+    let max = per_minute
+        .iter()
+        .map(|(c, f)| c + f)
+        .max()
+        .unwrap_or(0)
+        .max(1) as f64;
+    let n = per_minute.len().max(1);
+    html! {
+        svg.bars viewBox={ "0 0 " (n * 4) " 40" } preserveAspectRatio="none" role="img"
+            aria-label="jobs finished per minute over the last hour (completed, failed)" {
+            @for (i, (c, f)) in per_minute.iter().enumerate() {
+                @let hc = (*c as f64 / max * 40.0).round();
+                @let hf = (*f as f64 / max * 40.0).round();
+                @if *c > 0 {
+                    rect.ok x=(i * 4) y=(40.0 - hc - hf) width="3" height=(hc) {
+                        title { (c) " completed" }
+                    }
+                }
+                @if *f > 0 {
+                    rect.bad x=(i * 4) y=(40.0 - hf) width="3" height=(hf) {
+                        title { (f) " failed" }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A table of jobs with live progress bars (and action buttons when `actions`).
+fn jobs_table(state: &AppState, jobs: &[JobRecord], csrf: &str, with_actions: bool) -> Markup {
+    html! {
+        table.jobs {
+            thead {
+                tr {
+                    th { "Job" } th { "Kind" } th { "Queue" } th { "State" } th.wide { "Progress" }
+                    th { "Attempts" } th { "Created" }
+                    @if with_actions { th { "Actions" } }
+                }
+            }
+            tbody {
+                @for job in jobs {
+                    @let view = ProgressView::of(job, None);
+                    tr {
+                        td data-label="Job" { a href=(state.url(&format!("/jobs/{}", job.id))) { "#" (job.id) } }
+                        td data-label="Kind" { code { (job.kind) } }
+                        td data-label="Queue" { (job.queue) }
+                        td data-label="State" { (badge(&view, true)) }
+                        td.wide data-label="Progress" { (progress(&view)) }
+                        td data-label="Attempts" { (job.attempts) " / " (job.max_attempts) }
+                        td data-label="Created" { time datetime=(job.created_at) title=(format::time(job.created_at)) { (format::relative(job.created_at)) } }
+                        @if with_actions { td data-label="Actions" { (actions(state, &view, csrf)) } }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The job list's filters as given (already validated).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ListQuery {
+    pub(crate) state: Option<JobState>,
+    pub(crate) kind: Option<String>,
+    pub(crate) queue: Option<String>,
+    pub(crate) before: Option<i64>,
+}
+
+impl ListQuery {
+    /// The query string for these filters and `before`.
+    pub(crate) fn query_string(&self, before: Option<i64>) -> String {
+        let mut parts = Vec::new();
+        if let Some(s) = self.state {
+            parts.push(format!("state={}", s.as_str()));
+        }
+        if let Some(k) = &self.kind {
+            parts.push(format!("kind={}", encode(k)));
+        }
+        if let Some(q) = &self.queue {
+            parts.push(format!("queue={}", encode(q)));
+        }
+        if let Some(b) = before {
+            parts.push(format!("before={b}"));
+        }
+        if parts.is_empty() {
+            String::new()
+        } else {
+            format!("?{}", parts.join("&"))
+        }
+    }
+}
+
+/// Percent-encodes a query value.
+fn encode(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+pub(crate) fn job_list(
+    state: &AppState,
+    query: &ListQuery,
+    jobs: &[JobRecord],
+    has_more: bool,
+    csrf: &str,
+) -> Markup {
+    let kinds = state.registry.kinds();
+    let content = html! {
+        h1 { "Jobs" }
+        form.filters method="get" action=(state.url("/jobs")) {
+            label { "State "
+                select name="state" {
+                    option value="" { "any" }
+                    @for s in JobState::ALL {
+                        option value=(s.as_str()) selected[query.state == Some(s)] { (s.as_str()) }
+                    }
+                }
+            }
+            label { "Kind "
+                input name="kind" list="kinds" value=[query.kind.as_deref()] maxlength="200" placeholder="any";
+            }
+            datalist #kinds { @for k in &kinds { option value=(k) {} } }
+            label { "Queue "
+                input name="queue" value=[query.queue.as_deref()] maxlength="200" placeholder="any";
+            }
+            button type="submit" { "Filter" }
+            @if query.state.is_some() || query.kind.is_some() || query.queue.is_some() {
+                a.clear href=(state.url("/jobs")) { "clear" }
+            }
+        }
+        @if jobs.is_empty() {
+            p.empty { "No job matches." }
+        } @else {
+            (jobs_table(state, jobs, csrf, true))
+        }
+        nav.pages aria-label="pages" {
+            @if query.before.is_some() {
+                a href=(state.url(&format!("/jobs{}", query.query_string(None)))) { "« newest" }
+            }
+            @if has_more {
+                @if let Some(last) = jobs.last() {
+                    a rel="next" href=(state.url(&format!("/jobs{}", query.query_string(Some(last.id))))) { "older »" }
+                }
+            }
+        }
+    };
+    layout(state, "Jobs", "jobs", content)
+}
+
+/// The job page's sections, in order. A section is a function of the job and what
+/// was read for it; a new one (partitions, once jobs have them) is one more entry.
+pub(crate) struct JobPage<'a> {
+    pub(crate) job: &'a JobRecord,
+    pub(crate) events: &'a [JobEvent],
+    pub(crate) events_limit: usize,
+}
+
+pub(crate) fn job_page(state: &AppState, page: &JobPage<'_>, csrf: &str) -> Markup {
+    let job = page.job;
+    let view = ProgressView::of(job, None);
+    // One entry per section, in page order; `None` leaves a section out. Partitioned
+    // jobs (a `parent_id` on the record) get theirs here, before the history: the
+    // handler reads the children into `JobPage`, and a `partitions_section` renders
+    // them with the same progress bars, which the live stream then updates.
+    let sections: [Option<Markup>; 5] = [
+        Some(progress_section(job, &view)),
+        Some(details_section(job)),
+        Some(data_section(job)),
+        error_section(job),
+        Some(history_section(page)),
+    ];
+    let content = html! {
+        div.jobhead {
+            h1 { "Job #" (job.id) " " code { (job.kind) } }
+            (badge(&view, true))
+        }
+        (actions(state, &view, csrf))
+        @for section in sections.into_iter().flatten() { (section) }
+    };
+    layout(state, &format!("Job #{}", job.id), "jobs", content)
+}
+
+fn progress_section(job: &JobRecord, view: &ProgressView) -> Markup {
+    html! {
+        section.panel {
+            h2 { "Progress" }
+            (progress(view))
+            p.note {
+                "Running time " (format::duration_secs(job.running_ms / 1000))
+                " over " (job.runs) " run" @if job.runs != 1 { "s" }
+                @if let Some(at) = job.checkpointed_at {
+                    "; last checkpoint " time datetime=(at) title=(format::time(at)) { (format::relative(at)) }
+                }
+                "."
+            }
+        }
+    }
+}
+
+fn row(label: &str, value: Markup) -> Markup {
+    html! { tr { th { (label) } td { (value) } } }
+}
+
+fn when(at: Option<Millis>) -> Markup {
+    html! {
+        @match at {
+            Some(at) => { (format::time(at)) " " span.muted { "(" (format::relative(at)) ")" } }
+            None => { span.muted { "–" } }
+        }
+    }
+}
+
+fn details_section(job: &JobRecord) -> Markup {
+    html! {
+        section.panel {
+            h2 { "Details" }
+            table.details {
+                (row("Queue", html! { (job.queue) }))
+                (row("Priority", html! { (job.priority) }))
+                (row("Attempts", html! { (job.attempts) " of " (job.max_attempts) }))
+                (row("Runs", html! { (job.runs) }))
+                (row("Interruptions", html! { (job.interruptions) }))
+                (row("Lost leases in a row", html! { (job.crashes) }))
+                @if let Some(key) = &job.unique_key { (row("Unique key", html! { code { (key) } })) }
+                (row("Created", when(Some(job.created_at))))
+                (row("Runs at", when(Some(job.run_at))))
+                (row("Started", when(job.started_at)))
+                (row("Finished", when(job.finished_at)))
+                @if let Some(worker) = &job.worker_id { (row("Worker", html! { code { (worker) } })) }
+                @if job.lease_expires_at.is_some() { (row("Lease until", when(job.lease_expires_at))) }
+            }
+        }
+    }
+}
+
+fn pretty(value: &serde_json::Value) -> String {
+    serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
+}
+
+fn data_section(job: &JobRecord) -> Markup {
+    html! {
+        section.panel.data {
+            div {
+                h2 { "Parameters" }
+                pre.json { (pretty(&job.params)) }
+            }
+            div {
+                h2 { "Cursor" }
+                @match &job.cursor {
+                    Some(c) => { pre.json { (pretty(c)) } p.note { "Everything before this cursor is done." } }
+                    None => { p.empty { "No checkpoint yet: the job starts from the beginning." } }
+                }
+            }
+        }
+    }
+}
+
+/// The error and its causes: the runtime stores the chain joined with `: `.
+fn cause_chain(error: &str) -> Markup {
+    let parts: Vec<&str> = error.split(": ").collect();
+    html! {
+        ol.chain {
+            @for (i, part) in parts.iter().enumerate() {
+                li { @if i > 0 { span.muted { "caused by " } } (part) }
+            }
+        }
+    }
+}
+
+fn error_section(job: &JobRecord) -> Option<Markup> {
+    let error = job.last_error.as_deref()?;
+    Some(html! {
+        section.panel.error {
+            h2 { "Last error" }
+            (cause_chain(error))
+        }
+    })
+}
+
+fn history_section(page: &JobPage<'_>) -> Markup {
+    html! {
+        section.panel {
+            h2 { "History" }
+            @if page.events.is_empty() {
+                p.empty { "No interruption, error or operator action yet." }
+            } @else {
+                table.history {
+                    thead { tr { th { "When" } th { "Event" } th { "State after" } th { "Items" } th { "Cursor" } th { "Error" } } }
+                    tbody {
+                        @for e in page.events {
+                            tr {
+                                td data-label="When" { time datetime=(e.at) title=(format::time(e.at)) { (format::relative(e.at)) } }
+                                td data-label="Event" {
+                                    (event_label(e))
+                                }
+                                td data-label="State after" { span class={ "state state-" (e.state.as_str()) } { (e.state.as_str()) } }
+                                td data-label="Items" { (format::count(e.items_done)) }
+                                td data-label="Cursor" {
+                                    @if let Some(c) = &e.cursor { code.cursor { (c.to_string()) } } @else { span.muted { "–" } }
+                                }
+                                td data-label="Error" {
+                                    @if let Some(err) = &e.error { (cause_chain(err)) }
+                                }
+                            }
+                        }
+                    }
+                }
+                @if page.events.len() >= page.events_limit {
+                    p.note { "Showing the newest " (page.events_limit) " events." }
+                }
+            }
+        }
+    }
+}
+
+fn event_label(e: &JobEvent) -> String {
+    use iterjob::JobEventKind as K;
+    match (e.kind, e.reason) {
+        (K::Interrupted, Some(reason)) => format!("interrupted ({reason})"),
+        (K::Interrupted, None) => "interrupted".into(),
+        (K::Retrying, _) => "error, will retry".into(),
+        (K::Failed, _) => "error, failed".into(),
+        (K::Rescued, _) => "lease lost, rescued".into(),
+        (K::OperatorPause, _) => "paused by operator".into(),
+        (K::OperatorResume, _) => "resumed by operator".into(),
+        (K::OperatorCancel, _) => "cancelled by operator".into(),
+        (K::OperatorRetry, _) => "retried by operator".into(),
+    }
+}
+
+/// What the enqueue form shows again after a refused submission.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct EnqueueForm {
+    pub(crate) kind: String,
+    pub(crate) params: String,
+    pub(crate) queue: String,
+    pub(crate) priority: String,
+    pub(crate) error: Option<String>,
+}
+
+pub(crate) fn enqueue(state: &AppState, form: &EnqueueForm, csrf: &str) -> Markup {
+    let kinds = state.registry.kinds();
+    let content = html! {
+        h1 { "Enqueue a job" }
+        @if kinds.is_empty() {
+            p.empty {
+                "This dashboard knows no job kinds, so it cannot enqueue. Serve it from your own binary "
+                "(" code { "App::new(..).register(MyJob).run()" } " then " code { "my-app dashboard" } ") "
+                "or pass a registry to " code { "Dashboard::registry" } "."
+            }
+        } @else {
+            @if let Some(error) = &form.error {
+                div.alert role="alert" { strong { "Not enqueued: " } (error) }
+            }
+            form.enqueue method="post" action=(state.url("/enqueue")) enctype="multipart/form-data" {
+                input type="hidden" name=(CSRF_FIELD) value=(csrf);
+                label { "Kind"
+                    select name="kind" required {
+                        @for k in &kinds {
+                            option value=(k) selected[form.kind == *k] {
+                                (k)
+                                @if let Some(csv) = state.csv_kinds.get(*k) { " (CSV upload → " (csv.param) ")" }
+                            }
+                        }
+                    }
+                }
+                label { "Parameters (JSON, checked against the kind's type)"
+                    textarea name="params" rows="8" spellcheck="false" { (form.params) }
+                }
+                @if !state.csv_kinds.is_empty() {
+                    label { "CSV file (for kinds marked CSV upload; sets the file parameter)"
+                        input type="file" name="file" accept=".csv,text/csv";
+                    }
+                }
+                div.row {
+                    label { "Queue" input name="queue" value=(form.queue) placeholder="the kind's default" maxlength="200"; }
+                    label { "Priority" input name="priority" type="number" value=(form.priority) placeholder="0"; }
+                }
+                button type="submit" { "Enqueue" }
+            }
+        }
+    };
+    layout(state, "Enqueue", "enqueue", content)
+}
+
+pub(crate) fn login(state: &AppState, error: Option<&str>) -> Markup {
+    let content = html! {
+        h1 { "Log in" }
+        @if let Some(error) = error { div.alert role="alert" { (error) } }
+        form.login method="post" action=(state.url("/login")) {
+            label { "Auth token"
+                input type="password" name="token" required autocomplete="current-password";
+            }
+            button type="submit" { "Log in" }
+        }
+    };
+    layout(state, "Log in", "", content)
+}
+
+/// A page for an error an operator can act on.
+pub(crate) fn message(state: &AppState, title: &str, text: &str) -> Markup {
+    let content = html! {
+        h1 { (title) }
+        div.alert role="alert" { (text) }
+        p { a href=(state.url("/jobs")) { "Back to the jobs" } }
+    };
+    layout(state, title, "", content)
+}

@@ -1,0 +1,844 @@
+//! Every page and action of the dashboard, through its router, against real stores
+//! (in memory, and SQLite where the history matters), including the security rules.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use common::*;
+use http_body_util::BodyExt;
+use iterjob::store::{ClaimRequest, NewJob, Outcome, Progress};
+use iterjob::{InterruptReason, JobState, MemoryStore, Store};
+use iterjob_dashboard::{Dashboard, Error};
+use serde_json::json;
+use tower::ServiceExt;
+
+const XSS: &str = "<script>alert('xss')</script>";
+const XSS_IMG: &str = "\"><img src=x onerror=alert(1)>";
+
+async fn claim(store: &dyn Store, kind: &str) -> iterjob::store::Claimed {
+    store
+        .job_claim(&ClaimRequest {
+            worker_id: "test-worker".into(),
+            queues: vec!["default".into(), XSS_IMG.into()],
+            kinds: vec![kind.into()],
+            limit: 1,
+            lease: Duration::from_secs(60),
+        })
+        .await
+        .expect("claim")
+        .pop()
+        .unwrap_or_else(|| panic!("a job of kind {kind} to claim"))
+}
+
+fn dashboard(store: Arc<dyn Store>) -> axum::Router {
+    Dashboard::new(store).registry(registry()).router()
+}
+
+fn assert_inert(body: &str) {
+    assert!(
+        !body.contains("<script>alert"),
+        "a script payload rendered live:\n{body}"
+    );
+    assert!(
+        !body.contains("<img src=x"),
+        "an img payload rendered live:\n{body}"
+    );
+    assert!(
+        !body.contains("onerror=alert(1)>"),
+        "an attribute payload rendered live"
+    );
+}
+
+#[tokio::test]
+async fn overview_shows_counts_running_jobs_and_security_headers() {
+    let store = shared(MemoryStore::new());
+    for _ in 0..3 {
+        store
+            .job_insert(&NewJob::new("count", json!({"up_to": 10})))
+            .await
+            .unwrap();
+    }
+    let run = claim(&*store, "count").await;
+    store
+        .job_checkpoint(
+            run.job.id,
+            run.token,
+            &Progress {
+                cursor: Some(json!(4)),
+                items_done: 4,
+                items_total: Some(10),
+                running_ms: 2000,
+            },
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
+    let router = dashboard(store);
+    let reply = get(&router, "/").await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert!(
+        reply.body.contains(r#"data-count="queued">2<"#),
+        "{}",
+        reply.body
+    );
+    assert!(reply.body.contains(r#"data-count="running">1<"#));
+    assert!(
+        reply.body.contains("4 / 10 (40.0%)"),
+        "progress of the running job"
+    );
+    assert!(reply.body.contains(r#"<progress value="4" max="10">"#));
+    let csp = reply.headers[header::CONTENT_SECURITY_POLICY]
+        .to_str()
+        .unwrap();
+    assert!(
+        csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
+        "{csp}"
+    );
+    assert_eq!(reply.headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+    assert_eq!(reply.headers[header::X_FRAME_OPTIONS], "DENY");
+    // a session token is issued, and the forms carry the same one
+    let cookie = reply.headers[header::SET_COOKIE].to_str().unwrap();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    let token = cookie
+        .strip_prefix("iterjob_csrf=")
+        .and_then(|c| c.split(';').next())
+        .unwrap();
+    assert!(
+        reply
+            .body
+            .contains(&format!(r#"name="csrf" value="{token}""#))
+    );
+    // the assets are served, with a script that never writes HTML
+    let js = get(&router, "/assets/app.js").await;
+    assert_eq!(js.status, StatusCode::OK);
+    assert!(!js.body.contains("innerHTML") && !js.body.contains("eval("));
+    assert_eq!(get(&router, "/assets/app.css").await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn job_list_filters_and_pages_by_keyset() {
+    let store = shared(MemoryStore::new());
+    let mut jobs = Vec::new();
+    for i in 0..120 {
+        let kind = if i % 2 == 0 { "count" } else { "import_csv" };
+        let queue = if i % 3 == 0 { "bulk" } else { "default" };
+        jobs.push(NewJob::new(kind, json!({"up_to": i})).queue(queue));
+    }
+    let ids = store.job_insert_many(&jobs).await.unwrap();
+    store.job_pause(ids[0]).await.unwrap();
+    let router = dashboard(store);
+
+    let page1 = get(&router, "/jobs").await;
+    assert_eq!(page1.status, StatusCode::OK);
+    assert_eq!(
+        page1.body.matches("<tr><td data-label=\"Job\">").count(),
+        50
+    );
+    assert!(page1.body.contains(">#120<") && page1.body.contains(">#71<"));
+    assert!(!page1.body.contains(">#70<"));
+    assert!(
+        page1.body.contains(r#"href="/jobs?before=71""#),
+        "older link by keyset"
+    );
+    let page2 = get(&router, "/jobs?before=71").await;
+    assert!(page2.body.contains(">#70<") && page2.body.contains(">#21<"));
+    assert!(page2.body.contains("« newest"));
+    let page3 = get(&router, "/jobs?before=21").await;
+    assert_eq!(
+        page3.body.matches("<tr><td data-label=\"Job\">").count(),
+        20
+    );
+    assert!(
+        !page3.body.contains("older »"),
+        "the last page has no older link"
+    );
+
+    let filtered = get(&router, "/jobs?kind=import_csv&queue=bulk").await;
+    let rows = filtered.body.matches("<tr><td data-label=\"Job\">").count();
+    assert_eq!(rows, 20, "odd i divisible by 3: 20 of 120");
+    assert!(!filtered.body.contains("<code>count</code>"));
+    let paused = get(&router, "/jobs?state=paused").await;
+    assert_eq!(
+        paused.body.matches("<tr><td data-label=\"Job\">").count(),
+        1
+    );
+    assert!(paused.body.contains(r#"<option value="paused" selected>"#));
+    let filtered_next = get(&router, "/jobs?state=queued&kind=count").await;
+    assert!(
+        filtered_next
+            .body
+            .contains("/jobs?state=queued&amp;kind=count&amp;before="),
+        "the older link keeps the filters"
+    );
+
+    for (uri, says) in [
+        ("/jobs?state=exploded", "unknown job state `exploded`"),
+        ("/jobs?before=abc", "`before` must be a job id"),
+        ("/jobs?before=-3", "`before` must be a job id"),
+    ] {
+        let reply = get(&router, uri).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{uri}");
+        assert!(reply.body.contains(says), "{uri}: {}", reply.body);
+    }
+    let long = "k".repeat(201);
+    let reply = get(&router, &format!("/jobs?kind={long}")).await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert!(reply.body.contains("longer than 200 characters"));
+    // a filter is a bound value, never SQL
+    let reply = get(&router, "/jobs?kind=x%27%20OR%201%3D1%20--").await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert!(reply.body.contains("No job matches."));
+}
+
+#[tokio::test]
+async fn job_page_shows_params_cursor_history_and_error_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = shared(
+        iterjob_sqlite::SqliteStore::connect(dir.path().join("jobs.db").to_str().unwrap())
+            .await
+            .unwrap(),
+    );
+    let id = store
+        .job_insert(&NewJob::new("count", json!({"up_to": 100, "sleep_ms": 0})))
+        .await
+        .unwrap();
+    let run = claim(&*store, "count").await;
+    let at = |n: u64| Progress {
+        cursor: Some(json!(n)),
+        items_done: n,
+        items_total: Some(100),
+        running_ms: n * 10,
+    };
+    store
+        .job_release(
+            id,
+            run.token,
+            Some(&at(30)),
+            &Outcome::Interrupted {
+                reason: InterruptReason::TimeSlice,
+                run_at: 0,
+            },
+        )
+        .await
+        .unwrap();
+    let run = claim(&*store, "count").await;
+    store
+        .job_release(
+            id,
+            run.token,
+            Some(&at(42)),
+            &Outcome::Retry {
+                error: "syncing item 42: upstream timed out: connection reset by peer (attempt 1 of 10)".into(),
+                run_at: 0,
+            },
+        )
+        .await
+        .unwrap();
+    store.job_pause(id).await.unwrap();
+    let router = dashboard(Arc::clone(&store));
+    let reply = get(&router, &format!("/jobs/{id}")).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let body = &reply.body;
+    assert!(
+        body.contains("&quot;up_to&quot;: 100"),
+        "parameters, pretty JSON"
+    );
+    assert!(
+        body.contains("<h2>Cursor</h2><pre class=\"json\">42</pre>"),
+        "cursor"
+    );
+    assert!(body.contains("42 / 100 (42.0%)"));
+    assert!(
+        body.contains("interrupted (time_slice)"),
+        "history: interruption with its reason"
+    );
+    assert!(body.contains("error, will retry"));
+    assert!(body.contains("paused by operator"));
+    assert!(
+        body.contains("<code class=\"cursor\">30</code>"),
+        "the cursor at the interruption"
+    );
+    // the error's cause chain, outermost first
+    assert!(body.contains("<li>syncing item 42</li>"), "{body}");
+    assert!(body.contains("caused by </span>upstream timed out</li>"));
+    assert!(body.contains("caused by </span>connection reset by peer (attempt 1 of 10)</li>"));
+    assert!(body.contains("Attempts</th><td>1 of 10"));
+    // a paused job offers resume and cancel, not pause or retry
+    assert!(body.contains(r#"data-action="resume" data-job-action="1"><input"#));
+    assert!(body.contains(r#"data-action="pause" data-job-action="1" hidden>"#));
+
+    let missing = get(&router, "/jobs/999").await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    assert!(missing.body.contains("job 999 not found") || missing.body.contains("999"));
+    let bad = get(&router, "/jobs/abc").await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(bad.body.contains("`abc` is not a job id"));
+}
+
+#[tokio::test]
+async fn payloads_from_jobs_render_inert_everywhere() {
+    let store = shared(MemoryStore::new());
+    let id = store
+        .job_insert(
+            &NewJob::new(XSS_IMG, json!({"name": XSS, "note": XSS_IMG}))
+                .queue(XSS_IMG)
+                .unique_key(XSS),
+        )
+        .await
+        .unwrap();
+    let run = claim(&*store, XSS_IMG).await;
+    store
+        .job_release(
+            id,
+            run.token,
+            Some(&Progress {
+                cursor: Some(json!({"after": XSS})),
+                items_done: 1,
+                items_total: None,
+                running_ms: 5,
+            }),
+            &Outcome::Failed {
+                error: format!("fatal error (no retry): {XSS}: {XSS_IMG}"),
+            },
+        )
+        .await
+        .unwrap();
+    let router = dashboard(store);
+    for uri in [
+        "/".to_string(),
+        "/jobs".to_string(),
+        format!("/jobs/{id}"),
+        "/jobs?state=failed".to_string(),
+    ] {
+        let reply = get(&router, &uri).await;
+        assert_eq!(reply.status, StatusCode::OK, "{uri}");
+        assert_inert(&reply.body);
+        assert!(
+            reply.body.contains("&lt;img src=x onerror=alert(1)&gt;")
+                || reply.body.contains("&lt;script&gt;"),
+            "{uri} shows the payload as text"
+        );
+    }
+    let page = get(&router, &format!("/jobs/{id}")).await.body;
+    assert!(
+        page.contains("&lt;script&gt;alert('xss')&lt;/script&gt;"),
+        "in the error chain"
+    );
+    assert!(
+        page.contains("&quot;after&quot;: &quot;&lt;script&gt;"),
+        "in the cursor"
+    );
+    // a filter value echoed back into the page is escaped too
+    let reply = get(
+        &router,
+        "/jobs?kind=%22%3E%3Cimg%20src%3Dx%20onerror%3Dalert(1)%3E",
+    )
+    .await;
+    assert_inert(&reply.body);
+    assert!(
+        reply
+            .body
+            .contains("value=\"&quot;&gt;&lt;img src=x onerror=alert(1)&gt;\"")
+    );
+}
+
+#[tokio::test]
+async fn actions_pause_resume_cancel_retry_with_the_session_token() {
+    let store = shared(MemoryStore::new());
+    let id = store
+        .job_insert(&NewJob::new("count", json!({"up_to": 5})))
+        .await
+        .unwrap();
+    let router = dashboard(Arc::clone(&store));
+    let body = format!("csrf={CSRF}");
+    let act = |action: &str| form_post(&format!("/jobs/{id}/{action}"), &body);
+
+    for (action, state) in [
+        ("pause", JobState::Paused),
+        ("resume", JobState::Queued),
+        ("cancel", JobState::Cancelled),
+        ("retry", JobState::Queued),
+    ] {
+        let reply = send(&router, act(action)).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::SEE_OTHER,
+            "{action}: {}",
+            reply.body
+        );
+        assert_eq!(reply.location(), format!("/jobs/{id}"));
+        assert_eq!(
+            store.job_get(id).await.unwrap().unwrap().state,
+            state,
+            "after {action}"
+        );
+    }
+    let history = store.job_events(id, 10).await.unwrap();
+    assert_eq!(history.len(), 4, "each action is in the job's history");
+
+    // an action the state does not allow is a conflict, named
+    let reply = send(&router, act("resume")).await;
+    assert_eq!(reply.status, StatusCode::CONFLICT);
+    assert!(
+        reply.body.contains("only paused jobs can be resumed"),
+        "{}",
+        reply.body
+    );
+    let reply = send(&router, act("explode")).await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    let reply = send(&router, form_post("/jobs/77/pause", &body)).await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn cross_site_and_tokenless_posts_are_refused() {
+    let store = shared(MemoryStore::new());
+    let id = store
+        .job_insert(&NewJob::new("count", json!({"up_to": 5})))
+        .await
+        .unwrap();
+    let router = dashboard(Arc::clone(&store));
+    let uri = format!("/jobs/{id}/cancel");
+    let good = format!("csrf={CSRF}");
+
+    // a page on another site posting the form
+    let mut request = form_post(&uri, &good);
+    request
+        .headers_mut()
+        .insert(header::ORIGIN, "https://evil.example".parse().unwrap());
+    request
+        .headers_mut()
+        .insert("sec-fetch-site", "cross-site".parse().unwrap());
+    let reply = send(&router, request).await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+    assert!(reply.body.contains("another site"), "{}", reply.body);
+
+    // Origin alone, from another host
+    let mut request = form_post(&uri, &good);
+    request.headers_mut().remove("sec-fetch-site");
+    request
+        .headers_mut()
+        .insert(header::ORIGIN, "http://127.0.0.1:9999".parse().unwrap());
+    let reply = send(&router, request).await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+    assert!(reply.body.contains("is not this dashboard"));
+
+    // same origin but no form token, a wrong one, or no session cookie
+    for (body, cookie) in [
+        ("".to_string(), true),
+        ("csrf=ffffffffffffffffffffffffffffffff".to_string(), true),
+        (good.clone(), false),
+    ] {
+        let mut request = form_post(&uri, &body);
+        if !cookie {
+            request.headers_mut().remove(header::COOKIE);
+        }
+        let reply = send(&router, request).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::FORBIDDEN,
+            "body {body:?}, cookie {cookie}"
+        );
+        assert!(reply.body.contains("session token"));
+    }
+    assert_eq!(
+        store.job_get(id).await.unwrap().unwrap().state,
+        JobState::Queued,
+        "no refused request changed the job"
+    );
+    // a GET never acts
+    let reply = get(&router, &uri).await;
+    assert_eq!(reply.status, StatusCode::METHOD_NOT_ALLOWED);
+
+    // bodies are bounded
+    let huge = format!("csrf={CSRF}&pad={}", "x".repeat(100 * 1024));
+    let reply = send(&router, form_post(&uri, &huge)).await;
+    assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+#[tokio::test]
+async fn enqueue_validates_parameters_before_storing() {
+    let store = shared(MemoryStore::new());
+    let router = dashboard(Arc::clone(&store));
+    let form = get(&router, "/enqueue").await;
+    assert_eq!(form.status, StatusCode::OK);
+    assert!(form.body.contains(r#"<option value="count">"#));
+
+    let (ct, body) = multipart(
+        &[
+            ("csrf", CSRF),
+            ("kind", "count"),
+            ("params", r#"{"up_to": 1000}"#),
+            ("queue", "bulk"),
+            ("priority", "5"),
+        ],
+        None,
+    );
+    let reply = send(&router, multipart_post(&ct, body)).await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
+    assert_eq!(reply.location(), "/jobs/1");
+    let job = store.job_get(1).await.unwrap().unwrap();
+    assert_eq!(
+        (job.kind.as_str(), job.queue.as_str(), job.priority),
+        ("count", "bulk", 5)
+    );
+    assert_eq!(job.params, json!({"up_to": 1000}));
+
+    for (fields, says) in [
+        (
+            vec![("kind", "count"), ("params", r#"{"up_to": "lots"}"#)],
+            "field `up_to`: invalid type: string",
+        ),
+        (
+            vec![
+                ("kind", "count"),
+                ("params", r#"{"up_to": 1, "drop": "table"}"#),
+            ],
+            "unknown field `drop`",
+        ),
+        (
+            vec![("kind", "count"), ("params", "{not json")],
+            "not valid JSON",
+        ),
+        (
+            vec![("kind", "nope"), ("params", "{}")],
+            "unknown job kind `nope`",
+        ),
+        (
+            vec![
+                ("kind", "count"),
+                ("params", r#"{"up_to": 1}"#),
+                ("priority", "high"),
+            ],
+            "the priority must be an integer",
+        ),
+        (vec![("kind", "count"), ("params", XSS)], "not valid JSON"),
+    ] {
+        let mut all = vec![("csrf", CSRF)];
+        all.extend(fields.iter().copied());
+        let (ct, body) = multipart(&all, None);
+        let reply = send(&router, multipart_post(&ct, body)).await;
+        assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{fields:?}");
+        assert!(reply.body.contains(says), "{fields:?}: {}", reply.body);
+        assert_inert(&reply.body);
+    }
+    assert_eq!(
+        store.job_list(&Default::default()).await.unwrap().len(),
+        1,
+        "nothing invalid was stored"
+    );
+
+    // without the session token
+    let (ct, body) = multipart(&[("kind", "count"), ("params", r#"{"up_to": 1}"#)], None);
+    let reply = send(&router, multipart_post(&ct, body)).await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+
+    // a dashboard without a registry cannot enqueue, and says why
+    let bare = Dashboard::new(Arc::clone(&store)).router();
+    let reply = get(&bare, "/enqueue").await;
+    assert!(reply.body.contains("knows no job kinds"));
+}
+
+#[tokio::test]
+async fn csv_kinds_take_an_uploaded_file() {
+    let store = shared(MemoryStore::new());
+    let uploads = tempfile::tempdir().unwrap();
+    let router = Dashboard::new(Arc::clone(&store))
+        .registry(registry())
+        .csv_upload("import_csv", "path", uploads.path())
+        .max_upload_bytes(64 * 1024)
+        .router();
+    let csv = b"id,name\n1,Ada\n2,\"Grace, Hopper\"\n";
+    let (ct, body) = multipart(
+        &[
+            ("csrf", CSRF),
+            ("kind", "import_csv"),
+            ("params", r#"{"dry_run": true}"#),
+        ],
+        Some(("people.csv", csv)),
+    );
+    let reply = send(&router, multipart_post(&ct, body)).await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
+    let job = store.job_get(1).await.unwrap().unwrap();
+    let path = job.params["path"]
+        .as_str()
+        .expect("the path parameter is set");
+    assert!(path.starts_with(uploads.path().to_str().unwrap()), "{path}");
+    assert_eq!(
+        std::fs::read(path).unwrap(),
+        csv,
+        "the upload is stored as sent"
+    );
+    assert_eq!(job.params["dry_run"], json!(true));
+
+    for (fields, file, says) in [
+        (
+            vec![("kind", "import_csv"), ("params", "{}")],
+            Some(("bad.csv", b"a,b\n1,2,3\n".as_slice())),
+            "is not a valid CSV file",
+        ),
+        (
+            vec![("kind", "import_csv"), ("params", "{}")],
+            None,
+            "reads a CSV file: choose one to upload",
+        ),
+        (
+            vec![("kind", "count"), ("params", r#"{"up_to": 3}"#)],
+            Some(("x.csv", b"a\n1\n".as_slice())),
+            "does not read a CSV file",
+        ),
+    ] {
+        let mut all = vec![("csrf", CSRF)];
+        all.extend(fields.iter().copied());
+        let (ct, body) = multipart(&all, file);
+        let reply = send(&router, multipart_post(&ct, body)).await;
+        assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{says}");
+        assert!(reply.body.contains(says), "{says}: {}", reply.body);
+    }
+    // too large an upload is refused before it is read whole
+    let big = vec![b'a'; 80 * 1024];
+    let (ct, body) = multipart(
+        &[("csrf", CSRF), ("kind", "import_csv"), ("params", "{}")],
+        Some(("big.csv", &big)),
+    );
+    let reply = send(&router, multipart_post(&ct, body)).await;
+    assert!(
+        reply.status == StatusCode::PAYLOAD_TOO_LARGE || reply.status == StatusCode::BAD_REQUEST,
+        "{}",
+        reply.status
+    );
+    assert_eq!(store.job_list(&Default::default()).await.unwrap().len(), 1);
+    assert_eq!(
+        std::fs::read_dir(uploads.path()).unwrap().count(),
+        1,
+        "refused files are not kept"
+    );
+}
+
+#[tokio::test]
+async fn a_token_guards_every_route() {
+    let token = "s3cret-token-0123456789";
+    let store = shared(MemoryStore::new());
+    let router = Dashboard::new(store).token(token).router();
+
+    let reply = get(&router, "/").await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    assert!(
+        reply.body.contains("Auth token"),
+        "a browser is shown the login form"
+    );
+    let reply = send(
+        &router,
+        Request::get("/metrics").body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(reply.headers[header::WWW_AUTHENTICATE], "Bearer");
+    let wrong = Request::get("/metrics")
+        .header(header::AUTHORIZATION, "Bearer s3cret-token-0123456780")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(send(&router, wrong).await.status, StatusCode::UNAUTHORIZED);
+    let right = Request::get("/metrics")
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(send(&router, right).await.status, StatusCode::OK);
+
+    let reply = send(&router, form_post("/login", "token=guess")).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    let reply = send(&router, form_post("/login", &format!("token={token}"))).await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER);
+    let cookie = reply.headers[header::SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"));
+    assert!(
+        !cookie.contains(token),
+        "the cookie does not hold the token in clear"
+    );
+    let session = cookie.split(';').next().unwrap();
+    let reply = send(
+        &router,
+        Request::get("/jobs")
+            .header(header::COOKIE, session)
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        reply.status,
+        StatusCode::OK,
+        "the login cookie opens the pages"
+    );
+}
+
+#[tokio::test]
+async fn binding_beyond_loopback_needs_a_token() {
+    let store = shared(MemoryStore::new());
+    let public: SocketAddr = "0.0.0.0:0".parse().unwrap();
+    let err = Dashboard::new(Arc::clone(&store))
+        .serve(public, iterjob::CancellationToken::new())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::TokenRequired { .. }), "{err}");
+    assert!(err.to_string().contains("without an auth token"), "{err}");
+    let err = Dashboard::new(Arc::clone(&store))
+        .token("short")
+        .check_bind(public)
+        .unwrap_err();
+    assert!(matches!(err, Error::WeakToken { len: 5, .. }), "{err}");
+    let v6: SocketAddr = "[::]:0".parse().unwrap();
+    assert!(Dashboard::new(Arc::clone(&store)).check_bind(v6).is_err());
+    Dashboard::new(Arc::clone(&store))
+        .token("a-long-enough-token-123")
+        .check_bind(public)
+        .expect("a token allows any address");
+
+    // loopback binds without one, on a free port, and serves
+    let (listener, router) = Dashboard::new(store)
+        .bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .expect("loopback needs no token");
+    let addr = listener.local_addr().unwrap();
+    assert!(addr.ip().is_loopback() && addr.port() != 0);
+    drop(router);
+}
+
+#[tokio::test]
+async fn metrics_report_jobs_by_state() {
+    let store = shared(MemoryStore::new());
+    store
+        .job_insert_many(&[
+            NewJob::new("count", json!({"up_to": 1})),
+            NewJob::new("count", json!({"up_to": 2})),
+        ])
+        .await
+        .unwrap();
+    store.job_cancel(1).await.unwrap();
+    let router = dashboard(store);
+    let reply = get(&router, "/metrics").await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert!(
+        reply.headers[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    assert!(reply.body.contains("# TYPE iterjob_jobs gauge"));
+    assert!(reply.body.contains("iterjob_jobs{state=\"queued\"} 1"));
+    assert!(reply.body.contains("iterjob_jobs{state=\"cancelled\"} 1"));
+    assert!(reply.body.contains("iterjob_jobs{state=\"failed\"} 0"));
+}
+
+#[tokio::test]
+async fn live_stream_sends_progress_as_server_sent_events() {
+    let store = shared(MemoryStore::new());
+    let id = store
+        .job_insert(&NewJob::new("count", json!({"up_to": 10})))
+        .await
+        .unwrap();
+    let router = Dashboard::new(Arc::clone(&store))
+        .live_interval(Duration::from_millis(100))
+        .router();
+    let response = router
+        .clone()
+        .oneshot(
+            Request::get(format!("/live?ids={id}&counts=1"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.headers()[header::CONTENT_TYPE],
+        "text/event-stream"
+    );
+    let mut body = response.into_body();
+    let mut text = String::new();
+    let read_until = |text: &str, needle: &str| text.contains(needle);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !read_until(&text, "event: counts") || !read_until(&text, "event: jobs") {
+        let frame = tokio::time::timeout_at(deadline, body.frame())
+            .await
+            .expect("events within 5 s")
+            .expect("the stream stays open")
+            .unwrap();
+        if let Ok(data) = frame.into_data() {
+            text.push_str(&String::from_utf8_lossy(&data));
+        }
+    }
+    assert!(text.contains(&format!("\"id\":{id}")), "{text}");
+    assert!(text.contains("\"state\":\"queued\""), "{text}");
+    assert!(text.contains("\"queued\":\"1\""), "{text}");
+    // a change is sent on a later tick
+    store.job_pause(id).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !text.contains("\"state\":\"paused\"") {
+        let frame = tokio::time::timeout_at(deadline, body.frame())
+            .await
+            .expect("the change within 5 s")
+            .expect("the stream stays open")
+            .unwrap();
+        if let Ok(data) = frame.into_data() {
+            text.push_str(&String::from_utf8_lossy(&data));
+        }
+    }
+    assert!(text.contains("\"can_resume\":true"));
+
+    let bad = get(&router, "/live?ids=1,x").await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(bad.body.contains("`x` is not a job id"));
+}
+
+#[tokio::test]
+async fn mounted_under_a_path_links_stay_inside_it() {
+    let store = shared(MemoryStore::new());
+    store
+        .job_insert(&NewJob::new("count", json!({"up_to": 1})))
+        .await
+        .unwrap();
+    let jobs_admin = Dashboard::new(Arc::clone(&store))
+        .registry(registry())
+        .mount_path("/admin/jobs/")
+        .router();
+    let app = axum::Router::new().nest("/admin/jobs", jobs_admin);
+    let overview = get(&app, "/admin/jobs").await;
+    assert_eq!(overview.status, StatusCode::OK);
+    assert!(
+        overview
+            .body
+            .contains(r#"<a class="brand" href="/admin/jobs">"#)
+    );
+    assert!(
+        overview
+            .body
+            .contains(r#"href="/admin/jobs/jobs?state=queued""#)
+    );
+    let reply = get(&app, "/admin/jobs/jobs/1").await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert!(reply.body.contains(r#"href="/admin/jobs/assets/app.css""#));
+    assert!(reply.body.contains(r#"action="/admin/jobs/jobs/1/pause""#));
+    assert!(reply.body.contains(r#"data-base="/admin/jobs""#));
+    let reply = send(
+        &app,
+        form_post("/admin/jobs/jobs/1/pause", &format!("csrf={CSRF}")),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER);
+    assert_eq!(reply.location(), "/admin/jobs/jobs/1");
+    assert_eq!(
+        store.job_get(1).await.unwrap().unwrap().state,
+        JobState::Paused
+    );
+}
