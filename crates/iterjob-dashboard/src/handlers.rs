@@ -254,10 +254,19 @@ async fn job_page(
         Ok(e) => e,
         Err(e) => return store_error(&state, "reading a job's history", &e),
     };
+    let partitions = if job.is_parent() {
+        match state.store.job_partitions(id).await {
+            Ok(p) => p,
+            Err(e) => return store_error(&state, "reading a job's partitions", &e),
+        }
+    } else {
+        Vec::new()
+    };
     let p = JobPage {
         job: &job,
         events: &events,
         events_limit: EVENTS_SHOWN,
+        partitions: &partitions,
     };
     page(
         &state,

@@ -311,23 +311,23 @@ pub(crate) fn job_list(
 }
 
 /// The job page's sections, in order. A section is a function of the job and what
-/// was read for it; a new one (partitions, once jobs have them) is one more entry.
+/// was read for it.
 pub(crate) struct JobPage<'a> {
     pub(crate) job: &'a JobRecord,
     pub(crate) events: &'a [JobEvent],
     pub(crate) events_limit: usize,
+    /// A partitioned job's partitions (empty otherwise).
+    pub(crate) partitions: &'a [JobRecord],
 }
 
 pub(crate) fn job_page(state: &AppState, page: &JobPage<'_>, csrf: &str) -> Markup {
     let job = page.job;
     let view = ProgressView::of(job, None);
-    // One entry per section, in page order; `None` leaves a section out. Partitioned
-    // jobs (a `parent_id` on the record) get theirs here, before the history: the
-    // handler reads the children into `JobPage`, and a `partitions_section` renders
-    // them with the same progress bars, which the live stream then updates.
-    let sections: [Option<Markup>; 5] = [
+    // One entry per section, in page order; `None` leaves a section out.
+    let sections: [Option<Markup>; 6] = [
         Some(progress_section(job, &view)),
         Some(details_section(job)),
+        partitions_section(state, page, csrf),
         Some(data_section(job)),
         error_section(job),
         Some(history_section(page)),
@@ -341,6 +341,38 @@ pub(crate) fn job_page(state: &AppState, page: &JobPage<'_>, csrf: &str) -> Mark
         @for section in sections.into_iter().flatten() { (section) }
     };
     layout(state, &format!("Job #{}", job.id), "jobs", content)
+}
+
+/// A partitioned job's partitions, with the same progress bars and actions as the job
+/// list (the live stream updates them); a partition links back to its parent.
+fn partitions_section(state: &AppState, page: &JobPage<'_>, csrf: &str) -> Option<Markup> {
+    let job = page.job;
+    if let Some(parent) = job.parent_id {
+        return Some(html! {
+            section.panel {
+                h2 { "Partition" }
+                p { "One partition of job "
+                    a href=(state.url(&format!("/jobs/{parent}"))) { "#" (parent) }
+                    ", walked in parallel with its siblings." }
+            }
+        });
+    }
+    let asked = job.partitions?;
+    Some(html! {
+        section.panel {
+            h2 { "Partitions" }
+            @if page.partitions.is_empty() {
+                p.empty { (asked) " partitions asked; the job has not been split yet." }
+            } @else {
+                p.note {
+                    (page.partitions.len()) " partitions ("
+                    (page.partitions.len().saturating_sub(asked as usize)) " from dynamic splits). "
+                    "The job's progress is their sum; pause, resume, cancel and retry reach them all."
+                }
+                (jobs_table(state, page.partitions, csrf, true))
+            }
+        }
+    })
 }
 
 fn progress_section(job: &JobRecord, view: &ProgressView) -> Markup {

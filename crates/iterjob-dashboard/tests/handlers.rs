@@ -842,3 +842,43 @@ async fn mounted_under_a_path_links_stay_inside_it() {
         JobState::Paused
     );
 }
+
+#[tokio::test]
+async fn a_partitioned_job_lists_its_partitions_and_a_partition_its_parent() {
+    let store = shared(MemoryStore::new());
+    let parent = store
+        .job_insert(&NewJob::new("count", json!({"up_to": 100})).partitions(2))
+        .await
+        .unwrap();
+    let run = claim(&*store, "count").await;
+    let children = store
+        .job_partition(
+            parent,
+            run.token,
+            &[json!({"up_to": 50}), json!({"up_to": 100})],
+        )
+        .await
+        .unwrap();
+    let router = dashboard(Arc::clone(&store));
+    let page = get(&router, &format!("/jobs/{parent}")).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("Partitions"), "{}", page.body);
+    assert!(
+        page.body.contains("2 partitions (0 from dynamic splits)"),
+        "{}",
+        page.body
+    );
+    for child in &children {
+        assert!(
+            page.body.contains(&format!("href=\"/jobs/{child}\"")),
+            "the parent's page links partition {child}"
+        );
+    }
+    let child = get(&router, &format!("/jobs/{}", children[0])).await;
+    assert!(
+        child.body.contains("One partition of job"),
+        "{}",
+        child.body
+    );
+    assert!(child.body.contains(&format!("href=\"/jobs/{parent}\"")));
+}

@@ -287,7 +287,7 @@ pub trait Job: Send + Sync + Sized + 'static {
         &self,
         params: &Self::Params,
         cursor: Option<&Self::Cursor>,
-    ) -> impl Future<Output = Result<Option<(Self::Params, Self::Params)>, JobError>> + Send {
+    ) -> impl Future<Output = Result<SplitParams<Self::Params>, JobError>> + Send {
         let _ = (params, cursor);
         async { Ok(None) }
     }
@@ -297,6 +297,10 @@ pub trait Job: Send + Sync + Sized + 'static {
         KindSettings::default()
     }
 }
+
+/// What [`Job::split`] returns: `Some((keep, give))`, the parameters the running
+/// partition goes on with and those of the new partition, or `None` (nothing to give).
+pub type SplitParams<P> = Option<(P, P)>;
 
 /// What happens to the other partitions of a partitioned job when one of them fails
 /// for good (a fatal error, or its attempts used up).

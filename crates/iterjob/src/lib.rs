@@ -126,7 +126,7 @@ pub mod runtime;
 pub mod store;
 
 pub use error::{BoxError, Error, JobError, Result, error_chain};
-pub use job::{Job, JobContext, KindSettings, PartitionFailure};
+pub use job::{Job, JobContext, KindSettings, PartitionFailure, SplitParams};
 pub use registry::Registry;
 pub use runtime::{AdaptiveThrottle, RateLimit, RunningJob, Worker, WorkerConfig, WorkerReport};
 pub use store::{

@@ -324,13 +324,9 @@ mod tests {
             .collect()
     }
 
-    fn walk(
-        ids: &[i64],
-        until: Option<i64>,
-    ) -> impl FnMut(
-        Option<i64>,
-    ) -> futures::stream::Iter<std::vec::IntoIter<Result<(i64, i64), JobError>>>
-    + '_ {
+    type Walk = futures::stream::Iter<std::vec::IntoIter<Result<(i64, i64), JobError>>>;
+
+    fn walk(ids: &[i64], until: Option<i64>) -> impl FnMut(Option<i64>) -> Walk + '_ {
         move |after| {
             futures::stream::iter(
                 keys(ids, after, until)
