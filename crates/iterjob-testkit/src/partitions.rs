@@ -918,3 +918,37 @@ pub async fn failed_partition_fails_parent_and_retry_resumes(store: Arc<dyn Stor
     );
     assert!(record.items_done < 4000, "they stopped early");
 }
+
+/// A kind without `Job::partition`, enqueued with partitions, fails at once with an
+/// error that says what to do; the worker goes on with other jobs.
+pub async fn partitioning_a_kind_that_cannot_fails_clearly(store: Arc<dyn Store>) {
+    let job = crate::scenarios::CountingJob::new();
+    let params = crate::scenarios::CountingParams {
+        n: 10,
+        ..Default::default()
+    };
+    let bad = store
+        .job_insert(&NewJob::of(&job, &params).expect("params").partitions(3))
+        .await
+        .expect("enqueue");
+    let good = store
+        .job_insert(&NewJob::of(&job, &params).expect("params"))
+        .await
+        .expect("enqueue");
+    let worker = Worker::new(
+        Arc::clone(&store),
+        Registry::new().with(job.clone()),
+        fast_config(),
+    )
+    .expect("config");
+    worker.run_until_idle().await.expect("worker");
+    let bad = get(&*store, bad).await;
+    assert_eq!(bad.state, JobState::Failed);
+    let error = bad.last_error.unwrap_or_default();
+    assert!(
+        error.contains("cannot be split into partitions") && error.contains("Job::partition"),
+        "{error}"
+    );
+    assert!(store.job_partitions(bad.id).await.unwrap().is_empty());
+    assert_eq!(get(&*store, good).await.state, JobState::Completed);
+}

@@ -16,7 +16,7 @@ pub use crate::fairness::fewer_slots_than_jobs_every_job_progresses;
 pub use crate::partitions::{
     dynamic_splitting_takes_over_a_slow_partition, failed_partition_fails_parent_and_retry_resumes,
     parent_pause_resume_while_running, partitioned_job_survives_many_shutdowns,
-    partitioned_job_walks_every_item_once,
+    partitioned_job_walks_every_item_once, partitioning_a_kind_that_cannot_fails_clearly,
 };
 
 /// Which items each job processed, in order, across every run.
@@ -657,6 +657,7 @@ macro_rules! runtime_scenarios {
             dynamic_splitting_takes_over_a_slow_partition,
             parent_pause_resume_while_running,
             failed_partition_fails_parent_and_retry_resumes,
+            partitioning_a_kind_that_cannot_fails_clearly,
             fewer_slots_than_jobs_every_job_progresses,
         );
     };
