@@ -33,7 +33,7 @@ use std::time::Duration;
 use iterjob::store::{
     ClaimRequest, Claimed, Control, JobEvent, JobEventKind, JobFilter, JobId, JobRecord, JobState,
     Millis, NewJob, Outcome, Progress, Rescued, RunToken, Split, SplitRequest, Store,
-    duration_millis, now_millis, partitions_failed_message, rate_cost_micros, release_event,
+    duration_millis, now_millis, parent_outcome, rate_cost_micros, release_event,
 };
 use iterjob::{Error, Result};
 use serde::Deserialize;
@@ -829,21 +829,8 @@ impl PgStore {
             .iter()
             .map(|row| self.record(row))
             .collect::<Result<Vec<_>>>()?;
-        if children.is_empty() || children.iter().any(|c| !c.state.is_finished()) {
+        let Some((state, error)) = parent_outcome(&children) else {
             return rollback(tx, Ok(())).await;
-        }
-        let failed: Vec<_> = children
-            .iter()
-            .filter(|c| c.state != JobState::Completed)
-            .map(|c| (c.id, c.state, c.last_error.clone()))
-            .collect();
-        let (state, error) = if failed.is_empty() {
-            (JobState::Completed, None)
-        } else {
-            (
-                JobState::Failed,
-                Some(partitions_failed_message(children.len(), &failed)),
-            )
         };
         if let Err(err) = sqlx::query(&self.q().parent_state)
             .bind(parent)

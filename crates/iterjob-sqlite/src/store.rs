@@ -25,8 +25,7 @@ use std::time::Duration;
 use iterjob::store::{
     ClaimRequest, Claimed, Control, JobEvent, JobEventKind, JobFilter, JobId, JobRecord, JobState,
     Millis, NewJob, Outcome, Progress, Rescued, RunToken, Split, SplitRequest, Store,
-    duration_millis, now_micros, now_millis, partitions_failed_message, rate_cost_micros,
-    release_event,
+    duration_millis, now_micros, now_millis, parent_outcome, rate_cost_micros, release_event,
 };
 use iterjob::{Error, Result};
 use serde_json::Value;
@@ -370,26 +369,13 @@ impl SqliteStore {
             .iter()
             .map(|row| self.record(row))
             .collect::<Result<Vec<_>>>()?;
-        if children.is_empty() || children.iter().any(|c| !c.state.is_finished()) {
+        let Some((state, error)) = parent_outcome(&children) else {
             return Ok(());
-        }
+        };
         let record = self.get_in(tx, parent).await?;
         if !matches!(record.state, JobState::Running | JobState::Paused) {
             return Ok(());
         }
-        let failed: Vec<_> = children
-            .iter()
-            .filter(|c| c.state != JobState::Completed)
-            .map(|c| (c.id, c.state, c.last_error.clone()))
-            .collect();
-        let (state, error) = if failed.is_empty() {
-            (JobState::Completed, None)
-        } else {
-            (
-                JobState::Failed,
-                Some(partitions_failed_message(children.len(), &failed)),
-            )
-        };
         sqlx::query(Q_PARENT_STATE)
             .bind(parent)
             .bind(state.as_str())

@@ -34,7 +34,7 @@ use crate::store::rate::RateBuckets;
 use crate::store::{
     ClaimRequest, Claimed, Control, InterruptReason, JobEvent, JobEventKind, JobFilter, JobId,
     JobRecord, JobState, MAX_EVENTS, Millis, NewJob, Outcome, Progress, Rescued, RunToken, Split,
-    SplitRequest, Store, duration_millis, now_millis, partitions_failed_message, release_event,
+    SplitRequest, Store, duration_millis, now_millis, parent_outcome, release_event,
 };
 use serde_json::Value;
 
@@ -172,20 +172,15 @@ impl Inner {
     /// Finishes a split parent whose partitions have all finished: completed if they
     /// all completed, failed otherwise.
     fn finalize(&mut self, parent: JobId, now: Millis) {
-        let children = self.children(parent);
-        if children.is_empty() {
+        let children: Vec<JobRecord> = self
+            .jobs
+            .values()
+            .filter(|e| e.record.parent_id == Some(parent))
+            .map(|e| e.record.clone())
+            .collect();
+        let Some((state, error)) = parent_outcome(&children) else {
             return;
-        }
-        let mut failed = Vec::new();
-        for id in &children {
-            let child = &self.jobs[id].record;
-            if !child.state.is_finished() {
-                return;
-            }
-            if child.state != JobState::Completed {
-                failed.push((child.id, child.state, child.last_error.clone()));
-            }
-        }
+        };
         let Some(entry) = self.jobs.get_mut(&parent) else {
             return;
         };
@@ -193,12 +188,10 @@ impl Inner {
         if !matches!(record.state, JobState::Running | JobState::Paused) {
             return;
         }
-        if failed.is_empty() {
-            finish(record, JobState::Completed, now);
-        } else {
-            record.last_error = Some(partitions_failed_message(children.len(), &failed));
-            finish(record, JobState::Failed, now);
+        if error.is_some() {
+            record.last_error = error;
         }
+        finish(record, state, now);
     }
 
     /// The id of the unfinished job holding `key`, other than `except`.

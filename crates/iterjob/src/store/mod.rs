@@ -474,6 +474,29 @@ pub fn partitions_failed_message(
     message
 }
 
+/// How a split parent ends, given all its partitions: `None` while one is
+/// unfinished (or there are none); `Completed` when every one completed; `Failed`,
+/// with an error naming those that did not, otherwise. Every store finishes parents
+/// by this rule.
+pub fn parent_outcome(partitions: &[JobRecord]) -> Option<(JobState, Option<String>)> {
+    if partitions.is_empty() || partitions.iter().any(|c| !c.state.is_finished()) {
+        return None;
+    }
+    let failed: Vec<_> = partitions
+        .iter()
+        .filter(|c| c.state != JobState::Completed)
+        .map(|c| (c.id, c.state, c.last_error.clone()))
+        .collect();
+    Some(if failed.is_empty() {
+        (JobState::Completed, None)
+    } else {
+        (
+            JobState::Failed,
+            Some(partitions_failed_message(partitions.len(), &failed)),
+        )
+    })
+}
+
 /// What the rescuer did to a job whose lease expired.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Rescued {
