@@ -1041,13 +1041,14 @@ impl Plan {
         }
     }
 
-    /// Where each key column is in the rows: by name, on the first row.
-    fn key_indices(&self, row: &PgRow) -> Result<Vec<usize>, KeysetError> {
+    /// Where each key column is in the rows, by name, and how to decode it: resolved
+    /// once, on the first row, so each row's key costs only its decoding.
+    fn key_columns(&self, row: &PgRow) -> Result<Vec<KeyColumn>, KeysetError> {
         self.keys
             .iter()
             .map(|key| {
                 let columns = row.columns();
-                columns
+                let index = columns
                     .iter()
                     .position(|c| c.name() == key)
                     .or_else(|| {
@@ -1059,40 +1060,139 @@ impl Plan {
                         relation: self.relation.clone(),
                         column: key.clone(),
                         source: sqlx::Error::ColumnNotFound(key.clone()),
-                    })
+                    })?;
+                let type_name = columns[index].type_info().name();
+                let kind =
+                    KeyKind::of(type_name).ok_or_else(|| KeysetError::UnsupportedKeyType {
+                        relation: self.relation.clone(),
+                        column: key.clone(),
+                        type_name: type_name.to_string(),
+                    })?;
+                Ok(KeyColumn { index, kind })
             })
             .collect()
     }
 
     /// A row's key, as a cursor.
-    fn key_of(&self, row: &PgRow, indices: &[usize]) -> Result<KeysetCursor, KeysetError> {
-        let mut values = Vec::with_capacity(indices.len());
-        for (i, &index) in indices.iter().enumerate() {
+    fn key_of(&self, row: &PgRow, columns: &[KeyColumn]) -> Result<KeysetCursor, KeysetError> {
+        let mut values = Vec::with_capacity(columns.len());
+        for (i, column) in columns.iter().enumerate() {
             let decode_error = |source| KeysetError::Decode {
                 relation: self.relation.clone(),
                 source,
             };
-            let raw = row.try_get_raw(index).map_err(decode_error)?;
+            let raw = row.try_get_raw(column.index).map_err(decode_error)?;
             if raw.is_null() {
                 return Err(KeysetError::NullKey {
                     relation: self.relation.clone(),
                     column: self.keys[i].clone(),
                 });
             }
-            let value = decode_key(raw).map_err(|failure| match failure {
-                KeyDecode::Unsupported(type_name) => KeysetError::UnsupportedKeyType {
-                    relation: self.relation.clone(),
-                    column: self.keys[i].clone(),
-                    type_name,
-                },
-                KeyDecode::Failed(source) => decode_error(sqlx::Error::ColumnDecode {
+            let value = column.kind.decode(raw).map_err(|source| {
+                decode_error(sqlx::Error::ColumnDecode {
                     index: self.keys[i].clone(),
                     source,
-                }),
+                })
             })?;
             values.push(value);
         }
         Ok(KeysetCursor(values))
+    }
+}
+
+/// A key column of the rows: where it is and how its values decode.
+#[derive(Clone, Copy, Debug)]
+struct KeyColumn {
+    index: usize,
+    kind: KeyKind,
+}
+
+/// The PostgreSQL types a key can have, each with its decoding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum KeyKind {
+    Int2,
+    Int4,
+    Int8,
+    Float4,
+    Float8,
+    Bool,
+    Text,
+    Bytea,
+    Uuid,
+    Date,
+    Timestamp,
+    Timestamptz,
+}
+
+impl KeyKind {
+    /// The kind for a type as sqlx names it (`INT8`, `TIMESTAMPTZ`, …); `None` for a
+    /// type a cursor cannot hold.
+    fn of(type_name: &str) -> Option<KeyKind> {
+        Some(match type_name {
+            "INT2" => KeyKind::Int2,
+            "INT4" => KeyKind::Int4,
+            "INT8" => KeyKind::Int8,
+            "FLOAT4" => KeyKind::Float4,
+            "FLOAT8" => KeyKind::Float8,
+            "BOOL" => KeyKind::Bool,
+            "TEXT" | "VARCHAR" | "BPCHAR" | "NAME" | "CHAR" => KeyKind::Text,
+            "BYTEA" => KeyKind::Bytea,
+            "UUID" => KeyKind::Uuid,
+            "DATE" => KeyKind::Date,
+            "TIMESTAMP" => KeyKind::Timestamp,
+            "TIMESTAMPTZ" => KeyKind::Timestamptz,
+            _ => return None,
+        })
+    }
+
+    /// Decodes a (non-NULL) value of this kind.
+    fn decode(self, raw: PgValueRef<'_>) -> Result<KeyValue, sqlx::error::BoxDynError> {
+        /// The raw bytes of a fixed-size binary value.
+        fn binary<const N: usize>(
+            raw: &PgValueRef<'_>,
+            what: &str,
+        ) -> Result<[u8; N], sqlx::error::BoxDynError> {
+            if raw.format() != PgValueFormat::Binary {
+                return Err(format!("{what} key in text format").into());
+            }
+            <[u8; N]>::try_from(raw.as_bytes()?)
+                .map_err(|_| format!("malformed {what} value").into())
+        }
+        Ok(match self {
+            KeyKind::Int2 => KeyValue::Integer(<i16 as Decode<Postgres>>::decode(raw)?.into()),
+            KeyKind::Int4 => KeyValue::Integer(<i32 as Decode<Postgres>>::decode(raw)?.into()),
+            KeyKind::Int8 => KeyValue::Integer(<i64 as Decode<Postgres>>::decode(raw)?),
+            KeyKind::Float4 => KeyValue::Real(<f32 as Decode<Postgres>>::decode(raw)?.into()),
+            KeyKind::Float8 => KeyValue::Real(<f64 as Decode<Postgres>>::decode(raw)?),
+            KeyKind::Bool => KeyValue::Bool(<bool as Decode<Postgres>>::decode(raw)?),
+            KeyKind::Text => KeyValue::Text(<String as Decode<Postgres>>::decode(raw)?),
+            KeyKind::Bytea => KeyValue::Bytes(<Vec<u8> as Decode<Postgres>>::decode(raw)?),
+            KeyKind::Uuid => KeyValue::Uuid(binary::<16>(&raw, "uuid")?),
+            KeyKind::Date => {
+                let days = i32::from_be_bytes(binary::<4>(&raw, "date")?);
+                KeyValue::Date(match days {
+                    i32::MAX | i32::MIN => days,
+                    _ => days.saturating_add(PG_EPOCH_DAYS),
+                })
+            }
+            KeyKind::Timestamp | KeyKind::Timestamptz => {
+                let what = if self == KeyKind::Timestamp {
+                    "timestamp"
+                } else {
+                    "timestamptz"
+                };
+                let micros = i64::from_be_bytes(binary::<8>(&raw, what)?);
+                let micros = match micros {
+                    i64::MAX | i64::MIN => micros,
+                    _ => micros.saturating_add(PG_EPOCH_MICROS),
+                };
+                if self == KeyKind::Timestamp {
+                    KeyValue::Timestamp(micros)
+                } else {
+                    KeyValue::Timestamptz(micros)
+                }
+            }
+        })
     }
 }
 
@@ -1101,85 +1201,6 @@ fn quoted_name(message: &str) -> Option<String> {
     let start = message.find('"')? + 1;
     let len = message[start..].find('"')?;
     Some(message[start..start + len].to_string())
-}
-
-enum KeyDecode {
-    Unsupported(String),
-    Failed(sqlx::error::BoxDynError),
-}
-
-/// Decodes a (non-NULL) key value by its PostgreSQL type.
-fn decode_key(raw: PgValueRef<'_>) -> Result<KeyValue, KeyDecode> {
-    let type_name = raw.type_info().name().to_string();
-    let failed = KeyDecode::Failed;
-    let binary = |raw: &PgValueRef<'_>| -> Result<Vec<u8>, KeyDecode> {
-        if raw.format() != PgValueFormat::Binary {
-            return Err(KeyDecode::Failed(
-                format!("{type_name} key in text format").into(),
-            ));
-        }
-        raw.as_bytes()
-            .map(<[u8]>::to_vec)
-            .map_err(KeyDecode::Failed)
-    };
-    let fixed = |bytes: Vec<u8>, what: &str| -> Result<[u8; 8], KeyDecode> {
-        <[u8; 8]>::try_from(bytes.as_slice())
-            .map_err(|_| KeyDecode::Failed(format!("malformed {what} value").into()))
-    };
-    Ok(match type_name.as_str() {
-        "INT2" => KeyValue::Integer(
-            <i16 as Decode<Postgres>>::decode(raw)
-                .map_err(failed)?
-                .into(),
-        ),
-        "INT4" => KeyValue::Integer(
-            <i32 as Decode<Postgres>>::decode(raw)
-                .map_err(failed)?
-                .into(),
-        ),
-        "INT8" => KeyValue::Integer(<i64 as Decode<Postgres>>::decode(raw).map_err(failed)?),
-        "FLOAT4" => KeyValue::Real(
-            <f32 as Decode<Postgres>>::decode(raw)
-                .map_err(failed)?
-                .into(),
-        ),
-        "FLOAT8" => KeyValue::Real(<f64 as Decode<Postgres>>::decode(raw).map_err(failed)?),
-        "BOOL" => KeyValue::Bool(<bool as Decode<Postgres>>::decode(raw).map_err(failed)?),
-        "TEXT" | "VARCHAR" | "BPCHAR" | "NAME" | "CHAR" => {
-            KeyValue::Text(<String as Decode<Postgres>>::decode(raw).map_err(failed)?)
-        }
-        "BYTEA" => KeyValue::Bytes(<Vec<u8> as Decode<Postgres>>::decode(raw).map_err(failed)?),
-        "UUID" => {
-            let bytes = binary(&raw)?;
-            KeyValue::Uuid(
-                <[u8; 16]>::try_from(bytes.as_slice())
-                    .map_err(|_| KeyDecode::Failed("malformed uuid value".into()))?,
-            )
-        }
-        "DATE" => {
-            let bytes = binary(&raw)?;
-            let days = <[u8; 4]>::try_from(bytes.as_slice())
-                .map(i32::from_be_bytes)
-                .map_err(|_| KeyDecode::Failed("malformed date value".into()))?;
-            KeyValue::Date(match days {
-                i32::MAX | i32::MIN => days,
-                _ => days.saturating_add(PG_EPOCH_DAYS),
-            })
-        }
-        "TIMESTAMP" | "TIMESTAMPTZ" => {
-            let micros = i64::from_be_bytes(fixed(binary(&raw)?, &type_name)?);
-            let micros = match micros {
-                i64::MAX | i64::MIN => micros,
-                _ => micros.saturating_add(PG_EPOCH_MICROS),
-            };
-            if type_name == "TIMESTAMP" {
-                KeyValue::Timestamp(micros)
-            } else {
-                KeyValue::Timestamptz(micros)
-            }
-        }
-        _ => return Err(KeyDecode::Unsupported(type_name)),
-    })
 }
 
 // ---------------------------------------------------------------------------------
@@ -1414,8 +1435,9 @@ struct Walker {
     lower: Option<KeysetCursor>,
     /// The page query for the cursor's type signature, built once per walk.
     sql: Option<(Option<Casts>, Arc<str>)>,
-    /// Where the key columns are in a row; resolved on the first page.
-    key_idx: Vec<usize>,
+    /// Where the key columns are in a row and how they decode; resolved on the first
+    /// page.
+    key_columns: Vec<KeyColumn>,
     /// The query for the next page, while it runs.
     fetch: Option<PageFuture>,
     /// The last page was short: the walk is over without another query.
@@ -1449,7 +1471,7 @@ impl Walker {
             error,
             lower: cursor.or_else(|| keyset.start.clone()),
             sql: None,
-            key_idx: Vec::new(),
+            key_columns: Vec::new(),
             fetch: None,
             exhausted: false,
             done: false,
@@ -1554,13 +1576,13 @@ impl Walker {
             self.done = true;
             return Poll::Ready(None);
         };
-        if self.key_idx.is_empty() {
-            match plan.key_indices(last) {
-                Ok(indices) => self.key_idx = indices,
+        if self.key_columns.is_empty() {
+            match plan.key_columns(last) {
+                Ok(columns) => self.key_columns = columns,
                 Err(err) => return self.fail(err),
             }
         }
-        match plan.key_of(last, &self.key_idx) {
+        match plan.key_of(last, &self.key_columns) {
             Ok(cursor) => self.lower = Some(cursor),
             Err(err) => return self.fail(err),
         }
@@ -1587,7 +1609,7 @@ impl Stream for Rows {
             if let Some(row) = this.page.next()
                 && let Some(plan) = &this.walker.plan
             {
-                return Poll::Ready(Some(match plan.key_of(&row, &this.walker.key_idx) {
+                return Poll::Ready(Some(match plan.key_of(&row, &this.walker.key_columns) {
                     Ok(cursor) => Ok((row, cursor)),
                     Err(err) => {
                         this.page = Vec::new().into_iter();
