@@ -3,10 +3,11 @@
 //!
 //! See [`Keyset`].
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, ready};
 
 use futures::{Stream, StreamExt};
@@ -504,6 +505,12 @@ struct Bound {
 /// transaction, snapshot or lock: the job's own work can use the same pool while it
 /// walks, and writers and `VACUUM` are never held up by it.
 ///
+/// [`rows`](Keyset::rows) streams each page: the job works on a page's first rows
+/// while the rest are still arriving, so a walk runs about as fast as one streaming
+/// `SELECT` (see `BENCHMARKS.md`). A page's query ends once the server has sent the
+/// page (socket buffers normally hold all of it), not when the job has worked
+/// through it. [`batches`](Keyset::batches) reads each page whole.
+///
 /// The key columns must identify a row (end with a unique column such as the primary
 /// key, as in `.keys(["created_at", "id"])`) and must not be NULL: a row with a NULL
 /// key ends the walk with an error rather than silently skipping rows after it. An
@@ -723,7 +730,9 @@ impl Keyset {
     ) -> impl Enumerator<PgRow, KeysetCursor> + use<> {
         Rows {
             walker: Walker::new(self, pool, cursor, self.max_page_size.max(self.batch_size)),
-            page: Vec::new().into_iter(),
+            page: None,
+            inbox: Inbox::default(),
+            buffer: VecDeque::new(),
         }
     }
 
@@ -972,13 +981,14 @@ impl Plan {
         sql
     }
 
-    async fn fetch(
+    /// The page query with its parameters bound: the cursor's key values, the end
+    /// bound's, the limit.
+    fn bind<'q>(
         &self,
-        conn: &mut PgConnection,
-        sql: &str,
+        sql: &'q str,
         lower: Option<&KeysetCursor>,
         limit: usize,
-    ) -> Result<Vec<PgRow>, KeysetError> {
+    ) -> sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments> {
         let mut query = sqlx::query(sql);
         for value in lower
             .into_iter()
@@ -998,11 +1008,87 @@ impl Plan {
                 KeyValue::Timestamptz(v) => query.bind(format_timestamp(*v, true, ' ')),
             };
         }
-        query
-            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        query.bind(i64::try_from(limit).unwrap_or(i64::MAX))
+    }
+
+    async fn fetch(
+        &self,
+        conn: &mut PgConnection,
+        sql: &str,
+        lower: Option<&KeysetCursor>,
+        limit: usize,
+    ) -> Result<Vec<PgRow>, KeysetError> {
+        self.bind(sql, lower, limit)
             .fetch_all(&mut *conn)
             .await
             .map_err(|err| self.query_error(err))
+    }
+
+    /// Runs a page query and hands its rows to `inbox` as they arrive, in chunks of at
+    /// most [`STREAM_CHUNK`] rows, so the walk works on the first rows while the rest
+    /// are still on the wire. Returns the number of rows and the key of the last one
+    /// (the next page starts after it); on an error, also whether any row had been
+    /// handed over already (then the page cannot simply run again).
+    async fn stream(
+        &self,
+        conn: &mut PgConnection,
+        sql: &str,
+        lower: Option<&KeysetCursor>,
+        limit: usize,
+        inbox: &Inbox,
+    ) -> Result<(usize, Option<KeysetCursor>), (KeysetError, bool)> {
+        let mut rows = self.bind(sql, lower, limit).fetch(&mut *conn);
+        let mut chunk: VecDeque<PgRow> = VecDeque::new();
+        // the last row is held back until the query ends, to read the page's key
+        let mut last: Option<PgRow> = None;
+        let mut count = 0usize;
+        let hand_over = |chunk: &mut VecDeque<PgRow>| {
+            inbox
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .append(chunk);
+        };
+        let ended = std::future::poll_fn(|cx| {
+            loop {
+                match rows.as_mut().poll_next(cx) {
+                    Poll::Ready(Some(Ok(row))) => {
+                        count += 1;
+                        if let Some(previous) = last.replace(row) {
+                            chunk.push_back(previous);
+                        }
+                        if chunk.len() >= STREAM_CHUNK {
+                            hand_over(&mut chunk);
+                            // let the walk take the chunk; it polls again once done
+                            cx.waker().wake_by_ref();
+                            return Poll::Pending;
+                        }
+                    }
+                    Poll::Ready(Some(Err(err))) => return Poll::Ready(Err(err)),
+                    Poll::Ready(None) => return Poll::Ready(Ok(())),
+                    Poll::Pending => {
+                        if !chunk.is_empty() {
+                            hand_over(&mut chunk);
+                        }
+                        return Poll::Pending;
+                    }
+                }
+            }
+        })
+        .await;
+        drop(rows);
+        if let Err(err) = ended {
+            return Err((self.query_error(err), count > 0));
+        }
+        let key = match &last {
+            Some(row) => {
+                let columns = self.key_columns(row).map_err(|err| (err, true))?;
+                Some(self.key_of(row, &columns).map_err(|err| (err, true))?)
+            }
+            None => None,
+        };
+        chunk.extend(last);
+        hand_over(&mut chunk);
+        Ok((count, key))
     }
 
     fn query_error(&self, err: sqlx::Error) -> KeysetError {
@@ -1421,6 +1507,25 @@ type PageFuture = Pin<
     >,
 >;
 
+/// Rows a streamed page query has received and the walk has not taken yet.
+type Inbox = Arc<Mutex<VecDeque<PgRow>>>;
+
+/// Rows a streamed page hands over at a time, at most.
+const STREAM_CHUNK: usize = 256;
+
+/// A streamed page query in flight (see [`Plan::stream`]); gives back the
+/// connection to keep for the next page.
+type StreamFuture = Pin<
+    Box<
+        dyn Future<
+                Output = (
+                    Option<PoolConnection<Postgres>>,
+                    Result<(usize, Option<KeysetCursor>), KeysetError>,
+                ),
+            > + Send,
+    >,
+>;
+
 /// The state of one walk, shared by [`Keyset::rows`] and [`Keyset::batches`].
 ///
 /// A hand-written state machine rather than `try_unfold`: the page future is boxed
@@ -1496,6 +1601,78 @@ impl Walker {
                 sql
             }
         }
+    }
+
+    /// Starts the next page as a streamed query handing its rows to `inbox`; `None`
+    /// when the walk is over.
+    fn start_stream(&mut self, inbox: &Inbox) -> Result<Option<StreamFuture>, KeysetError> {
+        if let Some(err) = self.error.take() {
+            return Err(err);
+        }
+        if self.done || self.exhausted {
+            self.done = true;
+            return Ok(None);
+        }
+        let Some(plan) = self.plan.clone() else {
+            self.done = true;
+            return Ok(None);
+        };
+        let sql = self.page_sql(&plan);
+        let (pool, lower, inbox) = (self.pool.clone(), self.lower.clone(), Arc::clone(inbox));
+        let held = if self.hold_connection {
+            self.conn.take()
+        } else {
+            None
+        };
+        let hold = self.hold_connection;
+        let limit = self.page_size;
+        Ok(Some(Box::pin(async move {
+            if let Some(mut conn) = held {
+                match plan
+                    .stream(&mut conn, &sql, lower.as_ref(), limit, &inbox)
+                    .await
+                {
+                    Ok(page) => return (hold.then_some(conn), Ok(page)),
+                    // the held connection was lost between pages, before any row
+                    // came: the query is a read, so it runs again on a fresh one
+                    Err((err, false)) if err.is_connection_lost() => drop(conn),
+                    // a failed query may have left the connection unusable: drop it
+                    Err((err, _)) => return (None, Err(err)),
+                }
+            }
+            let mut conn = match pool.acquire().await {
+                Ok(conn) => conn,
+                Err(err) => return (None, Err(plan.query_error(err))),
+            };
+            match plan
+                .stream(&mut conn, &sql, lower.as_ref(), limit, &inbox)
+                .await
+            {
+                Ok(page) => (hold.then_some(conn), Ok(page)),
+                Err((err, _)) => (None, Err(err)),
+            }
+        })))
+    }
+
+    /// Takes in the outcome of a streamed page: the connection to keep, the next
+    /// page's size and start.
+    fn finish_stream(
+        &mut self,
+        conn: Option<PoolConnection<Postgres>>,
+        result: Result<(usize, Option<KeysetCursor>), KeysetError>,
+    ) -> Result<(), KeysetError> {
+        self.conn = conn;
+        let (count, key) = result?;
+        if count < self.page_size {
+            self.exhausted = true;
+            self.conn = None; // the walk is over: give the connection back now
+        } else {
+            self.page_size = self.page_size.saturating_mul(2).min(self.max_page_size);
+        }
+        if let Some(key) = key {
+            self.lower = Some(key);
+        }
+        Ok(())
     }
 
     /// Ends the walk with `err`.
@@ -1593,35 +1770,80 @@ impl Walker {
     }
 }
 
-/// The stream behind [`Keyset::rows`].
+/// The stream behind [`Keyset::rows`]: each page is streamed ([`Plan::stream`]), so
+/// the first rows of a page are worked on while the rest arrive, as in one streaming
+/// `SELECT`.
 struct Rows {
     walker: Walker,
-    /// Rows of the current page not yet yielded.
-    page: std::vec::IntoIter<PgRow>,
+    /// The page query in flight.
+    page: Option<StreamFuture>,
+    /// Rows the page query has received and not handed to `buffer` yet.
+    inbox: Inbox,
+    /// Rows taken from the inbox, not yet yielded.
+    buffer: VecDeque<PgRow>,
 }
 
+impl Rows {
+    /// Ends the walk with `err`.
+    fn fail(&mut self, err: KeysetError) -> Poll<Option<Step<PgRow>>> {
+        self.page = None;
+        self.buffer.clear();
+        self.inbox
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+        self.walker.done = true;
+        self.walker.conn = None;
+        Poll::Ready(Some(Err(err.into_job_error())))
+    }
+}
+
+/// One item of [`Rows`].
+type Step<T> = Result<(T, KeysetCursor), JobError>;
+
 impl Stream for Rows {
-    type Item = Result<(PgRow, KeysetCursor), JobError>;
+    type Item = Step<PgRow>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
         loop {
-            if let Some(row) = this.page.next()
-                && let Some(plan) = &this.walker.plan
-            {
-                return Poll::Ready(Some(match plan.key_of(&row, &this.walker.key_columns) {
-                    Ok(cursor) => Ok((row, cursor)),
-                    Err(err) => {
-                        this.page = Vec::new().into_iter();
-                        this.walker.done = true;
-                        Err(err.into_job_error())
+            if let Some(row) = this.buffer.pop_front() {
+                let Some(plan) = this.walker.plan.clone() else {
+                    return Poll::Ready(None);
+                };
+                if this.walker.key_columns.is_empty() {
+                    match plan.key_columns(&row) {
+                        Ok(columns) => this.walker.key_columns = columns,
+                        Err(err) => return this.fail(err),
                     }
-                }));
+                }
+                return match plan.key_of(&row, &this.walker.key_columns) {
+                    Ok(cursor) => Poll::Ready(Some(Ok((row, cursor)))),
+                    Err(err) => this.fail(err),
+                };
             }
-            match ready!(this.walker.poll_page(cx)) {
-                Some(Ok(rows)) => this.page = rows.into_iter(),
-                Some(Err(err)) => return Poll::Ready(Some(Err(err))),
-                None => return Poll::Ready(None),
+            if let Some(page) = this.page.as_mut() {
+                let polled = page.as_mut().poll(cx);
+                std::mem::swap(
+                    &mut *this.inbox.lock().unwrap_or_else(PoisonError::into_inner),
+                    &mut this.buffer,
+                );
+                match polled {
+                    Poll::Ready((conn, result)) => {
+                        this.page = None;
+                        if let Err(err) = this.walker.finish_stream(conn, result) {
+                            return this.fail(err);
+                        }
+                    }
+                    Poll::Pending if this.buffer.is_empty() => return Poll::Pending,
+                    Poll::Pending => {}
+                }
+                continue;
+            }
+            match this.walker.start_stream(&this.inbox) {
+                Ok(Some(page)) => this.page = Some(page),
+                Ok(None) => return Poll::Ready(None),
+                Err(err) => return this.fail(err),
             }
         }
     }
