@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use iterjob::store::{
     ClaimRequest, Claimed, Control, JobFilter, JobId, JobRecord, JobState, Millis, NewJob, Outcome,
-    Progress, Rescued, RunToken, Store, duration_millis, now_millis,
+    Progress, Release, Rescued, RunToken, Store, duration_millis, now_millis,
 };
 use iterjob::{Error, Result};
 use serde::Deserialize;
@@ -40,6 +40,8 @@ use tokio::sync::Notify;
 use crate::error::{Target, is_unique_violation, map_sqlx};
 use crate::migrate::{self, DEFAULT_SCHEMA, render, validate_schema};
 
+mod release_many;
+
 const Q_INSERT: &str = include_str!("../queries/job_insert_many.sql");
 const Q_INSERT_IDS: &str = include_str!("../queries/job_insert_many_ids.sql");
 const Q_INSERT_UNIQUE: &str = include_str!("../queries/job_insert_many_unique.sql");
@@ -50,6 +52,7 @@ const Q_HEARTBEAT: &str = include_str!("../queries/job_heartbeat.sql");
 const Q_CHECKPOINT: &str = include_str!("../queries/job_checkpoint.sql");
 const Q_CHECKPOINT_IN_TX: &str = include_str!("../queries/job_checkpoint_in_transaction.sql");
 const Q_RELEASE: &str = include_str!("../queries/job_release.sql");
+const Q_RELEASE_MANY: &str = include_str!("../queries/job_release_many.sql");
 const Q_RESCUE: &str = include_str!("../queries/job_rescue_expired.sql");
 const Q_GET: &str = include_str!("../queries/job_get.sql");
 const Q_GET_FOR_UPDATE: &str = include_str!("../queries/job_get_for_update.sql");
@@ -285,6 +288,7 @@ struct Queries {
     checkpoint: String,
     checkpoint_in_tx: String,
     release: String,
+    release_many: String,
     rescue: String,
     get: String,
     get_for_update: String,
@@ -312,6 +316,7 @@ impl Queries {
             checkpoint: r(Q_CHECKPOINT),
             checkpoint_in_tx: r(Q_CHECKPOINT_IN_TX),
             release: r(Q_RELEASE),
+            release_many: r(Q_RELEASE_MANY),
             rescue: r(Q_RESCUE),
             get: r(Q_GET),
             get_for_update: r(Q_GET_FOR_UPDATE),
@@ -1182,6 +1187,10 @@ impl Store for PgStore {
             self.wake_local();
         }
         Ok(())
+    }
+
+    async fn job_release_many(&self, releases: &[Release]) -> Result<Vec<Result<()>>> {
+        self.release_many(releases).await
     }
 
     async fn job_rescue_expired(&self, max_crashes: u32) -> Result<Vec<Rescued>> {

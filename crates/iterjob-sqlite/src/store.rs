@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use iterjob::store::{
     ClaimRequest, Claimed, Control, JobFilter, JobId, JobRecord, JobState, Millis, NewJob, Outcome,
-    Progress, Rescued, RunToken, Store, duration_millis, now_millis,
+    Progress, Release, Rescued, RunToken, Store, duration_millis, now_millis,
 };
 use iterjob::{Error, Result};
 use serde_json::Value;
@@ -31,6 +31,8 @@ use sqlx::{Row, Sqlite, Transaction};
 
 use crate::error::{is_unique_violation, map_sqlx};
 use crate::migrate;
+
+mod release_many;
 
 const Q_INSERT: &str = include_str!("../queries/job_insert_many.sql");
 const Q_INSERT_EXISTING: &str = include_str!("../queries/job_insert_many_existing.sql");
@@ -598,6 +600,10 @@ impl Store for SqliteStore {
             return Err(self.fence_failed(id).await);
         }
         Ok(())
+    }
+
+    async fn job_release_many(&self, releases: &[Release]) -> Result<Vec<Result<()>>> {
+        self.release_many(releases).await
     }
 
     async fn job_rescue_expired(&self, max_crashes: u32) -> Result<Vec<Rescued>> {

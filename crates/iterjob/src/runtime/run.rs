@@ -15,12 +15,14 @@ use crate::job::{Job, JobContext};
 use crate::registry::decode_params;
 use crate::runtime::backoff::retry_delay;
 use crate::runtime::live::LiveJob;
+use crate::runtime::release::Releaser;
 use crate::runtime::signals::{
     CANCEL, CHECKPOINT, LEASE_LOST, PAUSE, SHUTDOWN, Signals, Supervisor, THROTTLE, TIME_SLICE,
 };
 use crate::runtime::{ResolvedSettings, RunEnd};
 use crate::store::{
-    Claimed, InterruptReason, Outcome, Progress, RunToken, Store, duration_millis, now_millis,
+    Claimed, InterruptReason, Outcome, Progress, Release, RunToken, Store, duration_millis,
+    now_millis,
 };
 
 /// Everything a run needs from its worker.
@@ -30,6 +32,8 @@ pub(crate) struct RunEnv {
     pub(crate) settings: ResolvedSettings,
     pub(crate) shutdown: CancellationToken,
     pub(crate) live: Arc<LiveJob>,
+    /// Writes the run's release, batched with other runs' of the same worker.
+    pub(crate) releaser: Releaser,
 }
 
 /// What a run did, for the worker's tally and logs.
@@ -470,12 +474,13 @@ impl<J: Job> Runner<J> {
         self.supervisor_done.cancel();
         let mut delay = Duration::from_millis(50);
         for attempt in 1..=5 {
-            match self
-                .env
-                .store
-                .job_release(self.id(), self.token(), progress, outcome)
-                .await
-            {
+            let release = Release {
+                id: self.id(),
+                token: self.token(),
+                progress: progress.cloned(),
+                outcome: outcome.clone(),
+            };
+            match self.env.releaser.release(release).await {
                 Ok(()) => return RunEnd::from_outcome(outcome),
                 Err(Error::LeaseLost { .. }) => {
                     tracing::warn!(job = self.id(), "release rejected: lease lost");

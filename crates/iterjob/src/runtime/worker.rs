@@ -1,6 +1,7 @@
 //! The worker: claims jobs, runs them concurrently, rescues expired leases, and
 //! shuts down gracefully.
 
+use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,9 +14,15 @@ use tokio_util::sync::CancellationToken;
 use crate::error::Result;
 use crate::registry::Registry;
 use crate::runtime::live::{LiveJob, LiveJobs, RunningJob};
+use crate::runtime::release::Releaser;
 use crate::runtime::run::{RunEnv, RunReport, panic_message};
 use crate::runtime::{RunEnd, WorkerConfig};
-use crate::store::{ClaimRequest, Claimed, InterruptReason, JobId, Outcome, Progress, Store};
+use crate::store::{
+    ClaimRequest, Claimed, InterruptReason, JobId, Outcome, Progress, Release, Store,
+};
+
+/// What a run task hands back: its job, its report, and how long it ran.
+type Joined = (JobId, RunReport, Duration);
 
 /// Claims jobs of its registered kinds from a store and runs them.
 ///
@@ -139,7 +146,9 @@ impl Worker {
 
     async fn run_loop(&self, until_idle: bool) -> Result<WorkerReport> {
         let mut report = WorkerReport::default();
-        let mut tasks: JoinSet<(JobId, RunReport)> = JoinSet::new();
+        let mut tasks: JoinSet<Joined> = JoinSet::new();
+        let (releaser, batcher) = Releaser::start(Arc::clone(&self.store));
+        let mut ahead = Ahead::default();
         let mut last_rescue: Option<Instant> = None;
         let mut store_backoff = Duration::ZERO;
         let kinds: Vec<String> = self
@@ -163,14 +172,28 @@ impl Worker {
                 last_rescue = Some(Instant::now());
             }
 
+            let stale = ahead.take_stale(self.config.heartbeat_interval);
+            self.give_back(stale, InterruptReason::TimeSlice).await;
+            while tasks.len() < self.config.concurrency {
+                let Some(claimed) = ahead.ready.pop_front() else {
+                    break;
+                };
+                report.runs += 1;
+                self.spawn_run(&mut tasks, claimed.0, &releaser);
+            }
+
             let free = self.config.concurrency.saturating_sub(tasks.len());
+            let prefetch = ahead.prefetch(&self.config);
+            let want = (free + prefetch).saturating_sub(ahead.ready.len());
+            // refill when a slot is free, or when the jobs held ready run low
+            let refill = free > 0 || ahead.ready.len() <= prefetch / 2;
             let mut claimed_any = false;
-            if free > 0 && !kinds.is_empty() {
+            if want > 0 && refill && !kinds.is_empty() {
                 let request = ClaimRequest {
                     worker_id: self.config.worker_id.clone(),
                     queues: self.config.queues.clone(),
                     kinds: kinds.clone(),
-                    limit: free,
+                    limit: want,
                     lease: self.config.lease,
                 };
                 match self.store.job_claim(&request).await {
@@ -178,8 +201,12 @@ impl Worker {
                         store_backoff = Duration::ZERO;
                         claimed_any = !claimed.is_empty();
                         for c in claimed {
-                            report.runs += 1;
-                            self.spawn_run(&mut tasks, c);
+                            if tasks.len() < self.config.concurrency {
+                                report.runs += 1;
+                                self.spawn_run(&mut tasks, c, &releaser);
+                            } else {
+                                ahead.ready.push_back((c, Instant::now()));
+                            }
                         }
                     }
                     Err(error) => {
@@ -190,7 +217,12 @@ impl Worker {
                 }
             }
 
-            if until_idle && !claimed_any && tasks.is_empty() && store_backoff.is_zero() {
+            if until_idle
+                && !claimed_any
+                && tasks.is_empty()
+                && ahead.ready.is_empty()
+                && store_backoff.is_zero()
+            {
                 break;
             }
             if claimed_any && tasks.len() < self.config.concurrency {
@@ -201,22 +233,64 @@ impl Worker {
             tokio::select! {
                 _ = self.shutdown.cancelled() => {}
                 Some(joined) = tasks.join_next(), if !tasks.is_empty() => {
-                    self.finish(joined, &mut report);
+                    self.finish(joined, &mut report, &mut ahead);
                 }
                 _ = self.store.job_wait_available(), if has_room && store_backoff.is_zero() => {}
                 _ = tokio::time::sleep(wait) => {}
             }
             while let Some(joined) = tasks.try_join_next() {
-                self.finish(joined, &mut report);
+                self.finish(joined, &mut report, &mut ahead);
             }
         }
 
-        self.drain(&mut tasks, &mut report).await;
+        let held: Vec<Claimed> = ahead.ready.drain(..).map(|(c, _)| c).collect();
+        self.give_back(held, InterruptReason::Shutdown).await;
+        self.drain(&mut tasks, &mut report, &mut ahead).await;
+        // every run has ended (or was stopped): write what the batcher still holds
+        drop(releaser);
+        if let Err(error) = batcher.await {
+            tracing::error!(%error, "the release batcher failed");
+        }
         tracing::info!(worker = %self.config.worker_id, ?report, "worker stopped");
         Ok(report)
     }
 
-    fn spawn_run(&self, tasks: &mut JoinSet<(JobId, RunReport)>, claimed: Claimed) {
+    /// Gives jobs claimed ahead, never started, back to their queue (runnable at once,
+    /// progress untouched), in one store call.
+    async fn give_back(&self, jobs: Vec<Claimed>, reason: InterruptReason) {
+        if jobs.is_empty() {
+            return;
+        }
+        let run_at = crate::store::now_millis();
+        let releases: Vec<Release> = jobs
+            .iter()
+            .map(|c| Release {
+                id: c.job.id,
+                token: c.token,
+                progress: None,
+                outcome: Outcome::Interrupted { reason, run_at },
+            })
+            .collect();
+        match self.store.job_release_many(&releases).await {
+            Ok(results) => {
+                for (release, result) in releases.iter().zip(results) {
+                    match result {
+                        Ok(()) => {
+                            tracing::debug!(job = release.id, %reason, "gave back a job claimed ahead")
+                        }
+                        Err(error) => {
+                            tracing::warn!(job = release.id, %error, "could not give back a job claimed ahead; its lease will expire")
+                        }
+                    }
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, count = releases.len(), "could not give back jobs claimed ahead; their leases will expire")
+            }
+        }
+    }
+
+    fn spawn_run(&self, tasks: &mut JoinSet<Joined>, claimed: Claimed, releaser: &Releaser) {
         let id = claimed.job.id;
         let kind = match self.registry.get(&claimed.job.kind) {
             Ok(kind) => Arc::clone(kind),
@@ -226,6 +300,7 @@ impl Worker {
                 tracing::error!(job = id, %error, "claimed a job of an unregistered kind");
                 let store = Arc::clone(&self.store);
                 tasks.spawn(async move {
+                    let started = Instant::now();
                     let outcome = Outcome::Interrupted {
                         reason: InterruptReason::Shutdown,
                         run_at: crate::store::now_millis(),
@@ -237,6 +312,7 @@ impl Worker {
                             end: RunEnd::Interrupted(InterruptReason::Shutdown),
                             items: 0,
                         },
+                        started.elapsed(),
                     )
                 });
                 return;
@@ -261,9 +337,11 @@ impl Worker {
             claimed,
             shutdown: self.shutdown.clone(),
             live: Arc::clone(&live),
+            releaser: releaser.clone(),
         };
         tracing::debug!(job = id, "run started");
         tasks.spawn(async move {
+            let started = Instant::now();
             let report = match AssertUnwindSafe(kind.run(env)).catch_unwind().await {
                 Ok(report) => report,
                 Err(panic) => {
@@ -276,17 +354,19 @@ impl Worker {
                     }
                 }
             };
-            (id, report)
+            (id, report, started.elapsed())
         });
     }
 
     fn finish(
         &self,
-        joined: std::result::Result<(JobId, RunReport), tokio::task::JoinError>,
+        joined: std::result::Result<Joined, tokio::task::JoinError>,
         report: &mut WorkerReport,
+        ahead: &mut Ahead,
     ) {
         match joined {
-            Ok((id, run)) => {
+            Ok((id, run, took)) => {
+                ahead.ran(took);
                 tracing::debug!(job = id, end = ?run.end, items = run.items, "run ended");
                 self.live.remove(id);
                 report.count(&run);
@@ -297,11 +377,16 @@ impl Worker {
 
     /// Waits for running jobs to release themselves, up to the shutdown timeout,
     /// then stops the rest and releases them at their last checkpoint.
-    async fn drain(&self, tasks: &mut JoinSet<(JobId, RunReport)>, report: &mut WorkerReport) {
+    async fn drain(
+        &self,
+        tasks: &mut JoinSet<Joined>,
+        report: &mut WorkerReport,
+        ahead: &mut Ahead,
+    ) {
         let deadline = Instant::now() + self.config.shutdown_timeout;
         while !tasks.is_empty() {
             match tokio::time::timeout_at(deadline, tasks.join_next()).await {
-                Ok(Some(joined)) => self.finish(joined, report),
+                Ok(Some(joined)) => self.finish(joined, report, ahead),
                 Ok(None) => break,
                 Err(_) => break,
             }
@@ -339,5 +424,50 @@ impl Worker {
             }
             self.live.remove(live.id);
         }
+    }
+}
+
+/// Jobs claimed ahead of free slots, and what decides how many (see
+/// [`WorkerConfig::prefetch`]).
+#[derive(Default)]
+struct Ahead {
+    /// Claimed jobs waiting for a slot, with when they were claimed.
+    ready: VecDeque<(Claimed, Instant)>,
+    /// Moving average of recent runs' durations, in seconds; `None` before the first
+    /// run ends (no claiming ahead until runs are known to be short).
+    mean_run: Option<f64>,
+}
+
+impl Ahead {
+    /// Notes a finished run's duration.
+    fn ran(&mut self, took: Duration) {
+        let took = took.as_secs_f64();
+        self.mean_run = Some(match self.mean_run {
+            None => took,
+            Some(mean) => mean + (took - mean) / 8.0,
+        });
+    }
+
+    /// How many jobs to hold ready now: the setting while runs are short, else none.
+    fn prefetch(&self, config: &WorkerConfig) -> usize {
+        let short = config.heartbeat_interval.as_secs_f64() / 10.0;
+        match self.mean_run {
+            Some(mean) if mean < short => config.prefetch,
+            _ => 0,
+        }
+    }
+
+    /// Takes out the jobs that have waited `max_wait` or longer.
+    fn take_stale(&mut self, max_wait: Duration) -> Vec<Claimed> {
+        let mut stale = Vec::new();
+        while let Some((_, at)) = self.ready.front() {
+            if at.elapsed() < max_wait {
+                break;
+            }
+            if let Some((claimed, _)) = self.ready.pop_front() {
+                stale.push(claimed);
+            }
+        }
+        stale
     }
 }
