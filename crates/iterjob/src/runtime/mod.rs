@@ -6,6 +6,7 @@ pub(crate) mod live;
 mod release;
 pub(crate) mod run;
 mod signals;
+mod slots;
 mod worker;
 
 pub use live::RunningJob;

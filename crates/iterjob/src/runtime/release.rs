@@ -4,13 +4,15 @@
 //! Batching is natural, with no timer: the task takes one release, adds whatever
 //! else is already queued (up to [`MAX_BATCH`]), writes them, and answers each run
 //! through its own oneshot channel. An idle worker's release is written at once; a
-//! busy worker's releases queue up while the previous batch is being written, and go
-//! together in the next. Every release stays fenced by its own run token; a batch
+//! busy worker's releases queue up while earlier batches are being written (up to
+//! [`MAX_FLUSHES`] at a time), and go together in the next. Every release stays fenced by its own run token; a batch
 //! the store could not write surfaces as an error to each of its runs, which retry
 //! their release as they would a failed single release.
 
 use std::sync::Arc;
 
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
@@ -19,6 +21,9 @@ use crate::store::{Release, Store};
 
 /// Releases written by one store call, at most.
 pub(crate) const MAX_BATCH: usize = 64;
+
+/// Batches being written at once, at most.
+const MAX_FLUSHES: usize = 2;
 
 /// A release waiting for its batch, with where its result goes.
 struct Pending {
@@ -70,47 +75,65 @@ impl Releaser {
     }
 }
 
-/// Takes queued releases in batches and writes each batch with one store call.
+/// Takes queued releases in batches and writes each batch with one store call, with
+/// up to [`MAX_FLUSHES`] batches being written at once (their commits share the
+/// database's disk flushes).
 async fn flush_loop(store: Arc<dyn Store>, mut received: mpsc::UnboundedReceiver<Pending>) {
-    let mut releases = Vec::new();
-    let mut replies = Vec::new();
-    while let Some(first) = received.recv().await {
-        releases.push(first.release);
-        replies.push(first.reply);
-        while releases.len() < MAX_BATCH {
-            match received.try_recv() {
-                Ok(next) => {
-                    releases.push(next.release);
-                    replies.push(next.reply);
+    let mut flushing = FuturesUnordered::new();
+    loop {
+        tokio::select! {
+            biased;
+            Some(()) = flushing.next(), if !flushing.is_empty() => {}
+            next = received.recv(), if flushing.len() < MAX_FLUSHES => {
+                let Some(first) = next else {
+                    break;
+                };
+                let mut releases = vec![first.release];
+                let mut replies = vec![first.reply];
+                while releases.len() < MAX_BATCH {
+                    match received.try_recv() {
+                        Ok(next) => {
+                            releases.push(next.release);
+                            replies.push(next.reply);
+                        }
+                        Err(_) => break,
+                    }
                 }
-                Err(_) => break,
+                flushing.push(flush(Arc::clone(&store), releases, replies));
             }
         }
-        let written = store.job_release_many(&releases).await;
-        let count = releases.len();
-        releases.clear();
-        match written {
-            Ok(results) if results.len() == count => {
-                for (reply, result) in replies.drain(..).zip(results) {
-                    let _ = reply.send(result);
-                }
+    }
+    while flushing.next().await.is_some() {}
+}
+
+/// Writes one batch and answers each of its runs.
+async fn flush(
+    store: Arc<dyn Store>,
+    releases: Vec<Release>,
+    replies: Vec<oneshot::Sender<Result<()>>>,
+) {
+    let count = releases.len();
+    match store.job_release_many(&releases).await {
+        Ok(results) if results.len() == count => {
+            for (reply, result) in replies.into_iter().zip(results) {
+                let _ = reply.send(result);
             }
-            Ok(results) => {
-                let got = results.len();
-                for reply in replies.drain(..) {
-                    let _ = reply.send(Err(Error::Corrupt(format!(
-                        "the store answered {got} results for a batch of {count} releases"
-                    ))));
-                }
+        }
+        Ok(results) => {
+            let got = results.len();
+            for reply in replies {
+                let _ = reply.send(Err(Error::Corrupt(format!(
+                    "the store answered {got} results for a batch of {count} releases"
+                ))));
             }
-            Err(error) => {
-                let message = error.to_string();
-                tracing::warn!(%message, count, "writing a batch of releases failed");
-                for reply in replies.drain(..) {
-                    let _ = reply.send(Err(Error::backend(format!(
-                        "writing a batch of {count} releases failed: {message}"
-                    ))));
-                }
+        }
+        Err(error) => {
+            let message = error.to_string();
+            tracing::warn!(%message, count, "writing a batch of releases failed");
+            for reply in replies {
+                let _ = reply.send(Err(Error::backend(format!(
+                    "writing a batch of {count} releases failed: {message}"
+                ))));
             }
         }
     }

@@ -19,6 +19,7 @@ use crate::runtime::release::Releaser;
 use crate::runtime::signals::{
     CANCEL, CHECKPOINT, LEASE_LOST, PAUSE, SHUTDOWN, Signals, Supervisor, THROTTLE, TIME_SLICE,
 };
+use crate::runtime::slots::Slot;
 use crate::runtime::{ResolvedSettings, RunEnd};
 use crate::store::{
     Claimed, InterruptReason, Outcome, Progress, Release, RunToken, Store, duration_millis,
@@ -34,6 +35,8 @@ pub(crate) struct RunEnv {
     pub(crate) live: Arc<LiveJob>,
     /// Writes the run's release, batched with other runs' of the same worker.
     pub(crate) releaser: Releaser,
+    /// The run's work slot, freed when its release is handed over.
+    pub(crate) slot: Slot,
 }
 
 /// What a run did, for the worker's tally and logs.
@@ -472,6 +475,8 @@ impl<J: Job> Runner<J> {
     /// checkpoint.
     async fn release_with(&self, progress: Option<&Progress>, outcome: &Outcome) -> RunEnd {
         self.supervisor_done.cancel();
+        // the work is over: the worker may start another job while this is written
+        self.env.slot.free();
         let mut delay = Duration::from_millis(50);
         for attempt in 1..=5 {
             let release = Release {

@@ -14,8 +14,9 @@ use tokio_util::sync::CancellationToken;
 use crate::error::Result;
 use crate::registry::Registry;
 use crate::runtime::live::{LiveJob, LiveJobs, RunningJob};
-use crate::runtime::release::Releaser;
+use crate::runtime::release::{MAX_BATCH, Releaser};
 use crate::runtime::run::{RunEnv, RunReport, panic_message};
+use crate::runtime::slots::Slots;
 use crate::runtime::{RunEnd, WorkerConfig};
 use crate::store::{
     ClaimRequest, Claimed, InterruptReason, JobId, Outcome, Progress, Release, Store,
@@ -23,6 +24,18 @@ use crate::store::{
 
 /// What a run task hands back: its job, its report, and how long it ran.
 type Joined = (JobId, RunReport, Duration);
+
+/// A claim in flight.
+type ClaimFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<Claimed>>> + Send>>;
+
+/// The claim in flight's result; never resolves when there is none.
+async fn in_flight(claim: &mut Option<ClaimFuture>) -> Result<Vec<Claimed>> {
+    match claim {
+        Some(claim) => claim.await,
+        None => std::future::pending().await,
+    }
+}
 
 /// Claims jobs of its registered kinds from a store and runs them.
 ///
@@ -148,7 +161,13 @@ impl Worker {
         let mut report = WorkerReport::default();
         let mut tasks: JoinSet<Joined> = JoinSet::new();
         let (releaser, batcher) = Releaser::start(Arc::clone(&self.store));
+        let slots = Arc::new(Slots::default());
         let mut ahead = Ahead::default();
+        // the claim in flight: the loop keeps starting jobs and joining runs meanwhile
+        let mut claim: Option<ClaimFuture> = None;
+        // the last claim found nothing: claim again only after a wake-up
+        let mut idle = false;
+        let mut claim_again_at: Option<Instant> = None;
         let mut last_rescue: Option<Instant> = None;
         let mut store_backoff = Duration::ZERO;
         let kinds: Vec<String> = self
@@ -174,21 +193,26 @@ impl Worker {
 
             let stale = ahead.take_stale(self.config.heartbeat_interval);
             self.give_back(stale, InterruptReason::TimeSlice).await;
-            while tasks.len() < self.config.concurrency {
-                let Some(claimed) = ahead.ready.pop_front() else {
+            while self.free(&slots, &tasks) > 0 {
+                let Some((claimed, _)) = ahead.ready.pop_front() else {
                     break;
                 };
                 report.runs += 1;
-                self.spawn_run(&mut tasks, claimed.0, &releaser);
+                self.spawn_run(&mut tasks, claimed, &releaser, &slots);
             }
 
-            let free = self.config.concurrency.saturating_sub(tasks.len());
+            let free = self.free(&slots, &tasks);
             let prefetch = ahead.prefetch(&self.config);
             let want = (free + prefetch).saturating_sub(ahead.ready.len());
             // refill when a slot is free, or when the jobs held ready run low
             let refill = free > 0 || ahead.ready.len() <= prefetch / 2;
-            let mut claimed_any = false;
-            if want > 0 && refill && !kinds.is_empty() {
+            if claim.is_none()
+                && !idle
+                && want > 0
+                && refill
+                && !kinds.is_empty()
+                && claim_again_at.is_none_or(|at| Instant::now() >= at)
+            {
                 let request = ClaimRequest {
                     worker_id: self.config.worker_id.clone(),
                     queues: self.config.queues.clone(),
@@ -196,54 +220,74 @@ impl Worker {
                     limit: want,
                     lease: self.config.lease,
                 };
-                match self.store.job_claim(&request).await {
-                    Ok(claimed) => {
-                        store_backoff = Duration::ZERO;
-                        claimed_any = !claimed.is_empty();
-                        for c in claimed {
-                            if tasks.len() < self.config.concurrency {
-                                report.runs += 1;
-                                self.spawn_run(&mut tasks, c, &releaser);
-                            } else {
-                                ahead.ready.push_back((c, Instant::now()));
-                            }
-                        }
-                    }
-                    Err(error) => {
-                        store_backoff = (store_backoff * 2)
-                            .clamp(self.config.poll_interval, Duration::from_secs(30));
-                        tracing::error!(%error, retry_in = ?store_backoff, "claiming jobs failed");
-                    }
-                }
+                let store = Arc::clone(&self.store);
+                claim = Some(Box::pin(async move { store.job_claim(&request).await }));
             }
 
             if until_idle
-                && !claimed_any
+                && idle
+                && claim.is_none()
                 && tasks.is_empty()
                 && ahead.ready.is_empty()
                 && store_backoff.is_zero()
             {
                 break;
             }
-            if claimed_any && tasks.len() < self.config.concurrency {
-                continue; // there may be more waiting
-            }
-            let wait = store_backoff.max(self.config.poll_interval);
-            let has_room = tasks.len() < self.config.concurrency;
+            let wait = match claim_again_at {
+                Some(at) => at.saturating_duration_since(Instant::now()),
+                None => self.config.poll_interval,
+            };
+            let has_room = free > 0;
+            let mut woken = true;
             tokio::select! {
                 _ = self.shutdown.cancelled() => {}
+                claimed = in_flight(&mut claim) => {
+                    claim = None;
+                    woken = false;
+                    match claimed {
+                        Ok(claimed) => {
+                            store_backoff = Duration::ZERO;
+                            claim_again_at = None;
+                            idle = claimed.is_empty();
+                            for c in claimed {
+                                if self.free(&slots, &tasks) > 0 {
+                                    report.runs += 1;
+                                    self.spawn_run(&mut tasks, c, &releaser, &slots);
+                                } else {
+                                    ahead.ready.push_back((c, Instant::now()));
+                                }
+                            }
+                        }
+                        Err(error) => {
+                            store_backoff = (store_backoff * 2)
+                                .clamp(self.config.poll_interval, Duration::from_secs(30));
+                            claim_again_at = Some(Instant::now() + store_backoff);
+                            tracing::error!(%error, retry_in = ?store_backoff, "claiming jobs failed");
+                        }
+                    }
+                }
                 Some(joined) = tasks.join_next(), if !tasks.is_empty() => {
                     self.finish(joined, &mut report, &mut ahead);
                 }
-                _ = self.store.job_wait_available(), if has_room && store_backoff.is_zero() => {}
+                // a run handed over its release: start the next job now
+                _ = slots.freed(), if !tasks.is_empty() => woken = false,
+                _ = self.store.job_wait_available(), if has_room && claim.is_none() && store_backoff.is_zero() => {}
                 _ = tokio::time::sleep(wait) => {}
+            }
+            if woken {
+                idle = false;
             }
             while let Some(joined) = tasks.try_join_next() {
                 self.finish(joined, &mut report, &mut ahead);
             }
         }
 
-        let held: Vec<Claimed> = ahead.ready.drain(..).map(|(c, _)| c).collect();
+        let mut held: Vec<Claimed> = ahead.ready.drain(..).map(|(c, _)| c).collect();
+        if let Some(claim) = claim.take()
+            && let Ok(claimed) = claim.await
+        {
+            held.extend(claimed);
+        }
         self.give_back(held, InterruptReason::Shutdown).await;
         self.drain(&mut tasks, &mut report, &mut ahead).await;
         // every run has ended (or was stopped): write what the batcher still holds
@@ -253,6 +297,16 @@ impl Worker {
         }
         tracing::info!(worker = %self.config.worker_id, ?report, "worker stopped");
         Ok(report)
+    }
+
+    /// Slots free for another run: fewer than `concurrency` runs working, and at
+    /// most a full release batch more runs alive (working, or waiting for their
+    /// release to be written).
+    fn free(&self, slots: &Slots, tasks: &JoinSet<Joined>) -> usize {
+        let concurrency = self.config.concurrency;
+        concurrency
+            .saturating_sub(slots.working())
+            .min((concurrency + MAX_BATCH).saturating_sub(tasks.len()))
     }
 
     /// Gives jobs claimed ahead, never started, back to their queue (runnable at once,
@@ -290,7 +344,13 @@ impl Worker {
         }
     }
 
-    fn spawn_run(&self, tasks: &mut JoinSet<Joined>, claimed: Claimed, releaser: &Releaser) {
+    fn spawn_run(
+        &self,
+        tasks: &mut JoinSet<Joined>,
+        claimed: Claimed,
+        releaser: &Releaser,
+        slots: &Arc<Slots>,
+    ) {
         let id = claimed.job.id;
         let kind = match self.registry.get(&claimed.job.kind) {
             Ok(kind) => Arc::clone(kind),
@@ -338,6 +398,7 @@ impl Worker {
             shutdown: self.shutdown.clone(),
             live: Arc::clone(&live),
             releaser: releaser.clone(),
+            slot: slots.take(),
         };
         tracing::debug!(job = id, "run started");
         tasks.spawn(async move {
