@@ -73,13 +73,15 @@ impl std::fmt::Debug for Worker {
 /// What a worker did, counted by how each run ended.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct WorkerReport {
-    /// Runs started.
+    /// Runs started (and jobs claimed ahead, then given back unstarted).
     pub runs: u64,
     /// Items processed, over all runs.
     pub items: u64,
     /// Runs that completed their job.
     pub completed: u64,
-    /// Runs interrupted (shutdown, time slice, throttle).
+    /// Runs interrupted (shutdown, time slice, throttle), counting jobs claimed ahead
+    /// and given back unstarted (see [`WorkerConfig::prefetch`]), which the store
+    /// records as a run and an interruption too.
     pub interrupted: u64,
     /// Runs that ended paused.
     pub paused: u64,
@@ -192,7 +194,8 @@ impl Worker {
             }
 
             let stale = ahead.take_stale(self.config.heartbeat_interval);
-            self.give_back(stale, InterruptReason::TimeSlice).await;
+            self.give_back(stale, InterruptReason::TimeSlice, &mut report)
+                .await;
             while self.free(&slots, &tasks) > 0 {
                 let Some((claimed, _)) = ahead.ready.pop_front() else {
                     break;
@@ -288,7 +291,8 @@ impl Worker {
         {
             held.extend(claimed);
         }
-        self.give_back(held, InterruptReason::Shutdown).await;
+        self.give_back(held, InterruptReason::Shutdown, &mut report)
+            .await;
         self.drain(&mut tasks, &mut report, &mut ahead).await;
         // every run has ended (or was stopped): write what the batcher still holds
         drop(releaser);
@@ -310,8 +314,14 @@ impl Worker {
     }
 
     /// Gives jobs claimed ahead, never started, back to their queue (runnable at once,
-    /// progress untouched), in one store call.
-    async fn give_back(&self, jobs: Vec<Claimed>, reason: InterruptReason) {
+    /// progress untouched), in one store call. The store counted their claim as a run,
+    /// and counts this release as an interruption: so does the report.
+    async fn give_back(
+        &self,
+        jobs: Vec<Claimed>,
+        reason: InterruptReason,
+        report: &mut WorkerReport,
+    ) {
         if jobs.is_empty() {
             return;
         }
@@ -330,6 +340,8 @@ impl Worker {
                 for (release, result) in releases.iter().zip(results) {
                     match result {
                         Ok(()) => {
+                            report.runs += 1;
+                            report.interrupted += 1;
                             tracing::debug!(job = release.id, %reason, "gave back a job claimed ahead")
                         }
                         Err(error) => {
