@@ -509,7 +509,9 @@ struct Bound {
 /// while the rest are still arriving, so a walk runs about as fast as one streaming
 /// `SELECT` (see `BENCHMARKS.md`). A page's query ends once the server has sent the
 /// page (socket buffers normally hold all of it), not when the job has worked
-/// through it. [`batches`](Keyset::batches) reads each page whole.
+/// through it; with a held connection the next page's query is sent at that moment,
+/// so the server reads it while the job works. [`batches`](Keyset::batches) reads
+/// each page whole.
 ///
 /// The key columns must identify a row (end with a unique column such as the primary
 /// key, as in `.keys(["created_at", "id"])`) and must not be NULL: a row with a NULL
@@ -1511,7 +1513,7 @@ type PageFuture = Pin<
 type Inbox = Arc<Mutex<VecDeque<PgRow>>>;
 
 /// Rows a streamed page hands over at a time, at most.
-const STREAM_CHUNK: usize = 256;
+const STREAM_CHUNK: usize = 1024;
 
 /// A streamed page query in flight (see [`Plan::stream`]); gives back the
 /// connection to keep for the next page.
@@ -1808,16 +1810,17 @@ impl Stream for Rows {
         let this = self.get_mut();
         loop {
             if let Some(row) = this.buffer.pop_front() {
-                let Some(plan) = this.walker.plan.clone() else {
+                let walker = &mut this.walker;
+                let Some(plan) = walker.plan.as_deref() else {
                     return Poll::Ready(None);
                 };
-                if this.walker.key_columns.is_empty() {
+                if walker.key_columns.is_empty() {
                     match plan.key_columns(&row) {
-                        Ok(columns) => this.walker.key_columns = columns,
+                        Ok(columns) => walker.key_columns = columns,
                         Err(err) => return this.fail(err),
                     }
                 }
-                return match plan.key_of(&row, &this.walker.key_columns) {
+                return match plan.key_of(&row, &walker.key_columns) {
                     Ok(cursor) => Poll::Ready(Some(Ok((row, cursor)))),
                     Err(err) => this.fail(err),
                 };
@@ -1833,6 +1836,26 @@ impl Stream for Rows {
                         this.page = None;
                         if let Err(err) = this.walker.finish_stream(conn, result) {
                             return this.fail(err);
+                        }
+                        // send the next page's query now, on the held connection, so
+                        // the server works on it while the job goes through the rest
+                        // of this page (without a held connection, none is taken
+                        // before this page is done)
+                        if this.walker.hold_connection && !this.buffer.is_empty() {
+                            match this.walker.start_stream(&this.inbox) {
+                                Ok(Some(mut page)) => {
+                                    if let Poll::Ready((conn, result)) = page.as_mut().poll(cx) {
+                                        // a page this quick is done: take its rows
+                                        // once the buffer is empty (kept in order)
+                                        this.page =
+                                            Some(Box::pin(std::future::ready((conn, result))));
+                                    } else {
+                                        this.page = Some(page);
+                                    }
+                                }
+                                Ok(None) => {}
+                                Err(err) => return this.fail(err),
+                            }
                         }
                     }
                     Poll::Pending if this.buffer.is_empty() => return Poll::Pending,
