@@ -54,7 +54,7 @@ enum Cmd {
         /// Pool size given to every system.
         #[arg(long, default_value_t = 10)]
         pool: u32,
-        /// Comma-separated subset of: iterjob,apalis,graphile_worker,graphile_worker_lq,underway,sqlxmq,awa
+        /// Comma-separated subset of: iterjob,iterjob_analyze,iterjob_prefetch8,apalis,graphile_worker,graphile_worker_lq,underway,sqlxmq,awa
         #[arg(long, default_value = "iterjob,apalis,graphile_worker,graphile_worker_lq,underway,sqlxmq,awa")]
         systems: String,
         /// Give up on a work-off after this many seconds.
@@ -210,8 +210,9 @@ async fn throughput(cli: &Cli, systems: &[String], rounds: usize, s: &Settings) 
             let url = cli.create_db(&db).await?;
             DONE.store(0, Ordering::SeqCst);
             let r = match sys.as_str() {
-                "iterjob" => run_iterjob(&url, s, false).await,
-                "iterjob_analyze" => run_iterjob(&url, s, true).await,
+                "iterjob" => run_iterjob(&url, s, false, None).await,
+                "iterjob_analyze" => run_iterjob(&url, s, true, None).await,
+                "iterjob_prefetch8" => run_iterjob(&url, s, false, Some(8)).await,
                 "apalis" => run_apalis(&url, s).await,
                 "graphile_worker" => run_graphile(&url, s, false).await,
                 "graphile_worker_lq" => run_graphile(&url, s, true).await,
@@ -365,7 +366,15 @@ mod ij {
 /// `analyze`: run `ANALYZE iterjob.jobs` right after the enqueue (counted in the
 /// enqueue time), so the claim is planned with statistics (the stock run claims from
 /// a table autovacuum has not analyzed yet, as every fresh database does).
-async fn run_iterjob(url: &str, s: &Settings, analyze: bool) -> Result<Sample> {
+///
+/// `prefetch`: `WorkerConfig::prefetch` (jobs claimed ahead of free slots), when not
+/// the default (4); `iterjob_prefetch8` matches graphile_worker's local queue of 8.
+async fn run_iterjob(
+    url: &str,
+    s: &Settings,
+    analyze: bool,
+    prefetch: Option<usize>,
+) -> Result<Sample> {
     use iterjob::{NewJob, Registry, Store, Worker, WorkerConfig};
     use iterjob_postgres::{PgOptions, PgStore};
     let store = PgStore::connect_with(PgOptions::new(url).max_connections(s.pool)).await?;
@@ -382,6 +391,9 @@ async fn run_iterjob(url: &str, s: &Settings, analyze: bool) -> Result<Sample> {
     let mut config = WorkerConfig::default();
     config.concurrency = s.concurrency;
     config.poll_interval = s.poll;
+    if let Some(prefetch) = prefetch {
+        config.prefetch = prefetch;
+    }
     let store: Arc<dyn Store> = Arc::new(store);
     let worker = Arc::new(Worker::new(
         Arc::clone(&store),

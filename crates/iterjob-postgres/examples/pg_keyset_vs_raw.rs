@@ -106,6 +106,37 @@ async fn batches(pool: &PgPool, page: usize, hold: bool) -> i64 {
     sum
 }
 
+/// The floor of any paged walk: hand-written `WHERE id > $1 ORDER BY id LIMIT $2`
+/// pages on one held connection, reading only the id; `stream` reads each page as a
+/// stream (rows handled as they arrive) instead of collecting it first.
+async fn manual_pages(pool: &PgPool, page: i64, stream: bool) -> i64 {
+    let mut conn = pool.acquire().await.expect("acquire");
+    let (mut sum, mut last) = (0i64, 0i64);
+    loop {
+        let query = sqlx::query("SELECT * FROM products WHERE id > $1 ORDER BY id LIMIT $2")
+            .bind(last)
+            .bind(page);
+        let mut seen = 0i64;
+        if stream {
+            let mut rows = query.fetch(&mut *conn);
+            while let Some(row) = rows.try_next().await.expect("row") {
+                last = row.get::<i64, _>(0);
+                sum += last;
+                seen += 1;
+            }
+        } else {
+            for row in query.fetch_all(&mut *conn).await.expect("page") {
+                last = row.get::<i64, _>(0);
+                sum += last;
+                seen += 1;
+            }
+        }
+        if seen < page {
+            return sum;
+        }
+    }
+}
+
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
@@ -130,10 +161,19 @@ async fn main() {
         "keyset rows default, acquire per page",
         "keyset batches, page 100",
         "keyset batches, page 1000",
+        "hand-written pages of 5000, collected",
+        "hand-written pages of 5000, streamed",
     ];
+    // `ITERJOB_BENCH_VARIANTS=0,1,7`: run only these (the raw walk, 0, always runs)
+    let only: Option<Vec<usize>> = std::env::var("ITERJOB_BENCH_VARIANTS")
+        .ok()
+        .map(|v| v.split(',').filter_map(|i| i.trim().parse().ok()).collect());
     let mut times: Vec<Vec<Duration>> = vec![Vec::new(); names.len()];
     for _ in 0..rounds {
         for (i, slot) in times.iter_mut().enumerate() {
+            if i != 0 && only.as_ref().is_some_and(|only| !only.contains(&i)) {
+                continue;
+            }
             let start = Instant::now();
             let sum = match i {
                 0 => raw(&pool).await,
@@ -142,7 +182,9 @@ async fn main() {
                 3 => rows(&pool, 1000, 1000, true).await,
                 4 => rows(&pool, 100, 5000, false).await,
                 5 => batches(&pool, 100, true).await,
-                _ => batches(&pool, 1000, true).await,
+                6 => batches(&pool, 1000, true).await,
+                7 => manual_pages(&pool, 5000, false).await,
+                _ => manual_pages(&pool, 5000, true).await,
             };
             slot.push(start.elapsed());
             assert_eq!(sum, expected, "{} saw every row", names[i]);
@@ -162,6 +204,9 @@ async fn main() {
         "variant", "time", "rows/s", "throughput vs raw"
     );
     for (name, t) in names.iter().zip(times) {
+        if t.is_empty() {
+            continue;
+        }
         let m = median(t);
         println!(
             "{name:<42} {:>8.0}ms {:>14.0} {:>17.2}x",

@@ -4,8 +4,18 @@
 -- never wait for each other and never return the same job); rows changed by a
 -- committed concurrent claim are re-checked and dropped. Each claimed job gets its
 -- own fresh random token from $5 (drawn by the caller; its length is the limit).
+-- The claim commits without waiting for its WAL to reach the disk
+-- (`synchronous_commit` off for this statement's own transaction only; it always runs
+-- alone on a pooled connection): a claim is only a lease, so a claim lost in a
+-- database crash is a run that never began, as far as the database knows. The run's
+-- first durable write (heartbeat, checkpoint, release: synchronous commits) flushes
+-- the WAL up to and including the claim, and a run whose claim was lost is fenced out
+-- by its token at that write, like a run whose lease expired. Commits of claims no
+-- longer queue behind disk flushes, which with short jobs were most of a claim's time.
 -- $1 worker_id, $2 lease (ms), $3 queues, $4 kinds, $5 run tokens
-WITH now AS MATERIALIZED (SELECT {now_ms} AS ms),
+WITH now AS MATERIALIZED (
+    SELECT {now_ms} AS ms, set_config('synchronous_commit', 'off', true) AS async_commit
+),
 picked AS (
     SELECT j.id
     FROM {schema}.jobs AS j

@@ -3,10 +3,11 @@
 //!
 //! See [`Keyset`].
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, ready};
 
 use futures::{Stream, StreamExt};
@@ -504,6 +505,14 @@ struct Bound {
 /// transaction, snapshot or lock: the job's own work can use the same pool while it
 /// walks, and writers and `VACUUM` are never held up by it.
 ///
+/// [`rows`](Keyset::rows) streams each page: the job works on a page's first rows
+/// while the rest are still arriving, so a walk runs about as fast as one streaming
+/// `SELECT` (see `BENCHMARKS.md`). A page's query ends once the server has sent the
+/// page (socket buffers normally hold all of it), not when the job has worked
+/// through it; with a held connection the next page's query is sent at that moment,
+/// so the server reads it while the job works. [`batches`](Keyset::batches) reads
+/// each page whole.
+///
 /// The key columns must identify a row (end with a unique column such as the primary
 /// key, as in `.keys(["created_at", "id"])`) and must not be NULL: a row with a NULL
 /// key ends the walk with an error rather than silently skipping rows after it. An
@@ -723,7 +732,9 @@ impl Keyset {
     ) -> impl Enumerator<PgRow, KeysetCursor> + use<> {
         Rows {
             walker: Walker::new(self, pool, cursor, self.max_page_size.max(self.batch_size)),
-            page: Vec::new().into_iter(),
+            page: None,
+            inbox: Inbox::default(),
+            buffer: VecDeque::new(),
         }
     }
 
@@ -972,13 +983,14 @@ impl Plan {
         sql
     }
 
-    async fn fetch(
+    /// The page query with its parameters bound: the cursor's key values, the end
+    /// bound's, the limit.
+    fn bind<'q>(
         &self,
-        conn: &mut PgConnection,
-        sql: &str,
+        sql: &'q str,
         lower: Option<&KeysetCursor>,
         limit: usize,
-    ) -> Result<Vec<PgRow>, KeysetError> {
+    ) -> sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments> {
         let mut query = sqlx::query(sql);
         for value in lower
             .into_iter()
@@ -998,11 +1010,87 @@ impl Plan {
                 KeyValue::Timestamptz(v) => query.bind(format_timestamp(*v, true, ' ')),
             };
         }
-        query
-            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        query.bind(i64::try_from(limit).unwrap_or(i64::MAX))
+    }
+
+    async fn fetch(
+        &self,
+        conn: &mut PgConnection,
+        sql: &str,
+        lower: Option<&KeysetCursor>,
+        limit: usize,
+    ) -> Result<Vec<PgRow>, KeysetError> {
+        self.bind(sql, lower, limit)
             .fetch_all(&mut *conn)
             .await
             .map_err(|err| self.query_error(err))
+    }
+
+    /// Runs a page query and hands its rows to `inbox` as they arrive, in chunks of at
+    /// most [`STREAM_CHUNK`] rows, so the walk works on the first rows while the rest
+    /// are still on the wire. Returns the number of rows and the key of the last one
+    /// (the next page starts after it); on an error, also whether any row had been
+    /// handed over already (then the page cannot simply run again).
+    async fn stream(
+        &self,
+        conn: &mut PgConnection,
+        sql: &str,
+        lower: Option<&KeysetCursor>,
+        limit: usize,
+        inbox: &Inbox,
+    ) -> Result<(usize, Option<KeysetCursor>), (KeysetError, bool)> {
+        let mut rows = self.bind(sql, lower, limit).fetch(&mut *conn);
+        let mut chunk: VecDeque<PgRow> = VecDeque::new();
+        // the last row is held back until the query ends, to read the page's key
+        let mut last: Option<PgRow> = None;
+        let mut count = 0usize;
+        let hand_over = |chunk: &mut VecDeque<PgRow>| {
+            inbox
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .append(chunk);
+        };
+        let ended = std::future::poll_fn(|cx| {
+            loop {
+                match rows.as_mut().poll_next(cx) {
+                    Poll::Ready(Some(Ok(row))) => {
+                        count += 1;
+                        if let Some(previous) = last.replace(row) {
+                            chunk.push_back(previous);
+                        }
+                        if chunk.len() >= STREAM_CHUNK {
+                            hand_over(&mut chunk);
+                            // let the walk take the chunk; it polls again once done
+                            cx.waker().wake_by_ref();
+                            return Poll::Pending;
+                        }
+                    }
+                    Poll::Ready(Some(Err(err))) => return Poll::Ready(Err(err)),
+                    Poll::Ready(None) => return Poll::Ready(Ok(())),
+                    Poll::Pending => {
+                        if !chunk.is_empty() {
+                            hand_over(&mut chunk);
+                        }
+                        return Poll::Pending;
+                    }
+                }
+            }
+        })
+        .await;
+        drop(rows);
+        if let Err(err) = ended {
+            return Err((self.query_error(err), count > 0));
+        }
+        let key = match &last {
+            Some(row) => {
+                let columns = self.key_columns(row).map_err(|err| (err, true))?;
+                Some(self.key_of(row, &columns).map_err(|err| (err, true))?)
+            }
+            None => None,
+        };
+        chunk.extend(last);
+        hand_over(&mut chunk);
+        Ok((count, key))
     }
 
     fn query_error(&self, err: sqlx::Error) -> KeysetError {
@@ -1041,13 +1129,14 @@ impl Plan {
         }
     }
 
-    /// Where each key column is in the rows: by name, on the first row.
-    fn key_indices(&self, row: &PgRow) -> Result<Vec<usize>, KeysetError> {
+    /// Where each key column is in the rows, by name, and how to decode it: resolved
+    /// once, on the first row, so each row's key costs only its decoding.
+    fn key_columns(&self, row: &PgRow) -> Result<Vec<KeyColumn>, KeysetError> {
         self.keys
             .iter()
             .map(|key| {
                 let columns = row.columns();
-                columns
+                let index = columns
                     .iter()
                     .position(|c| c.name() == key)
                     .or_else(|| {
@@ -1059,40 +1148,139 @@ impl Plan {
                         relation: self.relation.clone(),
                         column: key.clone(),
                         source: sqlx::Error::ColumnNotFound(key.clone()),
-                    })
+                    })?;
+                let type_name = columns[index].type_info().name();
+                let kind =
+                    KeyKind::of(type_name).ok_or_else(|| KeysetError::UnsupportedKeyType {
+                        relation: self.relation.clone(),
+                        column: key.clone(),
+                        type_name: type_name.to_string(),
+                    })?;
+                Ok(KeyColumn { index, kind })
             })
             .collect()
     }
 
     /// A row's key, as a cursor.
-    fn key_of(&self, row: &PgRow, indices: &[usize]) -> Result<KeysetCursor, KeysetError> {
-        let mut values = Vec::with_capacity(indices.len());
-        for (i, &index) in indices.iter().enumerate() {
+    fn key_of(&self, row: &PgRow, columns: &[KeyColumn]) -> Result<KeysetCursor, KeysetError> {
+        let mut values = Vec::with_capacity(columns.len());
+        for (i, column) in columns.iter().enumerate() {
             let decode_error = |source| KeysetError::Decode {
                 relation: self.relation.clone(),
                 source,
             };
-            let raw = row.try_get_raw(index).map_err(decode_error)?;
+            let raw = row.try_get_raw(column.index).map_err(decode_error)?;
             if raw.is_null() {
                 return Err(KeysetError::NullKey {
                     relation: self.relation.clone(),
                     column: self.keys[i].clone(),
                 });
             }
-            let value = decode_key(raw).map_err(|failure| match failure {
-                KeyDecode::Unsupported(type_name) => KeysetError::UnsupportedKeyType {
-                    relation: self.relation.clone(),
-                    column: self.keys[i].clone(),
-                    type_name,
-                },
-                KeyDecode::Failed(source) => decode_error(sqlx::Error::ColumnDecode {
+            let value = column.kind.decode(raw).map_err(|source| {
+                decode_error(sqlx::Error::ColumnDecode {
                     index: self.keys[i].clone(),
                     source,
-                }),
+                })
             })?;
             values.push(value);
         }
         Ok(KeysetCursor(values))
+    }
+}
+
+/// A key column of the rows: where it is and how its values decode.
+#[derive(Clone, Copy, Debug)]
+struct KeyColumn {
+    index: usize,
+    kind: KeyKind,
+}
+
+/// The PostgreSQL types a key can have, each with its decoding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum KeyKind {
+    Int2,
+    Int4,
+    Int8,
+    Float4,
+    Float8,
+    Bool,
+    Text,
+    Bytea,
+    Uuid,
+    Date,
+    Timestamp,
+    Timestamptz,
+}
+
+impl KeyKind {
+    /// The kind for a type as sqlx names it (`INT8`, `TIMESTAMPTZ`, …); `None` for a
+    /// type a cursor cannot hold.
+    fn of(type_name: &str) -> Option<KeyKind> {
+        Some(match type_name {
+            "INT2" => KeyKind::Int2,
+            "INT4" => KeyKind::Int4,
+            "INT8" => KeyKind::Int8,
+            "FLOAT4" => KeyKind::Float4,
+            "FLOAT8" => KeyKind::Float8,
+            "BOOL" => KeyKind::Bool,
+            "TEXT" | "VARCHAR" | "BPCHAR" | "NAME" | "CHAR" => KeyKind::Text,
+            "BYTEA" => KeyKind::Bytea,
+            "UUID" => KeyKind::Uuid,
+            "DATE" => KeyKind::Date,
+            "TIMESTAMP" => KeyKind::Timestamp,
+            "TIMESTAMPTZ" => KeyKind::Timestamptz,
+            _ => return None,
+        })
+    }
+
+    /// Decodes a (non-NULL) value of this kind.
+    fn decode(self, raw: PgValueRef<'_>) -> Result<KeyValue, sqlx::error::BoxDynError> {
+        /// The raw bytes of a fixed-size binary value.
+        fn binary<const N: usize>(
+            raw: &PgValueRef<'_>,
+            what: &str,
+        ) -> Result<[u8; N], sqlx::error::BoxDynError> {
+            if raw.format() != PgValueFormat::Binary {
+                return Err(format!("{what} key in text format").into());
+            }
+            <[u8; N]>::try_from(raw.as_bytes()?)
+                .map_err(|_| format!("malformed {what} value").into())
+        }
+        Ok(match self {
+            KeyKind::Int2 => KeyValue::Integer(<i16 as Decode<Postgres>>::decode(raw)?.into()),
+            KeyKind::Int4 => KeyValue::Integer(<i32 as Decode<Postgres>>::decode(raw)?.into()),
+            KeyKind::Int8 => KeyValue::Integer(<i64 as Decode<Postgres>>::decode(raw)?),
+            KeyKind::Float4 => KeyValue::Real(<f32 as Decode<Postgres>>::decode(raw)?.into()),
+            KeyKind::Float8 => KeyValue::Real(<f64 as Decode<Postgres>>::decode(raw)?),
+            KeyKind::Bool => KeyValue::Bool(<bool as Decode<Postgres>>::decode(raw)?),
+            KeyKind::Text => KeyValue::Text(<String as Decode<Postgres>>::decode(raw)?),
+            KeyKind::Bytea => KeyValue::Bytes(<Vec<u8> as Decode<Postgres>>::decode(raw)?),
+            KeyKind::Uuid => KeyValue::Uuid(binary::<16>(&raw, "uuid")?),
+            KeyKind::Date => {
+                let days = i32::from_be_bytes(binary::<4>(&raw, "date")?);
+                KeyValue::Date(match days {
+                    i32::MAX | i32::MIN => days,
+                    _ => days.saturating_add(PG_EPOCH_DAYS),
+                })
+            }
+            KeyKind::Timestamp | KeyKind::Timestamptz => {
+                let what = if self == KeyKind::Timestamp {
+                    "timestamp"
+                } else {
+                    "timestamptz"
+                };
+                let micros = i64::from_be_bytes(binary::<8>(&raw, what)?);
+                let micros = match micros {
+                    i64::MAX | i64::MIN => micros,
+                    _ => micros.saturating_add(PG_EPOCH_MICROS),
+                };
+                if self == KeyKind::Timestamp {
+                    KeyValue::Timestamp(micros)
+                } else {
+                    KeyValue::Timestamptz(micros)
+                }
+            }
+        })
     }
 }
 
@@ -1101,85 +1289,6 @@ fn quoted_name(message: &str) -> Option<String> {
     let start = message.find('"')? + 1;
     let len = message[start..].find('"')?;
     Some(message[start..start + len].to_string())
-}
-
-enum KeyDecode {
-    Unsupported(String),
-    Failed(sqlx::error::BoxDynError),
-}
-
-/// Decodes a (non-NULL) key value by its PostgreSQL type.
-fn decode_key(raw: PgValueRef<'_>) -> Result<KeyValue, KeyDecode> {
-    let type_name = raw.type_info().name().to_string();
-    let failed = KeyDecode::Failed;
-    let binary = |raw: &PgValueRef<'_>| -> Result<Vec<u8>, KeyDecode> {
-        if raw.format() != PgValueFormat::Binary {
-            return Err(KeyDecode::Failed(
-                format!("{type_name} key in text format").into(),
-            ));
-        }
-        raw.as_bytes()
-            .map(<[u8]>::to_vec)
-            .map_err(KeyDecode::Failed)
-    };
-    let fixed = |bytes: Vec<u8>, what: &str| -> Result<[u8; 8], KeyDecode> {
-        <[u8; 8]>::try_from(bytes.as_slice())
-            .map_err(|_| KeyDecode::Failed(format!("malformed {what} value").into()))
-    };
-    Ok(match type_name.as_str() {
-        "INT2" => KeyValue::Integer(
-            <i16 as Decode<Postgres>>::decode(raw)
-                .map_err(failed)?
-                .into(),
-        ),
-        "INT4" => KeyValue::Integer(
-            <i32 as Decode<Postgres>>::decode(raw)
-                .map_err(failed)?
-                .into(),
-        ),
-        "INT8" => KeyValue::Integer(<i64 as Decode<Postgres>>::decode(raw).map_err(failed)?),
-        "FLOAT4" => KeyValue::Real(
-            <f32 as Decode<Postgres>>::decode(raw)
-                .map_err(failed)?
-                .into(),
-        ),
-        "FLOAT8" => KeyValue::Real(<f64 as Decode<Postgres>>::decode(raw).map_err(failed)?),
-        "BOOL" => KeyValue::Bool(<bool as Decode<Postgres>>::decode(raw).map_err(failed)?),
-        "TEXT" | "VARCHAR" | "BPCHAR" | "NAME" | "CHAR" => {
-            KeyValue::Text(<String as Decode<Postgres>>::decode(raw).map_err(failed)?)
-        }
-        "BYTEA" => KeyValue::Bytes(<Vec<u8> as Decode<Postgres>>::decode(raw).map_err(failed)?),
-        "UUID" => {
-            let bytes = binary(&raw)?;
-            KeyValue::Uuid(
-                <[u8; 16]>::try_from(bytes.as_slice())
-                    .map_err(|_| KeyDecode::Failed("malformed uuid value".into()))?,
-            )
-        }
-        "DATE" => {
-            let bytes = binary(&raw)?;
-            let days = <[u8; 4]>::try_from(bytes.as_slice())
-                .map(i32::from_be_bytes)
-                .map_err(|_| KeyDecode::Failed("malformed date value".into()))?;
-            KeyValue::Date(match days {
-                i32::MAX | i32::MIN => days,
-                _ => days.saturating_add(PG_EPOCH_DAYS),
-            })
-        }
-        "TIMESTAMP" | "TIMESTAMPTZ" => {
-            let micros = i64::from_be_bytes(fixed(binary(&raw)?, &type_name)?);
-            let micros = match micros {
-                i64::MAX | i64::MIN => micros,
-                _ => micros.saturating_add(PG_EPOCH_MICROS),
-            };
-            if type_name == "TIMESTAMP" {
-                KeyValue::Timestamp(micros)
-            } else {
-                KeyValue::Timestamptz(micros)
-            }
-        }
-        _ => return Err(KeyDecode::Unsupported(type_name)),
-    })
 }
 
 // ---------------------------------------------------------------------------------
@@ -1400,6 +1509,25 @@ type PageFuture = Pin<
     >,
 >;
 
+/// Rows a streamed page query has received and the walk has not taken yet.
+type Inbox = Arc<Mutex<VecDeque<PgRow>>>;
+
+/// Rows a streamed page hands over at a time, at most.
+const STREAM_CHUNK: usize = 1024;
+
+/// A streamed page query in flight (see [`Plan::stream`]); gives back the
+/// connection to keep for the next page.
+type StreamFuture = Pin<
+    Box<
+        dyn Future<
+                Output = (
+                    Option<PoolConnection<Postgres>>,
+                    Result<(usize, Option<KeysetCursor>), KeysetError>,
+                ),
+            > + Send,
+    >,
+>;
+
 /// The state of one walk, shared by [`Keyset::rows`] and [`Keyset::batches`].
 ///
 /// A hand-written state machine rather than `try_unfold`: the page future is boxed
@@ -1414,8 +1542,9 @@ struct Walker {
     lower: Option<KeysetCursor>,
     /// The page query for the cursor's type signature, built once per walk.
     sql: Option<(Option<Casts>, Arc<str>)>,
-    /// Where the key columns are in a row; resolved on the first page.
-    key_idx: Vec<usize>,
+    /// Where the key columns are in a row and how they decode; resolved on the first
+    /// page.
+    key_columns: Vec<KeyColumn>,
     /// The query for the next page, while it runs.
     fetch: Option<PageFuture>,
     /// The last page was short: the walk is over without another query.
@@ -1449,7 +1578,7 @@ impl Walker {
             error,
             lower: cursor.or_else(|| keyset.start.clone()),
             sql: None,
-            key_idx: Vec::new(),
+            key_columns: Vec::new(),
             fetch: None,
             exhausted: false,
             done: false,
@@ -1474,6 +1603,78 @@ impl Walker {
                 sql
             }
         }
+    }
+
+    /// Starts the next page as a streamed query handing its rows to `inbox`; `None`
+    /// when the walk is over.
+    fn start_stream(&mut self, inbox: &Inbox) -> Result<Option<StreamFuture>, KeysetError> {
+        if let Some(err) = self.error.take() {
+            return Err(err);
+        }
+        if self.done || self.exhausted {
+            self.done = true;
+            return Ok(None);
+        }
+        let Some(plan) = self.plan.clone() else {
+            self.done = true;
+            return Ok(None);
+        };
+        let sql = self.page_sql(&plan);
+        let (pool, lower, inbox) = (self.pool.clone(), self.lower.clone(), Arc::clone(inbox));
+        let held = if self.hold_connection {
+            self.conn.take()
+        } else {
+            None
+        };
+        let hold = self.hold_connection;
+        let limit = self.page_size;
+        Ok(Some(Box::pin(async move {
+            if let Some(mut conn) = held {
+                match plan
+                    .stream(&mut conn, &sql, lower.as_ref(), limit, &inbox)
+                    .await
+                {
+                    Ok(page) => return (hold.then_some(conn), Ok(page)),
+                    // the held connection was lost between pages, before any row
+                    // came: the query is a read, so it runs again on a fresh one
+                    Err((err, false)) if err.is_connection_lost() => drop(conn),
+                    // a failed query may have left the connection unusable: drop it
+                    Err((err, _)) => return (None, Err(err)),
+                }
+            }
+            let mut conn = match pool.acquire().await {
+                Ok(conn) => conn,
+                Err(err) => return (None, Err(plan.query_error(err))),
+            };
+            match plan
+                .stream(&mut conn, &sql, lower.as_ref(), limit, &inbox)
+                .await
+            {
+                Ok(page) => (hold.then_some(conn), Ok(page)),
+                Err((err, _)) => (None, Err(err)),
+            }
+        })))
+    }
+
+    /// Takes in the outcome of a streamed page: the connection to keep, the next
+    /// page's size and start.
+    fn finish_stream(
+        &mut self,
+        conn: Option<PoolConnection<Postgres>>,
+        result: Result<(usize, Option<KeysetCursor>), KeysetError>,
+    ) -> Result<(), KeysetError> {
+        self.conn = conn;
+        let (count, key) = result?;
+        if count < self.page_size {
+            self.exhausted = true;
+            self.conn = None; // the walk is over: give the connection back now
+        } else {
+            self.page_size = self.page_size.saturating_mul(2).min(self.max_page_size);
+        }
+        if let Some(key) = key {
+            self.lower = Some(key);
+        }
+        Ok(())
     }
 
     /// Ends the walk with `err`.
@@ -1554,13 +1755,13 @@ impl Walker {
             self.done = true;
             return Poll::Ready(None);
         };
-        if self.key_idx.is_empty() {
-            match plan.key_indices(last) {
-                Ok(indices) => self.key_idx = indices,
+        if self.key_columns.is_empty() {
+            match plan.key_columns(last) {
+                Ok(columns) => self.key_columns = columns,
                 Err(err) => return self.fail(err),
             }
         }
-        match plan.key_of(last, &self.key_idx) {
+        match plan.key_of(last, &self.key_columns) {
             Ok(cursor) => self.lower = Some(cursor),
             Err(err) => return self.fail(err),
         }
@@ -1571,35 +1772,101 @@ impl Walker {
     }
 }
 
-/// The stream behind [`Keyset::rows`].
+/// The stream behind [`Keyset::rows`]: each page is streamed ([`Plan::stream`]), so
+/// the first rows of a page are worked on while the rest arrive, as in one streaming
+/// `SELECT`.
 struct Rows {
     walker: Walker,
-    /// Rows of the current page not yet yielded.
-    page: std::vec::IntoIter<PgRow>,
+    /// The page query in flight.
+    page: Option<StreamFuture>,
+    /// Rows the page query has received and not handed to `buffer` yet.
+    inbox: Inbox,
+    /// Rows taken from the inbox, not yet yielded.
+    buffer: VecDeque<PgRow>,
 }
 
+impl Rows {
+    /// Ends the walk with `err`.
+    fn fail(&mut self, err: KeysetError) -> Poll<Option<Step<PgRow>>> {
+        self.page = None;
+        self.buffer.clear();
+        self.inbox
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+        self.walker.done = true;
+        self.walker.conn = None;
+        Poll::Ready(Some(Err(err.into_job_error())))
+    }
+}
+
+/// One item of [`Rows`].
+type Step<T> = Result<(T, KeysetCursor), JobError>;
+
 impl Stream for Rows {
-    type Item = Result<(PgRow, KeysetCursor), JobError>;
+    type Item = Step<PgRow>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
         loop {
-            if let Some(row) = this.page.next()
-                && let Some(plan) = &this.walker.plan
-            {
-                return Poll::Ready(Some(match plan.key_of(&row, &this.walker.key_idx) {
-                    Ok(cursor) => Ok((row, cursor)),
-                    Err(err) => {
-                        this.page = Vec::new().into_iter();
-                        this.walker.done = true;
-                        Err(err.into_job_error())
+            if let Some(row) = this.buffer.pop_front() {
+                let walker = &mut this.walker;
+                let Some(plan) = walker.plan.as_deref() else {
+                    return Poll::Ready(None);
+                };
+                if walker.key_columns.is_empty() {
+                    match plan.key_columns(&row) {
+                        Ok(columns) => walker.key_columns = columns,
+                        Err(err) => return this.fail(err),
                     }
-                }));
+                }
+                return match plan.key_of(&row, &walker.key_columns) {
+                    Ok(cursor) => Poll::Ready(Some(Ok((row, cursor)))),
+                    Err(err) => this.fail(err),
+                };
             }
-            match ready!(this.walker.poll_page(cx)) {
-                Some(Ok(rows)) => this.page = rows.into_iter(),
-                Some(Err(err)) => return Poll::Ready(Some(Err(err))),
-                None => return Poll::Ready(None),
+            if let Some(page) = this.page.as_mut() {
+                let polled = page.as_mut().poll(cx);
+                std::mem::swap(
+                    &mut *this.inbox.lock().unwrap_or_else(PoisonError::into_inner),
+                    &mut this.buffer,
+                );
+                match polled {
+                    Poll::Ready((conn, result)) => {
+                        this.page = None;
+                        if let Err(err) = this.walker.finish_stream(conn, result) {
+                            return this.fail(err);
+                        }
+                        // send the next page's query now, on the held connection, so
+                        // the server works on it while the job goes through the rest
+                        // of this page (without a held connection, none is taken
+                        // before this page is done)
+                        if this.walker.hold_connection && !this.buffer.is_empty() {
+                            match this.walker.start_stream(&this.inbox) {
+                                Ok(Some(mut page)) => {
+                                    if let Poll::Ready((conn, result)) = page.as_mut().poll(cx) {
+                                        // a page this quick is done: take its rows
+                                        // once the buffer is empty (kept in order)
+                                        this.page =
+                                            Some(Box::pin(std::future::ready((conn, result))));
+                                    } else {
+                                        this.page = Some(page);
+                                    }
+                                }
+                                Ok(None) => {}
+                                Err(err) => return this.fail(err),
+                            }
+                        }
+                    }
+                    Poll::Pending if this.buffer.is_empty() => return Poll::Pending,
+                    Poll::Pending => {}
+                }
+                continue;
+            }
+            match this.walker.start_stream(&this.inbox) {
+                Ok(Some(page)) => this.page = Some(page),
+                Ok(None) => return Poll::Ready(None),
+                Err(err) => return this.fail(err),
             }
         }
     }

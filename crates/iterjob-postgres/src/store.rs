@@ -32,7 +32,7 @@ use std::time::Duration;
 
 use iterjob::store::{
     ClaimRequest, Claimed, Control, JobEvent, JobEventKind, JobFilter, JobId, JobRecord, JobState,
-    Millis, NewJob, Outcome, Progress, Rescued, RunToken, Split, SplitRequest, Store,
+    Millis, NewJob, Outcome, Progress, Release, Rescued, RunToken, Split, SplitRequest, Store,
     duration_millis, now_millis, parent_outcome, rate_cost_micros, release_event,
 };
 use iterjob::{Error, Result};
@@ -46,6 +46,8 @@ use crate::error::{Target, is_unique_violation, map_sqlx};
 use crate::events;
 use crate::migrate::{self, DEFAULT_SCHEMA, render, validate_schema};
 
+mod release_many;
+
 const Q_INSERT: &str = include_str!("../queries/job_insert_many.sql");
 const Q_INSERT_IDS: &str = include_str!("../queries/job_insert_many_ids.sql");
 const Q_INSERT_UNIQUE: &str = include_str!("../queries/job_insert_many_unique.sql");
@@ -56,6 +58,7 @@ const Q_HEARTBEAT: &str = include_str!("../queries/job_heartbeat.sql");
 const Q_CHECKPOINT: &str = include_str!("../queries/job_checkpoint.sql");
 const Q_CHECKPOINT_IN_TX: &str = include_str!("../queries/job_checkpoint_in_transaction.sql");
 const Q_RELEASE: &str = include_str!("../queries/job_release.sql");
+const Q_RELEASE_MANY: &str = include_str!("../queries/job_release_many.sql");
 const Q_RESCUE: &str = include_str!("../queries/job_rescue_expired.sql");
 const Q_GET: &str = include_str!("../queries/job_get.sql");
 const Q_GET_FOR_UPDATE: &str = include_str!("../queries/job_get_for_update.sql");
@@ -306,6 +309,7 @@ struct Queries {
     checkpoint: String,
     checkpoint_in_tx: String,
     release: String,
+    release_many: String,
     rescue: String,
     get: String,
     get_for_update: String,
@@ -348,6 +352,7 @@ impl Queries {
             checkpoint: r(Q_CHECKPOINT),
             checkpoint_in_tx: r(Q_CHECKPOINT_IN_TX),
             release: r(Q_RELEASE),
+            release_many: r(Q_RELEASE_MANY),
             rescue: r(Q_RESCUE),
             get: r(Q_GET),
             get_for_update: r(Q_GET_FOR_UPDATE),
@@ -1421,6 +1426,10 @@ impl Store for PgStore {
             self.wake_local();
         }
         Ok(())
+    }
+
+    async fn job_release_many(&self, releases: &[Release]) -> Result<Vec<Result<()>>> {
+        self.release_many(releases).await
     }
 
     async fn job_rescue_expired(&self, max_crashes: u32) -> Result<Vec<Rescued>> {

@@ -911,3 +911,83 @@ fn a_held_connection_lost_between_pages_is_replaced() {
         assert_eq!(seen, (1..=30).collect::<Vec<i64>>());
     });
 }
+
+#[test]
+fn rows_of_a_page_are_yielded_as_they_arrive() {
+    block_on(async {
+        let items: Vec<Item> = (1..=3000).map(item).collect();
+        let Some((db, _)) = items_db(&items).await else {
+            return;
+        };
+        // an index scan (not a sort, which would produce every row before the first)
+        let options: iterjob_postgres::PgConnectOptions = common::pg_url().parse().unwrap();
+        let pool = iterjob_postgres::PgPoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.options([
+                ("search_path", db.name.as_str()),
+                ("enable_sort", "off"),
+                ("enable_seqscan", "off"),
+            ]))
+            .await
+            .unwrap();
+        // one page of 3000 rows whose row 2900 takes 2 s for the server to produce:
+        // the first rows must reach the job long before the page query ends
+        let keyset = Keyset::table("items")
+            .key("id")
+            .filter("CASE WHEN id = 2900 THEN pg_sleep(2)::text IS NOT NULL ELSE true END")
+            .batch_size(3000);
+        let start = std::time::Instant::now();
+        let mut walk = std::pin::pin!(ids(&keyset, &pool, None));
+        let (first, _) = walk.try_next().await.unwrap().unwrap();
+        let first_after = start.elapsed();
+        let mut seen = vec![first];
+        while let Some((id, _)) = walk.try_next().await.unwrap() {
+            seen.push(id);
+        }
+        let whole = start.elapsed();
+        assert_eq!(seen, (1..=3000).collect::<Vec<i64>>());
+        assert!(whole >= std::time::Duration::from_secs(2), "{whole:?}");
+        assert!(
+            first_after < std::time::Duration::from_secs(1),
+            "the first row came after {first_after:?}: the page was collected before the walk \
+             saw any of it"
+        );
+    });
+}
+
+#[test]
+fn a_page_that_fails_midway_ends_the_walk_in_order() {
+    block_on(async {
+        let items: Vec<Item> = (1..=400).map(item).collect();
+        let Some((db, _)) = items_db(&items).await else {
+            return;
+        };
+        let pool = tagged_pool(&db, 1, "iterjob_keyset_midway").await;
+        // the server fails the page at row 250, after sending the rows before it
+        let keyset = Keyset::table("items")
+            .key("id")
+            .filter("1 / (id - 250) IS NOT NULL")
+            .batch_size(400);
+        let mut walk = std::pin::pin!(ids(&keyset, &pool, None));
+        let mut seen = Vec::new();
+        let err = loop {
+            match walk.next().await {
+                Some(Ok((id, cursor))) => {
+                    assert_eq!(cursor, KeysetCursor::from(id));
+                    seen.push(id);
+                }
+                Some(Err(err)) => break err,
+                None => panic!("the walk ended without the division's error"),
+            }
+        };
+        assert!(err.to_string().contains("division by zero"), "{err}");
+        assert!(err.is_fatal(), "{err}");
+        assert_eq!(seen, (1..=seen.len() as i64).collect::<Vec<_>>());
+        assert!(seen.len() < 250);
+        assert!(walk.next().await.is_none(), "nothing after the error");
+        assert!(
+            can_acquire(&pool).await,
+            "the failed walk gave its connection back"
+        );
+    });
+}

@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use iterjob::store::{
     ClaimRequest, Claimed, Control, JobEvent, JobEventKind, JobFilter, JobId, JobRecord, JobState,
-    Millis, NewJob, Outcome, Progress, Rescued, RunToken, Split, SplitRequest, Store,
+    Millis, NewJob, Outcome, Progress, Release, Rescued, RunToken, Split, SplitRequest, Store,
     duration_millis, now_micros, now_millis, parent_outcome, rate_cost_micros, release_event,
 };
 use iterjob::{Error, Result};
@@ -37,6 +37,8 @@ use sqlx::{Row, Sqlite, Transaction};
 
 use crate::error::{is_unique_violation, map_sqlx};
 use crate::{events, migrate};
+
+mod release_many;
 
 const Q_INSERT: &str = include_str!("../queries/job_insert_many.sql");
 const Q_INSERT_EXISTING: &str = include_str!("../queries/job_insert_many_existing.sql");
@@ -782,6 +784,10 @@ impl Store for SqliteStore {
                 .map_err(self.err("finishing a partitioned job"))?;
         }
         Ok(())
+    }
+
+    async fn job_release_many(&self, releases: &[Release]) -> Result<Vec<Result<()>>> {
+        self.release_many(releases).await
     }
 
     async fn job_rescue_expired(&self, max_crashes: u32) -> Result<Vec<Rescued>> {

@@ -72,7 +72,7 @@ use iterjob::Error;
 use iterjob::store::{
     ClaimRequest, Claimed, Control, DEFAULT_MAX_ATTEMPTS, DEFAULT_QUEUE, InterruptReason, JobEvent,
     JobEventKind, JobFilter, JobId, JobRecord, JobState, Millis, NewJob, Outcome, Progress,
-    Rescued, RunToken, Store, now_millis,
+    Release, Rescued, RunToken, Store, now_millis,
 };
 use serde_json::{Value, json};
 
@@ -133,6 +133,8 @@ macro_rules! store_conformance {
             release_failed,
             release_without_progress_keeps_cursor,
             release_ends_the_run,
+            release_many_mixed_outcomes,
+            release_many_fences_each_release,
             pause_and_resume_waiting_jobs,
             pause_running_job_is_requested,
             cancel_waiting_jobs,
@@ -152,6 +154,7 @@ macro_rules! store_conformance {
             parent_finishes_with_its_children,
             parent_actions_reach_children,
             split_divides_a_running_partition,
+            batched_releases_keep_history_and_finish_parents,
             rate_reservations_add_up,
             rate_keys_are_independent,
             rate_wait_grows_as_reservations_pile_up,
@@ -216,8 +219,9 @@ pub async fn share<S: Store>(store: S) -> Arc<dyn Store> {
 }
 
 pub use crate::partitions::{
-    parent_actions_reach_children, parent_finishes_with_its_children,
-    parent_progress_sums_children, partition_creates_children, split_divides_a_running_partition,
+    batched_releases_keep_history_and_finish_parents, parent_actions_reach_children,
+    parent_finishes_with_its_children, parent_progress_sums_children, partition_creates_children,
+    split_divides_a_running_partition,
 };
 
 // ---------------------------------------------------------------------------------
@@ -1257,6 +1261,208 @@ pub async fn release_interrupted(store: Arc<dyn Store>) {
     let run = claim_id(store, "int", id, LONG_LEASE).await;
     assert_eq!(run.job.runs, 4);
     assert_eq!(run.job.cursor, Some(json!({ "n": 2 })));
+}
+
+/// `job_release_many` writes each release of a batch exactly as `job_release` would,
+/// whatever mix of outcomes, with and without progress.
+pub async fn release_many_mixed_outcomes(store: Arc<dyn Store>) {
+    let store = &*store;
+    assert!(
+        store
+            .job_release_many(&[])
+            .await
+            .expect("empty batch")
+            .is_empty(),
+        "an empty batch has no results"
+    );
+    let kinds = ["mc", "mi", "mp", "mx", "mr", "mf"];
+    let mut runs = Vec::new();
+    for kind in kinds {
+        let id = insert(store, new_job(kind)).await;
+        runs.push(claim_id(store, kind, id, LONG_LEASE).await);
+    }
+    store
+        .job_pause(runs[2].job.id)
+        .await
+        .expect("pause request");
+    let before = now_millis();
+    let requeue_at = now_millis() - 10;
+    let retry_at = now_millis() + HOUR_MS;
+    let outcomes = [
+        (
+            Some(progress(json!({ "end": true }), 100)),
+            Outcome::Completed,
+        ),
+        (
+            Some(progress(json!(5), 5)),
+            Outcome::Interrupted {
+                reason: InterruptReason::TimeSlice,
+                run_at: requeue_at,
+            },
+        ),
+        (None, Outcome::Paused),
+        (Some(progress(json!(9), 9)), Outcome::Cancelled),
+        (
+            Some(progress(json!(7), 7)),
+            Outcome::Retry {
+                error: "upstream: timeout".into(),
+                run_at: retry_at,
+            },
+        ),
+        (
+            None,
+            Outcome::Failed {
+                error: "bad input".into(),
+            },
+        ),
+    ];
+    let releases: Vec<Release> = runs
+        .iter()
+        .zip(outcomes.iter().cloned())
+        .map(|(run, (progress, outcome))| Release {
+            id: run.job.id,
+            token: run.token,
+            progress,
+            outcome,
+        })
+        .collect();
+    let results = store
+        .job_release_many(&releases)
+        .await
+        .expect("job_release_many");
+    assert_eq!(results.len(), releases.len(), "one result per release");
+    for (release, result) in releases.iter().zip(results) {
+        result.unwrap_or_else(|e| panic!("release of job {} in a batch: {e}", release.id));
+    }
+
+    let done = get(store, runs[0].job.id).await;
+    assert_eq!(done.state, JobState::Completed);
+    assert_recent(done.finished_at, before, "finished_at");
+    assert_eq!(done.cursor, Some(json!({ "end": true })));
+    assert_eq!((done.items_done, done.running_ms), (100, 1_000));
+    assert_recent(done.checkpointed_at, before, "checkpointed_at");
+
+    let requeued = get(store, runs[1].job.id).await;
+    assert_eq!(requeued.state, JobState::Queued);
+    assert_eq!(requeued.run_at, requeue_at);
+    assert_eq!((requeued.interruptions, requeued.attempts), (1, 0));
+    assert_eq!(requeued.cursor, Some(json!(5)));
+    assert_eq!(requeued.finished_at, None);
+
+    let paused = get(store, runs[2].job.id).await;
+    assert_eq!(paused.state, JobState::Paused);
+    assert!(!paused.pause_requested, "the pause request is cleared");
+    assert_eq!(paused.cursor, None, "released without progress");
+    assert_eq!(paused.checkpointed_at, None);
+
+    let cancelled = get(store, runs[3].job.id).await;
+    assert_eq!(cancelled.state, JobState::Cancelled);
+    assert_recent(cancelled.finished_at, before, "finished_at");
+    assert_eq!(cancelled.cursor, Some(json!(9)));
+
+    let retrying = get(store, runs[4].job.id).await;
+    assert_eq!(retrying.state, JobState::Retrying);
+    assert_eq!(retrying.run_at, retry_at);
+    assert_eq!(retrying.attempts, 1);
+    assert_eq!(retrying.last_error.as_deref(), Some("upstream: timeout"));
+    assert_eq!(retrying.cursor, Some(json!(7)));
+
+    let failed = get(store, runs[5].job.id).await;
+    assert_eq!(failed.state, JobState::Failed);
+    assert_eq!(failed.attempts, 1);
+    assert_eq!(failed.last_error.as_deref(), Some("bad input"));
+    assert_recent(failed.finished_at, before, "finished_at");
+
+    for run in &runs {
+        assert_run_cleared(&get(store, run.job.id).await);
+    }
+    assert_eq!(
+        claim_ids(store, &kinds, &[DEFAULT_QUEUE]).await,
+        BTreeSet::from([runs[1].job.id]),
+        "only the interrupted job is claimable again"
+    );
+}
+
+/// Each release of a `job_release_many` batch is fenced by its own token: a stale
+/// token or a missing job fails that release alone (`LeaseLost`, `JobNotFound`) and
+/// changes nothing of its job, while the rest of the batch is written.
+pub async fn release_many_fences_each_release(store: Arc<dyn Store>) {
+    let store = &*store;
+    let mut runs = Vec::new();
+    for _ in 0..4 {
+        let id = insert(store, new_job("mfence")).await;
+        runs.push(claim_id(store, "mfence", id, LONG_LEASE).await);
+    }
+    let missing = runs.iter().map(|r| r.job.id).max().unwrap_or(0) + 1_000;
+    let release = |id: JobId, token: RunToken, n: u64| Release {
+        id,
+        token,
+        progress: Some(progress(json!(n), n)),
+        outcome: Outcome::Completed,
+    };
+    let batch = vec![
+        release(runs[0].job.id, runs[0].token, 1),
+        release(runs[1].job.id, other_token(runs[1].token), 2),
+        release(missing, runs[2].token, 3),
+        release(runs[2].job.id, runs[2].token, 4),
+        release(runs[3].job.id, runs[3].token, 5),
+    ];
+    let results = store
+        .job_release_many(&batch)
+        .await
+        .expect("job_release_many");
+    assert_eq!(results.len(), 5, "one result per release");
+    let mut results = results.into_iter();
+    let mut next = || results.next().expect("a result");
+    next().expect("release with the right token");
+    assert_lease_lost(next(), runs[1].job.id, "batched release with a stale token");
+    assert_not_found(next(), missing, "batched release");
+    next().expect("release with the right token");
+    next().expect("release with the right token");
+
+    for (run, items) in [(&runs[0], 1), (&runs[2], 4), (&runs[3], 5)] {
+        let job = get(store, run.job.id).await;
+        assert_eq!(job.state, JobState::Completed, "job {}", run.job.id);
+        assert_eq!(job.items_done, items);
+    }
+    let fenced = get(store, runs[1].job.id).await;
+    assert_eq!(
+        fenced.state,
+        JobState::Running,
+        "the fenced release changed nothing"
+    );
+    assert_eq!(fenced.items_done, 0);
+    assert_eq!(fenced.cursor, None);
+    assert!(fenced.lease_expires_at.is_some(), "its lease stays");
+
+    // the same batch again: every run is over, so every release is rejected
+    let again = store
+        .job_release_many(&[
+            release(runs[0].job.id, runs[0].token, 10),
+            release(runs[3].job.id, runs[3].token, 10),
+        ])
+        .await
+        .expect("job_release_many");
+    let mut again = again.into_iter();
+    assert_lease_lost(
+        again.next().expect("a result"),
+        runs[0].job.id,
+        "second release",
+    );
+    assert_lease_lost(
+        again.next().expect("a result"),
+        runs[3].job.id,
+        "second release",
+    );
+    assert_eq!(get(store, runs[0].job.id).await.items_done, 1, "unchanged");
+
+    // the run whose release was fenced still owns its job
+    release_one(store, &runs[1], 6).await;
+    assert_eq!(get(store, runs[1].job.id).await.state, JobState::Completed);
+}
+
+async fn release_one(store: &dyn Store, run: &Claimed, n: u64) {
+    release(store, run, Some(&progress(json!(n), n)), Outcome::Completed).await;
 }
 
 /// `Paused` parks the job (not claimable) and clears the pause request.

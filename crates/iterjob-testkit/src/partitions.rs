@@ -952,3 +952,64 @@ pub async fn partitioning_a_kind_that_cannot_fails_clearly(store: Arc<dyn Store>
     assert!(store.job_partitions(bad.id).await.unwrap().is_empty());
     assert_eq!(get(&*store, good).await.state, JobState::Completed);
 }
+
+/// Batched releases (`Store::job_release_many`, as the worker's release batcher writes
+/// them) keep every rule of single releases: the history event of an interruption,
+/// and the parent's end when its last partition completes in a batch.
+pub async fn batched_releases_keep_history_and_finish_parents(store: Arc<dyn Store>) {
+    let store = &*store;
+    let (parent, children) = planned(store, "p_batch", &parts(2)).await;
+    let claimed = claim_all(store, "p_batch", 2).await;
+    let token = |id| claimed.iter().find(|c| c.job.id == id).unwrap().token;
+    let release = |id, token, outcome| iterjob::store::Release {
+        id,
+        token,
+        progress: Some(progress(5, Some(10))),
+        outcome,
+    };
+    let results = store
+        .job_release_many(&[
+            release(children[0], token(children[0]), Outcome::Completed),
+            release(
+                children[1],
+                token(children[1]),
+                Outcome::Interrupted {
+                    reason: iterjob::InterruptReason::TimeSlice,
+                    run_at: iterjob::store::now_millis() - 10,
+                },
+            ),
+        ])
+        .await
+        .expect("job_release_many");
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    let events = store.job_events(children[1], 10).await.expect("events");
+    assert_eq!(
+        events.len(),
+        1,
+        "the interruption is in the history: {events:?}"
+    );
+    assert!(
+        store.job_events(children[0], 10).await.unwrap().is_empty(),
+        "completion is not"
+    );
+    assert_eq!(get(store, parent).await.state, JobState::Running);
+
+    let again = claim_all(store, "p_batch", 2).await;
+    assert_eq!(again.len(), 1);
+    let other = store
+        .job_insert(&NewJob::new("p_batch_other", json!({})))
+        .await
+        .unwrap();
+    let other_run = claim_all(store, "p_batch_other", 1).await;
+    let results = store
+        .job_release_many(&[
+            release(children[1], again[0].token, Outcome::Completed),
+            release(other, other_run[0].token, Outcome::Completed),
+        ])
+        .await
+        .expect("job_release_many");
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    let record = get(store, parent).await;
+    assert_eq!(record.state, JobState::Completed, "{record:?}");
+    assert_eq!(record.items_done, 10);
+}

@@ -4,8 +4,10 @@
 mod backoff;
 pub(crate) mod live;
 pub(crate) mod pace;
+mod release;
 pub(crate) mod run;
 mod signals;
+mod slots;
 mod telemetry;
 mod worker;
 
@@ -59,6 +61,18 @@ pub struct WorkerConfig {
     pub dynamic_splitting: bool,
     /// Only partitions with at least this many items left are split. Default: 1000.
     pub split_min_remaining: u64,
+    /// Jobs claimed ahead of the free slots and held ready, so a slot that frees
+    /// starts its next job at once instead of waiting for a claim (0: off).
+    /// Default: 4.
+    ///
+    /// It applies only while the worker's runs are short (averaging under a tenth
+    /// of the heartbeat interval: one-item jobs, small batches), where a claim round
+    /// trip per job would cost as much as the job; a worker of long runs claims for
+    /// its free slots only, and leaves the rest of the queue to other workers. A
+    /// prefetched job is leased like a running one; one that waits longer than the
+    /// heartbeat interval is given back to its queue (as a time-slice interruption,
+    /// runnable at once), and so are all of them at shutdown.
+    pub prefetch: usize,
 }
 
 impl Default for WorkerConfig {
@@ -80,6 +94,7 @@ impl Default for WorkerConfig {
             rescue_interval: Duration::from_secs(5),
             dynamic_splitting: true,
             split_min_remaining: 1000,
+            prefetch: 4,
         }
     }
 }
@@ -120,6 +135,12 @@ impl WorkerConfig {
         }
         if self.checkpoint_every == Some(0) {
             return bad("checkpoint every 0 items makes no sense; use at least 1".into());
+        }
+        if self.prefetch > 10_000 {
+            return bad(format!(
+                "prefetch {} is absurd; use at most 10000 (or 0 to turn it off)",
+                self.prefetch
+            ));
         }
         if self.max_crashes == 0 {
             return bad("max crashes must be at least 1".into());

@@ -17,13 +17,15 @@ use crate::registry::decode_params;
 use crate::runtime::backoff::retry_delay;
 use crate::runtime::live::LiveJob;
 use crate::runtime::pace::{Pacer, Stop};
+use crate::runtime::release::Releaser;
 use crate::runtime::signals::{
     CANCEL, CHECKPOINT, LEASE_LOST, PAUSE, SHUTDOWN, SPLIT, Signals, Supervisor, THROTTLE,
     TIME_SLICE,
 };
+use crate::runtime::slots::Slot;
 use crate::runtime::{ResolvedSettings, RunEnd, telemetry};
 use crate::store::{
-    Claimed, InterruptReason, MAX_PARTITIONS, Outcome, Progress, RunToken, Split, Store,
+    Claimed, InterruptReason, MAX_PARTITIONS, Outcome, Progress, Release, RunToken, Split, Store,
     duration_millis, now_millis,
 };
 
@@ -34,6 +36,10 @@ pub(crate) struct RunEnv {
     pub(crate) settings: ResolvedSettings,
     pub(crate) shutdown: CancellationToken,
     pub(crate) live: Arc<LiveJob>,
+    /// Writes the run's release, batched with other runs' of the same worker.
+    pub(crate) releaser: Releaser,
+    /// The run's work slot, freed when its release is handed over.
+    pub(crate) slot: Slot,
 }
 
 /// What a run did, for the worker's tally and logs.
@@ -717,14 +723,26 @@ impl<J: Job> Runner<J> {
     /// checkpoint.
     async fn release_with(&self, progress: Option<&Progress>, outcome: &Outcome) -> RunEnd {
         self.supervisor_done.cancel();
+        // The work is over: the worker may start another job while this is written;
+        // unless the job goes straight back to its queue (a time slice, a shutdown):
+        // then the next claim must see it claimable, or a job of lower priority would
+        // take its turn.
+        let requeued = matches!(
+            outcome,
+            Outcome::Interrupted { run_at, .. } if *run_at <= now_millis()
+        );
+        if !requeued {
+            self.env.slot.free();
+        }
         let mut delay = Duration::from_millis(50);
         for attempt in 1..=5 {
-            match self
-                .env
-                .store
-                .job_release(self.id(), self.token(), progress, outcome)
-                .await
-            {
+            let release = Release {
+                id: self.id(),
+                token: self.token(),
+                progress: progress.cloned(),
+                outcome: outcome.clone(),
+            };
+            match self.env.releaser.release(release).await {
                 Ok(()) => return RunEnd::from_outcome(outcome),
                 Err(Error::LeaseLost { .. }) => {
                     tracing::warn!(job = self.id(), "release rejected: lease lost");

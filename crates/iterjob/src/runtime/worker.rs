@@ -1,6 +1,7 @@
 //! The worker: claims jobs, runs them concurrently, rescues expired leases, and
 //! shuts down gracefully.
 
+use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,11 +14,28 @@ use tokio_util::sync::CancellationToken;
 use crate::error::Result;
 use crate::registry::Registry;
 use crate::runtime::live::{LiveJob, LiveJobs, RunningJob};
+use crate::runtime::release::{MAX_BATCH, Releaser};
 use crate::runtime::run::{RunEnv, RunReport, panic_message};
+use crate::runtime::slots::Slots;
 use crate::runtime::{RunEnd, WorkerConfig, telemetry};
 use crate::store::{
-    ClaimRequest, Claimed, InterruptReason, JobId, Outcome, Progress, SplitRequest, Store,
+    ClaimRequest, Claimed, InterruptReason, JobId, Outcome, Progress, Release, SplitRequest, Store,
 };
+
+/// What a run task hands back: its job, its report, and how long it ran.
+type Joined = (JobId, RunReport, Duration);
+
+/// A claim in flight.
+type ClaimFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<Claimed>>> + Send>>;
+
+/// The claim in flight's result; never resolves when there is none.
+async fn in_flight(claim: &mut Option<ClaimFuture>) -> Result<Vec<Claimed>> {
+    match claim {
+        Some(claim) => claim.await,
+        None => std::future::pending().await,
+    }
+}
 
 /// Claims jobs of its registered kinds from a store and runs them.
 ///
@@ -55,13 +73,15 @@ impl std::fmt::Debug for Worker {
 /// What a worker did, counted by how each run ended.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct WorkerReport {
-    /// Runs started.
+    /// Runs started (and jobs claimed ahead, then given back unstarted).
     pub runs: u64,
     /// Items processed, over all runs.
     pub items: u64,
     /// Runs that completed their job.
     pub completed: u64,
-    /// Runs interrupted (shutdown, time slice, throttle).
+    /// Runs interrupted (shutdown, time slice, throttle), counting jobs claimed ahead
+    /// and given back unstarted (see [`WorkerConfig::prefetch`]), which the store
+    /// records as a run and an interruption too.
     pub interrupted: u64,
     /// Runs that ended paused.
     pub paused: u64,
@@ -147,11 +167,19 @@ impl Worker {
 
     async fn run_loop(&self, until_idle: bool) -> Result<WorkerReport> {
         let mut report = WorkerReport::default();
-        let mut tasks: JoinSet<(JobId, RunReport)> = JoinSet::new();
+        let mut tasks: JoinSet<Joined> = JoinSet::new();
+        let (releaser, batcher) = Releaser::start(Arc::clone(&self.store));
+        let slots = Arc::new(Slots::default());
+        let mut ahead = Ahead::default();
+        // the claim in flight: the loop keeps starting jobs and joining runs meanwhile
+        let mut claim: Option<ClaimFuture> = None;
+        // the last claim found nothing: claim again only after a wake-up
+        let mut idle = false;
+        let mut claim_again_at: Option<Instant> = None;
         let mut last_rescue: Option<Instant> = None;
+        let mut store_backoff = Duration::ZERO;
         let mut last_split_request: Option<Instant> = None;
         let split_request_interval = self.config.poll_interval.max(Duration::from_secs(1));
-        let mut store_backoff = Duration::ZERO;
         let kinds: Vec<String> = self
             .registry
             .kinds()
@@ -173,67 +201,130 @@ impl Worker {
                 last_rescue = Some(Instant::now());
             }
 
-            let free = self.config.concurrency.saturating_sub(tasks.len());
-            let mut claimed_any = false;
-            if free > 0 && !kinds.is_empty() {
+            let stale = ahead.take_stale(self.config.heartbeat_interval);
+            self.give_back(stale, InterruptReason::TimeSlice, &mut report)
+                .await;
+            while self.free(&slots, &tasks) > 0 {
+                let Some((claimed, _)) = ahead.ready.pop_front() else {
+                    break;
+                };
+                report.runs += 1;
+                self.spawn_run(&mut tasks, claimed, &releaser, &slots);
+            }
+
+            let free = self.free(&slots, &tasks);
+            let prefetch = ahead.prefetch(&self.config);
+            let want = (free + prefetch).saturating_sub(ahead.ready.len());
+            // refill when a slot is free, or when the jobs held ready run low
+            let refill = free > 0 || ahead.ready.len() <= prefetch / 2;
+            if claim.is_none()
+                && !idle
+                && want > 0
+                && refill
+                && !kinds.is_empty()
+                && claim_again_at.is_none_or(|at| Instant::now() >= at)
+            {
                 let request = ClaimRequest {
                     worker_id: self.config.worker_id.clone(),
                     queues: self.config.queues.clone(),
                     kinds: kinds.clone(),
-                    limit: free,
+                    limit: want,
                     lease: self.config.lease,
                 };
-                let started = std::time::Instant::now();
-                match self.store.job_claim(&request).await {
-                    Ok(claimed) => {
+                let store = Arc::clone(&self.store);
+                claim = Some(Box::pin(async move {
+                    let started = std::time::Instant::now();
+                    let claimed = store.job_claim(&request).await;
+                    if let Ok(claimed) = &claimed {
                         telemetry::claimed(started.elapsed(), claimed.len());
-                        store_backoff = Duration::ZERO;
-                        claimed_any = !claimed.is_empty();
-                        for c in claimed {
-                            report.runs += 1;
-                            self.spawn_run(&mut tasks, c);
-                        }
-                        if !claimed_any
-                            && self.config.dynamic_splitting
-                            && last_split_request
-                                .is_none_or(|t| t.elapsed() >= split_request_interval)
-                        {
-                            last_split_request = Some(Instant::now());
-                            if self.request_split(&kinds).await {
-                                report.split_requests += 1;
-                            }
-                        }
                     }
-                    Err(error) => {
-                        store_backoff = (store_backoff * 2)
-                            .clamp(self.config.poll_interval, Duration::from_secs(30));
-                        tracing::error!(%error, retry_in = ?store_backoff, "claiming jobs failed");
-                    }
-                }
+                    claimed
+                }));
             }
 
-            if until_idle && !claimed_any && tasks.is_empty() && store_backoff.is_zero() {
+            if until_idle
+                && idle
+                && claim.is_none()
+                && tasks.is_empty()
+                && ahead.ready.is_empty()
+                && store_backoff.is_zero()
+            {
                 break;
             }
-            if claimed_any && tasks.len() < self.config.concurrency {
-                continue; // there may be more waiting
-            }
-            let wait = store_backoff.max(self.config.poll_interval);
-            let has_room = tasks.len() < self.config.concurrency;
+            let wait = match claim_again_at {
+                Some(at) => at.saturating_duration_since(Instant::now()),
+                None => self.config.poll_interval,
+            };
+            let has_room = free > 0;
+            let mut woken = true;
             tokio::select! {
                 _ = self.shutdown.cancelled() => {}
-                Some(joined) = tasks.join_next(), if !tasks.is_empty() => {
-                    self.finish(joined, &mut report);
+                claimed = in_flight(&mut claim) => {
+                    claim = None;
+                    woken = false;
+                    match claimed {
+                        Ok(claimed) => {
+                            store_backoff = Duration::ZERO;
+                            claim_again_at = None;
+                            idle = claimed.is_empty();
+                            if idle
+                                && self.config.dynamic_splitting
+                                && self.free(&slots, &tasks) > 0
+                                && last_split_request
+                                    .is_none_or(|t| t.elapsed() >= split_request_interval)
+                            {
+                                last_split_request = Some(Instant::now());
+                                if self.request_split(&kinds).await {
+                                    report.split_requests += 1;
+                                }
+                            }
+                            for c in claimed {
+                                if self.free(&slots, &tasks) > 0 {
+                                    report.runs += 1;
+                                    self.spawn_run(&mut tasks, c, &releaser, &slots);
+                                } else {
+                                    ahead.ready.push_back((c, Instant::now()));
+                                }
+                            }
+                        }
+                        Err(error) => {
+                            store_backoff = (store_backoff * 2)
+                                .clamp(self.config.poll_interval, Duration::from_secs(30));
+                            claim_again_at = Some(Instant::now() + store_backoff);
+                            tracing::error!(%error, retry_in = ?store_backoff, "claiming jobs failed");
+                        }
+                    }
                 }
-                _ = self.store.job_wait_available(), if has_room && store_backoff.is_zero() => {}
+                Some(joined) = tasks.join_next(), if !tasks.is_empty() => {
+                    self.finish(joined, &mut report, &mut ahead);
+                }
+                // a run handed over its release: start the next job now
+                _ = slots.freed(), if !tasks.is_empty() => woken = false,
+                _ = self.store.job_wait_available(), if has_room && claim.is_none() && store_backoff.is_zero() => {}
                 _ = tokio::time::sleep(wait) => {}
             }
+            if woken {
+                idle = false;
+            }
             while let Some(joined) = tasks.try_join_next() {
-                self.finish(joined, &mut report);
+                self.finish(joined, &mut report, &mut ahead);
             }
         }
 
-        self.drain(&mut tasks, &mut report).await;
+        let mut held: Vec<Claimed> = ahead.ready.drain(..).map(|(c, _)| c).collect();
+        if let Some(claim) = claim.take()
+            && let Ok(claimed) = claim.await
+        {
+            held.extend(claimed);
+        }
+        self.give_back(held, InterruptReason::Shutdown, &mut report)
+            .await;
+        self.drain(&mut tasks, &mut report, &mut ahead).await;
+        // every run has ended (or was stopped): write what the batcher still holds
+        drop(releaser);
+        if let Err(error) = batcher.await {
+            tracing::error!(%error, "the release batcher failed");
+        }
         tracing::info!(worker = %self.config.worker_id, ?report, "worker stopped");
         Ok(report)
     }
@@ -259,7 +350,66 @@ impl Worker {
         }
     }
 
-    fn spawn_run(&self, tasks: &mut JoinSet<(JobId, RunReport)>, claimed: Claimed) {
+    /// Slots free for another run: fewer than `concurrency` runs working, and at
+    /// most a full release batch more runs alive (working, or waiting for their
+    /// release to be written).
+    fn free(&self, slots: &Slots, tasks: &JoinSet<Joined>) -> usize {
+        let concurrency = self.config.concurrency;
+        concurrency
+            .saturating_sub(slots.working())
+            .min((concurrency + MAX_BATCH).saturating_sub(tasks.len()))
+    }
+
+    /// Gives jobs claimed ahead, never started, back to their queue (runnable at once,
+    /// progress untouched), in one store call. The store counted their claim as a run,
+    /// and counts this release as an interruption: so does the report.
+    async fn give_back(
+        &self,
+        jobs: Vec<Claimed>,
+        reason: InterruptReason,
+        report: &mut WorkerReport,
+    ) {
+        if jobs.is_empty() {
+            return;
+        }
+        let run_at = crate::store::now_millis();
+        let releases: Vec<Release> = jobs
+            .iter()
+            .map(|c| Release {
+                id: c.job.id,
+                token: c.token,
+                progress: None,
+                outcome: Outcome::Interrupted { reason, run_at },
+            })
+            .collect();
+        match self.store.job_release_many(&releases).await {
+            Ok(results) => {
+                for (release, result) in releases.iter().zip(results) {
+                    match result {
+                        Ok(()) => {
+                            report.runs += 1;
+                            report.interrupted += 1;
+                            tracing::debug!(job = release.id, %reason, "gave back a job claimed ahead")
+                        }
+                        Err(error) => {
+                            tracing::warn!(job = release.id, %error, "could not give back a job claimed ahead; its lease will expire")
+                        }
+                    }
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, count = releases.len(), "could not give back jobs claimed ahead; their leases will expire")
+            }
+        }
+    }
+
+    fn spawn_run(
+        &self,
+        tasks: &mut JoinSet<Joined>,
+        claimed: Claimed,
+        releaser: &Releaser,
+        slots: &Arc<Slots>,
+    ) {
         let id = claimed.job.id;
         let kind = match self.registry.get(&claimed.job.kind) {
             Ok(kind) => Arc::clone(kind),
@@ -269,6 +419,7 @@ impl Worker {
                 tracing::error!(job = id, %error, "claimed a job of an unregistered kind");
                 let store = Arc::clone(&self.store);
                 tasks.spawn(async move {
+                    let started = Instant::now();
                     let outcome = Outcome::Interrupted {
                         reason: InterruptReason::Shutdown,
                         run_at: crate::store::now_millis(),
@@ -280,6 +431,7 @@ impl Worker {
                             end: RunEnd::Interrupted(InterruptReason::Shutdown),
                             items: 0,
                         },
+                        started.elapsed(),
                     )
                 });
                 return;
@@ -304,9 +456,12 @@ impl Worker {
             claimed,
             shutdown: self.shutdown.clone(),
             live: Arc::clone(&live),
+            releaser: releaser.clone(),
+            slot: slots.take(),
         };
         tracing::debug!(job = id, "run started");
         tasks.spawn(async move {
+            let started = Instant::now();
             let report = match AssertUnwindSafe(kind.run(env)).catch_unwind().await {
                 Ok(report) => report,
                 Err(panic) => {
@@ -319,17 +474,19 @@ impl Worker {
                     }
                 }
             };
-            (id, report)
+            (id, report, started.elapsed())
         });
     }
 
     fn finish(
         &self,
-        joined: std::result::Result<(JobId, RunReport), tokio::task::JoinError>,
+        joined: std::result::Result<Joined, tokio::task::JoinError>,
         report: &mut WorkerReport,
+        ahead: &mut Ahead,
     ) {
         match joined {
-            Ok((id, run)) => {
+            Ok((id, run, took)) => {
+                ahead.ran(took);
                 tracing::debug!(job = id, end = ?run.end, items = run.items, "run ended");
                 if let Some(live) = self.live.remove(id) {
                     telemetry::run_ended(&live.kind, run.end);
@@ -342,11 +499,16 @@ impl Worker {
 
     /// Waits for running jobs to release themselves, up to the shutdown timeout,
     /// then stops the rest and releases them at their last checkpoint.
-    async fn drain(&self, tasks: &mut JoinSet<(JobId, RunReport)>, report: &mut WorkerReport) {
+    async fn drain(
+        &self,
+        tasks: &mut JoinSet<Joined>,
+        report: &mut WorkerReport,
+        ahead: &mut Ahead,
+    ) {
         let deadline = Instant::now() + self.config.shutdown_timeout;
         while !tasks.is_empty() {
             match tokio::time::timeout_at(deadline, tasks.join_next()).await {
-                Ok(Some(joined)) => self.finish(joined, report),
+                Ok(Some(joined)) => self.finish(joined, report, ahead),
                 Ok(None) => break,
                 Err(_) => break,
             }
@@ -384,5 +546,50 @@ impl Worker {
             }
             self.live.remove(live.id);
         }
+    }
+}
+
+/// Jobs claimed ahead of free slots, and what decides how many (see
+/// [`WorkerConfig::prefetch`]).
+#[derive(Default)]
+struct Ahead {
+    /// Claimed jobs waiting for a slot, with when they were claimed.
+    ready: VecDeque<(Claimed, Instant)>,
+    /// Moving average of recent runs' durations, in seconds; `None` before the first
+    /// run ends (no claiming ahead until runs are known to be short).
+    mean_run: Option<f64>,
+}
+
+impl Ahead {
+    /// Notes a finished run's duration.
+    fn ran(&mut self, took: Duration) {
+        let took = took.as_secs_f64();
+        self.mean_run = Some(match self.mean_run {
+            None => took,
+            Some(mean) => mean + (took - mean) / 8.0,
+        });
+    }
+
+    /// How many jobs to hold ready now: the setting while runs are short, else none.
+    fn prefetch(&self, config: &WorkerConfig) -> usize {
+        let short = config.heartbeat_interval.as_secs_f64() / 10.0;
+        match self.mean_run {
+            Some(mean) if mean < short => config.prefetch,
+            _ => 0,
+        }
+    }
+
+    /// Takes out the jobs that have waited `max_wait` or longer.
+    fn take_stale(&mut self, max_wait: Duration) -> Vec<Claimed> {
+        let mut stale = Vec::new();
+        while let Some((_, at)) = self.ready.front() {
+            if at.elapsed() < max_wait {
+                break;
+            }
+            if let Some((claimed, _)) = self.ready.pop_front() {
+                stale.push(claimed);
+            }
+        }
+        stale
     }
 }

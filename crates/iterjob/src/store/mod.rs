@@ -416,6 +416,20 @@ pub enum Outcome {
     },
 }
 
+/// One run's release, as [`Store::job_release`] takes it, for
+/// [`Store::job_release_many`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct Release {
+    /// The job.
+    pub id: JobId,
+    /// The run's token.
+    pub token: RunToken,
+    /// Progress to write with the release (`None`: keep the last checkpoint).
+    pub progress: Option<Progress>,
+    /// How the run ended.
+    pub outcome: Outcome,
+}
+
 /// Filters for listing jobs.
 #[derive(Clone, Debug, Default)]
 pub struct JobFilter {
@@ -561,6 +575,23 @@ pub trait Store: Send + Sync + 'static {
         progress: Option<&Progress>,
         outcome: &Outcome,
     ) -> Result<()>;
+
+    /// Releases several runs at once, each exactly as [`Store::job_release`] would and
+    /// each fenced by its own token: one release rejected with `LeaseLost` (or
+    /// `JobNotFound`) leaves the others unaffected. Returns one result per release, in
+    /// order. An `Err` of the whole call means the batch could not be written (none
+    /// of it, for a store that writes it in one transaction, as the SQL stores do).
+    /// The default releases one by one.
+    async fn job_release_many(&self, releases: &[Release]) -> Result<Vec<Result<()>>> {
+        let mut results = Vec::with_capacity(releases.len());
+        for r in releases {
+            results.push(
+                self.job_release(r.id, r.token, r.progress.as_ref(), &r.outcome)
+                    .await,
+            );
+        }
+        Ok(results)
+    }
 
     /// Requeues running jobs whose lease expired before now: each gets `crashes + 1`
     /// and `attempts + 1`; a job whose crashes reach `max_crashes`, or whose attempts
