@@ -13,6 +13,7 @@ use std::task::{Context, Poll, ready};
 use futures::{Stream, StreamExt};
 use iterjob::JobError;
 use iterjob::enumerator::Enumerator;
+use iterjob::partition::KeyRange;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnection, PgPool, PgRow, PgValueFormat, PgValueRef};
@@ -723,6 +724,102 @@ impl Keyset {
         Ok(plan.build(Some(&casts)))
     }
 
+    /// Divides the walk into at most `n` key ranges holding about the same number of
+    /// rows, cut at quantiles of the key: the server counts the rows, then finds the
+    /// key at each cut with `LIMIT 1 OFFSET` over the keys (an index-only scan when the
+    /// keys are indexed); no row leaves the database. For
+    /// [`Job::partition`](iterjob::Job::partition); apply a range with
+    /// [`Keyset::range`]. Same result as
+    /// [`partition::quantile_ranges`](iterjob::partition::quantile_ranges) over
+    /// [`rows`](Keyset::rows).
+    ///
+    /// # Errors
+    /// As the walk's first page would fail: a bad definition, a missing table or column.
+    pub async fn quantile_ranges(
+        &self,
+        pool: &PgPool,
+        n: u32,
+    ) -> Result<Vec<KeyRange<KeysetCursor>>, JobError> {
+        if n <= 1 {
+            return Ok(if n == 1 {
+                vec![KeyRange::all()]
+            } else {
+                Vec::new()
+            });
+        }
+        let plan = self.plan(None).map_err(KeysetError::into_job_error)?;
+        let lower = self.start.as_ref();
+        let total = plan
+            .count(pool, lower)
+            .await
+            .map_err(KeysetError::into_job_error)?;
+        if total == 0 {
+            return Ok(Vec::new());
+        }
+        let parts = u64::from(n).min(total);
+        let mut bounds = Vec::new();
+        for i in 1..parts {
+            // the row closing part i is the (total * i / parts)-th, 1-based
+            let offset = total * i / parts - 1;
+            if let Some(key) = plan
+                .nth(pool, lower, offset)
+                .await
+                .map_err(KeysetError::into_job_error)?
+            {
+                bounds.push(key);
+            }
+        }
+        let mut ranges = Vec::with_capacity(bounds.len() + 1);
+        let mut after = None;
+        for bound in bounds {
+            ranges.push(KeyRange {
+                after: after.take(),
+                until: Some(bound.clone()),
+            });
+            after = Some(bound);
+        }
+        ranges.push(KeyRange { after, until: None });
+        Ok(ranges)
+    }
+
+    /// The key in the middle of the rows left after `cursor` (within the walk's
+    /// bounds), for [`Job::split`](iterjob::Job::split) with [`KeyRange::split_at`];
+    /// `None` when fewer than 2 rows are left. Counted and found by the server, as
+    /// [`Keyset::quantile_ranges`].
+    ///
+    /// # Errors
+    /// As [`Keyset::quantile_ranges`].
+    pub async fn midpoint(
+        &self,
+        pool: &PgPool,
+        cursor: Option<&KeysetCursor>,
+    ) -> Result<Option<KeysetCursor>, JobError> {
+        let plan = self.plan(cursor).map_err(KeysetError::into_job_error)?;
+        let lower = cursor.or(self.start.as_ref());
+        let left = plan
+            .count(pool, lower)
+            .await
+            .map_err(KeysetError::into_job_error)?;
+        if left < 2 {
+            return Ok(None);
+        }
+        plan.nth(pool, lower, left / 2 - 1)
+            .await
+            .map_err(KeysetError::into_job_error)
+    }
+
+    /// Narrows the walk to `range`: keys after `range.after` (when set) up to and
+    /// including `range.until` (when set); bounds it leaves unset stay as they are.
+    pub fn range(mut self, range: &KeyRange<KeysetCursor>) -> Self {
+        if let Some(after) = &range.after {
+            self = self.after(after.clone());
+        }
+        if let Some(until) = &range.until {
+            self = self.until(until.clone());
+        }
+        self
+    }
+
     /// The rows, one at a time, each with the cursor just past it, from `cursor` (a
     /// saved cursor; `None` starts at the beginning, or [`after`](Keyset::after)).
     pub fn rows(
@@ -951,6 +1048,77 @@ fn params(first: usize, casts: &[Option<&'static str>]) -> String {
 impl Plan {
     /// The page query: after a cursor with these casts, or from the start.
     fn build(&self, lower: Option<&[Option<&'static str>]>) -> String {
+        self.build_with(lower, &self.select, |next| {
+            format!(" ORDER BY {} LIMIT ${next}", self.order)
+        })
+    }
+
+    /// The key columns alone, as a select list.
+    fn key_list(&self) -> &str {
+        self.key_expr
+            .strip_prefix('(')
+            .and_then(|k| k.strip_suffix(')'))
+            .unwrap_or(&self.key_expr)
+    }
+
+    /// `COUNT(*)` of the rows after a cursor (or from the start), up to the bound
+    /// last parameter (given `i64::MAX`: all of them).
+    fn count_sql(&self, lower: Option<&[Option<&'static str>]>) -> String {
+        let inner = self.build_with(lower, "1", |next| format!(" LIMIT ${next}"));
+        format!("SELECT COUNT(*) FROM ({inner}) AS iterjob_count")
+    }
+
+    /// The key of the row at the `OFFSET` given as the last parameter.
+    fn nth_sql(&self, lower: Option<&[Option<&'static str>]>) -> String {
+        self.build_with(lower, self.key_list(), |next| {
+            format!(" ORDER BY {} LIMIT 1 OFFSET ${next}", self.order)
+        })
+    }
+
+    /// Rows after `lower` (within the end bound and filter), counted by the server.
+    async fn count(&self, pool: &PgPool, lower: Option<&KeysetCursor>) -> Result<u64, KeysetError> {
+        let casts = lower.map(|c| c.0.iter().map(KeyValue::cast).collect::<Vec<_>>());
+        let sql = self.count_sql(casts.as_deref());
+        let row = self
+            .bind(&sql, lower, usize::MAX)
+            .fetch_one(pool)
+            .await
+            .map_err(|err| self.query_error(err))?;
+        let n: i64 = row.try_get(0).map_err(|err| self.query_error(err))?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    /// The key of the row `offset` rows after the first one after `lower`.
+    async fn nth(
+        &self,
+        pool: &PgPool,
+        lower: Option<&KeysetCursor>,
+        offset: u64,
+    ) -> Result<Option<KeysetCursor>, KeysetError> {
+        let casts = lower.map(|c| c.0.iter().map(KeyValue::cast).collect::<Vec<_>>());
+        let sql = self.nth_sql(casts.as_deref());
+        let row = self
+            .bind(&sql, lower, usize::try_from(offset).unwrap_or(usize::MAX))
+            .fetch_optional(pool)
+            .await
+            .map_err(|err| self.query_error(err))?;
+        match row {
+            None => Ok(None),
+            Some(row) => {
+                let columns = self.key_columns(&row)?;
+                self.key_of(&row, &columns).map(Some)
+            }
+        }
+    }
+
+    /// A query over the walk's rows: `select`, the conditions, then `tail(next)`
+    /// (`next`: the number of the parameter after the key values).
+    fn build_with(
+        &self,
+        lower: Option<&[Option<&'static str>]>,
+        select: &str,
+        tail: impl FnOnce(usize) -> String,
+    ) -> String {
         let mut next = 1;
         let mut conditions = Vec::new();
         if let Some(casts) = lower {
@@ -974,12 +1142,12 @@ impl Plan {
             ));
             next += casts.len();
         }
-        let mut sql = format!("SELECT {} FROM {}", self.select, self.from);
+        let mut sql = format!("SELECT {select} FROM {}", self.from);
         if !conditions.is_empty() {
             sql.push_str(" WHERE ");
             sql.push_str(&conditions.join(" AND "));
         }
-        sql.push_str(&format!(" ORDER BY {} LIMIT ${next}", self.order));
+        sql.push_str(&tail(next));
         sql
     }
 

@@ -991,3 +991,102 @@ fn a_page_that_fails_midway_ends_the_walk_in_order() {
         );
     });
 }
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// `Keyset::quantile_ranges` and `Keyset::midpoint` (counted and found by the
+    /// server) cut exactly where the generic walks of `iterjob::partition` cut, for
+    /// composite keys with ties, either direction and a filter; the ranges, split again
+    /// at midpoints from random cursors, walk every row exactly once.
+    #[test]
+    fn quantile_ranges_and_midpoints_match_the_walks(
+        items in items_strategy(50),
+        n in 1u32..6,
+        descending in any::<bool>(),
+        filtered in any::<bool>(),
+        cursor_at in 0usize..50,
+    ) {
+        block_on(async {
+            let Some((_db, pool)) = items_db(&items).await else { return };
+            let mut keyset = Keyset::table("items").keys(["grp", "id"]).batch_size(4);
+            if descending {
+                keyset = keyset.descending();
+            }
+            if filtered {
+                keyset = keyset.filter("NOT archived");
+            }
+            let fast = keyset.quantile_ranges(&pool, n).await.expect("quantiles");
+            let slow = iterjob::partition::quantile_ranges(|c| keyset.rows(&pool, c), n)
+                .await
+                .expect("walked quantiles");
+            assert_eq!(fast, slow);
+            let mut seen = Vec::new();
+            for range in &fast {
+                let part = keyset.clone().range(range);
+                let rows: Vec<(i64, KeysetCursor)> = part
+                    .rows(&pool, None)
+                    .map_ok(|(row, c)| (row.get::<i64, _>("id"), c))
+                    .try_collect()
+                    .await
+                    .expect("part");
+                let cursor = (!rows.is_empty() && cursor_at % 2 == 1)
+                    .then(|| rows[cursor_at % rows.len()].1.clone());
+                let mid = part.midpoint(&pool, cursor.as_ref()).await.expect("midpoint");
+                let walked = iterjob::partition::midpoint(|c| part.rows(&pool, c), cursor.clone())
+                    .await
+                    .expect("walked midpoint");
+                assert_eq!(mid, walked);
+                match mid {
+                    None => seen.extend(rows.iter().map(|(id, _)| *id)),
+                    Some(mid) => {
+                        let (keep, give) = range.split_at(mid);
+                        for r in [keep, give] {
+                            let ids: Vec<i64> = keyset
+                                .clone()
+                                .range(&r)
+                                .rows(&pool, None)
+                                .map_ok(|(row, _)| row.get::<i64, _>("id"))
+                                .try_collect()
+                                .await
+                                .expect("half");
+                            assert!(!ids.is_empty(), "both halves hold rows");
+                            seen.extend(ids);
+                        }
+                    }
+                }
+            }
+            let mut expected: Vec<i64> = items
+                .iter()
+                .filter(|i| !filtered || !i.archived)
+                .map(|i| i.id)
+                .collect();
+            expected.sort_unstable();
+            seen.sort_unstable();
+            assert_eq!(seen, expected, "every row exactly once across the parts");
+        });
+    }
+}
+
+/// Counted quantiles on typed keys (a timestamptz and an id) come back typed, and
+/// match the walk.
+#[test]
+fn quantile_ranges_keep_key_types() {
+    block_on(async {
+        let Some((_db, pool)) = typed_db().await else {
+            return;
+        };
+        let keyset = Keyset::table("events").keys(["at", "id"]).batch_size(3);
+        let fast = keyset.quantile_ranges(&pool, 3).await.expect("quantiles");
+        let slow = iterjob::partition::quantile_ranges(|c| keyset.rows(&pool, c), 3)
+            .await
+            .expect("walked");
+        assert_eq!(fast, slow);
+        assert!(fast.len() > 1, "{fast:?}");
+        let bound = fast[0].until.as_ref().expect("a cut");
+        assert!(
+            matches!(bound.values()[0], KeyValue::Timestamptz(_)),
+            "{bound:?}"
+        );
+    });
+}
