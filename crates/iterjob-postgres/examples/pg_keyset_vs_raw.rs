@@ -155,7 +155,7 @@ async fn main() {
     let expected = n * (n + 1) / 2;
     let names = [
         "raw streaming SELECT",
-        "keyset rows (default: pages 100 -> 5000)",
+        "keyset rows (default: pages 100 -> 250000, 1 s)",
         "keyset rows, fixed page 100",
         "keyset rows, fixed page 1000",
         "keyset rows default, acquire per page",
@@ -163,6 +163,9 @@ async fn main() {
         "keyset batches, page 1000",
         "hand-written pages of 5000, collected",
         "hand-written pages of 5000, streamed",
+        "keyset rows, pages 100 -> 50000",
+        "keyset rows, pages 100 -> 200000",
+        "hand-written pages of 50000, collected",
     ];
     // `ITERJOB_BENCH_VARIANTS=0,1,7`: run only these (the raw walk, 0, always runs)
     let only: Option<Vec<usize>> = std::env::var("ITERJOB_BENCH_VARIANTS")
@@ -177,14 +180,17 @@ async fn main() {
             let start = Instant::now();
             let sum = match i {
                 0 => raw(&pool).await,
-                1 => rows(&pool, 100, 5000, true).await,
+                1 => rows(&pool, 100, iterjob_postgres::DEFAULT_MAX_PAGE_SIZE, true).await,
                 2 => rows(&pool, 100, 100, true).await,
                 3 => rows(&pool, 1000, 1000, true).await,
                 4 => rows(&pool, 100, 5000, false).await,
                 5 => batches(&pool, 100, true).await,
                 6 => batches(&pool, 1000, true).await,
                 7 => manual_pages(&pool, 5000, false).await,
-                _ => manual_pages(&pool, 5000, true).await,
+                8 => manual_pages(&pool, 5000, true).await,
+                9 => rows(&pool, 100, 50_000, true).await,
+                10 => rows(&pool, 100, 200_000, true).await,
+                _ => manual_pages(&pool, 50_000, false).await,
             };
             slot.push(start.elapsed());
             assert_eq!(sum, expected, "{} saw every row", names[i]);

@@ -9,6 +9,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, ready};
+use std::time::{Duration, Instant};
 
 use futures::{Stream, StreamExt};
 use iterjob::JobError;
@@ -22,15 +23,24 @@ use sqlx::{Column, Decode, Postgres, Row, TypeInfo, ValueRef};
 use crate::error::sqlstate;
 
 /// The largest page [`Keyset::rows`] grows to unless [`Keyset::max_page_size`] says
-/// otherwise.
-pub const DEFAULT_MAX_PAGE_SIZE: usize = 5000;
+/// otherwise. Pages reach it only while the walk keeps up (see
+/// [`DEFAULT_MAX_PAGE_TIME`]): a bulk scan then makes a handful of queries for a
+/// million rows, close to one streaming `SELECT`.
+pub const DEFAULT_MAX_PAGE_SIZE: usize = 250_000;
+
+/// How long one page query of [`Keyset::rows`] may stay open, from sending it to its
+/// last row, unless [`Keyset::max_page_time`] says otherwise. The next page doubles
+/// only while pages end in under half of this, and halves after a page that took
+/// longer: a slow job reads small pages of fresh rows, a fast one few large ones.
+pub const DEFAULT_MAX_PAGE_TIME: Duration = Duration::from_secs(1);
 
 /// Rows per page unless [`Keyset::batch_size`] says otherwise.
 ///
 /// Each page costs a query (a network round trip, plus a pool checkout with
-/// [`Keyset::hold_connection`] off), so bulk scans run faster with bigger pages
-/// (500–5 000 rows); small pages hold fewer rows in memory and see fresher data when
-/// the job's work is slow.
+/// [`Keyset::hold_connection`] off). [`Keyset::rows`] grows its pages from this by
+/// itself; for [`Keyset::batches`] it is the size of every batch, so bulk scans run
+/// faster with bigger batches (500–5 000 rows), while small ones hold fewer rows in
+/// memory and see fresher data when the job's work is slow.
 pub const DEFAULT_BATCH_SIZE: usize = 100;
 
 /// Microseconds from the Unix epoch to PostgreSQL's epoch (2000-01-01 00:00:00 UTC).
@@ -558,6 +568,7 @@ pub struct Keyset {
     descending: bool,
     batch_size: usize,
     max_page_size: usize,
+    max_page_time: Duration,
     start: Option<KeysetCursor>,
     end: Option<Bound>,
     hold_connection: bool,
@@ -587,6 +598,7 @@ impl Keyset {
             descending: false,
             batch_size: DEFAULT_BATCH_SIZE,
             max_page_size: DEFAULT_MAX_PAGE_SIZE,
+            max_page_time: DEFAULT_MAX_PAGE_TIME,
             start: None,
             end: None,
             hold_connection: true,
@@ -657,12 +669,25 @@ impl Keyset {
     }
 
     /// The largest page [`rows`](Keyset::rows) fetches (default
-    /// [`DEFAULT_MAX_PAGE_SIZE`]). `rows` yields one row at a time, so the page is only
-    /// a fetch size: it starts at the batch size and doubles with every full page up
-    /// to this, so a long walk makes few round trips while a short one reads little.
-    /// It bounds the rows held in memory and how far ahead of the work the walk reads.
+    /// [`DEFAULT_MAX_PAGE_SIZE`]). `rows` yields one row at a time and streams each
+    /// page (rows are read off the connection as the job takes them, so memory holds
+    /// a chunk of rows, not a page), so the page is only a fetch size: it starts at
+    /// the batch size and doubles after every full page that ended within half of
+    /// [`max_page_time`](Keyset::max_page_time), up to this; a long, fast walk makes
+    /// few round trips while a short one reads little.
     pub fn max_page_size(mut self, rows: usize) -> Self {
         self.max_page_size = rows;
+        self
+    }
+
+    /// How long one page query of [`rows`](Keyset::rows) may stay open (default
+    /// [`DEFAULT_MAX_PAGE_TIME`]). A page query stays open until the job has taken
+    /// nearly all of its rows, holding a connection and a snapshot (which keeps
+    /// vacuum from removing rows deleted since) and yielding rows as of its start; so
+    /// pages grow only while they end within half of this, and a page that took
+    /// longer halves the next one (never below the batch size).
+    pub fn max_page_time(mut self, time: Duration) -> Self {
+        self.max_page_time = time;
         self
     }
 
@@ -1721,8 +1746,15 @@ struct Walker {
     done: bool,
     /// Rows asked for by the next query.
     page_size: usize,
-    /// The page size doubles up to this after every full page.
+    /// The page size doubles up to this after every full page that ended quickly.
     max_page_size: usize,
+    /// The page size never shrinks below this (the batch size).
+    min_page_size: usize,
+    /// A page that took longer than this halves the next one; one that took under
+    /// half of it lets the next one double.
+    max_page_time: Duration,
+    /// When the page query in flight was started.
+    page_started: Option<Instant>,
     /// Keep the connection between pages.
     hold_connection: bool,
     /// The connection kept from the last page.
@@ -1752,6 +1784,9 @@ impl Walker {
             done: false,
             page_size: keyset.batch_size,
             max_page_size,
+            min_page_size: keyset.batch_size,
+            max_page_time: keyset.max_page_time,
+            page_started: None,
             hold_connection: keyset.hold_connection,
             conn: None,
         }
@@ -1796,6 +1831,7 @@ impl Walker {
         };
         let hold = self.hold_connection;
         let limit = self.page_size;
+        self.page_started = Some(Instant::now());
         Ok(Some(Box::pin(async move {
             if let Some(mut conn) = held {
                 match plan
@@ -1832,12 +1868,19 @@ impl Walker {
         result: Result<(usize, Option<KeysetCursor>), KeysetError>,
     ) -> Result<(), KeysetError> {
         self.conn = conn;
+        let took = self.page_started.take().map(|started| started.elapsed());
         let (count, key) = result?;
         if count < self.page_size {
             self.exhausted = true;
             self.conn = None; // the walk is over: give the connection back now
         } else {
-            self.page_size = self.page_size.saturating_mul(2).min(self.max_page_size);
+            self.page_size = next_page_size(
+                self.page_size,
+                took,
+                self.max_page_time,
+                self.min_page_size,
+                self.max_page_size,
+            );
         }
         if let Some(key) = key {
             self.lower = Some(key);
@@ -1937,6 +1980,24 @@ impl Walker {
             self.conn = None; // the walk is over: give the connection back now
         }
         Poll::Ready(Some(Ok(rows)))
+    }
+}
+
+/// The size of the page after a full one of `size` rows that stayed open for `took`:
+/// double (up to `max`) when it took under half of `max_time`, half (down to `min`)
+/// when it took longer than `max_time`, the same otherwise.
+fn next_page_size(
+    size: usize,
+    took: Option<Duration>,
+    max_time: Duration,
+    min: usize,
+    max: usize,
+) -> usize {
+    let min = min.min(max);
+    match took {
+        Some(took) if took > max_time => (size / 2).max(min),
+        Some(took) if took > max_time / 2 => size.clamp(min, max),
+        _ => size.saturating_mul(2).min(max),
     }
 }
 
@@ -2066,6 +2127,23 @@ impl Stream for Batches {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pages_grow_while_quick_and_shrink_when_slow() {
+        let second = Duration::from_secs(1);
+        let ms = Duration::from_millis;
+        // quick pages double, up to the largest
+        assert_eq!(next_page_size(100, Some(ms(10)), second, 100, 5000), 200);
+        assert_eq!(next_page_size(4000, Some(ms(10)), second, 100, 5000), 5000);
+        assert_eq!(next_page_size(100, None, second, 100, 5000), 200);
+        // between half the time and the time: stay
+        assert_eq!(next_page_size(800, Some(ms(700)), second, 100, 5000), 800);
+        // too slow: halve, never below the batch size
+        assert_eq!(next_page_size(800, Some(ms(1500)), second, 100, 5000), 400);
+        assert_eq!(next_page_size(150, Some(ms(1500)), second, 100, 5000), 100);
+        // a batch size above the largest page: the batch size wins
+        assert_eq!(next_page_size(100, Some(ms(1)), second, 100, 50), 50);
+    }
 
     #[test]
     fn dates_round_trip() {

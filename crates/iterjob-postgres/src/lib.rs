@@ -143,7 +143,8 @@ mod store;
 pub mod transactional;
 
 pub use keyset::{
-    DEFAULT_BATCH_SIZE, DEFAULT_MAX_PAGE_SIZE, KeyValue, Keyset, KeysetCursor, KeysetError,
+    DEFAULT_BATCH_SIZE, DEFAULT_MAX_PAGE_SIZE, DEFAULT_MAX_PAGE_TIME, KeyValue, Keyset,
+    KeysetCursor, KeysetError,
 };
 pub use migrate::{DEFAULT_SCHEMA, MAX_SCHEMA_LEN, SCHEMA_VERSION};
 pub use store::{
