@@ -681,11 +681,13 @@ impl Keyset {
     }
 
     /// How long one page query of [`rows`](Keyset::rows) may stay open (default
-    /// [`DEFAULT_MAX_PAGE_TIME`]). A page query stays open until the job has taken
-    /// nearly all of its rows, holding a connection and a snapshot (which keeps
-    /// vacuum from removing rows deleted since) and yielding rows as of its start; so
-    /// pages grow only while they end within half of this, and a page that took
-    /// longer halves the next one (never below the batch size).
+    /// [`DEFAULT_MAX_PAGE_TIME`]), timed from sending its query to reading its last
+    /// row. Rows are read as the job takes them, so with slow work a big page keeps
+    /// its query open for long: a connection busy, and, once the rows no longer fit in
+    /// the socket buffers, a snapshot on the server (vacuum cannot remove rows deleted
+    /// since) and rows as of the query's start. Pages grow only while they end within
+    /// half of this, and a page that took longer halves the next one (never below the
+    /// batch size).
     pub fn max_page_time(mut self, time: Duration) -> Self {
         self.max_page_time = time;
         self

@@ -27,7 +27,7 @@
 use std::collections::BTreeSet;
 use std::fmt;
 use std::str::FromStr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use iterjob::store::{
@@ -38,6 +38,7 @@ use iterjob::store::{
 use iterjob::{Error, Result};
 use serde::Deserialize;
 use serde_json::Value;
+use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Connection, PgConnection, Postgres, Row, Transaction};
 use tokio::sync::Notify;
@@ -97,6 +98,20 @@ const INSERT_CHUNK: usize = 5_000;
 
 /// At most this many jobs per claim, whatever the request says.
 const MAX_CLAIM: usize = 10_000;
+
+/// Claims of up to this many jobs get a statement of their own, with that many as
+/// its literal `LIMIT` (see `queries/job_claim.sql`); bigger ones share one per
+/// power of two, so a connection prepares at most a few dozen claim statements.
+const EXACT_CLAIM_LIMITS: usize = 32;
+
+/// The literal `LIMIT` of the claim statement for a claim of `n` jobs.
+fn claim_limit(n: usize) -> usize {
+    if n <= EXACT_CLAIM_LIMITS {
+        n
+    } else {
+        n.next_power_of_two()
+    }
+}
 
 /// Connections in the pool unless [`PgOptions::max_connections`] says otherwise.
 pub const DEFAULT_MAX_CONNECTIONS: u32 = 10;
@@ -383,10 +398,76 @@ impl Queries {
     }
 }
 
-/// The `LISTEN` task; aborted when the last clone of the store goes away.
-struct ListenerTask(tokio::task::JoinHandle<()>);
+/// Connections [`PgStore::hot`] keeps at most (never more than half the pool).
+const MAX_HOT: u32 = 4;
 
-impl Drop for ListenerTask {
+/// A connection lent by [`PgStore::hot`]: dropped, it goes back to the pool;
+/// [`Hot::keep`] keeps it for the next statement of the hot path instead.
+struct Hot<'a> {
+    store: &'a PgStore,
+    conn: Option<PoolConnection<Postgres>>,
+}
+
+impl Hot<'_> {
+    /// The connection.
+    fn conn(&mut self) -> &mut PgConnection {
+        match self.conn.as_mut() {
+            Some(conn) => conn,
+            None => unreachable!("a lent connection is taken only by `keep`"),
+        }
+    }
+
+    /// Keeps the connection for the next statement (the one just run succeeded, so
+    /// it is idle and usable), unless enough are kept already.
+    fn keep(mut self) {
+        let store = self.store;
+        if store.pool.is_closed() {
+            return;
+        }
+        if let Some(conn) = self.conn.take() {
+            let mut hot = store
+                .inner
+                .hot
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if hot.len() < store.inner.max_hot {
+                hot.push(conn);
+            }
+            // the pool closed meanwhile (maybe after the watch below gave the kept
+            // ones back): keep none
+            if store.pool.is_closed() {
+                hot.clear();
+            }
+        }
+        let mut watch = store
+            .inner
+            .hot_watch
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if watch.is_none() {
+            // A kept connection holds one of the pool's permits, and closing the pool
+            // waits for every permit: give them back as soon as the pool closes.
+            let closed = store.pool.close_event();
+            let inner = Arc::downgrade(&store.inner);
+            *watch = Some(BackgroundTask(tokio::spawn(async move {
+                closed.await;
+                if let Some(inner) = inner.upgrade() {
+                    inner
+                        .hot
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .clear();
+                }
+            })));
+        }
+    }
+}
+
+/// A background task of the store (the `LISTEN` task, the watch on the pool's
+/// closing); aborted when the last clone of the store goes away.
+struct BackgroundTask(tokio::task::JoinHandle<()>);
+
+impl Drop for BackgroundTask {
     fn drop(&mut self) {
         self.0.abort();
     }
@@ -404,7 +485,16 @@ struct Inner {
     /// Options for the `LISTEN` connection (the pool's, when built from a URL).
     listen_options: PgConnectOptions,
     /// The `LISTEN` task, started by the first `job_wait_available`.
-    listener: Mutex<Option<ListenerTask>>,
+    listener: Mutex<Option<BackgroundTask>>,
+    /// Connections kept out of the pool for the worker's hot path (see
+    /// [`PgStore::hot`]).
+    hot: Mutex<Vec<PoolConnection<Postgres>>>,
+    /// How many connections `hot` keeps at most.
+    max_hot: usize,
+    /// Gives the kept connections back when the pool is closed (by
+    /// [`PgStore::close`] or by whoever owns the pool): started with the first kept
+    /// connection, stopped with the store.
+    hot_watch: Mutex<Option<BackgroundTask>>,
 }
 
 /// The scale-out [`Store`]: jobs in a PostgreSQL database that any number of worker
@@ -529,6 +619,8 @@ impl PgStore {
     fn build(pool: PgPool, connect: PgConnectOptions, target: Target, notify: bool) -> Self {
         let queries = Queries::new(&target.schema);
         let channel = notify.then(|| notify_channel(&target.schema));
+        // at most half the pool, so the pool always has connections for the rest
+        let max_hot = (pool.options().get_max_connections() / 2).min(MAX_HOT) as usize;
         PgStore {
             pool,
             inner: Arc::new(Inner {
@@ -538,8 +630,37 @@ impl PgStore {
                 available: Arc::new(Notify::new()),
                 listen_options: connect,
                 listener: Mutex::new(None),
+                hot: Mutex::new(Vec::new()),
+                max_hot,
+                hot_watch: Mutex::new(None),
             }),
         }
+    }
+
+    /// A connection for one statement of the worker's hot path (claims, releases,
+    /// heartbeats, checkpoints): one kept from an earlier statement, else one from
+    /// the pool. [`Hot::keep`] after a statement that succeeded keeps it for the next.
+    ///
+    /// Every pool checkout costs round trips of its own: sqlx pings a connection
+    /// before handing it out and again when it comes back, so a claim or release
+    /// through the pool took three round trips where one does. A kept connection
+    /// skips both pings; one whose statement failed goes back to the pool, whose
+    /// ping closes it if it is broken (a server restart, a killed backend).
+    async fn hot(&self, what: &'static str) -> Result<Hot<'_>> {
+        let kept = self
+            .inner
+            .hot
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
+        let conn = match kept {
+            Some(conn) => conn,
+            None => self.pool.acquire().await.map_err(self.err(what))?,
+        };
+        Ok(Hot {
+            store: self,
+            conn: Some(conn),
+        })
     }
 
     /// The connection pool, for a job that reads or writes its own tables in the same
@@ -562,6 +683,14 @@ impl PgStore {
     /// `LISTEN` connection.
     pub async fn close(&self) {
         self.stop_listener();
+        let kept = std::mem::take(
+            &mut *self
+                .inner
+                .hot
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        drop(kept);
         self.pool.close().await;
     }
 
@@ -633,7 +762,7 @@ impl PgStore {
             Arc::clone(&self.inner.available),
             self.inner.target.clone(),
         ));
-        *slot = Some(ListenerTask(task));
+        *slot = Some(BackgroundTask(task));
     }
 
     /// The error for a fenced write that changed nothing: the job is gone, or it is
@@ -1287,15 +1416,21 @@ impl Store for PgStore {
         let tokens: Vec<i64> = (0..request.limit.min(MAX_CLAIM))
             .map(|_| RunToken::random().0)
             .collect();
-        let rows = sqlx::query(&self.q().claim)
+        let sql = self
+            .q()
+            .claim
+            .replace("{claim_limit}", &claim_limit(tokens.len()).to_string());
+        let mut hot = self.hot("claiming jobs").await?;
+        let rows = sqlx::query(&sql)
             .bind(&request.worker_id)
             .bind(duration_millis(request.lease))
             .bind(&request.queues)
             .bind(&request.kinds)
             .bind(&tokens)
-            .fetch_all(&self.pool)
+            .fetch_all(hot.conn())
             .await
             .map_err(self.err("claiming jobs"))?;
+        hot.keep();
         let mut claimed = rows
             .iter()
             .map(|row| {
@@ -1318,13 +1453,15 @@ impl Store for PgStore {
     }
 
     async fn job_heartbeat(&self, id: JobId, token: RunToken, lease: Duration) -> Result<Control> {
+        let mut hot = self.hot("extending a lease").await?;
         let row = sqlx::query(&self.q().heartbeat)
             .bind(id)
             .bind(token.0)
             .bind(duration_millis(lease))
-            .fetch_optional(&self.pool)
+            .fetch_optional(hot.conn())
             .await
             .map_err(self.err("extending a lease"))?;
+        hot.keep();
         match row {
             Some(row) => control(&row),
             None => Err(self.fence_failed(id).await),
@@ -1343,6 +1480,7 @@ impl Store for PgStore {
             .as_ref()
             .map(|c| json_text(c, "job cursor"))
             .transpose()?;
+        let mut hot = self.hot("writing a checkpoint").await?;
         let row = sqlx::query(&self.q().checkpoint)
             .bind(id)
             .bind(token.0)
@@ -1351,9 +1489,10 @@ impl Store for PgStore {
             .bind(to_i64(progress.items_done))
             .bind(progress.items_total.map(to_i64))
             .bind(to_i64(progress.running_ms))
-            .fetch_optional(&self.pool)
+            .fetch_optional(hot.conn())
             .await
             .map_err(self.err("writing a checkpoint"))?;
+        hot.keep();
         match row {
             Some(row) => control(&row),
             None => Err(self.fence_failed(id).await),
@@ -1397,7 +1536,14 @@ impl Store for PgStore {
             .bind(self.channel_param());
         let row = match tx.as_mut() {
             Some(tx) => release.fetch_optional(&mut **tx).await,
-            None => release.fetch_optional(&self.pool).await,
+            None => {
+                let mut hot = self.hot("releasing a job").await?;
+                let row = release.fetch_optional(hot.conn()).await;
+                if row.is_ok() {
+                    hot.keep();
+                }
+                row
+            }
         }
         .map_err(self.err("releasing a job"))?;
         let Some(row) = row else {
@@ -2002,6 +2148,17 @@ impl Store for PgStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn claim_limits_are_exact_then_powers_of_two() {
+        assert_eq!(claim_limit(1), 1);
+        assert_eq!(claim_limit(12), 12);
+        assert_eq!(claim_limit(32), 32);
+        assert_eq!(claim_limit(33), 64);
+        assert_eq!(claim_limit(64), 64);
+        assert_eq!(claim_limit(65), 128);
+        assert_eq!(claim_limit(MAX_CLAIM), 16_384);
+    }
 
     #[test]
     fn payloads_are_recognized() {

@@ -375,6 +375,95 @@ async fn many_claimers_on_separate_pools_never_claim_the_same_job() {
     );
 }
 
+/// Claims, releases, heartbeats and checkpoints keep their connection out of the
+/// pool for the next one (no pool checkout, no ping round trips). A kept connection
+/// holds a pool permit, so closing the pool, whether through the store or directly
+/// by the application that owns it, must give the kept ones back and not hang; and
+/// a kept connection the server dropped must cost one failed statement at most.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kept_connections_never_hold_up_closing_the_pool_or_outlive_their_backend() {
+    let Some(db) = common::TempSchema::new().await else {
+        return;
+    };
+    let jobs: Vec<NewJob> = (0..4).map(|i| NewJob::new("k", json!(i))).collect();
+    db.store.job_insert_many(&jobs).await.unwrap();
+    let claimed = db.store.job_claim(&request("w", 2)).await.unwrap();
+    assert_eq!(claimed.len(), 2);
+
+    // the kept connection's backend is killed: the next statement on it fails, the
+    // one after runs on a fresh connection
+    let mut admin = admin().await;
+    sqlx::query(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid() \
+         AND application_name <> 'iterjob-listener' AND state = 'idle' \
+         AND query LIKE '%SKIP LOCKED%'",
+    )
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    admin.close().await.unwrap();
+    let mut recovered = false;
+    for _ in 0..2 {
+        if db.store.job_claim(&request("w", 1)).await.is_ok() {
+            recovered = true;
+            break;
+        }
+    }
+    assert!(recovered, "a claim after the kept connection died succeeds");
+
+    // closing the pool directly (as an application owning it would) completes
+    let other = PgStore::from_pool_with(db.store.pool().clone(), &db.name, false).unwrap();
+    assert_eq!(other.job_claim(&request("w", 1)).await.unwrap().len(), 1);
+    tokio::time::timeout(Duration::from_secs(10), db.store.pool().close())
+        .await
+        .expect("closing the pool gives back the connections kept by both stores");
+}
+
+/// The claim statement's `LIMIT` is a literal (one prepared statement per size, so
+/// PostgreSQL plans it once), rounded up to a power of two past 32: a claim of 40
+/// locks up to 64 rows but must claim exactly 40, the first 40 in claim order, and
+/// leave the rest queued. Claims repeated past PostgreSQL's five custom plans run on
+/// the generic plan and must keep the order.
+#[tokio::test]
+async fn claims_take_exactly_the_limit_in_claim_order_whatever_the_statement_size() {
+    let Some(db) = common::TempSchema::new().await else {
+        return;
+    };
+    let jobs: Vec<NewJob> = (0..200)
+        .map(|i| NewJob::new("k", json!(i)).priority(i % 7))
+        .collect();
+    let ids = db.store.job_insert_many(&jobs).await.unwrap();
+    // claim order: priority descending, then (same run_at) id
+    let mut order: Vec<(i32, i64)> = ids
+        .iter()
+        .zip(&jobs)
+        .map(|(&id, job)| (-job.priority, id))
+        .collect();
+    order.sort();
+    let expected: Vec<i64> = order.iter().map(|&(_, id)| id).collect();
+    let mut claimed_ids = Vec::new();
+    for limit in [40, 33, 5, 5, 5, 5, 5, 5, 5, 3, 1, 64] {
+        let claimed = db.store.job_claim(&request("w", limit)).await.unwrap();
+        assert_eq!(claimed.len(), limit, "a claim of {limit} claims {limit}");
+        claimed_ids.extend(claimed.iter().map(|c| c.job.id));
+        let queued = db
+            .store
+            .job_count_by_state()
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|(state, _)| *state == JobState::Queued)
+            .map_or(0, |(_, n)| n);
+        assert_eq!(
+            queued,
+            200 - claimed_ids.len() as u64,
+            "rows locked past the limit stay queued"
+        );
+    }
+    assert_eq!(claimed_ids, expected[..claimed_ids.len()], "claim order");
+}
+
 #[tokio::test]
 async fn claimed_jobs_get_distinct_tokens_and_the_database_clock() {
     let Some(db) = common::TempSchema::new().await else {

@@ -92,6 +92,7 @@ impl PgStore {
         let released: HashSet<JobId> = if sent.is_empty() {
             HashSet::new()
         } else {
+            let mut hot = self.hot("releasing jobs").await?;
             let rows = sqlx::query(&self.q().release_many)
                 .bind(&ids)
                 .bind(&tokens)
@@ -108,9 +109,10 @@ impl PgStore {
                 .bind(&finished)
                 .bind(&clear)
                 .bind(self.channel_param())
-                .fetch_all(&self.pool)
+                .fetch_all(hot.conn())
                 .await
                 .map_err(self.err("releasing jobs"))?;
+            hot.keep();
             for row in &rows {
                 if let Some(parent) = row
                     .try_get::<Option<JobId>, _>("parent_id")

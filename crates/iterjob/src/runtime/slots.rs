@@ -4,7 +4,8 @@
 //! worker starts the next job meanwhile.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
@@ -13,6 +14,9 @@ use tokio::sync::Notify;
 pub(crate) struct Slots {
     working: AtomicUsize,
     freed: Notify,
+    /// Moving average of how long recent runs held their slot, in microseconds
+    /// (0: none freed yet).
+    mean_hold_us: AtomicU64,
 }
 
 impl Slots {
@@ -22,12 +26,36 @@ impl Slots {
         Slot {
             slots: Arc::clone(self),
             held: AtomicBool::new(true),
+            taken: Instant::now(),
         }
     }
 
     /// Runs holding a slot.
     pub(crate) fn working(&self) -> usize {
         self.working.load(Ordering::Acquire)
+    }
+
+    /// How long recent runs held their slot, on average; `None` before any was
+    /// freed.
+    pub(crate) fn mean_hold(&self) -> Option<Duration> {
+        match self.mean_hold_us.load(Ordering::Relaxed) {
+            0 => None,
+            us => Some(Duration::from_micros(us)),
+        }
+    }
+
+    /// Notes a slot held for `held`. Runs freeing slots at the same moment may each
+    /// overwrite the other's update: a sample lost now and then changes nothing.
+    fn held(&self, held: Duration) {
+        let sample = u64::try_from(held.as_micros()).unwrap_or(u64::MAX).max(1);
+        let mean = self.mean_hold_us.load(Ordering::Relaxed);
+        let next = if mean == 0 {
+            sample
+        } else {
+            // mean + (sample - mean) / 8, in integers
+            (mean.saturating_mul(7).saturating_add(sample) / 8).max(1)
+        };
+        self.mean_hold_us.store(next, Ordering::Relaxed);
     }
 
     /// Resolves once a slot was freed since the last call (or now).
@@ -42,12 +70,14 @@ impl Slots {
 pub(crate) struct Slot {
     slots: Arc<Slots>,
     held: AtomicBool,
+    taken: Instant,
 }
 
 impl Slot {
     /// Gives the slot back (once; later calls do nothing).
     pub(crate) fn free(&self) {
         if self.held.swap(false, Ordering::AcqRel) {
+            self.slots.held(self.taken.elapsed());
             self.slots.working.fetch_sub(1, Ordering::AcqRel);
             self.slots.freed.notify_one();
         }
@@ -83,5 +113,23 @@ mod tests {
             0,
             "dropping a freed slot frees nothing more"
         );
+    }
+
+    #[test]
+    fn the_mean_hold_follows_recent_runs() {
+        let slots = Slots::default();
+        assert_eq!(slots.mean_hold(), None);
+        slots.held(Duration::from_millis(8));
+        assert_eq!(slots.mean_hold(), Some(Duration::from_millis(8)));
+        for _ in 0..64 {
+            slots.held(Duration::from_micros(100));
+        }
+        let mean = slots.mean_hold().unwrap();
+        assert!(mean < Duration::from_micros(110), "{mean:?}");
+        // a run shorter than a microsecond still counts as one
+        for _ in 0..64 {
+            slots.held(Duration::ZERO);
+        }
+        assert_eq!(slots.mean_hold(), Some(Duration::from_micros(1)));
     }
 }

@@ -27,10 +27,11 @@ type Joined = (JobId, RunReport, Duration);
 
 /// A claim in flight.
 type ClaimFuture =
-    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<Claimed>>> + Send>>;
+    std::pin::Pin<Box<dyn std::future::Future<Output = (Result<Vec<Claimed>>, Duration)> + Send>>;
 
-/// The claim in flight's result; never resolves when there is none.
-async fn in_flight(claim: &mut Option<ClaimFuture>) -> Result<Vec<Claimed>> {
+/// The claim in flight's result and how long it took; never resolves when there is
+/// none.
+async fn in_flight(claim: &mut Option<ClaimFuture>) -> (Result<Vec<Claimed>>, Duration) {
     match claim {
         Some(claim) => claim.await,
         None => std::future::pending().await,
@@ -214,7 +215,8 @@ impl Worker {
 
             let free = self.free(&slots, &tasks);
             let prefetch = ahead.prefetch(&self.config);
-            let want = (free + prefetch).saturating_sub(ahead.ready.len());
+            let want = (free + ahead.freeing(&slots, prefetch) + prefetch)
+                .saturating_sub(ahead.ready.len());
             // refill when a slot is free, or when the jobs held ready run low
             let refill = free > 0 || ahead.ready.len() <= prefetch / 2;
             if claim.is_none()
@@ -235,10 +237,11 @@ impl Worker {
                 claim = Some(Box::pin(async move {
                     let started = std::time::Instant::now();
                     let claimed = store.job_claim(&request).await;
+                    let took = started.elapsed();
                     if let Ok(claimed) = &claimed {
-                        telemetry::claimed(started.elapsed(), claimed.len());
+                        telemetry::claimed(took, claimed.len());
                     }
-                    claimed
+                    (claimed, took)
                 }));
             }
 
@@ -259,11 +262,12 @@ impl Worker {
             let mut woken = true;
             tokio::select! {
                 _ = self.shutdown.cancelled() => {}
-                claimed = in_flight(&mut claim) => {
+                (claimed, took) = in_flight(&mut claim) => {
                     claim = None;
                     woken = false;
                     match claimed {
                         Ok(claimed) => {
+                            ahead.claimed_in(took);
                             store_backoff = Duration::ZERO;
                             claim_again_at = None;
                             idle = claimed.is_empty();
@@ -313,7 +317,7 @@ impl Worker {
 
         let mut held: Vec<Claimed> = ahead.ready.drain(..).map(|(c, _)| c).collect();
         if let Some(claim) = claim.take()
-            && let Ok(claimed) = claim.await
+            && let (Ok(claimed), _) = claim.await
         {
             held.extend(claimed);
         }
@@ -558,6 +562,8 @@ struct Ahead {
     /// Moving average of recent runs' durations, in seconds; `None` before the first
     /// run ends (no claiming ahead until runs are known to be short).
     mean_run: Option<f64>,
+    /// Moving average of recent claims' round trips, in seconds.
+    mean_claim: Option<f64>,
 }
 
 impl Ahead {
@@ -568,6 +574,30 @@ impl Ahead {
             None => took,
             Some(mean) => mean + (took - mean) / 8.0,
         });
+    }
+
+    /// Notes a claim's round trip.
+    fn claimed_in(&mut self, took: Duration) {
+        let took = took.as_secs_f64();
+        self.mean_claim = Some(match self.mean_claim {
+            None => took,
+            Some(mean) => mean + (took - mean) / 8.0,
+        });
+    }
+
+    /// How many of the working runs will have freed their slot by the time a claim
+    /// sent now comes back: all of them while claiming ahead (`prefetch` > 0) and
+    /// runs hold their slot for less than a claim's round trip, else none. Without
+    /// it, a worker of jobs much shorter than a claim claims only for the slots free
+    /// when it sends the claim, while the runs it just started end long before the
+    /// claim returns: each claim would fill the worker only halfway.
+    fn freeing(&self, slots: &Slots, prefetch: usize) -> usize {
+        match (slots.mean_hold(), self.mean_claim) {
+            (Some(hold), Some(claim)) if prefetch > 0 && hold.as_secs_f64() < claim => {
+                slots.working()
+            }
+            _ => 0,
+        }
     }
 
     /// How many jobs to hold ready now: the setting while runs are short, else none.
