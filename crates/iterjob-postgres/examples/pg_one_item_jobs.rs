@@ -59,13 +59,6 @@ async fn round(jobs: u32, prefetch: Option<usize>) -> anyhow::Result<Duration> {
     let new: Vec<NewJob> = (0..jobs)
         .map(|i| NewJob::of(&OneItem, &i))
         .collect::<iterjob::Result<_>>()?;
-    if let Ok(drop) = std::env::var("DBG_DROP") {
-        for index in drop.split(',') {
-            sqlx::query(&format!("DROP INDEX \"{schema}\".{index}"))
-                .execute(store.pool())
-                .await?;
-        }
-    }
     store.job_insert_many(&new).await?;
     let pool = store.pool().clone();
     let mut config = WorkerConfig::default();
