@@ -399,7 +399,7 @@ impl Queries {
 }
 
 /// Connections [`PgStore::hot`] keeps at most (never more than half the pool).
-const MAX_HOT: u32 = 4;
+const MAX_HOT: u32 = 2;
 
 /// A connection lent by [`PgStore::hot`]: dropped, it goes back to the pool;
 /// [`Hot::keep`] keeps it for the next statement of the hot path instead.
