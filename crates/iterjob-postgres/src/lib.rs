@@ -88,7 +88,11 @@
 //!   (default 10) plus one for `LISTEN`. Size the server's `max_connections` for
 //!   all workers, or put PgBouncer in front: in session mode everything works; in
 //!   transaction mode set `notify: false` (`LISTEN` needs a session) and rely on
-//!   polling.
+//!   polling. Claims, releases, heartbeats and checkpoints keep up to two idle
+//!   connections out of the pool for the next one (never more than half the pool),
+//!   skipping the two liveness pings of a pool checkout; a kept connection whose
+//!   statement failed goes back to the pool, which closes it if it is broken, and
+//!   closing the pool (through [`PgStore::close`] or directly) gives them back.
 //!
 //! # Tuning
 //!
@@ -119,6 +123,14 @@
 //! the new row version stays in the same page and no index grows. The claim reads a
 //! partial index that holds only claimable jobs. Autovacuum is told to visit the
 //! table early (`autovacuum_vacuum_scale_factor = 0.02`).
+//!
+//! Claiming and completing a job change its `state`, so those updates cannot be HOT.
+//! To keep them cheap, completed jobs (the bulk of the table) are left out of the
+//! indexes by state and by kind: a completion adds an entry to the primary key
+//! only. Listing completed jobs reads the table in id order instead. The claim
+//! statement is prepared with its row limit as a literal (one statement per claim
+//! size up to 32, then per power of two), so PostgreSQL plans it once per
+//! connection instead of at every claim.
 //!
 //! Rate limits ([`iterjob::RateLimit`]) keep one row per bucket in `rate_limits`: each
 //! reservation is one upsert of a non-indexed column on the server's clock (a HOT

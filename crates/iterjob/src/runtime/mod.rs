@@ -71,7 +71,9 @@ pub struct WorkerConfig {
     /// its free slots only, and leaves the rest of the queue to other workers. A
     /// prefetched job is leased like a running one; one that waits longer than the
     /// heartbeat interval is given back to its queue (as a time-slice interruption,
-    /// runnable at once), and so are all of them at shutdown.
+    /// runnable at once), and so are all of them at shutdown. While runs hold their
+    /// slot for less than a claim's round trip, a claim also asks for the slots
+    /// working now, which will be free by the time it returns.
     pub prefetch: usize,
 }
 
