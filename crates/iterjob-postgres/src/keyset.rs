@@ -519,10 +519,12 @@ struct Bound {
 /// [`rows`](Keyset::rows) streams each page: the job works on a page's first rows
 /// while the rest are still arriving, so a walk runs about as fast as one streaming
 /// `SELECT` (see `BENCHMARKS.md`). A page's query ends once the server has sent the
-/// page (socket buffers normally hold all of it), not when the job has worked
-/// through it; with a held connection the next page's query is sent at that moment,
-/// so the server reads it while the job works. [`batches`](Keyset::batches) reads
-/// each page whole.
+/// page: a small page fits in the socket buffers, so its query ends at once; a
+/// bigger one waits for the job to take its rows, which is why pages grow only
+/// while they end within [`max_page_time`](Keyset::max_page_time) (a fast walk
+/// reads few large pages, a slow job small ones). With a held connection the next
+/// page's query is sent as soon as a page has arrived, so the server reads it while
+/// the job works. [`batches`](Keyset::batches) reads each page whole.
 ///
 /// The key columns must identify a row (end with a unique column such as the primary
 /// key, as in `.keys(["created_at", "id"])`) and must not be NULL: a row with a NULL
