@@ -955,6 +955,48 @@ fn rows_of_a_page_are_yielded_as_they_arrive() {
     });
 }
 
+/// Pages grow only while they end quickly: with slow work they stay at the batch
+/// size, so each page is read shortly before the job needs it and sees recent
+/// writes. Here the job takes 1 ms per row and a page may stay open 50 ms: every page
+/// halves back to 100 rows, and a row updated while the job is at row 800 is seen
+/// updated at row 1,900. With pages doubling regardless (100, 200, 400, 800,
+/// 1,600), rows 1,501–3,100 would be one page, read when the job was near row 700,
+/// before the update.
+#[test]
+fn with_slow_work_pages_stay_small_and_rows_fresh() {
+    block_on(async {
+        let items: Vec<Item> = (1..=2000).map(item).collect();
+        let Some((_db, pool)) = items_db(&items).await else {
+            return;
+        };
+        let keyset = Keyset::table("items")
+            .key("id")
+            .batch_size(100)
+            .max_page_time(std::time::Duration::from_millis(50));
+        let mut walk = std::pin::pin!(keyset.rows(&pool, None));
+        let mut score_of_1900 = None;
+        while let Some((row, _)) = walk.try_next().await.unwrap() {
+            let id: i64 = row.get("id");
+            if id == 800 {
+                sqlx::query("UPDATE items SET score = -1 WHERE id = 1900")
+                    .execute(&pool)
+                    .await
+                    .unwrap();
+            }
+            if id == 1900 {
+                score_of_1900 = Some(row.get::<f64, _>("score"));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        assert_eq!(
+            score_of_1900,
+            Some(-1.0),
+            "row 1900 was read in a page sent before the update at row 800: pages grew \
+             although they stayed open longer than max_page_time"
+        );
+    });
+}
+
 #[test]
 fn a_page_that_fails_midway_ends_the_walk_in_order() {
     block_on(async {
