@@ -158,6 +158,10 @@ pub struct JobsArgs {
     /// Only jobs with an id below this (next page).
     #[arg(long)]
     pub before: Option<JobId>,
+    /// Leave out the partitions of partitioned jobs: each partitioned job shows
+    /// once, with its partitions' progress summed (`iterjob show ID` lists them).
+    #[arg(long)]
+    pub top_level: bool,
     /// Print JSON (one array).
     #[arg(long)]
     pub json: bool,
@@ -340,6 +344,7 @@ async fn list(store: &dyn iterjob::Store, args: JobsArgs) -> Result<()> {
         queue: args.queue,
         before_id: args.before,
         limit: Some(args.limit as usize),
+        top_level: args.top_level,
     };
     let jobs = store.job_list(&filter).await?;
     if args.json {

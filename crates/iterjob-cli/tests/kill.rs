@@ -356,4 +356,20 @@ async fn sigkilled_partitioned_demo_repeats_and_skips_nothing() {
         "{}",
         stdout(&show)
     );
+    // the job list shows the partitions among the jobs; `--top-level` the job once
+    let listed = |args: &[&str]| -> Vec<serde_json::Value> {
+        let out = sandbox.run(args);
+        assert!(out.status.success(), "{}", stderr(&out));
+        serde_json::from_str(&stdout(&out)).expect("a JSON array of jobs")
+    };
+    let all = listed(&["jobs", "--json", "--limit", "1000"]);
+    assert_eq!(
+        all.len() as i64,
+        1 + partitions,
+        "the job and its partitions"
+    );
+    let top = listed(&["jobs", "--json", "--top-level"]);
+    assert_eq!(top.len(), 1, "top-level: the partitioned job only");
+    assert_eq!(top[0]["id"], 1);
+    assert_eq!(top[0]["items_done"], 30000);
 }

@@ -208,6 +208,7 @@ async fn job_list(
         queue: query.queue.clone(),
         before_id: query.before,
         limit: Some(PAGE_SIZE + 1),
+        ..JobFilter::default()
     };
     let mut jobs = match state.store.job_list(&filter).await {
         Ok(j) => j,

@@ -871,6 +871,7 @@ impl Store for SqliteStore {
             .bind(filter.queue.as_deref())
             .bind(filter.before_id)
             .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .bind(filter.top_level)
             .fetch_all(&self.pool)
             .await
             .map_err(self.err("listing jobs"))?;

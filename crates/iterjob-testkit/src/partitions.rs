@@ -156,7 +156,8 @@ pub async fn partition_creates_children(store: Arc<dyn Store>) {
 }
 
 /// A parent's progress is its children's: items done summed, the total summed once
-/// every child knows its own.
+/// every child knows its own; a top-level listing shows the parent, not its
+/// children.
 pub async fn parent_progress_sums_children(store: Arc<dyn Store>) {
     let store = &*store;
     let (parent, children) = planned(store, "p_sum", &parts(2)).await;
@@ -204,6 +205,22 @@ pub async fn parent_progress_sums_children(store: Arc<dyn Store>) {
         (listed_parent.items_done, listed_parent.items_total),
         (50, Some(150))
     );
+    assert!(
+        children.iter().all(|c| listed.iter().any(|r| r.id == *c)),
+        "a plain listing shows the partitions too"
+    );
+    // top-level only: the parent, once, and none of its partitions
+    let top = store
+        .job_list(&iterjob::JobFilter {
+            kind: Some("p_sum".into()),
+            top_level: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let ids: Vec<_> = top.iter().map(|r| r.id).collect();
+    assert_eq!(ids, vec![parent], "top-level listing");
+    assert_eq!((top[0].items_done, top[0].items_total), (50, Some(150)));
 }
 
 /// The parent completes when its last child completes, and fails (naming the

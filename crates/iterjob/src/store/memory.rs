@@ -547,6 +547,7 @@ impl Store for MemoryStore {
             .filter(|r| filter.state.is_none_or(|s| r.state == s))
             .filter(|r| filter.kind.as_ref().is_none_or(|k| &r.kind == k))
             .filter(|r| filter.queue.as_ref().is_none_or(|q| &r.queue == q))
+            .filter(|r| !filter.top_level || r.parent_id.is_none())
             .take(limit)
             .map(|r| inner.view(r))
             .collect())

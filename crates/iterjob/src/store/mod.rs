@@ -443,6 +443,10 @@ pub struct JobFilter {
     pub before_id: Option<JobId>,
     /// At most this many (default 100).
     pub limit: Option<usize>,
+    /// Only jobs that are not a partition of another (`parent_id` unset): a
+    /// partitioned job is listed once, with its partitions' progress summed, instead
+    /// of once plus once per partition. See [`Store::job_partitions`] for those.
+    pub top_level: bool,
 }
 
 /// What an idle worker asks for when it looks for a running partition to split.
