@@ -161,6 +161,8 @@ pub(crate) struct ListParams {
     kind: Option<String>,
     queue: Option<String>,
     before: Option<String>,
+    /// `1`: top-level jobs only (no partitions).
+    top: Option<String>,
 }
 
 /// Turns the raw filters into typed ones; the error names the bad one.
@@ -184,11 +186,21 @@ fn parse_list(p: ListParams) -> Result<ListQuery, String> {
                 format!("`before` must be a job id (a positive integer), not `{b}`")
             })?),
         };
+    let top_level = match p.top.as_deref().map(str::trim) {
+        None | Some("") | Some("0") => false,
+        Some("1") => true,
+        Some(other) => {
+            return Err(format!(
+                "`top` must be 1 (top-level jobs only) or 0, not `{other}`"
+            ));
+        }
+    };
     Ok(ListQuery {
         state,
         kind: name(p.kind, "kind")?,
         queue: name(p.queue, "queue")?,
         before,
+        top_level,
     })
 }
 
@@ -208,7 +220,7 @@ async fn job_list(
         queue: query.queue.clone(),
         before_id: query.before,
         limit: Some(PAGE_SIZE + 1),
-        ..JobFilter::default()
+        top_level: query.top_level,
     };
     let mut jobs = match state.store.job_list(&filter).await {
         Ok(j) => j,

@@ -221,6 +221,8 @@ pub(crate) struct ListQuery {
     pub(crate) kind: Option<String>,
     pub(crate) queue: Option<String>,
     pub(crate) before: Option<i64>,
+    /// Top-level jobs only: no partitions of partitioned jobs.
+    pub(crate) top_level: bool,
 }
 
 impl ListQuery {
@@ -235,6 +237,9 @@ impl ListQuery {
         }
         if let Some(q) = &self.queue {
             parts.push(format!("queue={}", encode(q)));
+        }
+        if self.top_level {
+            parts.push("top=1".to_string());
         }
         if let Some(b) = before {
             parts.push(format!("before={b}"));
@@ -286,8 +291,12 @@ pub(crate) fn job_list(
             label { "Queue "
                 input name="queue" value=[query.queue.as_deref()] maxlength="200" placeholder="any";
             }
+            label title="leave out the partitions of partitioned jobs (a job's page lists them)" {
+                input type="checkbox" name="top" value="1" checked[query.top_level];
+                " Top-level only"
+            }
             button type="submit" { "Filter" }
-            @if query.state.is_some() || query.kind.is_some() || query.queue.is_some() {
+            @if query.state.is_some() || query.kind.is_some() || query.queue.is_some() || query.top_level {
                 a.clear href=(state.url("/jobs")) { "clear" }
             }
         }

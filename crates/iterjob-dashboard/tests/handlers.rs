@@ -881,4 +881,25 @@ async fn a_partitioned_job_lists_its_partitions_and_a_partition_its_parent() {
         child.body
     );
     assert!(child.body.contains(&format!("href=\"/jobs/{parent}\"")));
+
+    // the job list shows the partitions, unless asked for top-level jobs only
+    let links = |body: &str, id: i64| body.contains(&format!("href=\"/jobs/{id}\""));
+    let all = get(&router, "/jobs").await;
+    assert!(links(&all.body, parent) && children.iter().all(|c| links(&all.body, *c)));
+    let top = get(&router, "/jobs?top=1").await;
+    assert_eq!(top.status, StatusCode::OK);
+    assert!(links(&top.body, parent), "{}", top.body);
+    assert!(
+        children.iter().all(|c| !links(&top.body, *c)),
+        "no partition in the top-level list: {}",
+        top.body
+    );
+    assert!(
+        top.body.contains(r#"name="top" value="1" checked"#),
+        "{}",
+        top.body
+    );
+    let bad = get(&router, "/jobs?top=yes").await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(bad.body.contains("`top` must be 1"), "{}", bad.body);
 }
