@@ -292,8 +292,8 @@ pub(crate) fn job_list(
                 input name="queue" value=[query.queue.as_deref()] maxlength="200" placeholder="any";
             }
             label title="leave out the partitions of partitioned jobs (a job's page lists them)" {
+                "Top-level only "
                 input type="checkbox" name="top" value="1" checked[query.top_level];
-                " Top-level only"
             }
             button type="submit" { "Filter" }
             @if query.state.is_some() || query.kind.is_some() || query.queue.is_some() || query.top_level {
