@@ -114,23 +114,30 @@ fn truncate(s: &str, n: usize) -> String {
 
 /// Jobs as an aligned table.
 pub(crate) fn jobs_table(jobs: &[JobRecord]) -> String {
-    let mut rows = vec![[
-        "ID".to_string(),
-        "KIND".to_string(),
-        "QUEUE".to_string(),
-        "STATE".to_string(),
-        "PROGRESS".to_string(),
-        "ATTEMPTS".to_string(),
-        "INTERRUPTIONS".to_string(),
-        "CURSOR".to_string(),
-    ]];
+    // a PARENT column only when partitions are listed (`iterjob jobs --top-level`
+    // leaves them out)
+    let with_parent = jobs.iter().any(|j| j.parent_id.is_some());
+    let mut header = vec![
+        "ID",
+        "KIND",
+        "QUEUE",
+        "STATE",
+        "PROGRESS",
+        "ATTEMPTS",
+        "INTERRUPTIONS",
+        "CURSOR",
+    ];
+    if with_parent {
+        header.insert(1, "PARENT");
+    }
+    let mut rows: Vec<Vec<String>> = vec![header.into_iter().map(String::from).collect()];
     for job in jobs {
         let cursor = job
             .cursor
             .as_ref()
             .map(Value::to_string)
             .unwrap_or_else(|| "-".to_string());
-        rows.push([
+        let mut row = vec![
             job.id.to_string(),
             job.kind.clone(),
             job.queue.clone(),
@@ -139,9 +146,16 @@ pub(crate) fn jobs_table(jobs: &[JobRecord]) -> String {
             format!("{}/{}", job.attempts, job.max_attempts),
             job.interruptions.to_string(),
             truncate(&cursor, 40),
-        ]);
+        ];
+        if with_parent {
+            let parent = job
+                .parent_id
+                .map_or_else(|| "-".to_string(), |p| p.to_string());
+            row.insert(1, parent);
+        }
+        rows.push(row);
     }
-    let widths: Vec<usize> = (0..8)
+    let widths: Vec<usize> = (0..rows[0].len())
         .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
         .collect();
     let mut out = String::new();

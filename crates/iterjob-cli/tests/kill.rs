@@ -372,4 +372,14 @@ async fn sigkilled_partitioned_demo_repeats_and_skips_nothing() {
     assert_eq!(top.len(), 1, "top-level: the partitioned job only");
     assert_eq!(top[0]["id"], 1);
     assert_eq!(top[0]["items_done"], 30000);
+    // the table names each partition's parent, when partitions are listed
+    let table = stdout(&sandbox.run(&["jobs"]));
+    assert!(table.starts_with("ID  PARENT  KIND"), "{table}");
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("2 ") && l.split_whitespace().nth(1) == Some("1"))
+    );
+    let table = stdout(&sandbox.run(&["jobs", "--top-level"]));
+    assert!(table.starts_with("ID  KIND"), "{table}");
 }
