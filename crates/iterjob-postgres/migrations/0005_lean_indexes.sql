@@ -9,6 +9,12 @@
 -- Lists and counts of completed jobs read the table in id order instead (most rows
 -- are completed, so a page of them is found at once); every other state, including
 -- `failed` and `cancelled`, is still indexed by state, queue and kind.
+--
+-- Upgrading: the two indexes are rebuilt in the migration's transaction, one scan
+-- of the jobs table each, during which writes to the table wait (workers claim and
+-- checkpoint nothing): 0.35 s for a million jobs (measured, 99 % completed; the two
+-- indexes went down to 416 kB each). On a much bigger table, upgrade at a quiet
+-- moment.
 
 DROP INDEX {schema}.jobs_state_queue;
 CREATE INDEX jobs_state_queue
