@@ -463,7 +463,7 @@ struct TxLog {
     sql: String,
 }
 
-impl TransactionalJob for TxLog {
+impl TransactionalJob<sqlx::Postgres> for TxLog {
     const KIND: &'static str = ChaosTxItems::KIND;
     type Params = ChaosParams;
     type Cursor = i64;

@@ -272,7 +272,7 @@ struct ProductSync {
     store: SqliteStore,
 }
 
-impl TransactionalJob for ProductSync {
+impl TransactionalJob<Sqlite> for ProductSync {
     const KIND: &'static str = SyncProducts::KIND;
     type Params = SyncParams;
     type Cursor = KeysetCursor;

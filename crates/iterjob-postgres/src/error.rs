@@ -4,6 +4,7 @@
 use std::fmt;
 
 use iterjob::Error;
+use iterjob_sql::error::ContextError;
 
 /// SQLSTATE codes that get a message of their own.
 /// <https://www.postgresql.org/docs/current/errcodes-appendix.html>
@@ -17,26 +18,6 @@ const DISK_FULL: &str = "53100";
 const ADMIN_SHUTDOWN: &str = "57P01";
 const CANNOT_CONNECT_NOW: &str = "57P03";
 
-/// A sqlx error with the context it happened in. Its message carries the driver's
-/// message too, so it reads well on its own; `source()` still exposes the driver error.
-#[derive(Debug)]
-pub(crate) struct ContextError {
-    context: String,
-    source: sqlx::Error,
-}
-
-impl fmt::Display for ContextError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.context, self.source)
-    }
-}
-
-impl std::error::Error for ContextError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.source)
-    }
-}
-
 /// The SQLSTATE of a database error.
 pub(crate) fn sqlstate(err: &sqlx::Error) -> Option<String> {
     let sqlx::Error::Database(db) = err else {
@@ -45,10 +26,7 @@ pub(crate) fn sqlstate(err: &sqlx::Error) -> Option<String> {
     db.code().map(|code| code.into_owned())
 }
 
-/// True for a violation of a UNIQUE index.
-pub(crate) fn is_unique_violation(err: &sqlx::Error) -> bool {
-    matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
-}
+pub(crate) use iterjob_sql::error::is_unique_violation;
 
 /// Where the store lives, for messages: host, port, database, user and schema, never
 /// the password.
@@ -147,8 +125,5 @@ pub(crate) fn map_sqlx(target: &Target, what: &str, err: sqlx::Error) -> Error {
         Some(hint) => format!("PostgreSQL store {target}: {what} failed: {hint}"),
         None => format!("PostgreSQL store {target}: {what} failed"),
     };
-    Error::Backend(Box::new(ContextError {
-        context,
-        source: err,
-    }))
+    Error::Backend(Box::new(ContextError::new(context, err)))
 }

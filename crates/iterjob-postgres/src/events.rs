@@ -1,13 +1,9 @@
 //! Job history on PostgreSQL: writing events inside the transaction of the state
 //! change they record, and reading a job's events (`job_events`, migration 0002).
 
-use std::str::FromStr;
-
-use iterjob::store::{InterruptReason, JobEvent, JobEventKind, JobId, JobState, MAX_EVENTS};
-use iterjob::{Error, Result};
-use serde_json::Value;
+use iterjob::store::{InterruptReason, JobEventKind, JobId, MAX_EVENTS};
+use sqlx::PgExecutor;
 use sqlx::postgres::PgRow;
-use sqlx::{PgExecutor, Postgres, Row};
 
 use crate::migrate::render;
 
@@ -49,30 +45,4 @@ pub(crate) async fn list<'e>(
         .bind(i64::try_from(limit.min(MAX_EVENTS)).unwrap_or(0))
         .fetch_all(executor)
         .await
-}
-
-/// Decodes one `job_events` row; the error names the column.
-pub(crate) fn from_row(row: &PgRow) -> Result<JobEvent> {
-    fn col<'r, T>(row: &'r PgRow, name: &str) -> Result<T>
-    where
-        T: sqlx::Decode<'r, Postgres> + sqlx::Type<Postgres>,
-    {
-        row.try_get(name)
-            .map_err(|e| Error::Corrupt(format!("cannot read column `{name}` of job_events: {e}")))
-    }
-    let kind: String = col(row, "event")?;
-    let state: String = col(row, "state")?;
-    let reason: Option<String> = col(row, "reason")?;
-    let items_done: i64 = col(row, "items_done")?;
-    Ok(JobEvent {
-        id: col(row, "id")?,
-        job_id: col(row, "job_id")?,
-        at: col(row, "at")?,
-        kind: JobEventKind::from_str(&kind)?,
-        state: JobState::from_str(&state)?,
-        reason: reason.map(|r| InterruptReason::from_str(&r)).transpose()?,
-        cursor: col::<Option<Value>>(row, "cursor")?,
-        items_done: u64::try_from(items_done).unwrap_or(0),
-        error: col(row, "error")?,
-    })
 }

@@ -147,6 +147,7 @@
 //! ([`Error::Corrupt`](iterjob::Error::Corrupt)). Messages name the server as
 //! `postgres://user@host:port/database`, never with the password.
 
+mod dialect;
 mod error;
 mod events;
 mod keyset;
@@ -154,6 +155,7 @@ mod migrate;
 mod store;
 pub mod transactional;
 
+pub use dialect::{PgDialect, PgKeyKind};
 pub use keyset::{
     DEFAULT_BATCH_SIZE, DEFAULT_MAX_PAGE_SIZE, DEFAULT_MAX_PAGE_TIME, KeyValue, Keyset,
     KeysetCursor, KeysetError,

@@ -96,7 +96,7 @@
 //!     store: PgStore,
 //! }
 //!
-//! impl TransactionalJob for CreditInterest {
+//! impl TransactionalJob<Postgres> for CreditInterest {
 //!     const KIND: &'static str = "credit_interest";
 //!     type Params = ();
 //!     type Cursor = KeysetCursor;
@@ -140,344 +140,63 @@
 //! # }
 //! ```
 
-use std::future::Future;
-use std::time::Duration;
-
-use futures::StreamExt;
-use iterjob::enumerator::Enumerator;
-use iterjob::store::InterruptReason;
-use iterjob::{Job, JobContext, JobError, KindSettings};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
+use iterjob::store::{JobId, RunToken};
+use iterjob_sql::TransactionalStore;
 use sqlx::{Postgres, Transaction};
 
 use crate::error::map_sqlx;
 use crate::store::PgStore;
 
-/// A job kind whose work for an item runs inside a database transaction that also
-/// advances the job's cursor: register it wrapped in [`Transactional`].
-///
-/// Everything but [`process`](TransactionalJob::process) is as in [`Job`] (see there);
-/// `process` gets the transaction in which the adapter has written the cursor and
-/// then commits. See the [module docs](crate::transactional) for the guarantee and
-/// its cost.
-pub trait TransactionalJob: Send + Sync + Sized + 'static {
-    /// The kind's stable name, stored with every job (as [`Job::KIND`]).
-    const KIND: &'static str;
+pub use iterjob_sql::TransactionalJob;
 
-    /// Parameters, given at enqueue time and stored as JSON (as [`Job::Params`]).
-    type Params: Serialize + DeserializeOwned + Send + Sync + 'static;
+/// The [`Job`](iterjob::Job) that runs a [`TransactionalJob<Postgres>`]: each item's
+/// work and the cursor past it commit in one transaction on the [`PgStore`]'s
+/// database, which must be the database (and schema) the worker's store uses. See
+/// the [module docs](crate::transactional).
+pub type Transactional<J> = iterjob_sql::Transactional<J, PgStore>;
 
-    /// The position in the collection (as [`Job::Cursor`]); written in each item's
-    /// transaction.
-    type Cursor: Serialize + DeserializeOwned + Clone + Send + Sync + 'static;
+impl TransactionalStore for PgStore {
+    type Database = Postgres;
 
-    /// One item of the collection, or one batch (as [`Job::Item`]).
-    type Item: Send + 'static;
-
-    /// Builds the enumerator from the parameters and the last committed cursor (as
-    /// [`Job::enumerate`]).
-    fn enumerate(
-        &self,
-        params: &Self::Params,
-        cursor: Option<Self::Cursor>,
-    ) -> Result<impl Enumerator<Self::Item, Self::Cursor>, JobError>;
-
-    /// The work for one item, done through `tx`: a transaction on the store's
-    /// database that already holds the job row's lock and has advanced the cursor
-    /// past the item. Return `Ok` to commit the work and the cursor together; an
-    /// error (or a panic) rolls both back, and the runtime handles the error as for
-    /// any job. Do not commit or roll back `tx` yourself.
-    fn process(
-        &self,
-        ctx: &JobContext<Self::Params>,
-        item: Self::Item,
-        tx: &mut Transaction<'_, Postgres>,
-    ) -> impl Future<Output = Result<(), JobError>> + Send;
-
-    /// How many records one item stands for (as [`Job::count_items`]): return a
-    /// batch's length. Added to `items_done` in the item's transaction.
-    fn count_items(&self, item: &Self::Item) -> u64 {
-        let _ = item;
-        1
+    fn pool(&self) -> &sqlx::Pool<Postgres> {
+        PgStore::pool(self)
     }
 
-    /// The number of items, for progress (as [`Job::total`]).
-    fn total(
-        &self,
-        params: &Self::Params,
-    ) -> impl Future<Output = Result<Option<u64>, JobError>> + Send {
-        let _ = params;
-        async { Ok(None) }
+    fn describe(&self) -> String {
+        format!("PostgreSQL store {}", self.target())
     }
 
-    /// The throttle condition (as [`Job::throttle`]).
-    fn throttle(
-        &self,
-        ctx: &JobContext<Self::Params>,
-    ) -> impl Future<Output = Option<Duration>> + Send {
-        let _ = ctx;
-        async { None }
+    fn map_error(&self, what: &'static str, err: sqlx::Error) -> iterjob::Error {
+        map_sqlx(self.target(), what, err)
     }
 
-    /// Runs once, before the first item of a fresh job (as [`Job::on_start`]).
-    fn on_start(
-        &self,
-        ctx: &JobContext<Self::Params>,
-    ) -> impl Future<Output = Result<(), JobError>> + Send {
-        let _ = ctx;
-        async { Ok(()) }
-    }
-
-    /// Runs at the start of every run that resumes (as [`Job::on_resume`]).
-    fn on_resume(
-        &self,
-        ctx: &JobContext<Self::Params>,
-    ) -> impl Future<Output = Result<(), JobError>> + Send {
-        let _ = ctx;
-        async { Ok(()) }
-    }
-
-    /// Runs after an interruption was checkpointed (as [`Job::on_interrupt`]).
-    fn on_interrupt(
-        &self,
-        ctx: &JobContext<Self::Params>,
-        reason: InterruptReason,
-    ) -> impl Future<Output = ()> + Send {
-        let _ = (ctx, reason);
-        async {}
-    }
-
-    /// Runs once the collection is exhausted (as [`Job::on_complete`]).
-    fn on_complete(
-        &self,
-        ctx: &JobContext<Self::Params>,
-    ) -> impl Future<Output = Result<(), JobError>> + Send {
-        let _ = ctx;
-        async { Ok(()) }
-    }
-
-    /// Runs after an error was checkpointed (as [`Job::on_error`]).
-    fn on_error(
-        &self,
-        ctx: &JobContext<Self::Params>,
-        error: &JobError,
-    ) -> impl Future<Output = ()> + Send {
-        let _ = (ctx, error);
-        async {}
-    }
-
-    /// Per-kind settings (as [`Job::settings`]).
-    fn settings(&self) -> KindSettings {
-        KindSettings::default()
-    }
-}
-
-/// The [`Job`] that runs a [`TransactionalJob`]: each item's work and the cursor past
-/// it commit in one transaction on `store`, which must be the store the worker uses
-/// (the same database and schema). See the [module docs](crate::transactional).
-///
-/// Its kind, parameters and cursor are the inner job's, so jobs enqueued for either
-/// are the same jobs. Its items carry the cursor just past them.
-#[derive(Debug)]
-pub struct Transactional<J> {
-    job: J,
-    store: PgStore,
-}
-
-impl<J: TransactionalJob> Transactional<J> {
-    /// Wraps `job`, whose data lives in `store`'s database: the worker running it must
-    /// use the same store (a clone of `store`, or another [`PgStore`] on the same
-    /// database and schema, as a worker on another machine has).
-    pub fn new(job: J, store: PgStore) -> Self {
-        Transactional { job, store }
-    }
-
-    /// The inner job.
-    pub fn job(&self) -> &J {
-        &self.job
-    }
-
-    /// The store whose database the items' transactions run on.
-    pub fn store(&self) -> &PgStore {
-        &self.store
-    }
-
-    /// Begins an item's transaction so that it cannot be left half-begun. sqlx 0.8
-    /// counts a transaction as open only once the server acknowledged `BEGIN`: a
-    /// future dropped in that round trip (a worker aborting its runs at its shutdown
-    /// deadline, a dropped worker) would return the connection to the pool still
-    /// inside the transaction, and whatever next ran on it (a heartbeat, another
-    /// item) would be neither committed nor rolled back. A task of its own finishes
-    /// the `BEGIN` whatever happens to this future; if nobody takes the transaction
-    /// any more, dropping it there rolls it back properly.
-    async fn begin(&self) -> Result<Transaction<'static, Postgres>, JobError> {
-        let pool = self.store.pool().clone();
-        let target = self.store.target();
-        match tokio::spawn(async move { pool.begin().await }).await {
-            Ok(Ok(tx)) => Ok(tx),
-            Ok(Err(err)) => Err(JobError::retryable(map_sqlx(
-                target,
-                "beginning an item's transaction",
-                err,
-            ))),
-            Err(join) => Err(JobError::retryable(format!(
-                "PostgreSQL store {target}: beginning an item's transaction failed: {join}"
-            ))),
-        }
-    }
-
-    /// The error for an in-transaction checkpoint that changed no row, read in the
-    /// same transaction (which is then rolled back).
-    async fn rejected(
-        &self,
-        tx: &mut Transaction<'static, Postgres>,
-        ctx: &JobContext<J::Params>,
-    ) -> JobError {
-        let target = self.store.target();
-        let id = ctx.job_id;
-        let exists = sqlx::query(self.store.exists_sql())
-            .bind(id)
-            .fetch_optional(&mut **tx)
-            .await;
-        match exists {
-            Ok(None) => JobError::fatal(format!(
-                "job {id} is not in the PostgreSQL store {target} its transactions run on; the \
-                 data of job kind `{}` must live in the database the worker's store uses, and \
-                 Transactional::new must be given that store (same database and schema); the \
-                 item's work was rolled back",
-                J::KIND
-            )),
-            Ok(Some(_)) => JobError::retryable(format!(
-                "lease lost: job {id} no longer runs under this run's token in {target} (its \
-                 lease expired and it was taken over, or the worker's store is another \
-                 database); the item's work and cursor were rolled back"
-            )),
-            Err(err) => JobError::retryable(map_sqlx(
-                target,
-                "checking a job after its in-transaction checkpoint was rejected",
-                err,
-            )),
-        }
-    }
-}
-
-impl<J: TransactionalJob> Job for Transactional<J> {
-    const KIND: &'static str = J::KIND;
-    type Params = J::Params;
-    type Cursor = J::Cursor;
-    type Item = (J::Item, J::Cursor);
-
-    fn enumerate(
-        &self,
-        params: &Self::Params,
-        cursor: Option<Self::Cursor>,
-    ) -> Result<impl Enumerator<Self::Item, Self::Cursor>, JobError> {
-        let inner = self.job.enumerate(params, cursor)?;
-        Ok(inner.map(|step| step.map(|(item, cursor)| ((item, cursor.clone()), cursor))))
-    }
-
-    async fn process(
-        &self,
-        ctx: &JobContext<Self::Params>,
-        (item, cursor): Self::Item,
-    ) -> Result<(), JobError> {
-        let target = self.store.target();
-        let count = i64::try_from(self.job.count_items(&item)).unwrap_or(i64::MAX);
-        let cursor = serde_json::to_value(&cursor)
-            .and_then(|value| serde_json::to_string(&value))
-            .map_err(|e| {
-                JobError::fatal(format!(
-                    "the cursor of job kind `{}` does not serialize to JSON: {e}",
-                    J::KIND
-                ))
-            })?;
-        // A plain `BEGIN`: PostgreSQL locks rows, so the fenced UPDATE below takes the
-        // job row's lock as it runs, and no special `BEGIN` (SQLite's `IMMEDIATE`) is
-        // needed. Unlike SQLite's, sqlx's PostgreSQL `begin()` is not safe to drop
-        // midway either; see `begin`.
-        let mut tx = self.begin().await?;
-        // The fenced cursor write first: a stale run stops before doing any work.
-        let written = sqlx::query(self.store.checkpoint_in_tx_sql())
-            .bind(ctx.job_id)
-            .bind(ctx.run_token.0)
+    async fn checkpoint_in_transaction<'t>(
+        &'t self,
+        tx: &'t mut Transaction<'static, Postgres>,
+        job: JobId,
+        token: RunToken,
+        cursor: &'t str,
+        count: i64,
+    ) -> Result<u64, sqlx::Error> {
+        let done = sqlx::query(self.checkpoint_in_tx_sql())
+            .bind(job)
+            .bind(token.0)
             .bind(cursor)
             .bind(count)
-            .execute(&mut *tx)
-            .await
-            .map_err(|err| map_sqlx(target, "writing the cursor in an item's transaction", err))?
-            .rows_affected();
-        if written == 0 {
-            let error = self.rejected(&mut tx, ctx).await;
-            let _ = tx.rollback().await;
-            return Err(error);
-        }
-        // An error returns early and drops `tx`: the cursor write and the work roll
-        // back together (sqlx queues the ROLLBACK, sent before the connection is
-        // reused).
-        self.job.process(ctx, item, &mut tx).await?;
-        tx.commit()
-            .await
-            .map_err(|err| map_sqlx(target, "committing an item's transaction", err))?;
-        Ok(())
+            .execute(&mut **tx)
+            .await?;
+        Ok(done.rows_affected())
     }
 
-    fn count_items(&self, item: &Self::Item) -> u64 {
-        self.job.count_items(&item.0)
-    }
-
-    fn total(
-        &self,
-        params: &Self::Params,
-    ) -> impl Future<Output = Result<Option<u64>, JobError>> + Send {
-        self.job.total(params)
-    }
-
-    fn throttle(
-        &self,
-        ctx: &JobContext<Self::Params>,
-    ) -> impl Future<Output = Option<Duration>> + Send {
-        self.job.throttle(ctx)
-    }
-
-    fn on_start(
-        &self,
-        ctx: &JobContext<Self::Params>,
-    ) -> impl Future<Output = Result<(), JobError>> + Send {
-        self.job.on_start(ctx)
-    }
-
-    fn on_resume(
-        &self,
-        ctx: &JobContext<Self::Params>,
-    ) -> impl Future<Output = Result<(), JobError>> + Send {
-        self.job.on_resume(ctx)
-    }
-
-    fn on_interrupt(
-        &self,
-        ctx: &JobContext<Self::Params>,
-        reason: InterruptReason,
-    ) -> impl Future<Output = ()> + Send {
-        self.job.on_interrupt(ctx, reason)
-    }
-
-    fn on_complete(
-        &self,
-        ctx: &JobContext<Self::Params>,
-    ) -> impl Future<Output = Result<(), JobError>> + Send {
-        self.job.on_complete(ctx)
-    }
-
-    fn on_error(
-        &self,
-        ctx: &JobContext<Self::Params>,
-        error: &JobError,
-    ) -> impl Future<Output = ()> + Send {
-        self.job.on_error(ctx, error)
-    }
-
-    fn settings(&self) -> KindSettings {
-        self.job.settings()
+    async fn job_exists_in<'t>(
+        &'t self,
+        tx: &'t mut Transaction<'static, Postgres>,
+        job: JobId,
+    ) -> Result<bool, sqlx::Error> {
+        let row = sqlx::query(self.exists_sql())
+            .bind(job)
+            .fetch_optional(&mut **tx)
+            .await?;
+        Ok(row.is_some())
     }
 }

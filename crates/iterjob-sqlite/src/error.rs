@@ -1,9 +1,10 @@
 //! Turning sqlx errors into [`iterjob::Error`]s that say which database failed and
 //! what to do about it.
 
-use std::fmt;
-
 use iterjob::Error;
+use iterjob_sql::error::ContextError;
+
+pub(crate) use iterjob_sql::error::is_unique_violation;
 
 /// SQLite's primary result codes that get a message of their own.
 /// <https://www.sqlite.org/rescode.html>
@@ -15,26 +16,6 @@ const SQLITE_FULL: i64 = 13;
 const SQLITE_CANTOPEN: i64 = 14;
 const SQLITE_NOTADB: i64 = 26;
 
-/// A sqlx error with the context it happened in. Its message carries the driver's
-/// message too, so it reads well on its own; `source()` still exposes the driver error.
-#[derive(Debug)]
-pub(crate) struct ContextError {
-    context: String,
-    source: sqlx::Error,
-}
-
-impl fmt::Display for ContextError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.context, self.source)
-    }
-}
-
-impl std::error::Error for ContextError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.source)
-    }
-}
-
 /// The SQLite primary result code of a database error (extended codes reduced).
 pub(crate) fn primary_code(err: &sqlx::Error) -> Option<i64> {
     let sqlx::Error::Database(db) = err else {
@@ -42,11 +23,6 @@ pub(crate) fn primary_code(err: &sqlx::Error) -> Option<i64> {
     };
     let code: i64 = db.code()?.parse().ok()?;
     Some(code & 0xff)
-}
-
-/// True for a violation of a UNIQUE index.
-pub(crate) fn is_unique_violation(err: &sqlx::Error) -> bool {
-    matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
 }
 
 /// Maps a sqlx error raised while working on the database at `db` (a path or a
@@ -86,8 +62,5 @@ pub(crate) fn map_sqlx(db: &str, what: &str, err: sqlx::Error) -> Error {
         Some(hint) => format!("SQLite store `{db}`: {what} failed: {hint}"),
         None => format!("SQLite store `{db}`: {what} failed"),
     };
-    Error::Backend(Box::new(ContextError {
-        context,
-        source: err,
-    }))
+    Error::Backend(Box::new(ContextError::new(context, err)))
 }

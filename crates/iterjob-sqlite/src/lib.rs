@@ -51,6 +51,7 @@
 //! database or a schema from a newer iterjob ([`Error::Corrupt`](iterjob::Error::Corrupt)),
 //! a database locked beyond the busy timeout ([`Error::Backend`](iterjob::Error::Backend)).
 
+mod dialect;
 mod error;
 mod events;
 mod keyset;
@@ -58,8 +59,10 @@ mod migrate;
 mod store;
 pub mod transactional;
 
+pub use dialect::SqliteDialect;
 pub use keyset::{
-    DEFAULT_BATCH_SIZE, DEFAULT_MAX_PAGE_SIZE, KeyValue, Keyset, KeysetCursor, KeysetError,
+    DEFAULT_BATCH_SIZE, DEFAULT_MAX_PAGE_SIZE, DEFAULT_MAX_PAGE_TIME, KeyValue, Keyset,
+    KeysetCursor, KeysetError,
 };
 pub use migrate::SCHEMA_VERSION;
 pub use store::{DEFAULT_BUSY_TIMEOUT, SqliteStore};

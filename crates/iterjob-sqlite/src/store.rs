@@ -22,12 +22,15 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use iterjob::store::rules::{AdminAction, AdminStep, UNIQUE_KEY_HELD, admin_step, invalid};
 use iterjob::store::{
     ClaimRequest, Claimed, Control, JobEvent, JobEventKind, JobFilter, JobId, JobRecord, JobState,
-    Millis, NewJob, Outcome, Progress, Release, Rescued, RunToken, Split, SplitRequest, Store,
-    duration_millis, now_micros, now_millis, parent_outcome, rate_cost_micros, release_event,
+    NewJob, Outcome, Progress, Release, Rescued, RunToken, Split, SplitRequest, Store, now_micros,
+    now_millis, parent_outcome, rate_cost_micros, release_event,
 };
 use iterjob::{Error, Result};
+use iterjob_sql::record;
+pub(crate) use iterjob_sql::release::{ReleaseChange, json_text, lease_until, to_i64};
 use serde_json::Value;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
@@ -35,6 +38,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{Row, Sqlite, Transaction};
 
+use crate::dialect::SqliteDialect;
 use crate::error::{is_unique_violation, map_sqlx};
 use crate::{events, migrate};
 
@@ -238,8 +242,15 @@ impl SqliteStore {
     }
 
     fn record(&self, row: &SqliteRow) -> Result<JobRecord> {
-        record_from_row(row)
-            .map_err(|message| Error::Corrupt(format!("SQLite store `{}`: {message}", self.db)))
+        record::job_record::<SqliteDialect>(row).map_err(|message| self.corrupt(message))
+    }
+
+    fn control(&self, row: &SqliteRow) -> Result<Control> {
+        record::control::<SqliteDialect>(row).map_err(|message| self.corrupt(message))
+    }
+
+    fn corrupt(&self, message: String) -> Error {
+        Error::Corrupt(format!("SQLite store `{}`: {message}", self.db))
     }
 
     /// Reads a job inside a transaction, for the admin actions.
@@ -433,151 +444,6 @@ fn check_path(path: &Path, db: &str) -> Result<()> {
     Ok(())
 }
 
-fn lease_until(now: Millis, lease: Duration) -> Millis {
-    now.saturating_add(duration_millis(lease))
-}
-
-fn to_i64(n: u64) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
-}
-
-fn json_text(value: &Value, what: &'static str) -> Result<String> {
-    serde_json::to_string(value).map_err(|source| Error::Serialize { what, source })
-}
-
-fn control(row: &SqliteRow) -> Result<Control> {
-    let flag = |col: &str| {
-        row.try_get::<i64, _>(col)
-            .map(|v| v != 0)
-            .map_err(|e| Error::Corrupt(format!("column `{col}`: {e}")))
-    };
-    Ok(Control {
-        pause_requested: flag("pause_requested")?,
-        cancel_requested: flag("cancel_requested")?,
-        split_requested: flag("split_requested")?,
-    })
-}
-
-/// Decodes one `iterjob_jobs` row; the error says which column is wrong.
-fn record_from_row(row: &SqliteRow) -> std::result::Result<JobRecord, String> {
-    fn col<'r, T>(row: &'r SqliteRow, name: &str) -> std::result::Result<T, String>
-    where
-        T: sqlx::Decode<'r, Sqlite> + sqlx::Type<Sqlite>,
-    {
-        row.try_get(name)
-            .map_err(|e| format!("cannot read column `{name}` of iterjob_jobs: {e}"))
-    }
-    fn count<T: TryFrom<i64>>(row: &SqliteRow, name: &str) -> std::result::Result<T, String> {
-        let v: i64 = col(row, name)?;
-        T::try_from(v)
-            .map_err(|_| format!("column `{name}` of iterjob_jobs holds {v}, out of range"))
-    }
-    fn json(raw: &str, name: &str, id: JobId) -> std::result::Result<Value, String> {
-        serde_json::from_str(raw)
-            .map_err(|e| format!("job {id}: column `{name}` is not valid JSON: {e}"))
-    }
-
-    let id: JobId = col(row, "id")?;
-    let state: String = col(row, "state")?;
-    let state = JobState::from_str(&state)
-        .map_err(|_| format!("job {id} has an unknown state `{state}`"))?;
-    let params: String = col(row, "params")?;
-    let cursor: Option<String> = col(row, "cursor")?;
-    let items_total: Option<i64> = col(row, "items_total")?;
-    Ok(JobRecord {
-        id,
-        kind: col(row, "kind")?,
-        queue: col(row, "queue")?,
-        priority: count(row, "priority")?,
-        state,
-        params: json(&params, "params", id)?,
-        cursor: cursor.map(|c| json(&c, "cursor", id)).transpose()?,
-        items_done: count(row, "items_done")?,
-        items_total: items_total
-            .map(|t| u64::try_from(t).map_err(|_| format!("job {id}: items_total is {t}")))
-            .transpose()?,
-        attempts: count(row, "attempts")?,
-        max_attempts: count(row, "max_attempts")?,
-        interruptions: count(row, "interruptions")?,
-        crashes: count(row, "crashes")?,
-        runs: count(row, "runs")?,
-        last_error: col(row, "last_error")?,
-        unique_key: col(row, "unique_key")?,
-        created_at: col(row, "created_at")?,
-        run_at: col(row, "run_at")?,
-        started_at: col(row, "started_at")?,
-        finished_at: col(row, "finished_at")?,
-        checkpointed_at: col(row, "checkpointed_at")?,
-        running_ms: count(row, "running_ms")?,
-        worker_id: col(row, "worker_id")?,
-        lease_expires_at: col(row, "lease_expires_at")?,
-        pause_requested: col::<i64>(row, "pause_requested")? != 0,
-        cancel_requested: col::<i64>(row, "cancel_requested")? != 0,
-        parent_id: col(row, "parent_id")?,
-        partitions: col::<Option<i64>>(row, "partitions")?
-            .map(|n| u32::try_from(n).map_err(|_| format!("job {id}: partitions is {n}")))
-            .transpose()?,
-        split_requested: col::<i64>(row, "split_requested")? != 0,
-    })
-}
-
-fn invalid(record: &JobRecord, action: &'static str, hint: &'static str) -> Error {
-    Error::InvalidTransition {
-        job: record.id,
-        state: record.state,
-        action,
-        hint,
-    }
-}
-
-/// How a release changes the row (the parameters of `job_release.sql` after progress).
-struct ReleaseChange<'a> {
-    state: JobState,
-    run_at: Option<Millis>,
-    attempts: i64,
-    interruptions: i64,
-    error: Option<&'a str>,
-    finished: bool,
-    clear_requests: bool,
-}
-
-impl<'a> ReleaseChange<'a> {
-    fn of(outcome: &'a Outcome) -> Self {
-        let base = |state| ReleaseChange {
-            state,
-            run_at: None,
-            attempts: 0,
-            interruptions: 0,
-            error: None,
-            finished: state.is_finished(),
-            clear_requests: true,
-        };
-        match outcome {
-            Outcome::Completed => base(JobState::Completed),
-            Outcome::Interrupted { run_at, .. } => ReleaseChange {
-                run_at: Some(*run_at),
-                interruptions: 1,
-                clear_requests: false,
-                ..base(JobState::Queued)
-            },
-            Outcome::Paused => base(JobState::Paused),
-            Outcome::Cancelled => base(JobState::Cancelled),
-            Outcome::Retry { error, run_at } => ReleaseChange {
-                run_at: Some(*run_at),
-                attempts: 1,
-                error: Some(error),
-                clear_requests: false,
-                ..base(JobState::Retrying)
-            },
-            Outcome::Failed { error } => ReleaseChange {
-                attempts: 1,
-                error: Some(error),
-                ..base(JobState::Failed)
-            },
-        }
-    }
-}
-
 #[async_trait::async_trait]
 impl Store for SqliteStore {
     async fn migrate(&self) -> Result<()> {
@@ -682,7 +548,7 @@ impl Store for SqliteStore {
             .await
             .map_err(self.err("extending a lease"))?;
         match row {
-            Some(row) => control(&row),
+            Some(row) => self.control(&row),
             None => Err(self.fence_failed(id).await),
         }
     }
@@ -713,7 +579,7 @@ impl Store for SqliteStore {
             .await
             .map_err(self.err("writing a checkpoint"))?;
         match row {
-            Some(row) => control(&row),
+            Some(row) => self.control(&row),
             None => Err(self.fence_failed(id).await),
         }
     }
@@ -905,9 +771,11 @@ impl Store for SqliteStore {
     async fn job_pause(&self, id: JobId) -> Result<JobRecord> {
         let mut tx = self.begin("pausing a job").await?;
         let record = self.get_in(&mut tx, id).await?;
-        if !record.state.is_finished() && self.is_split_parent(&mut tx, &record).await? {
-            return self
-                .cascade(
+        let split = self.is_split_parent(&mut tx, &record).await?;
+        match admin_step(AdminAction::Pause, &record, split)? {
+            AdminStep::Unchanged => Ok(record),
+            AdminStep::Cascade => {
+                self.cascade(
                     tx,
                     id,
                     JobState::Paused,
@@ -915,31 +783,29 @@ impl Store for SqliteStore {
                     false,
                     "pausing a job",
                 )
-                .await;
-        }
-        match record.state {
-            JobState::Queued | JobState::Retrying | JobState::Running => {}
-            JobState::Paused => return Ok(record),
-            JobState::Completed | JobState::Failed | JobState::Cancelled => {
-                return Err(invalid(&record, "pause", "it already finished"));
+                .await
+            }
+            AdminStep::Now | AdminStep::Requested => {
+                self.admin_update(
+                    tx,
+                    Q_PAUSE,
+                    id,
+                    JobEventKind::OperatorPause,
+                    self.err("pausing a job"),
+                )
+                .await
             }
         }
-        self.admin_update(
-            tx,
-            Q_PAUSE,
-            id,
-            JobEventKind::OperatorPause,
-            self.err("pausing a job"),
-        )
-        .await
     }
 
     async fn job_resume(&self, id: JobId) -> Result<JobRecord> {
         let mut tx = self.begin("resuming a job").await?;
         let record = self.get_in(&mut tx, id).await?;
-        if record.state == JobState::Paused && self.is_split_parent(&mut tx, &record).await? {
-            return self
-                .cascade(
+        let split = self.is_split_parent(&mut tx, &record).await?;
+        match admin_step(AdminAction::Resume, &record, split)? {
+            AdminStep::Unchanged => Ok(record),
+            AdminStep::Cascade => {
+                self.cascade(
                     tx,
                     id,
                     JobState::Running,
@@ -947,60 +813,40 @@ impl Store for SqliteStore {
                     true,
                     "resuming a job",
                 )
-                .await;
-        }
-        match record.state {
-            JobState::Paused => {}
-            JobState::Running if record.pause_requested => {}
-            JobState::Running => {
-                return Err(invalid(
-                    &record,
-                    "resume",
-                    "it is running and no pause is pending; only paused jobs can be resumed",
-                ));
+                .await
             }
-            JobState::Failed | JobState::Cancelled => {
-                return Err(invalid(
-                    &record,
-                    "resume",
-                    "only paused jobs can be resumed; use retry to run a failed or cancelled job again",
-                ));
-            }
-            JobState::Queued | JobState::Retrying | JobState::Completed => {
-                return Err(invalid(
-                    &record,
-                    "resume",
-                    "only paused jobs can be resumed",
-                ));
+            AdminStep::Now | AdminStep::Requested => {
+                self.admin_update(
+                    tx,
+                    Q_RESUME,
+                    id,
+                    JobEventKind::OperatorResume,
+                    self.err("resuming a job"),
+                )
+                .await
             }
         }
-        self.admin_update(
-            tx,
-            Q_RESUME,
-            id,
-            JobEventKind::OperatorResume,
-            self.err("resuming a job"),
-        )
-        .await
     }
 
     async fn job_cancel(&self, id: JobId) -> Result<JobRecord> {
         let mut tx = self.begin("cancelling a job").await?;
         let record = self.get_in(&mut tx, id).await?;
-        if record.state.is_finished() {
-            return Err(invalid(&record, "cancel", "it already finished"));
-        }
-        if self.is_split_parent(&mut tx, &record).await? {
-            return self
-                .cascade(
-                    tx,
-                    id,
-                    JobState::Cancelled,
-                    Q_CANCEL_CHILDREN,
-                    true,
-                    "cancelling a job",
-                )
-                .await;
+        let split = self.is_split_parent(&mut tx, &record).await?;
+        match admin_step(AdminAction::Cancel, &record, split)? {
+            AdminStep::Unchanged => return Ok(record),
+            AdminStep::Cascade => {
+                return self
+                    .cascade(
+                        tx,
+                        id,
+                        JobState::Cancelled,
+                        Q_CANCEL_CHILDREN,
+                        true,
+                        "cancelling a job",
+                    )
+                    .await;
+            }
+            AdminStep::Now | AdminStep::Requested => {}
         }
         if let Some(parent) = record.parent_id
             && record.state != JobState::Running
@@ -1040,32 +886,26 @@ impl Store for SqliteStore {
     async fn job_retry(&self, id: JobId) -> Result<JobRecord> {
         let mut tx = self.begin("retrying a job").await?;
         let record = self.get_in(&mut tx, id).await?;
-        if !matches!(record.state, JobState::Failed | JobState::Cancelled) {
-            return Err(invalid(
-                &record,
-                "retry",
-                "only failed or cancelled jobs can be retried",
-            ));
-        }
-        if self.is_split_parent(&mut tx, &record).await? {
-            return self
-                .cascade(
-                    tx,
-                    id,
-                    JobState::Running,
-                    Q_RETRY_CHILDREN,
-                    true,
-                    "retrying a job",
-                )
-                .await;
+        let split = self.is_split_parent(&mut tx, &record).await?;
+        match admin_step(AdminAction::Retry, &record, split)? {
+            AdminStep::Unchanged => return Ok(record),
+            AdminStep::Cascade => {
+                return self
+                    .cascade(
+                        tx,
+                        id,
+                        JobState::Running,
+                        Q_RETRY_CHILDREN,
+                        true,
+                        "retrying a job",
+                    )
+                    .await;
+            }
+            AdminStep::Now | AdminStep::Requested => {}
         }
         let on_error = |err: sqlx::Error| {
             if is_unique_violation(&err) {
-                invalid(
-                    &record,
-                    "retry",
-                    "another unfinished job holds its unique key; cancel that one first",
-                )
+                invalid(&record, "retry", UNIQUE_KEY_HELD)
             } else {
                 map_sqlx(&self.db, "retrying a job", err)
             }
@@ -1080,8 +920,7 @@ impl Store for SqliteStore {
             .map_err(self.err("reading a job's history"))?;
         rows.iter()
             .map(|row| {
-                events::from_row(row)
-                    .map_err(|e| Error::Corrupt(format!("SQLite store `{}`: {e}", self.db)))
+                record::job_event::<SqliteDialect>(row).map_err(|message| self.corrupt(message))
             })
             .collect()
     }

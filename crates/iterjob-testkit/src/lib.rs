@@ -40,5 +40,6 @@ pub mod pacing;
 pub mod partitions;
 pub mod resume;
 pub mod scenarios;
+pub mod sql;
 
 pub use resume::{assert_resume_exact, collect_all, walk_with_interruptions};

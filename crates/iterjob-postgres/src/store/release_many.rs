@@ -9,7 +9,9 @@ use iterjob::store::{JobId, JobState, Release, Store, now_millis, release_event}
 use iterjob::{Error, Result};
 use sqlx::Row;
 
-use super::{PgStore, ReleaseChange, json_text, to_i64};
+use iterjob_sql::release::{ReleaseChange, json_text, to_i64};
+
+use super::PgStore;
 
 impl PgStore {
     /// Releases `releases` in one `UPDATE … FROM unnest(…)`; a release missing from

@@ -31,6 +31,7 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::store::rate::RateBuckets;
+use crate::store::rules::{self, AdminAction, AdminStep, UNIQUE_KEY_HELD, admin_step};
 use crate::store::{
     ClaimRequest, Claimed, Control, InterruptReason, JobEvent, JobEventKind, JobFilter, JobId,
     JobRecord, JobState, MAX_EVENTS, Millis, NewJob, Outcome, Progress, Rescued, RunToken, Split,
@@ -305,15 +306,6 @@ fn finish(record: &mut JobRecord, state: JobState, now: Millis) {
     record.state = state;
     record.finished_at = Some(now);
     clear_requests(record);
-}
-
-fn invalid(record: &JobRecord, action: &'static str, hint: &'static str) -> Result<JobRecord> {
-    Err(Error::InvalidTransition {
-        job: record.id,
-        state: record.state,
-        action,
-        hint,
-    })
 }
 
 #[async_trait::async_trait]
@@ -648,27 +640,13 @@ impl Store for MemoryStore {
     async fn job_retry(&self, id: JobId) -> Result<JobRecord> {
         let now = now_millis();
         let mut inner = self.lock();
-        let (state, key) = {
-            let record = &inner.entry_mut(id)?.record;
-            (record.state, record.unique_key.clone())
-        };
-        if !matches!(state, JobState::Failed | JobState::Cancelled) {
-            let record = &inner.entry_mut(id)?.record;
-            return invalid(
-                record,
-                "retry",
-                "only failed or cancelled jobs can be retried",
-            );
-        }
+        let key = inner.entry_mut(id)?.record.unique_key.clone();
+        admin_step(AdminAction::Retry, &inner.entry_mut(id)?.record, false)?;
         if let Some(key) = key
             && inner.unique_holder(&key, Some(id)).is_some()
         {
             let record = &inner.entry_mut(id)?.record;
-            return invalid(
-                record,
-                "retry",
-                "another unfinished job holds its unique key; cancel that one first",
-            );
+            return Err(rules::invalid(record, "retry", UNIQUE_KEY_HELD));
         }
         let children = inner.children(id);
         let record = &mut inner.entry_mut(id)?.record;
@@ -831,57 +809,32 @@ impl Store for MemoryStore {
 }
 
 fn pause_one(record: &mut JobRecord) -> Result<()> {
-    match record.state {
-        JobState::Queued | JobState::Retrying => record.state = JobState::Paused,
-        JobState::Running => record.pause_requested = true,
-        JobState::Paused => {}
-        JobState::Completed | JobState::Failed | JobState::Cancelled => {
-            return invalid(record, "pause", "it already finished").map(drop);
-        }
+    match admin_step(AdminAction::Pause, record, false)? {
+        AdminStep::Now => record.state = JobState::Paused,
+        AdminStep::Requested => record.pause_requested = true,
+        AdminStep::Unchanged | AdminStep::Cascade => {}
     }
     Ok(())
 }
 
 fn resume_one(record: &mut JobRecord, now: Millis) -> Result<()> {
-    match record.state {
-        JobState::Paused => {
+    match admin_step(AdminAction::Resume, record, false)? {
+        AdminStep::Now => {
             record.state = JobState::Queued;
             record.run_at = now;
             clear_requests(record);
         }
-        JobState::Running if record.pause_requested => record.pause_requested = false,
-        JobState::Running => {
-            return invalid(
-                record,
-                "resume",
-                "it is running and no pause is pending; only paused jobs can be resumed",
-            )
-            .map(drop);
-        }
-        JobState::Failed | JobState::Cancelled => {
-            return invalid(
-                record,
-                "resume",
-                "only paused jobs can be resumed; use retry to run a failed or cancelled job again",
-            )
-            .map(drop);
-        }
-        JobState::Queued | JobState::Retrying | JobState::Completed => {
-            return invalid(record, "resume", "only paused jobs can be resumed").map(drop);
-        }
+        AdminStep::Requested => record.pause_requested = false,
+        AdminStep::Unchanged | AdminStep::Cascade => {}
     }
     Ok(())
 }
 
 fn cancel_one(record: &mut JobRecord, now: Millis) -> Result<()> {
-    match record.state {
-        JobState::Queued | JobState::Retrying | JobState::Paused => {
-            finish(record, JobState::Cancelled, now);
-        }
-        JobState::Running => record.cancel_requested = true,
-        JobState::Completed | JobState::Failed | JobState::Cancelled => {
-            return invalid(record, "cancel", "it already finished").map(drop);
-        }
+    match admin_step(AdminAction::Cancel, record, false)? {
+        AdminStep::Now => finish(record, JobState::Cancelled, now),
+        AdminStep::Requested => record.cancel_requested = true,
+        AdminStep::Unchanged | AdminStep::Cascade => {}
     }
     Ok(())
 }

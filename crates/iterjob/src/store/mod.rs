@@ -13,6 +13,7 @@
 mod events;
 mod memory;
 mod rate;
+pub mod rules;
 
 pub use events::{JobEvent, JobEventKind, MAX_EVENTS, release_event};
 pub use memory::MemoryStore;

@@ -1,0 +1,752 @@
+//! The [`Store`] trait on PostgreSQL: each method one statement on a kept
+//! connection, or one short transaction that locks the job's row.
+
+use std::collections::BTreeSet;
+use std::str::FromStr;
+use std::time::Duration;
+
+use iterjob::store::rules::{AdminAction, AdminStep, UNIQUE_KEY_HELD, invalid};
+use iterjob::store::{
+    ClaimRequest, Claimed, Control, JobEvent, JobEventKind, JobFilter, JobId, JobRecord, JobState,
+    NewJob, Outcome, Progress, Release, Rescued, RunToken, Split, SplitRequest, Store,
+    duration_millis, now_millis, rate_cost_micros, release_event,
+};
+use iterjob::{Error, Result};
+use iterjob_sql::record;
+use iterjob_sql::release::{ReleaseChange, json_text, to_i64};
+use serde_json::Value;
+use sqlx::Row;
+
+use super::{
+    ANALYZE_AFTER_INSERTING, DEFAULT_LIST_LIMIT, INSERT_CHUNK, MAX_CLAIM, PgStore, claim_limit,
+    rollback,
+};
+use crate::dialect::PgDialect;
+use crate::error::{is_unique_violation, map_sqlx};
+use crate::{events, migrate};
+
+#[async_trait::async_trait]
+impl Store for PgStore {
+    async fn migrate(&self) -> Result<()> {
+        migrate::run(&self.pool, &self.inner.target).await
+    }
+
+    async fn job_insert_many(&self, jobs: &[NewJob]) -> Result<Vec<JobId>> {
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.begin("enqueueing jobs").await?;
+        let mut ids = Vec::with_capacity(jobs.len());
+        let mut rest = jobs;
+        while let Some(first) = rest.first() {
+            if let Some(key) = &first.unique_key {
+                ids.push(self.insert_unique(&mut tx, first, key).await?);
+                rest = &rest[1..];
+                continue;
+            }
+            let run = rest
+                .iter()
+                .take(INSERT_CHUNK)
+                .take_while(|job| job.unique_key.is_none())
+                .count();
+            ids.extend(self.insert_plain(&mut tx, &rest[..run]).await?);
+            rest = &rest[run..];
+        }
+        // announce the queues with jobs claimable now (scheduled ones are found by
+        // polling when their time comes)
+        let now = now_millis();
+        let queues: Vec<String> = jobs
+            .iter()
+            .filter(|job| job.run_at.is_none_or(|at| at <= now))
+            .map(|job| job.queue.clone())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        self.announce(&mut tx, &queues).await?;
+        tx.commit().await.map_err(self.err("enqueueing jobs"))?;
+        if jobs.len() >= ANALYZE_AFTER_INSERTING {
+            // Measured: claims on 20,000 fresh one-item jobs ran 3.3x faster with
+            // statistics than without (the planner sorted every waiting job).
+            if let Err(error) = sqlx::query(&self.q().analyze).execute(self.pool()).await {
+                tracing::debug!(%error, "ANALYZE after a large enqueue failed; claims may be slower until autovacuum");
+            }
+        }
+        if !queues.is_empty() {
+            self.wake_local();
+        }
+        Ok(ids)
+    }
+
+    async fn job_claim(&self, request: &ClaimRequest) -> Result<Vec<Claimed>> {
+        if request.limit == 0 || request.kinds.is_empty() || request.queues.is_empty() {
+            return Ok(Vec::new());
+        }
+        let tokens: Vec<i64> = (0..request.limit.min(MAX_CLAIM))
+            .map(|_| RunToken::random().0)
+            .collect();
+        let sql = self
+            .q()
+            .claim
+            .replace("{claim_limit}", &claim_limit(tokens.len()).to_string());
+        let mut hot = self.hot("claiming jobs").await?;
+        let rows = sqlx::query(&sql)
+            .bind(&request.worker_id)
+            .bind(duration_millis(request.lease))
+            .bind(&request.queues)
+            .bind(&request.kinds)
+            .bind(&tokens)
+            .fetch_all(hot.conn())
+            .await
+            .map_err(self.err("claiming jobs"))?;
+        hot.keep();
+        let mut claimed = rows
+            .iter()
+            .map(|row| {
+                let token: i64 = row
+                    .try_get("run_token")
+                    .map_err(|e| Error::Corrupt(format!("claimed job without a token: {e}")))?;
+                Ok(Claimed {
+                    job: self.record(row)?,
+                    token: RunToken(token),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        // RETURNING gives no order; hand jobs out in claim order
+        claimed.sort_by(|a, b| {
+            (b.job.priority.cmp(&a.job.priority))
+                .then(a.job.run_at.cmp(&b.job.run_at))
+                .then(a.job.id.cmp(&b.job.id))
+        });
+        Ok(claimed)
+    }
+
+    async fn job_heartbeat(&self, id: JobId, token: RunToken, lease: Duration) -> Result<Control> {
+        let mut hot = self.hot("extending a lease").await?;
+        let row = sqlx::query(&self.q().heartbeat)
+            .bind(id)
+            .bind(token.0)
+            .bind(duration_millis(lease))
+            .fetch_optional(hot.conn())
+            .await
+            .map_err(self.err("extending a lease"))?;
+        hot.keep();
+        match row {
+            Some(row) => self.control(&row),
+            None => Err(self.fence_failed(id).await),
+        }
+    }
+
+    async fn job_checkpoint(
+        &self,
+        id: JobId,
+        token: RunToken,
+        progress: &Progress,
+        lease: Duration,
+    ) -> Result<Control> {
+        let cursor = progress
+            .cursor
+            .as_ref()
+            .map(|c| json_text(c, "job cursor"))
+            .transpose()?;
+        let mut hot = self.hot("writing a checkpoint").await?;
+        let row = sqlx::query(&self.q().checkpoint)
+            .bind(id)
+            .bind(token.0)
+            .bind(duration_millis(lease))
+            .bind(cursor)
+            .bind(to_i64(progress.items_done))
+            .bind(progress.items_total.map(to_i64))
+            .bind(to_i64(progress.running_ms))
+            .fetch_optional(hot.conn())
+            .await
+            .map_err(self.err("writing a checkpoint"))?;
+        hot.keep();
+        match row {
+            Some(row) => self.control(&row),
+            None => Err(self.fence_failed(id).await),
+        }
+    }
+
+    async fn job_release(
+        &self,
+        id: JobId,
+        token: RunToken,
+        progress: Option<&Progress>,
+        outcome: &Outcome,
+    ) -> Result<()> {
+        let cursor = progress
+            .and_then(|p| p.cursor.as_ref())
+            .map(|c| json_text(c, "job cursor"))
+            .transpose()?;
+        let change = ReleaseChange::of(outcome);
+        // Completion writes no event: one statement on the pool, as it always was.
+        // Any other outcome records its event in the same transaction.
+        let event = release_event(outcome);
+        let mut tx = match event {
+            Some(_) => Some(self.begin("releasing a job").await?),
+            None => None,
+        };
+        let release = sqlx::query(&self.q().release)
+            .bind(id)
+            .bind(token.0)
+            .bind(progress.is_some())
+            .bind(cursor)
+            .bind(progress.map(|p| to_i64(p.items_done)))
+            .bind(progress.and_then(|p| p.items_total).map(to_i64))
+            .bind(progress.map(|p| to_i64(p.running_ms)))
+            .bind(change.state.as_str())
+            .bind(change.run_at)
+            .bind(change.attempts)
+            .bind(change.interruptions)
+            .bind(change.error)
+            .bind(change.finished)
+            .bind(change.clear_requests)
+            .bind(self.channel_param());
+        let row = match tx.as_mut() {
+            Some(tx) => release.fetch_optional(&mut **tx).await,
+            None => {
+                let mut hot = self.hot("releasing a job").await?;
+                let row = release.fetch_optional(hot.conn()).await;
+                if row.is_ok() {
+                    hot.keep();
+                }
+                row
+            }
+        }
+        .map_err(self.err("releasing a job"))?;
+        let Some(row) = row else {
+            if let Some(tx) = tx {
+                let _ = tx.rollback().await;
+            }
+            return Err(self.fence_failed(id).await);
+        };
+        let parent: Option<JobId> = row
+            .try_get("parent_id")
+            .map_err(self.err("releasing a job"))?;
+        if let (Some(mut tx), Some((kind, reason, error))) = (tx, event) {
+            events::insert(&mut *tx, self.schema(), &[id], kind, reason, error)
+                .await
+                .map_err(self.err("recording a release in the job's history"))?;
+            tx.commit().await.map_err(self.err("releasing a job"))?;
+        }
+        if let Some(parent) = parent
+            && change.state.is_finished()
+        {
+            // The release is committed (finishing the parent reads it); if this
+            // fails, the rescuer finishes the parent later.
+            self.finalize_now(parent).await?;
+        }
+        if change.state == JobState::Queued && change.run_at.is_none_or(|at| at <= now_millis()) {
+            self.wake_local();
+        }
+        Ok(())
+    }
+
+    async fn job_release_many(&self, releases: &[Release]) -> Result<Vec<Result<()>>> {
+        self.release_many(releases).await
+    }
+
+    async fn job_rescue_expired(&self, max_crashes: u32) -> Result<Vec<Rescued>> {
+        let mut tx = self.begin("rescuing jobs with expired leases").await?;
+        let rows = sqlx::query(&self.q().rescue)
+            .bind(i64::from(max_crashes))
+            .bind(self.channel_param())
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(self.err("rescuing jobs with expired leases"))?;
+        let ids = rows
+            .iter()
+            .map(|row| row.try_get::<JobId, _>("id"))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(self.err("rescuing jobs"))?;
+        events::insert(
+            &mut *tx,
+            self.schema(),
+            &ids,
+            JobEventKind::Rescued,
+            None,
+            None,
+        )
+        .await
+        .map_err(self.err("recording rescues in the jobs' history"))?;
+        tx.commit()
+            .await
+            .map_err(self.err("rescuing jobs with expired leases"))?;
+        let mut rescued = rows
+            .iter()
+            .map(|row| {
+                let id: JobId = row.try_get("id").map_err(self.err("rescuing jobs"))?;
+                let state: String = row.try_get("state").map_err(self.err("rescuing jobs"))?;
+                let state = JobState::from_str(&state).map_err(|_| {
+                    Error::Corrupt(format!("job {id} has an unknown state `{state}`"))
+                })?;
+                Ok(Rescued { id, state })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        rescued.sort_by_key(|r| r.id);
+        for r in &rescued {
+            tracing::debug!(job = r.id, state = %r.state, "rescued a job whose lease expired");
+        }
+        if rescued.iter().any(|r| r.state == JobState::Queued) {
+            self.wake_local();
+        }
+        let parents: Vec<JobId> = sqlx::query_scalar(&self.q().finalize_candidates)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(self.err("looking for finished partitioned jobs"))?;
+        for parent in parents {
+            self.finalize_now(parent).await?;
+        }
+        Ok(rescued)
+    }
+
+    async fn job_get(&self, id: JobId) -> Result<Option<JobRecord>> {
+        let row = sqlx::query(&self.q().get)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(self.err("reading a job"))?;
+        match row {
+            None => Ok(None),
+            Some(row) => Ok(Some(self.with_progress(self.record(&row)?).await?)),
+        }
+    }
+
+    async fn job_list(&self, filter: &JobFilter) -> Result<Vec<JobRecord>> {
+        let limit = filter.limit.unwrap_or(DEFAULT_LIST_LIMIT);
+        let rows = sqlx::query(&self.q().list)
+            .bind(filter.state.map(JobState::as_str))
+            .bind(filter.kind.as_deref())
+            .bind(filter.queue.as_deref())
+            .bind(filter.before_id)
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .bind(filter.top_level)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(self.err("listing jobs"))?;
+        let mut records = Vec::with_capacity(rows.len());
+        for row in &rows {
+            records.push(self.with_progress(self.record(row)?).await?);
+        }
+        Ok(records)
+    }
+
+    async fn job_count_by_state(&self) -> Result<Vec<(JobState, u64)>> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(&self.q().count)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(self.err("counting jobs"))?;
+        let mut counts: Vec<(JobState, u64)> = JobState::ALL.into_iter().map(|s| (s, 0)).collect();
+        for (state, n) in rows {
+            let state = JobState::from_str(&state).map_err(|_| {
+                Error::Corrupt(format!(
+                    "PostgreSQL store {}: jobs with an unknown state `{state}`",
+                    self.inner.target
+                ))
+            })?;
+            if let Some(slot) = counts.iter_mut().find(|(s, _)| *s == state) {
+                slot.1 = u64::try_from(n).unwrap_or(0);
+            }
+        }
+        Ok(counts)
+    }
+
+    async fn job_pause(&self, id: JobId) -> Result<JobRecord> {
+        let (tx, record, step) = match self
+            .admin_begin(id, AdminAction::Pause, "pausing a job")
+            .await?
+        {
+            Ok(begun) => begun,
+            Err(record) => return Ok(record),
+        };
+        match step {
+            AdminStep::Cascade => {
+                self.cascade(
+                    tx,
+                    id,
+                    JobState::Paused,
+                    &self.q().pause_children,
+                    "pausing a job",
+                )
+                .await
+            }
+            _ => {
+                let _ = record;
+                self.admin_update(
+                    tx,
+                    &self.q().pause,
+                    id,
+                    JobEventKind::OperatorPause,
+                    self.err("pausing a job"),
+                )
+                .await
+            }
+        }
+    }
+
+    async fn job_resume(&self, id: JobId) -> Result<JobRecord> {
+        let (tx, _record, step) = match self
+            .admin_begin(id, AdminAction::Resume, "resuming a job")
+            .await?
+        {
+            Ok(begun) => begun,
+            Err(record) => return Ok(record),
+        };
+        match step {
+            AdminStep::Cascade => {
+                self.cascade(
+                    tx,
+                    id,
+                    JobState::Running,
+                    &self.q().resume_children,
+                    "resuming a job",
+                )
+                .await
+            }
+            _ => {
+                self.admin_update(
+                    tx,
+                    &self.q().resume,
+                    id,
+                    JobEventKind::OperatorResume,
+                    self.err("resuming a job"),
+                )
+                .await
+            }
+        }
+    }
+
+    async fn job_cancel(&self, id: JobId) -> Result<JobRecord> {
+        let (tx, record, step) = match self
+            .admin_begin(id, AdminAction::Cancel, "cancelling a job")
+            .await?
+        {
+            Ok(begun) => begun,
+            Err(record) => return Ok(record),
+        };
+        if step == AdminStep::Cascade {
+            return self
+                .cascade(
+                    tx,
+                    id,
+                    JobState::Cancelled,
+                    &self.q().cancel_children,
+                    "cancelling a job",
+                )
+                .await;
+        }
+        let finishes_partition = record
+            .parent_id
+            .filter(|_| record.state != JobState::Running);
+        let cancelled = self
+            .admin_update(
+                tx,
+                &self.q().cancel,
+                id,
+                JobEventKind::OperatorCancel,
+                self.err("cancelling a job"),
+            )
+            .await?;
+        if let Some(parent) = finishes_partition {
+            // a waiting partition finished now: its parent may be done
+            self.finalize_now(parent).await?;
+        }
+        Ok(cancelled)
+    }
+
+    async fn job_wait_available(&self) {
+        // registered before the listener starts, so no wake-up in between is missed
+        let notified = self.inner.available.notified();
+        self.ensure_listener();
+        notified.await;
+    }
+
+    async fn job_retry(&self, id: JobId) -> Result<JobRecord> {
+        let (tx, record, step) = match self
+            .admin_begin(id, AdminAction::Retry, "retrying a job")
+            .await?
+        {
+            Ok(begun) => begun,
+            Err(record) => return Ok(record),
+        };
+        if step == AdminStep::Cascade {
+            let retried = self
+                .cascade(
+                    tx,
+                    id,
+                    JobState::Running,
+                    &self.q().retry_children,
+                    "retrying a job",
+                )
+                .await?;
+            // every partition may have completed already (a parent cancelled late)
+            self.finalize_now(id).await?;
+            return Ok(self.job_get(id).await?.unwrap_or(retried));
+        }
+        let on_error = |err: sqlx::Error| {
+            if is_unique_violation(&err) {
+                invalid(&record, "retry", UNIQUE_KEY_HELD)
+            } else {
+                map_sqlx(&self.inner.target, "retrying a job", err)
+            }
+        };
+        self.admin_update(
+            tx,
+            &self.q().retry,
+            id,
+            JobEventKind::OperatorRetry,
+            on_error,
+        )
+        .await
+    }
+
+    async fn job_events(&self, id: JobId, limit: usize) -> Result<Vec<JobEvent>> {
+        let rows = events::list(&self.pool, self.schema(), id, limit)
+            .await
+            .map_err(self.err("reading a job's history"))?;
+        rows.iter()
+            .map(|row| record::job_event::<PgDialect>(row).map_err(|message| self.corrupt(message)))
+            .collect()
+    }
+
+    async fn job_partition(
+        &self,
+        id: JobId,
+        token: RunToken,
+        children: &[Value],
+    ) -> Result<Vec<JobId>> {
+        let params = children
+            .iter()
+            .map(|p| json_text(p, "partition parameters"))
+            .collect::<Result<Vec<_>>>()?;
+        let mut tx = self.begin("splitting a job into partitions").await?;
+        let planned = sqlx::query(&self.q().partition)
+            .bind(id)
+            .bind(token.0)
+            .bind(i64::try_from(children.len()).unwrap_or(i64::MAX))
+            .fetch_optional(&mut *tx)
+            .await;
+        match planned {
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                let _ = tx.rollback().await;
+                return Err(match self.job_get(id).await? {
+                    Some(record) if record.partitions.is_none() => Error::Config(format!(
+                        "job {id} was not enqueued as a partitioned job; it cannot be split into partitions"
+                    )),
+                    _ => self.fence_failed(id).await,
+                });
+            }
+            Err(err) => {
+                let err = map_sqlx(&self.inner.target, "splitting a job into partitions", err);
+                return rollback(tx, err).await;
+            }
+        }
+        let mut ids = Vec::with_capacity(children.len());
+        let mut queues = BTreeSet::new();
+        for params in &params {
+            let row = match sqlx::query(&self.q().insert_partition)
+                .bind(id)
+                .bind(params)
+                .fetch_one(&mut *tx)
+                .await
+            {
+                Ok(row) => row,
+                Err(err) => {
+                    let err = map_sqlx(&self.inner.target, "enqueueing a partition", err);
+                    return rollback(tx, err).await;
+                }
+            };
+            ids.push(
+                row.try_get::<JobId, _>("id")
+                    .map_err(self.err("enqueueing a partition"))?,
+            );
+            if row
+                .try_get::<String, _>("state")
+                .map_err(self.err("enqueueing a partition"))?
+                == "queued"
+            {
+                queues.insert(
+                    row.try_get::<String, _>("queue")
+                        .map_err(self.err("enqueueing a partition"))?,
+                );
+            }
+        }
+        let queues: Vec<String> = queues.into_iter().collect();
+        self.announce(&mut tx, &queues).await?;
+        tx.commit()
+            .await
+            .map_err(self.err("splitting a job into partitions"))?;
+        if !queues.is_empty() {
+            self.wake_local();
+        }
+        Ok(ids)
+    }
+
+    async fn job_split(
+        &self,
+        id: JobId,
+        token: RunToken,
+        progress: &Progress,
+        split: Option<&Split>,
+        lease: Duration,
+    ) -> Result<Option<JobId>> {
+        let cursor = progress
+            .cursor
+            .as_ref()
+            .map(|c| json_text(c, "job cursor"))
+            .transpose()?;
+        let keep = split
+            .map(|s| json_text(&s.keep, "partition parameters"))
+            .transpose()?;
+        let give = split
+            .map(|s| json_text(&s.give, "partition parameters"))
+            .transpose()?;
+        let mut tx = self.begin("splitting a partition").await?;
+        if split.is_some() {
+            // lock the parent before the partition, in the order the parent's admin
+            // actions take them
+            let parent: Option<Option<JobId>> = match sqlx::query_scalar(&self.q().parent_of)
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await
+            {
+                Ok(parent) => parent,
+                Err(err) => {
+                    return rollback(
+                        tx,
+                        Err(map_sqlx(&self.inner.target, "splitting a partition", err)),
+                    )
+                    .await;
+                }
+            };
+            match parent {
+                None => return rollback(tx, Error::JobNotFound(id)).await,
+                Some(None) => {
+                    return rollback(
+                        tx,
+                        Error::Config(format!(
+                            "job {id} is not a partition of a partitioned job; only partitions can be split"
+                        )),
+                    )
+                    .await;
+                }
+                Some(Some(parent)) => {
+                    if let Err(err) = sqlx::query(&self.q().lock_parent)
+                        .bind(parent)
+                        .execute(&mut *tx)
+                        .await
+                    {
+                        return rollback(
+                            tx,
+                            Err(map_sqlx(&self.inner.target, "splitting a partition", err)),
+                        )
+                        .await;
+                    }
+                }
+            }
+        }
+        let row = match sqlx::query(&self.q().split)
+            .bind(id)
+            .bind(token.0)
+            .bind(duration_millis(lease))
+            .bind(cursor)
+            .bind(to_i64(progress.items_done))
+            .bind(progress.items_total.map(to_i64))
+            .bind(to_i64(progress.running_ms))
+            .bind(keep)
+            .fetch_optional(&mut *tx)
+            .await
+        {
+            Ok(row) => row,
+            Err(err) => {
+                return rollback(
+                    tx,
+                    Err(map_sqlx(&self.inner.target, "splitting a partition", err)),
+                )
+                .await;
+            }
+        };
+        let Some(row) = row else {
+            let _ = tx.rollback().await;
+            return Err(self.fence_failed(id).await);
+        };
+        let (Some(give), Some(parent)) = (
+            give,
+            row.try_get::<Option<JobId>, _>("parent_id")
+                .map_err(self.err("splitting a partition"))?,
+        ) else {
+            tx.commit()
+                .await
+                .map_err(self.err("writing a checkpoint"))?;
+            return Ok(None);
+        };
+        let inserted = match sqlx::query(&self.q().insert_partition)
+            .bind(parent)
+            .bind(give)
+            .fetch_one(&mut *tx)
+            .await
+        {
+            Ok(row) => row,
+            Err(err) => {
+                return rollback(
+                    tx,
+                    Err(map_sqlx(&self.inner.target, "enqueueing a partition", err)),
+                )
+                .await;
+            }
+        };
+        let new: JobId = inserted
+            .try_get("id")
+            .map_err(self.err("enqueueing a partition"))?;
+        let claimable = inserted
+            .try_get::<String, _>("state")
+            .map_err(self.err("enqueueing a partition"))?
+            == "queued";
+        if claimable {
+            let queue: String = inserted
+                .try_get("queue")
+                .map_err(self.err("enqueueing a partition"))?;
+            self.announce(&mut tx, &[queue]).await?;
+        }
+        tx.commit()
+            .await
+            .map_err(self.err("splitting a partition"))?;
+        if claimable {
+            self.wake_local();
+        }
+        Ok(Some(new))
+    }
+
+    async fn job_request_split(&self, request: &SplitRequest) -> Result<Option<JobId>> {
+        if request.kinds.is_empty() || request.queues.is_empty() {
+            return Ok(None);
+        }
+        sqlx::query_scalar(&self.q().request_split)
+            .bind(&request.queues)
+            .bind(&request.kinds)
+            .bind(to_i64(request.min_remaining.max(2)))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(self.err("asking a partition to split"))
+    }
+
+    async fn job_partitions(&self, parent: JobId) -> Result<Vec<JobRecord>> {
+        let rows = sqlx::query(&self.q().partitions)
+            .bind(parent)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(self.err("listing a job's partitions"))?;
+        rows.iter().map(|row| self.record(row)).collect()
+    }
+
+    async fn rate_acquire(&self, key: &str, n: u64, interval: Duration) -> Result<Duration> {
+        let wait_us: i64 = sqlx::query_scalar(&self.q().rate_acquire)
+            .bind(key)
+            .bind(rate_cost_micros(n, interval))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(self.err("reserving from a rate limit"))?;
+        Ok(Duration::from_micros(u64::try_from(wait_us).unwrap_or(0)))
+    }
+}

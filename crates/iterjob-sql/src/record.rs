@@ -1,0 +1,146 @@
+//! Decoding the stores' job rows into [`JobRecord`]s, once for every SQL store: the
+//! error names the column that is wrong, so a corrupt or hand-edited row is a clear
+//! [`Error::Corrupt`](iterjob::Error::Corrupt), never a panic.
+
+use std::str::FromStr;
+
+use iterjob::store::{
+    Control, InterruptReason, JobEvent, JobEventKind, JobId, JobRecord, JobState,
+};
+use serde_json::Value;
+
+use crate::dialect::{Dialect, RowOf};
+
+/// Decodes one job row (every column of the jobs table); the error says which column
+/// is wrong and why.
+///
+/// # Errors
+/// A message naming the column: missing, of another type, out of range, not JSON.
+pub fn job_record<D: Dialect>(row: &RowOf<D>) -> Result<JobRecord, String> {
+    let reader = Columns::<D>(row);
+    let id: JobId = reader.int("id")?;
+    let state: String = reader.text("state")?;
+    let state = JobState::from_str(&state)
+        .map_err(|_| format!("job {id} has an unknown state `{state}`"))?;
+    Ok(JobRecord {
+        id,
+        kind: reader.text("kind")?,
+        queue: reader.text("queue")?,
+        priority: reader.count("priority", id)?,
+        state,
+        params: reader.json("params", id)?.unwrap_or(Value::Null),
+        cursor: reader.json("cursor", id)?,
+        items_done: reader.count("items_done", id)?,
+        items_total: reader.opt_count("items_total", id)?,
+        attempts: reader.count("attempts", id)?,
+        max_attempts: reader.count("max_attempts", id)?,
+        interruptions: reader.count("interruptions", id)?,
+        crashes: reader.count("crashes", id)?,
+        runs: reader.count("runs", id)?,
+        last_error: reader.opt_text("last_error")?,
+        unique_key: reader.opt_text("unique_key")?,
+        created_at: reader.int("created_at")?,
+        run_at: reader.int("run_at")?,
+        started_at: reader.opt_int("started_at")?,
+        finished_at: reader.opt_int("finished_at")?,
+        checkpointed_at: reader.opt_int("checkpointed_at")?,
+        running_ms: reader.count("running_ms", id)?,
+        worker_id: reader.opt_text("worker_id")?,
+        lease_expires_at: reader.opt_int("lease_expires_at")?,
+        pause_requested: reader.flag("pause_requested")?,
+        cancel_requested: reader.flag("cancel_requested")?,
+        parent_id: reader.opt_int("parent_id")?,
+        partitions: reader.opt_count("partitions", id)?,
+        split_requested: reader.flag("split_requested")?,
+    })
+}
+
+/// Decodes the operator's pending requests (`pause_requested`, `cancel_requested`,
+/// `split_requested`) returned by a heartbeat or checkpoint.
+///
+/// # Errors
+/// A message naming the column that is wrong.
+pub fn control<D: Dialect>(row: &RowOf<D>) -> Result<Control, String> {
+    let reader = Columns::<D>(row);
+    Ok(Control {
+        pause_requested: reader.flag("pause_requested")?,
+        cancel_requested: reader.flag("cancel_requested")?,
+        split_requested: reader.flag("split_requested")?,
+    })
+}
+
+/// Decodes one row of the job-events table; the error names the column.
+///
+/// # Errors
+/// A message naming the column that is wrong.
+pub fn job_event<D: Dialect>(row: &RowOf<D>) -> Result<JobEvent, String> {
+    let reader = Columns::<D>(row);
+    let id = reader.int("id")?;
+    let kind = reader.text("event")?;
+    let state = reader.text("state")?;
+    let reason = reader.opt_text("reason")?;
+    Ok(JobEvent {
+        id,
+        job_id: reader.int("job_id")?,
+        at: reader.int("at")?,
+        kind: JobEventKind::from_str(&kind)
+            .map_err(|_| format!("job event {id}: unknown event `{kind}`"))?,
+        state: JobState::from_str(&state)
+            .map_err(|_| format!("job event {id}: unknown state `{state}`"))?,
+        reason: reason
+            .map(|r| {
+                InterruptReason::from_str(&r)
+                    .map_err(|_| format!("job event {id}: unknown reason `{r}`"))
+            })
+            .transpose()?,
+        cursor: reader.json("cursor", id)?,
+        items_done: reader.opt_count("items_done", id)?.unwrap_or(0),
+        error: reader.opt_text("error")?,
+    })
+}
+
+/// Reads a row's columns through the dialect, with messages naming the column.
+struct Columns<'r, D: Dialect>(&'r RowOf<D>);
+
+impl<D: Dialect> Columns<'_, D> {
+    fn opt_int(&self, name: &str) -> Result<Option<i64>, String> {
+        D::row_int(self.0, name).map_err(|e| format!("cannot read column `{name}`: {e}"))
+    }
+
+    fn int(&self, name: &str) -> Result<i64, String> {
+        self.opt_int(name)?
+            .ok_or_else(|| format!("column `{name}` is NULL"))
+    }
+
+    fn count<T: TryFrom<i64>>(&self, name: &str, id: JobId) -> Result<T, String> {
+        let v = self.int(name)?;
+        T::try_from(v).map_err(|_| format!("job {id}: column `{name}` holds {v}, out of range"))
+    }
+
+    fn opt_count<T: TryFrom<i64>>(&self, name: &str, id: JobId) -> Result<Option<T>, String> {
+        self.opt_int(name)?
+            .map(|v| {
+                T::try_from(v)
+                    .map_err(|_| format!("job {id}: column `{name}` holds {v}, out of range"))
+            })
+            .transpose()
+    }
+
+    fn opt_text(&self, name: &str) -> Result<Option<String>, String> {
+        D::row_text(self.0, name).map_err(|e| format!("cannot read column `{name}`: {e}"))
+    }
+
+    fn text(&self, name: &str) -> Result<String, String> {
+        self.opt_text(name)?
+            .ok_or_else(|| format!("column `{name}` is NULL"))
+    }
+
+    fn flag(&self, name: &str) -> Result<bool, String> {
+        D::row_flag(self.0, name).map_err(|e| format!("cannot read column `{name}`: {e}"))
+    }
+
+    fn json(&self, name: &str, id: JobId) -> Result<Option<Value>, String> {
+        D::row_json(self.0, name)
+            .map_err(|e| format!("job {id}: column `{name}` is not valid JSON: {e}"))
+    }
+}
