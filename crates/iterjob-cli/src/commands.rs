@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use iterjob::store::{JobFilter, JobId, JobRecord, JobState, NewJob};
 use iterjob::{Registry, Worker, WorkerConfig};
 
+#[cfg(feature = "dashboard")]
 use crate::dashboard::{self, DashboardArgs, DashboardOptions};
 use crate::demo::{self, DemoArgs};
 use crate::output::{job_detail, job_json, jobs_table};
@@ -17,7 +18,7 @@ use crate::store::{DEFAULT_DATABASE_URL, open_store};
 #[derive(Debug, Parser)]
 #[command(name = "iterjob", version, about, long_about = None)]
 pub struct Cli {
-    /// The store: sqlite://PATH or postgres://USER@HOST/DB[?schema=NAME] (default: iterjob.db in the current directory).
+    /// The store: sqlite://PATH, postgres://USER@HOST/DB[?schema=NAME] or mysql://USER@HOST/DB (default: iterjob.db in the current directory).
     #[arg(long, global = true, env = "ITERJOB_DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
     pub database_url: String,
 
@@ -57,6 +58,7 @@ pub enum Command {
     /// List the job kinds this binary can run.
     Kinds,
     /// Serve the web dashboard (127.0.0.1:8080 unless --bind; other addresses need --token).
+    #[cfg(feature = "dashboard")]
     Dashboard(DashboardArgs),
 }
 
@@ -101,9 +103,11 @@ pub struct WorkerArgs {
     pub split_min_remaining: u64,
     /// Also serve the web dashboard on this address (its /metrics then include this
     /// worker's runtime metrics). Anything but loopback requires --token.
+    #[cfg(feature = "dashboard")]
     #[arg(long, value_name = "ADDR")]
     pub dashboard: Option<std::net::SocketAddr>,
     /// The dashboard's token and CSV uploads.
+    #[cfg(feature = "dashboard")]
     #[command(flatten)]
     pub dashboard_options: DashboardOptions,
 }
@@ -225,6 +229,7 @@ pub(crate) async fn execute(cli: Cli, registry: Registry) -> Result<()> {
                     Ok(())
                 }
                 Command::Worker(args) => run_worker(store, registry, args).await,
+                #[cfg(feature = "dashboard")]
                 Command::Dashboard(args) => dashboard::run(store, registry, args).await,
                 Command::Enqueue(args) => enqueue(&*store, &registry, args).await,
                 Command::Jobs(args) => list(&*store, args).await,
@@ -376,6 +381,7 @@ async fn run_worker(
     config.rescue_interval = (args.lease / 4).max(Duration::from_millis(100));
     config.dynamic_splitting = !args.no_dynamic_splitting;
     config.split_min_remaining = args.split_min_remaining;
+    #[cfg(feature = "dashboard")]
     let web = match args.dashboard {
         Some(addr) => {
             let mut web = dashboard::build(Arc::clone(&store), &registry, &args.dashboard_options)?;
@@ -390,6 +396,7 @@ async fn run_worker(
     };
     let worker = Arc::new(Worker::new(store, registry, config)?);
     let shutdown = worker.shutdown_token();
+    #[cfg(feature = "dashboard")]
     if let Some((web, addr)) = web {
         dashboard::spawn(web, addr, shutdown.clone()).await?;
     }

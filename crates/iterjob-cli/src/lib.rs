@@ -33,7 +33,13 @@
 //! The database comes from `--database-url` or `ITERJOB_DATABASE_URL`; the default is
 //! the SQLite file `iterjob.db` in the current directory.
 
+#[cfg(not(any(feature = "sqlite", feature = "postgres", feature = "mysql")))]
+compile_error!(
+    "iterjob-cli needs at least one store: enable its `sqlite`, `postgres` or `mysql` feature"
+);
+
 mod commands;
+#[cfg(feature = "dashboard")]
 mod dashboard;
 mod demo;
 mod output;
@@ -44,8 +50,9 @@ use std::process::ExitCode;
 use iterjob::{Job, Registry};
 
 pub use commands::Cli;
+#[cfg(feature = "dashboard")]
 pub use dashboard::{DashboardArgs, DashboardOptions};
-pub use demo::SyncProducts;
+pub use demo::{Product, SyncParams, SyncProducts};
 pub use store::{DEFAULT_DATABASE_URL, OpenStore, open_store};
 
 /// A command-line application over a set of job kinds.

@@ -1,50 +1,76 @@
-//! Opening the store a `--database-url` names.
+//! Opening the store a `--database-url` names: SQLite, PostgreSQL or MySQL, as far as
+//! the binary was built with them (cargo features `sqlite`, `postgres`, `mysql`).
 
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use iterjob::Store;
-use iterjob_postgres::PgStore;
-use iterjob_sqlite::SqliteStore;
+
+pub(crate) use crate::demo::Backend;
 
 /// The default database: the SQLite file `iterjob.db` in the current directory.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://iterjob.db";
+
+/// The databases this binary can open, for messages: `sqlite, postgres, mysql`.
+pub(crate) fn built_with() -> String {
+    let features = [
+        (cfg!(feature = "sqlite"), "sqlite"),
+        (cfg!(feature = "postgres"), "postgres"),
+        (cfg!(feature = "mysql"), "mysql"),
+    ];
+    let on: Vec<&str> = features
+        .iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, name)| *name)
+        .collect();
+    if on.is_empty() {
+        "no database".to_string()
+    } else {
+        on.join(", ")
+    }
+}
+
+/// The error for a URL whose database this binary was built without.
+#[allow(dead_code)] // not with every feature on
+fn missing(url: &str, feature: &str) -> anyhow::Error {
+    anyhow::anyhow!(
+        "`{url}` names a {feature} database, but this binary was built without the \
+         `{feature}` feature (it has: {}); rebuild with `--features {feature}`",
+        built_with()
+    )
+}
 
 /// An open, migrated store.
 #[derive(Clone)]
 pub struct OpenStore {
     /// The store, for the runtime and admin commands.
     pub store: Arc<dyn Store>,
-    /// The SQLite store, when the URL named one (the demo keeps its products there).
-    pub sqlite: Option<SqliteStore>,
-    /// The PostgreSQL store, when the URL named one.
-    pub postgres: Option<PgStore>,
+    /// The same store by its database, for the demo (its products live there).
+    pub(crate) backend: Backend,
 }
 
-/// Opens the store for `url` and applies migrations:
-///
-/// * `postgres://user[:password]@host[:port]/database` (or `postgresql://`): the
-///   PostgreSQL store, in schema `iterjob`; add `?schema=NAME` for another schema.
-///   Every command works on it except `demo`, which keeps its products in SQLite.
-/// * `sqlite://path`, `sqlite:path`, or a path ending in `.db`/`.sqlite`/`.sqlite3`:
-///   the SQLite store.
-pub async fn open_store(url: &str) -> Result<OpenStore> {
-    let url = url.trim();
-    if url.is_empty() {
-        bail!(
-            "the database URL is empty; pass --database-url sqlite://iterjob.db or \
-             postgres://user@host/database (or set ITERJOB_DATABASE_URL)"
-        );
+impl std::fmt::Debug for OpenStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenStore")
+            .field("backend", &self.backend)
+            .finish_non_exhaustive()
     }
+}
+
+/// Which store a URL names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Sqlite,
+    Postgres,
+    MySql,
+}
+
+fn kind_of(url: &str) -> Option<Kind> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        let postgres = PgStore::connect(url)
-            .await
-            .context("opening the iterjob store on PostgreSQL")?;
-        return Ok(OpenStore {
-            store: Arc::new(postgres.clone()),
-            sqlite: None,
-            postgres: Some(postgres),
-        });
+        return Some(Kind::Postgres);
+    }
+    if url.starts_with("mysql://") || url.starts_with("mariadb://") {
+        return Some(Kind::MySql);
     }
     let looks_sqlite = url.starts_with("sqlite:")
         || !url.contains("://")
@@ -52,18 +78,89 @@ pub async fn open_store(url: &str) -> Result<OpenStore> {
                 || url.ends_with(".sqlite")
                 || url.ends_with(".sqlite3")
                 || url.contains('/'));
-    if !looks_sqlite {
+    looks_sqlite.then_some(Kind::Sqlite)
+}
+
+/// Opens the store for `url` and applies migrations:
+///
+/// * `sqlite://path`, `sqlite:path`, or a path ending in `.db`/`.sqlite`/`.sqlite3`:
+///   the SQLite store (feature `sqlite`).
+/// * `postgres://user[:password]@host[:port]/database` (or `postgresql://`): the
+///   PostgreSQL store, in schema `iterjob`; add `?schema=NAME` for another schema
+///   (feature `postgres`).
+/// * `mysql://user[:password]@host[:port]/database` (or `mariadb://`): the MySQL
+///   and MariaDB store, its tables (`iterjob_*`) in that database (feature `mysql`).
+pub async fn open_store(url: &str) -> Result<OpenStore> {
+    let url = url.trim();
+    if url.is_empty() {
         bail!(
-            "unsupported database URL `{url}`; use sqlite://PATH (for example \
-             sqlite://iterjob.db) or postgres://user@host/database"
+            "the database URL is empty; pass --database-url sqlite://iterjob.db, \
+             postgres://user@host/database or mysql://user@host/database (or set \
+             ITERJOB_DATABASE_URL)"
         );
     }
-    let sqlite = SqliteStore::connect(url)
-        .await
-        .with_context(|| format!("opening the iterjob store at {url}"))?;
-    Ok(OpenStore {
-        store: Arc::new(sqlite.clone()),
-        sqlite: Some(sqlite),
-        postgres: None,
-    })
+    let Some(kind) = kind_of(url) else {
+        bail!(
+            "unsupported database URL `{url}`; use sqlite://PATH (for example \
+             sqlite://iterjob.db), postgres://user@host/database or mysql://user@host/database"
+        );
+    };
+    match kind {
+        Kind::Sqlite => {
+            #[cfg(feature = "sqlite")]
+            {
+                let sqlite = iterjob_sqlite::SqliteStore::connect(url)
+                    .await
+                    .with_context(|| format!("opening the iterjob store at {url}"))?;
+                Ok(OpenStore {
+                    store: Arc::new(sqlite.clone()),
+                    backend: Backend::Sqlite(sqlite),
+                })
+            }
+            #[cfg(not(feature = "sqlite"))]
+            Err(missing(url, "sqlite"))
+        }
+        Kind::Postgres => {
+            #[cfg(feature = "postgres")]
+            {
+                let postgres = iterjob_postgres::PgStore::connect(url)
+                    .await
+                    .context("opening the iterjob store on PostgreSQL")?;
+                Ok(OpenStore {
+                    store: Arc::new(postgres.clone()),
+                    backend: Backend::Postgres(postgres),
+                })
+            }
+            #[cfg(not(feature = "postgres"))]
+            Err(missing(url, "postgres"))
+        }
+        Kind::MySql => {
+            #[cfg(feature = "mysql")]
+            {
+                let mysql = iterjob_mysql::MySqlStore::connect(url)
+                    .await
+                    .context("opening the iterjob store on MySQL")?;
+                Ok(OpenStore {
+                    store: Arc::new(mysql.clone()),
+                    backend: Backend::MySql(mysql),
+                })
+            }
+            #[cfg(not(feature = "mysql"))]
+            Err(missing(url, "mysql"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_name_their_store() {
+        assert_eq!(kind_of("sqlite://x.db"), Some(Kind::Sqlite));
+        assert_eq!(kind_of("jobs.db"), Some(Kind::Sqlite));
+        assert_eq!(kind_of("postgres://u@h/db"), Some(Kind::Postgres));
+        assert_eq!(kind_of("mariadb://u@h/db"), Some(Kind::MySql));
+        assert_eq!(kind_of("redis://h"), None);
+    }
 }

@@ -95,8 +95,23 @@ fn database_in_missing_directory_names_the_path() {
 #[test]
 fn unsupported_url_is_explained() {
     let s = Sandbox::new();
-    let o = s.run(&["--database-url", "mysql://localhost/db", "jobs"]);
-    assert_error(&o, 1, &["unsupported database URL", "sqlite://"]);
+    let o = s.run(&["--database-url", "redis://localhost/db", "jobs"]);
+    assert_error(
+        &o,
+        1,
+        &["unsupported database URL", "sqlite://", "mysql://"],
+    );
+    // a MySQL database that does not exist is named, with how to create it
+    let o = s.run(&[
+        "--database-url",
+        "mysql://root@127.0.0.1:3306/iterjob_no_such_database",
+        "jobs",
+    ]);
+    if !String::from_utf8_lossy(&o.stderr).contains("connecting timed out")
+        && !String::from_utf8_lossy(&o.stderr).contains("cannot reach")
+    {
+        assert_error(&o, 1, &["iterjob_no_such_database", "CREATE DATABASE"]);
+    }
 }
 
 #[test]

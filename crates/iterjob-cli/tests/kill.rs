@@ -243,23 +243,126 @@ async fn sigkilled_exactly_once_worker_repeats_nothing() {
     assert_one_crash(&pool, 1, 3).await;
 }
 
-/// Sum of the partitions' checkpointed progress and the parent's state.
-async fn partitioned_state(pool: &SqlitePool, parent: i64) -> (String, i64, i64) {
-    sqlx::query_as(
-        "SELECT p.state,
-                (SELECT COALESCE(SUM(items_done), 0) FROM iterjob_jobs c WHERE c.parent_id = p.id),
-                (SELECT COUNT(*) FROM iterjob_jobs c WHERE c.parent_id = p.id)
-         FROM iterjob_jobs p WHERE p.id = ?",
-    )
-    .bind(parent)
-    .fetch_one(pool)
-    .await
-    .expect("parent row")
+/// The database a test's store and products live in: the SQLite file of its
+/// sandbox, a fresh PostgreSQL schema (its `search_path` too, so the products land
+/// there), or a fresh MySQL database.
+enum Db {
+    Sqlite(SqlitePool),
+    Postgres(sqlx::PgPool, String),
+    MySql(sqlx::MySqlPool),
+}
+
+impl Db {
+    /// The store's jobs table.
+    fn jobs(&self) -> String {
+        match self {
+            Db::Sqlite(_) | Db::MySql(_) => "iterjob_jobs".to_string(),
+            Db::Postgres(_, schema) => format!("\"{schema}\".jobs"),
+        }
+    }
+
+    /// Runs a query returning one row: its text column (a state), and its integers.
+    async fn ints(&self, sql: &str) -> (Option<String>, Vec<i64>) {
+        use sqlx::Row;
+        macro_rules! read {
+            ($pool:expr) => {{
+                let row = sqlx::query(sql).fetch_one($pool).await.expect(sql);
+                let mut ints = Vec::new();
+                let mut state = None;
+                for i in 0..row.len() {
+                    if let Ok(n) = row.try_get::<i64, _>(i) {
+                        ints.push(n);
+                    } else if let Ok(text) = row.try_get::<String, _>(i) {
+                        state = Some(text);
+                    } else {
+                        // MySQL marks text of a binary collation as binary
+                        let bytes: Vec<u8> = row.try_get(i).expect("an integer or text");
+                        state = Some(String::from_utf8(bytes).expect("UTF-8"));
+                    }
+                }
+                (state, ints)
+            }};
+        }
+        match self {
+            Db::Sqlite(pool) => read!(pool),
+            Db::Postgres(pool, _) => read!(pool),
+            Db::MySql(pool) => read!(pool),
+        }
+    }
+}
+
+/// The parent's state, its partitions' summed progress, and how many it has.
+async fn partitioned_state(db: &Db, parent: i64) -> (String, i64, i64) {
+    let jobs = db.jobs();
+    let (state, ints) = db
+        .ints(&format!(
+            "SELECT p.state,
+                    CAST((SELECT COALESCE(SUM(items_done), 0) FROM {jobs} c WHERE c.parent_id = p.id) AS SIGNED_INT),
+                    (SELECT COUNT(*) FROM {jobs} c WHERE c.parent_id = p.id)
+             FROM {jobs} p WHERE p.id = {parent}"
+        ).replace("SIGNED_INT", db.bigint()))
+        .await;
+    (state.expect("state"), ints[0], ints[1])
+}
+
+/// How many products were synced 0, 1, 2 and more times (any database).
+async fn sync_counts_any(db: &Db) -> (i64, i64, i64, i64) {
+    let (_, n) = db
+        .ints(
+            "SELECT COUNT(CASE WHEN sync_count = 0 THEN 1 END), COUNT(CASE WHEN sync_count = 1 THEN 1 END),
+                    COUNT(CASE WHEN sync_count = 2 THEN 1 END), COUNT(CASE WHEN sync_count > 2 THEN 1 END)
+             FROM demo_products",
+        )
+        .await;
+    (n[0], n[1], n[2], n[3])
+}
+
+impl Db {
+    /// The type a sum casts to, as this database writes it.
+    fn bigint(&self) -> &'static str {
+        match self {
+            Db::MySql(_) => "SIGNED",
+            _ => "BIGINT",
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkilled_partitioned_demo_repeats_and_skips_nothing() {
     let sandbox = Sandbox::new();
+    let db = Db::Sqlite(
+        SqlitePoolOptions::new()
+            .connect(&format!("{}?mode=rwc", sandbox.db_url()))
+            .await
+            .expect("open db"),
+    );
+    partitioned_demo_killed(&sandbox, &db).await;
+}
+
+/// The same on PostgreSQL, in a fresh schema.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkilled_partitioned_demo_on_postgres_repeats_and_skips_nothing() {
+    let Some((url, db, _guard)) = support::postgres_target().await else {
+        return;
+    };
+    let sandbox = Sandbox::with_url(&url);
+    partitioned_demo_killed(&sandbox, &db).await;
+}
+
+/// The same on MySQL/MariaDB, in a fresh database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkilled_partitioned_demo_on_mysql_repeats_and_skips_nothing() {
+    let Some((url, db, _guard)) = support::mysql_target().await else {
+        return;
+    };
+    let sandbox = Sandbox::with_url(&url);
+    partitioned_demo_killed(&sandbox, &db).await;
+}
+
+/// A partitioned exactly-once demo job (its items' work and cursors committed
+/// together, through `Transactional`), its workers killed with SIGKILL three times:
+/// every product synced exactly once, each counted once.
+async fn partitioned_demo_killed(sandbox: &Sandbox, db: &Db) {
     // three partitions, stopped at once: the workers below do the walking
     let setup = sandbox.run(&[
         "demo",
@@ -278,20 +381,16 @@ async fn sigkilled_partitioned_demo_repeats_and_skips_nothing() {
         stdout(&setup),
         stderr(&setup)
     );
-    let pool = SqlitePoolOptions::new()
-        .connect(&sandbox.db_url())
-        .await
-        .expect("open db");
 
     // Kill a worker with SIGKILL three times, at varying moments, while its four slots
     // walk the three partitions (the idle slot splits them); a new worker takes over.
     let mut kills = 0;
     for round in 0..3u64 {
-        let mut worker = spawn_worker(&sandbox, "2s");
-        let (_, before, _) = partitioned_state(&pool, 1).await;
+        let mut worker = spawn_worker(sandbox, "2s");
+        let (_, before, _) = partitioned_state(db, 1).await;
         let start = Instant::now();
         loop {
-            let (state, done, _) = partitioned_state(&pool, 1).await;
+            let (state, done, _) = partitioned_state(db, 1).await;
             if state == "completed" || done >= before + 1500 {
                 break;
             }
@@ -307,15 +406,15 @@ async fn sigkilled_partitioned_demo_repeats_and_skips_nothing() {
         let status = worker.wait().expect("wait");
         assert!(!status.success(), "died of SIGKILL");
         kills += 1;
-        if partitioned_state(&pool, 1).await.0 == "completed" {
+        if partitioned_state(db, 1).await.0 == "completed" {
             break;
         }
     }
 
-    let last = spawn_worker(&sandbox, "2s");
+    let last = spawn_worker(sandbox, "2s");
     let start = Instant::now();
     loop {
-        let (state, _, _) = partitioned_state(&pool, 1).await;
+        let (state, _, _) = partitioned_state(db, 1).await;
         if state == "completed" {
             break;
         }
@@ -330,26 +429,31 @@ async fn sigkilled_partitioned_demo_repeats_and_skips_nothing() {
     let out = last.wait_with_output().expect("wait");
     assert!(out.status.success(), "exits 0 on SIGTERM: {}", stderr(&out));
 
-    let (never, once, twice, more) = sync_counts(&pool).await;
+    let (never, once, twice, more) = sync_counts_any(db).await;
     assert_eq!(never, 0, "no product skipped");
     assert_eq!((twice, more), (0, 0), "no product synced twice");
     assert_eq!(once, 30000);
-    let (state, done, partitions) = partitioned_state(&pool, 1).await;
+    let (state, done, partitions) = partitioned_state(db, 1).await;
     assert_eq!(
         (state.as_str(), done),
         ("completed", 30000),
         "each product counted once"
     );
     assert!(partitions >= 3, "{partitions} partitions");
-    let crashed: i64 =
-        sqlx::query_scalar("SELECT COALESCE(SUM(runs), 0) FROM iterjob_jobs WHERE parent_id = 1")
-            .fetch_one(&pool)
-            .await
-            .expect("runs");
+    let jobs = db.jobs();
+    let (_, runs) = db
+        .ints(&format!(
+            "SELECT CAST(COALESCE(SUM(runs), 0) AS {}) FROM {jobs} WHERE parent_id = 1",
+            db.bigint()
+        ))
+        .await;
     assert!(
-        kills >= 1 && crashed > partitions,
+        kills >= 1 && runs[0] > partitions,
         "partitions were run again after the kills"
     );
+    if !matches!(db, Db::Sqlite(_)) {
+        return;
+    }
     let show = sandbox.run(&["show", "1"]);
     assert!(
         stdout(&show).contains(&format!("partitions ({partitions})")),

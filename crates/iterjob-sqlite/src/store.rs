@@ -199,6 +199,28 @@ impl SqliteStore {
         SqliteStore { pool, db }
     }
 
+    /// A store whose pool opens the file on first use, with at most
+    /// `max_connections` connections: no migration (the store's tables must exist).
+    /// For a job that opens the store its parameters name from synchronous code; use
+    /// [`SqliteStore::connect_with`] to open a store that is checked and migrated.
+    /// Options from [`SqliteStore::options`] create a missing file: add
+    /// `.create_if_missing(false)` when the file must exist already.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when the path's directory does not exist.
+    pub fn lazy(options: SqliteConnectOptions, max_connections: u32) -> Result<Self> {
+        let path = options.get_filename().to_path_buf();
+        let db: Arc<str> = path.display().to_string().into();
+        check_path(&path, &db)?;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .test_before_acquire(false)
+            .connect_lazy_with(options);
+        Ok(SqliteStore { pool, db })
+    }
+
     /// The connection pool, for a job that reads or writes its own tables in the same
     /// database (for example through [`Keyset`](crate::Keyset)).
     pub fn pool(&self) -> &SqlitePool {

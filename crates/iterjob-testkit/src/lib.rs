@@ -36,10 +36,12 @@
 
 pub mod conformance;
 pub mod fairness;
+pub mod guarded;
 pub mod pacing;
 pub mod partitions;
 pub mod resume;
 pub mod scenarios;
 pub mod sql;
 
+pub use guarded::Guarded;
 pub use resume::{assert_resume_exact, collect_all, walk_with_interruptions};

@@ -230,6 +230,23 @@ impl PgStore {
         Ok(PgStore::build(pool, connect, target, notify))
     }
 
+    /// A store whose pool connects on first use, without touching the server now:
+    /// no connection check, no migration (the schema must exist). For a job that
+    /// opens the store its parameters name from synchronous code; use
+    /// [`PgStore::connect_with`] to open a store that is checked and migrated.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when the URL or the schema is invalid.
+    pub fn lazy(options: PgOptions) -> Result<Self> {
+        let (connect, schema) = options.resolve()?;
+        let target = target_of(&connect, &schema);
+        let pool = PgPoolOptions::new()
+            .max_connections(options.max_connections.max(1))
+            .acquire_timeout(options.acquire_timeout)
+            .connect_lazy_with(connect.clone());
+        Ok(PgStore::build(pool, connect, target, options.notify))
+    }
+
     fn build(pool: PgPool, connect: PgConnectOptions, target: Target, notify: bool) -> Self {
         let queries = Queries::new(&target.schema);
         let channel = notify.then(|| notify_channel(&target.schema));

@@ -759,10 +759,7 @@ impl<D: Dialect> Walker<D> {
 
     /// Polls for the next whole page (never empty) with the cursor of its last row;
     /// `None` when the walk is over.
-    pub(crate) fn poll_page(
-        &mut self,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Step<Vec<RowOf<D>>>>> {
+    pub(crate) fn poll_page(&mut self, cx: &mut Context<'_>) -> Poll<Option<Step<Vec<RowOf<D>>>>> {
         if self.done {
             return Poll::Ready(None);
         }

@@ -1,24 +1,24 @@
 //! `iterjob demo`: the seed's example. `Product.all.find_each { |p| p.sync_and_refresh }`,
-//! as an interruptible, resumable job over a real SQLite table.
+//! as an interruptible, resumable job over a real table, in whichever database the
+//! store is (SQLite by default, PostgreSQL, MySQL).
+
+mod job;
+mod products;
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use futures::StreamExt;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
-use iterjob::enumerator::Enumerator;
 use iterjob::partition::KeyRange;
 use iterjob::store::{JobFilter, JobId, JobRecord, JobState, NewJob, Store};
-use iterjob::{Job, JobContext, JobError, Registry, RunningJob, Worker, WorkerConfig};
-use iterjob_sqlite::{
-    KeyValue, Keyset, KeysetCursor, SqliteStore, Transactional, TransactionalJob,
-};
-use serde::{Deserialize, Serialize};
-use sqlx::sqlite::{SqlitePool, SqlitePoolOptions, SqliteRow};
-use sqlx::{Row, Sqlite, Transaction};
+use iterjob::{Job, Registry, RunningJob, Worker, WorkerConfig};
+
+pub(crate) use job::{Backend, DemoStore, with_store};
+pub use job::{SyncParams, SyncProducts};
+pub use products::Product;
 
 use crate::commands::wait_for_signal;
 use crate::store::open_store;
@@ -62,280 +62,6 @@ fn parse_interrupt(s: &str) -> std::result::Result<Duration, String> {
     Ok(d)
 }
 
-/// The demo's job kind: syncs and refreshes every product, 100 at a time, walking
-/// `demo_products` with the keyset enumerator. Parameters name the database, so any
-/// `iterjob worker` on the same file can run (and resume) it.
-///
-/// The products live in the job store's own SQLite file, so by default
-/// (`exactly_once: true`) each batch's updates and the cursor past the batch commit in
-/// one transaction ([`Transactional`]): every product is synced exactly once, even
-/// when a worker is killed mid-batch. With `"exactly_once": false` the updates commit
-/// on their own and the runtime checkpoints the cursor every second, so a crash
-/// repeats the products synced since the last checkpoint (at least once).
-#[derive(Debug, Default)]
-pub struct SyncProducts {
-    stores: Mutex<HashMap<String, SqliteStore>>,
-}
-
-/// Parameters of [`SyncProducts`].
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SyncParams {
-    /// The SQLite database holding `demo_products`: the job store's own file.
-    pub database_url: String,
-    /// Products per batch (one transaction each).
-    #[serde(default = "default_batch")]
-    pub batch_size: u32,
-    /// Simulated API latency per batch, in milliseconds.
-    #[serde(default)]
-    pub api_latency_ms: u64,
-    /// Commit each batch's updates together with the cursor past it (default), so
-    /// every product is synced exactly once even across crashes; `false` syncs at
-    /// least once (a crash repeats the batches since the last checkpoint).
-    #[serde(default = "default_exactly_once")]
-    pub exactly_once: bool,
-    /// Abort the whole process when this product id comes up, as a crash would
-    /// (for trying out crash recovery and poison-job detection).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub abort_at_product: Option<i64>,
-    /// The products this job (a partition) walks: ids in `(after, until]`; all of
-    /// them by default.
-    #[serde(default, skip_serializing_if = "is_all")]
-    pub range: KeyRange<KeysetCursor>,
-}
-
-fn is_all(range: &KeyRange<KeysetCursor>) -> bool {
-    range.after.is_none() && range.until.is_none()
-}
-
-fn default_batch() -> u32 {
-    100
-}
-
-fn default_exactly_once() -> bool {
-    true
-}
-
-impl SyncProducts {
-    /// Uses `pool` for jobs whose parameters name `database_url`.
-    pub fn with_pool(database_url: &str, pool: SqlitePool) -> Self {
-        Self::with_store(database_url, SqliteStore::from_pool(pool))
-    }
-
-    /// Uses `store` (already migrated) for jobs whose parameters name `database_url`.
-    pub fn with_store(database_url: &str, store: SqliteStore) -> Self {
-        let job = SyncProducts::default();
-        job.lock().insert(database_url.to_string(), store);
-        job
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, SqliteStore>> {
-        self.stores.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// The store on the database `url` names, opened on first use.
-    fn store(&self, url: &str) -> Result<SqliteStore, JobError> {
-        if let Some(store) = self.lock().get(url) {
-            return Ok(store.clone());
-        }
-        let options = SqliteStore::options(url)
-            .map_err(|e| JobError::fatal(format!("database_url `{url}`: {e}")))?
-            .create_if_missing(false);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_lazy_with(options);
-        let store = SqliteStore::from_pool(pool);
-        self.lock().insert(url.to_string(), store.clone());
-        Ok(store)
-    }
-
-    /// The work, as a transactional job on the database `url` names.
-    fn transactional(&self, url: &str) -> Result<Transactional<ProductSync>, JobError> {
-        let store = self.store(url)?;
-        Ok(Transactional::new(
-            ProductSync {
-                store: store.clone(),
-            },
-            store,
-        ))
-    }
-}
-
-impl Job for SyncProducts {
-    const KIND: &'static str = "demo_sync_products";
-    type Params = SyncParams;
-    type Cursor = KeysetCursor;
-    /// A batch of products and the cursor just past it.
-    type Item = (Vec<SqliteRow>, KeysetCursor);
-
-    fn enumerate(
-        &self,
-        params: &SyncParams,
-        cursor: Option<KeysetCursor>,
-    ) -> Result<impl Enumerator<Self::Item, KeysetCursor>, JobError> {
-        if params.batch_size == 0 || params.batch_size > 10_000 {
-            return Err(JobError::fatal(format!(
-                "batch_size {} is out of range; use 1..=10000",
-                params.batch_size
-            )));
-        }
-        let store = self.store(&params.database_url)?;
-        // as `Transactional::enumerate`: each batch carries the cursor past it
-        Ok(products(params)
-            .batches(store.pool(), cursor)
-            .map(|step| step.map(|(batch, cursor)| ((batch, cursor.clone()), cursor))))
-    }
-
-    fn count_items(&self, (batch, _): &Self::Item) -> u64 {
-        batch.len() as u64
-    }
-
-    /// Splits the products at quantiles of their ids: each partition gets as many.
-    async fn partition(&self, params: &SyncParams, n: u32) -> Result<Vec<SyncParams>, JobError> {
-        let store = self.store(&params.database_url)?;
-        let ranges = products(params).quantile_ranges(store.pool(), n).await?;
-        Ok(ranges
-            .into_iter()
-            .map(|range| SyncParams {
-                range,
-                ..params.clone()
-            })
-            .collect())
-    }
-
-    /// Gives the second half of the products left after `cursor` to a new partition.
-    async fn split(
-        &self,
-        params: &SyncParams,
-        cursor: Option<&KeysetCursor>,
-    ) -> Result<Option<(SyncParams, SyncParams)>, JobError> {
-        let store = self.store(&params.database_url)?;
-        let Some(mid) = products(params).midpoint(store.pool(), cursor).await? else {
-            return Ok(None);
-        };
-        let (keep, give) = params.range.split_at(mid);
-        Ok(Some((
-            SyncParams {
-                range: keep,
-                ..params.clone()
-            },
-            SyncParams {
-                range: give,
-                ..params.clone()
-            },
-        )))
-    }
-
-    async fn total(&self, params: &SyncParams) -> Result<Option<u64>, JobError> {
-        self.transactional(&params.database_url)?
-            .job()
-            .total(params)
-            .await
-    }
-
-    async fn process(
-        &self,
-        ctx: &JobContext<SyncParams>,
-        (batch, cursor): Self::Item,
-    ) -> Result<(), JobError> {
-        // "sync": the remote API call this stands for, outside any transaction
-        if ctx.params.api_latency_ms > 0 {
-            tokio::time::sleep(Duration::from_millis(ctx.params.api_latency_ms)).await;
-        }
-        // "refresh": write the result back, one transaction per batch
-        let job = self.transactional(&ctx.params.database_url)?;
-        if ctx.params.exactly_once {
-            // the updates and the cursor past the batch commit together
-            job.process(ctx, (batch, cursor)).await
-        } else {
-            // the updates commit alone; the runtime checkpoints the cursor later
-            let mut tx = job.store().pool().begin().await?;
-            job.job().process(ctx, batch, &mut tx).await?;
-            tx.commit().await?;
-            Ok(())
-        }
-    }
-}
-
-/// The demo's collection: the products of the job's range, in id order.
-fn products(params: &SyncParams) -> Keyset {
-    Keyset::table("demo_products")
-        .key("id")
-        .columns(["id", "name", "price_cents"])
-        .batch_size(params.batch_size as usize)
-        .range(&params.range)
-}
-
-/// The demo's work for one batch, in a transaction on the products' database.
-#[derive(Debug)]
-struct ProductSync {
-    store: SqliteStore,
-}
-
-impl TransactionalJob<Sqlite> for ProductSync {
-    const KIND: &'static str = SyncProducts::KIND;
-    type Params = SyncParams;
-    type Cursor = KeysetCursor;
-    type Item = Vec<SqliteRow>;
-
-    fn enumerate(
-        &self,
-        params: &SyncParams,
-        cursor: Option<KeysetCursor>,
-    ) -> Result<impl Enumerator<Vec<SqliteRow>, KeysetCursor>, JobError> {
-        Ok(products(params).batches(self.store.pool(), cursor))
-    }
-
-    fn count_items(&self, batch: &Vec<SqliteRow>) -> u64 {
-        batch.len() as u64
-    }
-
-    async fn total(&self, params: &SyncParams) -> Result<Option<u64>, JobError> {
-        let bound = |c: &Option<KeysetCursor>| match c.as_ref().map(|c| c.values()) {
-            Some([KeyValue::Integer(id)]) => Ok(Some(*id)),
-            None => Ok(None),
-            Some(other) => Err(JobError::fatal(format!(
-                "product range bound {other:?} is not one integer id"
-            ))),
-        };
-        let n: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM demo_products WHERE (?1 IS NULL OR id > ?1) AND (?2 IS NULL OR id <= ?2)",
-        )
-        .bind(bound(&params.range.after)?)
-        .bind(bound(&params.range.until)?)
-        .fetch_one(self.store.pool())
-        .await?;
-        Ok(Some(n as u64))
-    }
-
-    async fn process(
-        &self,
-        ctx: &JobContext<SyncParams>,
-        batch: Vec<SqliteRow>,
-        tx: &mut Transaction<'_, Sqlite>,
-    ) -> Result<(), JobError> {
-        let now = iterjob::store::now_millis();
-        for row in &batch {
-            let id: i64 = row.try_get("id")?;
-            if ctx.params.abort_at_product == Some(id) {
-                eprintln!("aborting the process at product {id}, as asked (abort_at_product)");
-                std::process::abort();
-            }
-            let name: String = row.try_get("name")?;
-            let price: i64 = row.try_get("price_cents")?;
-            sqlx::query(
-                "UPDATE demo_products SET synced_at = ?, checksum = ?, sync_count = sync_count + 1 WHERE id = ?",
-            )
-            .bind(now)
-            .bind(format!("{:016x}", checksum(&name, price)))
-            .bind(id)
-            .execute(&mut **tx)
-            .await?;
-        }
-        Ok(())
-    }
-}
-
 /// `1 run`, `2 runs`.
 fn plural(n: u32, noun: &str) -> String {
     if n == 1 {
@@ -345,63 +71,27 @@ fn plural(n: u32, noun: &str) -> String {
     }
 }
 
-/// FNV-1a over the product's fields.
-fn checksum(name: &str, price: i64) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in name.bytes().chain(price.to_le_bytes()) {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
+/// Creates the demo's table in the store's database unless it exists.
+async fn ensure_table<S: DemoStore>(store: &S) -> Result<()> {
+    products::ensure_table::<S::Dialect>(store.pool()).await
 }
 
-async fn ensure_products(pool: &SqlitePool) -> Result<()> {
-    sqlx::query(
-        "CREATE TABLE IF NOT EXISTS demo_products (
-            id INTEGER PRIMARY KEY,
-            name TEXT NOT NULL,
-            price_cents INTEGER NOT NULL,
-            synced_at INTEGER,
-            checksum TEXT,
-            sync_count INTEGER NOT NULL DEFAULT 0
-        )",
-    )
-    .execute(pool)
-    .await
-    .context("creating the demo_products table")?;
-    Ok(())
+/// Fills the demo's table with `n` fresh products.
+async fn fill<S: DemoStore>(store: &S, n: u64) -> Result<()> {
+    products::create::<S::Dialect>(store.pool(), n).await
 }
 
-async fn create_products(pool: &SqlitePool, n: u64) -> Result<()> {
-    let bar = ProgressBar::new(n).with_style(
-        ProgressStyle::with_template("creating products {wide_bar} {pos}/{len} ({per_sec})")
-            .expect("valid template"),
-    );
-    sqlx::query("DELETE FROM demo_products")
-        .execute(pool)
-        .await?;
-    let mut next = 1u64;
-    while next <= n {
-        let end = (next + 9_999).min(n);
-        let mut tx = pool.begin().await?;
-        for id in next..=end {
-            sqlx::query("INSERT INTO demo_products (id, name, price_cents) VALUES (?, ?, ?)")
-                .bind(id as i64)
-                .bind(format!("Product {id}"))
-                .bind(((id * 7919) % 100_000) as i64)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        bar.set_position(end);
-        next = end + 1;
-    }
-    bar.finish_and_clear();
-    Ok(())
+/// (products synced, synced more than once).
+async fn sync_counts<S: DemoStore>(store: &S) -> Result<(i64, i64)> {
+    products::sync_counts::<S::Dialect>(store.pool()).await
 }
 
-/// An absolute `sqlite://` URL for the database, so workers started elsewhere find it.
+/// The database's URL as workers started elsewhere find it: an absolute path for a
+/// `sqlite://` URL, the URL as given for a server.
 fn absolute_url(url: &str) -> String {
+    if url.contains("://") && !url.starts_with("sqlite:") {
+        return url.to_string();
+    }
     let path = url
         .strip_prefix("sqlite://")
         .or_else(|| url.strip_prefix("sqlite:"))
@@ -423,11 +113,8 @@ fn cursor_text(job: &JobRecord) -> String {
 pub(crate) async fn run(url: &str, args: DemoArgs) -> Result<()> {
     let open = open_store(url).await?;
     let store = open.store;
-    let sqlite = open
-        .sqlite
-        .context("the demo keeps its products in SQLite; use a sqlite:// database URL")?;
-    let pool = sqlite.pool().clone();
-    ensure_products(&pool).await?;
+    let backend = open.backend;
+    with_store!(&backend, s => ensure_table(s).await?);
     let database_url = absolute_url(url);
 
     let existing = store
@@ -479,7 +166,7 @@ pub(crate) async fn run(url: &str, args: DemoArgs) -> Result<()> {
         }
         None => {
             println!("creating {} products in {url}…", args.products);
-            create_products(&pool, args.products).await?;
+            with_store!(&backend, s => fill(s, args.products).await?);
             let params = SyncParams {
                 database_url: database_url.clone(),
                 batch_size: 100,
@@ -508,7 +195,7 @@ pub(crate) async fn run(url: &str, args: DemoArgs) -> Result<()> {
         .await?
         .context("the demo job vanished from the store")?
         .partitions;
-    let registry = Registry::new().with(SyncProducts::with_store(&database_url, sqlite.clone()));
+    let registry = Registry::new().with(SyncProducts::with_backend(&database_url, backend.clone()));
     let mut config = WorkerConfig::default();
     config.concurrency = partitions.map_or(1, |n| n as usize);
     config.rescue_interval = Duration::from_secs(1);
@@ -537,7 +224,7 @@ pub(crate) async fn run(url: &str, args: DemoArgs) -> Result<()> {
         let interrupted = watch_partitions(&*store, &worker, id, interrupt_at, signal).await?;
         return finish(
             &*store,
-            &pool,
+            &backend,
             worker,
             shutdown,
             running,
@@ -598,7 +285,7 @@ pub(crate) async fn run(url: &str, args: DemoArgs) -> Result<()> {
     bar.finish_and_clear();
     finish(
         &*store,
-        &pool,
+        &backend,
         worker,
         shutdown,
         running,
@@ -613,7 +300,7 @@ pub(crate) async fn run(url: &str, args: DemoArgs) -> Result<()> {
 #[allow(clippy::too_many_arguments)]
 async fn finish(
     store: &dyn Store,
-    pool: &SqlitePool,
+    backend: &Backend,
     worker: Arc<Worker>,
     shutdown: iterjob::CancellationToken,
     running: tokio::task::JoinHandle<iterjob::Result<iterjob::WorkerReport>>,
@@ -657,11 +344,7 @@ async fn finish(
         return Ok(());
     }
 
-    let (synced, repeated): (i64, i64) = sqlx::query_as(
-        "SELECT COUNT(*) FILTER (WHERE sync_count > 0), COUNT(*) FILTER (WHERE sync_count > 1) FROM demo_products",
-    )
-    .fetch_one(pool)
-    .await?;
+    let (synced, repeated) = with_store!(backend, s => sync_counts(s).await?);
     let partitions = store.job_partitions(job.id).await?;
     match job.state {
         JobState::Completed if !partitions.is_empty() => {

@@ -1,0 +1,8 @@
+-- A split parent's cancel reaches its partitions. `state` is written last.
+-- ? parent id
+UPDATE iterjob_jobs
+SET finished_at = CASE WHEN state = 'running' THEN finished_at ELSE {now_ms} END,
+    pause_requested = CASE WHEN state = 'running' THEN pause_requested ELSE FALSE END,
+    cancel_requested = CASE WHEN state = 'running' THEN TRUE ELSE FALSE END,
+    state = CASE WHEN state = 'running' THEN state ELSE 'cancelled' END
+WHERE parent_id = ? AND state IN ('queued', 'retrying', 'paused', 'running')

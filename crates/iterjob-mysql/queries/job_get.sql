@@ -1,0 +1,3 @@
+-- `Store::job_get`.
+-- ? id
+SELECT * FROM iterjob_jobs WHERE id = ?

@@ -1,0 +1,3 @@
+-- The unfinished job holding a unique key.
+-- ? unique_key
+SELECT id FROM iterjob_jobs WHERE unique_active = ?

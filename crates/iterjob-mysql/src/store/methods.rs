@@ -1,0 +1,735 @@
+//! The [`Store`] trait on MySQL: each method one fenced statement, or one short
+//! transaction that locks the rows it changes.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use iterjob::store::rules::{AdminAction, AdminStep, UNIQUE_KEY_HELD, invalid};
+use iterjob::store::{
+    ClaimRequest, Claimed, Control, JobEvent, JobEventKind, JobFilter, JobId, JobRecord, JobState,
+    NewJob, Outcome, Progress, Rescued, RunToken, Split, SplitRequest, Store, duration_millis,
+    now_millis, rate_cost_micros, release_event,
+};
+use iterjob::{Error, Result};
+use iterjob_sql::record;
+use iterjob_sql::release::{ReleaseChange, json_text, lease_until, to_i64};
+use serde_json::Value;
+use sqlx::Row;
+
+use super::queries::{marks, with_list};
+use super::{DEFAULT_LIST_LIMIT, INSERT_CHUNK, MAX_CLAIM, MySqlStore};
+use crate::dialect::MySqlDialect;
+use crate::error::{is_unique_violation, map_sqlx};
+use crate::{events, migrate};
+
+#[async_trait::async_trait]
+impl Store for MySqlStore {
+    async fn migrate(&self) -> Result<()> {
+        migrate::run(&self.pool, &self.inner.target).await
+    }
+
+    async fn job_insert_many(&self, jobs: &[NewJob]) -> Result<Vec<JobId>> {
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.begin("enqueueing jobs").await?;
+        let mut ids = Vec::with_capacity(jobs.len());
+        let mut rest = jobs;
+        while let Some(first) = rest.first() {
+            if let Some(key) = &first.unique_key {
+                ids.push(self.insert_unique(&mut tx, first, key).await?);
+                rest = &rest[1..];
+                continue;
+            }
+            let run = rest
+                .iter()
+                .take(INSERT_CHUNK)
+                .take_while(|job| job.unique_key.is_none())
+                .count();
+            ids.extend(self.insert_plain(&mut tx, &rest[..run]).await?);
+            rest = &rest[run..];
+        }
+        tx.commit().await.map_err(self.err("enqueueing jobs"))?;
+        let now = now_millis();
+        if jobs.iter().any(|job| job.run_at.is_none_or(|at| at <= now)) {
+            self.wake_local();
+        }
+        Ok(ids)
+    }
+
+    async fn job_claim(&self, request: &ClaimRequest) -> Result<Vec<Claimed>> {
+        if request.limit == 0 || request.kinds.is_empty() || request.queues.is_empty() {
+            return Ok(Vec::new());
+        }
+        let limit = request.limit.min(MAX_CLAIM);
+        let pick = with_list(
+            &with_list(&self.q().claim_pick, "queues", request.queues.len()),
+            "kinds",
+            request.kinds.len(),
+        );
+        let mut tx = self.begin("claiming jobs").await?;
+        let mut query = sqlx::query(&pick);
+        for queue in &request.queues {
+            query = query.bind(queue);
+        }
+        for kind in &request.kinds {
+            query = query.bind(kind);
+        }
+        let picked = query
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(self.err("claiming jobs"))?;
+        if picked.is_empty() {
+            let _ = tx.rollback().await;
+            return Ok(Vec::new());
+        }
+        let mut ids = Vec::with_capacity(picked.len());
+        let mut now = 0;
+        for row in &picked {
+            ids.push(
+                row.try_get::<i64, _>("id")
+                    .map_err(self.err("claiming jobs"))?,
+            );
+            now = row
+                .try_get::<i64, _>("now_ms")
+                .map_err(self.err("claiming jobs"))?;
+        }
+        let tokens: Vec<i64> = ids.iter().map(|_| RunToken::random().0).collect();
+        let take = self
+            .q()
+            .claim_take
+            .replace("{tokens}", &vec!["WHEN ? THEN ?"; ids.len()].join(" "))
+            .replace("{ids}", &marks(ids.len()));
+        let mut query = sqlx::query(&take);
+        for (id, token) in ids.iter().zip(&tokens) {
+            query = query.bind(id).bind(token);
+        }
+        query = query
+            .bind(&request.worker_id)
+            .bind(lease_until(now, request.lease))
+            .bind(now);
+        for id in &ids {
+            query = query.bind(id);
+        }
+        query
+            .execute(&mut *tx)
+            .await
+            .map_err(self.err("claiming jobs"))?;
+        let get = with_list(&self.q().get_many, "ids", ids.len());
+        let mut query = sqlx::query(&get);
+        for id in &ids {
+            query = query.bind(id);
+        }
+        let rows = query
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(self.err("claiming jobs"))?;
+        tx.commit().await.map_err(self.err("claiming jobs"))?;
+        let mut claimed = rows
+            .iter()
+            .map(|row| {
+                let job = self.record(row)?;
+                let token = ids
+                    .iter()
+                    .position(|id| *id == job.id)
+                    .map(|i| RunToken(tokens[i]))
+                    .ok_or_else(|| Error::Corrupt(format!("claimed job {} not picked", job.id)))?;
+                Ok(Claimed { job, token })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        claimed.sort_by(|a, b| {
+            (b.job.priority.cmp(&a.job.priority))
+                .then(a.job.run_at.cmp(&b.job.run_at))
+                .then(a.job.id.cmp(&b.job.id))
+        });
+        Ok(claimed)
+    }
+
+    async fn job_heartbeat(&self, id: JobId, token: RunToken, lease: Duration) -> Result<Control> {
+        let done = sqlx::query(&self.q().heartbeat)
+            .bind(duration_millis(lease))
+            .bind(id)
+            .bind(token.0)
+            .execute(&self.pool)
+            .await
+            .map_err(self.err("extending a lease"))?;
+        if done.rows_affected() == 0 {
+            return Err(self.fence_failed(id).await);
+        }
+        self.pending_requests(id, token).await
+    }
+
+    async fn job_checkpoint(
+        &self,
+        id: JobId,
+        token: RunToken,
+        progress: &Progress,
+        lease: Duration,
+    ) -> Result<Control> {
+        let cursor = progress
+            .cursor
+            .as_ref()
+            .map(|c| json_text(c, "job cursor"))
+            .transpose()?;
+        let done = sqlx::query(&self.q().checkpoint)
+            .bind(cursor)
+            .bind(to_i64(progress.items_done))
+            .bind(to_i64(progress.items_done))
+            .bind(progress.items_total.map(to_i64))
+            .bind(to_i64(progress.running_ms))
+            .bind(duration_millis(lease))
+            .bind(id)
+            .bind(token.0)
+            .execute(&self.pool)
+            .await
+            .map_err(self.err("writing a checkpoint"))?;
+        if done.rows_affected() == 0 {
+            return Err(self.fence_failed(id).await);
+        }
+        self.pending_requests(id, token).await
+    }
+
+    async fn job_release(
+        &self,
+        id: JobId,
+        token: RunToken,
+        progress: Option<&Progress>,
+        outcome: &Outcome,
+    ) -> Result<()> {
+        let cursor = progress
+            .and_then(|p| p.cursor.as_ref())
+            .map(|c| json_text(c, "job cursor"))
+            .transpose()?;
+        let change = ReleaseChange::of(outcome);
+        let with = progress.is_some();
+        let mut tx = self.begin("releasing a job").await?;
+        let done = sqlx::query(&self.q().release)
+            .bind(with)
+            .bind(cursor)
+            .bind(with)
+            .bind(progress.map(|p| to_i64(p.items_done)))
+            .bind(with)
+            .bind(progress.map(|p| to_i64(p.items_done)))
+            .bind(with)
+            .bind(progress.and_then(|p| p.items_total).map(to_i64))
+            .bind(with)
+            .bind(progress.map(|p| to_i64(p.running_ms)))
+            .bind(with)
+            .bind(change.state.as_str())
+            .bind(change.run_at)
+            .bind(change.attempts)
+            .bind(change.interruptions)
+            .bind(change.error)
+            .bind(change.finished)
+            .bind(change.clear_requests)
+            .bind(change.clear_requests)
+            .bind(id)
+            .bind(token.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(self.err("releasing a job"))?;
+        if done.rows_affected() == 0 {
+            let _ = tx.rollback().await;
+            return Err(self.fence_failed(id).await);
+        }
+        let parent: Option<JobId> = sqlx::query_scalar(&self.q().parent_of)
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(self.err("releasing a job"))?;
+        if let Some((kind, reason, error)) = release_event(outcome) {
+            events::insert(&mut *tx, id, kind, reason, error)
+                .await
+                .map_err(self.err("recording a release in the job's history"))?;
+        }
+        tx.commit().await.map_err(self.err("releasing a job"))?;
+        if change.state == JobState::Queued {
+            self.wake_local();
+        }
+        if let Some(parent) = parent
+            && change.state.is_finished()
+        {
+            // The release is durable already; if this fails, the rescuer finishes
+            // the parent later.
+            self.finalize_now(parent).await?;
+        }
+        Ok(())
+    }
+
+    async fn job_rescue_expired(&self, max_crashes: u32) -> Result<Vec<Rescued>> {
+        let mut tx = self.begin("rescuing jobs with expired leases").await?;
+        let ids: Vec<JobId> = sqlx::query_scalar(&self.q().rescue_pick)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(self.err("rescuing jobs with expired leases"))?;
+        let mut rescued = Vec::with_capacity(ids.len());
+        if ids.is_empty() {
+            let _ = tx.rollback().await;
+        } else {
+            let rescue = with_list(&self.q().rescue, "ids", ids.len());
+            let mut query = sqlx::query(&rescue);
+            for _ in 0..6 {
+                query = query.bind(i64::from(max_crashes));
+            }
+            for id in &ids {
+                query = query.bind(id);
+            }
+            query
+                .execute(&mut *tx)
+                .await
+                .map_err(self.err("rescuing jobs with expired leases"))?;
+            let read = with_list(&self.q().rescued, "ids", ids.len());
+            let mut query = sqlx::query(&read);
+            for id in &ids {
+                query = query.bind(id);
+            }
+            let rows = query
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(self.err("rescuing jobs with expired leases"))?;
+            for row in &rows {
+                let id: JobId = row.try_get("id").map_err(self.err("rescuing jobs"))?;
+                let state = <MySqlDialect as iterjob_sql::Dialect>::row_text(row, "state")
+                    .map_err(self.err("rescuing jobs"))?
+                    .unwrap_or_default();
+                let error = <MySqlDialect as iterjob_sql::Dialect>::row_text(row, "last_error")
+                    .map_err(self.err("rescuing jobs"))?;
+                let state = JobState::from_str(&state).map_err(|_| {
+                    Error::Corrupt(format!("job {id} has an unknown state `{state}`"))
+                })?;
+                let error = error.filter(|_| state == JobState::Failed);
+                events::insert(&mut *tx, id, JobEventKind::Rescued, None, error.as_deref())
+                    .await
+                    .map_err(self.err("recording a rescue in the job's history"))?;
+                rescued.push(Rescued { id, state });
+            }
+            tx.commit()
+                .await
+                .map_err(self.err("rescuing jobs with expired leases"))?;
+            for r in &rescued {
+                tracing::debug!(job = r.id, state = %r.state, "rescued a job whose lease expired");
+            }
+            if rescued.iter().any(|r| r.state == JobState::Queued) {
+                self.wake_local();
+            }
+        }
+        let parents: Vec<JobId> = sqlx::query_scalar(&self.q().finalize_candidates)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(self.err("looking for finished partitioned jobs"))?;
+        for parent in parents {
+            self.finalize_now(parent).await?;
+        }
+        Ok(rescued)
+    }
+
+    async fn job_get(&self, id: JobId) -> Result<Option<JobRecord>> {
+        let row = sqlx::query(&self.q().get)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(self.err("reading a job"))?;
+        match row {
+            None => Ok(None),
+            Some(row) => Ok(Some(self.with_progress(self.record(&row)?).await?)),
+        }
+    }
+
+    async fn job_list(&self, filter: &JobFilter) -> Result<Vec<JobRecord>> {
+        let limit = filter.limit.unwrap_or(DEFAULT_LIST_LIMIT);
+        let state = filter.state.map(JobState::as_str);
+        let rows = sqlx::query(&self.q().list)
+            .bind(state)
+            .bind(state)
+            .bind(filter.kind.as_deref())
+            .bind(filter.kind.as_deref())
+            .bind(filter.queue.as_deref())
+            .bind(filter.queue.as_deref())
+            .bind(filter.before_id)
+            .bind(filter.top_level)
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(self.err("listing jobs"))?;
+        let mut records = Vec::with_capacity(rows.len());
+        for row in &rows {
+            records.push(self.with_progress(self.record(row)?).await?);
+        }
+        Ok(records)
+    }
+
+    async fn job_count_by_state(&self) -> Result<Vec<(JobState, u64)>> {
+        let rows = sqlx::query(&self.q().count)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(self.err("counting jobs"))?;
+        let mut counts: Vec<(JobState, u64)> = JobState::ALL.into_iter().map(|s| (s, 0)).collect();
+        for row in &rows {
+            let state = <MySqlDialect as iterjob_sql::Dialect>::row_text(row, "state")
+                .map_err(self.err("counting jobs"))?
+                .unwrap_or_default();
+            let n = <MySqlDialect as iterjob_sql::Dialect>::row_int(row, "n")
+                .map_err(self.err("counting jobs"))?
+                .unwrap_or(0);
+            let state = JobState::from_str(&state)
+                .map_err(|_| self.corrupt(format!("jobs with an unknown state `{state}`")))?;
+            if let Some(slot) = counts.iter_mut().find(|(s, _)| *s == state) {
+                slot.1 = u64::try_from(n).unwrap_or(0);
+            }
+        }
+        Ok(counts)
+    }
+
+    async fn job_pause(&self, id: JobId) -> Result<JobRecord> {
+        let (tx, _record, step) = match self
+            .admin_begin(id, AdminAction::Pause, "pausing a job")
+            .await?
+        {
+            Ok(begun) => begun,
+            Err(record) => return Ok(record),
+        };
+        if step == AdminStep::Cascade {
+            return self
+                .cascade(
+                    tx,
+                    id,
+                    JobState::Paused,
+                    &self.q().pause_children,
+                    "pausing a job",
+                )
+                .await;
+        }
+        self.admin_update(
+            tx,
+            &self.q().pause,
+            id,
+            JobEventKind::OperatorPause,
+            self.err("pausing a job"),
+        )
+        .await
+    }
+
+    async fn job_resume(&self, id: JobId) -> Result<JobRecord> {
+        let (tx, _record, step) = match self
+            .admin_begin(id, AdminAction::Resume, "resuming a job")
+            .await?
+        {
+            Ok(begun) => begun,
+            Err(record) => return Ok(record),
+        };
+        if step == AdminStep::Cascade {
+            return self
+                .cascade(
+                    tx,
+                    id,
+                    JobState::Running,
+                    &self.q().resume_children,
+                    "resuming a job",
+                )
+                .await;
+        }
+        self.admin_update(
+            tx,
+            &self.q().resume,
+            id,
+            JobEventKind::OperatorResume,
+            self.err("resuming a job"),
+        )
+        .await
+    }
+
+    async fn job_cancel(&self, id: JobId) -> Result<JobRecord> {
+        let (tx, record, step) = match self
+            .admin_begin(id, AdminAction::Cancel, "cancelling a job")
+            .await?
+        {
+            Ok(begun) => begun,
+            Err(record) => return Ok(record),
+        };
+        if step == AdminStep::Cascade {
+            return self
+                .cascade(
+                    tx,
+                    id,
+                    JobState::Cancelled,
+                    &self.q().cancel_children,
+                    "cancelling a job",
+                )
+                .await;
+        }
+        let finishes_partition = record
+            .parent_id
+            .filter(|_| record.state != JobState::Running);
+        let cancelled = self
+            .admin_update(
+                tx,
+                &self.q().cancel,
+                id,
+                JobEventKind::OperatorCancel,
+                self.err("cancelling a job"),
+            )
+            .await?;
+        if let Some(parent) = finishes_partition {
+            // a waiting partition finished now: its parent may be done
+            self.finalize_now(parent).await?;
+        }
+        Ok(cancelled)
+    }
+
+    async fn job_wait_available(&self) {
+        // registered before the watch starts, so no wake-up in between is missed
+        let notified = self.inner.available.notified();
+        self.ensure_watch();
+        notified.await;
+    }
+
+    async fn job_retry(&self, id: JobId) -> Result<JobRecord> {
+        let (tx, record, step) = match self
+            .admin_begin(id, AdminAction::Retry, "retrying a job")
+            .await?
+        {
+            Ok(begun) => begun,
+            Err(record) => return Ok(record),
+        };
+        if step == AdminStep::Cascade {
+            let retried = self
+                .cascade(
+                    tx,
+                    id,
+                    JobState::Running,
+                    &self.q().retry_children,
+                    "retrying a job",
+                )
+                .await?;
+            // every partition may have completed already (a parent cancelled late)
+            self.finalize_now(id).await?;
+            return Ok(self.job_get(id).await?.unwrap_or(retried));
+        }
+        let on_error = |err: sqlx::Error| {
+            if is_unique_violation(&err) {
+                invalid(&record, "retry", UNIQUE_KEY_HELD)
+            } else {
+                map_sqlx(&self.inner.target, "retrying a job", err)
+            }
+        };
+        self.admin_update(
+            tx,
+            &self.q().retry,
+            id,
+            JobEventKind::OperatorRetry,
+            on_error,
+        )
+        .await
+    }
+
+    async fn job_events(&self, id: JobId, limit: usize) -> Result<Vec<JobEvent>> {
+        let rows = events::list(&self.pool, id, limit)
+            .await
+            .map_err(self.err("reading a job's history"))?;
+        rows.iter()
+            .map(|row| {
+                record::job_event::<MySqlDialect>(row).map_err(|message| self.corrupt(message))
+            })
+            .collect()
+    }
+
+    async fn job_partition(
+        &self,
+        id: JobId,
+        token: RunToken,
+        children: &[Value],
+    ) -> Result<Vec<JobId>> {
+        let params = children
+            .iter()
+            .map(|p| json_text(p, "partition parameters"))
+            .collect::<Result<Vec<_>>>()?;
+        let count = i64::try_from(children.len()).unwrap_or(i64::MAX);
+        let mut tx = self.begin("splitting a job into partitions").await?;
+        let planned = sqlx::query(&self.q().partition)
+            .bind(count)
+            .bind(count)
+            .bind(id)
+            .bind(token.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(self.err("splitting a job into partitions"))?;
+        if planned.rows_affected() == 0 {
+            let _ = tx.rollback().await;
+            return Err(match self.job_get(id).await? {
+                Some(record) if record.partitions.is_none() => Error::Config(format!(
+                    "job {id} was not enqueued as a partitioned job; it cannot be split into partitions"
+                )),
+                _ => self.fence_failed(id).await,
+            });
+        }
+        let mut ids = Vec::with_capacity(params.len());
+        for params in params {
+            let done = sqlx::query(&self.q().insert_partition)
+                .bind(params)
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(self.err("enqueueing a partition"))?;
+            ids.push(i64::try_from(done.last_insert_id()).unwrap_or(i64::MAX));
+        }
+        tx.commit()
+            .await
+            .map_err(self.err("splitting a job into partitions"))?;
+        if !ids.is_empty() {
+            self.wake_local();
+        }
+        Ok(ids)
+    }
+
+    async fn job_split(
+        &self,
+        id: JobId,
+        token: RunToken,
+        progress: &Progress,
+        split: Option<&Split>,
+        lease: Duration,
+    ) -> Result<Option<JobId>> {
+        let cursor = progress
+            .cursor
+            .as_ref()
+            .map(|c| json_text(c, "job cursor"))
+            .transpose()?;
+        let keep = split
+            .map(|s| json_text(&s.keep, "partition parameters"))
+            .transpose()?;
+        let mut tx = self.begin("splitting a partition").await?;
+        let done = sqlx::query(&self.q().split)
+            .bind(cursor)
+            .bind(to_i64(progress.items_done))
+            .bind(to_i64(progress.items_done))
+            .bind(keep.as_deref())
+            .bind(progress.items_total.map(to_i64))
+            .bind(to_i64(progress.running_ms))
+            .bind(duration_millis(lease))
+            .bind(keep.as_deref())
+            .bind(id)
+            .bind(token.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(self.err("splitting a partition"))?;
+        if done.rows_affected() == 0 {
+            let _ = tx.rollback().await;
+            return Err(self.fence_failed(id).await);
+        }
+        let Some(split) = split else {
+            tx.commit()
+                .await
+                .map_err(self.err("writing a checkpoint"))?;
+            return Ok(None);
+        };
+        let parent: Option<JobId> = sqlx::query_scalar(&self.q().parent_of)
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(self.err("splitting a partition"))?;
+        let Some(parent) = parent else {
+            let _ = tx.rollback().await;
+            return Err(Error::Config(format!(
+                "job {id} is not a partition of a partitioned job; only partitions can be split"
+            )));
+        };
+        let done = sqlx::query(&self.q().insert_partition)
+            .bind(json_text(&split.give, "partition parameters")?)
+            .bind(parent)
+            .execute(&mut *tx)
+            .await
+            .map_err(self.err("enqueueing a partition"))?;
+        tx.commit()
+            .await
+            .map_err(self.err("splitting a partition"))?;
+        self.wake_local();
+        Ok(Some(
+            i64::try_from(done.last_insert_id()).unwrap_or(i64::MAX),
+        ))
+    }
+
+    async fn job_request_split(&self, request: &SplitRequest) -> Result<Option<JobId>> {
+        if request.kinds.is_empty() || request.queues.is_empty() {
+            return Ok(None);
+        }
+        let pick = with_list(
+            &with_list(&self.q().request_split, "queues", request.queues.len()),
+            "kinds",
+            request.kinds.len(),
+        );
+        let mut tx = self.begin("asking a partition to split").await?;
+        let mut query =
+            sqlx::query_scalar::<_, JobId>(&pick).bind(to_i64(request.min_remaining.max(2)));
+        for queue in &request.queues {
+            query = query.bind(queue);
+        }
+        for kind in &request.kinds {
+            query = query.bind(kind);
+        }
+        let picked = query
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(self.err("asking a partition to split"))?;
+        let Some(id) = picked else {
+            let _ = tx.rollback().await;
+            return Ok(None);
+        };
+        sqlx::query(&self.q().mark_split)
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(self.err("asking a partition to split"))?;
+        tx.commit()
+            .await
+            .map_err(self.err("asking a partition to split"))?;
+        Ok(Some(id))
+    }
+
+    async fn job_partitions(&self, parent: JobId) -> Result<Vec<JobRecord>> {
+        let rows = sqlx::query(&self.q().partitions)
+            .bind(parent)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(self.err("listing a job's partitions"))?;
+        rows.iter().map(|row| self.record(row)).collect()
+    }
+
+    async fn rate_acquire(&self, key: &str, n: u64, interval: Duration) -> Result<Duration> {
+        let cost = rate_cost_micros(n, interval);
+        let mut conn = self
+            .pool
+            .acquire()
+            .await
+            .map_err(self.err("reserving from a rate limit"))?;
+        sqlx::query(&self.q().rate_acquire)
+            .bind(key)
+            .bind(cost)
+            .bind(cost)
+            .execute(&mut *conn)
+            .await
+            .map_err(self.err("reserving from a rate limit"))?;
+        // LAST_INSERT_ID is per connection: read on the one that wrote it
+        let wait_us: u64 = sqlx::query_scalar("SELECT LAST_INSERT_ID()")
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(self.err("reserving from a rate limit"))?;
+        Ok(Duration::from_micros(wait_us))
+    }
+}
+
+impl MySqlStore {
+    /// The operator's requests for a run that just wrote under its token.
+    async fn pending_requests(&self, id: JobId, token: RunToken) -> Result<Control> {
+        let row = sqlx::query(&self.q().control)
+            .bind(id)
+            .bind(token.0)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(self.err("reading a job's requests"))?;
+        match row {
+            Some(row) => self.control(&row),
+            None => Err(self.fence_failed(id).await),
+        }
+    }
+}

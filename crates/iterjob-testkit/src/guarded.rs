@@ -1,0 +1,128 @@
+//! [`Guarded`]: a store that owns what must outlive it in a test — a temporary
+//! directory, schema or database, dropped after the store.
+
+use std::time::Duration;
+
+use iterjob::Result;
+use iterjob::store::{
+    ClaimRequest, Claimed, Control, JobEvent, JobFilter, JobId, JobRecord, JobState, NewJob,
+    Outcome, Progress, Release, Rescued, RunToken, Split, SplitRequest, Store,
+};
+use serde_json::Value;
+
+/// A store and a guard (a `TempDir`, a schema or database that drops itself), the
+/// guard dropped after the store. Every [`Store`] method goes to the store, so the
+/// conformance and runtime suites test the store itself, its batched releases too.
+#[derive(Debug)]
+pub struct Guarded<S, G> {
+    /// The store.
+    pub store: S,
+    /// What is dropped after it.
+    pub guard: G,
+}
+
+impl<S, G> Guarded<S, G> {
+    /// `store`, with `guard` dropped after it.
+    pub fn new(store: S, guard: G) -> Self {
+        Guarded { store, guard }
+    }
+}
+
+#[async_trait::async_trait]
+impl<S: Store, G: Send + Sync + 'static> Store for Guarded<S, G> {
+    async fn migrate(&self) -> Result<()> {
+        self.store.migrate().await
+    }
+    async fn job_insert_many(&self, jobs: &[NewJob]) -> Result<Vec<JobId>> {
+        self.store.job_insert_many(jobs).await
+    }
+    async fn job_insert(&self, job: &NewJob) -> Result<JobId> {
+        self.store.job_insert(job).await
+    }
+    async fn job_claim(&self, request: &ClaimRequest) -> Result<Vec<Claimed>> {
+        self.store.job_claim(request).await
+    }
+    async fn job_heartbeat(&self, id: JobId, token: RunToken, lease: Duration) -> Result<Control> {
+        self.store.job_heartbeat(id, token, lease).await
+    }
+    async fn job_checkpoint(
+        &self,
+        id: JobId,
+        token: RunToken,
+        progress: &Progress,
+        lease: Duration,
+    ) -> Result<Control> {
+        self.store.job_checkpoint(id, token, progress, lease).await
+    }
+    async fn job_release(
+        &self,
+        id: JobId,
+        token: RunToken,
+        progress: Option<&Progress>,
+        outcome: &Outcome,
+    ) -> Result<()> {
+        self.store.job_release(id, token, progress, outcome).await
+    }
+    async fn job_release_many(&self, releases: &[Release]) -> Result<Vec<Result<()>>> {
+        self.store.job_release_many(releases).await
+    }
+    async fn job_rescue_expired(&self, max_crashes: u32) -> Result<Vec<Rescued>> {
+        self.store.job_rescue_expired(max_crashes).await
+    }
+    async fn job_get(&self, id: JobId) -> Result<Option<JobRecord>> {
+        self.store.job_get(id).await
+    }
+    async fn job_list(&self, filter: &JobFilter) -> Result<Vec<JobRecord>> {
+        self.store.job_list(filter).await
+    }
+    async fn job_count_by_state(&self) -> Result<Vec<(JobState, u64)>> {
+        self.store.job_count_by_state().await
+    }
+    async fn job_pause(&self, id: JobId) -> Result<JobRecord> {
+        self.store.job_pause(id).await
+    }
+    async fn job_resume(&self, id: JobId) -> Result<JobRecord> {
+        self.store.job_resume(id).await
+    }
+    async fn job_cancel(&self, id: JobId) -> Result<JobRecord> {
+        self.store.job_cancel(id).await
+    }
+    async fn job_wait_available(&self) {
+        self.store.job_wait_available().await
+    }
+    async fn job_retry(&self, id: JobId) -> Result<JobRecord> {
+        self.store.job_retry(id).await
+    }
+    async fn job_partition(
+        &self,
+        id: JobId,
+        token: RunToken,
+        children: &[Value],
+    ) -> Result<Vec<JobId>> {
+        self.store.job_partition(id, token, children).await
+    }
+    async fn job_split(
+        &self,
+        id: JobId,
+        token: RunToken,
+        progress: &Progress,
+        split: Option<&Split>,
+        lease: Duration,
+    ) -> Result<Option<JobId>> {
+        self.store
+            .job_split(id, token, progress, split, lease)
+            .await
+    }
+    async fn job_request_split(&self, request: &SplitRequest) -> Result<Option<JobId>> {
+        self.store.job_request_split(request).await
+    }
+    async fn job_partitions(&self, parent: JobId) -> Result<Vec<JobRecord>> {
+        self.store.job_partitions(parent).await
+    }
+    async fn rate_acquire(&self, key: &str, n: u64, interval: Duration) -> Result<Duration> {
+        self.store.rate_acquire(key, n, interval).await
+    }
+    async fn job_events(&self, id: JobId, limit: usize) -> Result<Vec<JobEvent>> {
+        self.store.job_events(id, limit).await
+    }
+}
