@@ -490,7 +490,11 @@ impl Worker {
     ) {
         match joined {
             Ok((id, run, took)) => {
-                ahead.ran(took);
+                // splitting a job into partitions walks no item: it says nothing
+                // about how long runs hold a slot
+                if run.end != RunEnd::Partitioned {
+                    ahead.ran(took);
+                }
                 tracing::debug!(job = id, end = ?run.end, items = run.items, "run ended");
                 if let Some(live) = self.live.remove(id) {
                     telemetry::run_ended(&live.kind, run.end);
@@ -609,7 +613,10 @@ impl Ahead {
         }
     }
 
-    /// Takes out the jobs that have waited `max_wait` or longer.
+    /// Takes out the jobs that have waited `max_wait` or longer. Any such job
+    /// proves that runs hold their slots that long: claiming ahead stops until short
+    /// runs bring the average down again (else a worker whose runs turned long would
+    /// claim ahead and give back every `max_wait`, until a long run ended).
     fn take_stale(&mut self, max_wait: Duration) -> Vec<Claimed> {
         let mut stale = Vec::new();
         while let Some((_, at)) = self.ready.front() {
@@ -619,6 +626,10 @@ impl Ahead {
             if let Some((claimed, _)) = self.ready.pop_front() {
                 stale.push(claimed);
             }
+        }
+        if !stale.is_empty() {
+            let waited = max_wait.as_secs_f64();
+            self.mean_run = Some(self.mean_run.map_or(waited, |mean| mean.max(waited)));
         }
         stale
     }
@@ -653,5 +664,35 @@ mod tests {
         }
         assert_eq!(ahead.freeing(&slots, 4), 0);
         drop(held);
+    }
+
+    #[test]
+    fn a_job_left_waiting_stops_claiming_ahead() {
+        let config = WorkerConfig::default();
+        let mut ahead = Ahead::default();
+        ahead.ran(Duration::from_millis(1));
+        assert_eq!(ahead.prefetch(&config), config.prefetch, "short runs");
+        ahead.ready.push_back((
+            Claimed {
+                job: crate::store::memory::new_record(
+                    1,
+                    &crate::store::NewJob::new("k", serde_json::Value::Null),
+                    0,
+                ),
+                token: crate::store::RunToken(1),
+            },
+            Instant::now() - config.heartbeat_interval,
+        ));
+        assert_eq!(ahead.take_stale(config.heartbeat_interval).len(), 1);
+        assert_eq!(
+            ahead.prefetch(&config),
+            0,
+            "a job waited a heartbeat interval for a slot: runs are not short"
+        );
+        // short runs turn it back on
+        for _ in 0..64 {
+            ahead.ran(Duration::from_millis(1));
+        }
+        assert_eq!(ahead.prefetch(&config), config.prefetch);
     }
 }

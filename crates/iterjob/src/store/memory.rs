@@ -222,7 +222,7 @@ fn control(record: &JobRecord) -> Control {
 }
 
 /// A new job record, queued.
-fn new_record(id: JobId, job: &NewJob, now: Millis) -> JobRecord {
+pub(crate) fn new_record(id: JobId, job: &NewJob, now: Millis) -> JobRecord {
     JobRecord {
         id,
         kind: job.kind.clone(),

@@ -11,7 +11,7 @@
 //! store runs it.
 
 mod events;
-mod memory;
+pub(crate) mod memory;
 mod rate;
 pub mod rules;
 
