@@ -102,12 +102,15 @@ use std::time::Duration;
 use futures::StreamExt;
 use iterjob::enumerator::{self, Enumerator, EnumeratorExt};
 use iterjob::partition::{int_ranges, split_int_range};
-use iterjob::{Job, JobContext, JobError};
-use iterjob_postgres::{PgOptions, PgPool, PgStore, Transactional, TransactionalJob};
+use iterjob::store::JobId;
+use iterjob::{Job, JobContext, JobError, Store};
+use iterjob_mysql::{MySqlOptions, MySqlStore};
+use iterjob_postgres::{PgOptions, PgStore};
 use serde::{Deserialize, Serialize};
-use sqlx::{Postgres, Transaction};
+use sqlx::{MySql, MySqlExecutor, PgExecutor, Postgres, Transaction};
 
-/// The log table's name, in the store's schema: one row per item processed.
+/// The log table's name, in the store's schema (PostgreSQL) or database (MySQL): one
+/// row per item processed.
 pub const LOG_TABLE: &str = "chaos_log";
 
 /// Connections in the pool each kind keeps per database URL for its log writes.
@@ -116,25 +119,212 @@ pub const KIND_POOL_SIZE: u32 = 6;
 /// The environment variable the command line reads the database URL from.
 pub const DATABASE_URL_ENV: &str = "ITERJOB_DATABASE_URL";
 
-/// Creates the log table (`chaos_log`) in `schema` if it is missing: `id` (insertion
-/// order), `job_id`, `item`, `run_token` (the run that logged the row), `worker_pid`
-/// (the worker process) and `logged_at` (the server's clock).
-///
-/// # Errors
-/// When the statement fails.
-pub async fn create_log_table(pool: &PgPool, schema: &str) -> Result<(), sqlx::Error> {
+/// The database the chaos kinds log to: iterjob's store on one URL, whose pool also
+/// writes the log table next to the store's tables.
+#[derive(Clone, Debug)]
+pub enum LogDb {
+    /// A PostgreSQL store (the log table in its schema).
+    Postgres(PgStore),
+    /// A MySQL or MariaDB store (the log table in its database).
+    MySql(MySqlStore),
+}
+
+/// One row of the log table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LogRow {
+    /// Insertion order.
+    pub id: i64,
+    /// The job (or partition) that logged it.
+    pub job_id: i64,
+    /// The item.
+    pub item: i64,
+    /// The run that logged it.
+    pub run_token: i64,
+    /// The worker process that logged it.
+    pub worker_pid: i32,
+}
+
+impl LogDb {
+    /// Opens (and migrates) the store `url` names, with a pool of `max_connections`:
+    /// `postgres://…` (with `?schema=NAME` for a schema of its own; no `LISTEN`
+    /// connection) or `mysql://…` / `mariadb://…`.
+    ///
+    /// # Errors
+    /// [`iterjob::Error::Config`] for another kind of URL, else as the store's
+    /// `connect_with`.
+    pub async fn connect(url: &str, max_connections: u32) -> iterjob::Result<LogDb> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let options = PgOptions::new(url)
+                .max_connections(max_connections)
+                .notify(false);
+            Ok(LogDb::Postgres(PgStore::connect_with(options).await?))
+        } else if url.starts_with("mysql://") || url.starts_with("mariadb://") {
+            let options = MySqlOptions::new(url).max_connections(max_connections);
+            Ok(LogDb::MySql(MySqlStore::connect_with(options).await?))
+        } else {
+            Err(iterjob::Error::Config(format!(
+                "the chaos kinds log to PostgreSQL (postgres://…) or MySQL/MariaDB                  (mysql://…), not `{url}`"
+            )))
+        }
+    }
+
+    /// The store, for the runtime and for reading jobs back.
+    pub fn store(&self) -> Arc<dyn Store> {
+        match self {
+            LogDb::Postgres(store) => Arc::new(store.clone()),
+            LogDb::MySql(store) => Arc::new(store.clone()),
+        }
+    }
+
+    /// The database's name for messages: `PostgreSQL` or `MySQL`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            LogDb::Postgres(_) => "PostgreSQL",
+            LogDb::MySql(_) => "MySQL",
+        }
+    }
+
+    /// The log table, qualified as statements name it.
+    fn table(&self) -> String {
+        match self {
+            LogDb::Postgres(store) => format!("\"{}\".{LOG_TABLE}", store.schema()),
+            LogDb::MySql(_) => format!("`{LOG_TABLE}`"),
+        }
+    }
+
+    /// Creates the log table if it is missing: `id` (insertion order), `job_id`,
+    /// `item`, `run_token` (the run that logged the row), `worker_pid` (the worker
+    /// process) and `logged_at` (the server's clock).
+    ///
+    /// # Errors
+    /// When the statement fails.
+    pub async fn create_log_table(&self) -> Result<(), sqlx::Error> {
+        let table = self.table();
+        match self {
+            LogDb::Postgres(store) => {
+                sqlx::query(&format!(
+                    "CREATE TABLE IF NOT EXISTS {table} (
+                        id          BIGSERIAL   PRIMARY KEY,
+                        job_id      BIGINT      NOT NULL,
+                        item        BIGINT      NOT NULL,
+                        run_token   BIGINT      NOT NULL,
+                        worker_pid  INTEGER     NOT NULL,
+                        logged_at   TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp()
+                    )"
+                ))
+                .execute(store.pool())
+                .await?;
+            }
+            LogDb::MySql(store) => {
+                sqlx::query(&format!(
+                    "CREATE TABLE IF NOT EXISTS {table} (
+                        id          BIGINT       NOT NULL AUTO_INCREMENT PRIMARY KEY,
+                        job_id      BIGINT       NOT NULL,
+                        item        BIGINT       NOT NULL,
+                        run_token   BIGINT       NOT NULL,
+                        worker_pid  INT          NOT NULL,
+                        logged_at   TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6)
+                    ) ENGINE = InnoDB"
+                ))
+                .execute(store.pool())
+                .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Logs `batch` in one autocommitted insert.
+    async fn log(&self, entry: &Entry<'_>) -> Result<(), sqlx::Error> {
+        match self {
+            LogDb::Postgres(store) => insert_pg(store.pool(), &self.table(), entry).await,
+            LogDb::MySql(store) => insert_mysql(store.pool(), &self.table(), entry).await,
+        }
+    }
+
+    /// Every row of the log table, in insertion order.
+    ///
+    /// # Errors
+    /// When the query fails.
+    pub async fn log_rows(&self) -> Result<Vec<LogRow>, sqlx::Error> {
+        let sql = format!(
+            "SELECT id, job_id, item, run_token, worker_pid FROM {} ORDER BY id",
+            self.table()
+        );
+        let rows: Vec<(i64, i64, i64, i64, i32)> = match self {
+            LogDb::Postgres(store) => sqlx::query_as(&sql).fetch_all(store.pool()).await?,
+            LogDb::MySql(store) => sqlx::query_as(&sql).fetch_all(store.pool()).await?,
+        };
+        Ok(rows
+            .into_iter()
+            .map(|(id, job_id, item, run_token, worker_pid)| LogRow {
+                id,
+                job_id,
+                item,
+                run_token,
+                worker_pid,
+            })
+            .collect())
+    }
+}
+
+/// What one batch logs.
+struct Entry<'a> {
+    job_id: JobId,
+    items: &'a [i64],
+    run_token: i64,
+    pid: i32,
+}
+
+impl<'a> Entry<'a> {
+    fn of(ctx: &JobContext<ChaosParams>, items: &'a [i64]) -> Self {
+        Entry {
+            job_id: ctx.job_id,
+            items,
+            run_token: ctx.run_token.0,
+            pid: pid(),
+        }
+    }
+}
+
+/// Inserts a batch's rows on PostgreSQL: one statement, the items as an array.
+async fn insert_pg<'c>(
+    exec: impl PgExecutor<'c>,
+    table: &str,
+    entry: &Entry<'_>,
+) -> Result<(), sqlx::Error> {
     sqlx::query(&format!(
-        "CREATE TABLE IF NOT EXISTS \"{schema}\".{LOG_TABLE} (
-            id          BIGSERIAL   PRIMARY KEY,
-            job_id      BIGINT      NOT NULL,
-            item        BIGINT      NOT NULL,
-            run_token   BIGINT      NOT NULL,
-            worker_pid  INTEGER     NOT NULL,
-            logged_at   TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp()
-        )"
+        "INSERT INTO {table} (job_id, item, run_token, worker_pid) \
+         SELECT $1, unnest($2::bigint[]), $3, $4"
     ))
-    .execute(pool)
+    .bind(entry.job_id)
+    .bind(entry.items)
+    .bind(entry.run_token)
+    .bind(entry.pid)
+    .execute(exec)
     .await?;
+    Ok(())
+}
+
+/// Inserts a batch's rows on MySQL: one statement, a row of values per item.
+async fn insert_mysql<'c>(
+    exec: impl MySqlExecutor<'c>,
+    table: &str,
+    entry: &Entry<'_>,
+) -> Result<(), sqlx::Error> {
+    if entry.items.is_empty() {
+        return Ok(());
+    }
+    let rows = vec!["(?, ?, ?, ?)"; entry.items.len()].join(", ");
+    let sql = format!("INSERT INTO {table} (job_id, item, run_token, worker_pid) VALUES {rows}");
+    let mut query = sqlx::query(&sql);
+    for item in entry.items {
+        query = query
+            .bind(entry.job_id)
+            .bind(*item)
+            .bind(entry.run_token)
+            .bind(entry.pid);
+    }
+    query.execute(exec).await?;
     Ok(())
 }
 
@@ -233,12 +423,12 @@ impl ChaosParams {
     }
 }
 
-/// The stores a kind opened, one per database URL.
+/// The databases a kind opened, one per URL.
 #[derive(Debug, Default)]
 struct Stores {
     /// The URL the binary was given.
     default_url: Option<String>,
-    cache: Mutex<HashMap<String, PgStore>>,
+    cache: Mutex<HashMap<String, LogDb>>,
 }
 
 impl Stores {
@@ -256,13 +446,13 @@ impl Stores {
             .or(self.default_url.as_deref())
             .ok_or_else(|| {
                 JobError::fatal(
-                    "no database URL: pass --database-url postgres://… (or set \
+                    "no database URL: pass --database-url postgres://… or mysql://… (or set \
                      ITERJOB_DATABASE_URL), or name one in the parameters (database_url)",
                 )
             })
     }
 
-    fn cached(&self, url: &str) -> Option<PgStore> {
+    fn cached(&self, url: &str) -> Option<LogDb> {
         self.cache
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -270,31 +460,20 @@ impl Stores {
             .cloned()
     }
 
-    /// The store on `url`, opened on first use.
-    async fn get(&self, url: &str) -> Result<PgStore, JobError> {
-        if let Some(store) = self.cached(url) {
-            return Ok(store);
+    /// The database `url` names, opened on first use.
+    async fn get(&self, url: &str) -> Result<LogDb, JobError> {
+        if let Some(db) = self.cached(url) {
+            return Ok(db);
         }
-        let options = PgOptions::new(url)
-            .max_connections(KIND_POOL_SIZE)
-            .notify(false);
-        let store = PgStore::connect_with(options)
+        let db = LogDb::connect(url, KIND_POOL_SIZE)
             .await
             .map_err(|err| match err {
                 iterjob::Error::Config(_) => JobError::fatal(err),
                 err => JobError::retryable(err),
             })?;
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        Ok(cache.entry(url.to_string()).or_insert(store).clone())
+        Ok(cache.entry(url.to_string()).or_insert(db).clone())
     }
-}
-
-/// The statement that logs a batch: `$1` job id, `$2` items, `$3` run token, `$4` pid.
-fn log_sql(schema: &str) -> String {
-    format!(
-        "INSERT INTO \"{schema}\".{LOG_TABLE} (job_id, item, run_token, worker_pid) \
-         SELECT $1, unnest($2::bigint[]), $3, $4"
-    )
 }
 
 fn pid() -> i32 {
@@ -358,28 +537,39 @@ impl Job for ChaosItems {
         ctx: &JobContext<ChaosParams>,
         batch: Vec<i64>,
     ) -> Result<(), JobError> {
-        let store = self.stores.get(self.stores.url(&ctx.params)?).await?;
+        let db = self.stores.get(self.stores.url(&ctx.params)?).await?;
         if ctx.params.pause_ms > 0 {
             tokio::time::sleep(Duration::from_millis(ctx.params.pause_ms)).await;
         }
-        sqlx::query(&log_sql(store.schema()))
-            .bind(ctx.job_id)
-            .bind(&batch)
-            .bind(ctx.run_token.0)
-            .bind(pid())
-            .execute(store.pool())
-            .await?;
+        db.log(&Entry::of(ctx, &batch)).await?;
         Ok(())
     }
 }
 
+/// The transactional adapter on one database.
+#[derive(Debug)]
+enum TxJob {
+    Postgres(Arc<iterjob_postgres::Transactional<TxLog>>),
+    MySql(Arc<iterjob_mysql::Transactional<TxLog>>),
+}
+
+impl TxJob {
+    fn cloned(&self) -> TxJob {
+        match self {
+            TxJob::Postgres(job) => TxJob::Postgres(Arc::clone(job)),
+            TxJob::MySql(job) => TxJob::MySql(Arc::clone(job)),
+        }
+    }
+}
+
 /// `chaos_tx_items`: exactly-once. As [`ChaosItems`], but each batch's pause and
-/// insert run inside the transaction [`Transactional`] opens, which also advances the
-/// cursor past the batch: a crash rolls both back, so no item is logged twice.
+/// insert run inside the transaction the store's `Transactional` adapter opens,
+/// which also advances the cursor past the batch: a crash rolls both back, so no
+/// item is logged twice.
 #[derive(Debug, Default)]
 pub struct ChaosTxItems {
     stores: Stores,
-    jobs: Mutex<HashMap<String, Arc<Transactional<TxLog>>>>,
+    jobs: Mutex<HashMap<String, TxJob>>,
 }
 
 impl ChaosTxItems {
@@ -392,20 +582,23 @@ impl ChaosTxItems {
     }
 
     /// The transactional job on the database `url` names (its store must be the
-    /// worker's: same database and schema).
-    async fn transactional(&self, url: &str) -> Result<Arc<Transactional<TxLog>>, JobError> {
+    /// worker's: same database, and schema on PostgreSQL).
+    async fn transactional(&self, url: &str) -> Result<TxJob, JobError> {
         if let Some(job) = self.jobs.lock().unwrap_or_else(|e| e.into_inner()).get(url) {
-            return Ok(Arc::clone(job));
+            return Ok(job.cloned());
         }
-        let store = self.stores.get(url).await?;
-        let job = Arc::new(Transactional::new(
-            TxLog {
-                sql: log_sql(store.schema()),
-            },
-            store,
-        ));
+        let db = self.stores.get(url).await?;
+        let log = TxLog { table: db.table() };
+        let job = match db {
+            LogDb::Postgres(store) => {
+                TxJob::Postgres(Arc::new(iterjob_postgres::Transactional::new(log, store)))
+            }
+            LogDb::MySql(store) => {
+                TxJob::MySql(Arc::new(iterjob_mysql::Transactional::new(log, store)))
+            }
+        };
         let mut jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
-        Ok(Arc::clone(jobs.entry(url.to_string()).or_insert(job)))
+        Ok(jobs.entry(url.to_string()).or_insert(job).cloned())
     }
 }
 
@@ -413,7 +606,7 @@ impl Job for ChaosTxItems {
     const KIND: &'static str = "chaos_tx_items";
     type Params = ChaosParams;
     type Cursor = i64;
-    /// A batch and the cursor just past it (as [`Transactional`]'s items).
+    /// A batch and the cursor just past it (as the adapter's items).
     type Item = (Vec<i64>, i64);
 
     fn enumerate(
@@ -452,18 +645,31 @@ impl Job for ChaosTxItems {
         ctx: &JobContext<ChaosParams>,
         item: Self::Item,
     ) -> Result<(), JobError> {
-        let job = self.transactional(self.stores.url(&ctx.params)?).await?;
-        Job::process(&*job, ctx, item).await
+        match self.transactional(self.stores.url(&ctx.params)?).await? {
+            TxJob::Postgres(job) => Job::process(&*job, ctx, item).await,
+            TxJob::MySql(job) => Job::process(&*job, ctx, item).await,
+        }
     }
 }
 
 /// The work of [`ChaosTxItems`], inside the item's transaction.
 #[derive(Debug)]
 struct TxLog {
-    sql: String,
+    /// The log table, qualified.
+    table: String,
 }
 
-impl TransactionalJob<sqlx::Postgres> for TxLog {
+impl TxLog {
+    /// The pause, spent inside the transaction after the fenced cursor write: a kill
+    /// during it leaves an open transaction the server rolls back.
+    async fn pause(ctx: &JobContext<ChaosParams>) {
+        if ctx.params.pause_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(ctx.params.pause_ms)).await;
+        }
+    }
+}
+
+impl iterjob_postgres::TransactionalJob<Postgres> for TxLog {
     const KIND: &'static str = ChaosTxItems::KIND;
     type Params = ChaosParams;
     type Cursor = i64;
@@ -487,18 +693,38 @@ impl TransactionalJob<sqlx::Postgres> for TxLog {
         batch: Vec<i64>,
         tx: &mut Transaction<'_, Postgres>,
     ) -> Result<(), JobError> {
-        // inside the transaction, after the fenced cursor write: a kill during the
-        // pause leaves an open transaction the server rolls back
-        if ctx.params.pause_ms > 0 {
-            tokio::time::sleep(Duration::from_millis(ctx.params.pause_ms)).await;
-        }
-        sqlx::query(&self.sql)
-            .bind(ctx.job_id)
-            .bind(&batch)
-            .bind(ctx.run_token.0)
-            .bind(pid())
-            .execute(&mut **tx)
-            .await?;
+        TxLog::pause(ctx).await;
+        insert_pg(&mut **tx, &self.table, &Entry::of(ctx, &batch)).await?;
+        Ok(())
+    }
+}
+
+impl iterjob_mysql::TransactionalJob<MySql> for TxLog {
+    const KIND: &'static str = ChaosTxItems::KIND;
+    type Params = ChaosParams;
+    type Cursor = i64;
+    type Item = Vec<i64>;
+
+    fn enumerate(
+        &self,
+        params: &ChaosParams,
+        cursor: Option<i64>,
+    ) -> Result<impl Enumerator<Vec<i64>, i64>, JobError> {
+        params.batches(cursor)
+    }
+
+    fn count_items(&self, batch: &Vec<i64>) -> u64 {
+        batch.len() as u64
+    }
+
+    async fn process(
+        &self,
+        ctx: &JobContext<ChaosParams>,
+        batch: Vec<i64>,
+        tx: &mut Transaction<'_, MySql>,
+    ) -> Result<(), JobError> {
+        TxLog::pause(ctx).await;
+        insert_mysql(&mut **tx, &self.table, &Entry::of(ctx, &batch)).await?;
         Ok(())
     }
 }

@@ -4,9 +4,13 @@
 //! item logged; the exactly-once kind repeated nothing; the at-least-once kind
 //! repeated only what SIGKILLs cut off between checkpoints, never after a SIGTERM.
 //!
+//! The same scenario runs on PostgreSQL and on MySQL/MariaDB, one after the other
+//! (the two tests take turns on a lock: at once, 8 workers on 2 cores would stretch
+//! the pacing the bounds are computed from).
+//!
 //! Soak mode: `ITERJOB_CHAOS_SECS`, `ITERJOB_CHAOS_JOBS`, `ITERJOB_CHAOS_ITEMS` (see
-//! the crate docs). The one test of this binary: it must not share its binary with
-//! the outage test, which stops the server.
+//! the crate docs). This binary must not share its binary with the outage test,
+//! which stops the server.
 
 #[macro_use]
 mod support;
@@ -15,7 +19,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use rand::Rng;
-use support::{Cluster, env_number};
+use support::{Cluster, Db, env_number};
 
 const WORKERS: usize = 4;
 const CONCURRENCY: u64 = 4;
@@ -23,27 +27,44 @@ const CHECKPOINT_MS: u64 = 1000;
 const BATCH: u64 = 50;
 const PAUSE_MS: u64 = 100;
 
+/// One scenario at a time.
+static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn workers_killed_at_random_lose_and_repeat_nothing_they_must_not() {
+async fn workers_killed_at_random_lose_and_repeat_nothing_they_must_not_on_postgresql() {
+    let _turn = TURN.lock().await;
+    chaos(Db::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_killed_at_random_lose_and_repeat_nothing_they_must_not_on_mysql() {
+    let _turn = TURN.lock().await;
+    chaos(Db::MySql).await;
+}
+
+async fn chaos(db: Db) {
     let secs = env_number("ITERJOB_CHAOS_SECS", 60);
     let jobs = env_number("ITERJOB_CHAOS_JOBS", 50).max(2);
     let items = env_number("ITERJOB_CHAOS_ITEMS", 10_000).max(1);
     let concurrency = CONCURRENCY.to_string();
     let checkpoint = format!("{CHECKPOINT_MS}ms");
-    let Some(mut cluster) = Cluster::new(&[
-        "--concurrency",
-        &concurrency,
-        "--lease",
-        "2s",
-        "--heartbeat-interval",
-        "500ms",
-        "--checkpoint-interval",
-        &checkpoint,
-        "--poll-interval",
-        "100ms",
-        "--split-min-remaining",
-        "300",
-    ])
+    let Some(mut cluster) = Cluster::new(
+        db,
+        &[
+            "--concurrency",
+            &concurrency,
+            "--lease",
+            "2s",
+            "--heartbeat-interval",
+            "500ms",
+            "--checkpoint-interval",
+            &checkpoint,
+            "--poll-interval",
+            "100ms",
+            "--split-min-remaining",
+            "300",
+        ],
+    )
     .await
     else {
         return;
@@ -72,9 +93,10 @@ async fn workers_killed_at_random_lose_and_repeat_nothing_they_must_not() {
         cluster.spawn_worker();
     }
     say!(
-        "chaos: schema {}, {jobs} jobs x {items} items ({plain_jobs} chaos_items, {tx_jobs} \
+        "chaos: {} {}, {jobs} jobs x {items} items ({plain_jobs} chaos_items, {tx_jobs} \
          chaos_tx_items), batches of {BATCH} every {PAUSE_MS} ms, {WORKERS} workers x \
          {CONCURRENCY}, chaos for {secs} s",
+        db.name(),
         cluster.schema
     );
 
@@ -221,6 +243,10 @@ async fn workers_killed_at_random_lose_and_repeat_nothing_they_must_not() {
     say!(
         "chaos: jobs: {runs} runs, {interruptions} interruptions, {attempts} attempts used, \
          {crashes} crashes outstanding"
+    );
+    say!(
+        "chaos: interruptions by reason: {:?}",
+        cluster.interruptions_by_reason().await
     );
     let (parents, partitions) = cluster.partition_counts().await;
     say!(

@@ -13,7 +13,7 @@ mod support;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use support::{Cluster, pg_url, reachable, skip_or_fail};
+use support::{Cluster, Db, pg_url, reachable, skip_or_fail};
 
 const JOBS_PER_KIND: usize = 2;
 const ITEMS: i64 = 6000;
@@ -181,18 +181,21 @@ async fn workers_ride_out_a_database_restart() {
             return;
         }
     };
-    let Some(mut cluster) = Cluster::new(&[
-        "--concurrency",
-        "4",
-        "--lease",
-        "2s",
-        "--heartbeat-interval",
-        "500ms",
-        "--checkpoint-interval",
-        "1s",
-        "--poll-interval",
-        "100ms",
-    ])
+    let Some(mut cluster) = Cluster::new(
+        Db::Postgres,
+        &[
+            "--concurrency",
+            "4",
+            "--lease",
+            "2s",
+            "--heartbeat-interval",
+            "500ms",
+            "--checkpoint-interval",
+            "1s",
+            "--poll-interval",
+            "100ms",
+        ],
+    )
     .await
     else {
         return;

@@ -1,6 +1,8 @@
-//! Helpers shared by the chaos and outage tests: the test server and the CI rule, a
-//! fresh schema with the log table, worker processes of the `iterjob-chaos` binary,
-//! and what the log table and the jobs say afterwards.
+//! Helpers shared by the chaos and outage tests: the test servers (PostgreSQL and
+//! MySQL/MariaDB) and the CI rule, a fresh schema or database with the log table,
+//! worker processes of the `iterjob-chaos` binary, and what the log table and the
+//! jobs say afterwards (read through the store's API and one plain `SELECT` of the
+//! log, so every database is judged by the same code).
 
 #![allow(dead_code, unreachable_pub)]
 
@@ -11,10 +13,12 @@ use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use iterjob::store::{JobId, NewJob, Store};
-use iterjob_chaos::{LOG_TABLE, create_log_table};
-use iterjob_postgres::{PgOptions, PgPool, PgStore};
-use sqlx::{Connection, PgConnection};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use iterjob::store::{JobFilter, JobId, JobRecord, NewJob, Store};
+use iterjob_chaos::{LogDb, LogRow};
+use sqlx::{Connection, MySqlConnection, PgConnection};
 
 /// Writes a line straight to stderr, past the test harness's capture, so the figures
 /// show in CI logs even without `--nocapture`.
@@ -65,6 +69,125 @@ pub async fn require_pg() -> bool {
                 pg_url()
             ));
             false
+        }
+    }
+}
+
+/// The MySQL test server's URL (`ITERJOB_TEST_MYSQL_URL`, default the local `test`
+/// database of MariaDB).
+pub fn mysql_url() -> String {
+    std::env::var("ITERJOB_TEST_MYSQL_URL")
+        .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".to_string())
+}
+
+/// The URL of database `name` on the MySQL test server.
+fn mysql_db_url(name: &str) -> String {
+    let base = mysql_url();
+    let (head, query) = match base.split_once('?') {
+        Some((head, query)) => (head.to_string(), format!("?{query}")),
+        None => (base.clone(), String::new()),
+    };
+    let authority_end = head
+        .find("://")
+        .map(|i| i + 3)
+        .and_then(|start| head[start..].find('/').map(|j| start + j))
+        .unwrap_or(head.len());
+    format!("{}/{name}{query}", &head[..authority_end])
+}
+
+/// True when the MySQL server is reachable; otherwise applies the CI rule and
+/// returns false (skip).
+pub async fn require_mysql() -> bool {
+    let url = mysql_url();
+    let reason =
+        match tokio::time::timeout(Duration::from_secs(5), MySqlConnection::connect(&url)).await {
+            Ok(Ok(conn)) => {
+                let _ = conn.close().await;
+                return true;
+            }
+            Ok(Err(err)) => err.to_string(),
+            Err(_) => "timed out after 5 s".to_string(),
+        };
+    skip_or_fail(&format!(
+        "MySQL test server {url} is unreachable ({reason}); start it (service mariadb start) \
+         or set ITERJOB_TEST_MYSQL_URL"
+    ));
+    false
+}
+
+/// Runs `sql` on a connection of its own to the MySQL test server, from a thread of
+/// its own (called from `Drop`, inside or outside a runtime).
+fn mysql_admin(sql: String) {
+    let joined = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("tokio runtime");
+        runtime.block_on(async move {
+            let mut conn = MySqlConnection::connect(&mysql_url()).await?;
+            sqlx::query(&sql).execute(&mut conn).await?;
+            conn.close().await
+        })
+    })
+    .join();
+    match joined {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) => say!("warning: could not drop a test database: {err}"),
+        Err(_) => say!("warning: dropping a test database panicked"),
+    }
+}
+
+/// The database a cluster runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Db {
+    /// The PostgreSQL test server, in a fresh schema.
+    Postgres,
+    /// The MySQL/MariaDB test server, in a fresh database.
+    MySql,
+}
+
+impl Db {
+    /// Its name for messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Db::Postgres => "PostgreSQL",
+            Db::MySql => "MySQL",
+        }
+    }
+
+    /// Whether its server answers (the CI rule otherwise).
+    async fn require(self) -> bool {
+        match self {
+            Db::Postgres => require_pg().await,
+            Db::MySql => require_mysql().await,
+        }
+    }
+
+    /// Creates a fresh schema (PostgreSQL) or database (MySQL) named `name`; returns
+    /// the URL the workers get.
+    async fn create(self, name: &str) -> String {
+        match self {
+            // the store creates its schema when it migrates
+            Db::Postgres => with_schema(&pg_url(), name),
+            Db::MySql => {
+                let mut conn = MySqlConnection::connect(&mysql_url())
+                    .await
+                    .expect("connect to the MySQL test server");
+                sqlx::query(&format!("CREATE DATABASE `{name}`"))
+                    .execute(&mut conn)
+                    .await
+                    .expect("create the test database");
+                let _ = conn.close().await;
+                mysql_db_url(name)
+            }
+        }
+    }
+
+    /// Drops what [`Db::create`] made.
+    fn drop_namespace(self, name: &str) {
+        match self {
+            Db::Postgres => drop_schema(name),
+            Db::MySql => mysql_admin(format!("DROP DATABASE IF EXISTS `{name}`")),
         }
     }
 }
@@ -126,13 +249,19 @@ pub struct WorkerProc {
     pub log: PathBuf,
 }
 
-/// A fresh schema with the store and the log table, and the worker processes on it.
-/// Dropping it kills the workers still running and drops the schema.
+/// A fresh schema (PostgreSQL) or database (MySQL) with the store and the log table,
+/// and the worker processes on it. Dropping it kills the workers still running and
+/// drops the schema or database.
 pub struct Cluster {
+    /// Which database.
+    pub db: Db,
+    /// The schema's or database's name.
     pub schema: String,
-    /// The URL the workers get: the test server's, with `?schema=`.
+    /// The URL the workers get.
     pub url: String,
-    pub store: PgStore,
+    /// The store and log table, as the kinds open them.
+    pub log: LogDb,
+    pub store: Arc<dyn Store>,
     dir: tempfile::TempDir,
     worker_args: Vec<String>,
     pub workers: Vec<WorkerProc>,
@@ -141,33 +270,34 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// A fresh schema, migrated, with the log table; `None` to skip.
-    pub async fn new(worker_args: &[&str]) -> Option<Self> {
-        if !require_pg().await {
+    /// A fresh schema or database on `db`, migrated, with the log table; `None` to
+    /// skip.
+    pub async fn new(db: Db, worker_args: &[&str]) -> Option<Self> {
+        if !db.require().await {
             return None;
         }
         let schema = format!("iterjob_chaos_{:016x}", rand::random::<u64>());
-        let url = with_schema(&pg_url(), &schema);
-        let store = PgStore::connect_with(PgOptions::new(&url).max_connections(4).notify(false))
-            .await
-            .unwrap_or_else(|err| panic!("open the store in schema {schema}: {err}"));
-        create_log_table(store.pool(), &schema)
-            .await
-            .expect("create the log table");
+        let url = db.create(&schema).await;
+        let log = match LogDb::connect(&url, 4).await {
+            Ok(log) => log,
+            Err(err) => {
+                db.drop_namespace(&schema);
+                panic!("open the store in {schema}: {err}");
+            }
+        };
+        log.create_log_table().await.expect("create the log table");
         Some(Cluster {
+            db,
             schema,
             url,
-            store,
+            store: log.store(),
+            log,
             dir: tempfile::tempdir().expect("tempdir"),
             worker_args: worker_args.iter().map(|s| s.to_string()).collect(),
             workers: Vec::new(),
             ended: Vec::new(),
             spawned: 0,
         })
-    }
-
-    pub fn pool(&self) -> &PgPool {
-        self.store.pool()
     }
 
     /// Enqueues `count` jobs of `kind` with `params`; returns their ids.
@@ -349,27 +479,47 @@ impl Cluster {
         }
     }
 
-    /// Jobs by state.
-    pub async fn states(&self) -> Result<BTreeMap<String, i64>, sqlx::Error> {
-        let rows: Vec<(String, i64)> = sqlx::query_as(&format!(
-            "SELECT state, COUNT(*) FROM \"{}\".jobs WHERE parent_id IS NULL GROUP BY state",
-            self.schema
-        ))
-        .fetch_all(self.pool())
-        .await?;
-        Ok(rows.into_iter().collect())
+    /// Every job, partitions included, through the store's API.
+    pub async fn jobs(&self) -> iterjob::Result<Vec<JobRecord>> {
+        let mut all = Vec::new();
+        let mut before_id = None;
+        loop {
+            let page = self
+                .store
+                .job_list(&JobFilter {
+                    before_id,
+                    limit: Some(500),
+                    ..JobFilter::default()
+                })
+                .await?;
+            let Some(last) = page.last() else {
+                return Ok(all);
+            };
+            before_id = Some(last.id);
+            all.extend(page);
+        }
+    }
+
+    /// Jobs (not partitions) by state.
+    pub async fn states(&self) -> iterjob::Result<BTreeMap<String, i64>> {
+        let mut states = BTreeMap::new();
+        for job in self.jobs().await? {
+            if job.parent_id.is_none() {
+                *states.entry(job.state.to_string()).or_default() += 1;
+            }
+        }
+        Ok(states)
     }
 
     /// Jobs that ended in another state than completed: id, kind, state, last error.
     pub async fn not_completed(&self) -> Vec<(i64, String, String, Option<String>)> {
-        sqlx::query_as(&format!(
-            "SELECT id, kind, state, last_error FROM \"{}\".jobs WHERE state <> 'completed' \
-             ORDER BY id",
-            self.schema
-        ))
-        .fetch_all(self.pool())
-        .await
-        .unwrap_or_default()
+        self.jobs()
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|j| j.state.to_string() != "completed")
+            .map(|j| (j.id, j.kind, j.state.to_string(), j.last_error))
+            .collect()
     }
 
     /// Waits until all `total` jobs are completed, up to `timeout`; fails at once if one
@@ -406,107 +556,138 @@ impl Cluster {
         }
     }
 
+    /// The jobs and the log, read once.
+    async fn snapshot(&self) -> (Vec<JobRecord>, Vec<LogRow>) {
+        let jobs = self.jobs().await.expect("list the jobs");
+        let log = self.log.log_rows().await.expect("read the log table");
+        (jobs, log)
+    }
+
     /// Items logged per kind.
     pub async fn kind_stats(&self) -> BTreeMap<String, KindStats> {
-        let s = &self.schema;
-        let rows: Vec<(String, i64, i64, i64, i64, i64)> = sqlx::query_as(&format!(
-            "WITH logs AS (
-                SELECT COALESCE(c.parent_id, c.id) AS root, l.id, l.item
-                FROM \"{s}\".{LOG_TABLE} l JOIN \"{s}\".jobs c ON c.id = l.job_id
-             ),
-             per_job AS (
-                SELECT j.id, j.kind, (j.params->>'n')::bigint AS n,
-                       COUNT(l.id) AS rows,
-                       COUNT(DISTINCT l.item) FILTER (
-                           WHERE l.item >= 0 AND l.item < (j.params->>'n')::bigint) AS items
-                FROM \"{s}\".jobs j LEFT JOIN logs l ON l.root = j.id
-                WHERE j.parent_id IS NULL
-                GROUP BY j.id
-             )
-             SELECT kind, COUNT(*), SUM(n)::bigint, SUM(rows)::bigint, SUM(items)::bigint,
-                    COUNT(*) FILTER (WHERE items < n)
-             FROM per_job GROUP BY kind"
-        ))
-        .fetch_all(self.pool())
-        .await
-        .expect("item counts");
-        rows.into_iter()
-            .map(|(kind, jobs, expected, rows, distinct, short_jobs)| {
-                (
-                    kind,
-                    KindStats {
-                        jobs,
-                        expected,
-                        rows,
-                        distinct,
-                        short_jobs,
-                    },
-                )
-            })
-            .collect()
+        let (jobs, log) = self.snapshot().await;
+        kind_stats(&jobs, &log)
     }
 
     /// Repeats per (kind, worker pid): every row of an item but its last one, charged
     /// to the process whose run logged it and then lost it (it died before the
     /// checkpoint past it).
     pub async fn repeats_by_pid(&self) -> BTreeMap<(String, u32), i64> {
-        let s = &self.schema;
-        let rows: Vec<(String, i32, i64)> = sqlx::query_as(&format!(
-            "WITH ranked AS (
-                SELECT j.kind, l.worker_pid,
-                       row_number() OVER (
-                           PARTITION BY COALESCE(j.parent_id, j.id), l.item ORDER BY l.id DESC
-                       ) AS rn
-                FROM \"{s}\".{LOG_TABLE} l JOIN \"{s}\".jobs j ON j.id = l.job_id
-             )
-             SELECT kind, worker_pid, COUNT(*)
-             FROM ranked
-             WHERE rn > 1 GROUP BY kind, worker_pid"
-        ))
-        .fetch_all(self.pool())
-        .await
-        .expect("repeats");
-        rows.into_iter()
-            .map(|(kind, pid, n)| ((kind, pid as u32), n))
-            .collect()
+        let (jobs, log) = self.snapshot().await;
+        repeats_by_pid(&jobs, &log)
     }
 
     /// Runs, interruptions, attempts and crashes summed over all jobs.
     pub async fn job_totals(&self) -> (i64, i64, i64, i64) {
-        sqlx::query_as(&format!(
-            "SELECT COALESCE(SUM(runs), 0)::bigint, COALESCE(SUM(interruptions), 0)::bigint,
-                    COALESCE(SUM(attempts), 0)::bigint, COALESCE(SUM(crashes), 0)::bigint
-             FROM \"{}\".jobs",
-            self.schema
-        ))
-        .fetch_one(self.pool())
-        .await
-        .expect("job totals")
+        let jobs = self.jobs().await.expect("list the jobs");
+        jobs.iter().fold((0, 0, 0, 0), |(r, i, a, c), j| {
+            (
+                r + i64::from(j.runs),
+                i + i64::from(j.interruptions),
+                a + i64::from(j.attempts),
+                c + i64::from(j.crashes),
+            )
+        })
+    }
+
+    /// Interruptions by reason (`shutdown`, `time_slice`, …), from every job's history.
+    pub async fn interruptions_by_reason(&self) -> BTreeMap<String, i64> {
+        let mut reasons = BTreeMap::new();
+        for job in self.jobs().await.expect("list the jobs") {
+            let events = self
+                .store
+                .job_events(job.id, usize::MAX)
+                .await
+                .expect("job history");
+            for event in events {
+                if let Some(reason) = event.reason {
+                    *reasons.entry(reason.as_str().to_string()).or_default() += 1;
+                }
+            }
+        }
+        reasons
     }
 
     /// Partitioned jobs and their partitions (those from dynamic splits included).
     pub async fn partition_counts(&self) -> (i64, i64) {
-        sqlx::query_as(&format!(
-            "SELECT COUNT(*) FILTER (WHERE partitions IS NOT NULL),
-                    COUNT(*) FILTER (WHERE parent_id IS NOT NULL)
-             FROM \"{}\".jobs",
-            self.schema
-        ))
-        .fetch_one(self.pool())
-        .await
-        .expect("partition counts")
+        let jobs = self.jobs().await.expect("list the jobs");
+        let parents = jobs.iter().filter(|j| j.partitions.is_some()).count();
+        let partitions = jobs.iter().filter(|j| j.parent_id.is_some()).count();
+        (parents as i64, partitions as i64)
     }
 
     /// Items done per job, as checkpointed.
-    pub async fn items_done(&self) -> Result<BTreeMap<i64, i64>, sqlx::Error> {
-        let rows: Vec<(i64, i64)> = sqlx::query_as(&format!(
-            "SELECT id, items_done FROM \"{}\".jobs",
-            self.schema
-        ))
-        .fetch_all(self.pool())
-        .await?;
-        Ok(rows.into_iter().collect())
+    pub async fn items_done(&self) -> iterjob::Result<BTreeMap<i64, i64>> {
+        Ok(self
+            .jobs()
+            .await?
+            .into_iter()
+            .map(|j| (j.id, j.items_done as i64))
+            .collect())
     }
+}
+
+/// The job (not partition) each job id belongs to.
+fn roots(jobs: &[JobRecord]) -> HashMap<JobId, JobId> {
+    jobs.iter()
+        .map(|j| (j.id, j.parent_id.unwrap_or(j.id)))
+        .collect()
+}
+
+/// What the log says per kind: every top-level job's items `0..n` against the rows
+/// its partitions logged.
+pub fn kind_stats(jobs: &[JobRecord], log: &[LogRow]) -> BTreeMap<String, KindStats> {
+    let roots = roots(jobs);
+    let mut per_root: HashMap<JobId, (i64, BTreeSet<i64>)> = HashMap::new();
+    for row in log {
+        let root = roots.get(&row.job_id).copied().unwrap_or(row.job_id);
+        let entry = per_root.entry(root).or_default();
+        entry.0 += 1;
+        entry.1.insert(row.item);
+    }
+    let mut stats: BTreeMap<String, KindStats> = BTreeMap::new();
+    for job in jobs.iter().filter(|j| j.parent_id.is_none()) {
+        let n = job
+            .params
+            .get("n")
+            .and_then(serde_json::Value::as_i64)
+            .expect("chaos jobs have n");
+        let (rows, items) = per_root.get(&job.id).cloned().unwrap_or_default();
+        let distinct = items.range(0..n).count() as i64;
+        let s = stats.entry(job.kind.clone()).or_default();
+        s.jobs += 1;
+        s.expected += n;
+        s.rows += rows;
+        s.distinct += distinct;
+        s.short_jobs += i64::from(distinct < n);
+    }
+    stats
+}
+
+/// Repeats per (kind, worker pid): for each (job, item), every row but the last (by
+/// insertion order), charged to the process that logged it.
+pub fn repeats_by_pid(jobs: &[JobRecord], log: &[LogRow]) -> BTreeMap<(String, u32), i64> {
+    let roots = roots(jobs);
+    let kinds: HashMap<JobId, &str> = jobs.iter().map(|j| (j.id, j.kind.as_str())).collect();
+    let mut last: HashMap<(JobId, i64), &LogRow> = HashMap::new();
+    let mut repeats: BTreeMap<(String, u32), i64> = BTreeMap::new();
+    // in insertion order: a row followed by a later one for the same item is a repeat
+    let mut ordered: Vec<&LogRow> = log.iter().collect();
+    ordered.sort_by_key(|r| r.id);
+    for row in ordered {
+        let root = roots.get(&row.job_id).copied().unwrap_or(row.job_id);
+        if let Some(earlier) = last.insert((root, row.item), row) {
+            let kind = kinds
+                .get(&earlier.job_id)
+                .copied()
+                .unwrap_or("?")
+                .to_string();
+            *repeats
+                .entry((kind, earlier.worker_pid as u32))
+                .or_default() += 1;
+        }
+    }
+    repeats
 }
 
 impl Drop for Cluster {
@@ -515,7 +696,7 @@ impl Drop for Cluster {
             let _ = w.child.kill();
             let _ = w.child.wait();
         }
-        drop_schema(&self.schema);
+        self.db.drop_namespace(&self.schema);
     }
 }
 
