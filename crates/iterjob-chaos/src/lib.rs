@@ -1,6 +1,7 @@
 //! # iterjob-chaos
 //!
-//! Chaos and outage tests for iterjob on PostgreSQL, with real worker processes.
+//! Chaos and outage tests for iterjob on PostgreSQL and MySQL/MariaDB, with real
+//! worker processes.
 //!
 //! The crate builds the binary `iterjob-chaos`: the whole iterjob command line
 //! ([`iterjob_cli::App`]) with two job kinds that log every item they process into a
@@ -13,7 +14,8 @@
 //!   periodic checkpoints, so a worker killed with SIGKILL between two checkpoints
 //!   makes the next run repeat the batches since the last one.
 //! * [`ChaosTxItems`] (`chaos_tx_items`, **exactly once**): the same walk, through
-//!   [`iterjob_postgres::Transactional`]: each batch's rows and the cursor past the
+//!   the store's `Transactional` adapter ([`iterjob_postgres::Transactional`] or
+//!   [`iterjob_mysql::Transactional`]): each batch's rows and the cursor past the
 //!   batch commit in one transaction (the pause is spent inside it, so kills land
 //!   mid-transaction too). No item may ever be logged twice.
 //!
@@ -23,11 +25,13 @@
 //! partitions that have the most left.
 //!
 //! The database is the one the binary was given, the usual way (`--database-url` or
-//! `ITERJOB_DATABASE_URL`, a `postgres://` URL, with `?schema=NAME` for a schema of
-//! its own); a job may name another in its parameters (`database_url`). The log
-//! table lives in the store's schema, next to `jobs`; create it with
-//! [`create_log_table`] before the workers start. Each kind keeps one [`PgStore`] per
-//! URL (a small pool of its own, [`KIND_POOL_SIZE`] connections, no `LISTEN`).
+//! `ITERJOB_DATABASE_URL`: a `postgres://` URL, with `?schema=NAME` for a schema of
+//! its own, or a `mysql://` URL); a job may name another in its parameters
+//! (`database_url`). The log table lives next to the store's tables (in its schema
+//! on PostgreSQL, its database on MySQL); create it with
+//! [`LogDb::create_log_table`] before the workers start. Each kind keeps one
+//! [`LogDb`] per URL (a small pool of its own, [`KIND_POOL_SIZE`] connections; no
+//! `LISTEN` on PostgreSQL).
 //!
 //! ```text
 //! iterjob-chaos --database-url 'postgres://postgres@127.0.0.1/test?schema=chaos' \
@@ -37,12 +41,15 @@
 //!
 //! # The tests
 //!
-//! Both need the PostgreSQL server of `ITERJOB_TEST_PG_URL` (default
-//! `postgres://postgres@127.0.0.1:5432/test`). When it cannot be reached they
-//! **fail if the environment variable `CI` is set**, and otherwise print a notice and
-//! skip. Each works in a fresh schema with a random name, dropped at the end.
+//! They need the PostgreSQL server of `ITERJOB_TEST_PG_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/test`) and, for MySQL, the server of
+//! `ITERJOB_TEST_MYSQL_URL` (default `mysql://root@127.0.0.1:3306/test`). When one
+//! cannot be reached its tests **fail if the environment variable `CI` is set**, and
+//! otherwise print a notice and skip. Each works in a fresh schema (PostgreSQL) or
+//! database (MySQL) with a random name, dropped at the end.
 //!
-//! * `tests/chaos.rs` (part of the normal test run, about 1.5 minutes): 50 jobs of
+//! * `tests/chaos.rs` (part of the normal test run, about 1.5 minutes per
+//!   database; PostgreSQL, then MySQL): 50 jobs of
 //!   10,000 items (half of each kind), 4 worker processes (`--concurrency 4 --lease
 //!   2s --heartbeat-interval 500ms --checkpoint-interval 1s`); for 60 s a random
 //!   worker is killed every 1–4 s, with SIGKILL or SIGTERM at random, and restarted.

@@ -342,9 +342,10 @@ async fn sigkilled_partitioned_demo_repeats_and_skips_nothing() {
 /// The same on PostgreSQL, in a fresh schema.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkilled_partitioned_demo_on_postgres_repeats_and_skips_nothing() {
-    let Some((url, db, _guard)) = support::postgres_target().await else {
+    let Some((url, pool, schema, _guard)) = support::postgres_target().await else {
         return;
     };
+    let db = Db::Postgres(pool, schema);
     let sandbox = Sandbox::with_url(&url);
     partitioned_demo_killed(&sandbox, &db).await;
 }
@@ -352,9 +353,10 @@ async fn sigkilled_partitioned_demo_on_postgres_repeats_and_skips_nothing() {
 /// The same on MySQL/MariaDB, in a fresh database.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkilled_partitioned_demo_on_mysql_repeats_and_skips_nothing() {
-    let Some((url, db, _guard)) = support::mysql_target().await else {
+    let Some((url, pool, _guard)) = support::mysql_target().await else {
         return;
     };
+    let db = Db::MySql(pool);
     let sandbox = Sandbox::with_url(&url);
     partitioned_demo_killed(&sandbox, &db).await;
 }

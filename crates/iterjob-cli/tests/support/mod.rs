@@ -126,8 +126,8 @@ impl Drop for DropOnExit {
 
 /// A fresh PostgreSQL schema on the test server: the store's URL (the schema is the
 /// store's and the session's `search_path`, so the demo's products land there too),
-/// a pool on it, and the guard that drops it.
-pub(crate) async fn postgres_target() -> Option<(String, super::Db, DropOnExit)> {
+/// a pool on it, the schema's name, and the guard that drops it.
+pub(crate) async fn postgres_target() -> Option<(String, sqlx::PgPool, String, DropOnExit)> {
     let server = std::env::var("ITERJOB_TEST_PG_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string());
     let schema = format!("iterjob_cli_{:016x}", rand_u64());
@@ -151,12 +151,12 @@ pub(crate) async fn postgres_target() -> Option<(String, super::Db, DropOnExit)>
         url: server,
         statement: format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"),
     };
-    Some((url, super::Db::Postgres(pool, schema), guard))
+    Some((url, pool, schema, guard))
 }
 
 /// A fresh MySQL/MariaDB database on the test server: its URL, a pool on it, and the
 /// guard that drops it.
-pub(crate) async fn mysql_target() -> Option<(String, super::Db, DropOnExit)> {
+pub(crate) async fn mysql_target() -> Option<(String, sqlx::MySqlPool, DropOnExit)> {
     let server = std::env::var("ITERJOB_TEST_MYSQL_URL")
         .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".to_string());
     let name = format!("iterjob_cli_{:016x}", rand_u64());
@@ -183,7 +183,7 @@ pub(crate) async fn mysql_target() -> Option<(String, super::Db, DropOnExit)> {
         url: server,
         statement: format!("DROP DATABASE IF EXISTS `{name}`"),
     };
-    Some((url, super::Db::MySql(pool), guard))
+    Some((url, pool, guard))
 }
 
 /// A random number from the clock and the process id (no rand dependency).
