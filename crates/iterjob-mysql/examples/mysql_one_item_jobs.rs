@@ -200,7 +200,10 @@ async fn floor_round(jobs: u32) -> anyhow::Result<Duration> {
         done += task.await??;
     }
     let took = start.elapsed();
-    anyhow::ensure!(done == u64::from(jobs), "the floor completed {done} of {jobs}");
+    anyhow::ensure!(
+        done == u64::from(jobs),
+        "the floor completed {done} of {jobs}"
+    );
     pool.close().await;
     drop_database(&name).await?;
     Ok(took)

@@ -203,8 +203,14 @@ impl Store for MySqlStore {
             .transpose()?;
         let change = ReleaseChange::of(outcome);
         let with = progress.is_some();
-        let mut tx = self.begin("releasing a job").await?;
-        let done = sqlx::query(&self.q().release)
+        let event = release_event(outcome);
+        // with a history event, the release and its event commit together; without
+        // one (a completion), the release is one autocommitted statement
+        let mut tx = match event {
+            Some(_) => Some(self.begin("releasing a job").await?),
+            None => None,
+        };
+        let release = sqlx::query(&self.q().release)
             .bind(with)
             .bind(cursor)
             .bind(with)
@@ -225,25 +231,28 @@ impl Store for MySqlStore {
             .bind(change.clear_requests)
             .bind(change.clear_requests)
             .bind(id)
-            .bind(token.0)
-            .execute(&mut *tx)
-            .await
-            .map_err(self.err("releasing a job"))?;
+            .bind(token.0);
+        let done = match tx.as_mut() {
+            Some(tx) => release.execute(&mut **tx).await,
+            None => release.execute(self.pool()).await,
+        }
+        .map_err(self.err("releasing a job"))?;
         if done.rows_affected() == 0 {
-            let _ = tx.rollback().await;
+            if let Some(tx) = tx {
+                let _ = tx.rollback().await;
+            }
             return Err(self.fence_failed(id).await);
         }
-        let parent: Option<JobId> = sqlx::query_scalar(&self.q().parent_of)
-            .bind(id)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(self.err("releasing a job"))?;
-        if let Some((kind, reason, error)) = release_event(outcome) {
+        // the statement handed back the job's parent (0: none)
+        let parent = i64::try_from(done.last_insert_id())
+            .ok()
+            .filter(|&parent| parent > 0);
+        if let (Some(mut tx), Some((kind, reason, error))) = (tx, event) {
             events::insert(&mut *tx, id, kind, reason, error)
                 .await
                 .map_err(self.err("recording a release in the job's history"))?;
+            tx.commit().await.map_err(self.err("releasing a job"))?;
         }
-        tx.commit().await.map_err(self.err("releasing a job"))?;
         if change.state == JobState::Queued {
             self.wake_local();
         }
