@@ -76,14 +76,14 @@ struct ImportParams {
 impl Job for ImportCustomers {
     const KIND: &'static str = "import_customers";
     type Params = ImportParams;
-    type Cursor = u64;
+    type Cursor = enumerator::FileCursor;
     type Item = csv::StringRecord;
 
     fn enumerate(
         &self,
         p: &ImportParams,
-        cursor: Option<u64>,
-    ) -> Result<impl Enumerator<csv::StringRecord, u64>, JobError> {
+        cursor: Option<enumerator::FileCursor>,
+    ) -> Result<impl Enumerator<csv::StringRecord, enumerator::FileCursor>, JobError> {
         Ok(enumerator::csv_records(
             &p.path,
             FileRange::default(),

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use iterjob::store::{JobFilter, JobId, JobRecord, JobState, NewJob};
 use iterjob::{Registry, Worker, WorkerConfig};
@@ -11,7 +11,7 @@ use iterjob::{Registry, Worker, WorkerConfig};
 #[cfg(feature = "dashboard")]
 use crate::dashboard::{self, DashboardArgs, DashboardOptions};
 use crate::demo::{self, DemoArgs};
-use crate::output::{job_detail, job_json, jobs_table};
+use crate::output::{job_detail, job_json, jobs_table, out, outln};
 use crate::store::{DEFAULT_DATABASE_URL, open_store};
 
 /// Interruptible, resumable iteration jobs.
@@ -214,7 +214,7 @@ pub(crate) async fn execute(cli: Cli, registry: Registry) -> Result<()> {
     match cli.command {
         Command::Kinds => {
             for kind in registry.kinds() {
-                println!("{kind}");
+                outln!("{kind}")?;
             }
             Ok(())
         }
@@ -225,7 +225,7 @@ pub(crate) async fn execute(cli: Cli, registry: Registry) -> Result<()> {
             match command {
                 Command::Migrate => {
                     store.migrate().await?;
-                    println!("migrated {}", cli.database_url);
+                    outln!("migrated {}", cli.database_url)?;
                     Ok(())
                 }
                 Command::Worker(args) => run_worker(store, registry, args).await,
@@ -246,12 +246,12 @@ pub(crate) async fn execute(cli: Cli, registry: Registry) -> Result<()> {
                             out["partition_jobs"] =
                                 partitions.iter().map(job_json).collect::<Vec<_>>().into();
                         }
-                        println!("{}", serde_json::to_string_pretty(&out)?);
+                        outln!("{}", serde_json::to_string_pretty(&out)?)?;
                     } else {
-                        println!("{}", job_detail(&job));
+                        outln!("{}", job_detail(&job))?;
                         if !partitions.is_empty() {
-                            println!("\npartitions ({}):", partitions.len());
-                            print!("{}", jobs_table(&partitions));
+                            outln!("\npartitions ({}):", partitions.len())?;
+                            out!("{}", jobs_table(&partitions))?;
                         }
                     }
                     Ok(())
@@ -259,36 +259,36 @@ pub(crate) async fn execute(cli: Cli, registry: Registry) -> Result<()> {
                 Command::Pause(IdArg { id }) => {
                     let job = store.job_pause(id).await?;
                     if job.state == JobState::Running {
-                        println!("job {id}: pause requested; it pauses at its next item boundary");
+                        outln!("job {id}: pause requested; it pauses at its next item boundary")?;
                     } else {
-                        println!("job {id}: {}", job.state);
+                        outln!("job {id}: {}", job.state)?;
                     }
                     Ok(())
                 }
                 Command::Resume(IdArg { id }) => {
                     let job = store.job_resume(id).await?;
-                    println!("job {id}: {}", job.state);
+                    outln!("job {id}: {}", job.state)?;
                     Ok(())
                 }
                 Command::Cancel(IdArg { id }) => {
                     let job = store.job_cancel(id).await?;
                     if job.state == JobState::Running {
-                        println!("job {id}: cancel requested; it stops at its next item boundary");
+                        outln!("job {id}: cancel requested; it stops at its next item boundary")?;
                     } else {
-                        println!("job {id}: {}", job.state);
+                        outln!("job {id}: {}", job.state)?;
                     }
                     Ok(())
                 }
                 Command::Retry(IdArg { id }) => {
                     let job = store.job_retry(id).await?;
-                    println!(
+                    outln!(
                         "job {id}: {} (resumes from cursor {})",
                         job.state,
                         job.cursor
                             .as_ref()
                             .map(|c| c.to_string())
                             .unwrap_or_else(|| "(start)".into())
-                    );
+                    )?;
                     Ok(())
                 }
                 Command::Demo(_) | Command::Kinds => unreachable!("handled above"),
@@ -306,16 +306,21 @@ async fn get(store: &dyn iterjob::Store, id: JobId) -> Result<JobRecord> {
 
 async fn enqueue(store: &dyn iterjob::Store, registry: &Registry, args: EnqueueArgs) -> Result<()> {
     let params: serde_json::Value = serde_json::from_str(&args.params).with_context(|| {
+        // the start of it is enough to recognize it; a huge value is not echoed whole
+        let shown: String = args.params.chars().take(80).collect();
+        let more = if shown.len() < args.params.len() {
+            format!("… ({} bytes in all)", args.params.len())
+        } else {
+            String::new()
+        };
         format!(
-            "--params is not valid JSON (`{}`); quote it for the shell, e.g. --params '{{\"limit\": 10}}'",
-            args.params
+            "--params is not valid JSON (`{}{more}`); quote it for the shell, e.g. --params '{{\"limit\": 10}}'",
+            crate::output::printable(&shown)
         )
     })?;
     let mut job: NewJob = registry.new_job(&args.kind, params)?;
     if let Some(queue) = args.queue {
-        if queue.trim().is_empty() {
-            bail!("--queue must not be empty");
-        }
+        iterjob::store::check_queue_name(&queue).context("--queue")?;
         job.queue = queue;
     }
     job.priority = args.priority;
@@ -330,9 +335,9 @@ async fn enqueue(store: &dyn iterjob::Store, registry: &Registry, args: EnqueueA
     let id = store.job_insert(&job).await?;
     if args.json {
         let record = get(store, id).await?;
-        println!("{}", serde_json::to_string_pretty(&job_json(&record))?);
+        outln!("{}", serde_json::to_string_pretty(&job_json(&record))?)?;
     } else {
-        println!("enqueued job {id} ({})", job.kind);
+        outln!("enqueued job {id} ({})", job.kind)?;
     }
     Ok(())
 }
@@ -354,11 +359,11 @@ async fn list(store: &dyn iterjob::Store, args: JobsArgs) -> Result<()> {
     let jobs = store.job_list(&filter).await?;
     if args.json {
         let out: Vec<_> = jobs.iter().map(job_json).collect();
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        outln!("{}", serde_json::to_string_pretty(&out)?)?;
     } else if jobs.is_empty() {
-        println!("no jobs");
+        outln!("no jobs")?;
     } else {
-        print!("{}", jobs_table(&jobs));
+        out!("{}", jobs_table(&jobs))?;
     }
     Ok(())
 }

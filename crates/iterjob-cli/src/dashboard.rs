@@ -40,6 +40,16 @@ pub struct DashboardOptions {
     /// path (a shared volume when they run on other machines).
     #[arg(long, default_value = "uploads")]
     pub upload_dir: PathBuf,
+    /// A host name (without port) the dashboard answers to besides localhost,
+    /// 127.0.0.1 and [::1] (repeatable). Without a token only those loopback names
+    /// are served, which stops DNS-rebinding pages; with a token any name is served
+    /// unless this is given.
+    #[arg(long = "allowed-host", value_name = "NAME")]
+    pub allowed_hosts: Vec<String>,
+    /// Believe `X-Forwarded-Host` from a reverse proxy that rewrites `Host` (only if
+    /// the proxy sets that header itself and never passes a client's through).
+    #[arg(long)]
+    pub trust_forwarded_headers: bool,
 }
 
 fn parse_csv_kind(s: &str) -> std::result::Result<(String, String), String> {
@@ -59,7 +69,10 @@ pub(crate) fn build(
     registry: &Registry,
     options: &DashboardOptions,
 ) -> Result<Dashboard> {
-    let mut dashboard = Dashboard::new(store).registry(registry.clone());
+    let mut dashboard = Dashboard::new(store)
+        .registry(registry.clone())
+        .allowed_hosts(options.allowed_hosts.iter().cloned())
+        .trust_forwarded_headers(options.trust_forwarded_headers);
     if let Some(token) = &options.token {
         dashboard = dashboard.token(token.clone());
     }

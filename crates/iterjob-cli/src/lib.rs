@@ -105,12 +105,22 @@ impl App {
         init_tracing(cli.verbose);
         match commands::execute(cli, self.registry).await {
             Ok(()) => ExitCode::SUCCESS,
+            // the reader of the output went away (`| head`): nothing left to say
+            Err(error) if is_broken_pipe(&error) => ExitCode::SUCCESS,
             Err(error) => {
                 eprintln!("error: {}", one_line(&error));
                 ExitCode::FAILURE
             }
         }
     }
+}
+
+fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 fn one_line(error: &anyhow::Error) -> String {

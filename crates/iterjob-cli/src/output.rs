@@ -1,5 +1,25 @@
 //! Printing jobs as tables, detail views and JSON.
 
+/// `println!` for command output that returns the write error instead of panicking
+/// when stdout is closed early (`iterjob jobs --json | head -c 1`): the command then
+/// ends quietly (see `App::run_cli`).
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)
+    }};
+}
+pub(crate) use outln;
+
+/// `print!` as [`outln!`] does `println!`.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        write!(std::io::stdout().lock(), $($arg)*)
+    }};
+}
+pub(crate) use out;
+
 use iterjob::JobRecord;
 use iterjob::store::{Millis, now_millis};
 use serde_json::{Value, json};
@@ -102,6 +122,23 @@ fn progress_text(job: &JobRecord) -> String {
     }
 }
 
+/// `s` safe for a terminal: control characters (escape sequences, line breaks,
+/// bells) written out as escapes instead of reaching the terminal raw.
+pub(crate) fn printable(s: &str) -> String {
+    if !s.chars().any(char::is_control) {
+        return s.to_string();
+    }
+    s.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().collect()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 fn truncate(s: &str, n: usize) -> String {
     if s.chars().count() <= n {
         s.to_string()
@@ -139,8 +176,8 @@ pub(crate) fn jobs_table(jobs: &[JobRecord]) -> String {
             .unwrap_or_else(|| "-".to_string());
         let mut row = vec![
             job.id.to_string(),
-            job.kind.clone(),
-            job.queue.clone(),
+            truncate(&printable(&job.kind), 40),
+            truncate(&printable(&job.queue), 40),
             job.state.to_string(),
             progress_text(job),
             format!("{}/{}", job.attempts, job.max_attempts),
@@ -174,9 +211,13 @@ pub(crate) fn jobs_table(jobs: &[JobRecord]) -> String {
 /// One job in detail.
 pub(crate) fn job_detail(job: &JobRecord) -> String {
     let mut lines = vec![
-        format!("job {} ({})", job.id, job.kind),
+        format!("job {} ({})", job.id, printable(&job.kind)),
         format!("  state          {}", job.state),
-        format!("  queue          {} (priority {})", job.queue, job.priority),
+        format!(
+            "  queue          {} (priority {})",
+            printable(&job.queue),
+            job.priority
+        ),
         format!("  params         {}", job.params),
         format!(
             "  cursor         {}",

@@ -154,3 +154,99 @@ async fn locked_database_times_out_with_a_clear_error() {
         .await
         .expect("unlock");
 }
+
+#[test]
+fn huge_malformed_params_are_not_echoed_whole() {
+    let s = Sandbox::new();
+    let junk = format!("{{{}", "x".repeat(120_000));
+    let o = s.run(&["enqueue", "demo_sync_products", "--params", &junk]);
+    assert_error(
+        &o,
+        1,
+        &["--params is not valid JSON", "120001 bytes in all"],
+    );
+    let err = support::stderr(&o);
+    assert!(err.len() < 1_000, "{} bytes of error", err.len());
+}
+
+#[test]
+fn queue_names_are_checked_when_enqueued() {
+    let s = Sandbox::new();
+    let params = r#"{"database_url": "sqlite://x.db"}"#;
+    let long = "q".repeat(65_536);
+    let enqueue = |queue: &str| {
+        s.run(&[
+            "enqueue",
+            "demo_sync_products",
+            "--params",
+            params,
+            "--queue",
+            queue,
+        ])
+    };
+    assert_error(
+        &enqueue(&long),
+        1,
+        &["--queue", "65536 characters long", "at most 200"],
+    );
+    assert_error(
+        &enqueue("red\u{1b}[31mqueue"),
+        1,
+        &["--queue", "control character \\u{1b}"],
+    );
+    assert_error(&enqueue("  "), 1, &["--queue", "must not be empty"]);
+}
+
+/// Jobs written by another program or an older version, with a 65,536-character
+/// queue and escape codes in a name, list and show without a panic and without
+/// reaching the terminal raw; output cut short by a closed pipe (`| head -c 1`) ends
+/// quietly with exit 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listings_survive_odd_names_and_closed_pipes() {
+    use iterjob::Store;
+    use std::io::Read;
+
+    let s = Sandbox::new();
+    let store = iterjob_sqlite::SqliteStore::connect(&s.db_url())
+        .await
+        .expect("store");
+    let mut odd = iterjob::NewJob::new("demo\u{1b}[2Jkind", serde_json::json!({}));
+    odd.queue = "q".repeat(65_536);
+    store.job_insert(&odd).await.expect("insert");
+    let many: Vec<iterjob::NewJob> = (0..400)
+        .map(|i| iterjob::NewJob::new("demo_sync_products", serde_json::json!({ "n": i })))
+        .collect();
+    store.job_insert_many(&many).await.expect("insert many");
+
+    let o = s.run(&["jobs", "--limit", "1000"]);
+    assert!(o.status.success(), "{}", support::stderr(&o));
+    let listed = stdout(&o);
+    assert!(listed.contains("qqq…"), "the long queue is cut");
+    assert!(
+        !listed.contains('\u{1b}'),
+        "no raw escape reaches the terminal"
+    );
+    assert!(listed.contains("demo\\u{1b}[2Jkind"), "{listed}");
+    let o = s.run(&["show", "1"]);
+    assert!(o.status.success(), "{}", support::stderr(&o));
+    assert!(!stdout(&o).contains('\u{1b}'));
+
+    let mut child = s
+        .cmd(&["jobs", "--json", "--limit", "1000"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut first = [0u8; 1];
+    child
+        .stdout
+        .take()
+        .expect("stdout")
+        .read_exact(&mut first)
+        .expect("one byte");
+    // the pipe is closed here, as `head -c 1` closes it
+    let output = child.wait_with_output().expect("wait");
+    let err = support::stderr(&output);
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(output.status.success(), "{:?}: {err}", output.status);
+}

@@ -33,13 +33,14 @@ fn a_public_address_without_a_token_is_refused() {
 }
 
 fn http_get(port: u16, path: &str) -> Option<String> {
+    http_get_as(port, path, &format!("127.0.0.1:{port}"))
+}
+
+/// A GET with this `Host` header, as a browser on a page of that name sends it.
+fn http_get_as(port: u16, path: &str, host: &str) -> Option<String> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n"
-    )
-    .ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").ok()?;
     let mut out = String::new();
     stream.read_to_string(&mut out).ok()?;
     Some(out)
@@ -73,6 +74,10 @@ fn loopback_serves_the_pages_and_metrics() {
         std::thread::sleep(Duration::from_millis(100));
     };
     let metrics = http_get(port, "/metrics").unwrap_or_default();
+    // DNS rebinding: a page on attacker.example whose name now points at 127.0.0.1
+    let rebound =
+        http_get_as(port, "/jobs/1", &format!("attacker.example:{port}")).unwrap_or_default();
+    let by_name = http_get_as(port, "/", &format!("localhost:{port}")).unwrap_or_default();
     let _ = child.kill();
     let _ = child.wait();
     assert!(
@@ -80,6 +85,16 @@ fn loopback_serves_the_pages_and_metrics() {
         "{page}"
     );
     assert!(page.contains("<h1>Overview</h1>"));
+    assert!(
+        rebound.starts_with("HTTP/1.1 421") || rebound.starts_with("HTTP/1.0 421"),
+        "{rebound}"
+    );
+    assert!(
+        rebound.contains("does not answer to the name `attacker.example`"),
+        "{rebound}"
+    );
+    assert!(!rebound.contains("csrf"), "nothing of a page leaks");
+    assert!(by_name.contains("<h1>Overview</h1>"), "{by_name}");
     assert!(
         metrics.contains("iterjob_jobs{state=\"queued\"} 0"),
         "{metrics}"

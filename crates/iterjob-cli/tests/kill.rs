@@ -420,7 +420,16 @@ async fn partitioned_demo_killed(sandbox: &Sandbox, db: &Db) {
         if state == "completed" {
             break;
         }
-        assert!(state != "failed", "the partitioned job failed");
+        if state == "failed" {
+            let jobs = sandbox.run(&["jobs", "--json"]);
+            let show = sandbox.run(&["show", "1"]);
+            panic!(
+                "the partitioned job failed:\n{}\n{}{}",
+                stdout(&jobs),
+                stdout(&show),
+                stderr(&show)
+            );
+        }
         assert!(
             start.elapsed() < Duration::from_secs(120),
             "not completed ({state})"

@@ -23,10 +23,16 @@ use crate::{AppState, MAX_FORM_BYTES, PAGE_SIZE, assets, live, prometheus};
 const EVENTS_SHOWN: usize = 200;
 
 /// The longest kind, queue or similar string accepted in a filter or form.
-const MAX_NAME_LEN: usize = 200;
+const MAX_NAME_LEN: usize = iterjob::store::MAX_QUEUE_NAME_LEN;
 
 pub(crate) fn router(state: Arc<AppState>) -> Router {
-    let upload_limit = state.max_upload_bytes;
+    // a large body only where a kind takes a CSV upload: otherwise an enqueue form
+    // is as small as any other (the form token is in the body, read before it)
+    let upload_limit = if state.csv_kinds.is_empty() {
+        MAX_FORM_BYTES
+    } else {
+        state.max_upload_bytes
+    };
     let enqueue = Router::new()
         .route("/enqueue", get(enqueue_form).post(enqueue_submit))
         .layer(DefaultBodyLimit::max(upload_limit));
@@ -42,10 +48,17 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/assets/app.js", get(assets::js))
         .layer(DefaultBodyLimit::max(MAX_FORM_BYTES))
         .merge(enqueue)
-        .layer(axum::middleware::from_fn(security::same_origin))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
+            security::same_origin,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&state),
             security::require_token,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
+            security::allowed_host,
         ))
         .layer(axum::middleware::from_fn(security::headers))
         .with_state(state)
@@ -352,12 +365,28 @@ struct EnqueueInput {
     file: Option<(String, Vec<u8>)>,
 }
 
-async fn read_enqueue(mut multipart: Multipart) -> Result<EnqueueInput, String> {
+/// Why the enqueue form could not be read: too large (413), or malformed.
+enum ReadError {
+    TooLarge,
+    Bad(String),
+}
+
+impl ReadError {
+    fn of(what: String, e: axum::extract::multipart::MultipartError) -> Self {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ReadError::TooLarge
+        } else {
+            ReadError::Bad(format!("{what}: {e}"))
+        }
+    }
+}
+
+async fn read_enqueue(mut multipart: Multipart) -> Result<EnqueueInput, ReadError> {
     let mut input = EnqueueInput::default();
     while let Some(field) = multipart
         .next_field()
         .await
-        .map_err(|e| format!("the form could not be read: {e}"))?
+        .map_err(|e| ReadError::of("the form could not be read".into(), e))?
     {
         let name = field.name().unwrap_or_default().to_string();
         if name == "file" {
@@ -365,7 +394,7 @@ async fn read_enqueue(mut multipart: Multipart) -> Result<EnqueueInput, String> 
             let bytes = field
                 .bytes()
                 .await
-                .map_err(|e| format!("the file could not be read: {e}"))?;
+                .map_err(|e| ReadError::of("the file could not be read".into(), e))?;
             if !bytes.is_empty() {
                 input.file = Some((filename, bytes.to_vec()));
             }
@@ -374,7 +403,7 @@ async fn read_enqueue(mut multipart: Multipart) -> Result<EnqueueInput, String> 
         let text = field
             .text()
             .await
-            .map_err(|e| format!("field `{name}` could not be read: {e}"))?;
+            .map_err(|e| ReadError::of(format!("field `{name}` could not be read"), e))?;
         match name.as_str() {
             CSRF_FIELD => input.csrf = Some(text),
             "kind" => input.form.kind = text,
@@ -392,9 +421,28 @@ async fn enqueue_submit(
     headers: HeaderMap,
     multipart: Multipart,
 ) -> Response {
+    // no session cookie: the form token cannot match, so the body is not read
+    if security::cookie(&headers, CSRF_COOKIE).is_none() {
+        return security::csrf_refused();
+    }
     let input = match read_enqueue(multipart).await {
         Ok(i) => i,
-        Err(e) => return bad_request(&state, &e),
+        Err(ReadError::Bad(e)) => return bad_request(&state, &e),
+        Err(ReadError::TooLarge) => {
+            let limit = if state.csv_kinds.is_empty() {
+                MAX_FORM_BYTES
+            } else {
+                state.max_upload_bytes
+            };
+            return (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "refused: the form is larger than {limit} bytes (uploads are accepted only \
+                     for kinds that take a CSV file)\n"
+                ),
+            )
+                .into_response();
+        }
     };
     if !security::csrf_ok(&headers, input.csrf.as_deref()) {
         return security::csrf_refused();
@@ -476,11 +524,7 @@ async fn build_job(
         .map_err(|e| e.to_string())?;
     let queue = form.queue.trim();
     if !queue.is_empty() {
-        if queue.chars().count() > MAX_NAME_LEN {
-            return Err(format!(
-                "the queue name is longer than {MAX_NAME_LEN} characters"
-            ));
-        }
+        iterjob::store::check_queue_name(queue).map_err(|e| e.to_string())?;
         job.queue = queue.to_string();
     }
     let priority = form.priority.trim();
@@ -532,7 +576,20 @@ async fn login_submit(State(state): State<Arc<AppState>>, Form(form): Form<Login
     let Some(token) = state.token.as_deref() else {
         return Redirect::to(&state.url("/")).into_response();
     };
+    if security::login_limited(&state) {
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            [(header::RETRY_AFTER, "60")],
+            format!(
+                "too many wrong tokens in the last minute (more than {}); try again in a minute \
+                 (requests with `Authorization: Bearer <token>` are not affected)\n",
+                security::MAX_LOGIN_FAILURES_PER_MINUTE
+            ),
+        )
+            .into_response();
+    }
     if !security::secrets_match(form.token.trim(), token) {
+        security::login_failed(&state);
         return page(
             &state,
             StatusCode::UNAUTHORIZED,
@@ -543,7 +600,15 @@ async fn login_submit(State(state): State<Arc<AppState>>, Form(form): Form<Login
     let mut response = Redirect::to(&state.url("/")).into_response();
     response.headers_mut().append(
         header::SET_COOKIE,
-        security::set_cookie(&state, TOKEN_COOKIE, &security::token_cookie_value(token)),
+        security::set_cookie(
+            &state,
+            TOKEN_COOKIE,
+            &state
+                .sessions
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .issue(),
+        ),
     );
     response
         .headers_mut()

@@ -25,8 +25,16 @@
 //!
 //! - [`Dashboard::serve`] refuses to bind an address other than loopback unless an
 //!   auth token is set ([`Dashboard::token`]); with a token, every request must
-//!   carry it (`Authorization: Bearer …`, or the cookie set by the login form).
-//!   Tokens are compared in constant time.
+//!   carry it (`Authorization: Bearer …`, or the session cookie set by the login
+//!   form: a random session id, never the token). Tokens are compared in constant
+//!   time, must have at least [`MIN_TOKEN_LEN`] characters of which
+//!   [`MIN_TOKEN_DISTINCT`] different ones, and wrong ones are limited to
+//!   ten a minute at the login form.
+//! - Without a token, only loopback host names are served (`localhost`, `127.0.0.1`,
+//!   `[::1]`, plus [`Dashboard::allowed_hosts`]): a page whose name an attacker
+//!   re-points at 127.0.0.1 (DNS rebinding) gets a 421 and reads nothing.
+//!   `X-Forwarded-Host` counts only behind a declared proxy
+//!   ([`Dashboard::trust_forwarded_headers`]).
 //! - Every mutating request must come from the dashboard's own pages: a cross-site
 //!   `Origin` or `Sec-Fetch-Site` is refused, and forms carry a per-session token.
 //! - Every value that came from a job (parameters, cursors, errors, kinds, queues) is
@@ -34,7 +42,9 @@
 //!   `textContent`; a strict Content-Security-Policy forbids inline scripts.
 //! - Filters become typed [`JobFilter`](iterjob::JobFilter)s bound as query
 //!   parameters: no SQL is built from request strings. Request bodies are bounded
-//!   (64 KiB for forms, [`Dashboard::max_upload_bytes`] for uploads).
+//!   (64 KiB for forms, [`Dashboard::max_upload_bytes`] for uploads, and only when a
+//!   kind takes a CSV upload; an enqueue without a session cookie is refused before
+//!   its body is read).
 //!
 //! ## Mounting it in your service
 //!
@@ -144,7 +154,8 @@ pub enum Error {
     },
     /// The token is too short to resist guessing.
     #[error(
-        "the dashboard auth token is {len} characters long; use at least {min} random characters"
+        "the dashboard auth token is too easy to guess ({len} characters): use at least {min} \
+         random characters, not a word or one character repeated (e.g. `openssl rand -hex 16`)"
     )]
     WeakToken {
         /// Its length.
@@ -171,6 +182,18 @@ pub enum Error {
 /// The shortest auth token accepted.
 pub const MIN_TOKEN_LEN: usize = 16;
 
+/// The fewest different characters an auth token must have (sixteen spaces, or one
+/// character repeated, are refused).
+pub const MIN_TOKEN_DISTINCT: usize = 8;
+
+/// True for a token too easy to guess: too short, or too few different characters
+/// (whitespace does not count).
+fn weak_token(token: &str) -> bool {
+    let distinct: std::collections::BTreeSet<char> =
+        token.chars().filter(|c| !c.is_whitespace()).collect();
+    token.chars().count() < MIN_TOKEN_LEN || distinct.len() < MIN_TOKEN_DISTINCT
+}
+
 /// A kind whose jobs read a CSV file: the enqueue form takes an upload, stores it
 /// in `dir` and passes its path in the parameter `param`.
 #[derive(Clone, Debug)]
@@ -191,6 +214,8 @@ pub struct Dashboard {
     max_upload_bytes: usize,
     live_interval: Duration,
     title: String,
+    allowed_hosts: Vec<String>,
+    trust_forwarded: bool,
 }
 
 impl std::fmt::Debug for Dashboard {
@@ -220,7 +245,37 @@ impl Dashboard {
             max_upload_bytes: DEFAULT_MAX_UPLOAD_BYTES,
             live_interval: Duration::from_secs(1),
             title: "iterjob".to_string(),
+            allowed_hosts: Vec::new(),
+            trust_forwarded: false,
         }
+    }
+
+    /// The host names (as in the `Host` header, without the port) the dashboard
+    /// answers to besides the loopback ones (`localhost`, `127.0.0.1`, `[::1]`).
+    /// Without a token and without this list, only loopback names are served: a web
+    /// page whose name an attacker re-points at 127.0.0.1 (DNS rebinding) is refused
+    /// (421) before it can read a page or a form token. With a token, any name is
+    /// served unless this list is set.
+    pub fn allowed_hosts<I, S>(mut self, hosts: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.allowed_hosts = hosts
+            .into_iter()
+            .map(|h| h.into().trim().to_ascii_lowercase())
+            .filter(|h| !h.is_empty())
+            .collect();
+        self
+    }
+
+    /// Trusts `X-Forwarded-Host` as the name the browser used, for a dashboard behind
+    /// a reverse proxy that rewrites `Host` and sets that header itself. Off by
+    /// default: a proxy that passes a client's `X-Forwarded-Host` through would let
+    /// any site pass the same-origin check.
+    pub fn trust_forwarded_headers(mut self, trust: bool) -> Self {
+        self.trust_forwarded = trust;
+        self
     }
 
     /// The kinds operators may enqueue; parameters are checked against each kind's
@@ -230,8 +285,10 @@ impl Dashboard {
         self
     }
 
-    /// Requires this token on every request (bearer header, or the cookie the login
-    /// form sets). Required to serve on a non-loopback address.
+    /// Requires this token on every request (bearer header, or the session cookie
+    /// the login form sets: a random session id, never the token). Required to serve
+    /// on a non-loopback address; at least [`MIN_TOKEN_LEN`] characters, of which at
+    /// least [`MIN_TOKEN_DISTINCT`] different ones ([`Dashboard::check_bind`]).
     pub fn token(mut self, token: impl Into<String>) -> Self {
         self.token = Some(token.into());
         self
@@ -304,7 +361,7 @@ impl Dashboard {
     /// [`Error::TokenRequired`] or [`Error::WeakToken`].
     pub fn check_bind(&self, addr: SocketAddr) -> Result<(), Error> {
         match &self.token {
-            Some(token) if token.chars().count() < MIN_TOKEN_LEN => Err(Error::WeakToken {
+            Some(token) if weak_token(token) => Err(Error::WeakToken {
                 len: token.chars().count(),
                 min: MIN_TOKEN_LEN,
             }),
@@ -354,6 +411,10 @@ impl Dashboard {
             max_upload_bytes: self.max_upload_bytes,
             live_interval: self.live_interval,
             title: self.title,
+            allowed_hosts: self.allowed_hosts,
+            trust_forwarded: self.trust_forwarded,
+            sessions: std::sync::Mutex::new(security::Sessions::default()),
+            login_failures: std::sync::Mutex::new(std::collections::VecDeque::new()),
         }
     }
 }
@@ -370,6 +431,14 @@ pub(crate) struct AppState {
     pub(crate) max_upload_bytes: usize,
     pub(crate) live_interval: Duration,
     pub(crate) title: String,
+    /// Host names served besides loopback ones ([`Dashboard::allowed_hosts`]).
+    pub(crate) allowed_hosts: Vec<String>,
+    /// Whether `X-Forwarded-Host` is believed.
+    pub(crate) trust_forwarded: bool,
+    /// Session ids handed out by the login form.
+    pub(crate) sessions: std::sync::Mutex<security::Sessions>,
+    /// When recent logins failed (for the rate limit).
+    pub(crate) login_failures: std::sync::Mutex<std::collections::VecDeque<std::time::Instant>>,
 }
 
 impl AppState {

@@ -45,8 +45,40 @@ pub(crate) fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> 
         .map(|(_, v)| v)
 }
 
-/// Does the request carry the auth token (bearer header or login cookie)?
-fn authenticated(headers: &HeaderMap, token: &str) -> bool {
+/// The session ids the login form handed out: random, so the cookie never holds the
+/// token itself; the newest [`MAX_SESSIONS`] are kept (in memory: a restart logs
+/// everyone out).
+#[derive(Debug, Default)]
+pub(crate) struct Sessions {
+    ids: std::collections::HashSet<String>,
+    order: std::collections::VecDeque<String>,
+}
+
+/// Sessions kept at once.
+const MAX_SESSIONS: usize = 1000;
+
+impl Sessions {
+    /// A new session id.
+    pub(crate) fn issue(&mut self) -> String {
+        let id = format!("{}{}", random_token(), random_token());
+        self.ids.insert(id.clone());
+        self.order.push_back(id.clone());
+        while self.order.len() > MAX_SESSIONS {
+            if let Some(old) = self.order.pop_front() {
+                self.ids.remove(&old);
+            }
+        }
+        id
+    }
+
+    fn contains(&self, id: &str) -> bool {
+        self.ids.contains(id)
+    }
+}
+
+/// Does the request carry the auth token (bearer header) or a session the login
+/// form opened?
+fn authenticated(state: &AppState, headers: &HeaderMap, token: &str) -> bool {
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -55,12 +87,108 @@ fn authenticated(headers: &HeaderMap, token: &str) -> bool {
     if bearer.is_some_and(|b| secrets_match(b, token)) {
         return true;
     }
-    cookie(headers, TOKEN_COOKIE).is_some_and(|c| secrets_match(c, &token_cookie_value(token)))
+    cookie(headers, TOKEN_COOKIE).is_some_and(|c| {
+        state
+            .sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(c)
+    })
 }
 
-/// The login cookie's value for `token`: hex, so any token fits in a cookie.
-pub(crate) fn token_cookie_value(token: &str) -> String {
-    token.bytes().map(|b| format!("{b:02x}")).collect()
+/// Wrong tokens tolerated per minute (over all clients) before the login form
+/// answers 429 for the rest of that minute; the bearer header keeps working.
+pub(crate) const MAX_LOGIN_FAILURES_PER_MINUTE: usize = 10;
+
+/// True if the login form is resting after too many wrong tokens.
+pub(crate) fn login_limited(state: &AppState) -> bool {
+    let mut failures = state
+        .login_failures
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let minute_ago = std::time::Instant::now() - std::time::Duration::from_secs(60);
+    while failures.front().is_some_and(|at| *at < minute_ago) {
+        failures.pop_front();
+    }
+    failures.len() >= MAX_LOGIN_FAILURES_PER_MINUTE
+}
+
+/// Records a wrong token.
+pub(crate) fn login_failed(state: &AppState) {
+    state
+        .login_failures
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push_back(std::time::Instant::now());
+}
+
+/// True for a loopback host name: `localhost` (and names under it), 127.0.0.0/8,
+/// `::1`.
+fn loopback_name(host: &str) -> bool {
+    let host = host.trim_end_matches('.');
+    host == "localhost"
+        || host.ends_with(".localhost")
+        || host == "[::1]"
+        || host
+            .parse::<std::net::Ipv4Addr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The host name of a `Host` header value, without the port, lowercased.
+fn host_name(value: &str) -> String {
+    let value = value.trim().to_ascii_lowercase();
+    if value.starts_with('[') {
+        // [::1]:8080
+        return value
+            .split_once(']')
+            .map_or(value.clone(), |(ip, _)| format!("{ip}]"));
+    }
+    value
+        .rsplit_once(':')
+        .map_or(value.clone(), |(name, _)| name.to_string())
+}
+
+/// Refuses requests for a host name the dashboard does not answer to: without a
+/// token, only loopback names (and [`Dashboard::allowed_hosts`](crate::Dashboard::allowed_hosts)),
+/// so a page whose name was re-pointed at 127.0.0.1 (DNS rebinding) cannot read
+/// anything; with a token, any name unless the list is set.
+pub(crate) async fn allowed_host(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let restricted = state.token.is_none() || !state.allowed_hosts.is_empty();
+    if !restricted {
+        return next.run(request).await;
+    }
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(host_name)
+        .or_else(|| request.uri().host().map(str::to_ascii_lowercase));
+    // no name at all: not a browser (HTTP/1.1 browsers always send one), so not a
+    // rebinding page; the token, if any, still decides
+    let Some(host) = host else {
+        return next.run(request).await;
+    };
+    if loopback_name(&host) || state.allowed_hosts.contains(&host) {
+        return next.run(request).await;
+    }
+    (
+        StatusCode::MISDIRECTED_REQUEST,
+        format!(
+            "refused: this dashboard does not answer to the name `{host}`; it answers to \
+             localhost, 127.0.0.1 and [::1]{}. Open it by one of those, or name this host with \
+             Dashboard::allowed_hosts (`--allowed-host`), or set an auth token\n",
+            if state.allowed_hosts.is_empty() {
+                String::new()
+            } else {
+                format!(" and {}", state.allowed_hosts.join(", "))
+            }
+        ),
+    )
+        .into_response()
 }
 
 /// Refuses requests without the auth token, when one is set. The login form is
@@ -75,7 +203,7 @@ pub(crate) async fn require_token(
     };
     let path = request.uri().path();
     let open = path == "/login" || path.starts_with("/assets/");
-    if open || authenticated(request.headers(), token) {
+    if open || authenticated(&state, request.headers(), token) {
         return next.run(request).await;
     }
     let wants_html = request
@@ -96,7 +224,7 @@ pub(crate) async fn require_token(
 }
 
 /// Why a mutating request was refused as cross-site.
-fn cross_site(headers: &HeaderMap) -> Option<String> {
+fn cross_site(headers: &HeaderMap, trust_forwarded: bool) -> Option<String> {
     if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok())
         && site != "same-origin"
     {
@@ -113,9 +241,13 @@ fn cross_site(headers: &HeaderMap) -> Option<String> {
                 .unwrap_or("")
         };
         let host = header_value(header::HOST.as_str());
-        // behind a proxy that rewrites Host, the original host (a browser cannot set
-        // this header on a cross-site form post)
-        let forwarded = header_value("x-forwarded-host");
+        // behind a proxy that rewrites Host and says so (trusted only when declared:
+        // a proxy passing a client's header through would let any site in)
+        let forwarded = if trust_forwarded {
+            header_value("x-forwarded-host")
+        } else {
+            ""
+        };
         let origin_host = origin.split_once("://").map(|(_, rest)| rest).unwrap_or("");
         let ours = |h: &str| !h.is_empty() && origin_host.eq_ignore_ascii_case(h);
         if origin == "null" || !(ours(host) || ours(forwarded)) {
@@ -129,9 +261,13 @@ fn cross_site(headers: &HeaderMap) -> Option<String> {
 
 /// Refuses mutating requests (anything but GET/HEAD) that come from another site.
 /// The per-session form token is checked by each form handler (it is in the body).
-pub(crate) async fn same_origin(request: Request, next: Next) -> Response {
+pub(crate) async fn same_origin(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Response {
     if !matches!(*request.method(), Method::GET | Method::HEAD)
-        && let Some(why) = cross_site(request.headers())
+        && let Some(why) = cross_site(request.headers(), state.trust_forwarded)
     {
         return (
             StatusCode::FORBIDDEN,
@@ -226,7 +362,7 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(header::HOST, HeaderValue::from_static("127.0.0.1:8080"));
         assert_eq!(
-            cross_site(&h),
+            cross_site(&h, false),
             None,
             "no Origin, no Sec-Fetch-Site: token decides"
         );
@@ -234,30 +370,58 @@ mod tests {
             header::ORIGIN,
             HeaderValue::from_static("http://127.0.0.1:8080"),
         );
-        assert_eq!(cross_site(&h), None);
+        assert_eq!(cross_site(&h, false), None);
         h.insert(
             header::ORIGIN,
             HeaderValue::from_static("https://evil.example"),
         );
-        assert!(cross_site(&h).unwrap().contains("evil.example"));
+        assert!(cross_site(&h, false).unwrap().contains("evil.example"));
         h.insert(header::ORIGIN, HeaderValue::from_static("null"));
-        assert!(cross_site(&h).is_some());
-        // behind a proxy that rewrites Host, the forwarded host counts
+        assert!(cross_site(&h, false).is_some());
+        // behind a proxy that rewrites Host, the forwarded host counts only when the
+        // proxy is declared trusted
         h.insert(
             header::ORIGIN,
             HeaderValue::from_static("https://jobs.example.com"),
         );
-        assert!(cross_site(&h).is_some());
+        assert!(cross_site(&h, false).is_some());
         h.insert(
             "x-forwarded-host",
             HeaderValue::from_static("jobs.example.com"),
         );
-        assert_eq!(cross_site(&h), None);
+        assert!(cross_site(&h, false).is_some(), "not trusted by default");
+        assert_eq!(cross_site(&h, true), None);
         let mut h = HeaderMap::new();
         h.insert("sec-fetch-site", HeaderValue::from_static("cross-site"));
-        assert!(cross_site(&h).unwrap().contains("cross-site"));
+        assert!(cross_site(&h, false).unwrap().contains("cross-site"));
         h.insert("sec-fetch-site", HeaderValue::from_static("same-origin"));
-        assert_eq!(cross_site(&h), None);
+        assert_eq!(cross_site(&h, false), None);
+    }
+
+    #[test]
+    fn host_names_and_loopback() {
+        assert_eq!(host_name("127.0.0.1:8080"), "127.0.0.1");
+        assert_eq!(host_name("[::1]:8080"), "[::1]");
+        assert_eq!(host_name("LocalHost"), "localhost");
+        assert_eq!(host_name("attacker.example:18096"), "attacker.example");
+        for ok in [
+            "localhost",
+            "app.localhost",
+            "127.0.0.1",
+            "127.1.2.3",
+            "[::1]",
+        ] {
+            assert!(loopback_name(ok), "{ok}");
+        }
+        for no in [
+            "attacker.example",
+            "127.0.0.1.nip.io",
+            "10.0.0.1",
+            "",
+            "localhost.evil",
+        ] {
+            assert!(!loopback_name(no), "{no}");
+        }
     }
 
     #[test]

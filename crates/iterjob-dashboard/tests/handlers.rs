@@ -903,3 +903,120 @@ async fn a_partitioned_job_lists_its_partitions_and_a_partition_its_parent() {
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
     assert!(bad.body.contains("`top` must be 1"), "{}", bad.body);
 }
+
+/// The holes a probe from outside found (DNS rebinding, a trusted forwarded host,
+/// weak tokens, unlimited login guesses, the token in the cookie, large bodies
+/// before the form token): each closed, over the router's HTTP interface.
+#[tokio::test]
+async fn the_dashboard_refuses_what_an_attacker_tries() {
+    let store = shared(MemoryStore::new());
+    let host = |router: &axum::Router, name: &'static str| {
+        let request = Request::get("/jobs")
+            .header(header::HOST, name)
+            .header(header::ACCEPT, "text/html")
+            .body(Body::empty())
+            .unwrap();
+        let router = router.clone();
+        async move { send(&router, request).await }
+    };
+
+    // no token: only loopback names are served (DNS rebinding gets nothing)
+    let open = Dashboard::new(Arc::clone(&store)).router();
+    let reply = host(&open, "attacker.example:18096").await;
+    assert_eq!(reply.status, StatusCode::MISDIRECTED_REQUEST);
+    assert!(reply.body.contains("`attacker.example`"), "{}", reply.body);
+    assert!(!reply.body.contains("csrf"));
+    for name in ["127.0.0.1:8080", "localhost:8080", "[::1]:8080"] {
+        assert_eq!(host(&open, name).await.status, StatusCode::OK, "{name}");
+    }
+    let named = Dashboard::new(Arc::clone(&store))
+        .allowed_hosts(["jobs.internal"])
+        .router();
+    assert_eq!(
+        host(&named, "jobs.internal:8080").await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        host(&named, "attacker.example").await.status,
+        StatusCode::MISDIRECTED_REQUEST
+    );
+    // with a token, any name reaches the token check
+    let guarded = Dashboard::new(Arc::clone(&store))
+        .token("s3cret-token-0123456789")
+        .router();
+    assert_eq!(
+        host(&guarded, "jobs.example.com").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+
+    // X-Forwarded-Host is believed only when declared
+    let forwarded = |uri: &str| {
+        Request::post(uri)
+            .header(header::HOST, "127.0.0.1:8080")
+            .header(header::ORIGIN, "https://jobs.example.com")
+            .header("x-forwarded-host", "jobs.example.com")
+            .header(header::COOKIE, format!("iterjob_csrf={CSRF}"))
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from(format!("csrf={CSRF}")))
+            .unwrap()
+    };
+    let reply = send(&open, forwarded("/jobs/1/pause")).await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+    assert!(reply.body.contains("Origin"), "{}", reply.body);
+    let behind_proxy = Dashboard::new(Arc::clone(&store))
+        .trust_forwarded_headers(true)
+        .router();
+    let reply = send(&behind_proxy, forwarded("/jobs/1/pause")).await;
+    assert_ne!(reply.status, StatusCode::FORBIDDEN, "{}", reply.body);
+
+    // weak tokens are refused for a public address
+    let public: SocketAddr = "0.0.0.0:0".parse().unwrap();
+    for weak in [
+        " ".repeat(16),
+        "a".repeat(32),
+        "abababababababab".to_string(),
+    ] {
+        let err = Dashboard::new(Arc::clone(&store))
+            .token(weak.clone())
+            .check_bind(public)
+            .unwrap_err();
+        assert!(matches!(err, Error::WeakToken { .. }), "{weak:?}: {err}");
+    }
+
+    // the login cookie is a random session, not the token; guesses are limited
+    let token = "s3cret-token-0123456789";
+    let router = Dashboard::new(Arc::clone(&store)).token(token).router();
+    let hex: String = token.bytes().map(|b| format!("{b:02x}")).collect();
+    let forged = Request::get("/jobs")
+        .header(header::COOKIE, format!("iterjob_token={hex}"))
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(send(&router, forged).await.status, StatusCode::UNAUTHORIZED);
+    for _ in 0..10 {
+        let reply = send(&router, form_post("/login", "token=guess-guess-guess")).await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    }
+    let reply = send(&router, form_post("/login", &format!("token={token}"))).await;
+    assert_eq!(
+        reply.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{}",
+        reply.body
+    );
+    let bearer = Request::get("/metrics")
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(send(&router, bearer).await.status, StatusCode::OK);
+
+    // no kind takes an upload: the enqueue form is as small as any other
+    let big = "x".repeat(1 << 20);
+    let (content_type, body) = multipart(&[("csrf", CSRF), ("kind", "k"), ("params", &big)], None);
+    let reply = send(&open, multipart_post(&content_type, body)).await;
+    assert_eq!(
+        reply.status,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "{}",
+        reply.body
+    );
+}

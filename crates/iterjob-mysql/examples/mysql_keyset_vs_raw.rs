@@ -67,7 +67,20 @@ async fn setup(name: &str, n: i64) -> MySqlPool {
         .expect("fill");
         start = end + 1;
     }
-    sqlx::query("ANALYZE TABLE products")
+    // the same rows, keyed by a nullable column with a unique index: the keyset walks
+    // it with the NULL-aware predicate (no row here is NULL)
+    sqlx::query(
+        "CREATE TABLE products_nullable (id BIGINT NULL, name VARCHAR(64) NOT NULL, \
+         price DOUBLE NOT NULL, UNIQUE KEY products_nullable_id (id)) ENGINE = InnoDB",
+    )
+    .execute(&pool)
+    .await
+    .expect("create");
+    sqlx::query("INSERT INTO products_nullable SELECT * FROM products")
+        .execute(&pool)
+        .await
+        .expect("copy");
+    sqlx::query("ANALYZE TABLE products, products_nullable")
         .execute(&pool)
         .await
         .expect("analyze");
@@ -95,7 +108,11 @@ async fn raw(pool: &MySqlPool) -> i64 {
 }
 
 async fn rows(pool: &MySqlPool, page: usize, max_page: usize) -> i64 {
-    let keyset = Keyset::table("products")
+    rows_of(pool, "products", page, max_page).await
+}
+
+async fn rows_of(pool: &MySqlPool, table: &str, page: usize, max_page: usize) -> i64 {
+    let keyset = Keyset::table(table)
         .max_page_size(max_page)
         .key("id")
         .batch_size(page);
@@ -121,14 +138,12 @@ async fn batches(pool: &MySqlPool, page: usize) -> i64 {
 
 /// The floor of any paged walk: hand-written `WHERE id > ? ORDER BY id LIMIT ?`
 /// pages on one held connection, each page streamed (rows handled as they arrive).
-async fn manual_pages(pool: &MySqlPool, page: i64) -> i64 {
+async fn manual_pages(pool: &MySqlPool, table: &str, page: i64) -> i64 {
     let mut conn = pool.acquire().await.expect("acquire");
     let (mut sum, mut last) = (0i64, 0i64);
+    let sql = format!("SELECT * FROM {table} WHERE id > ? ORDER BY id LIMIT ?");
     loop {
-        let mut rows = sqlx::query("SELECT * FROM products WHERE id > ? ORDER BY id LIMIT ?")
-            .bind(last)
-            .bind(page)
-            .fetch(&mut *conn);
+        let mut rows = sqlx::query(&sql).bind(last).bind(page).fetch(&mut *conn);
         let mut seen = 0i64;
         while let Some(row) = rows.try_next().await.expect("row") {
             last = row.get::<i64, _>(0);
@@ -189,6 +204,8 @@ async fn main() {
         "hand-written pages of 50000, collected",
         "keyset rows, fixed page 50000",
         "keyset batches, page 50000",
+        "keyset rows default, nullable unique key",
+        "hand-written pages of 50000, nullable unique key",
     ];
     // `ITERJOB_BENCH_VARIANTS=0,1,5`: run only these (the raw walk, 0, always runs)
     let only: Option<Vec<usize>> = std::env::var("ITERJOB_BENCH_VARIANTS")
@@ -207,11 +224,16 @@ async fn main() {
                 2 => rows(&pool, 100, 100).await,
                 3 => rows(&pool, 1000, 1000).await,
                 4 => batches(&pool, 1000).await,
-                5 => manual_pages(&pool, 5000).await,
-                6 => manual_pages(&pool, 50_000).await,
+                5 => manual_pages(&pool, "products", 5000).await,
+                6 => manual_pages(&pool, "products", 50_000).await,
                 7 => collected_pages(&pool, 50_000).await,
                 8 => rows(&pool, 50_000, 50_000).await,
-                _ => batches(&pool, 50_000).await,
+                9 => batches(&pool, 50_000).await,
+                10 => {
+                    let max = iterjob_mysql::DEFAULT_MAX_PAGE_SIZE;
+                    rows_of(&pool, "products_nullable", 100, max).await
+                }
+                _ => manual_pages(&pool, "products_nullable", 50_000).await,
             };
             slot.push(start.elapsed());
             assert_eq!(sum, expected, "{} saw every row", names[i]);

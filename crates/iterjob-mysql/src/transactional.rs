@@ -95,6 +95,10 @@ impl TransactionalStore for MySqlStore {
         map_sqlx(self.target(), what, err)
     }
 
+    fn classify(&self, err: &sqlx::Error) -> iterjob_sql::ErrorClass {
+        <crate::dialect::MySqlDialect as iterjob_sql::Dialect>::classify(err)
+    }
+
     async fn checkpoint_in_transaction<'t>(
         &'t self,
         tx: &'t mut Transaction<'static, MySql>,
@@ -102,11 +106,13 @@ impl TransactionalStore for MySqlStore {
         token: RunToken,
         cursor: &'t str,
         count: i64,
+        lease_ms: i64,
     ) -> Result<u64, sqlx::Error> {
         let done = sqlx::query(self.checkpoint_in_tx_sql())
             .bind(cursor)
             .bind(count)
             .bind(count)
+            .bind(lease_ms)
             .bind(job)
             .bind(token.0)
             .execute(&mut **tx)

@@ -52,6 +52,23 @@ async fn setup(schema: &str, n: i64) -> PgPool {
     .execute(&pool)
     .await
     .expect("fill");
+    // the same rows, keyed by a nullable column with a unique index: the keyset walks
+    // it with the NULL-aware predicate (no row here is NULL)
+    sqlx::query(
+        "CREATE TABLE products_nullable (id BIGINT NULL UNIQUE, name TEXT NOT NULL, \
+         price DOUBLE PRECISION NOT NULL)",
+    )
+    .execute(&pool)
+    .await
+    .expect("create");
+    sqlx::query("INSERT INTO products_nullable SELECT * FROM products")
+        .execute(&pool)
+        .await
+        .expect("copy");
+    sqlx::query("VACUUM ANALYZE products_nullable")
+        .execute(&pool)
+        .await
+        .expect("vacuum");
     sqlx::query("VACUUM ANALYZE products")
         .execute(&pool)
         .await
@@ -78,7 +95,11 @@ async fn raw(pool: &PgPool) -> i64 {
 }
 
 async fn rows(pool: &PgPool, page: usize, max_page: usize, hold: bool) -> i64 {
-    let keyset = Keyset::table("products")
+    rows_of(pool, "products", page, max_page, hold).await
+}
+
+async fn rows_of(pool: &PgPool, table: &str, page: usize, max_page: usize, hold: bool) -> i64 {
+    let keyset = Keyset::table(table)
         .max_page_size(max_page)
         .key("id")
         .batch_size(page)
@@ -166,6 +187,7 @@ async fn main() {
         "keyset rows, pages 100 -> 50000",
         "keyset rows, pages 100 -> 200000",
         "hand-written pages of 50000, collected",
+        "keyset rows default, nullable unique key",
     ];
     // `ITERJOB_BENCH_VARIANTS=0,1,7`: run only these (the raw walk, 0, always runs)
     let only: Option<Vec<usize>> = std::env::var("ITERJOB_BENCH_VARIANTS")
@@ -190,7 +212,11 @@ async fn main() {
                 8 => manual_pages(&pool, 5000, true).await,
                 9 => rows(&pool, 100, 50_000, true).await,
                 10 => rows(&pool, 100, 200_000, true).await,
-                _ => manual_pages(&pool, 50_000, false).await,
+                11 => manual_pages(&pool, 50_000, false).await,
+                _ => {
+                    let max = iterjob_postgres::DEFAULT_MAX_PAGE_SIZE;
+                    rows_of(&pool, "products_nullable", 100, max, true).await
+                }
             };
             slot.push(start.elapsed());
             assert_eq!(sum, expected, "{} saw every row", names[i]);

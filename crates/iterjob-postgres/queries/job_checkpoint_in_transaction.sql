@@ -7,10 +7,13 @@
 -- at every item boundary the stored value equals the run's own count (its value at
 -- claim plus the items counted since), so the runtime's later checkpoints and
 -- release write the same number. Changes no indexed column, so it is a HOT update.
--- $1 id, $2 run_token, $3 cursor (JSON text), $4 items this item counts for
+-- The lease is renewed too (the item's transaction is the run's heartbeat).
+-- $1 id, $2 run_token, $3 cursor (JSON text), $4 items this item counts for,
+-- $5 the lease (ms)
 UPDATE {schema}.jobs
 SET cursor = $3::jsonb,
     crashes = CASE WHEN $4::bigint > 0 THEN 0 ELSE crashes END,
     items_done = items_done + $4::bigint,
-    checkpointed_at = {now_ms}
+    checkpointed_at = {now_ms},
+    lease_expires_at = GREATEST(COALESCE(lease_expires_at, 0), {now_ms} + $5::bigint)
 WHERE id = $1 AND run_token = $2 AND state = 'running'

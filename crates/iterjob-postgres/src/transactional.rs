@@ -170,6 +170,10 @@ impl TransactionalStore for PgStore {
         map_sqlx(self.target(), what, err)
     }
 
+    fn classify(&self, err: &sqlx::Error) -> iterjob_sql::ErrorClass {
+        <crate::dialect::PgDialect as iterjob_sql::Dialect>::classify(err)
+    }
+
     async fn checkpoint_in_transaction<'t>(
         &'t self,
         tx: &'t mut Transaction<'static, Postgres>,
@@ -177,12 +181,14 @@ impl TransactionalStore for PgStore {
         token: RunToken,
         cursor: &'t str,
         count: i64,
+        lease_ms: i64,
     ) -> Result<u64, sqlx::Error> {
         let done = sqlx::query(self.checkpoint_in_tx_sql())
             .bind(job)
             .bind(token.0)
             .bind(cursor)
             .bind(count)
+            .bind(lease_ms)
             .execute(&mut **tx)
             .await?;
         Ok(done.rows_affected())

@@ -242,6 +242,8 @@ async fn a_dropped_item_leaves_no_transaction_open() {
         run: 1,
         queue: "default".into(),
         run_token: claimed.token,
+        lease: std::time::Duration::from_secs(30),
+        lease_renewal: iterjob::LeaseRenewal::default(),
     };
     // how long one item takes here, to spread the drops over all of it
     let mut times = Vec::new();

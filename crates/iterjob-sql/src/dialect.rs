@@ -117,6 +117,13 @@ pub trait Dialect: Send + Sync + Sized + 'static {
     /// The largest page `rows` grows to unless the keyset says otherwise.
     const DEFAULT_MAX_PAGE_SIZE: usize;
 
+    /// Whether `rows` sends the next page's query as soon as the current page has
+    /// arrived, on the held connection, so the server works on it while the job goes
+    /// through the rest of the page. Right for a server in another process; an
+    /// embedded database (SQLite) runs the query on a thread of this process that
+    /// would compete with the job for the same cores, so it waits.
+    const PIPELINE_PAGES: bool = true;
+
     /// The key column types a cursor can hold, for the message of an unsupported one.
     const SUPPORTED_KEY_TYPES: &'static str;
 

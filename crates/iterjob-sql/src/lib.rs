@@ -14,6 +14,8 @@
 //!   effect happens exactly once.
 //! * [`record`]: job rows decoded into [`JobRecord`](iterjob::JobRecord)s, the same
 //!   way on every store; [`release`]: what a release writes per outcome.
+//! * [`pool`]: [`pool::hygienic`], the connection hygiene every store's pool gets (a
+//!   connection left inside a failed transaction is closed, never reused).
 //! * [`dialect`]: what differs between databases — parameters, quoting, row values,
 //!   NULL order, key types, the schema's say on a key, which errors are transient.
 //!
@@ -28,6 +30,7 @@
 pub mod dialect;
 pub mod error;
 pub mod keyset;
+pub mod pool;
 pub mod record;
 pub mod release;
 pub mod transactional;

@@ -74,6 +74,11 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sqlx::{Database, Pool, Transaction};
 
+/// How long a job waits before trying again after its database was unavailable
+/// ([`JobError::Unavailable`]): long enough not to hammer a full or restarting
+/// database, short enough to resume soon after it recovers.
+pub const UNAVAILABLE_BACKOFF: Duration = Duration::from_secs(1);
+
 /// A job kind whose work for an item runs inside a transaction on database `DB`
 /// that also advances the job's cursor: register it wrapped in [`Transactional`].
 ///
@@ -241,11 +246,18 @@ pub trait TransactionalStore: Clone + Send + Sync + 'static {
     /// store reports errors.
     fn map_error(&self, what: &'static str, err: sqlx::Error) -> iterjob::Error;
 
+    /// What kind of error `err` is, as the store's [`Dialect`](crate::Dialect)
+    /// classifies it: transient ones (the database full, locked, restarting, the
+    /// connection lost) end an item as [`JobError::Unavailable`], using up no attempt.
+    fn classify(&self, err: &sqlx::Error) -> crate::ErrorClass;
+
     /// Writes the cursor advance of one item as the first statement of `tx`: the
     /// cursor (JSON text), `items_done + count`, the crash count reset when `count`
-    /// is positive, the checkpoint time — fenced by `token` (`id = job AND run_token =
-    /// token AND state = 'running'`). Returns the number of rows written: 0 when the
-    /// fence rejected it.
+    /// is positive, the checkpoint time, and the lease renewed to at least now +
+    /// `lease_ms` (the item's own transaction is the run's heartbeat too, so a job
+    /// whose items hold the write lock never loses its lease to them) — fenced by
+    /// `token` (`id = job AND run_token = token AND state = 'running'`). Returns the
+    /// number of rows written: 0 when the fence rejected it.
     fn checkpoint_in_transaction<'t>(
         &'t self,
         tx: &'t mut Transaction<'static, Self::Database>,
@@ -253,6 +265,7 @@ pub trait TransactionalStore: Clone + Send + Sync + 'static {
         token: RunToken,
         cursor: &'t str,
         count: i64,
+        lease_ms: i64,
     ) -> impl Future<Output = Result<u64, sqlx::Error>> + Send + 't;
 
     /// Whether job `job` exists, read through `tx`.
@@ -311,14 +324,49 @@ where
         let pool = self.store.pool().clone();
         match tokio::spawn(async move { pool.begin().await }).await {
             Ok(Ok(tx)) => Ok(tx),
-            Ok(Err(err)) => Err(JobError::retryable(
-                self.store.map_error("beginning an item's transaction", err),
-            )),
+            Ok(Err(err)) => Err(self.store_error("beginning an item's transaction", err)),
             Err(join) => Err(JobError::retryable(format!(
                 "{}: beginning an item's transaction failed: {join}",
                 self.store.describe()
             ))),
         }
+    }
+
+    /// The error of the adapter's own statements (begin, cursor write, commit): a
+    /// fault of the database rather than of the job — no free connection, the disk
+    /// full, the database locked or restarting, the connection lost — is
+    /// [`JobError::Unavailable`] (back to the queue, no attempt used); anything else
+    /// (a constraint a deferred check rejects at commit, say) is retryable.
+    fn store_error(&self, what: &'static str, err: sqlx::Error) -> JobError {
+        let pool_starved = matches!(err, sqlx::Error::PoolTimedOut);
+        let outside = pool_starved
+            || match &err {
+                // a constraint is the data's doing, whatever the class says
+                sqlx::Error::Database(db) => {
+                    matches!(db.kind(), sqlx::error::ErrorKind::Other)
+                        && self.store.classify(&err).is_transient()
+                }
+                _ => self.store.classify(&err).is_transient(),
+            };
+        let error = self.store.map_error(what, err);
+        if !outside {
+            return JobError::retryable(error);
+        }
+        if pool_starved {
+            let pool = self.store.pool().options().get_max_connections();
+            return JobError::unavailable(
+                UNAVAILABLE_BACKOFF,
+                format!(
+                    "{error}: every connection of the pool of {} ({pool} connections) was busy; \
+                     each running job of kind `{}` holds one for its item's transaction (and a \
+                     keyset walk another between pages), so give the pool more connections than \
+                     the worker runs jobs at once, or lower the worker's --concurrency",
+                    self.store.describe(),
+                    J::KIND
+                ),
+            );
+        }
+        JobError::unavailable(UNAVAILABLE_BACKOFF, error)
     }
 
     /// The error for an in-transaction checkpoint that changed no row, read in the
@@ -386,15 +434,20 @@ where
         // (SQLite's write lock, a row lock elsewhere), so the work never has to
         // upgrade a read lock.
         let mut tx = self.begin().await?;
+        let sent = ctx.lease_renewal.stamp();
         // The fenced cursor write first: a stale run stops before doing any work.
         let written = self
             .store
-            .checkpoint_in_transaction(&mut tx, ctx.job_id, ctx.run_token, &cursor, count)
+            .checkpoint_in_transaction(
+                &mut tx,
+                ctx.job_id,
+                ctx.run_token,
+                &cursor,
+                count,
+                i64::try_from(ctx.lease.as_millis()).unwrap_or(i64::MAX),
+            )
             .await
-            .map_err(|err| {
-                self.store
-                    .map_error("writing the cursor in an item's transaction", err)
-            })?;
+            .map_err(|err| self.store_error("writing the cursor in an item's transaction", err))?;
         if written == 0 {
             let error = self.rejected(&mut tx, ctx).await;
             let _ = tx.rollback().await;
@@ -403,10 +456,11 @@ where
         // An error returns early and drops `tx`: the cursor write and the work roll
         // back together.
         self.job.process(ctx, item, &mut tx).await?;
-        tx.commit().await.map_err(|err| {
-            self.store
-                .map_error("committing an item's transaction", err)
-        })?;
+        tx.commit()
+            .await
+            .map_err(|err| self.store_error("committing an item's transaction", err))?;
+        // the cursor write renewed the lease too (now + `ctx.lease` when it was sent)
+        ctx.lease_renewal.renewed(sent);
         Ok(())
     }
 

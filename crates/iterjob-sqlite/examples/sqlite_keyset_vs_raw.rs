@@ -33,6 +33,19 @@ async fn setup(path: &std::path::Path, n: i64) -> SqlitePool {
     .execute(&pool)
     .await
     .expect("fill");
+    // the same rows, keyed by a nullable column with a unique index: the keyset walks
+    // it with the NULL-aware predicate (no row here is NULL)
+    sqlx::query(
+        "CREATE TABLE products_nullable (id INTEGER NULL UNIQUE, name TEXT NOT NULL, \
+         price REAL NOT NULL)",
+    )
+    .execute(&pool)
+    .await
+    .expect("create");
+    sqlx::query("INSERT INTO products_nullable SELECT * FROM products")
+        .execute(&pool)
+        .await
+        .expect("copy");
     pool
 }
 
@@ -46,7 +59,11 @@ async fn raw(pool: &SqlitePool) -> i64 {
 }
 
 async fn rows(pool: &SqlitePool, page: usize, max_page: usize, hold: bool) -> i64 {
-    let keyset = Keyset::table("products")
+    rows_of(pool, "products", page, max_page, hold).await
+}
+
+async fn rows_of(pool: &SqlitePool, table: &str, page: usize, max_page: usize, hold: bool) -> i64 {
+    let keyset = Keyset::table(table)
         .max_page_size(max_page)
         .key("id")
         .batch_size(page)
@@ -98,6 +115,7 @@ async fn main() {
         "keyset rows default, acquire per page",
         "keyset batches, page 100",
         "keyset batches, page 1000",
+        "keyset rows default, nullable unique key",
     ];
     let mut times: Vec<Vec<Duration>> = vec![Vec::new(); names.len()];
     for _ in 0..rounds {
@@ -110,7 +128,8 @@ async fn main() {
                 3 => rows(&pool, 1000, 1000, true).await,
                 4 => rows(&pool, 100, 5000, false).await,
                 5 => batches(&pool, 100, true).await,
-                _ => batches(&pool, 1000, true).await,
+                6 => batches(&pool, 1000, true).await,
+                _ => rows_of(&pool, "products_nullable", 100, 5000, true).await,
             };
             slot.push(start.elapsed());
             assert_eq!(sum, expected, "{} saw every row", names[i]);

@@ -171,7 +171,7 @@ impl SqliteStore {
         let path = options.get_filename().to_path_buf();
         let db: Arc<str> = path.display().to_string().into();
         check_path(&path, &db)?;
-        let pool = SqlitePoolOptions::new()
+        let pool = iterjob_sql::pool::hygienic(SqlitePoolOptions::new())
             // SQLite has no server to drop idle connections; keeping them saves reopening
             // the file and re-preparing statements.
             .idle_timeout(None)
@@ -212,7 +212,7 @@ impl SqliteStore {
         let path = options.get_filename().to_path_buf();
         let db: Arc<str> = path.display().to_string().into();
         check_path(&path, &db)?;
-        let pool = SqlitePoolOptions::new()
+        let pool = iterjob_sql::pool::hygienic(SqlitePoolOptions::new())
             .max_connections(max_connections.max(1))
             .idle_timeout(None)
             .max_lifetime(None)

@@ -155,6 +155,10 @@ impl TransactionalStore for SqliteStore {
         map_sqlx(self.path(), what, err)
     }
 
+    fn classify(&self, err: &sqlx::Error) -> iterjob_sql::ErrorClass {
+        <crate::dialect::SqliteDialect as iterjob_sql::Dialect>::classify(err)
+    }
+
     async fn checkpoint_in_transaction<'t>(
         &'t self,
         tx: &'t mut Transaction<'static, Sqlite>,
@@ -162,6 +166,7 @@ impl TransactionalStore for SqliteStore {
         token: RunToken,
         cursor: &'t str,
         count: i64,
+        lease_ms: i64,
     ) -> Result<u64, sqlx::Error> {
         let done = sqlx::query(Q_CHECKPOINT_IN_TX)
             .bind(job)
@@ -169,6 +174,7 @@ impl TransactionalStore for SqliteStore {
             .bind(iterjob::store::now_millis())
             .bind(cursor)
             .bind(count)
+            .bind(lease_ms)
             .execute(&mut **tx)
             .await?;
         Ok(done.rows_affected())

@@ -1234,6 +1234,7 @@ pub async fn release_interrupted(store: Arc<dyn Store>) {
         InterruptReason::Shutdown,
         InterruptReason::TimeSlice,
         InterruptReason::Throttled,
+        InterruptReason::Unavailable,
     ]
     .into_iter()
     .enumerate()
@@ -1259,8 +1260,8 @@ pub async fn release_interrupted(store: Arc<dyn Store>) {
         assert_run_cleared(&job);
     }
     let run = claim_id(store, "int", id, LONG_LEASE).await;
-    assert_eq!(run.job.runs, 4);
-    assert_eq!(run.job.cursor, Some(json!({ "n": 2 })));
+    assert_eq!(run.job.runs, 5);
+    assert_eq!(run.job.cursor, Some(json!({ "n": 3 })));
 }
 
 /// `job_release_many` writes each release of a batch exactly as `job_release` would,

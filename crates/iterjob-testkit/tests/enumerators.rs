@@ -7,8 +7,8 @@ use futures::executor::block_on;
 use futures::{Stream, StreamExt, stream};
 use iterjob::JobError;
 use iterjob::enumerator::{
-    Batched, BoxEnumerator, ConcatCursor, Enumerator, EnumeratorExt, FileRange, NestedCursor,
-    concat, csv_records, from_vec, lines, nested, range,
+    Batched, BoxEnumerator, ConcatCursor, Enumerator, EnumeratorExt, FileCursor, FileRange,
+    NestedCursor, concat, csv_records, from_vec, lines, nested, range,
 };
 use iterjob_testkit::resume::roundtrip;
 use iterjob_testkit::{assert_resume_exact, collect_all, walk_with_interruptions};
@@ -297,9 +297,14 @@ fn text_of_lines() -> impl Strategy<Value = String> {
 
 /// Walks every range of a split of the file at `points` (byte offsets, sorted,
 /// deduplicated) and returns all the items in order.
-fn walk_ranges<I, E>(points: &[u64], make: impl Fn(FileRange, Option<u64>) -> E) -> Vec<I>
+/// The items of a file walk with the byte offsets of their cursors.
+fn offsets<I>(steps: Vec<(I, FileCursor)>) -> Vec<(I, u64)> {
+    steps.into_iter().map(|(i, c)| (i, c.offset())).collect()
+}
+
+fn walk_ranges<I, E>(points: &[u64], make: impl Fn(FileRange, Option<FileCursor>) -> E) -> Vec<I>
 where
-    E: Enumerator<I, u64>,
+    E: Enumerator<I, FileCursor>,
     I: PartialEq + std::fmt::Debug,
 {
     let mut bounds: Vec<u64> = points.to_vec();
@@ -309,10 +314,7 @@ where
     starts.extend(bounds.iter().copied().filter(|&b| b > 0));
     let mut out = Vec::new();
     for (i, &start) in starts.iter().enumerate() {
-        let range = FileRange {
-            start,
-            end: starts.get(i + 1).copied(),
-        };
+        let range = FileRange::new(start, starts.get(i + 1).copied());
         // each range is resume-exact on its own
         block_on(assert_resume_exact(|c| make(range, c), &[1, 2]));
         out.extend(block_on(collect_all(make(range, None))));
@@ -334,7 +336,7 @@ proptest! {
         let mut offset = 0u64;
         for (piece, (_, cursor)) in text.split_inclusive('\n').zip(&all) {
             offset += piece.len() as u64;
-            prop_assert_eq!(*cursor, offset);
+            prop_assert_eq!(cursor.offset(), offset);
         }
         block_on(assert_resume_exact(|c| lines(path, FileRange::default(), c), &stretches));
     }
@@ -357,7 +359,7 @@ proptest! {
 fn lines_edges() {
     let lines_of = |bytes: &[u8]| -> Vec<(String, u64)> {
         let file = write_file(bytes);
-        steps(lines(file.path(), FileRange::default(), None))
+        offsets(steps(lines(file.path(), FileRange::default(), None)))
     };
     assert_eq!(lines_of(b""), vec![]);
     assert_eq!(lines_of(b"\n"), vec![(String::new(), 1)]);
@@ -379,7 +381,7 @@ fn lines_range_starting_mid_line_skips_to_the_next_line() {
     let file = write_file(b"one\ntwo\nthree\n");
     let path = file.path();
     let items = |start, end| -> Vec<String> {
-        block_on(collect_all(lines(path, FileRange { start, end }, None)))
+        block_on(collect_all(lines(path, FileRange::new(start, end), None)))
     };
     assert_eq!(items(1, None), vec!["two", "three"]);
     assert_eq!(items(4, None), vec!["two", "three"]);
@@ -391,15 +393,17 @@ fn lines_range_starting_mid_line_skips_to_the_next_line() {
     // a cursor before the range start starts at the range start
     let from_cursor: Vec<String> = block_on(collect_all(lines(
         path,
-        FileRange {
-            start: 4,
-            end: None,
-        },
-        Some(0),
+        FileRange::new(4, None),
+        Some(FileCursor::unchecked(0)),
     )));
     assert_eq!(from_cursor, vec!["two", "three"]);
     // a cursor at the end yields nothing
-    assert_eq!(steps(lines(path, FileRange::default(), Some(14))), vec![]);
+    let last = steps(lines(path, FileRange::default(), None))
+        .pop()
+        .unwrap()
+        .1;
+    assert_eq!(last.offset(), 14);
+    assert_eq!(steps(lines(path, FileRange::default(), Some(last))), vec![]);
 }
 
 #[test]
@@ -421,7 +425,8 @@ fn lines_invalid_utf8_is_fatal_and_names_the_offset() {
     let err = out.pop().unwrap().unwrap_err();
     assert!(err.is_fatal());
     assert!(err.to_string().contains("byte 3"), "{err}");
-    assert_eq!(out.pop().unwrap().unwrap(), ("ok".to_string(), 3));
+    let (line, cursor) = out.pop().unwrap().unwrap();
+    assert_eq!((line.as_str(), cursor.offset()), ("ok", 3));
 }
 
 #[test]
@@ -433,11 +438,15 @@ fn file_enumerators_are_send() {
 
 #[test]
 fn file_range_serde_and_contains() {
-    let range = FileRange {
-        start: 10,
-        end: Some(20),
-    };
+    let range = FileRange::new(10, Some(20));
     assert_eq!(roundtrip(&range), range);
+    // with a fingerprint, and a range saved before fingerprints existed
+    let file = write_file(b"a\n");
+    let fingerprint = iterjob::enumerator::FileFingerprint::of(file.path()).unwrap();
+    let stamped = range.with_fingerprint(fingerprint);
+    assert_eq!(roundtrip(&stamped), stamped);
+    let old: FileRange = serde_json::from_str(r#"{"start":10,"end":20}"#).unwrap();
+    assert_eq!(old, range);
     assert_eq!(roundtrip(&FileRange::default()), FileRange::default());
     assert!(range.contains(10) && range.contains(19));
     assert!(!range.contains(9) && !range.contains(20));
@@ -534,13 +543,14 @@ proptest! {
         let rows: Vec<Vec<String>> = all.iter().map(|(r, _)| fields(r)).collect();
         prop_assert_eq!(&rows, &csv.rows, "file: {:?}", csv.text);
         // cursors increase and the last one is the end of the file
-        prop_assert!(all.windows(2).all(|w| w[0].1 < w[1].1));
+        prop_assert!(all.windows(2).all(|w| w[0].1.offset() < w[1].1.offset()));
         // (after `\r\n` the csv parser ends a record at the `\r`, and the cursor
         // points at the `\n`, which the next read skips as a blank line)
         if let Some((_, last)) = all.last() {
+            let last = last.offset();
             let len = csv.text.len() as u64;
             let crlf = csv.text.ends_with("\r\n");
-            prop_assert!(*last == len || (crlf && *last == len - 1), "{} of {}", last, len);
+            prop_assert!(last == len || (crlf && last == len - 1), "{} of {}", last, len);
         }
         block_on(assert_resume_exact(|c| csv_records(path, FileRange::default(), c, h), &stretches));
     }
@@ -576,7 +586,7 @@ proptest! {
         let h = csv.has_headers;
         let cursors: Vec<u64> = steps(csv_records(path, FileRange::default(), None, h))
             .into_iter()
-            .map(|(_, c)| c)
+            .map(|(_, c)| c.offset())
             .collect();
         // split at record boundaries (cursors); without line breaks in fields any
         // offset will do, and one inside a record moves to the next record
@@ -605,15 +615,12 @@ fn csv_quoted_newlines_crlf_and_blank_lines() {
         rows,
         vec![vec!["1", "a\r\nb"], vec!["2", "x,\"y\""], vec!["3", "z"]]
     );
-    assert_eq!(all.last().unwrap().1, text.len() as u64); // no final line ending
+    assert_eq!(all.last().unwrap().1.offset(), text.len() as u64); // no final line ending
     // a range ending inside the blank lines before record 2 does not take it
     let blank = text.find("\r\n\r\n2").unwrap() as u64 + 2;
     let first: Vec<Vec<String>> = steps(csv_records(
         file.path(),
-        FileRange {
-            start: 0,
-            end: Some(blank),
-        },
+        FileRange::new(0, Some(blank)),
         None,
         true,
     ))
@@ -623,10 +630,7 @@ fn csv_quoted_newlines_crlf_and_blank_lines() {
     assert_eq!(first, vec![vec!["1", "a\r\nb"]]);
     let rest: Vec<Vec<String>> = steps(csv_records(
         file.path(),
-        FileRange {
-            start: blank,
-            end: None,
-        },
+        FileRange::new(blank, None),
         None,
         true,
     ))
@@ -641,31 +645,35 @@ fn csv_header_is_read_on_every_open() {
     let file = write_file(b"a,b\n1,2\n3,4\n");
     let path = file.path();
     // a range starting inside the header starts after it
-    let rows: Vec<Vec<String>> = steps(csv_records(
-        path,
-        FileRange {
-            start: 1,
-            end: None,
-        },
-        None,
-        true,
-    ))
-    .iter()
-    .map(|(r, _)| fields(r))
-    .collect();
+    let rows: Vec<Vec<String>> = steps(csv_records(path, FileRange::new(1, None), None, true))
+        .iter()
+        .map(|(r, _)| fields(r))
+        .collect();
     assert_eq!(rows, vec![vec!["1", "2"], vec!["3", "4"]]);
     // without headers the first row is a record
     let rows = steps(csv_records(path, FileRange::default(), None, false));
     assert_eq!(rows.len(), 3);
-    assert_eq!(rows[0].1, 4);
+    assert_eq!(rows[0].1.offset(), 4);
     // resuming without headers from a cursor
-    let rows = steps(csv_records(path, FileRange::default(), Some(4), false));
+    let rows = steps(csv_records(
+        path,
+        FileRange::default(),
+        Some(rows[0].1),
+        false,
+    ));
     assert_eq!(
         rows.iter().map(|(r, _)| fields(r)).collect::<Vec<_>>(),
         vec![vec!["1", "2"], vec!["3", "4"]]
     );
     // the positions of records hold their byte offsets
-    let rows = steps(csv_records(path, FileRange::default(), Some(8), true));
+    let with_headers = steps(csv_records(path, FileRange::default(), None, true));
+    assert_eq!(with_headers[0].1.offset(), 8);
+    let rows = steps(csv_records(
+        path,
+        FileRange::default(),
+        Some(with_headers[0].1),
+        true,
+    ));
     assert_eq!(rows[0].0.position().unwrap().byte(), 8);
 }
 
@@ -692,10 +700,11 @@ fn csv_malformed_record_is_fatal_and_names_the_offset() {
     );
 
     let file = write_file(b"a\n\xff\n");
+    let after_a = steps(csv_records(file.path(), FileRange::default(), None, false).take(1))[0].1;
     let err = first_error(csv_records(
         file.path(),
         FileRange::default(),
-        Some(2),
+        Some(after_a),
         false,
     ));
     assert!(err.is_fatal());
@@ -870,7 +879,8 @@ fn enumerators_compose() {
     let a = write_file(b"a1\na2\n");
     let b = write_file(b"b1\n");
     let (pa, pb) = (a.path().to_path_buf(), b.path().to_path_buf());
-    type LinePart = Box<dyn Fn(Option<u64>) -> BoxEnumerator<String, u64> + Send + Sync>;
+    type LinePart =
+        Box<dyn Fn(Option<FileCursor>) -> BoxEnumerator<String, FileCursor> + Send + Sync>;
     let parts: Vec<LinePart> = vec![
         Box::new(move |c| lines(&pa, FileRange::default(), c).boxed_enumerator()),
         Box::new(move |c| lines(&pb, FileRange::default(), c).boxed_enumerator()),
@@ -878,11 +888,6 @@ fn enumerators_compose() {
     let batches = steps(concat(parts, None).batched(2));
     assert_eq!(batches.len(), 2);
     assert_eq!(batches[1].0, vec!["b1"]);
-    assert_eq!(
-        batches[1].1,
-        ConcatCursor {
-            part: 1,
-            inner: Some(3)
-        }
-    );
+    assert_eq!(batches[1].1.part, 1);
+    assert_eq!(batches[1].1.inner.map(|c| c.offset()), Some(3));
 }

@@ -129,3 +129,213 @@ fn invalid_pacing_settings_are_refused_by_the_worker() {
         }
     }
 }
+
+/// A file job as a user writes it, run by a worker, stopped mid-walk, then resumed:
+/// on a file replaced in between the job fails at once (fatal, one attempt) with an
+/// error naming the file; on a file that only grew it completes, every line once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_job_stops_on_a_replaced_file_and_resumes_on_a_grown_one() {
+    use iterjob::enumerator::{self, Enumerator, FileCursor, FileRange};
+    use iterjob::store::{JobState, Store};
+    use iterjob::{Job, JobContext, JobError, NewJob, Registry, Worker};
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    #[derive(Clone, Default)]
+    struct ImportLines {
+        seen: Arc<Mutex<Vec<String>>>,
+    }
+
+    impl Job for ImportLines {
+        const KIND: &'static str = "import_lines";
+        type Params = String;
+        type Cursor = FileCursor;
+        type Item = String;
+
+        fn enumerate(
+            &self,
+            path: &String,
+            cursor: Option<FileCursor>,
+        ) -> Result<impl Enumerator<String, FileCursor>, JobError> {
+            Ok(enumerator::lines(path, FileRange::default(), cursor))
+        }
+
+        async fn process(&self, _: &JobContext<String>, line: String) -> Result<(), JobError> {
+            // a millisecond every 20 lines, about a second for the whole file: long
+            // enough to stop it midway
+            let count = {
+                let mut seen = self.seen.lock().unwrap();
+                seen.push(line);
+                seen.len()
+            };
+            if count % 20 == 0 {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            Ok(())
+        }
+    }
+
+    let lines_of =
+        |ids: std::ops::Range<i64>| -> String { ids.map(|i| format!("line {i}\n")).collect() };
+    /// Runs a worker for `for_at_most`, or until the job leaves `queued`/`running`.
+    async fn run(
+        store: &Arc<MemoryStore>,
+        job: &ImportLines,
+        id: iterjob::JobId,
+        for_at_most: Duration,
+    ) {
+        let worker = Worker::new(
+            store.clone(),
+            Registry::new().with(job.clone()),
+            iterjob_testkit::scenarios::fast_config(),
+        )
+        .expect("config");
+        let token = worker.shutdown_token();
+        let handle = tokio::spawn(async move { worker.run().await });
+        let deadline = tokio::time::Instant::now() + for_at_most;
+        while tokio::time::Instant::now() < deadline {
+            let state = store.job_get(id).await.unwrap().unwrap().state;
+            if !matches!(
+                state,
+                JobState::Queued | JobState::Running | JobState::Retrying
+            ) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        token.cancel();
+        handle.await.unwrap().unwrap();
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    for (case, changed, completes) in [
+        ("replaced", lines_of(-100..20_000), false),
+        ("grown", lines_of(0..20_100), true),
+    ] {
+        let path = dir.path().join(format!("{case}.txt"));
+        std::fs::write(&path, lines_of(0..20_000)).unwrap();
+        let store = Arc::new(MemoryStore::new());
+        let job = ImportLines::default();
+        let params = path.display().to_string();
+        let id = store
+            .job_insert(&NewJob::of(&job, &params).unwrap())
+            .await
+            .unwrap();
+        run(&store, &job, id, Duration::from_millis(200)).await;
+        let stopped = store.job_get(id).await.unwrap().unwrap();
+        assert_eq!(
+            stopped.state,
+            JobState::Queued,
+            "{case}: interrupted by the shutdown"
+        );
+        assert!(
+            stopped.items_done > 0 && stopped.items_done < 20_000,
+            "{case}: stopped mid-walk ({} items)",
+            stopped.items_done
+        );
+        std::fs::write(&path, &changed).unwrap();
+        run(&store, &job, id, Duration::from_secs(30)).await;
+        let record = store.job_get(id).await.unwrap().unwrap();
+        let seen = job.seen.lock().unwrap().clone();
+        if completes {
+            assert_eq!(record.state, JobState::Completed, "{case}");
+            let expected: Vec<String> = (0..20_100).map(|i| format!("line {i}")).collect();
+            assert_eq!(seen, expected, "{case}: every line once, in order");
+        } else {
+            assert_eq!(record.state, JobState::Failed, "{case}");
+            // the shutdown was an interruption, not an attempt; the fatal error is not
+            // retried
+            assert_eq!(record.attempts, 1, "{case}");
+            assert_eq!(
+                seen.len() as u64,
+                stopped.items_done,
+                "{case}: nothing walked after"
+            );
+            let error = record.last_error.unwrap();
+            assert!(
+                error.contains(&params) && error.contains("changed since the walk started"),
+                "{case}: {error}"
+            );
+        }
+    }
+}
+
+/// A fault outside the job (`JobError::Unavailable`: its database full, locked or
+/// restarting) ends the run as an interruption: the job resumes from its checkpoint
+/// and uses up no attempt, however many times it happens — here with one attempt
+/// allowed, which a retryable error would have used up at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unavailable_database_costs_no_attempt() {
+    use iterjob::enumerator::{self, Enumerator};
+    use iterjob::store::{InterruptReason, JobState, Store};
+    use iterjob::{Job, JobContext, JobError, NewJob, Registry, Worker};
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::time::Duration;
+
+    #[derive(Clone, Default)]
+    struct Flaky {
+        seen: Arc<Mutex<Vec<i64>>>,
+        outages: Arc<AtomicU32>,
+    }
+
+    impl Job for Flaky {
+        const KIND: &'static str = "flaky_db";
+        type Params = ();
+        type Cursor = i64;
+        type Item = i64;
+
+        fn enumerate(&self, _: &(), c: Option<i64>) -> Result<impl Enumerator<i64, i64>, JobError> {
+            Ok(enumerator::range(0..20, c))
+        }
+
+        async fn process(&self, _: &JobContext<()>, item: i64) -> Result<(), JobError> {
+            if item == 7 && self.outages.fetch_add(1, Ordering::SeqCst) < 4 {
+                return Err(JobError::unavailable(
+                    Duration::from_millis(20),
+                    "database or disk is full",
+                ));
+            }
+            self.seen.lock().unwrap().push(item);
+            Ok(())
+        }
+    }
+
+    let store = Arc::new(MemoryStore::new());
+    let job = Flaky::default();
+    let id = store
+        .job_insert(&NewJob::of(&job, &()).unwrap().max_attempts(1))
+        .await
+        .unwrap();
+    let worker = Worker::new(
+        store.clone(),
+        Registry::new().with(job.clone()),
+        iterjob_testkit::scenarios::fast_config(),
+    )
+    .expect("config");
+    let token = worker.shutdown_token();
+    let handle = tokio::spawn(async move { worker.run().await });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let record = loop {
+        let record = store.job_get(id).await.unwrap().unwrap();
+        if record.state != JobState::Queued && record.state != JobState::Running {
+            break record;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{record:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    token.cancel();
+    handle.await.unwrap().unwrap();
+    assert_eq!(record.state, JobState::Completed, "{:?}", record.last_error);
+    assert_eq!(record.attempts, 0);
+    assert_eq!(record.interruptions, 4);
+    assert_eq!(*job.seen.lock().unwrap(), (0..20).collect::<Vec<_>>());
+    let reasons: Vec<_> = store
+        .job_events(id, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|e| e.reason)
+        .collect();
+    assert_eq!(reasons, vec![InterruptReason::Unavailable; 4]);
+}

@@ -120,6 +120,14 @@ pub enum JobError {
     Fatal(BoxError),
     /// Retry after this delay, from the last checkpoint (uses up an attempt).
     RetryAfter(Duration, BoxError),
+    /// Something outside the job is unavailable for now — its database is full,
+    /// locked or restarting, a pool has no free connection — so the item could not be
+    /// worked on. Not the job's fault: the run ends as an interruption (reason
+    /// `unavailable`), back to the queue after this delay from the last checkpoint,
+    /// and **uses up no attempt**, however long the outage lasts. The error is logged
+    /// with each interruption. `Transactional` returns it for transient database
+    /// errors; return it from your own code for the same kind of fault.
+    Unavailable(Duration, BoxError),
 }
 
 impl JobError {
@@ -138,6 +146,12 @@ impl JobError {
         JobError::RetryAfter(delay, err.into())
     }
 
+    /// A fault outside the job ([`JobError::Unavailable`]): try again after `delay`,
+    /// without using up an attempt.
+    pub fn unavailable(delay: Duration, err: impl Into<BoxError>) -> Self {
+        JobError::Unavailable(delay, err.into())
+    }
+
     /// True for [`JobError::Fatal`].
     pub fn is_fatal(&self) -> bool {
         matches!(self, JobError::Fatal(_))
@@ -146,7 +160,10 @@ impl JobError {
     /// The underlying error.
     pub fn source_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
         match self {
-            JobError::Retryable(e) | JobError::Fatal(e) | JobError::RetryAfter(_, e) => e.as_ref(),
+            JobError::Retryable(e)
+            | JobError::Fatal(e)
+            | JobError::RetryAfter(_, e)
+            | JobError::Unavailable(_, e) => e.as_ref(),
         }
     }
 
@@ -186,6 +203,7 @@ impl fmt::Debug for JobError {
             JobError::Retryable(e) => f.debug_tuple("Retryable").field(e).finish(),
             JobError::Fatal(e) => f.debug_tuple("Fatal").field(e).finish(),
             JobError::RetryAfter(d, e) => f.debug_tuple("RetryAfter").field(d).field(e).finish(),
+            JobError::Unavailable(d, e) => f.debug_tuple("Unavailable").field(d).field(e).finish(),
         }
     }
 }
@@ -198,6 +216,12 @@ impl fmt::Display for JobError {
             JobError::RetryAfter(d, _) => {
                 write!(f, "{} (retry after {} ms)", self.chain(), d.as_millis())
             }
+            JobError::Unavailable(d, _) => write!(
+                f,
+                "unavailable: {} (again in {} ms, no attempt used)",
+                self.chain(),
+                d.as_millis()
+            ),
         }
     }
 }

@@ -332,6 +332,15 @@ pub struct JobContext<P> {
     /// This run's fencing token: a write for this run (such as a checkpoint made in
     /// the same transaction as the work) must present it.
     pub run_token: RunToken,
+    /// How long this run's lease lasts from a renewal. Besides the worker's
+    /// heartbeats, a write made for this run in the store's database renews it
+    /// (`Transactional`'s in-transaction checkpoint does): a job whose own item
+    /// transactions hold the database's write lock (SQLite) keeps its lease through
+    /// them even when a heartbeat has to wait.
+    pub lease: std::time::Duration,
+    /// Tells the run when such a write renewed its lease (detached by default, for
+    /// a context built by hand in a test).
+    pub lease_renewal: crate::LeaseRenewal,
 }
 
 /// Per-kind settings. `None` fields take the worker's defaults.

@@ -22,11 +22,12 @@
 //! ```
 
 use std::ops::Range;
+use std::path::Path;
 
 use futures::{StreamExt, pin_mut};
 use serde::{Deserialize, Serialize};
 
-use crate::enumerator::{Enumerator, FileRange};
+use crate::enumerator::{Enumerator, FileCursor, FileFingerprint, FileRange};
 use crate::error::JobError;
 
 /// A part of a collection walked in cursor order: the items after `after` (all from
@@ -225,6 +226,10 @@ pub fn split_int_range(
 /// a record belongs to the range its first byte is in, so the ranges walk every
 /// record exactly once wherever they cut (see [`FileRange`] for CSV fields with line
 /// breaks). The last range is open-ended, so lines appended later are walked too.
+///
+/// The ranges carry no fingerprint: each partition takes the file's own when it
+/// starts, so a file replaced between this call and a partition's first run is not
+/// caught. Prefer [`file_ranges_of`], which fingerprints the file once for all of them.
 pub fn file_ranges(len: u64, n: u32) -> Vec<FileRange> {
     if n == 0 {
         return Vec::new();
@@ -232,39 +237,68 @@ pub fn file_ranges(len: u64, n: u32) -> Vec<FileRange> {
     let parts = u64::from(n).min(len.max(1));
     let size = len.div_ceil(parts).max(1);
     (0..parts)
-        .map(|i| FileRange {
-            start: i * size,
-            end: (i + 1 < parts).then_some((i + 1) * size),
-        })
+        .map(|i| FileRange::new(i * size, (i + 1 < parts).then_some((i + 1) * size)))
         .collect()
 }
 
-/// Divides what is left of a partition walking `range` of a file of `len` bytes,
-/// whose cursor is the byte offset of the next record, in two halves by bytes. `None`
-/// when fewer than `min_bytes` are left (the rest is too small to be worth a job).
+/// Divides the file at `path` into at most `n` byte ranges as [`file_ranges`] does,
+/// all carrying the file's [`FileFingerprint`] taken now: every partition checks the
+/// file against it before its first record, so partitions never walk two versions
+/// of a file. The usual body of [`Job::partition`](crate::Job::partition) for a file
+/// job.
+///
+/// A file that cannot be read is a [`JobError::Fatal`] naming it.
+///
+/// ```
+/// use iterjob::partition::file_ranges_of;
+///
+/// let file = tempfile::NamedTempFile::new().unwrap();
+/// std::fs::write(file.path(), "a\nb\nc\nd\n").unwrap();
+/// let ranges = file_ranges_of(file.path(), 2).unwrap();
+/// assert_eq!((ranges[0].start, ranges[0].end, ranges[1].end), (0, Some(4), None));
+/// assert_eq!(ranges[0].fingerprint, ranges[1].fingerprint);
+/// ```
+pub fn file_ranges_of(path: impl AsRef<Path>, n: u32) -> Result<Vec<FileRange>, JobError> {
+    let path = path.as_ref();
+    let fingerprint = FileFingerprint::of(path).map_err(|e| {
+        JobError::fatal(format!(
+            "{}: cannot read the file to divide it into ranges: {e}",
+            path.display()
+        ))
+    })?;
+    Ok(file_ranges(fingerprint.size(), n)
+        .into_iter()
+        .map(|range| range.with_fingerprint(fingerprint))
+        .collect())
+}
+
+/// Divides what is left of a partition walking `range` of a file of `len` bytes, at
+/// `cursor`, in two halves by bytes. `None` when fewer than `min_bytes` are left (the
+/// rest is too small to be worth a job). Both halves carry the fingerprint of the
+/// range, or failing that the cursor's, so the new partition checks it walks the
+/// same file.
 pub fn split_file_range(
     range: &FileRange,
     len: u64,
-    cursor: Option<u64>,
+    cursor: Option<&FileCursor>,
     min_bytes: u64,
 ) -> Option<(FileRange, FileRange)> {
-    let next = cursor.map_or(range.start, |c| c.max(range.start));
+    let next = cursor.map_or(range.start, |c| c.offset().max(range.start));
     let end = range.end.unwrap_or(len).min(len.max(range.start));
     let left = end.checked_sub(next)?;
     if left < min_bytes.max(2) {
         return None;
     }
     let mid = next + left / 2;
-    Some((
-        FileRange {
-            start: range.start,
-            end: Some(mid),
-        },
-        FileRange {
-            start: mid,
-            end: range.end,
-        },
-    ))
+    let fingerprint = range
+        .fingerprint
+        .or_else(|| cursor.and_then(|c| c.file().copied()));
+    let cut = |start, end| FileRange {
+        start,
+        end,
+        fingerprint,
+    };
+    Some((cut(range.start, Some(mid)), cut(mid, range.end)))
 }
 
 #[cfg(test)]
@@ -390,27 +424,20 @@ mod tests {
         assert_eq!(split_int_range(&(0..10), Some(8)), Some((0..9, 9..10)));
         assert_eq!(
             split_file_range(
-                &FileRange {
-                    start: 0,
-                    end: None
-                },
+                &FileRange::new(0, None),
                 1000,
-                Some(200),
+                Some(&FileCursor::unchecked(200)),
                 100
             ),
-            Some((
-                FileRange {
-                    start: 0,
-                    end: Some(600)
-                },
-                FileRange {
-                    start: 600,
-                    end: None
-                }
-            ))
+            Some((FileRange::new(0, Some(600)), FileRange::new(600, None)))
         );
         assert_eq!(
-            split_file_range(&FileRange::default(), 1000, Some(950), 100),
+            split_file_range(
+                &FileRange::default(),
+                1000,
+                Some(&FileCursor::unchecked(950)),
+                100
+            ),
             None
         );
     }

@@ -5,6 +5,7 @@
 mod job;
 mod products;
 
+use crate::output::outln;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -134,7 +135,7 @@ pub(crate) async fn run(url: &str, args: DemoArgs) -> Result<()> {
             } else {
                 format!("cursor {}", cursor_text(&job))
             };
-            println!(
+            outln!(
                 "resuming demo job {} ({}) from {from}: {} of {} products already synced",
                 job.id,
                 job.state,
@@ -142,30 +143,30 @@ pub(crate) async fn run(url: &str, args: DemoArgs) -> Result<()> {
                 job.items_total
                     .map(|t| t.to_string())
                     .unwrap_or_else(|| "?".into())
-            );
+            )?;
             if args.products != 60_000 {
-                println!("(--products applies to a new demo only; this one keeps its products)");
+                outln!("(--products applies to a new demo only; this one keeps its products)")?;
             }
             if args.partitions.is_some() && args.partitions != job.partitions {
-                println!("(--partitions applies to a new demo only; this one keeps its own)");
+                outln!("(--partitions applies to a new demo only; this one keeps its own)")?;
             }
             match job.state {
                 JobState::Paused => {
                     store.job_resume(job.id).await?;
                 }
                 JobState::Running if job.worker_id.is_some() => {
-                    println!(
+                    outln!(
                         "job {} is leased by worker {} (crashed or still running?); waiting for its lease to expire…",
                         job.id,
                         job.worker_id.as_deref().unwrap_or("?")
-                    );
+                    )?;
                 }
                 _ => {}
             }
             job.id
         }
         None => {
-            println!("creating {} products in {url}…", args.products);
+            outln!("creating {} products in {url}…", args.products)?;
             with_store!(&backend, s => fill(s, args.products).await?);
             let params = SyncParams {
                 database_url: database_url.clone(),
@@ -181,10 +182,10 @@ pub(crate) async fn run(url: &str, args: DemoArgs) -> Result<()> {
             }
             let id = store.job_insert(&new).await?;
             match args.partitions {
-                Some(n) => println!(
+                Some(n) => outln!(
                     "enqueued demo job {id}: sync and refresh every product, as {n} partitions walked at once"
-                ),
-                None => println!("enqueued demo job {id}: sync and refresh every product"),
+                )?,
+                None => outln!("enqueued demo job {id}: sync and refresh every product")?,
             }
             id
         }
@@ -317,7 +318,7 @@ async fn finish(
         .context("the demo job vanished from the store")?;
 
     if interrupted && !job.state.is_finished() && job.is_parent() {
-        println!(
+        outln!(
             "interrupted: the partitions of job {} checkpointed after {} of {} products ({} items this run)",
             job.id,
             job.items_done,
@@ -325,12 +326,12 @@ async fn finish(
                 .map(|t| t.to_string())
                 .unwrap_or_else(|| "?".into()),
             report.items
-        );
-        println!("run `iterjob demo` again to resume from there");
+        )?;
+        outln!("run `iterjob demo` again to resume from there")?;
         return Ok(());
     }
     if interrupted && !job.state.is_finished() {
-        println!(
+        outln!(
             "interrupted: job {} checkpointed at cursor {} after {} of {} products ({} items this run)",
             job.id,
             cursor_text(&job),
@@ -339,8 +340,8 @@ async fn finish(
                 .map(|t| t.to_string())
                 .unwrap_or_else(|| "?".into()),
             report.items
-        );
-        println!("run `iterjob demo` again to resume from there");
+        )?;
+        outln!("run `iterjob demo` again to resume from there")?;
         return Ok(());
     }
 
@@ -350,7 +351,7 @@ async fn finish(
         JobState::Completed if !partitions.is_empty() => {
             let asked = job.partitions.unwrap_or(0) as usize;
             let sum = |f: fn(&JobRecord) -> u32| partitions.iter().map(f).sum::<u32>();
-            println!(
+            outln!(
                 "demo job {} completed: {} products synced ({} more than once) by {} partitions ({} from dynamic splits), {:.1}s of work in all; {}, {}, {}; this session {:.1}s",
                 job.id,
                 synced,
@@ -362,12 +363,12 @@ async fn finish(
                 plural(sum(|p| p.runs), "partition run"),
                 plural(sum(|p| p.attempts), "failed attempt"),
                 started.elapsed().as_secs_f64()
-            );
+            )?;
             Ok(())
         }
         JobState::Completed => {
             let secs = job.running_ms as f64 / 1000.0;
-            println!(
+            outln!(
                 "demo job {} completed: {} products synced ({} more than once) in {:.1}s of running time ({:.0}/s); {}, {}, {}; this session {:.1}s",
                 job.id,
                 synced,
@@ -378,7 +379,7 @@ async fn finish(
                 plural(job.runs, "run"),
                 plural(job.attempts, "failed attempt"),
                 started.elapsed().as_secs_f64()
-            );
+            )?;
             Ok(())
         }
         state => bail!(

@@ -67,14 +67,14 @@ pub struct ImportParams {
 impl Job for ImportCsv {
     const KIND: &'static str = "import_csv";
     type Params = ImportParams;
-    type Cursor = u64;
+    type Cursor = enumerator::FileCursor;
     type Item = csv::StringRecord;
 
     fn enumerate(
         &self,
         p: &ImportParams,
-        cursor: Option<u64>,
-    ) -> Result<impl Enumerator<csv::StringRecord, u64>, JobError> {
+        cursor: Option<enumerator::FileCursor>,
+    ) -> Result<impl Enumerator<csv::StringRecord, enumerator::FileCursor>, JobError> {
         Ok(enumerator::csv_records(
             &p.path,
             enumerator::FileRange::default(),

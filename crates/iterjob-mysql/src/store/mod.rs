@@ -187,7 +187,7 @@ impl MySqlStore {
 
     /// The pool the store opens: its size, and sessions at `READ COMMITTED`.
     fn pool_options(options: &MySqlOptions) -> MySqlPoolOptions {
-        MySqlPoolOptions::new()
+        iterjob_sql::pool::hygienic(MySqlPoolOptions::new())
             .max_connections(options.max_connections.max(1))
             .acquire_timeout(options.acquire_timeout)
             .after_connect(|conn, _meta| {

@@ -200,7 +200,7 @@ impl PgStore {
         .map_err(|err| map_sqlx(&target, "connecting", err))?;
         let _ = probe.close().await;
 
-        let pool = PgPoolOptions::new()
+        let pool = iterjob_sql::pool::hygienic(PgPoolOptions::new())
             .max_connections(options.max_connections)
             .acquire_timeout(options.acquire_timeout)
             .connect_lazy_with(connect.clone());
@@ -240,7 +240,7 @@ impl PgStore {
     pub fn lazy(options: PgOptions) -> Result<Self> {
         let (connect, schema) = options.resolve()?;
         let target = target_of(&connect, &schema);
-        let pool = PgPoolOptions::new()
+        let pool = iterjob_sql::pool::hygienic(PgPoolOptions::new())
             .max_connections(options.max_connections.max(1))
             .acquire_timeout(options.acquire_timeout)
             .connect_lazy_with(connect.clone());

@@ -6,7 +6,9 @@ use super::value::KeysetCursor;
 
 /// Why a keyset walk cannot go on. Configuration mistakes, keys that do not identify
 /// a row and SQL errors reach the job as [`JobError::Fatal`] (a retry would fail the
-/// same way); a busy, unreachable or restarting database as [`JobError::Retryable`].
+/// same way); a busy, unreachable or restarting database, or a pool with no free
+/// connection, as [`JobError::Unavailable`] (a fault outside the job: back to the queue
+/// without using up an attempt).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum KeysetError {
@@ -198,10 +200,11 @@ impl KeysetError {
         )
     }
 
-    /// The error as a job sees it: retryable or fatal.
+    /// The error as a job sees it: unavailable (try again later, no attempt used) or
+    /// fatal.
     pub fn into_job_error(self) -> JobError {
         if self.is_retryable() {
-            JobError::retryable(self)
+            JobError::unavailable(crate::transactional::UNAVAILABLE_BACKOFF, self)
         } else {
             JobError::fatal(self)
         }

@@ -970,7 +970,8 @@ impl<D: Dialect> Stream for Rows<D> {
                         // the server works on it while the job goes through the rest
                         // of this page (without a held connection, none is taken
                         // before this page is done)
-                        if this.walker.hold_connection
+                        if D::PIPELINE_PAGES
+                            && this.walker.hold_connection
                             && !this.buffer.is_empty()
                             && let Some(mut page) = this.walker.start_stream(&plan, &this.inbox)
                         {

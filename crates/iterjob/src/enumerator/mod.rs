@@ -14,7 +14,7 @@
 //! |---|---|---|
 //! | [`range`] over integers | next integer | `start..end` |
 //! | [`from_vec`] | next index | — |
-//! | [`lines`] / [`csv_records`] over a file | byte offset of the next record | byte range |
+//! | [`lines`] / [`csv_records`] over a file | [`FileCursor`]: byte offset of the next record, checked against the file's [`FileFingerprint`] on resume | byte range |
 //! | [`nested`] | outer and inner cursor | — |
 //! | [`concat()`] | part index and the part's cursor | — |
 //! | keyset over SQL (`iterjob_sqlite::Keyset`) | key of the last row | key range |
@@ -55,7 +55,7 @@ mod range;
 
 pub use batched::Batched;
 pub use concat::{ConcatCursor, concat};
-pub use file::{FileRange, csv_deserialize, csv_records, lines};
+pub use file::{FileCursor, FileFingerprint, FileRange, csv_deserialize, csv_records, lines};
 pub use nested::{NestedCursor, nested};
 pub use range::{from_vec, range};
 

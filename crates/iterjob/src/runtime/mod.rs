@@ -13,6 +13,7 @@ mod worker;
 
 pub use live::RunningJob;
 pub use pace::{AdaptiveThrottle, RateLimit};
+pub use signals::{LeaseRenewal, LeaseStamp};
 pub use worker::{Worker, WorkerReport};
 
 use std::time::Duration;

@@ -154,6 +154,8 @@ impl<J: Job> Runner<J> {
             run: record.runs,
             queue: record.queue.clone(),
             run_token: self.env.claimed.token,
+            lease: self.env.settings.lease,
+            lease_renewal: crate::runtime::LeaseRenewal::new(Arc::clone(&self.signals)),
         };
         let mut pos = Position {
             cursor,
@@ -589,6 +591,24 @@ impl<J: Job> Runner<J> {
         error: JobError,
         items_at_start: u64,
     ) -> RunReport {
+        if let JobError::Unavailable(delay, _) = &error {
+            tracing::warn!(
+                job = self.id(),
+                kind = J::KIND,
+                error = %error.chain(),
+                retry_in = ?delay,
+                "job interrupted: something outside it is unavailable (no attempt used)"
+            );
+            return self
+                .interrupt(
+                    ctx,
+                    pos,
+                    InterruptReason::Unavailable,
+                    *delay,
+                    items_at_start,
+                )
+                .await;
+        }
         let record = &self.env.claimed.job;
         let attempt = record.attempts + 1;
         let chain = error.chain();
@@ -606,7 +626,7 @@ impl<J: Job> Runner<J> {
                 error: format!("{chain} (attempt {attempt} of {})", record.max_attempts),
                 run_at: now_millis().saturating_add(duration_millis(*delay)),
             },
-            JobError::Retryable(_) => Outcome::Retry {
+            JobError::Retryable(_) | JobError::Unavailable(..) => Outcome::Retry {
                 error: format!("{chain} (attempt {attempt} of {})", record.max_attempts),
                 run_at: now_millis().saturating_add(duration_millis(retry_delay(
                     attempt,
@@ -718,9 +738,11 @@ impl<J: Job> Runner<J> {
         );
     }
 
-    /// Writes the release, retrying a failing store a few times. If it never
-    /// succeeds, the lease expires and the rescuer requeues the job from its last
-    /// checkpoint.
+    /// Writes the release, retrying a failing store (a full disk, a restarting
+    /// server) with backoff for as long as a lease lasts: the job's lease is no
+    /// longer renewed, so by then the rescuer may requeue it (and a late release is
+    /// rejected by the fence). A store back within that time gets the release, and
+    /// the job no crash — an outage is not the job's fault.
     async fn release_with(&self, progress: Option<&Progress>, outcome: &Outcome) -> RunEnd {
         self.supervisor_done.cancel();
         // The work is over: the worker may start another job while this is written;
@@ -735,7 +757,8 @@ impl<J: Job> Runner<J> {
             self.env.slot.free();
         }
         let mut delay = Duration::from_millis(50);
-        for attempt in 1..=5 {
+        let deadline = tokio::time::Instant::now() + self.env.settings.lease;
+        for attempt in 1.. {
             let release = Release {
                 id: self.id(),
                 token: self.token(),
@@ -750,8 +773,11 @@ impl<J: Job> Runner<J> {
                 }
                 Err(error) => {
                     tracing::warn!(job = self.id(), %error, attempt, "release failed");
+                    if tokio::time::Instant::now() + delay >= deadline {
+                        break;
+                    }
                     tokio::time::sleep(delay).await;
-                    delay *= 2;
+                    delay = (delay * 2).min(Duration::from_secs(1));
                 }
             }
         }

@@ -72,6 +72,47 @@ impl Signals {
     }
 }
 
+/// How a write of the job's own that renews the run's lease (an in-transaction
+/// checkpoint: see [`JobContext::lease`](crate::JobContext::lease)) tells the run, so
+/// that a heartbeat waiting behind the job's own transactions is not taken for a
+/// lost lease. A default (detached) handle does nothing.
+#[derive(Clone, Default)]
+pub struct LeaseRenewal {
+    signals: Option<Arc<Signals>>,
+}
+
+/// When a lease-renewing write was sent, from [`LeaseRenewal::stamp`].
+#[derive(Clone, Copy, Debug)]
+pub struct LeaseStamp(u64);
+
+impl LeaseRenewal {
+    pub(crate) fn new(signals: Arc<Signals>) -> Self {
+        LeaseRenewal {
+            signals: Some(signals),
+        }
+    }
+
+    /// Take this just before sending the write that renews the lease.
+    pub fn stamp(&self) -> LeaseStamp {
+        LeaseStamp(self.signals.as_ref().map_or(0, |s| s.stamp()))
+    }
+
+    /// The write sent at `sent` renewed the lease (it committed).
+    pub fn renewed(&self, sent: LeaseStamp) {
+        if let Some(signals) = &self.signals {
+            signals.renewed_at(sent.0);
+        }
+    }
+}
+
+impl std::fmt::Debug for LeaseRenewal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LeaseRenewal")
+            .field("attached", &self.signals.is_some())
+            .finish()
+    }
+}
+
 /// Timers and heartbeats of one run.
 pub(crate) struct Supervisor {
     pub(crate) store: Arc<dyn Store>,

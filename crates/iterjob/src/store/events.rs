@@ -104,6 +104,7 @@ impl FromStr for InterruptReason {
             InterruptReason::Throttled,
             InterruptReason::Pause,
             InterruptReason::Cancel,
+            InterruptReason::Unavailable,
         ]
         .into_iter()
         .find(|r| r.as_str() == s)

@@ -146,6 +146,9 @@ pub enum InterruptReason {
     Pause,
     /// An operator asked to cancel it.
     Cancel,
+    /// Something outside the job was unavailable (its database full, locked or
+    /// restarting; no free connection): [`JobError::Unavailable`](crate::JobError::Unavailable).
+    Unavailable,
 }
 
 impl InterruptReason {
@@ -157,6 +160,7 @@ impl InterruptReason {
             InterruptReason::Throttled => "throttled",
             InterruptReason::Pause => "pause",
             InterruptReason::Cancel => "cancel",
+            InterruptReason::Unavailable => "unavailable",
         }
     }
 }
@@ -255,6 +259,35 @@ pub const DEFAULT_QUEUE: &str = "default";
 
 /// Attempts allowed unless the job or its kind says otherwise.
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 10;
+
+/// The longest queue name, in characters: enforced wherever a job is enqueued (the
+/// CLI, the dashboard, [`check_queue_name`]) so every listing can show it.
+pub const MAX_QUEUE_NAME_LEN: usize = 200;
+
+/// Checks a queue name before a job is enqueued in it: not empty, at most
+/// [`MAX_QUEUE_NAME_LEN`] characters, no control characters (they would reach
+/// operators' terminals raw).
+///
+/// # Errors
+/// [`Error::Config`] naming what is wrong.
+pub fn check_queue_name(name: &str) -> Result<()> {
+    if name.trim().is_empty() {
+        return Err(Error::Config("the queue name must not be empty".into()));
+    }
+    let len = name.chars().count();
+    if len > MAX_QUEUE_NAME_LEN {
+        return Err(Error::Config(format!(
+            "the queue name is {len} characters long; at most {MAX_QUEUE_NAME_LEN} are allowed"
+        )));
+    }
+    if let Some(c) = name.chars().find(|c| c.is_control()) {
+        return Err(Error::Config(format!(
+            "the queue name contains the control character {}; use printable characters",
+            c.escape_default()
+        )));
+    }
+    Ok(())
+}
 
 /// A job as stored: parameters, state, cursor, progress and bookkeeping.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -1,5 +1,7 @@
 //! File enumerators: the lines or CSV records of a (possibly huge) file, resumable by
-//! byte offset, optionally restricted to a byte range.
+//! byte offset, optionally restricted to a byte range. Each cursor carries what
+//! identifies the file (`fingerprint`), so a resume on a file that was replaced or
+//! edited before the cursor fails instead of walking a different file.
 //!
 //! Both read with blocking `std` I/O through a buffered reader, on the task that polls
 //! them: each poll reads at most one record, which for a local file is a memory copy
@@ -9,7 +11,7 @@
 
 use std::fmt;
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Seek, SeekFrom};
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use csv::StringRecord;
@@ -19,6 +21,11 @@ use serde::{Deserialize, Serialize};
 
 use super::Enumerator;
 use crate::error::{BoxError, JobError};
+
+mod fingerprint;
+
+use fingerprint::{Change, LastRecord, hash};
+pub use fingerprint::{FileCursor, FileFingerprint};
 
 /// Size of the read buffer of the line reader.
 const BUFFER_SIZE: usize = 64 * 1024;
@@ -37,13 +44,19 @@ const BUFFER_SIZE: usize = 64 * 1024;
 /// blank lines the CSV parser skips belong to no record: a CSV record's first byte is
 /// its first byte after them.
 ///
+/// The ranges of one file made by
+/// [`partition::file_ranges_of`](crate::partition::file_ranges_of) share its
+/// [`FileFingerprint`], taken once when they were made: each partition checks the
+/// file against it when it starts, so one replaced between the split and a
+/// partition's first run is caught, not walked half old, half new.
+///
 /// The default is the whole file.
 ///
 /// ```
 /// use iterjob::enumerator::FileRange;
 ///
-/// assert_eq!(FileRange::default(), FileRange { start: 0, end: None });
-/// let first_mib = FileRange { start: 0, end: Some(1 << 20) };
+/// assert_eq!(FileRange::default(), FileRange::new(0, None));
+/// let first_mib = FileRange::new(0, Some(1 << 20));
 /// assert!(first_mib.contains(0) && !first_mib.contains(1 << 20));
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -52,9 +65,30 @@ pub struct FileRange {
     pub start: u64,
     /// Offset just past the last byte of the range; `None` for the end of the file.
     pub end: Option<u64>,
+    /// The file the range was cut from, checked when a walk of the range starts;
+    /// `None`: the walk takes the fingerprint itself when it starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<FileFingerprint>,
 }
 
 impl FileRange {
+    /// The bytes `start..end` (`None`: to the end of the file), with no fingerprint.
+    pub fn new(start: u64, end: Option<u64>) -> Self {
+        FileRange {
+            start,
+            end,
+            fingerprint: None,
+        }
+    }
+
+    /// The same range, checked against `fingerprint` when a walk of it starts.
+    pub fn with_fingerprint(self, fingerprint: FileFingerprint) -> Self {
+        FileRange {
+            fingerprint: Some(fingerprint),
+            ..self
+        }
+    }
+
     /// True if a record whose first byte is at `offset` belongs to the range.
     pub fn contains(&self, offset: u64) -> bool {
         offset >= self.start && self.end.is_none_or(|end| offset < end)
@@ -70,15 +104,18 @@ impl FileRange {
 /// Each item is one line without its line ending (`\n` or `\r\n`; a `\r` not
 /// followed by `\n` is kept). Empty lines are items too; a final line without a line
 /// ending is an item, and a file ending with a line ending has no empty last line.
-/// The cursor yielded with a line is the byte offset of the next line, so resuming
-/// from it seeks straight there.
+/// The cursor yielded with a line is a [`FileCursor`]: the byte offset of the next
+/// line, so resuming from it seeks straight there, with the file's fingerprint and a
+/// hash of the line. A resume first checks that the file is the one walked so far
+/// (grown at its end is fine: a log) — see [`FileFingerprint`].
 ///
 /// Only lines starting in `range` are yielded (see [`FileRange`]). A cursor before
 /// `range.start` starts at the range start.
 ///
-/// Errors: a file that cannot be opened, or a line that is not UTF-8, is
-/// [`JobError::Fatal`] naming the path (and the line's byte offset); other read errors
-/// are retryable. The enumerator ends after an error.
+/// Errors: a file that cannot be opened, a line that is not UTF-8, or a file that
+/// changed since the walk started (replaced, truncated, edited before the cursor) is
+/// [`JobError::Fatal`] naming the path and what changed; other read errors are
+/// retryable. The enumerator ends after an error.
 ///
 /// The file is read with blocking `std` I/O through a 64 KiB buffer, on the task
 /// that polls the enumerator: each poll reads one line, which for a local file is a
@@ -96,12 +133,10 @@ impl FileRange {
 ///         .map(|s| s.unwrap())
 ///         .collect()
 ///         .await;
-///     assert_eq!(
-///         all,
-///         vec![("alpha".to_string(), 7), (String::new(), 8), ("beta".into(), 13), ("gamma".into(), 18)]
-///     );
+///     let items: Vec<_> = all.iter().map(|(line, cursor)| (line.as_str(), cursor.offset())).collect();
+///     assert_eq!(items, [("alpha", 7), ("", 8), ("beta", 13), ("gamma", 18)]);
 ///     // resume after "beta"
-///     let rest: Vec<_> = lines(file.path(), FileRange::default(), Some(13))
+///     let rest: Vec<_> = lines(file.path(), FileRange::default(), Some(all[2].1))
 ///         .map(|s| s.unwrap().0)
 ///         .collect()
 ///         .await;
@@ -111,13 +146,14 @@ impl FileRange {
 pub fn lines(
     path: impl Into<PathBuf>,
     range: FileRange,
-    cursor: Option<u64>,
-) -> impl Enumerator<String, u64> + 'static {
+    cursor: Option<FileCursor>,
+) -> impl Enumerator<String, FileCursor> + 'static {
     stream::iter(Lines {
         path: path.into(),
         range,
         cursor,
         reader: None,
+        fingerprint: None,
         pos: 0,
         done: false,
     })
@@ -127,25 +163,63 @@ pub fn lines(
 struct Lines {
     path: PathBuf,
     range: FileRange,
-    cursor: Option<u64>,
+    cursor: Option<FileCursor>,
     reader: Option<BufReader<File>>,
+    /// The file's fingerprint, carried by every cursor.
+    fingerprint: Option<FileFingerprint>,
     /// Byte offset of the next line.
     pos: u64,
     done: bool,
 }
 
 impl Lines {
-    /// Opens the file and positions the reader at the first line to yield.
+    /// Opens the file, checks it is the one the walk started on and positions the
+    /// reader at the first line to yield.
     fn open(&mut self) -> Result<(), JobError> {
-        let file = open(&self.path)?;
+        let mut file = open(&self.path)?;
+        self.fingerprint = Some(walk_fingerprint(
+            &self.path,
+            &mut file,
+            &self.range,
+            self.cursor.as_ref(),
+        )?);
+        file.rewind().map_err(|e| read_error(&self.path, 0, e))?;
         let mut reader = BufReader::with_capacity(BUFFER_SIZE, file);
         let start = self.range.start;
         self.pos = match self.cursor {
-            Some(cursor) if cursor > start => {
-                reader
-                    .seek(SeekFrom::Start(cursor))
-                    .map_err(|e| read_error(&self.path, cursor, e))?;
-                cursor
+            Some(cursor) if cursor.offset > start => {
+                let offset = cursor.offset;
+                match cursor.last {
+                    // read the line before the cursor again: the same bytes, ending
+                    // at the cursor (a line that had no line ending then may have one
+                    // now: only the bytes up to the cursor are compared)
+                    Some(last) if last.start < offset => {
+                        reader
+                            .seek(SeekFrom::Start(last.start))
+                            .map_err(|e| read_error(&self.path, last.start, e))?;
+                        let mut buf = vec![0; usize::try_from(offset - last.start).unwrap_or(0)];
+                        let same = match reader.read_exact(&mut buf) {
+                            Ok(()) => hash(&buf) == last.hash,
+                            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => false,
+                            Err(e) => return Err(read_error(&self.path, last.start, e)),
+                        };
+                        if !same {
+                            return Err(changed(
+                                &self.path,
+                                Change::Bytes {
+                                    start: last.start,
+                                    end: offset,
+                                },
+                            ));
+                        }
+                    }
+                    _ => {
+                        reader
+                            .seek(SeekFrom::Start(offset))
+                            .map_err(|e| read_error(&self.path, offset, e))?;
+                    }
+                }
+                offset
             }
             _ if start == 0 => 0,
             _ => {
@@ -165,7 +239,7 @@ impl Lines {
         Ok(())
     }
 
-    fn read_line(&mut self) -> Option<Result<(String, u64), JobError>> {
+    fn read_line(&mut self) -> Option<Result<(String, FileCursor), JobError>> {
         if self.reader.is_none() {
             if let Err(err) = self.open() {
                 return Some(Err(err));
@@ -183,6 +257,14 @@ impl Lines {
             Err(e) => return Some(Err(read_error(&self.path, line_start, e))),
         };
         self.pos += n as u64;
+        let cursor = FileCursor {
+            offset: self.pos,
+            file: self.fingerprint,
+            last: Some(LastRecord {
+                start: line_start,
+                hash: hash(&buf),
+            }),
+        };
         if buf.last() == Some(&b'\n') {
             buf.pop();
             if buf.last() == Some(&b'\r') {
@@ -190,7 +272,7 @@ impl Lines {
             }
         }
         match String::from_utf8(buf) {
-            Ok(line) => Some(Ok((line, self.pos))),
+            Ok(line) => Some(Ok((line, cursor))),
             Err(e) => Some(Err(JobError::fatal(FileError::new(
                 &self.path,
                 format!("line at byte {line_start} is not valid UTF-8"),
@@ -201,7 +283,7 @@ impl Lines {
 }
 
 impl Iterator for Lines {
-    type Item = Result<(String, u64), JobError>;
+    type Item = Result<(String, FileCursor), JobError>;
 
     fn next(&mut self) -> Option<Self::Item> {
         if self.done {
@@ -223,16 +305,20 @@ impl Iterator for Lines {
 /// fields as the first). If `has_headers`, the first record of the file is the header
 /// row: it is read from the start of the file on every open and never yielded.
 ///
-/// The cursor yielded with a record is the byte offset of the next record, so
-/// resuming seeks straight there, and batching the records with any batch size can
-/// neither skip nor repeat a row. (After a record ending in `\r\n` the cursor points
+/// The cursor yielded with a record is a [`FileCursor`]: the byte offset of the next
+/// record, so resuming seeks straight there and batching the records with any batch
+/// size can neither skip nor repeat a row, with the file's fingerprint and a hash of
+/// the record's fields. A resume first checks that the file is the one walked so
+/// far (grown at its end is fine) — see [`FileFingerprint`]. (After a record ending in `\r\n` the cursor points
 /// at the `\n`: the parser ends the record at the `\r` and skips the `\n` as a blank
 /// line when resuming.) Only records starting in `range` are yielded (see
 /// [`FileRange`]); a cursor before `range.start` starts at the range start.
 ///
 /// Errors: a file that cannot be opened, a malformed record (unequal field counts,
 /// invalid UTF-8) is [`JobError::Fatal`], naming the path and the byte offset of the
-/// record; other read errors are retryable. The enumerator ends after an error.
+/// record, and so is a file that changed since the walk started (replaced,
+/// truncated, edited before the cursor), naming what changed; other read errors are
+/// retryable. The enumerator ends after an error.
 ///
 /// Each record's [`StringRecord::position`] holds its exact byte offset, but its line
 /// and record numbers count from where this run began reading (the csv reader seeks
@@ -269,9 +355,9 @@ impl Iterator for Lines {
 pub fn csv_records(
     path: impl Into<PathBuf>,
     range: FileRange,
-    cursor: Option<u64>,
+    cursor: Option<FileCursor>,
     has_headers: bool,
-) -> impl Enumerator<StringRecord, u64> + 'static {
+) -> impl Enumerator<StringRecord, FileCursor> + 'static {
     stream::iter(CsvRows::new(
         path.into(),
         range,
@@ -313,9 +399,9 @@ pub fn csv_records(
 pub fn csv_deserialize<T>(
     path: impl Into<PathBuf>,
     range: FileRange,
-    cursor: Option<u64>,
+    cursor: Option<FileCursor>,
     has_headers: bool,
-) -> impl Enumerator<T, u64> + 'static
+) -> impl Enumerator<T, FileCursor> + 'static
 where
     T: DeserializeOwned + Send + 'static,
 {
@@ -335,7 +421,9 @@ type Decode<T> = fn(StringRecord, Option<&StringRecord>) -> Result<T, csv::Error
 struct CsvRows<T> {
     path: PathBuf,
     range: FileRange,
-    cursor: Option<u64>,
+    cursor: Option<FileCursor>,
+    /// The file's fingerprint, carried by every cursor.
+    fingerprint: Option<FileFingerprint>,
     has_headers: bool,
     decode: Decode<T>,
     reader: Option<csv::Reader<File>>,
@@ -349,7 +437,7 @@ impl<T> CsvRows<T> {
     fn new(
         path: PathBuf,
         range: FileRange,
-        cursor: Option<u64>,
+        cursor: Option<FileCursor>,
         has_headers: bool,
         decode: Decode<T>,
     ) -> Self {
@@ -357,6 +445,7 @@ impl<T> CsvRows<T> {
             path,
             range,
             cursor,
+            fingerprint: None,
             has_headers,
             decode,
             reader: None,
@@ -366,12 +455,27 @@ impl<T> CsvRows<T> {
         }
     }
 
-    /// Opens the file, reads the header row and seeks to the first record to yield.
+    /// Opens the file, checks it is the one the walk started on, reads the header row
+    /// and seeks to the first record to yield.
     fn open(&mut self) -> Result<(), JobError> {
         let mut file = open(&self.path)?;
+        self.fingerprint = Some(walk_fingerprint(
+            &self.path,
+            &mut file,
+            &self.range,
+            self.cursor.as_ref(),
+        )?);
         let start = self.range.start;
+        // resuming after a record: read that record again first, to check it
+        let mut check = None;
         let mut from = match self.cursor {
-            Some(cursor) if cursor > start => cursor,
+            Some(cursor) if cursor.offset > start => match cursor.last {
+                Some(last) if last.start < cursor.offset => {
+                    check = Some((last, cursor.offset));
+                    last.start
+                }
+                _ => cursor.offset,
+            },
             _ => {
                 next_csv_boundary(&mut file, start).map_err(|e| read_error(&self.path, start, e))?
             }
@@ -397,11 +501,57 @@ impl<T> CsvRows<T> {
             }
             reader.seek(pos).map_err(|e| self.csv_error(from, e))?;
         }
+        if let Some((last, offset)) = check {
+            self.check_last_record(&mut reader, last, offset)?;
+        }
         self.reader = Some(reader);
         Ok(())
     }
 
-    fn read_record(&mut self) -> Option<Result<(T, u64), JobError>> {
+    /// Reads the record the cursor follows again (the reader stands at its start) and
+    /// checks it has the same fields and ends at the cursor (or only line endings lie
+    /// between its end and the cursor, when it was the file's last record without one
+    /// and the file grew since).
+    fn check_last_record(
+        &self,
+        reader: &mut csv::Reader<File>,
+        last: LastRecord,
+        offset: u64,
+    ) -> Result<(), JobError> {
+        let moved = || {
+            changed(
+                &self.path,
+                Change::Bytes {
+                    start: last.start,
+                    end: offset,
+                },
+            )
+        };
+        let mut record = StringRecord::new();
+        match reader.read_record(&mut record) {
+            Ok(true) => {}
+            Ok(false) => return Err(moved()),
+            Err(e) if e.is_io_error() => return Err(self.csv_error(last.start, e)),
+            // no longer a record there, or not one like those around it
+            Err(_) => return Err(moved()),
+        }
+        let end = reader.position().byte();
+        if record_hash(&record) != last.hash || end < offset {
+            return Err(moved());
+        }
+        if end > offset {
+            // read on a handle of its own: the reader's file position is its buffer's
+            let between = File::open(&self.path)
+                .and_then(|mut file| fingerprint::read_at(&mut file, offset, end - offset))
+                .map_err(|e| read_error(&self.path, offset, e))?;
+            if !between.is_some_and(|b| b.iter().all(|&c| c == b'\n' || c == b'\r')) {
+                return Err(moved());
+            }
+        }
+        Ok(())
+    }
+
+    fn read_record(&mut self) -> Option<Result<(T, FileCursor), JobError>> {
         if self.reader.is_none() {
             if let Err(err) = self.open() {
                 return Some(Err(err));
@@ -429,8 +579,16 @@ impl<T> CsvRows<T> {
                 Err(e) => return Some(Err(read_error(&self.path, record_pos, e))),
             }
         }
+        let cursor = FileCursor {
+            offset: next,
+            file: self.fingerprint,
+            last: Some(LastRecord {
+                start: record_pos,
+                hash: record_hash(&record),
+            }),
+        };
         match (self.decode)(record, self.headers.as_ref()) {
-            Ok(item) => Some(Ok((item, next))),
+            Ok(item) => Some(Ok((item, cursor))),
             Err(e) => Some(Err(self.csv_error(record_pos, e))),
         }
     }
@@ -461,7 +619,7 @@ impl<T> CsvRows<T> {
 }
 
 impl<T> Iterator for CsvRows<T> {
-    type Item = Result<(T, u64), JobError>;
+    type Item = Result<(T, FileCursor), JobError>;
 
     fn next(&mut self) -> Option<Self::Item> {
         if self.done {
@@ -534,6 +692,78 @@ fn first_record_byte(path: &Path, offset: u64) -> io::Result<u64> {
         first += n as u64;
         reader.consume(n);
     }
+}
+
+/// Hash of a CSV record's fields: of their bytes one after the other, then of that
+/// and their lengths (so `a,bc` and `ab,c` differ), without allocating.
+fn record_hash(record: &StringRecord) -> u64 {
+    let bytes = hash(record.as_slice().as_bytes());
+    let lengths = record.iter().fold(record.len() as u64, |acc, field| {
+        acc.wrapping_mul(0x0000_0100_0000_01b3) ^ field.len() as u64
+    });
+    let mut both = [0u8; 16];
+    both[..8].copy_from_slice(&bytes.to_le_bytes());
+    both[8..].copy_from_slice(&lengths.to_le_bytes());
+    hash(&both)
+}
+
+/// Checks the open file against what the walk knows of it (the cursor's fingerprint,
+/// or the range's) and returns the fingerprint its cursors carry: the known one, or
+/// one taken now when the walk has none yet.
+fn walk_fingerprint(
+    path: &Path,
+    file: &mut File,
+    range: &FileRange,
+    cursor: Option<&FileCursor>,
+) -> Result<FileFingerprint, JobError> {
+    let known = match (cursor.and_then(|c| c.file), range.fingerprint) {
+        (Some(walked), Some(cut)) if walked != cut => {
+            return Err(JobError::fatal(FileError::new(
+                path,
+                format!(
+                    "the cursor was saved walking a different file than the one the range \
+                     was cut from ({} bytes then, the range's file {} bytes): the cursor and \
+                     the range do not belong together; resume each partition with its own \
+                     cursor, or enqueue a new job",
+                    walked.size(),
+                    cut.size()
+                ),
+                None,
+            )));
+        }
+        (walked, cut) => walked.or(cut),
+    };
+    match known {
+        Some(fingerprint) => match fingerprint.check(file) {
+            Ok(None) => Ok(fingerprint),
+            Ok(Some(change)) => Err(changed(path, change)),
+            Err(e) => Err(read_error(path, 0, e)),
+        },
+        None => FileFingerprint::read(file).map_err(|e| read_error(path, 0, e)),
+    }
+}
+
+/// The fatal error of a file that changed since the walk started.
+fn changed(path: &Path, change: Change) -> JobError {
+    let what = match change {
+        Change::Shorter { now, then } => format!(
+            "it is {now} bytes long, shorter than the {then} bytes it had when the walk started: \
+             it was truncated or replaced"
+        ),
+        Change::Bytes { start, end } => format!(
+            "bytes {start}..{end} are not those the walk read there: the file was replaced, \
+             or edited before the cursor"
+        ),
+    };
+    JobError::fatal(FileError::new(
+        path,
+        format!(
+            "changed since the walk started: {what}. Resuming would skip or repeat records, \
+             so the walk stops here. Enqueue a new job for the file as it is now (a file that \
+             only grows at its end, like a log, resumes normally)"
+        ),
+        None,
+    ))
 }
 
 /// Opens a file for an enumerator; failing to is fatal (a retry will not create it).
@@ -610,45 +840,22 @@ mod tests {
     #[test]
     fn csv_deserialize_by_header_and_resume() {
         let file = write("name,id\nada,1\nbob,2\n");
-        let all: Vec<(Row, u64)> = block_on(
+        let all: Vec<(Row, FileCursor)> = block_on(
             csv_deserialize(file.path(), FileRange::default(), None, true)
                 .map(|s| s.unwrap())
                 .collect(),
         );
-        assert_eq!(
-            all,
-            vec![
-                (
-                    Row {
-                        id: 1,
-                        name: "ada".into()
-                    },
-                    14
-                ),
-                (
-                    Row {
-                        id: 2,
-                        name: "bob".into()
-                    },
-                    20
-                ),
-            ]
-        );
-        let rest: Vec<(Row, u64)> = block_on(
-            csv_deserialize(file.path(), FileRange::default(), Some(14), true)
+        let rows: Vec<(&str, u64)> = all
+            .iter()
+            .map(|(row, cursor)| (row.name.as_str(), cursor.offset()))
+            .collect();
+        assert_eq!(rows, [("ada", 14), ("bob", 20)]);
+        let rest: Vec<(Row, FileCursor)> = block_on(
+            csv_deserialize(file.path(), FileRange::default(), Some(all[0].1), true)
                 .map(|s| s.unwrap())
                 .collect(),
         );
-        assert_eq!(
-            rest,
-            vec![(
-                Row {
-                    id: 2,
-                    name: "bob".into()
-                },
-                20
-            )]
-        );
+        assert_eq!(rest, all[1..]);
     }
 
     #[test]
@@ -678,13 +885,31 @@ mod tests {
         );
         assert!(message.contains("field 0"), "{message}");
 
-        // resumed from a cursor: the byte offset is exact, the line unknown
+        // resumed from a cursor: the byte offset is exact (and so is the line here,
+        // as the check of the record before the cursor starts right after the header)
+        let after_ada = steps[0].as_ref().unwrap().1;
         let steps: Vec<_> = block_on(
-            csv_deserialize::<Row>(file.path(), FileRange::default(), Some(14), true).collect(),
+            csv_deserialize::<Row>(file.path(), FileRange::default(), Some(after_ada), true)
+                .collect(),
         );
         let message = steps[0].as_ref().unwrap_err().to_string();
         assert!(
-            message.contains("byte 14 does not deserialize"),
+            message.contains("byte 14 (line 3) does not deserialize"),
+            "{message}"
+        );
+        // from a cursor further in, line numbers would count from the seek: none given
+        let file = write("id,name\n1,ada\n2,bob\nx,cid\n");
+        let steps: Vec<_> = block_on(
+            csv_deserialize::<Row>(file.path(), FileRange::default(), None, true).collect(),
+        );
+        let after_bob = steps[1].as_ref().unwrap().1;
+        let steps: Vec<_> = block_on(
+            csv_deserialize::<Row>(file.path(), FileRange::default(), Some(after_bob), true)
+                .collect(),
+        );
+        let message = steps[0].as_ref().unwrap_err().to_string();
+        assert!(
+            message.contains("byte 20 does not deserialize"),
             "{message}"
         );
     }
