@@ -50,6 +50,10 @@ pub struct DashboardOptions {
     /// the proxy sets that header itself and never passes a client's through).
     #[arg(long)]
     pub trust_forwarded_headers: bool,
+    /// Browsers reach the dashboard over HTTPS (a TLS-terminating proxy in front):
+    /// its cookies are marked `Secure` and actions must come from an https:// page.
+    #[arg(long)]
+    pub https: bool,
 }
 
 fn parse_csv_kind(s: &str) -> std::result::Result<(String, String), String> {
@@ -72,7 +76,8 @@ pub(crate) fn build(
     let mut dashboard = Dashboard::new(store)
         .registry(registry.clone())
         .allowed_hosts(options.allowed_hosts.iter().cloned())
-        .trust_forwarded_headers(options.trust_forwarded_headers);
+        .trust_forwarded_headers(options.trust_forwarded_headers)
+        .served_over_https(options.https);
     if let Some(token) = &options.token {
         dashboard = dashboard.token(token.clone());
     }

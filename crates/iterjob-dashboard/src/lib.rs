@@ -37,6 +37,9 @@
 //!   ([`Dashboard::trust_forwarded_headers`]).
 //! - Every mutating request must come from the dashboard's own pages: a cross-site
 //!   `Origin` or `Sec-Fetch-Site` is refused, and forms carry a per-session token.
+//!   The `Origin`'s scheme counts too: `https` when the dashboard is declared to be
+//!   served over TLS ([`Dashboard::served_over_https`], which also marks its cookies
+//!   `Secure`) or a trusted proxy says so in `X-Forwarded-Proto`, `http` otherwise.
 //! - Every value that came from a job (parameters, cursors, errors, kinds, queues) is
 //!   escaped by the template engine ([maud]); the page's script only ever sets
 //!   `textContent`; a strict Content-Security-Policy forbids inline scripts.
@@ -216,6 +219,7 @@ pub struct Dashboard {
     title: String,
     allowed_hosts: Vec<String>,
     trust_forwarded: bool,
+    https: bool,
 }
 
 impl std::fmt::Debug for Dashboard {
@@ -247,6 +251,7 @@ impl Dashboard {
             title: "iterjob".to_string(),
             allowed_hosts: Vec::new(),
             trust_forwarded: false,
+            https: false,
         }
     }
 
@@ -275,6 +280,18 @@ impl Dashboard {
     /// any site pass the same-origin check.
     pub fn trust_forwarded_headers(mut self, trust: bool) -> Self {
         self.trust_forwarded = trust;
+        self
+    }
+
+    /// Declares that browsers reach the dashboard over HTTPS (a TLS-terminating
+    /// proxy in front of it): its cookies get `Secure`, so a browser never sends the
+    /// session over plain HTTP, and a mutating request must come from an `https://`
+    /// origin. Off by default, when an `https://` origin is refused as cross-site
+    /// with a hint to declare this. Behind a trusted proxy
+    /// ([`Dashboard::trust_forwarded_headers`]) `X-Forwarded-Proto` names the scheme
+    /// for the origin check as well.
+    pub fn served_over_https(mut self, https: bool) -> Self {
+        self.https = https;
         self
     }
 
@@ -413,6 +430,7 @@ impl Dashboard {
             title: self.title,
             allowed_hosts: self.allowed_hosts,
             trust_forwarded: self.trust_forwarded,
+            https: self.https,
             sessions: std::sync::Mutex::new(security::Sessions::default()),
             login_failures: std::sync::Mutex::new(std::collections::VecDeque::new()),
         }
@@ -433,8 +451,10 @@ pub(crate) struct AppState {
     pub(crate) title: String,
     /// Host names served besides loopback ones ([`Dashboard::allowed_hosts`]).
     pub(crate) allowed_hosts: Vec<String>,
-    /// Whether `X-Forwarded-Host` is believed.
+    /// Whether `X-Forwarded-Host` and `X-Forwarded-Proto` are believed.
     pub(crate) trust_forwarded: bool,
+    /// Served over HTTPS ([`Dashboard::served_over_https`]).
+    pub(crate) https: bool,
     /// Session ids handed out by the login form.
     pub(crate) sessions: std::sync::Mutex<security::Sessions>,
     /// When recent logins failed (for the rate limit).

@@ -223,8 +223,9 @@ pub(crate) async fn require_token(
         .into_response()
 }
 
-/// Why a mutating request was refused as cross-site.
-fn cross_site(headers: &HeaderMap, trust_forwarded: bool) -> Option<String> {
+/// Why a mutating request was refused as cross-site. `https`: the dashboard is
+/// declared to be served over TLS.
+fn cross_site(headers: &HeaderMap, trust_forwarded: bool, https: bool) -> Option<String> {
     if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok())
         && site != "same-origin"
     {
@@ -243,16 +244,38 @@ fn cross_site(headers: &HeaderMap, trust_forwarded: bool) -> Option<String> {
         let host = header_value(header::HOST.as_str());
         // behind a proxy that rewrites Host and says so (trusted only when declared:
         // a proxy passing a client's header through would let any site in)
-        let forwarded = if trust_forwarded {
-            header_value("x-forwarded-host")
+        let (forwarded, forwarded_proto) = if trust_forwarded {
+            (
+                header_value("x-forwarded-host"),
+                header_value("x-forwarded-proto"),
+            )
         } else {
-            ""
+            ("", "")
         };
-        let origin_host = origin.split_once("://").map(|(_, rest)| rest).unwrap_or("");
+        let scheme = if https {
+            "https"
+        } else if !forwarded_proto.is_empty() {
+            forwarded_proto.split(',').next().unwrap_or("").trim()
+        } else {
+            "http"
+        };
+        let (origin_scheme, origin_host) = origin.split_once("://").unwrap_or(("", ""));
         let ours = |h: &str| !h.is_empty() && origin_host.eq_ignore_ascii_case(h);
         if origin == "null" || !(ours(host) || ours(forwarded)) {
             return Some(format!(
                 "the request's Origin ({origin}) is not this dashboard ({host})"
+            ));
+        }
+        if !origin_scheme.eq_ignore_ascii_case(scheme) {
+            let hint = if origin_scheme.eq_ignore_ascii_case("https") {
+                " (served over HTTPS by a proxy? declare it: `--https`, \
+                 `Dashboard::served_over_https(true)`)"
+            } else {
+                ""
+            };
+            return Some(format!(
+                "the request's Origin ({origin}) uses {origin_scheme}, this dashboard is served \
+                 over {scheme}{hint}"
             ));
         }
     }
@@ -267,7 +290,7 @@ pub(crate) async fn same_origin(
     next: Next,
 ) -> Response {
     if !matches!(*request.method(), Method::GET | Method::HEAD)
-        && let Some(why) = cross_site(request.headers(), state.trust_forwarded)
+        && let Some(why) = cross_site(request.headers(), state.trust_forwarded, state.https)
     {
         return (
             StatusCode::FORBIDDEN,
@@ -305,15 +328,17 @@ pub(crate) fn session_token(headers: &HeaderMap) -> (String, bool) {
     }
 }
 
-/// A `Set-Cookie` value for a dashboard cookie: HttpOnly, SameSite=Strict.
+/// A `Set-Cookie` value for a dashboard cookie: HttpOnly, SameSite=Strict, and
+/// Secure when the dashboard is served over HTTPS.
 pub(crate) fn set_cookie(state: &AppState, name: &str, value: &str) -> HeaderValue {
     let path = if state.base.is_empty() {
         "/"
     } else {
         &state.base
     };
+    let secure = if state.https { "; Secure" } else { "" };
     HeaderValue::from_str(&format!(
-        "{name}={value}; Path={path}; HttpOnly; SameSite=Strict"
+        "{name}={value}; Path={path}; HttpOnly; SameSite=Strict{secure}"
     ))
     .unwrap_or_else(|_| HeaderValue::from_static("iterjob_invalid=1"))
 }
@@ -362,7 +387,7 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(header::HOST, HeaderValue::from_static("127.0.0.1:8080"));
         assert_eq!(
-            cross_site(&h, false),
+            cross_site(&h, false, false),
             None,
             "no Origin, no Sec-Fetch-Site: token decides"
         );
@@ -370,32 +395,54 @@ mod tests {
             header::ORIGIN,
             HeaderValue::from_static("http://127.0.0.1:8080"),
         );
-        assert_eq!(cross_site(&h, false), None);
+        assert_eq!(cross_site(&h, false, false), None);
         h.insert(
             header::ORIGIN,
             HeaderValue::from_static("https://evil.example"),
         );
-        assert!(cross_site(&h, false).unwrap().contains("evil.example"));
+        assert!(
+            cross_site(&h, false, false)
+                .unwrap()
+                .contains("evil.example")
+        );
         h.insert(header::ORIGIN, HeaderValue::from_static("null"));
-        assert!(cross_site(&h, false).is_some());
+        assert!(cross_site(&h, false, false).is_some());
         // behind a proxy that rewrites Host, the forwarded host counts only when the
         // proxy is declared trusted
         h.insert(
             header::ORIGIN,
             HeaderValue::from_static("https://jobs.example.com"),
         );
-        assert!(cross_site(&h, false).is_some());
+        assert!(cross_site(&h, false, false).is_some());
         h.insert(
             "x-forwarded-host",
             HeaderValue::from_static("jobs.example.com"),
         );
-        assert!(cross_site(&h, false).is_some(), "not trusted by default");
-        assert_eq!(cross_site(&h, true), None);
+        assert!(
+            cross_site(&h, false, false).is_some(),
+            "not trusted by default"
+        );
+        // the scheme counts: the proxy must say it serves https, or it is declared
+        assert!(cross_site(&h, true, false).unwrap().contains("--https"));
+        assert_eq!(cross_site(&h, true, true), None);
+        h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+        assert_eq!(cross_site(&h, true, false), None);
+        h.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+        assert!(cross_site(&h, true, false).is_some());
+        // a plain-http page of the same name cannot act on a dashboard served over TLS
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_static("jobs.example.com"));
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("http://jobs.example.com"),
+        );
+        assert_eq!(cross_site(&h, false, false), None);
+        assert!(cross_site(&h, false, true).unwrap().contains("uses http"));
         let mut h = HeaderMap::new();
         h.insert("sec-fetch-site", HeaderValue::from_static("cross-site"));
-        assert!(cross_site(&h, false).unwrap().contains("cross-site"));
+        assert!(cross_site(&h, false, false).unwrap().contains("cross-site"));
         h.insert("sec-fetch-site", HeaderValue::from_static("same-origin"));
-        assert_eq!(cross_site(&h, false), None);
+        assert_eq!(cross_site(&h, false, false), None);
     }
 
     #[test]

@@ -949,25 +949,65 @@ async fn the_dashboard_refuses_what_an_attacker_tries() {
         StatusCode::UNAUTHORIZED
     );
 
-    // X-Forwarded-Host is believed only when declared
-    let forwarded = |uri: &str| {
-        Request::post(uri)
+    // X-Forwarded-Host (and -Proto) are believed only when declared
+    let forwarded = |uri: &str, proto: Option<&str>| {
+        let mut request = Request::post(uri)
             .header(header::HOST, "127.0.0.1:8080")
             .header(header::ORIGIN, "https://jobs.example.com")
-            .header("x-forwarded-host", "jobs.example.com")
+            .header("x-forwarded-host", "jobs.example.com");
+        if let Some(proto) = proto {
+            request = request.header("x-forwarded-proto", proto);
+        }
+        request
             .header(header::COOKIE, format!("iterjob_csrf={CSRF}"))
             .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
             .body(Body::from(format!("csrf={CSRF}")))
             .unwrap()
     };
-    let reply = send(&open, forwarded("/jobs/1/pause")).await;
+    let reply = send(&open, forwarded("/jobs/1/pause", Some("https"))).await;
     assert_eq!(reply.status, StatusCode::FORBIDDEN);
     assert!(reply.body.contains("Origin"), "{}", reply.body);
     let behind_proxy = Dashboard::new(Arc::clone(&store))
         .trust_forwarded_headers(true)
         .router();
-    let reply = send(&behind_proxy, forwarded("/jobs/1/pause")).await;
+    let reply = send(&behind_proxy, forwarded("/jobs/1/pause", Some("https"))).await;
     assert_ne!(reply.status, StatusCode::FORBIDDEN, "{}", reply.body);
+    // the scheme counts: an https origin at a dashboard not known to be on https is
+    // refused with the hint to declare it; a plain-http page of the same name
+    // cannot act on a dashboard that is
+    let reply = send(&behind_proxy, forwarded("/jobs/1/pause", None)).await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+    assert!(reply.body.contains("--https"), "{}", reply.body);
+    let on_tls = Dashboard::new(Arc::clone(&store))
+        .allowed_hosts(["jobs.example.com"])
+        .served_over_https(true)
+        .router();
+    let plain_page = Request::post("/jobs/1/pause")
+        .header(header::HOST, "jobs.example.com")
+        .header(header::ORIGIN, "http://jobs.example.com")
+        .header(header::COOKIE, format!("iterjob_csrf={CSRF}"))
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(format!("csrf={CSRF}")))
+        .unwrap();
+    let reply = send(&on_tls, plain_page).await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+    assert!(reply.body.contains("uses http"), "{}", reply.body);
+    // and its cookies are Secure (never sent over plain http); not otherwise
+    let page = |router: &axum::Router| {
+        let request = Request::get("/jobs")
+            .header(header::HOST, "jobs.example.com")
+            .header(header::ACCEPT, "text/html")
+            .body(Body::empty())
+            .unwrap();
+        let router = router.clone();
+        async move { send(&router, request).await }
+    };
+    let reply = page(&on_tls).await;
+    let cookie = reply.headers[header::SET_COOKIE].to_str().unwrap();
+    assert!(cookie.contains("; Secure"), "{cookie}");
+    let reply = get(&open, "/jobs").await;
+    let cookie = reply.headers[header::SET_COOKIE].to_str().unwrap();
+    assert!(!cookie.contains("Secure"), "{cookie}");
 
     // weak tokens are refused for a public address
     let public: SocketAddr = "0.0.0.0:0".parse().unwrap();

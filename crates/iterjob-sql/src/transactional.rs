@@ -339,15 +339,7 @@ where
     /// (a constraint a deferred check rejects at commit, say) is retryable.
     fn store_error(&self, what: &'static str, err: sqlx::Error) -> JobError {
         let pool_starved = matches!(err, sqlx::Error::PoolTimedOut);
-        let outside = pool_starved
-            || match &err {
-                // a constraint is the data's doing, whatever the class says
-                sqlx::Error::Database(db) => {
-                    matches!(db.kind(), sqlx::error::ErrorKind::Other)
-                        && self.store.classify(&err).is_transient()
-                }
-                _ => self.store.classify(&err).is_transient(),
-            };
+        let outside = self.outside(&err);
         let error = self.store.map_error(what, err);
         if !outside {
             return JobError::retryable(error);
@@ -367,6 +359,38 @@ where
             );
         }
         JobError::unavailable(UNAVAILABLE_BACKOFF, error)
+    }
+
+    /// Is `err` a fault of the database rather than of the job: no free connection,
+    /// or a transient class (full, locked, restarting, connection lost)? A
+    /// constraint is the data's doing, whatever its class says.
+    fn outside(&self, err: &sqlx::Error) -> bool {
+        match err {
+            sqlx::Error::PoolTimedOut => true,
+            sqlx::Error::Database(db) => {
+                matches!(db.kind(), sqlx::error::ErrorKind::Other)
+                    && self.store.classify(err).is_transient()
+            }
+            _ => self.store.classify(err).is_transient(),
+        }
+    }
+
+    /// An error from the job's own work in the item's transaction: a database error
+    /// passed up with `?` that is the database's fault (the connection cut by a
+    /// restart or an administrator, the disk full, the lock held elsewhere) is
+    /// [`JobError::Unavailable`] like the adapter's own statements'; anything else
+    /// is the job's, as it returned it.
+    fn work_error(&self, error: JobError) -> JobError {
+        let JobError::Retryable(inner) = error else {
+            return error;
+        };
+        match inner.downcast::<sqlx::Error>() {
+            Ok(err) if self.outside(&err) => {
+                self.store_error("the item's work in its transaction", *err)
+            }
+            Ok(err) => JobError::Retryable(err),
+            Err(inner) => JobError::Retryable(inner),
+        }
     }
 
     /// The error for an in-transaction checkpoint that changed no row, read in the
@@ -455,7 +479,9 @@ where
         }
         // An error returns early and drops `tx`: the cursor write and the work roll
         // back together.
-        self.job.process(ctx, item, &mut tx).await?;
+        if let Err(error) = self.job.process(ctx, item, &mut tx).await {
+            return Err(self.work_error(error));
+        }
         tx.commit()
             .await
             .map_err(|err| self.store_error("committing an item's transaction", err))?;

@@ -87,7 +87,7 @@ fn under_ci() -> bool {
 }
 
 /// Skips (outside CI) or fails (under CI) a test whose server is unreachable.
-fn unreachable(what: &str, err: impl std::fmt::Display) -> Option<std::convert::Infallible> {
+pub fn unreachable(what: &str, err: impl std::fmt::Display) -> Option<std::convert::Infallible> {
     if under_ci() {
         panic!("{what} is unreachable ({err}) and CI is set: start it");
     }
@@ -97,8 +97,8 @@ fn unreachable(what: &str, err: impl std::fmt::Display) -> Option<std::convert::
 
 /// Drops a PostgreSQL schema or a MySQL database when the test ends.
 pub struct DropOnExit {
-    url: String,
-    statement: String,
+    pub url: String,
+    pub statement: String,
 }
 
 impl Drop for DropOnExit {
@@ -187,7 +187,7 @@ pub(crate) async fn mysql_target() -> Option<(String, sqlx::MySqlPool, DropOnExi
 }
 
 /// A random number from the clock and the process id (no rand dependency).
-fn rand_u64() -> u64 {
+pub fn rand_u64() -> u64 {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)

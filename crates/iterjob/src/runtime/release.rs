@@ -11,6 +11,7 @@
 //! single release.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
@@ -44,6 +45,19 @@ pub(crate) struct Releaser {
     /// For a release that finds the batcher gone (it panicked, or the worker is
     /// past its drain): written directly.
     store: Arc<dyn Store>,
+    /// Runs of this worker whose release failed and is being retried: their jobs'
+    /// leases may have expired, yet they are alive, and this worker's rescuer must
+    /// not take them for dead ([`Releaser::retrying`]).
+    retrying: Arc<AtomicUsize>,
+}
+
+/// Counts one run's release as retried while it lives.
+pub(crate) struct Retrying(Arc<AtomicUsize>);
+
+impl Drop for Retrying {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Releaser {
@@ -52,7 +66,26 @@ impl Releaser {
     pub(crate) fn start(store: Arc<dyn Store>) -> (Releaser, JoinHandle<()>) {
         let (queue, received) = mpsc::unbounded_channel();
         let task = tokio::spawn(flush_loop(Arc::clone(&store), received));
-        (Releaser { queue, store }, task)
+        let retrying = Arc::new(AtomicUsize::new(0));
+        (
+            Releaser {
+                queue,
+                store,
+                retrying,
+            },
+            task,
+        )
+    }
+
+    /// Marks a run's release as failed and retried, until the guard is dropped.
+    pub(crate) fn retry_guard(&self) -> Retrying {
+        self.retrying.fetch_add(1, Ordering::Relaxed);
+        Retrying(Arc::clone(&self.retrying))
+    }
+
+    /// How many runs of this worker are retrying a failed release.
+    pub(crate) fn retrying(&self) -> usize {
+        self.retrying.load(Ordering::Relaxed)
     }
 
     /// Writes `release` with whatever other releases are queued, and returns its

@@ -19,8 +19,8 @@ use crate::runtime::live::LiveJob;
 use crate::runtime::pace::{Pacer, Stop};
 use crate::runtime::release::Releaser;
 use crate::runtime::signals::{
-    CANCEL, CHECKPOINT, LEASE_LOST, PAUSE, SHUTDOWN, SPLIT, Signals, Supervisor, THROTTLE,
-    TIME_SLICE,
+    CANCEL, CHECKPOINT, LEASE_EXPIRING, LEASE_LOST, PAUSE, SHUTDOWN, SPLIT, Signals, Supervisor,
+    THROTTLE, TIME_SLICE,
 };
 use crate::runtime::slots::Slot;
 use crate::runtime::{ResolvedSettings, RunEnd, telemetry};
@@ -28,6 +28,14 @@ use crate::store::{
     Claimed, InterruptReason, MAX_PARTITIONS, Outcome, Progress, Release, RunToken, Split, Store,
     duration_millis, now_millis,
 };
+
+/// How long a job handed back because its lease could not be renewed waits before
+/// it can be claimed again: the store was slow or away, give it a moment.
+const LEASE_EXPIRING_BACKOFF: Duration = Duration::from_secs(1);
+
+/// How long a failing release is retried at most (at least a lease), while this
+/// worker's rescuer stands aside.
+const RELEASE_RETRY_FOR: Duration = Duration::from_secs(60);
 
 /// Everything a run needs from its worker.
 pub(crate) struct RunEnv {
@@ -82,6 +90,7 @@ pub(crate) async fn run_job<J: Job>(job: Arc<J>, env: RunEnv) -> RunReport {
         max_runtime: env.settings.max_runtime,
         shutdown: env.shutdown.clone(),
         signals: Arc::clone(&signals),
+        releaser: env.releaser.clone(),
     };
     let supervisor = tokio::spawn(supervisor.run(done.clone()));
     let _stop_supervisor = done.clone().drop_guard();
@@ -327,6 +336,18 @@ impl<J: Job> Runner<J> {
                 end: RunEnd::LeaseLost,
                 items: pos.items_done - items_at_start,
             });
+        }
+        if flags & LEASE_EXPIRING != 0 {
+            return Attended::End(
+                self.interrupt(
+                    ctx,
+                    pos,
+                    InterruptReason::Unavailable,
+                    LEASE_EXPIRING_BACKOFF,
+                    items_at_start,
+                )
+                .await,
+            );
         }
         if flags & CANCEL != 0 {
             return Attended::End(self.release(pos, Outcome::Cancelled, items_at_start).await);
@@ -739,10 +760,13 @@ impl<J: Job> Runner<J> {
     }
 
     /// Writes the release, retrying a failing store (a full disk, a restarting
-    /// server) with backoff for as long as a lease lasts: the job's lease is no
-    /// longer renewed, so by then the rescuer may requeue it (and a late release is
-    /// rejected by the fence). A store back within that time gets the release, and
-    /// the job no crash — an outage is not the job's fault.
+    /// server, a write lock held by another process) with backoff: for a lease, and
+    /// beyond it, up to [`RELEASE_RETRY_FOR`], unless the worker is shutting down.
+    /// Meanwhile this worker's rescuer stands aside (the job is not dead, its
+    /// release is late), so a store back within that time gets the release and the
+    /// job no crash and no attempt: an outage is not the job's fault. Another
+    /// worker's rescuer may requeue it once the lease expired; the release is then
+    /// rejected by the fence.
     async fn release_with(&self, progress: Option<&Progress>, outcome: &Outcome) -> RunEnd {
         self.supervisor_done.cancel();
         // The work is over: the worker may start another job while this is written;
@@ -757,7 +781,14 @@ impl<J: Job> Runner<J> {
             self.env.slot.free();
         }
         let mut delay = Duration::from_millis(50);
-        let deadline = tokio::time::Instant::now() + self.env.settings.lease;
+        let started = tokio::time::Instant::now();
+        let lease_end = started + self.env.settings.lease;
+        let deadline = started + self.env.settings.lease.max(RELEASE_RETRY_FOR);
+        // A lease already at risk (not renewed for half of it: the store is slow or
+        // away) may expire while this release is in flight: from now on this
+        // worker's rescuer must not take the job for dead.
+        let mut retrying = (self.signals.since_renewal() >= self.env.settings.lease / 2)
+            .then(|| self.env.releaser.retry_guard());
         for attempt in 1.. {
             let release = Release {
                 id: self.id(),
@@ -773,7 +804,10 @@ impl<J: Job> Runner<J> {
                 }
                 Err(error) => {
                     tracing::warn!(job = self.id(), %error, attempt, "release failed");
-                    if tokio::time::Instant::now() + delay >= deadline {
+                    retrying.get_or_insert_with(|| self.env.releaser.retry_guard());
+                    let now = tokio::time::Instant::now();
+                    let stopping = self.env.shutdown.is_cancelled() && now >= lease_end;
+                    if now + delay >= deadline || stopping {
                         break;
                     }
                     tokio::time::sleep(delay).await;

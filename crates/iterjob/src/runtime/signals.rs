@@ -11,6 +11,7 @@ use tokio::time::{Instant, MissedTickBehavior, interval_at, sleep_until};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::Error;
+use crate::runtime::release::{Releaser, Retrying};
 use crate::store::{JobId, RunToken, Store};
 
 pub(crate) const CHECKPOINT: u32 = 1;
@@ -21,6 +22,9 @@ pub(crate) const PAUSE: u32 = 1 << 4;
 pub(crate) const CANCEL: u32 = 1 << 5;
 pub(crate) const LEASE_LOST: u32 = 1 << 6;
 pub(crate) const SPLIT: u32 = 1 << 7;
+/// The lease could not be renewed and would expire before the next heartbeat: stop
+/// at the next item and hand the job back (a fenced release, no attempt used).
+pub(crate) const LEASE_EXPIRING: u32 = 1 << 8;
 
 /// The signal word shared by a run's loop and its supervisor.
 #[derive(Debug)]
@@ -66,7 +70,7 @@ impl Signals {
         self.renewed_ms.fetch_max(sent, Ordering::Relaxed);
     }
 
-    fn since_renewal(&self) -> Duration {
+    pub(crate) fn since_renewal(&self) -> Duration {
         let now = self.origin.elapsed().as_millis() as u64;
         Duration::from_millis(now.saturating_sub(self.renewed_ms.load(Ordering::Relaxed)))
     }
@@ -113,6 +117,16 @@ impl std::fmt::Debug for LeaseRenewal {
     }
 }
 
+/// What one heartbeat found.
+enum Beat {
+    /// Renewed, or failed with time left to try again.
+    Renewed,
+    /// Another run holds the job now (fenced).
+    Lost,
+    /// Not renewed, and the lease would expire before the next heartbeat.
+    Expiring,
+}
+
 /// Timers and heartbeats of one run.
 pub(crate) struct Supervisor {
     pub(crate) store: Arc<dyn Store>,
@@ -125,11 +139,16 @@ pub(crate) struct Supervisor {
     pub(crate) max_runtime: Duration,
     pub(crate) shutdown: CancellationToken,
     pub(crate) signals: Arc<Signals>,
+    /// The worker's releaser, to mark this run's lease at risk.
+    pub(crate) releaser: Releaser,
 }
 
 impl Supervisor {
-    /// Runs until `done` is cancelled or the lease is lost.
-    pub(crate) async fn run(self, done: CancellationToken) {
+    /// Runs until `done` is cancelled or the lease is lost. When it stops because
+    /// the lease could not be renewed, it returns the guard that keeps this worker's
+    /// rescuer from taking the job for dead while the run is still alive: the
+    /// task's output is held until the run joins it, at its very end.
+    pub(crate) async fn run(self, done: CancellationToken) -> Option<Retrying> {
         let start = Instant::now();
         let mut heartbeat = interval_at(start + self.heartbeat_interval, self.heartbeat_interval);
         heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -144,7 +163,7 @@ impl Supervisor {
         loop {
             tokio::select! {
                 biased;
-                _ = done.cancelled() => return,
+                _ = done.cancelled() => return None,
                 _ = self.shutdown.cancelled(), if !shutdown_seen => {
                     shutdown_seen = true;
                     self.signals.raise(SHUTDOWN);
@@ -154,8 +173,10 @@ impl Supervisor {
                     self.signals.raise(TIME_SLICE);
                 }
                 _ = heartbeat.tick() => {
-                    if !self.beat().await {
-                        return;
+                    match self.beat().await {
+                        Beat::Renewed => {}
+                        Beat::Lost => return None,
+                        Beat::Expiring => return Some(self.releaser.retry_guard()),
                     }
                 }
                 _ = checkpoint.tick() => self.signals.raise(CHECKPOINT),
@@ -164,8 +185,8 @@ impl Supervisor {
         }
     }
 
-    /// One heartbeat. Returns false when the lease is lost.
-    async fn beat(&self) -> bool {
+    /// One heartbeat.
+    async fn beat(&self) -> Beat {
         // A store that hangs (a pool waiting for a server that is down) must not
         // keep this run working past the lease it can no longer renew: wait at most
         // until the lease we hold would expire (by our own, conservative, clock).
@@ -175,8 +196,27 @@ impl Supervisor {
             .saturating_sub(self.signals.since_renewal() + margin)
             .max(Duration::from_millis(1));
         let sent = self.signals.stamp();
-        let beat = self.store.job_heartbeat(self.job, self.token, self.lease);
-        let result = match tokio::time::timeout(budget, beat).await {
+        let beat = tokio::time::timeout(
+            budget,
+            self.store.job_heartbeat(self.job, self.token, self.lease),
+        );
+        tokio::pin!(beat);
+        // A heartbeat that waits (on SQLite, behind a write lock the job's own items
+        // take between checkpoints) asks the run to renew the lease itself between
+        // two items, where its own transactions are not in the way.
+        let nudge = tokio::time::sleep(self.heartbeat_interval.min(budget / 2));
+        tokio::pin!(nudge);
+        let mut nudged = false;
+        let result = loop {
+            tokio::select! {
+                result = &mut beat => break result,
+                _ = &mut nudge, if !nudged => {
+                    nudged = true;
+                    self.signals.raise(CHECKPOINT);
+                }
+            }
+        };
+        let result = match result {
             Ok(result) => result,
             Err(_) => Err(Error::Backend(
                 format!("heartbeat timed out after {budget:?}").into(),
@@ -192,7 +232,7 @@ impl Supervisor {
                 } else if control.split_requested {
                     self.signals.raise(SPLIT);
                 }
-                true
+                Beat::Renewed
             }
             Err(Error::LeaseLost { .. }) => {
                 tracing::warn!(
@@ -200,7 +240,7 @@ impl Supervisor {
                     "lease lost; stopping without further writes"
                 );
                 self.signals.raise(LEASE_LOST);
-                false
+                Beat::Lost
             }
             Err(error) => {
                 // The store is unreachable: keep working while the lease we hold is
@@ -208,10 +248,19 @@ impl Supervisor {
                 let idle = self.signals.since_renewal();
                 tracing::warn!(job = self.job, %error, ?idle, "heartbeat failed");
                 if idle + self.heartbeat_interval + margin >= self.lease {
-                    self.signals.raise(LEASE_LOST);
-                    return false;
+                    // The lease cannot be renewed in time: the run stops at the next
+                    // item and releases the job (fenced by the run token, so a job
+                    // already rescued is left alone), an interruption, no attempt.
+                    tracing::warn!(
+                        job = self.job,
+                        "lease cannot be renewed in time; handing the job back"
+                    );
+                    self.signals.raise(LEASE_EXPIRING);
+                    return Beat::Expiring;
                 }
-                true
+                // try renewing between two items meanwhile
+                self.signals.raise(CHECKPOINT);
+                Beat::Renewed
             }
         }
     }

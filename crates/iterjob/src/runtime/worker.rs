@@ -190,7 +190,12 @@ impl Worker {
         tracing::info!(worker = %self.config.worker_id, kinds = ?kinds, queues = ?self.config.queues, "worker started");
 
         while !self.shutdown.is_cancelled() {
-            if last_rescue.is_none_or(|t| t.elapsed() >= self.config.rescue_interval) {
+            // a run of ours whose release is being retried holds a job whose lease
+            // may have expired: it is not dead, so this worker rescues nothing
+            // until that release is written (or given up)
+            if last_rescue.is_none_or(|t| t.elapsed() >= self.config.rescue_interval)
+                && releaser.retrying() == 0
+            {
                 match self.store.job_rescue_expired(self.config.max_crashes).await {
                     Ok(rescued) => {
                         for r in rescued {
