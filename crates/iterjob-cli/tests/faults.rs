@@ -49,6 +49,16 @@ impl Tmpfs {
     fn path(&self) -> &Path {
         self.dir.path()
     }
+
+    /// Remounts it with `options` (`ro`, `rw`).
+    fn remount(&self, options: &str) {
+        let status = Command::new("mount")
+            .args(["-o", &format!("remount,{options}")])
+            .arg(self.dir.path())
+            .status()
+            .expect("mount");
+        assert!(status.success(), "remount {options}");
+    }
 }
 
 impl Drop for Tmpfs {
@@ -562,4 +572,114 @@ async fn connection_slots_exhausted_on_postgres_cost_nothing() {
          {at_cut}: progress again {:.1} s after the slots were freed; attempts used 0",
         (resumed - freed).as_secs_f64()
     );
+}
+
+/// The database's file system is mounted read-only when a worker starts (a volume
+/// attached read-only, a file system the kernel turned read-only after errors): the
+/// worker refuses at once with one error line that says so, exit code 1, instead of
+/// starting as a worker that cannot record anything. Once the file system is
+/// writable again, a worker finishes the job from its checkpoint: nothing skipped,
+/// nothing repeated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_database_is_refused_with_a_clear_error_and_nothing_is_lost() {
+    let Some(fs) = Tmpfs::mount("16M") else {
+        return;
+    };
+    let db = fs.path().join("ro.db");
+    let sandbox = Sandbox::with_url(&format!("sqlite://{}", db.display()));
+    demo(&sandbox, "3000", "20ms", "500ms");
+    let (_, before, _) = job_state(&db).await;
+    assert!(before < 3000, "the demo was interrupted before the end");
+    fs.remount("ro");
+    let start = Instant::now();
+    let mut child = sandbox
+        .cmd(&["worker"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn worker");
+    let exited = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break Some(status);
+        }
+        if start.elapsed() > Duration::from_secs(20) {
+            break None;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    if exited.is_none() {
+        let _ = child.kill();
+    }
+    let out = child.wait_with_output().expect("output");
+    let err = stderr(&out);
+    fs.remount("rw");
+    assert_eq!(
+        exited.and_then(|s| s.code()),
+        Some(1),
+        "a worker on a read-only database exits 1 at once; stderr: {err}"
+    );
+    assert!(
+        err.contains("read-only") && err.contains(&fs.path().display().to_string()),
+        "the error names the read-only file system: {err}"
+    );
+    assert_eq!(
+        err.lines().filter(|l| l.starts_with("error:")).count(),
+        1,
+        "{err}"
+    );
+    let refused_in = start.elapsed();
+
+    let out = sandbox.run(&["worker", "--until-idle"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (state, done, attempts) = job_state(&db).await;
+    assert_eq!((state.as_str(), done, attempts), ("completed", 3000, 0));
+    assert_eq!(sync_counts(&db).await, (0, 3000, 0), "each product once");
+    eprintln!(
+        "figure: read-only file system: worker refused in {:.2} s with exit 1; after \
+         remounting read-write, the job finished from item {before}",
+        refused_in.as_secs_f64()
+    );
+}
+
+/// A database file this process may not write (another user's, mode 0644): every
+/// command refuses at once with one error line naming the file and what to fix,
+/// rather than SQLite's "unable to open database file". Run as `nobody` through
+/// `setpriv` (CI runs as root; elsewhere skipped when that is impossible).
+#[test]
+fn a_database_this_process_may_not_write_is_refused_with_a_clear_error() {
+    use std::os::unix::fs::PermissionsExt;
+    let sandbox = Sandbox::new();
+    let setup = sandbox.run(&["demo", "--products", "100"]);
+    assert!(setup.status.success(), "{}", stderr(&setup));
+    std::fs::set_permissions(sandbox.path(), std::fs::Permissions::from_mode(0o755))
+        .expect("chmod dir");
+    std::fs::set_permissions(sandbox.db(), std::fs::Permissions::from_mode(0o644))
+        .expect("chmod db");
+    for args in [&["jobs"][..], &["worker", "--until-idle"][..]] {
+        let out = Command::new("setpriv")
+            .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
+            .arg(env!("CARGO_BIN_EXE_iterjob"))
+            .args(args)
+            .current_dir(sandbox.path())
+            .env_remove("ITERJOB_DATABASE_URL")
+            .output();
+        let out = match out {
+            Ok(out) if !String::from_utf8_lossy(&out.stderr).contains("setpriv:") => out,
+            other => {
+                assert!(
+                    std::env::var_os("CI").is_none(),
+                    "cannot run as nobody (CI runs as root): {other:?}"
+                );
+                eprintln!("skipped: cannot run as another user here");
+                return;
+            }
+        };
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(
+            err.contains("may not write `iterjob.db`") && err.contains("owner or mode"),
+            "{args:?}: {err}"
+        );
+        assert_eq!(err.lines().filter(|l| l.starts_with("error:")).count(), 1);
+    }
 }

@@ -48,12 +48,19 @@ pub(crate) fn map_sqlx(db: &str, what: &str, err: sqlx::Error) -> Error {
              timeout; retry, make the other writer's transactions shorter, or raise the busy \
              timeout (SqliteOptions::busy_timeout)",
         ),
-        Some(SQLITE_CANTOPEN) => Some(
-            "cannot open the database file; check that its directory exists and that this \
-             process may read and write both the file and the directory",
-        ),
-        Some(SQLITE_READONLY) => {
-            Some("the database is read-only; check the file's and directory's permissions")
+        Some(code @ (SQLITE_CANTOPEN | SQLITE_READONLY)) => {
+            if let Some(why) = not_writable(db) {
+                return Error::Backend(Box::new(ContextError::new(
+                    format!("SQLite store `{db}`: {what} failed: {why}"),
+                    err,
+                )));
+            }
+            Some(if code == SQLITE_CANTOPEN {
+                "cannot open the database file; check that its directory exists and that this \
+                 process may read and write both the file and the directory"
+            } else {
+                "the database is read-only; check the file's and directory's permissions"
+            })
         }
         Some(SQLITE_FULL) => Some("the disk is full"),
         _ => None,
@@ -63,4 +70,44 @@ pub(crate) fn map_sqlx(db: &str, what: &str, err: sqlx::Error) -> Error {
         None => format!("SQLite store `{db}`: {what} failed"),
     };
     Error::Backend(Box::new(ContextError::new(context, err)))
+}
+
+/// Why this process cannot write the database `db` (a path): its file system is
+/// mounted read-only, or the file (or, when it does not exist yet, its directory)
+/// is not writable for this process. `None` when it can, or cannot tell.
+pub(crate) fn not_writable(db: &str) -> Option<String> {
+    #[cfg(unix)]
+    {
+        use rustix::fs::{Access, access};
+        use rustix::io::Errno;
+        let path = std::path::Path::new(db);
+        let target = if path.exists() {
+            path
+        } else {
+            match path.parent() {
+                Some(dir) if !dir.as_os_str().is_empty() => dir,
+                _ => std::path::Path::new("."),
+            }
+        };
+        match access(target, Access::WRITE_OK) {
+            Err(Errno::ROFS) => Some(format!(
+                "the file system holding `{}` is mounted read-only, and a store writes (the \
+                 database, and its -wal and -shm files beside it); remount it read-write, or \
+                 copy the database to a writable place",
+                target.display()
+            )),
+            Err(Errno::ACCESS) => Some(format!(
+                "this process may not write `{}`; a store writes the database and \
+                 its -wal and -shm files beside it: fix the owner or mode of the file and its \
+                 directory, or run as their owner",
+                target.display()
+            )),
+            _ => None,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = db;
+        None
+    }
 }

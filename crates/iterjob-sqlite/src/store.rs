@@ -171,6 +171,13 @@ impl SqliteStore {
         let path = options.get_filename().to_path_buf();
         let db: Arc<str> = path.display().to_string().into();
         check_path(&path, &db)?;
+        // a store writes: say why it cannot before SQLite's "unable to open database
+        // file" (or a worker that starts and then fails every claim)
+        if on_disk(&path)
+            && let Some(why) = crate::error::not_writable(&db)
+        {
+            return Err(Error::Config(format!("SQLite store `{db}`: {why}")));
+        }
         let pool = iterjob_sql::pool::hygienic(SqlitePoolOptions::new())
             // SQLite has no server to drop idle connections; keeping them saves reopening
             // the file and re-preparing statements.
@@ -440,9 +447,14 @@ fn apply_parent_progress(record: &mut JobRecord, row: &SqliteRow) -> Result<()> 
 }
 
 /// Refuses paths that SQLite would fail to open with an unhelpful message.
-fn check_path(path: &Path, db: &str) -> Result<()> {
+/// Is `path` a file on disk (not in-memory, not a URI filename)?
+fn on_disk(path: &Path) -> bool {
     let name = path.to_string_lossy();
-    if name.starts_with("file:") || name == ":memory:" || name.is_empty() {
+    !(name.starts_with("file:") || name == ":memory:" || name.is_empty())
+}
+
+fn check_path(path: &Path, db: &str) -> Result<()> {
+    if !on_disk(path) {
         return Ok(()); // in-memory or URI filename: nothing on disk to check
     }
     if path.is_dir() {
