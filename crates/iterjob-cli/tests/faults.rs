@@ -267,6 +267,12 @@ async fn a_disk_full_for_seconds_leaves_no_zombie_sqlite_worker() {
     );
     let show = sandbox.run(&["show", "1"]);
     assert!(stdout(&show).contains("completed"), "{}", stdout(&show));
+    assert_eq!(sync_counts(&db).await, (0, 5000, 0), "each product once");
+    eprintln!(
+        "figure: disk full 3 s ({filled} bytes of filler): job completed {:.1} s after the \
+         disk was freed; attempts used 0",
+        start.elapsed().as_secs_f64()
+    );
 }
 
 /// Another process holds SQLite's write lock for 8 s, more than twice the worker's
@@ -319,6 +325,12 @@ async fn an_outside_process_holding_the_sqlite_lock_past_the_lease_costs_nothing
     assert!(status.success(), "exits 0 on SIGTERM; log:\n{tail}");
     assert_eq!(sync_counts(&db).await, (0, 3000, 0), "each product once");
     assert_eq!(running(&db).await, 0);
+    // the operator sees why the job went back to its queue
+    let show = stdout(&sandbox.run(&["show", "1"]));
+    assert!(
+        show.contains("last error") && show.contains("no attempt used"),
+        "{show}"
+    );
     eprintln!(
         "figure: outside lock 8 s (lease 3 s): progress again {:.1} s after the lock \
          was released; attempts used 0",

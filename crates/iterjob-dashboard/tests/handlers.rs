@@ -225,6 +225,7 @@ async fn job_page_shows_params_cursor_history_and_error_chain() {
             &Outcome::Interrupted {
                 reason: InterruptReason::TimeSlice,
                 run_at: 0,
+                error: None,
             },
         )
         .await

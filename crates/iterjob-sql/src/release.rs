@@ -42,9 +42,10 @@ impl<'a> ReleaseChange<'a> {
         };
         match outcome {
             Outcome::Completed => base(JobState::Completed),
-            Outcome::Interrupted { run_at, .. } => ReleaseChange {
+            Outcome::Interrupted { run_at, error, .. } => ReleaseChange {
                 run_at: Some(*run_at),
                 interruptions: 1,
+                error: error.as_deref(),
                 clear_requests: false,
                 ..base(JobState::Queued)
             },

@@ -629,6 +629,7 @@ pub async fn claim_marks_job_running(store: Arc<dyn Store>) {
         Outcome::Interrupted {
             reason: InterruptReason::Shutdown,
             run_at: now_millis() - 1,
+            error: None,
         },
     )
     .await;
@@ -727,6 +728,7 @@ pub async fn claim_skips_jobs_scheduled_later(store: Arc<dyn Store>) {
         Outcome::Interrupted {
             reason: InterruptReason::Throttled,
             run_at: now_millis() + HOUR_MS,
+            error: None,
         },
     )
     .await;
@@ -1242,14 +1244,22 @@ pub async fn release_interrupted(store: Arc<dyn Store>) {
         let run = claim_id(store, "int", id, LONG_LEASE).await;
         let run_at = now_millis() - 10;
         let at = progress(json!({ "n": n }), n as u64 + 1);
+        // a fault outside the job says what it was, as the job's last error
+        let why = (reason == InterruptReason::Unavailable)
+            .then(|| "interrupted, no attempt used: the database is locked".to_string());
         release(
             store,
             &run,
             Some(&at),
-            Outcome::Interrupted { reason, run_at },
+            Outcome::Interrupted {
+                reason,
+                run_at,
+                error: why.clone(),
+            },
         )
         .await;
         let job = get(store, id).await;
+        assert_eq!(job.last_error, why, "interrupted by {reason}");
         assert_eq!(job.state, JobState::Queued, "interrupted by {reason}");
         assert_eq!(job.run_at, run_at);
         assert_eq!(job.interruptions, n as u32 + 1);
@@ -1262,6 +1272,22 @@ pub async fn release_interrupted(store: Arc<dyn Store>) {
     let run = claim_id(store, "int", id, LONG_LEASE).await;
     assert_eq!(run.job.runs, 5);
     assert_eq!(run.job.cursor, Some(json!({ "n": 3 })));
+    // an interruption without a cause keeps the last error
+    release(
+        store,
+        &run,
+        None,
+        Outcome::Interrupted {
+            reason: InterruptReason::Shutdown,
+            run_at: now_millis(),
+            error: None,
+        },
+    )
+    .await;
+    assert_eq!(
+        get(store, id).await.last_error.as_deref(),
+        Some("interrupted, no attempt used: the database is locked")
+    );
 }
 
 /// `job_release_many` writes each release of a batch exactly as `job_release` would,
@@ -1299,6 +1325,7 @@ pub async fn release_many_mixed_outcomes(store: Arc<dyn Store>) {
             Outcome::Interrupted {
                 reason: InterruptReason::TimeSlice,
                 run_at: requeue_at,
+                error: None,
             },
         ),
         (None, Outcome::Paused),
@@ -1615,6 +1642,7 @@ pub async fn release_without_progress_keeps_cursor(store: Arc<dyn Store>) {
         Outcome::Interrupted {
             reason: InterruptReason::Shutdown,
             run_at: now_millis(),
+            error: None,
         },
     )
     .await;
@@ -1639,6 +1667,7 @@ pub async fn release_ends_the_run(store: Arc<dyn Store>) {
         Outcome::Interrupted {
             reason: InterruptReason::TimeSlice,
             run_at: now_millis() + HOUR_MS,
+            error: None,
         },
     )
     .await;
@@ -2470,6 +2499,7 @@ pub async fn job_events_record_history(store: Arc<dyn Store>) {
         Outcome::Interrupted {
             reason: R::Shutdown,
             run_at: now_millis() - 10,
+            error: None,
         },
     )
     .await;

@@ -993,6 +993,7 @@ pub async fn batched_releases_keep_history_and_finish_parents(store: Arc<dyn Sto
                 Outcome::Interrupted {
                     reason: iterjob::InterruptReason::TimeSlice,
                     run_at: iterjob::store::now_millis() - 10,
+                    error: None,
                 },
             ),
         ])

@@ -338,12 +338,18 @@ impl<J: Job> Runner<J> {
             });
         }
         if flags & LEASE_EXPIRING != 0 {
+            let why = format!(
+                "interrupted, no attempt used: the store did not answer this run's heartbeats \
+                 for nearly its whole lease ({:?}), so the run handed the job back",
+                self.env.settings.lease
+            );
             return Attended::End(
-                self.interrupt(
+                self.interrupt_with(
                     ctx,
                     pos,
                     InterruptReason::Unavailable,
                     LEASE_EXPIRING_BACKOFF,
+                    Some(why),
                     items_at_start,
                 )
                 .await,
@@ -593,10 +599,28 @@ impl<J: Job> Runner<J> {
         backoff: Duration,
         items_at_start: u64,
     ) -> RunReport {
+        self.interrupt_with(ctx, pos, reason, backoff, None, items_at_start)
+            .await
+    }
+
+    /// [`Runner::interrupt`], storing `error` as the job's last error (a fault
+    /// outside the job: say why it went back to its queue).
+    async fn interrupt_with(
+        &self,
+        ctx: &JobContext<J::Params>,
+        pos: &Position<J::Cursor>,
+        reason: InterruptReason,
+        backoff: Duration,
+        error: Option<String>,
+        items_at_start: u64,
+    ) -> RunReport {
         let run_at = now_millis().saturating_add(duration_millis(backoff));
-        let report = self
-            .release(pos, Outcome::Interrupted { reason, run_at }, items_at_start)
-            .await;
+        let outcome = Outcome::Interrupted {
+            reason,
+            run_at,
+            error,
+        };
+        let report = self.release(pos, outcome, items_at_start).await;
         if matches!(report.end, RunEnd::Interrupted(_)) {
             guard_value(self.job.on_interrupt(ctx, reason)).await;
         }
@@ -620,12 +644,17 @@ impl<J: Job> Runner<J> {
                 retry_in = ?delay,
                 "job interrupted: something outside it is unavailable (no attempt used)"
             );
+            let why = format!(
+                "interrupted, no attempt used: something outside the job is unavailable: {}",
+                error.chain()
+            );
             return self
-                .interrupt(
+                .interrupt_with(
                     ctx,
                     pos,
                     InterruptReason::Unavailable,
                     *delay,
+                    Some(why),
                     items_at_start,
                 )
                 .await;

@@ -388,7 +388,11 @@ impl Worker {
                 id: c.job.id,
                 token: c.token,
                 progress: None,
-                outcome: Outcome::Interrupted { reason, run_at },
+                outcome: Outcome::Interrupted {
+                    reason,
+                    run_at,
+                    error: None,
+                },
             })
             .collect();
         match self.store.job_release_many(&releases).await {
@@ -432,6 +436,7 @@ impl Worker {
                     let outcome = Outcome::Interrupted {
                         reason: InterruptReason::Shutdown,
                         run_at: crate::store::now_millis(),
+                        error: None,
                     };
                     let _ = store.job_release(id, claimed.token, None, &outcome).await;
                     (
@@ -535,6 +540,7 @@ impl Worker {
             let outcome = Outcome::Interrupted {
                 reason: InterruptReason::Shutdown,
                 run_at: crate::store::now_millis(),
+                error: None,
             };
             // No progress: the store already holds the last checkpoint it accepted,
             // which may be newer than this worker's copy (a transactional job commits

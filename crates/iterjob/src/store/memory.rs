@@ -427,10 +427,13 @@ impl Store for MemoryStore {
         }
         match outcome {
             Outcome::Completed => finish(record, JobState::Completed, now),
-            Outcome::Interrupted { run_at, .. } => {
+            Outcome::Interrupted { run_at, error, .. } => {
                 record.state = JobState::Queued;
                 record.run_at = *run_at;
                 record.interruptions += 1;
+                if let Some(error) = error {
+                    record.last_error = Some(error.clone());
+                }
             }
             Outcome::Paused => {
                 record.state = JobState::Paused;

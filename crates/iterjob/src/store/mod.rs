@@ -431,6 +431,11 @@ pub enum Outcome {
         reason: InterruptReason,
         /// When it may run again.
         run_at: Millis,
+        /// For an interruption by a fault outside the job (the database full,
+        /// locked or away; a pool with no free connection): what happened, stored
+        /// as the job's last error so that `show` and the dashboard say why the job
+        /// keeps going back to its queue. `None` keeps the last error.
+        error: Option<String>,
     },
     /// Paused on request.
     Paused,
