@@ -4,7 +4,8 @@
 //! items take the lock in transactions of their own gets its lease renewed between
 //! two items, where its transactions are not in the way. And when the lease truly
 //! cannot be renewed (another process holds the lock past it), the run stops and
-//! hands the job back: an interruption, never an attempt.
+//! hands the job back: an interruption, never an attempt. Likewise a kind whose own
+//! pool has fewer connections than the worker runs jobs at once.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -252,5 +253,114 @@ async fn a_lease_that_cannot_be_renewed_hands_the_job_back_without_an_attempt() 
     assert!(
         record.interruptions >= 1 && record.runs >= 2,
         "the run was handed back and taken up again: {record:?}"
+    );
+}
+
+/// Each item holds the kind's only pooled connection for 400 ms.
+struct HoldsTheConnection;
+
+impl TransactionalJob<Sqlite> for HoldsTheConnection {
+    const KIND: &'static str = "holds_the_connection";
+    type Params = ();
+    type Cursor = i64;
+    type Item = i64;
+
+    fn enumerate(
+        &self,
+        _: &(),
+        cursor: Option<i64>,
+    ) -> Result<impl Enumerator<i64, i64>, JobError> {
+        Ok(enumerator::range(0..4, cursor))
+    }
+
+    async fn process(
+        &self,
+        ctx: &JobContext<()>,
+        item: i64,
+        tx: &mut Transaction<'_, Sqlite>,
+    ) -> Result<(), JobError> {
+        iterjob_sqlite::sqlx::query("INSERT INTO effects (item) VALUES (?)")
+            .bind(ctx.job_id * 100 + item)
+            .execute(&mut **tx)
+            .await?;
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        Ok(())
+    }
+}
+
+/// A kind whose own pool is smaller than the worker's concurrency (one connection,
+/// three jobs at once, each item's transaction holding it 400 ms, a 300 ms acquire
+/// timeout): the runs that find no free connection are not the jobs' fault. They
+/// are interrupted (no attempt), the job's last error says what to change, and
+/// every job completes. Before, each pool timeout was a retryable error: the
+/// attempts ran out and the jobs failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_smaller_than_the_worker_costs_no_attempt_and_says_what_to_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, first) = setup(&dir, "holds_the_connection").await;
+    let mut ids = vec![first];
+    for _ in 0..2 {
+        let job = NewJob::new("holds_the_connection", serde_json::Value::Null).max_attempts(2);
+        ids.push(store.job_insert(&job).await.unwrap());
+    }
+    let small = iterjob_sqlite::sqlx::sqlite::SqlitePoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(Duration::from_millis(300))
+        .connect_with(
+            SqliteStore::options(&dir.path().join("lock.db").display().to_string()).unwrap(),
+        )
+        .await
+        .unwrap();
+    let kind_store = SqliteStore::from_pool(small);
+    let registry = Registry::new().with(Transactional::new(HoldsTheConnection, kind_store));
+    let mut config = config();
+    config.concurrency = 3;
+    config.lease = Duration::from_secs(30);
+    let worker = Worker::new(Arc::new(store.clone()), registry, config).unwrap();
+    let token = worker.shutdown_token();
+    let handle = tokio::spawn(async move { worker.run().await });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let records = loop {
+        let mut records = Vec::new();
+        for id in &ids {
+            records.push(store.job_get(*id).await.unwrap().unwrap());
+        }
+        if records
+            .iter()
+            .all(|r| matches!(r.state, JobState::Completed | JobState::Failed))
+        {
+            break records;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{records:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    token.cancel();
+    handle.await.unwrap().unwrap();
+    for r in &records {
+        assert_eq!(
+            (r.state, r.attempts),
+            (JobState::Completed, 0),
+            "job {}: {:?}",
+            r.id,
+            r.last_error
+        );
+    }
+    let starved: Vec<&JobRecord> = records.iter().filter(|r| r.interruptions > 0).collect();
+    assert!(
+        !starved.is_empty(),
+        "some run found no free connection: {records:?}"
+    );
+    for r in starved {
+        let error = r.last_error.as_deref().unwrap_or_default();
+        assert!(
+            error.contains("no attempt used") && error.contains("give the pool more connections"),
+            "job {}: {error}",
+            r.id
+        );
+    }
+    assert_eq!(
+        effects(&store).await,
+        (12, 12),
+        "each item's effect exactly once"
     );
 }
