@@ -446,6 +446,49 @@ pub async fn time_slices_share_one_slot(store: Arc<dyn Store>) {
     assert_eq!(job.recorder.items(b), (0..150).collect::<Vec<_>>());
 }
 
+/// `run_until_idle` returns only once nothing is left: a job its own time slice put
+/// back in the queue is claimed again, never left behind (before, a worker whose
+/// last claim had found nothing returned when that run ended, with the job still
+/// queued: `iterjob worker --until-idle` stopped half-way through a long job).
+pub async fn until_idle_finishes_time_sliced_jobs(store: Arc<dyn Store>) {
+    let job = CountingJob::new();
+    for round in 0..5 {
+        let id = enqueue(
+            &store,
+            &job,
+            CountingParams {
+                n: 60,
+                sleep_ms: 1,
+                ..Default::default()
+            },
+        )
+        .await;
+        let mut config = fast_config();
+        config.concurrency = 2;
+        config.max_runtime = Duration::from_millis(15);
+        let worker = Worker::new(
+            Arc::clone(&store),
+            Registry::new().with(job.clone()),
+            config,
+        )
+        .expect("valid config");
+        let report = tokio::time::timeout(Duration::from_secs(60), worker.run_until_idle())
+            .await
+            .expect("run_until_idle returns")
+            .expect("worker ran");
+        let record = get(&store, id).await;
+        assert_eq!(
+            record.state,
+            JobState::Completed,
+            "round {round}: run_until_idle returned after {} runs with the job {} at item {}",
+            report.runs,
+            record.state,
+            record.items_done
+        );
+        assert_eq!(job.recorder.items(id), (0..60).collect::<Vec<_>>());
+    }
+}
+
 /// Pause and cancel requested through the store while the job runs take effect at
 /// the next item boundary; resume continues from the cursor.
 pub async fn pause_resume_cancel_while_running(store: Arc<dyn Store>) {
@@ -673,6 +716,7 @@ macro_rules! runtime_scenarios {
             fatal_error_fails_without_retry,
             panic_is_stored_and_worker_keeps_serving,
             time_slices_share_one_slot,
+            until_idle_finishes_time_sliced_jobs,
             pause_resume_cancel_while_running,
             throttle_backs_off_and_resumes,
             bad_stored_data_fails_only_that_job,

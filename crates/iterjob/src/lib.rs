@@ -123,6 +123,7 @@ pub mod job;
 pub mod partition;
 pub mod registry;
 pub mod runtime;
+pub mod steps;
 pub mod store;
 
 pub use error::{BoxError, Error, JobError, Result, error_chain};

@@ -317,6 +317,9 @@ impl Worker {
             }
             while let Some(joined) = tasks.try_join_next() {
                 self.finish(joined, &mut report, &mut ahead);
+                // the run may have put its job back in the queue (a time slice):
+                // claim again before concluding there is nothing to do
+                idle = false;
             }
         }
 
