@@ -93,3 +93,39 @@ async fn demo_interrupted_then_resumed_syncs_every_product_once() {
     );
     assert!(job.get("last_error").is_some());
 }
+
+/// `iterjob worker --until-idle` with short time slices: the job goes back to its
+/// queue at the end of each slice, and the worker must claim it again rather than
+/// conclude there is nothing left (before, a claim in flight while the run ended
+/// found nothing and the worker exited with the job queued half-way).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_until_idle_with_time_slices_finishes_the_job() {
+    for round in 0..3 {
+        let sandbox = Sandbox::new();
+        let setup = sandbox.run(&[
+            "demo",
+            "--products",
+            "3000",
+            "--api-latency",
+            "10ms",
+            "--interrupt-after",
+            "200ms",
+        ]);
+        assert!(setup.status.success(), "{}", stderr(&setup));
+        let out = sandbox.run(&[
+            "worker",
+            "--until-idle",
+            "--max-runtime",
+            "150ms",
+            "--poll-interval",
+            "20ms",
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let show = stdout(&sandbox.run(&["show", "1"]));
+        assert!(
+            show.contains("completed"),
+            "round {round}: the worker returned with the job unfinished:\n{show}\n{}",
+            stderr(&out)
+        );
+    }
+}

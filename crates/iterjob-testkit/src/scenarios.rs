@@ -452,12 +452,12 @@ pub async fn time_slices_share_one_slot(store: Arc<dyn Store>) {
 /// queued: `iterjob worker --until-idle` stopped half-way through a long job).
 pub async fn until_idle_finishes_time_sliced_jobs(store: Arc<dyn Store>) {
     let job = CountingJob::new();
-    for round in 0..5 {
+    for round in 0..10 {
         let id = enqueue(
             &store,
             &job,
             CountingParams {
-                n: 60,
+                n: 40,
                 sleep_ms: 1,
                 ..Default::default()
             },
@@ -485,7 +485,7 @@ pub async fn until_idle_finishes_time_sliced_jobs(store: Arc<dyn Store>) {
             record.state,
             record.items_done
         );
-        assert_eq!(job.recorder.items(id), (0..60).collect::<Vec<_>>());
+        assert_eq!(job.recorder.items(id), (0..40).collect::<Vec<_>>());
     }
 }
 

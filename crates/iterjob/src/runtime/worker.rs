@@ -176,6 +176,10 @@ impl Worker {
         let mut claim: Option<ClaimFuture> = None;
         // the last claim found nothing: claim again only after a wake-up
         let mut idle = false;
+        // runs joined so far, and as of the claim in flight: a run that ended while
+        // the claim was in flight may have put its job back after the claim looked
+        let mut joined_runs: u64 = 0;
+        let mut joined_at_claim: u64 = 0;
         let mut claim_again_at: Option<Instant> = None;
         let mut last_rescue: Option<Instant> = None;
         let mut store_backoff = Duration::ZERO;
@@ -239,6 +243,7 @@ impl Worker {
                     lease: self.config.lease,
                 };
                 let store = Arc::clone(&self.store);
+                joined_at_claim = joined_runs;
                 claim = Some(Box::pin(async move {
                     let started = std::time::Instant::now();
                     let claimed = store.job_claim(&request).await;
@@ -275,7 +280,9 @@ impl Worker {
                             ahead.claimed_in(took);
                             store_backoff = Duration::ZERO;
                             claim_again_at = None;
-                            idle = claimed.is_empty();
+                            // empty, and no run of ours ended meanwhile (its job
+                            // may be back in the queue since the claim looked)
+                            idle = claimed.is_empty() && joined_runs == joined_at_claim;
                             if idle
                                 && self.config.dynamic_splitting
                                 && self.free(&slots, &tasks) > 0
@@ -306,6 +313,7 @@ impl Worker {
                 }
                 Some(joined) = tasks.join_next(), if !tasks.is_empty() => {
                     self.finish(joined, &mut report, &mut ahead);
+                    joined_runs += 1;
                 }
                 // a run handed over its release: start the next job now
                 _ = slots.freed(), if !tasks.is_empty() => woken = false,
@@ -320,6 +328,7 @@ impl Worker {
                 // the run may have put its job back in the queue (a time slice):
                 // claim again before concluding there is nothing to do
                 idle = false;
+                joined_runs += 1;
             }
         }
 
