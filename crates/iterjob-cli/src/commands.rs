@@ -53,6 +53,9 @@ pub enum Command {
     Cancel(IdArg),
     /// Retry a failed or cancelled job from its last checkpoint.
     Retry(IdArg),
+    /// Delete a finished or paused job and its history (a partitioned job with its
+    /// partitions); cancel or pause a job that may still run first.
+    Delete(IdArg),
     /// Create or upgrade the store's schema.
     Migrate,
     /// List the job kinds this binary can run.
@@ -289,6 +292,15 @@ pub(crate) async fn execute(cli: Cli, registry: Registry) -> Result<()> {
                             .map(|c| c.to_string())
                             .unwrap_or_else(|| "(start)".into())
                     )?;
+                    Ok(())
+                }
+                Command::Delete(IdArg { id }) => {
+                    let deleted = store.job_delete(id).await?;
+                    match deleted.saturating_sub(1) {
+                        0 => outln!("job {id} deleted, with its history")?,
+                        1 => outln!("job {id} and its partition deleted, with their history")?,
+                        n => outln!("job {id} and its {n} partitions deleted, with their history")?,
+                    }
                     Ok(())
                 }
                 Command::Demo(_) | Command::Kinds => unreachable!("handled above"),

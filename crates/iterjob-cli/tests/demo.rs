@@ -129,3 +129,44 @@ async fn worker_until_idle_with_time_slices_finishes_the_job() {
         );
     }
 }
+
+/// `iterjob delete`: refused (exit 1, one line saying what to do) while the job may
+/// run and for a partition alone; a paused partitioned job goes with its partitions
+/// and their history.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_refuses_what_may_run_and_takes_partitions_along() {
+    let sandbox = Sandbox::new();
+    let setup = sandbox.run(&[
+        "demo",
+        "--products",
+        "20000",
+        "--api-latency",
+        "10ms",
+        "--partitions",
+        "2",
+        "--interrupt-after",
+        "300ms",
+    ]);
+    assert!(setup.status.success(), "{}", stderr(&setup));
+    support::assert_error(
+        &sandbox.run(&["delete", "1"]),
+        1,
+        &["job 1", "cannot delete it", "cancel or pause"],
+    );
+    support::assert_error(
+        &sandbox.run(&["delete", "2"]),
+        1,
+        &["job 2", "partition of another job", "delete that job"],
+    );
+    let paused = sandbox.run(&["pause", "1"]);
+    assert!(paused.status.success(), "{}", stderr(&paused));
+    let deleted = sandbox.run(&["delete", "1"]);
+    assert!(deleted.status.success(), "{}", stderr(&deleted));
+    assert_eq!(
+        stdout(&deleted).trim(),
+        "job 1 and its 2 partitions deleted, with their history"
+    );
+    let jobs = sandbox.run(&["jobs", "--json"]);
+    assert_eq!(stdout(&jobs).trim(), "[]", "no job left");
+    support::assert_error(&sandbox.run(&["delete", "1"]), 1, &["job 1 not found"]);
+}

@@ -12,6 +12,14 @@
     status.className = "live-status " + cls;
   };
 
+  // deleting cannot be undone: ask first
+  document.querySelectorAll('form[data-action="delete"]').forEach((form) => {
+    form.addEventListener("submit", (event) => {
+      const question = "Delete job " + form.dataset.jobAction + " and its history? This cannot be undone.";
+      if (!window.confirm(question)) event.preventDefault();
+    });
+  });
+
   const ids = new Set();
   document.querySelectorAll("[data-job],[data-job-state],[data-job-action]").forEach((el) => {
     const id = el.dataset.job || el.dataset.jobState || el.dataset.jobAction;
@@ -50,7 +58,7 @@
       el.textContent = v.state_text;
       el.className = "state state-" + v.state;
     });
-    const can = { pause: v.can_pause, resume: v.can_resume, cancel: v.can_cancel, retry: v.can_retry };
+    const can = { pause: v.can_pause, resume: v.can_resume, cancel: v.can_cancel, retry: v.can_retry, delete: v.can_delete };
     document.querySelectorAll('[data-job-action="' + v.id + '"]').forEach((form) => {
       form.hidden = !can[form.dataset.action];
     });

@@ -101,6 +101,8 @@ pub(crate) struct ProgressView {
     pub(crate) can_resume: bool,
     pub(crate) can_cancel: bool,
     pub(crate) can_retry: bool,
+    /// Finished or paused, and not a partition (deleted with its parent).
+    pub(crate) can_delete: bool,
 }
 
 impl ProgressView {
@@ -159,6 +161,8 @@ impl ProgressView {
                 || (job.state == JobState::Running && job.pause_requested),
             can_cancel: !job.state.is_finished() && !job.cancel_requested,
             can_retry: matches!(job.state, JobState::Failed | JobState::Cancelled),
+            can_delete: (job.state.is_finished() || job.state == JobState::Paused)
+                && job.parent_id.is_none(),
         }
     }
 }

@@ -322,6 +322,15 @@ async fn job_action(
         Err(r) => return *r,
     };
     let store = &state.store;
+    if action == "delete" {
+        return match store.job_delete(id).await {
+            Ok(deleted) => {
+                tracing::info!(job = id, deleted, "dashboard: operator deleted a job");
+                Redirect::to(&state.url("/jobs")).into_response()
+            }
+            Err(e) => store_error(&state, &format!("delete job {id}"), &e),
+        };
+    }
     let result = match action.as_str() {
         "pause" => store.job_pause(id).await,
         "resume" => store.job_resume(id).await,
@@ -330,7 +339,7 @@ async fn job_action(
         _ => {
             return bad_request(
                 &state,
-                "unknown action; the actions are pause, resume, cancel and retry",
+                "unknown action; the actions are pause, resume, cancel, retry and delete",
             );
         }
     };

@@ -79,6 +79,7 @@ fn actions(state: &AppState, view: &ProgressView, csrf: &str) -> Markup {
         ("resume", "Resume", view.can_resume, ""),
         ("retry", "Retry", view.can_retry, ""),
         ("cancel", "Cancel", view.can_cancel, "danger"),
+        ("delete", "Delete", view.can_delete, "danger"),
     ];
     html! {
         div.actions {

@@ -397,6 +397,30 @@ async fn actions_pause_resume_cancel_retry_with_the_session_token() {
     assert_eq!(reply.status, StatusCode::BAD_REQUEST);
     let reply = send(&router, form_post("/jobs/77/pause", &body)).await;
     assert_eq!(reply.status, StatusCode::NOT_FOUND);
+
+    // delete: refused while the job may run (with what to do), shown once it may
+    let page = get(&router, &format!("/jobs/{id}")).await;
+    assert!(
+        page.body
+            .contains(r#"data-action="delete" data-job-action"#)
+            && page.body.contains("hidden"),
+        "the delete button is there, hidden while the job is queued"
+    );
+    let reply = send(&router, act("delete")).await;
+    assert_eq!(reply.status, StatusCode::CONFLICT);
+    assert!(
+        reply.body.contains("cancel or pause it first"),
+        "{}",
+        reply.body
+    );
+    store.job_cancel(id).await.unwrap();
+    let reply = send(&router, act("delete")).await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
+    assert_eq!(reply.location(), "/jobs");
+    assert!(store.job_get(id).await.unwrap().is_none(), "deleted");
+    assert!(store.job_events(id, 10).await.unwrap().is_empty());
+    let reply = send(&router, act("delete")).await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND);
 }
 
 #[tokio::test]

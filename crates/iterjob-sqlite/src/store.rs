@@ -22,7 +22,9 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use iterjob::store::rules::{AdminAction, AdminStep, UNIQUE_KEY_HELD, admin_step, invalid};
+use iterjob::store::rules::{
+    AdminAction, AdminStep, UNIQUE_KEY_HELD, admin_step, delete_check, invalid,
+};
 use iterjob::store::{
     ClaimRequest, Claimed, Control, JobEvent, JobEventKind, JobFilter, JobId, JobRecord, JobState,
     NewJob, Outcome, Progress, Release, Rescued, RunToken, Split, SplitRequest, Store, now_micros,
@@ -64,6 +66,9 @@ const Q_PARTITION: &str = include_str!("../queries/job_partition.sql");
 const Q_SPLIT: &str = include_str!("../queries/job_split.sql");
 const Q_REQUEST_SPLIT: &str = include_str!("../queries/job_request_split.sql");
 const Q_PARTITIONS: &str = include_str!("../queries/job_partitions.sql");
+const Q_DELETE_EVENTS: &str = include_str!("../queries/job_delete_events.sql");
+const Q_DELETE_CHILDREN: &str = include_str!("../queries/job_delete_children.sql");
+const Q_DELETE: &str = include_str!("../queries/job_delete.sql");
 const Q_PARENT_PROGRESS: &str = include_str!("../queries/job_parent_progress.sql");
 const Q_PARENT_STATE: &str = include_str!("../queries/job_parent_state.sql");
 const Q_FINALIZE_CANDIDATES: &str = include_str!("../queries/job_finalize_candidates.sql");
@@ -1082,6 +1087,37 @@ impl Store for SqliteStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(self.err("asking a partition to split"))
+    }
+
+    async fn job_delete(&self, id: JobId) -> Result<u64> {
+        const WHAT: &str = "deleting a job";
+        // BEGIN IMMEDIATE: no other writer between the check and the delete
+        let mut tx = self.begin(WHAT).await?;
+        let record = self.get_in(&mut tx, id).await?;
+        let rows = sqlx::query(Q_PARTITIONS)
+            .bind(id)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(self.err(WHAT))?;
+        let children = rows
+            .iter()
+            .map(|row| self.record(row))
+            .collect::<Result<Vec<_>>>()?;
+        delete_check(&record, &children)?;
+        for query in [Q_DELETE_EVENTS, Q_DELETE_CHILDREN] {
+            sqlx::query(query)
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(self.err(WHAT))?;
+        }
+        sqlx::query(Q_DELETE)
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(self.err(WHAT))?;
+        tx.commit().await.map_err(self.err(WHAT))?;
+        Ok(1 + children.len() as u64)
     }
 
     async fn job_partitions(&self, parent: JobId) -> Result<Vec<JobRecord>> {

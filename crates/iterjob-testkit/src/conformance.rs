@@ -144,6 +144,7 @@ macro_rules! store_conformance {
             retry_keeps_cursor_and_resets_attempts,
             retry_cancelled_job,
             retry_requires_failed_or_cancelled,
+            delete_finished_and_paused_jobs_with_their_history,
             list_newest_first_with_filters,
             list_pagination,
             list_default_limit,
@@ -153,6 +154,7 @@ macro_rules! store_conformance {
             parent_progress_sums_children,
             parent_finishes_with_its_children,
             parent_actions_reach_children,
+            delete_takes_partitions_along,
             split_divides_a_running_partition,
             batched_releases_keep_history_and_finish_parents,
             rate_reservations_add_up,
@@ -219,9 +221,9 @@ pub async fn share<S: Store>(store: S) -> Arc<dyn Store> {
 }
 
 pub use crate::partitions::{
-    batched_releases_keep_history_and_finish_parents, parent_actions_reach_children,
-    parent_finishes_with_its_children, parent_progress_sums_children, partition_creates_children,
-    split_divides_a_running_partition,
+    batched_releases_keep_history_and_finish_parents, delete_takes_partitions_along,
+    parent_actions_reach_children, parent_finishes_with_its_children,
+    parent_progress_sums_children, partition_creates_children, split_divides_a_running_partition,
 };
 
 // ---------------------------------------------------------------------------------
@@ -1225,6 +1227,80 @@ pub async fn release_completed(store: Arc<dyn Store>) {
     assert_eq!(job.last_error, None);
     assert_run_cleared(&job);
     assert!(claim(store, &["done"], 5).await.is_empty());
+}
+
+/// `job_delete` removes a finished or paused job and its history, frees its unique
+/// key, and refuses jobs that may run (naming what to do) and unknown ids.
+pub async fn delete_finished_and_paused_jobs_with_their_history(store: Arc<dyn Store>) {
+    let store = &*store;
+    let done = insert(store, new_job("del").unique_key("del-1")).await;
+    let run = claim_id(store, "del", done, LONG_LEASE).await;
+    release(store, &run, None, Outcome::Completed).await;
+    let failed = insert(store, new_job("del")).await;
+    let run = claim_id(store, "del", failed, LONG_LEASE).await;
+    release(
+        store,
+        &run,
+        None,
+        Outcome::Failed {
+            error: "boom".into(),
+        },
+    )
+    .await;
+    let cancelled = insert(store, new_job("del")).await;
+    store.job_cancel(cancelled).await.expect("cancel");
+    let paused = insert(store, new_job("del")).await;
+    store.job_pause(paused).await.expect("pause");
+    let running = insert(store, new_job("del")).await;
+    let run = claim_id(store, "del", running, LONG_LEASE).await;
+    let queued = insert(store, new_job("del")).await;
+    assert!(
+        !store
+            .job_events(cancelled, 10)
+            .await
+            .expect("events")
+            .is_empty(),
+        "an operator's cancel is in the job's history"
+    );
+
+    for (id, state) in [
+        (queued, "may start at any moment"),
+        (running, "cancel it first"),
+    ] {
+        match store.job_delete(id).await {
+            Err(Error::InvalidTransition {
+                job, action, hint, ..
+            }) => {
+                assert_eq!((job, action), (id, "delete"));
+                assert!(hint.contains(state), "{hint}");
+            }
+            other => panic!("deleting job {id} should be refused, got {other:?}"),
+        }
+        assert!(
+            store.job_get(id).await.expect("get").is_some(),
+            "still there"
+        );
+    }
+    for id in [done, failed, cancelled, paused] {
+        assert_eq!(store.job_delete(id).await.expect("delete"), 1, "job {id}");
+        assert!(
+            store.job_get(id).await.expect("get").is_none(),
+            "job {id} gone"
+        );
+        assert!(
+            store.job_events(id, 10).await.expect("events").is_empty(),
+            "job {id}'s history gone"
+        );
+    }
+    assert!(matches!(
+        store.job_delete(done).await,
+        Err(Error::JobNotFound(id)) if id == done
+    ));
+    // the unique key is free again
+    insert(store, new_job("del").unique_key("del-1")).await;
+    // the running job's run goes on undisturbed
+    release(store, &run, None, Outcome::Completed).await;
+    assert_eq!(get(store, running).await.state, JobState::Completed);
 }
 
 /// `Interrupted` requeues the job at the given `run_at` with `interruptions + 1` and

@@ -87,6 +87,9 @@ impl<S: Store, G: Send + Sync + 'static> Store for Guarded<S, G> {
     async fn job_cancel(&self, id: JobId) -> Result<JobRecord> {
         self.store.job_cancel(id).await
     }
+    async fn job_delete(&self, id: JobId) -> Result<u64> {
+        self.store.job_delete(id).await
+    }
     async fn job_wait_available(&self) {
         self.store.job_wait_available().await
     }

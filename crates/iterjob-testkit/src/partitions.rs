@@ -302,6 +302,61 @@ pub async fn parent_finishes_with_its_children(store: Arc<dyn Store>) {
     assert_eq!(get(store, empty).await.state, JobState::Completed);
 }
 
+/// Deleting a partitioned job takes its partitions along, never some of them: it is
+/// refused while a partition runs or waits, and a partition cannot be deleted alone.
+pub async fn delete_takes_partitions_along(store: Arc<dyn Store>) {
+    let store = &*store;
+    let (parent, children) = planned(store, "p_delete", &parts(3)).await;
+    let running = claim_all(store, "p_delete", 1).await;
+    let refused = |what: &str, err: Error, hint: &str| match err {
+        Error::InvalidTransition {
+            action, hint: h, ..
+        } => {
+            assert_eq!(action, "delete", "{what}");
+            assert!(h.contains(hint), "{what}: {h}");
+        }
+        other => panic!("{what}: expected InvalidTransition, got {other:?}"),
+    };
+    let err = store
+        .job_delete(parent)
+        .await
+        .expect_err("partitions still run");
+    refused("a running partition", err, "cancel or pause");
+    let err = store
+        .job_delete(children[0])
+        .await
+        .expect_err("a partition alone");
+    refused("a partition alone", err, "delete that job");
+    // paused with one partition still running: still refused
+    store.job_pause(parent).await.expect("pause parent");
+    let err = store.job_delete(parent).await.expect_err("one still runs");
+    refused("a partition pausing", err, "cancel or pause");
+    store
+        .job_release(running[0].job.id, running[0].token, None, &Outcome::Paused)
+        .await
+        .expect("the running partition pauses");
+    let other = store
+        .job_insert(&NewJob::new("p_delete_other", json!({})))
+        .await
+        .expect("insert another job");
+    assert_eq!(
+        store.job_delete(parent).await.expect("delete"),
+        4,
+        "1 + 3 partitions"
+    );
+    for id in std::iter::once(parent).chain(children) {
+        assert!(
+            store.job_get(id).await.expect("get").is_none(),
+            "job {id} gone"
+        );
+        assert!(store.job_events(id, 10).await.expect("events").is_empty());
+    }
+    assert!(
+        store.job_get(other).await.expect("get").is_some(),
+        "others stay"
+    );
+}
+
 /// Pause, resume and cancel of a parent reach every child: waiting ones at once,
 /// running ones by request.
 pub async fn parent_actions_reach_children(store: Arc<dyn Store>) {

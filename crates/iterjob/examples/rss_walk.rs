@@ -135,6 +135,9 @@ impl Store for CountingStore {
     async fn job_cancel(&self, id: JobId) -> iterjob::Result<JobRecord> {
         self.inner.job_cancel(id).await
     }
+    async fn job_delete(&self, id: JobId) -> iterjob::Result<u64> {
+        self.inner.job_delete(id).await
+    }
     async fn job_retry(&self, id: JobId) -> iterjob::Result<JobRecord> {
         self.inner.job_retry(id).await
     }

@@ -62,6 +62,9 @@ queries! {
     mark_split => "job_mark_split.sql",
     finalize_candidates => "job_finalize_candidates.sql",
     rate_acquire => "rate_acquire.sql",
+    delete_events => "job_delete_events.sql",
+    delete_children => "job_delete_children.sql",
+    delete => "job_delete.sql",
 }
 
 /// `n` parameters: `?, ?, ?`.

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::str::FromStr;
 use std::time::Duration;
 
-use iterjob::store::rules::{AdminAction, AdminStep, UNIQUE_KEY_HELD, invalid};
+use iterjob::store::rules::{AdminAction, AdminStep, UNIQUE_KEY_HELD, delete_check, invalid};
 use iterjob::store::{
     ClaimRequest, Claimed, Control, JobEvent, JobEventKind, JobFilter, JobId, JobRecord, JobState,
     NewJob, Outcome, Progress, Release, Rescued, RunToken, Split, SplitRequest, Store,
@@ -729,6 +729,43 @@ impl Store for PgStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(self.err("asking a partition to split"))
+    }
+
+    async fn job_delete(&self, id: JobId) -> Result<u64> {
+        const WHAT: &str = "deleting a job";
+        let mut tx = self.begin(WHAT).await?;
+        let deleted = async {
+            // the job and its partitions locked: no claim, resume or retry between
+            // the check and the delete
+            let record = self.get_locked(&mut tx, id).await?;
+            let rows = sqlx::query(&self.q().partitions_for_update)
+                .bind(id)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(self.err(WHAT))?;
+            let children = rows
+                .iter()
+                .map(|row| self.record(row))
+                .collect::<Result<Vec<_>>>()?;
+            delete_check(&record, &children)?;
+            let q = self.q();
+            for query in [&q.delete_events, &q.delete_children, &q.delete] {
+                sqlx::query(query)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(self.err(WHAT))?;
+            }
+            Ok::<u64, Error>(1 + children.len() as u64)
+        }
+        .await;
+        match deleted {
+            Ok(n) => {
+                tx.commit().await.map_err(self.err(WHAT))?;
+                Ok(n)
+            }
+            Err(err) => rollback(tx, err).await,
+        }
     }
 
     async fn job_partitions(&self, parent: JobId) -> Result<Vec<JobRecord>> {

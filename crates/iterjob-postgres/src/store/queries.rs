@@ -40,6 +40,9 @@ const Q_RESUME_CHILDREN: &str = include_str!("../../queries/job_resume_children.
 const Q_CANCEL_CHILDREN: &str = include_str!("../../queries/job_cancel_children.sql");
 const Q_RETRY_CHILDREN: &str = include_str!("../../queries/job_retry_children.sql");
 const Q_RATE_ACQUIRE: &str = include_str!("../../queries/rate_acquire.sql");
+const Q_DELETE_EVENTS: &str = include_str!("../../queries/job_delete_events.sql");
+const Q_DELETE_CHILDREN: &str = include_str!("../../queries/job_delete_children.sql");
+const Q_DELETE: &str = include_str!("../../queries/job_delete.sql");
 
 /// The SQL of every query, for one schema.
 #[derive(Debug)]
@@ -81,6 +84,10 @@ pub(super) struct Queries {
     pub(super) cancel_children: String,
     pub(super) retry_children: String,
     pub(super) rate_acquire: String,
+    pub(super) partitions_for_update: String,
+    pub(super) delete_events: String,
+    pub(super) delete_children: String,
+    pub(super) delete: String,
 }
 
 impl Queries {
@@ -124,6 +131,10 @@ impl Queries {
             cancel_children: r(Q_CANCEL_CHILDREN),
             retry_children: r(Q_RETRY_CHILDREN),
             rate_acquire: r(Q_RATE_ACQUIRE),
+            partitions_for_update: format!("{} FOR UPDATE", r(Q_PARTITIONS).trim_end()),
+            delete_events: r(Q_DELETE_EVENTS),
+            delete_children: r(Q_DELETE_CHILDREN),
+            delete: r(Q_DELETE),
         }
     }
 }

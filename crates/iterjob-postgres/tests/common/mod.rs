@@ -285,6 +285,9 @@ impl Store for TempStore {
     async fn job_cancel(&self, id: JobId) -> Result<JobRecord> {
         self.db.store.job_cancel(id).await
     }
+    async fn job_delete(&self, id: JobId) -> Result<u64> {
+        self.db.store.job_delete(id).await
+    }
     async fn job_wait_available(&self) {
         self.db.store.job_wait_available().await
     }

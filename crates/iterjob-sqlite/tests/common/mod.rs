@@ -97,6 +97,9 @@ impl Store for TempStore {
     async fn job_cancel(&self, id: JobId) -> Result<JobRecord> {
         self.store.job_cancel(id).await
     }
+    async fn job_delete(&self, id: JobId) -> Result<u64> {
+        self.store.job_delete(id).await
+    }
     async fn job_retry(&self, id: JobId) -> Result<JobRecord> {
         self.store.job_retry(id).await
     }

@@ -636,6 +636,25 @@ impl Store for MemoryStore {
         Ok(inner.view(record))
     }
 
+    async fn job_delete(&self, id: JobId) -> Result<u64> {
+        let mut inner = self.lock();
+        let record = inner.entry_mut(id)?.record.clone();
+        let children: Vec<JobRecord> = inner
+            .children(id)
+            .into_iter()
+            .map(|c| inner.jobs[&c].record.clone())
+            .collect();
+        crate::store::rules::delete_check(&record, &children)?;
+        let gone: Vec<JobId> = std::iter::once(id)
+            .chain(children.iter().map(|c| c.id))
+            .collect();
+        for job in &gone {
+            inner.jobs.remove(job);
+        }
+        inner.events.retain(|e| !gone.contains(&e.job_id));
+        Ok(gone.len() as u64)
+    }
+
     async fn job_wait_available(&self) {
         self.available.notified().await;
     }

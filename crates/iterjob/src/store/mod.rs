@@ -664,6 +664,17 @@ pub trait Store: Send + Sync + 'static {
     /// `cancel_requested`. Errors with `InvalidTransition` for finished jobs.
     async fn job_cancel(&self, id: JobId) -> Result<JobRecord>;
 
+    /// Deletes a job that is finished (completed, failed, cancelled) or paused, with
+    /// its history; a partitioned job with all its partitions, in one transaction
+    /// (never some of them). Returns how many jobs were deleted (1 + partitions).
+    ///
+    /// # Errors
+    /// [`Error::JobNotFound`]; [`Error::InvalidTransition`] for a job that is
+    /// running, queued or retrying (cancel or pause it first), for a partitioned job
+    /// with a partition in one of those states, and for a partition alone (delete
+    /// its parent): see [`delete_check`](crate::store::rules::delete_check).
+    async fn job_delete(&self, id: JobId) -> Result<u64>;
+
     /// Resolves when jobs may have become claimable (inserted, resumed, retried, or
     /// announced by another process, e.g. through PostgreSQL `NOTIFY`). A hint only:
     /// it may wake spuriously or miss a wake-up, so workers poll as well. The

@@ -104,6 +104,38 @@ pub fn admin_step(
     }
 }
 
+/// Whether `record` may be deleted ([`Store::job_delete`](crate::Store::job_delete)),
+/// given its partitions (`children`, empty for a job that was not split): a job that
+/// is finished or paused, never a partition alone (its parent's progress sums it),
+/// and a split job only when every partition is finished or paused.
+///
+/// # Errors
+/// [`Error::InvalidTransition`] naming why and what to do.
+pub fn delete_check(record: &JobRecord, children: &[JobRecord]) -> Result<()> {
+    use JobState::{Queued, Retrying, Running};
+    let refuse = |hint: &'static str| Err(invalid(record, "delete", hint));
+    if record.parent_id.is_some() {
+        return refuse(
+            "it is a partition of another job; delete that job, which deletes its partitions \
+             with it",
+        );
+    }
+    let waiting = |state: JobState| matches!(state, Queued | Retrying | Running);
+    if children.iter().any(|c| waiting(c.state)) {
+        return refuse(
+            "a partition of it is running or waiting to run; cancel or pause the job first, \
+             then delete it",
+        );
+    }
+    match record.state {
+        // a split parent is `running` while its partitions are: they decide
+        Running if !children.is_empty() => Ok(()),
+        Running => refuse("it is running; cancel it first, then delete it once it is cancelled"),
+        Queued | Retrying => refuse("it may start at any moment; cancel or pause it first"),
+        _ => Ok(()),
+    }
+}
+
 /// The error for `action` refused on `record`, with `hint` saying why and what to do.
 pub fn invalid(record: &JobRecord, action: &'static str, hint: &'static str) -> Error {
     Error::InvalidTransition {

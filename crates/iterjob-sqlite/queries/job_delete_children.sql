@@ -1,0 +1,3 @@
+-- `Store::job_delete`: a job's partitions (before the job: they reference it).
+-- ?1 parent id
+DELETE FROM iterjob_jobs WHERE parent_id = ?1
