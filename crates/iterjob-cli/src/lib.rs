@@ -2,8 +2,9 @@
 //!
 //! The `iterjob` command line, as a library: your own binary registers its job kinds
 //! and hands control to [`App::run`], getting every command (`worker`, `enqueue`,
-//! `jobs`, `show`, `pause`, `resume`, `cancel`, `retry`, `delete`, `migrate`, `demo`, `dashboard`) for its
-//! own kinds. Admin commands need only the store, not the job code.
+//! `jobs`, `show`, `pause`, `resume`, `cancel`, `retry`, `delete`, `migrate`, `demo`,
+//! `dashboard`) for its own kinds. Admin commands need only the store, not the job
+//! code.
 //!
 //! ```no_run
 //! use iterjob::enumerator::{self, Enumerator};
