@@ -96,8 +96,13 @@ pub struct WorkerArgs {
     #[arg(long, default_value = "500ms", value_parser = parse_duration)]
     pub poll_interval: Duration,
     /// Exit when no job is left to claim instead of waiting for more.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "exit_when_idle")]
     pub until_idle: bool,
+    /// Exit (code 0) once nothing was claimable and nothing ran for this long, e.g.
+    /// `--exit-when-idle 2m`: for short-lived instances (batch runs, spot fleets,
+    /// an autoscaler's scale-to-zero) that stop paying once the queue is drained.
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub exit_when_idle: Option<Duration>,
     /// Never ask running partitions to split when this worker is idle.
     #[arg(long)]
     pub no_dynamic_splitting: bool,
@@ -430,6 +435,8 @@ async fn run_worker(
     );
     let report = if args.until_idle {
         worker.run_until_idle().await
+    } else if let Some(grace) = args.exit_when_idle {
+        worker.run_until_idle_for(grace).await
     } else {
         worker.run().await
     };

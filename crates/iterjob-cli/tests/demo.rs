@@ -170,3 +170,60 @@ async fn delete_refuses_what_may_run_and_takes_partitions_along() {
     assert_eq!(stdout(&jobs).trim(), "[]", "no job left");
     support::assert_error(&sandbox.run(&["delete", "1"]), 1, &["job 1 not found"]);
 }
+
+/// `iterjob worker --exit-when-idle 2s`: works through the queue, picks up a job
+/// enqueued during the grace (the count starts again), and exits 0 once nothing
+/// was claimable for the whole grace, with nothing left queued.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_exit_when_idle_drains_then_exits_after_the_grace() {
+    let sandbox = Sandbox::new();
+    let setup = sandbox.run(&[
+        "demo",
+        "--products",
+        "2000",
+        "--api-latency",
+        "5ms",
+        "--interrupt-after",
+        "200ms",
+    ]);
+    assert!(setup.status.success(), "{}", stderr(&setup));
+    let start = std::time::Instant::now();
+    let mut worker = sandbox
+        .cmd(&[
+            "worker",
+            "--exit-when-idle",
+            "2s",
+            "--poll-interval",
+            "50ms",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn worker");
+    // job 1 finishes; then, within the grace, a second job arrives
+    let done = |id: &str| stdout(&sandbox.run(&["show", id])).contains("completed");
+    while !done("1") {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(60),
+            "job 1 not done"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
+    assert!(
+        worker.try_wait().unwrap().is_none(),
+        "still within the grace"
+    );
+    let url = format!("{{\"database_url\":\"{}\"}}", sandbox.db_url());
+    let enqueued = sandbox.run(&["enqueue", "demo_sync_products", "--params", &url]);
+    assert!(enqueued.status.success(), "{}", stderr(&enqueued));
+    let second_at = std::time::Instant::now();
+    let status = worker.wait().expect("wait");
+    let idle_for = second_at.elapsed();
+    assert!(status.success(), "exit 0");
+    assert!(done("2"), "the job enqueued during the grace was done");
+    assert!(
+        idle_for >= std::time::Duration::from_secs(2),
+        "exited only after a whole grace without work ({idle_for:?})"
+    );
+}

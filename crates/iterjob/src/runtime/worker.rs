@@ -157,16 +157,26 @@ impl Worker {
 
     /// Runs until the shutdown token is cancelled.
     pub async fn run(&self) -> Result<WorkerReport> {
-        self.run_loop(false).await
+        self.run_loop(None).await
     }
 
     /// Runs until no job can be claimed and none is running (jobs scheduled for
     /// later are left), or until the shutdown token is cancelled.
     pub async fn run_until_idle(&self) -> Result<WorkerReport> {
-        self.run_loop(true).await
+        self.run_loop(Some(Duration::ZERO)).await
     }
 
-    async fn run_loop(&self, until_idle: bool) -> Result<WorkerReport> {
+    /// Runs like [`Worker::run`], and returns once nothing was claimable and nothing
+    /// ran for `grace` in a row (or the shutdown token is cancelled): for
+    /// short-lived instances (a batch run, a spot fleet) that should stop paying
+    /// once the queue is drained, yet not exit on a moment's lull. Jobs enqueued
+    /// during the grace are picked up and restart the count. A store that fails to
+    /// answer does not count as idle.
+    pub async fn run_until_idle_for(&self, grace: Duration) -> Result<WorkerReport> {
+        self.run_loop(Some(grace)).await
+    }
+
+    async fn run_loop(&self, exit_when_idle: Option<Duration>) -> Result<WorkerReport> {
         let mut report = WorkerReport::default();
         let mut tasks: JoinSet<Joined> = JoinSet::new();
         let (releaser, batcher) = Releaser::start(Arc::clone(&self.store));
@@ -180,6 +190,8 @@ impl Worker {
         // the claim was in flight may have put its job back after the claim looked
         let mut joined_runs: u64 = 0;
         let mut joined_at_claim: u64 = 0;
+        // since when nothing ran and the claims found nothing (for `exit_when_idle`)
+        let mut idle_since: Option<Instant> = None;
         let mut claim_again_at: Option<Instant> = None;
         let mut last_rescue: Option<Instant> = None;
         let mut store_backoff = Duration::ZERO;
@@ -255,14 +267,19 @@ impl Worker {
                 }));
             }
 
-            if until_idle
-                && idle
-                && claim.is_none()
-                && tasks.is_empty()
-                && ahead.ready.is_empty()
-                && store_backoff.is_zero()
-            {
-                break;
+            if let Some(grace) = exit_when_idle {
+                let quiet = idle
+                    && claim.is_none()
+                    && tasks.is_empty()
+                    && ahead.ready.is_empty()
+                    && store_backoff.is_zero();
+                if quiet {
+                    if idle_since.get_or_insert_with(Instant::now).elapsed() >= grace {
+                        break;
+                    }
+                } else if !tasks.is_empty() || !ahead.ready.is_empty() {
+                    idle_since = None;
+                }
             }
             let wait = match claim_again_at {
                 Some(at) => at.saturating_duration_since(Instant::now()),
