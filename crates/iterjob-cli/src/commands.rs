@@ -56,6 +56,9 @@ pub enum Command {
     /// Delete a finished or paused job and its history (a partitioned job with its
     /// partitions); cancel or pause a job that may still run first.
     Delete(IdArg),
+    /// Delete finished jobs (with their partitions and history) that finished more
+    /// than --older-than ago, in small batches.
+    Prune(PruneArgs),
     /// Create or upgrade the store's schema.
     Migrate,
     /// List the job kinds this binary can run.
@@ -189,6 +192,33 @@ pub struct ShowArgs {
     pub json: bool,
 }
 
+/// What `iterjob prune` deletes.
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Jobs that finished longer ago than this, e.g. `7d`, `12h`.
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub older_than: Duration,
+    /// Only jobs in this state: completed, failed or cancelled (repeatable; default
+    /// all three).
+    #[arg(long = "state", value_name = "STATE", value_parser = parse_finished_state)]
+    pub states: Vec<JobState>,
+    /// Count what would be deleted; delete nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Jobs deleted per transaction: small batches keep each one short.
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub batch: u64,
+}
+
+fn parse_finished_state(s: &str) -> std::result::Result<JobState, String> {
+    match s.parse::<JobState>() {
+        Ok(state) if state.is_finished() => Ok(state),
+        _ => Err(format!(
+            "`{s}` is not a finished state; prune takes completed, failed or cancelled"
+        )),
+    }
+}
+
 /// A job id.
 #[derive(Debug, Args)]
 pub struct IdArg {
@@ -308,6 +338,7 @@ pub(crate) async fn execute(cli: Cli, registry: Registry) -> Result<()> {
                     }
                     Ok(())
                 }
+                Command::Prune(args) => prune(&*store, &args).await,
                 Command::Demo(_) | Command::Kinds => unreachable!("handled above"),
             }
         }
@@ -451,6 +482,60 @@ async fn run_worker(
         report.retried,
         report.failed
     );
+    Ok(())
+}
+
+/// `iterjob prune`: counts, then deletes batch after batch, with a progress line.
+async fn prune(store: &dyn iterjob::Store, args: &PruneArgs) -> Result<()> {
+    use std::io::IsTerminal;
+    let states = if args.states.is_empty() {
+        vec![JobState::Completed, JobState::Failed, JobState::Cancelled]
+    } else {
+        args.states.clone()
+    };
+    let cutoff = iterjob::store::now_millis()
+        .saturating_sub(iterjob::store::duration_millis(args.older_than));
+    let mut due = Vec::new();
+    for &state in &states {
+        due.push((state, store.job_prunable(state, cutoff).await?));
+    }
+    let total: u64 = due.iter().map(|(_, n)| n).sum();
+    let age = humantime::format_duration(args.older_than);
+    if args.dry_run {
+        for (state, n) in &due {
+            outln!("{n} {state} jobs finished more than {age} ago")?;
+        }
+        outln!("dry run: {total} jobs would be deleted (with their partitions and history)")?;
+        return Ok(());
+    }
+    let bar = indicatif::ProgressBar::new(total);
+    if !std::io::stderr().is_terminal() {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "pruning {bar:40} {pos}/{len} jobs, {per_sec}, eta {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let started = std::time::Instant::now();
+    let mut deleted = 0u64;
+    for (state, _) in &due {
+        loop {
+            let n = store.job_prune(*state, cutoff, args.batch as usize).await?;
+            deleted += n;
+            bar.inc(n);
+            if n < args.batch {
+                break;
+            }
+        }
+    }
+    bar.finish_and_clear();
+    outln!(
+        "deleted {deleted} jobs that finished more than {age} ago (with their partitions and \
+         history) in {:.1}s",
+        started.elapsed().as_secs_f64()
+    )?;
     Ok(())
 }
 

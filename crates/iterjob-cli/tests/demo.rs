@@ -227,3 +227,56 @@ async fn worker_exit_when_idle_drains_then_exits_after_the_grace() {
         "exited only after a whole grace without work ({idle_for:?})"
     );
 }
+
+/// `iterjob prune`: a dry run counts, a cutoff in the past keeps recent jobs, and a
+/// prune deletes finished jobs with their partitions in batches; a state that may
+/// still run is refused by the argument parser.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prune_counts_then_deletes_finished_jobs_with_their_partitions() {
+    let sandbox = Sandbox::new();
+    for args in [
+        &["demo", "--products", "300", "--api-latency", "1ms"][..],
+        &[
+            "demo",
+            "--products",
+            "300",
+            "--api-latency",
+            "1ms",
+            "--partitions",
+            "3",
+        ][..],
+    ] {
+        let out = sandbox.run(args);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let dry = sandbox.run(&["prune", "--older-than", "0s", "--dry-run"]);
+    assert!(dry.status.success(), "{}", stderr(&dry));
+    assert!(
+        stdout(&dry).contains("2 completed jobs finished more than 0s ago")
+            && stdout(&dry).contains("dry run: 2 jobs would be deleted"),
+        "{}",
+        stdout(&dry)
+    );
+    let kept = sandbox.run(&["prune", "--older-than", "1h"]);
+    assert!(
+        stdout(&kept).contains("deleted 0 jobs"),
+        "{}",
+        stdout(&kept)
+    );
+    let all = sandbox.run(&["jobs", "--json"]);
+    let listed: Vec<serde_json::Value> = serde_json::from_str(&stdout(&all)).unwrap();
+    assert_eq!(listed.len(), 5, "2 jobs and 3 partitions, all kept");
+    let pruned = sandbox.run(&["prune", "--older-than", "0s", "--batch", "1"]);
+    assert!(pruned.status.success(), "{}", stderr(&pruned));
+    assert!(
+        stdout(&pruned).contains("deleted 2 jobs"),
+        "{}",
+        stdout(&pruned)
+    );
+    assert_eq!(stdout(&sandbox.run(&["jobs", "--json"])).trim(), "[]");
+    support::assert_error(
+        &sandbox.run(&["prune", "--older-than", "0s", "--state", "running"]),
+        2,
+        &["not a finished state"],
+    );
+}

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use iterjob::store::rules::{
-    AdminAction, AdminStep, UNIQUE_KEY_HELD, admin_step, delete_check, invalid,
+    AdminAction, AdminStep, UNIQUE_KEY_HELD, admin_step, delete_check, invalid, prune_check,
 };
 use iterjob::store::{
     ClaimRequest, Claimed, Control, JobEvent, JobEventKind, JobFilter, JobId, JobRecord, JobState,
@@ -69,6 +69,11 @@ const Q_PARTITIONS: &str = include_str!("../queries/job_partitions.sql");
 const Q_DELETE_EVENTS: &str = include_str!("../queries/job_delete_events.sql");
 const Q_DELETE_CHILDREN: &str = include_str!("../queries/job_delete_children.sql");
 const Q_DELETE: &str = include_str!("../queries/job_delete.sql");
+const Q_PRUNE_PICK: &str = include_str!("../queries/job_prune_pick.sql");
+const Q_PRUNABLE: &str = include_str!("../queries/job_prunable.sql");
+const Q_PRUNE_EVENTS: &str = include_str!("../queries/job_prune_events.sql");
+const Q_PRUNE_CHILDREN: &str = include_str!("../queries/job_prune_children.sql");
+const Q_PRUNE: &str = include_str!("../queries/job_prune.sql");
 const Q_PARENT_PROGRESS: &str = include_str!("../queries/job_parent_progress.sql");
 const Q_PARENT_STATE: &str = include_str!("../queries/job_parent_state.sql");
 const Q_FINALIZE_CANDIDATES: &str = include_str!("../queries/job_finalize_candidates.sql");
@@ -1118,6 +1123,55 @@ impl Store for SqliteStore {
             .map_err(self.err(WHAT))?;
         tx.commit().await.map_err(self.err(WHAT))?;
         Ok(1 + children.len() as u64)
+    }
+
+    async fn job_prune(
+        &self,
+        state: JobState,
+        finished_before: iterjob::store::Millis,
+        limit: usize,
+    ) -> Result<u64> {
+        const WHAT: &str = "pruning finished jobs";
+        prune_check(state)?;
+        let mut tx = self.begin(WHAT).await?;
+        let ids: Vec<i64> = sqlx::query_scalar(Q_PRUNE_PICK)
+            .bind(state.as_str())
+            .bind(finished_before)
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(self.err(WHAT))?;
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let list = serde_json::to_string(&ids).map_err(|source| Error::Serialize {
+            what: "job ids",
+            source,
+        })?;
+        for query in [Q_PRUNE_EVENTS, Q_PRUNE_CHILDREN, Q_PRUNE] {
+            sqlx::query(query)
+                .bind(&list)
+                .execute(&mut *tx)
+                .await
+                .map_err(self.err(WHAT))?;
+        }
+        tx.commit().await.map_err(self.err(WHAT))?;
+        Ok(ids.len() as u64)
+    }
+
+    async fn job_prunable(
+        &self,
+        state: JobState,
+        finished_before: iterjob::store::Millis,
+    ) -> Result<u64> {
+        prune_check(state)?;
+        let n: i64 = sqlx::query_scalar(Q_PRUNABLE)
+            .bind(state.as_str())
+            .bind(finished_before)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(self.err("counting prunable jobs"))?;
+        Ok(n.max(0) as u64)
     }
 
     async fn job_partitions(&self, parent: JobId) -> Result<Vec<JobRecord>> {

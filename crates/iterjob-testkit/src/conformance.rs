@@ -145,6 +145,8 @@ macro_rules! store_conformance {
             retry_cancelled_job,
             retry_requires_failed_or_cancelled,
             delete_finished_and_paused_jobs_with_their_history,
+            prune_deletes_finished_jobs_in_batches,
+            prune_takes_partitions_along,
             list_newest_first_with_filters,
             list_pagination,
             list_default_limit,
@@ -223,7 +225,8 @@ pub async fn share<S: Store>(store: S) -> Arc<dyn Store> {
 pub use crate::partitions::{
     batched_releases_keep_history_and_finish_parents, delete_takes_partitions_along,
     parent_actions_reach_children, parent_finishes_with_its_children,
-    parent_progress_sums_children, partition_creates_children, split_divides_a_running_partition,
+    parent_progress_sums_children, partition_creates_children, prune_takes_partitions_along,
+    split_divides_a_running_partition,
 };
 
 // ---------------------------------------------------------------------------------
@@ -1301,6 +1304,93 @@ pub async fn delete_finished_and_paused_jobs_with_their_history(store: Arc<dyn S
     // the running job's run goes on undisturbed
     release(store, &run, None, Outcome::Completed).await;
     assert_eq!(get(store, running).await.state, JobState::Completed);
+}
+
+/// Retention: `job_prune` deletes finished top-level jobs of one state that finished
+/// before a time, in batches of at most `limit`, with their history; `job_prunable`
+/// counts them; jobs that may still run are never touched.
+pub async fn prune_deletes_finished_jobs_in_batches(store: Arc<dyn Store>) {
+    let store = &*store;
+    let before_any = now_millis() - 60_000;
+    let mut completed = Vec::new();
+    for _ in 0..3 {
+        let id = insert(store, new_job("prune")).await;
+        let run = claim_id(store, "prune", id, LONG_LEASE).await;
+        release(store, &run, None, Outcome::Completed).await;
+        completed.push(id);
+    }
+    let failed = insert(store, new_job("prune")).await;
+    let run = claim_id(store, "prune", failed, LONG_LEASE).await;
+    release(
+        store,
+        &run,
+        None,
+        Outcome::Failed {
+            error: "boom".into(),
+        },
+    )
+    .await;
+    let cancelled = insert(store, new_job("prune")).await;
+    store.job_cancel(cancelled).await.expect("cancel");
+    let queued = insert(store, new_job("prune")).await;
+    let later = now_millis() + 1_000;
+
+    let count = |state, at| async move { store.job_prunable(state, at).await.expect("count") };
+    assert_eq!(count(JobState::Completed, later).await, 3);
+    assert_eq!(
+        count(JobState::Completed, before_any).await,
+        0,
+        "none that old"
+    );
+    assert_eq!(
+        store
+            .job_prune(JobState::Completed, before_any, 10)
+            .await
+            .expect("prune"),
+        0
+    );
+    // batches of 2: 2, then 1, then none
+    let mut batches = Vec::new();
+    loop {
+        let n = store
+            .job_prune(JobState::Completed, later, 2)
+            .await
+            .expect("prune");
+        batches.push(n);
+        if n == 0 {
+            break;
+        }
+    }
+    assert_eq!(batches, [2, 1, 0]);
+    for id in completed {
+        assert!(store.job_get(id).await.expect("get").is_none(), "job {id}");
+        assert!(store.job_events(id, 10).await.expect("events").is_empty());
+    }
+    for id in [failed, cancelled, queued] {
+        assert!(
+            store.job_get(id).await.expect("get").is_some(),
+            "job {id} stays"
+        );
+    }
+    assert_eq!(
+        store
+            .job_prune(JobState::Cancelled, later, 10)
+            .await
+            .expect("prune"),
+        1
+    );
+    assert!(store.job_get(cancelled).await.expect("get").is_none());
+    assert!(store.job_get(failed).await.expect("get").is_some());
+    for state in [JobState::Queued, JobState::Running, JobState::Paused] {
+        assert!(
+            matches!(
+                store.job_prune(state, later, 10).await,
+                Err(Error::Config(ref m)) if m.contains("only finished jobs")
+            ),
+            "{state} jobs are never pruned"
+        );
+    }
+    assert!(store.job_get(queued).await.expect("get").is_some());
 }
 
 /// `Interrupted` requeues the job at the given `run_at` with `interruptions + 1` and

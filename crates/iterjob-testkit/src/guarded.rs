@@ -90,6 +90,21 @@ impl<S: Store, G: Send + Sync + 'static> Store for Guarded<S, G> {
     async fn job_delete(&self, id: JobId) -> Result<u64> {
         self.store.job_delete(id).await
     }
+    async fn job_prune(
+        &self,
+        state: iterjob::JobState,
+        finished_before: iterjob::store::Millis,
+        limit: usize,
+    ) -> Result<u64> {
+        self.store.job_prune(state, finished_before, limit).await
+    }
+    async fn job_prunable(
+        &self,
+        state: iterjob::JobState,
+        finished_before: iterjob::store::Millis,
+    ) -> Result<u64> {
+        self.store.job_prunable(state, finished_before).await
+    }
     async fn job_wait_available(&self) {
         self.store.job_wait_available().await
     }

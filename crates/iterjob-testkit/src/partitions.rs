@@ -357,6 +357,43 @@ pub async fn delete_takes_partitions_along(store: Arc<dyn Store>) {
     );
 }
 
+/// Retention prunes a partitioned job with all its partitions and their history;
+/// partitions are never pruned (nor counted) on their own.
+pub async fn prune_takes_partitions_along(store: Arc<dyn Store>) {
+    let store = &*store;
+    let (parent, children) = planned(store, "p_prune", &parts(2)).await;
+    for run in claim_all(store, "p_prune", 2).await {
+        store
+            .job_release(run.job.id, run.token, None, &Outcome::Completed)
+            .await
+            .expect("complete a partition");
+    }
+    assert_eq!(get(store, parent).await.state, JobState::Completed);
+    let later = iterjob::store::now_millis() + 1_000;
+    assert_eq!(
+        store
+            .job_prunable(JobState::Completed, later)
+            .await
+            .expect("count"),
+        1,
+        "the job, not its partitions"
+    );
+    assert_eq!(
+        store
+            .job_prune(JobState::Completed, later, 10)
+            .await
+            .expect("prune"),
+        1
+    );
+    for id in std::iter::once(parent).chain(children) {
+        assert!(
+            store.job_get(id).await.expect("get").is_none(),
+            "job {id} gone"
+        );
+        assert!(store.job_events(id, 10).await.expect("events").is_empty());
+    }
+}
+
 /// Pause, resume and cancel of a parent reach every child: waiting ones at once,
 /// running ones by request.
 pub async fn parent_actions_reach_children(store: Arc<dyn Store>) {

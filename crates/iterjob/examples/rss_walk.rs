@@ -138,6 +138,21 @@ impl Store for CountingStore {
     async fn job_delete(&self, id: JobId) -> iterjob::Result<u64> {
         self.inner.job_delete(id).await
     }
+    async fn job_prune(
+        &self,
+        state: iterjob::JobState,
+        finished_before: iterjob::store::Millis,
+        limit: usize,
+    ) -> iterjob::Result<u64> {
+        self.inner.job_prune(state, finished_before, limit).await
+    }
+    async fn job_prunable(
+        &self,
+        state: iterjob::JobState,
+        finished_before: iterjob::store::Millis,
+    ) -> iterjob::Result<u64> {
+        self.inner.job_prunable(state, finished_before).await
+    }
     async fn job_retry(&self, id: JobId) -> iterjob::Result<JobRecord> {
         self.inner.job_retry(id).await
     }

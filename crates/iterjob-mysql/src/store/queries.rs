@@ -65,6 +65,11 @@ queries! {
     delete_events => "job_delete_events.sql",
     delete_children => "job_delete_children.sql",
     delete => "job_delete.sql",
+    prune_pick => "job_prune_pick.sql",
+    prunable => "job_prunable.sql",
+    prune_events => "job_prune_events.sql",
+    prune_children => "job_prune_children.sql",
+    prune => "job_prune.sql",
 }
 
 /// `n` parameters: `?, ?, ?`.

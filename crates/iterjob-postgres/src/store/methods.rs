@@ -5,7 +5,9 @@ use std::collections::BTreeSet;
 use std::str::FromStr;
 use std::time::Duration;
 
-use iterjob::store::rules::{AdminAction, AdminStep, UNIQUE_KEY_HELD, delete_check, invalid};
+use iterjob::store::rules::{
+    AdminAction, AdminStep, UNIQUE_KEY_HELD, delete_check, invalid, prune_check,
+};
 use iterjob::store::{
     ClaimRequest, Claimed, Control, JobEvent, JobEventKind, JobFilter, JobId, JobRecord, JobState,
     NewJob, Outcome, Progress, Release, Rescued, RunToken, Split, SplitRequest, Store,
@@ -766,6 +768,60 @@ impl Store for PgStore {
             }
             Err(err) => rollback(tx, err).await,
         }
+    }
+
+    async fn job_prune(
+        &self,
+        state: JobState,
+        finished_before: iterjob::store::Millis,
+        limit: usize,
+    ) -> Result<u64> {
+        const WHAT: &str = "pruning finished jobs";
+        prune_check(state)?;
+        let mut tx = self.begin(WHAT).await?;
+        let pruned = async {
+            let ids: Vec<i64> = sqlx::query_scalar(&self.q().prune_pick)
+                .bind(state.as_str())
+                .bind(finished_before)
+                .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(self.err(WHAT))?;
+            if !ids.is_empty() {
+                let q = self.q();
+                for query in [&q.prune_events, &q.prune_children, &q.prune] {
+                    sqlx::query(query)
+                        .bind(&ids)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(self.err(WHAT))?;
+                }
+            }
+            Ok::<u64, Error>(ids.len() as u64)
+        }
+        .await;
+        match pruned {
+            Ok(n) => {
+                tx.commit().await.map_err(self.err(WHAT))?;
+                Ok(n)
+            }
+            Err(err) => rollback(tx, err).await,
+        }
+    }
+
+    async fn job_prunable(
+        &self,
+        state: JobState,
+        finished_before: iterjob::store::Millis,
+    ) -> Result<u64> {
+        prune_check(state)?;
+        let n: i64 = sqlx::query_scalar(&self.q().prunable)
+            .bind(state.as_str())
+            .bind(finished_before)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(self.err("counting prunable jobs"))?;
+        Ok(n.max(0) as u64)
     }
 
     async fn job_partitions(&self, parent: JobId) -> Result<Vec<JobRecord>> {

@@ -43,6 +43,11 @@ const Q_RATE_ACQUIRE: &str = include_str!("../../queries/rate_acquire.sql");
 const Q_DELETE_EVENTS: &str = include_str!("../../queries/job_delete_events.sql");
 const Q_DELETE_CHILDREN: &str = include_str!("../../queries/job_delete_children.sql");
 const Q_DELETE: &str = include_str!("../../queries/job_delete.sql");
+const Q_PRUNE_PICK: &str = include_str!("../../queries/job_prune_pick.sql");
+const Q_PRUNABLE: &str = include_str!("../../queries/job_prunable.sql");
+const Q_PRUNE_EVENTS: &str = include_str!("../../queries/job_prune_events.sql");
+const Q_PRUNE_CHILDREN: &str = include_str!("../../queries/job_prune_children.sql");
+const Q_PRUNE: &str = include_str!("../../queries/job_prune.sql");
 
 /// The SQL of every query, for one schema.
 #[derive(Debug)]
@@ -88,6 +93,11 @@ pub(super) struct Queries {
     pub(super) delete_events: String,
     pub(super) delete_children: String,
     pub(super) delete: String,
+    pub(super) prune_pick: String,
+    pub(super) prunable: String,
+    pub(super) prune_events: String,
+    pub(super) prune_children: String,
+    pub(super) prune: String,
 }
 
 impl Queries {
@@ -135,6 +145,11 @@ impl Queries {
             delete_events: r(Q_DELETE_EVENTS),
             delete_children: r(Q_DELETE_CHILDREN),
             delete: r(Q_DELETE),
+            prune_pick: r(Q_PRUNE_PICK),
+            prunable: r(Q_PRUNABLE),
+            prune_events: r(Q_PRUNE_EVENTS),
+            prune_children: r(Q_PRUNE_CHILDREN),
+            prune: r(Q_PRUNE),
         }
     }
 }

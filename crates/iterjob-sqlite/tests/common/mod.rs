@@ -100,6 +100,21 @@ impl Store for TempStore {
     async fn job_delete(&self, id: JobId) -> Result<u64> {
         self.store.job_delete(id).await
     }
+    async fn job_prune(
+        &self,
+        state: iterjob::JobState,
+        finished_before: iterjob::store::Millis,
+        limit: usize,
+    ) -> Result<u64> {
+        self.store.job_prune(state, finished_before, limit).await
+    }
+    async fn job_prunable(
+        &self,
+        state: iterjob::JobState,
+        finished_before: iterjob::store::Millis,
+    ) -> Result<u64> {
+        self.store.job_prunable(state, finished_before).await
+    }
     async fn job_retry(&self, id: JobId) -> Result<JobRecord> {
         self.store.job_retry(id).await
     }

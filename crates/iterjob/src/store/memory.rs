@@ -655,6 +655,43 @@ impl Store for MemoryStore {
         Ok(gone.len() as u64)
     }
 
+    async fn job_prune(
+        &self,
+        state: JobState,
+        finished_before: Millis,
+        limit: usize,
+    ) -> Result<u64> {
+        crate::store::rules::prune_check(state)?;
+        let mut inner = self.lock();
+        let due: Vec<JobId> = inner
+            .jobs
+            .values()
+            .map(|e| &e.record)
+            .filter(|r| prunable(r, state, finished_before))
+            .map(|r| r.id)
+            .take(limit)
+            .collect();
+        let mut gone: Vec<JobId> = due.clone();
+        for &id in &due {
+            gone.extend(inner.children(id));
+        }
+        for job in &gone {
+            inner.jobs.remove(job);
+        }
+        inner.events.retain(|e| !gone.contains(&e.job_id));
+        Ok(due.len() as u64)
+    }
+
+    async fn job_prunable(&self, state: JobState, finished_before: Millis) -> Result<u64> {
+        crate::store::rules::prune_check(state)?;
+        let inner = self.lock();
+        Ok(inner
+            .jobs
+            .values()
+            .filter(|e| prunable(&e.record, state, finished_before))
+            .count() as u64)
+    }
+
     async fn job_wait_available(&self) {
         self.available.notified().await;
     }
@@ -868,4 +905,11 @@ fn retry_one(record: &mut JobRecord, now: Millis) {
     record.crashes = 0;
     record.finished_at = None;
     clear_requests(record);
+}
+
+/// A top-level job in `state` that finished before `before`.
+fn prunable(record: &JobRecord, state: JobState, before: Millis) -> bool {
+    record.parent_id.is_none()
+        && record.state == state
+        && record.finished_at.is_some_and(|at| at < before)
 }

@@ -675,6 +675,28 @@ pub trait Store: Send + Sync + 'static {
     /// its parent): see [`delete_check`](crate::store::rules::delete_check).
     async fn job_delete(&self, id: JobId) -> Result<u64>;
 
+    /// Retention: deletes up to `limit` top-level jobs in the finished `state` that
+    /// finished before `finished_before`, each with its partitions and history, in
+    /// one short transaction, oldest ids first; returns how many top-level jobs it
+    /// deleted (fewer than `limit` when no more are due). Call it in a loop for
+    /// more: small batches keep each transaction and its locks short.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when `state` is not a finished state.
+    async fn job_prune(
+        &self,
+        state: JobState,
+        finished_before: Millis,
+        limit: usize,
+    ) -> Result<u64>;
+
+    /// How many top-level jobs [`Store::job_prune`] would delete for `state` and
+    /// `finished_before` (for a dry run).
+    ///
+    /// # Errors
+    /// [`Error::Config`] when `state` is not a finished state.
+    async fn job_prunable(&self, state: JobState, finished_before: Millis) -> Result<u64>;
+
     /// Resolves when jobs may have become claimable (inserted, resumed, retried, or
     /// announced by another process, e.g. through PostgreSQL `NOTIFY`). A hint only:
     /// it may wake spuriously or miss a wake-up, so workers poll as well. The

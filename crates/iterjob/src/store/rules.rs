@@ -136,6 +136,20 @@ pub fn delete_check(record: &JobRecord, children: &[JobRecord]) -> Result<()> {
     }
 }
 
+/// Checks that `state` is one retention may prune (a finished state).
+///
+/// # Errors
+/// [`Error::Config`] naming the finished states.
+pub fn prune_check(state: JobState) -> Result<()> {
+    if state.is_finished() {
+        Ok(())
+    } else {
+        Err(crate::Error::Config(format!(
+            "only finished jobs are pruned (completed, failed or cancelled), not {state} ones"
+        )))
+    }
+}
+
 /// The error for `action` refused on `record`, with `hint` saying why and what to do.
 pub fn invalid(record: &JobRecord, action: &'static str, hint: &'static str) -> Error {
     Error::InvalidTransition {

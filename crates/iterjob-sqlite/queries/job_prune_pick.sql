@@ -1,0 +1,8 @@
+-- `Store::job_prune`: the next batch of top-level jobs in a finished state that
+-- finished before a time, oldest ids first (the primary key is walked in order and
+-- the walk stops after `limit` matches).
+-- ?1 state, ?2 finished before, ?3 limit
+SELECT id FROM iterjob_jobs
+WHERE parent_id IS NULL AND state = ?1 AND finished_at < ?2
+ORDER BY id
+LIMIT ?3
