@@ -667,10 +667,15 @@ fn a_database_this_process_may_not_write_is_refused_with_a_clear_error() {
         .expect("chmod dir");
     std::fs::set_permissions(sandbox.db(), std::fs::Permissions::from_mode(0o644))
         .expect("chmod db");
+    // a copy of the binary that `nobody` may run, wherever the checkout lives
+    let binary = sandbox.path().join("iterjob-bin");
+    std::fs::copy(env!("CARGO_BIN_EXE_iterjob"), &binary).expect("copy the binary");
+    std::fs::set_permissions(&binary, std::fs::Permissions::from_mode(0o755))
+        .expect("chmod binary");
     for args in [&["jobs"][..], &["worker", "--until-idle"][..]] {
         let out = Command::new("setpriv")
             .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
-            .arg(env!("CARGO_BIN_EXE_iterjob"))
+            .arg(&binary)
             .args(args)
             .current_dir(sandbox.path())
             .env_remove("ITERJOB_DATABASE_URL")
