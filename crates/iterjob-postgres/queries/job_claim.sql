@@ -18,6 +18,8 @@
 -- (a generic plan: a few rows off the claimable index, each updated by primary key)
 -- instead of planning it again for every claim, which cost as much as running it;
 -- with `LIMIT $n` it must guess the row count and its generic plan hashes the table.
+-- The queues asked for less the paused ones (`queue_pauses`) are worked out once per
+-- claim (an InitPlan over a table of a few rows); the scan is the same as without.
 -- $1 worker_id, $2 lease (ms), $3 queues, $4 kinds, $5 run tokens
 WITH now AS MATERIALIZED (
     SELECT {now_ms} AS ms, set_config('synchronous_commit', 'off', true) AS async_commit
@@ -27,7 +29,9 @@ picked AS (
     FROM {schema}.jobs AS j
     WHERE j.state IN ('queued', 'retrying')
       AND j.run_at <= (SELECT ms FROM now)
-      AND j.queue = ANY($3::text[])
+      AND j.queue = ANY(ARRAY(
+          SELECT q FROM unnest($3::text[]) AS q
+          EXCEPT SELECT queue FROM {schema}.queue_pauses))
       AND j.kind = ANY($4::text[])
     ORDER BY j.priority DESC, j.run_at, j.id
     LIMIT {claim_limit}

@@ -5,7 +5,8 @@
 use std::str::FromStr;
 
 use iterjob::store::{
-    Control, InterruptReason, JobEvent, JobEventKind, JobId, JobRecord, JobState,
+    Control, InterruptReason, JobEvent, JobEventKind, JobId, JobRecord, JobState, QueuePause,
+    QueuePauseMode, QueueRow,
 };
 use serde_json::Value;
 
@@ -96,6 +97,49 @@ pub fn job_event<D: Dialect>(row: &RowOf<D>) -> Result<JobEvent, String> {
         cursor: reader.json("cursor", id)?,
         items_done: reader.opt_count("items_done", id)?.unwrap_or(0),
         error: reader.opt_text("error")?,
+    })
+}
+
+/// Decodes one row of the queue-pauses table (`queue`, `since`, `mode`).
+///
+/// # Errors
+/// A message naming the column that is wrong.
+pub fn queue_pause<D: Dialect>(row: &RowOf<D>) -> Result<QueuePause, String> {
+    let reader = Columns::<D>(row);
+    let queue = reader.text("queue")?;
+    let mode = reader.text("mode")?;
+    Ok(QueuePause {
+        mode: QueuePauseMode::parse(&mode).map_err(|e| format!("paused queue `{queue}`: {e}"))?,
+        since: reader.int("since")?,
+        queue,
+    })
+}
+
+/// Decodes one row of a store's queue aggregate: `queue`, `kind`, `state`, `jobs`,
+/// `claimable`, `oldest_claimable`, `items_done`, `running_ms`, `active_items_left`,
+/// `active_without_total` (sums as 64-bit integers, NULL read as 0).
+///
+/// # Errors
+/// A message naming the column that is wrong.
+pub fn queue_row<D: Dialect>(row: &RowOf<D>) -> Result<QueueRow, String> {
+    let reader = Columns::<D>(row);
+    let state = reader.text("state")?;
+    let sum = |name: &str| -> Result<u64, String> {
+        let v = reader.opt_int(name)?.unwrap_or(0);
+        u64::try_from(v).map_err(|_| format!("queue aggregate: column `{name}` holds {v}"))
+    };
+    Ok(QueueRow {
+        queue: reader.text("queue")?,
+        kind: reader.text("kind")?,
+        state: JobState::from_str(&state)
+            .map_err(|_| format!("queue aggregate: unknown state `{state}`"))?,
+        jobs: sum("jobs")?,
+        claimable: sum("claimable")?,
+        oldest_claimable: reader.opt_int("oldest_claimable")?,
+        items_done: sum("items_done")?,
+        running_ms: sum("running_ms")?,
+        active_items_left: sum("active_items_left")?,
+        active_without_total: sum("active_without_total")?,
     })
 }
 

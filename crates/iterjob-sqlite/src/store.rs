@@ -27,8 +27,9 @@ use iterjob::store::rules::{
 };
 use iterjob::store::{
     ClaimRequest, Claimed, Control, JobEvent, JobEventKind, JobFilter, JobId, JobRecord, JobState,
-    NewJob, Outcome, Progress, Release, Rescued, RunToken, Split, SplitRequest, Store, now_micros,
-    now_millis, parent_outcome, rate_cost_micros, release_event,
+    Millis, NewJob, Outcome, Progress, QueuePause, QueuePauseMode, QueueRow, Release, Rescued,
+    RunToken, Split, SplitRequest, Store, check_queue_name, now_micros, now_millis, parent_outcome,
+    rate_cost_micros, release_event,
 };
 use iterjob::{Error, Result};
 use iterjob_sql::record;
@@ -82,6 +83,10 @@ const Q_RESUME_CHILDREN: &str = include_str!("../queries/job_resume_children.sql
 const Q_CANCEL_CHILDREN: &str = include_str!("../queries/job_cancel_children.sql");
 const Q_RETRY_CHILDREN: &str = include_str!("../queries/job_retry_children.sql");
 const Q_RATE_ACQUIRE: &str = include_str!("../queries/rate_acquire.sql");
+const Q_QUEUE_PAUSE: &str = include_str!("../queries/queue_pause.sql");
+const Q_QUEUE_RESUME: &str = include_str!("../queries/queue_resume.sql");
+const Q_QUEUE_PAUSES: &str = include_str!("../queries/queue_pauses.sql");
+const Q_QUEUE_ROWS: &str = include_str!("../queries/queue_rows.sql");
 
 /// How many jobs `job_list` returns when the filter sets no limit.
 const DEFAULT_LIST_LIMIT: usize = 100;
@@ -1172,6 +1177,48 @@ impl Store for SqliteStore {
             .await
             .map_err(self.err("counting prunable jobs"))?;
         Ok(n.max(0) as u64)
+    }
+
+    async fn queue_pause(&self, queue: &str, mode: QueuePauseMode) -> Result<QueuePause> {
+        check_queue_name(queue)?;
+        let row = sqlx::query(Q_QUEUE_PAUSE)
+            .bind(queue)
+            .bind(now_millis())
+            .bind(mode.as_str())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(self.err("pausing a queue"))?;
+        record::queue_pause::<SqliteDialect>(&row).map_err(|m| self.corrupt(m))
+    }
+
+    async fn queue_resume(&self, queue: &str) -> Result<bool> {
+        Ok(sqlx::query(Q_QUEUE_RESUME)
+            .bind(queue)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(self.err("resuming a queue"))?
+            .is_some())
+    }
+
+    async fn queue_pauses(&self) -> Result<Vec<QueuePause>> {
+        let rows = sqlx::query(Q_QUEUE_PAUSES)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(self.err("reading paused queues"))?;
+        rows.iter()
+            .map(|row| record::queue_pause::<SqliteDialect>(row).map_err(|m| self.corrupt(m)))
+            .collect()
+    }
+
+    async fn queue_rows(&self, now: Millis) -> Result<Vec<QueueRow>> {
+        let rows = sqlx::query(Q_QUEUE_ROWS)
+            .bind(now)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(self.err("counting the jobs of each queue"))?;
+        rows.iter()
+            .map(|row| record::queue_row::<SqliteDialect>(row).map_err(|m| self.corrupt(m)))
+            .collect()
     }
 
     async fn job_partitions(&self, parent: JobId) -> Result<Vec<JobRecord>> {

@@ -164,6 +164,8 @@ macro_rules! store_conformance {
             rate_wait_grows_as_reservations_pile_up,
             rate_idle_bucket_banks_nothing,
             job_events_record_history,
+            paused_queue_is_not_claimed,
+            queue_stats_count_and_estimate,
         }
     };
 }
@@ -221,6 +223,8 @@ pub async fn share<S: Store>(store: S) -> Arc<dyn Store> {
         .expect("Store::migrate on the fresh store (it must be idempotent)");
     Arc::new(store)
 }
+
+pub use crate::queues::{paused_queue_is_not_claimed, queue_stats_count_and_estimate};
 
 pub use crate::partitions::{
     batched_releases_keep_history_and_finish_parents, delete_takes_partitions_along,

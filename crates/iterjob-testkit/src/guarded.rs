@@ -105,6 +105,29 @@ impl<S: Store, G: Send + Sync + 'static> Store for Guarded<S, G> {
     ) -> Result<u64> {
         self.store.job_prunable(state, finished_before).await
     }
+
+    async fn queue_pause(
+        &self,
+        queue: &str,
+        mode: iterjob::store::QueuePauseMode,
+    ) -> Result<iterjob::store::QueuePause> {
+        self.store.queue_pause(queue, mode).await
+    }
+
+    async fn queue_resume(&self, queue: &str) -> Result<bool> {
+        self.store.queue_resume(queue).await
+    }
+
+    async fn queue_pauses(&self) -> Result<Vec<iterjob::store::QueuePause>> {
+        self.store.queue_pauses().await
+    }
+
+    async fn queue_rows(
+        &self,
+        now: iterjob::store::Millis,
+    ) -> Result<Vec<iterjob::store::QueueRow>> {
+        self.store.queue_rows(now).await
+    }
     async fn job_wait_available(&self) {
         self.store.job_wait_available().await
     }

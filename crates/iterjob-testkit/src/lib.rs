@@ -39,6 +39,7 @@ pub mod fairness;
 pub mod guarded;
 pub mod pacing;
 pub mod partitions;
+pub mod queues;
 pub mod resume;
 pub mod scenarios;
 pub mod sql;

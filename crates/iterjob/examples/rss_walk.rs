@@ -153,6 +153,29 @@ impl Store for CountingStore {
     ) -> iterjob::Result<u64> {
         self.inner.job_prunable(state, finished_before).await
     }
+
+    async fn queue_pause(
+        &self,
+        queue: &str,
+        mode: iterjob::store::QueuePauseMode,
+    ) -> iterjob::Result<iterjob::store::QueuePause> {
+        self.inner.queue_pause(queue, mode).await
+    }
+
+    async fn queue_resume(&self, queue: &str) -> iterjob::Result<bool> {
+        self.inner.queue_resume(queue).await
+    }
+
+    async fn queue_pauses(&self) -> iterjob::Result<Vec<iterjob::store::QueuePause>> {
+        self.inner.queue_pauses().await
+    }
+
+    async fn queue_rows(
+        &self,
+        now: iterjob::store::Millis,
+    ) -> iterjob::Result<Vec<iterjob::store::QueueRow>> {
+        self.inner.queue_rows(now).await
+    }
     async fn job_retry(&self, id: JobId) -> iterjob::Result<JobRecord> {
         self.inner.job_retry(id).await
     }

@@ -9,7 +9,8 @@ use iterjob::store::rules::{
 };
 use iterjob::store::{
     ClaimRequest, Claimed, Control, JobEvent, JobEventKind, JobFilter, JobId, JobRecord, JobState,
-    NewJob, Outcome, Progress, Rescued, RunToken, Split, SplitRequest, Store, duration_millis,
+    Millis, NewJob, Outcome, Progress, QueuePause, QueuePauseMode, QueueRow, Rescued, RunToken,
+    Split, SplitRequest, Store, check_queue_name, duration_millis,
     now_millis, rate_cost_micros, release_event,
 };
 use iterjob::{Error, Result};
@@ -64,14 +65,35 @@ impl Store for MySqlStore {
             return Ok(Vec::new());
         }
         let limit = request.limit.min(MAX_CLAIM);
+        let mut tx = self.begin("claiming jobs").await?;
+        // the queues asked for, less the paused ones (read first, locking nothing)
+        let paused = sqlx::query(&self.q().queue_pauses)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(self.err("claiming jobs"))?
+            .iter()
+            .map(|row| {
+                record::queue_pause::<MySqlDialect>(row)
+                    .map(|p| p.queue)
+                    .map_err(|m| self.corrupt(m))
+            })
+            .collect::<Result<Vec<String>>>()?;
+        let queues: Vec<&String> = request
+            .queues
+            .iter()
+            .filter(|q| !paused.contains(q))
+            .collect();
+        if queues.is_empty() {
+            let _ = tx.rollback().await;
+            return Ok(Vec::new());
+        }
         let pick = with_list(
-            &with_list(&self.q().claim_pick, "queues", request.queues.len()),
+            &with_list(&self.q().claim_pick, "queues", queues.len()),
             "kinds",
             request.kinds.len(),
         );
-        let mut tx = self.begin("claiming jobs").await?;
         let mut query = sqlx::query(&pick);
-        for queue in &request.queues {
+        for queue in queues {
             query = query.bind(queue);
         }
         for kind in &request.kinds {
@@ -806,6 +828,61 @@ impl Store for MySqlStore {
             .await
             .map_err(self.err("counting prunable jobs"))?;
         Ok(n.max(0) as u64)
+    }
+
+    async fn queue_pause(&self, queue: &str, mode: QueuePauseMode) -> Result<QueuePause> {
+        check_queue_name(queue)?;
+        let mut tx = self.begin("pausing a queue").await?;
+        sqlx::query(&self.q().queue_pause)
+            .bind(queue)
+            .bind(mode.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(self.err("pausing a queue"))?;
+        let row = sqlx::query(&self.q().queue_paused)
+            .bind(queue)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(self.err("pausing a queue"))?;
+        tx.commit().await.map_err(self.err("pausing a queue"))?;
+        record::queue_pause::<MySqlDialect>(&row).map_err(|m| self.corrupt(m))
+    }
+
+    async fn queue_resume(&self, queue: &str) -> Result<bool> {
+        let done = sqlx::query(&self.q().queue_resume)
+            .bind(queue)
+            .execute(&self.pool)
+            .await
+            .map_err(self.err("resuming a queue"))?;
+        let resumed = done.rows_affected() > 0;
+        if resumed {
+            self.wake_local();
+        }
+        Ok(resumed)
+    }
+
+    async fn queue_pauses(&self) -> Result<Vec<QueuePause>> {
+        let rows = sqlx::query(&self.q().queue_pauses)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(self.err("reading paused queues"))?;
+        rows.iter()
+            .map(|row| record::queue_pause::<MySqlDialect>(row).map_err(|m| self.corrupt(m)))
+            .collect()
+    }
+
+    async fn queue_rows(&self, now: Millis) -> Result<Vec<QueueRow>> {
+        let rows = sqlx::query(&self.q().queue_rows)
+            .bind(now)
+            .bind(now)
+            .bind(now)
+            .bind(now)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(self.err("counting the jobs of each queue"))?;
+        rows.iter()
+            .map(|row| record::queue_row::<MySqlDialect>(row).map_err(|m| self.corrupt(m)))
+            .collect()
     }
 
     async fn job_partitions(&self, parent: JobId) -> Result<Vec<JobRecord>> {

@@ -70,6 +70,11 @@ queries! {
     prune_events => "job_prune_events.sql",
     prune_children => "job_prune_children.sql",
     prune => "job_prune.sql",
+    queue_pause => "queue_pause.sql",
+    queue_paused => "queue_paused.sql",
+    queue_resume => "queue_resume.sql",
+    queue_pauses => "queue_pauses.sql",
+    queue_rows => "queue_rows.sql",
 }
 
 /// `n` parameters: `?, ?, ?`.

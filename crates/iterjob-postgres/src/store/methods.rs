@@ -10,8 +10,9 @@ use iterjob::store::rules::{
 };
 use iterjob::store::{
     ClaimRequest, Claimed, Control, JobEvent, JobEventKind, JobFilter, JobId, JobRecord, JobState,
-    NewJob, Outcome, Progress, Release, Rescued, RunToken, Split, SplitRequest, Store,
-    duration_millis, now_millis, rate_cost_micros, release_event,
+    Millis, NewJob, Outcome, Progress, QueuePause, QueuePauseMode, QueueRow, Release, Rescued,
+    RunToken, Split, SplitRequest, Store, check_queue_name, duration_millis, now_millis,
+    rate_cost_micros, release_event,
 };
 use iterjob::{Error, Result};
 use iterjob_sql::record;
@@ -822,6 +823,56 @@ impl Store for PgStore {
             .await
             .map_err(self.err("counting prunable jobs"))?;
         Ok(n.max(0) as u64)
+    }
+
+    async fn queue_pause(&self, queue: &str, mode: QueuePauseMode) -> Result<QueuePause> {
+        check_queue_name(queue)?;
+        let row = sqlx::query(&self.q().queue_pause)
+            .bind(queue)
+            .bind(mode.as_str())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(self.err("pausing a queue"))?;
+        record::queue_pause::<PgDialect>(&row).map_err(|m| self.corrupt(m))
+    }
+
+    async fn queue_resume(&self, queue: &str) -> Result<bool> {
+        let mut tx = self.begin("resuming a queue").await?;
+        let resumed = sqlx::query(&self.q().queue_resume)
+            .bind(queue)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(self.err("resuming a queue"))?
+            .is_some();
+        if resumed {
+            self.announce(&mut tx, &[queue.to_string()]).await?;
+        }
+        tx.commit().await.map_err(self.err("resuming a queue"))?;
+        if resumed {
+            self.wake_local();
+        }
+        Ok(resumed)
+    }
+
+    async fn queue_pauses(&self) -> Result<Vec<QueuePause>> {
+        let rows = sqlx::query(&self.q().queue_pauses)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(self.err("reading paused queues"))?;
+        rows.iter()
+            .map(|row| record::queue_pause::<PgDialect>(row).map_err(|m| self.corrupt(m)))
+            .collect()
+    }
+
+    async fn queue_rows(&self, now: Millis) -> Result<Vec<QueueRow>> {
+        let rows = sqlx::query(&self.q().queue_rows)
+            .bind(now)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(self.err("counting the jobs of each queue"))?;
+        rows.iter()
+            .map(|row| record::queue_row::<PgDialect>(row).map_err(|m| self.corrupt(m)))
+            .collect()
     }
 
     async fn job_partitions(&self, parent: JobId) -> Result<Vec<JobRecord>> {

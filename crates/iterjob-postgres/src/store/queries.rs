@@ -48,6 +48,10 @@ const Q_PRUNABLE: &str = include_str!("../../queries/job_prunable.sql");
 const Q_PRUNE_EVENTS: &str = include_str!("../../queries/job_prune_events.sql");
 const Q_PRUNE_CHILDREN: &str = include_str!("../../queries/job_prune_children.sql");
 const Q_PRUNE: &str = include_str!("../../queries/job_prune.sql");
+const Q_QUEUE_PAUSE: &str = include_str!("../../queries/queue_pause.sql");
+const Q_QUEUE_RESUME: &str = include_str!("../../queries/queue_resume.sql");
+const Q_QUEUE_PAUSES: &str = include_str!("../../queries/queue_pauses.sql");
+const Q_QUEUE_ROWS: &str = include_str!("../../queries/queue_rows.sql");
 
 /// The SQL of every query, for one schema.
 #[derive(Debug)]
@@ -98,6 +102,10 @@ pub(super) struct Queries {
     pub(super) prune_events: String,
     pub(super) prune_children: String,
     pub(super) prune: String,
+    pub(super) queue_pause: String,
+    pub(super) queue_resume: String,
+    pub(super) queue_pauses: String,
+    pub(super) queue_rows: String,
 }
 
 impl Queries {
@@ -150,6 +158,10 @@ impl Queries {
             prune_events: r(Q_PRUNE_EVENTS),
             prune_children: r(Q_PRUNE_CHILDREN),
             prune: r(Q_PRUNE),
+            queue_pause: r(Q_QUEUE_PAUSE),
+            queue_resume: r(Q_QUEUE_RESUME),
+            queue_pauses: r(Q_QUEUE_PAUSES),
+            queue_rows: r(Q_QUEUE_ROWS),
         }
     }
 }

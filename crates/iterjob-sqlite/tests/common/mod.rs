@@ -115,6 +115,29 @@ impl Store for TempStore {
     ) -> Result<u64> {
         self.store.job_prunable(state, finished_before).await
     }
+
+    async fn queue_pause(
+        &self,
+        queue: &str,
+        mode: iterjob::store::QueuePauseMode,
+    ) -> Result<iterjob::store::QueuePause> {
+        self.store.queue_pause(queue, mode).await
+    }
+
+    async fn queue_resume(&self, queue: &str) -> Result<bool> {
+        self.store.queue_resume(queue).await
+    }
+
+    async fn queue_pauses(&self) -> Result<Vec<iterjob::store::QueuePause>> {
+        self.store.queue_pauses().await
+    }
+
+    async fn queue_rows(
+        &self,
+        now: iterjob::store::Millis,
+    ) -> Result<Vec<iterjob::store::QueueRow>> {
+        self.store.queue_rows(now).await
+    }
     async fn job_retry(&self, id: JobId) -> Result<JobRecord> {
         self.store.job_retry(id).await
     }

@@ -2,6 +2,7 @@
 //! checkpointing, heartbeating and stopping between items when asked to.
 
 mod backoff;
+mod controls;
 pub(crate) mod live;
 pub(crate) mod pace;
 mod release;
@@ -76,6 +77,11 @@ pub struct WorkerConfig {
     /// slot for less than a claim's round trip, a claim also asks for the slots
     /// working now, which will be free by the time it returns.
     pub prefetch: usize,
+    /// How often the worker reads the operators' switches from the store (paused
+    /// queues, [`Store::queue_pause`](crate::store::Store::queue_pause)): one small
+    /// query per worker, after which a pause reaches every run of the queue at its
+    /// next item. Default: 1 s.
+    pub control_interval: Duration,
 }
 
 impl Default for WorkerConfig {
@@ -98,6 +104,7 @@ impl Default for WorkerConfig {
             dynamic_splitting: true,
             split_min_remaining: 1000,
             prefetch: 4,
+            control_interval: Duration::from_secs(1),
         }
     }
 }
@@ -125,6 +132,7 @@ impl WorkerConfig {
             ("checkpoint interval", self.checkpoint_interval),
             ("max runtime", self.max_runtime),
             ("rescue interval", self.rescue_interval),
+            ("control interval", self.control_interval),
         ] {
             if d.is_zero() {
                 return bad(format!("{name} must be greater than zero"));

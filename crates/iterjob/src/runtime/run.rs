@@ -15,12 +15,13 @@ use crate::job::PartitionFailure;
 use crate::job::{Job, JobContext};
 use crate::registry::decode_params;
 use crate::runtime::backoff::retry_delay;
+use crate::runtime::controls::ControlsWatch;
 use crate::runtime::live::LiveJob;
 use crate::runtime::pace::{Pacer, Stop};
 use crate::runtime::release::Releaser;
 use crate::runtime::signals::{
-    CANCEL, CHECKPOINT, LEASE_EXPIRING, LEASE_LOST, PAUSE, SHUTDOWN, SPLIT, Signals, Supervisor,
-    THROTTLE, TIME_SLICE,
+    CANCEL, CHECKPOINT, LEASE_EXPIRING, LEASE_LOST, PAUSE, QUEUE_PAUSED, SHUTDOWN, SPLIT, Signals,
+    Supervisor, THROTTLE, TIME_SLICE,
 };
 use crate::runtime::slots::Slot;
 use crate::runtime::{ResolvedSettings, RunEnd, telemetry};
@@ -48,6 +49,8 @@ pub(crate) struct RunEnv {
     pub(crate) releaser: Releaser,
     /// The run's work slot, freed when its release is handed over.
     pub(crate) slot: Slot,
+    /// The operators' switches (paused queues), as the worker reads them.
+    pub(crate) controls: ControlsWatch,
 }
 
 /// What a run did, for the worker's tally and logs.
@@ -91,6 +94,8 @@ pub(crate) async fn run_job<J: Job>(job: Arc<J>, env: RunEnv) -> RunReport {
         shutdown: env.shutdown.clone(),
         signals: Arc::clone(&signals),
         releaser: env.releaser.clone(),
+        queue: env.claimed.job.queue.clone(),
+        controls: env.controls.clone(),
     };
     let supervisor = tokio::spawn(supervisor.run(done.clone()));
     let _stop_supervisor = done.clone().drop_guard();
@@ -367,6 +372,18 @@ impl<J: Job> Runner<J> {
                     ctx,
                     pos,
                     InterruptReason::Shutdown,
+                    Duration::ZERO,
+                    items_at_start,
+                )
+                .await,
+            );
+        }
+        if flags & QUEUE_PAUSED != 0 {
+            return Attended::End(
+                self.interrupt(
+                    ctx,
+                    pos,
+                    InterruptReason::QueuePaused,
                     Duration::ZERO,
                     items_at_start,
                 )

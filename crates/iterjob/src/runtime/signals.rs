@@ -11,6 +11,7 @@ use tokio::time::{Instant, MissedTickBehavior, interval_at, sleep_until};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::Error;
+use crate::runtime::controls::ControlsWatch;
 use crate::runtime::release::{Releaser, Retrying};
 use crate::store::{JobId, RunToken, Store};
 
@@ -25,6 +26,9 @@ pub(crate) const SPLIT: u32 = 1 << 7;
 /// The lease could not be renewed and would expire before the next heartbeat: stop
 /// at the next item and hand the job back (a fenced release, no attempt used).
 pub(crate) const LEASE_EXPIRING: u32 = 1 << 8;
+/// An operator paused the job's queue (interrupting its runs): stop at the next
+/// item and go back to the queue.
+pub(crate) const QUEUE_PAUSED: u32 = 1 << 9;
 
 /// The signal word shared by a run's loop and its supervisor.
 #[derive(Debug)]
@@ -141,6 +145,9 @@ pub(crate) struct Supervisor {
     pub(crate) signals: Arc<Signals>,
     /// The worker's releaser, to mark this run's lease at risk.
     pub(crate) releaser: Releaser,
+    /// The job's queue, and the operators' switches as the worker reads them.
+    pub(crate) queue: String,
+    pub(crate) controls: ControlsWatch,
 }
 
 impl Supervisor {
@@ -148,8 +155,13 @@ impl Supervisor {
     /// the lease could not be renewed, it returns the guard that keeps this worker's
     /// rescuer from taking the job for dead while the run is still alive: the
     /// task's output is held until the run joins it, at its very end.
-    pub(crate) async fn run(self, done: CancellationToken) -> Option<Retrying> {
+    pub(crate) async fn run(mut self, done: CancellationToken) -> Option<Retrying> {
         let start = Instant::now();
+        // a job claimed just before its queue was paused stops at its first item
+        let mut watching = true;
+        if self.controls.borrow_and_update().interrupts(&self.queue) {
+            self.signals.raise(QUEUE_PAUSED);
+        }
         let mut heartbeat = interval_at(start + self.heartbeat_interval, self.heartbeat_interval);
         heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut checkpoint =
@@ -181,6 +193,13 @@ impl Supervisor {
                 }
                 _ = checkpoint.tick() => self.signals.raise(CHECKPOINT),
                 _ = throttle.tick() => self.signals.raise(THROTTLE),
+                changed = self.controls.changed(), if watching => {
+                    if changed.is_err() {
+                        watching = false;
+                    } else if self.controls.borrow_and_update().interrupts(&self.queue) {
+                        self.signals.raise(QUEUE_PAUSED);
+                    }
+                }
             }
         }
     }

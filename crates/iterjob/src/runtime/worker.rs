@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::Result;
 use crate::registry::Registry;
+use crate::runtime::controls::{self, Controls, ControlsWatch};
 use crate::runtime::live::{LiveJob, LiveJobs, RunningJob};
 use crate::runtime::release::{MAX_BATCH, Releaser};
 use crate::runtime::run::{RunEnv, RunReport, panic_message};
@@ -180,6 +181,13 @@ impl Worker {
         let mut report = WorkerReport::default();
         let mut tasks: JoinSet<Joined> = JoinSet::new();
         let (releaser, batcher) = Releaser::start(Arc::clone(&self.store));
+        // the operators' switches, read by one task for every run of this worker
+        let (controls_tx, mut controls) = controls::channel();
+        let _poller = AbortOnDrop(tokio::spawn(controls::poll(
+            Arc::clone(&self.store),
+            self.config.control_interval,
+            controls_tx,
+        )));
         let slots = Arc::new(Slots::default());
         let mut ahead = Ahead::default();
         // the claim in flight: the loop keeps starting jobs and joining runs meanwhile
@@ -226,12 +234,19 @@ impl Worker {
             let stale = ahead.take_stale(self.config.heartbeat_interval);
             self.give_back(stale, InterruptReason::TimeSlice, &mut report)
                 .await;
+            if controls.has_changed().unwrap_or(false) {
+                // jobs claimed ahead whose queue was paused since: not started, so
+                // they go back whatever the pause's mode
+                let held = ahead.take_paused(&controls.borrow_and_update());
+                self.give_back(held, InterruptReason::QueuePaused, &mut report)
+                    .await;
+            }
             while self.free(&slots, &tasks) > 0 {
                 let Some((claimed, _)) = ahead.ready.pop_front() else {
                     break;
                 };
                 report.runs += 1;
-                self.spawn_run(&mut tasks, claimed, &releaser, &slots);
+                self.spawn_run(&mut tasks, claimed, &releaser, &slots, &controls);
             }
 
             let free = self.free(&slots, &tasks);
@@ -314,7 +329,7 @@ impl Worker {
                             for c in claimed {
                                 if self.free(&slots, &tasks) > 0 {
                                     report.runs += 1;
-                                    self.spawn_run(&mut tasks, c, &releaser, &slots);
+                                    self.spawn_run(&mut tasks, c, &releaser, &slots, &controls);
                                 } else {
                                     ahead.ready.push_back((c, Instant::now()));
                                 }
@@ -334,6 +349,7 @@ impl Worker {
                 }
                 // a run handed over its release: start the next job now
                 _ = slots.freed(), if !tasks.is_empty() => woken = false,
+                Ok(()) = controls.changed() => woken = false,
                 _ = self.store.job_wait_available(), if has_room && claim.is_none() && store_backoff.is_zero() => {}
                 _ = tokio::time::sleep(wait) => {}
             }
@@ -451,6 +467,7 @@ impl Worker {
         claimed: Claimed,
         releaser: &Releaser,
         slots: &Arc<Slots>,
+        controls: &ControlsWatch,
     ) {
         let id = claimed.job.id;
         let kind = match self.registry.get(&claimed.job.kind) {
@@ -501,6 +518,7 @@ impl Worker {
             live: Arc::clone(&live),
             releaser: releaser.clone(),
             slot: slots.take(),
+            controls: controls.clone(),
         };
         tracing::debug!(job = id, "run started");
         tasks.spawn(async move {
@@ -657,6 +675,16 @@ impl Ahead {
     /// proves that runs hold their slots that long: claiming ahead stops until short
     /// runs bring the average down again (else a worker whose runs turned long would
     /// claim ahead and give back every `max_wait`, until a long run ended).
+    /// Takes the jobs held ready whose queue is paused now.
+    fn take_paused(&mut self, controls: &Controls) -> Vec<Claimed> {
+        let (paused, kept): (VecDeque<_>, VecDeque<_>) = self
+            .ready
+            .drain(..)
+            .partition(|(c, _)| controls.is_paused(&c.job.queue));
+        self.ready = kept;
+        paused.into_iter().map(|(c, _)| c).collect()
+    }
+
     fn take_stale(&mut self, max_wait: Duration) -> Vec<Claimed> {
         let mut stale = Vec::new();
         while let Some((_, at)) = self.ready.front() {
@@ -672,6 +700,15 @@ impl Ahead {
             self.mean_run = Some(self.mean_run.map_or(waited, |mean| mean.max(waited)));
         }
         stale
+    }
+}
+
+/// Aborts a helper task when the worker's loop ends, however it ends.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -105,6 +105,7 @@ impl FromStr for InterruptReason {
             InterruptReason::Pause,
             InterruptReason::Cancel,
             InterruptReason::Unavailable,
+            InterruptReason::QueuePaused,
         ]
         .into_iter()
         .find(|r| r.as_str() == s)

@@ -34,8 +34,9 @@ use crate::store::rate::RateBuckets;
 use crate::store::rules::{self, AdminAction, AdminStep, UNIQUE_KEY_HELD, admin_step};
 use crate::store::{
     ClaimRequest, Claimed, Control, InterruptReason, JobEvent, JobEventKind, JobFilter, JobId,
-    JobRecord, JobState, MAX_EVENTS, Millis, NewJob, Outcome, Progress, Rescued, RunToken, Split,
-    SplitRequest, Store, duration_millis, now_millis, parent_outcome, release_event,
+    JobRecord, JobState, MAX_EVENTS, Millis, NewJob, Outcome, Progress, QueuePause,
+    QueuePauseMode, QueueRow, Rescued, RunToken, Split, SplitRequest, Store, check_queue_name,
+    duration_millis, now_millis, parent_outcome, release_event,
 };
 use serde_json::Value;
 
@@ -72,6 +73,8 @@ struct Inner {
     jobs: BTreeMap<JobId, Entry>,
     /// Every job's history, oldest first (see [`Store::job_events`]).
     events: Vec<JobEvent>,
+    /// The paused queues, by name.
+    pauses: BTreeMap<String, QueuePause>,
 }
 
 #[derive(Debug)]
@@ -357,6 +360,7 @@ impl Store for MemoryStore {
             .filter(|r| matches!(r.state, JobState::Queued | JobState::Retrying))
             .filter(|r| r.run_at <= now)
             .filter(|r| kinds.contains(r.kind.as_str()) && queues.contains(r.queue.as_str()))
+            .filter(|r| !inner.pauses.contains_key(&r.queue))
             .map(|r| (r.priority, r.run_at, r.id))
             .collect();
         candidates.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
@@ -694,6 +698,78 @@ impl Store for MemoryStore {
 
     async fn job_wait_available(&self) {
         self.available.notified().await;
+    }
+
+    async fn queue_pause(&self, queue: &str, mode: QueuePauseMode) -> Result<QueuePause> {
+        check_queue_name(queue)?;
+        let now = now_millis();
+        let mut inner = self.lock();
+        let pause = inner
+            .pauses
+            .entry(queue.to_string())
+            .or_insert_with(|| QueuePause {
+                queue: queue.to_string(),
+                since: now,
+                mode,
+            });
+        pause.mode = mode;
+        Ok(pause.clone())
+    }
+
+    async fn queue_resume(&self, queue: &str) -> Result<bool> {
+        let was = self.lock().pauses.remove(queue).is_some();
+        if was {
+            self.available.notify_waiters();
+        }
+        Ok(was)
+    }
+
+    async fn queue_pauses(&self) -> Result<Vec<QueuePause>> {
+        Ok(self.lock().pauses.values().cloned().collect())
+    }
+
+    async fn queue_rows(&self, now: Millis) -> Result<Vec<QueueRow>> {
+        let inner = self.lock();
+        let split: HashSet<JobId> = inner
+            .jobs
+            .values()
+            .filter_map(|e| e.record.parent_id)
+            .collect();
+        let mut rows: BTreeMap<(String, String, JobState), QueueRow> = BTreeMap::new();
+        for record in inner.jobs.values().map(|e| &e.record) {
+            if split.contains(&record.id) {
+                continue;
+            }
+            let row = rows
+                .entry((record.queue.clone(), record.kind.clone(), record.state))
+                .or_insert_with(|| QueueRow {
+                    queue: record.queue.clone(),
+                    kind: record.kind.clone(),
+                    state: record.state,
+                    ..QueueRow::default()
+                });
+            row.jobs += 1;
+            row.items_done += record.items_done;
+            row.running_ms += record.running_ms;
+            let claimable = matches!(record.state, JobState::Queued | JobState::Retrying)
+                && record.run_at <= now;
+            if claimable {
+                row.claimable += 1;
+                row.oldest_claimable = Some(
+                    row.oldest_claimable
+                        .map_or(record.run_at, |t| t.min(record.run_at)),
+                );
+            }
+            if claimable || record.state == JobState::Running {
+                match record.items_total {
+                    Some(total) => {
+                        row.active_items_left += total.saturating_sub(record.items_done);
+                    }
+                    None => row.active_without_total += 1,
+                }
+            }
+        }
+        Ok(rows.into_values().collect())
     }
 
     async fn job_retry(&self, id: JobId) -> Result<JobRecord> {

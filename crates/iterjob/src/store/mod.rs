@@ -12,11 +12,13 @@
 
 mod events;
 pub(crate) mod memory;
+mod queues;
 mod rate;
 pub mod rules;
 
 pub use events::{JobEvent, JobEventKind, MAX_EVENTS, release_event};
 pub use memory::MemoryStore;
+pub use queues::{QueuePause, QueuePauseMode, QueueRow, QueueStats, summarize};
 pub use rate::{Micros, now_micros, rate_cost_micros};
 
 use std::fmt;
@@ -57,10 +59,13 @@ pub fn duration_millis(d: Duration) -> i64 {
 ///   │                  │ ├──▶ failed    (fatal error, attempts exhausted, crashed too often)
 ///   └──────retry───────┘ └──▶ cancelled
 /// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum JobState {
     /// Waiting to be claimed; `run_at` may lie in the future (scheduled).
+    #[default]
     Queued,
     /// Claimed by a worker holding a lease.
     Running,
@@ -149,6 +154,9 @@ pub enum InterruptReason {
     /// Something outside the job was unavailable (its database full, locked or
     /// restarting; no free connection): [`JobError::Unavailable`](crate::JobError::Unavailable).
     Unavailable,
+    /// An operator paused the job's queue ([`QueuePauseMode::Interrupt`]); it waits
+    /// in the queue until the queue is resumed.
+    QueuePaused,
 }
 
 impl InterruptReason {
@@ -161,6 +169,7 @@ impl InterruptReason {
             InterruptReason::Pause => "pause",
             InterruptReason::Cancel => "cancel",
             InterruptReason::Unavailable => "unavailable",
+            InterruptReason::QueuePaused => "queue_paused",
         }
     }
 }
@@ -696,6 +705,39 @@ pub trait Store: Send + Sync + 'static {
     /// # Errors
     /// [`Error::Config`] when `state` is not a finished state.
     async fn job_prunable(&self, state: JobState, finished_before: Millis) -> Result<u64>;
+
+    /// Pauses a queue: from the moment this returns no job of the queue is claimed
+    /// (by any worker of any process) until [`Store::queue_resume`]; what happens
+    /// to its running jobs is `mode`'s, carried out by the workers, which read the
+    /// pauses every [`WorkerConfig::control_interval`](crate::WorkerConfig::control_interval).
+    /// A queue may be paused before any job is in it. Pausing a paused queue keeps
+    /// its `since` and sets the new mode. Returns the pause.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for a name [`check_queue_name`] refuses.
+    async fn queue_pause(&self, queue: &str, mode: QueuePauseMode) -> Result<QueuePause>;
+
+    /// Resumes a paused queue: its waiting jobs are claimable again at once (and
+    /// waiting workers are woken). Returns whether it was paused.
+    async fn queue_resume(&self, queue: &str) -> Result<bool>;
+
+    /// The paused queues, by name.
+    async fn queue_pauses(&self) -> Result<Vec<QueuePause>>;
+
+    /// The jobs of every queue, aggregated per queue, kind and state, split
+    /// parents left out (a partitioned job counts as its partitions): one
+    /// [`QueueRow`] per group that has jobs, with `now` deciding which are
+    /// claimable. See [`Store::queue_stats`] for the summary.
+    async fn queue_rows(&self, now: Millis) -> Result<Vec<QueueRow>>;
+
+    /// Every queue that has jobs or is paused, summarized ([`summarize`]): counts
+    /// per state, the backlog and the estimated work left.
+    async fn queue_stats(&self) -> Result<Vec<QueueStats>> {
+        let now = now_millis();
+        let rows = self.queue_rows(now).await?;
+        let pauses = self.queue_pauses().await?;
+        Ok(summarize(&rows, &pauses, now))
+    }
 
     /// Resolves when jobs may have become claimable (inserted, resumed, retried, or
     /// announced by another process, e.g. through PostgreSQL `NOTIFY`). A hint only:

@@ -1,0 +1,3 @@
+-- One paused queue.
+-- ? queue
+SELECT queue, since, mode FROM iterjob_queue_pauses WHERE queue = ?
