@@ -5,13 +5,15 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
-use iterjob::store::{JobFilter, JobId, JobRecord, JobState, NewJob};
+use iterjob::store::{JobFilter, JobId, JobRecord, JobState, NewJob, QueuePauseMode};
 use iterjob::{Registry, Worker, WorkerConfig};
 
 #[cfg(feature = "dashboard")]
 use crate::dashboard::{self, DashboardArgs, DashboardOptions};
 use crate::demo::{self, DemoArgs};
-use crate::output::{job_detail, job_json, jobs_table, out, outln};
+use crate::output::{
+    job_detail, job_json, jobs_table, out, outln, printable, queues_table, relative,
+};
 use crate::store::{DEFAULT_DATABASE_URL, open_store};
 
 /// Interruptible, resumable iteration jobs.
@@ -59,6 +61,12 @@ pub enum Command {
     /// Delete finished jobs (with their partitions and history) that finished more
     /// than --older-than ago, in small batches.
     Prune(PruneArgs),
+    /// List the queues: paused or not, jobs per state, the backlog (waiting jobs,
+    /// the oldest wait) and the estimated work left.
+    Queues(QueuesArgs),
+    /// Pause or resume a whole queue.
+    #[command(subcommand)]
+    Queue(QueueCommand),
     /// Create or upgrade the store's schema.
     Migrate,
     /// List the job kinds this binary can run.
@@ -219,6 +227,35 @@ fn parse_finished_state(s: &str) -> std::result::Result<JobState, String> {
     }
 }
 
+/// Arguments of `queues`.
+#[derive(Debug, Args)]
+pub struct QueuesArgs {
+    /// Print JSON (one array; for scripts and autoscalers).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `iterjob queue …`.
+#[derive(Debug, Subcommand)]
+pub enum QueueCommand {
+    /// Pause a queue: no job of it starts, on any worker, until it is resumed. Its
+    /// running jobs stop at their next item and wait in the queue (no attempt
+    /// used), unless --let-run.
+    Pause {
+        /// The queue.
+        name: String,
+        /// Let the runs already going finish their run (their time slice, or the
+        /// whole collection); only new starts stop.
+        #[arg(long)]
+        let_run: bool,
+    },
+    /// Resume a paused queue: its waiting jobs start again at once.
+    Resume {
+        /// The queue.
+        name: String,
+    },
+}
+
 /// A job id.
 #[derive(Debug, Args)]
 pub struct IdArg {
@@ -339,6 +376,8 @@ pub(crate) async fn execute(cli: Cli, registry: Registry) -> Result<()> {
                     Ok(())
                 }
                 Command::Prune(args) => prune(&*store, &args).await,
+                Command::Queues(args) => queues(&*store, &args).await,
+                Command::Queue(command) => queue(&*store, command).await,
                 Command::Demo(_) | Command::Kinds => unreachable!("handled above"),
             }
         }
@@ -447,6 +486,20 @@ async fn run_worker(
         }
         None => None,
     };
+    // a worker whose queues are paused looks idle: say why
+    match store.queue_pauses().await {
+        Ok(pauses) => {
+            for pause in pauses.iter().filter(|p| config.queues.contains(&p.queue)) {
+                eprintln!(
+                    "note: queue {} is paused (since {}); its jobs wait until `queue resume {}`",
+                    printable(&pause.queue),
+                    relative(pause.since),
+                    printable(&pause.queue)
+                );
+            }
+        }
+        Err(error) => tracing::warn!(%error, "could not read the paused queues"),
+    }
     let worker = Arc::new(Worker::new(store, registry, config)?);
     let shutdown = worker.shutdown_token();
     #[cfg(feature = "dashboard")]
@@ -482,6 +535,76 @@ async fn run_worker(
         report.retried,
         report.failed
     );
+    Ok(())
+}
+
+/// `iterjob queues`.
+async fn queues(store: &dyn iterjob::Store, args: &QueuesArgs) -> Result<()> {
+    let stats = store.queue_stats().await?;
+    if args.json {
+        outln!("{}", serde_json::to_string_pretty(&stats)?)?;
+    } else if stats.is_empty() {
+        outln!("no queues: no job was enqueued yet")?;
+    } else {
+        out!("{}", queues_table(&stats))?;
+    }
+    Ok(())
+}
+
+/// `iterjob queue pause|resume`.
+async fn queue(store: &dyn iterjob::Store, command: QueueCommand) -> Result<()> {
+    match command {
+        QueueCommand::Pause { name, let_run } => {
+            let mode = if let_run {
+                QueuePauseMode::LetRun
+            } else {
+                QueuePauseMode::Interrupt
+            };
+            let pause = store.queue_pause(&name, mode).await?;
+            let stats = store.queue_stats().await?;
+            let shown = printable(&name);
+            let q = stats.iter().find(|q| q.queue == name);
+            let running = q.map_or(0, |q| q.counts.get(&JobState::Running).copied().unwrap_or(0));
+            let total: u64 = q.map_or(0, |q| q.counts.values().sum());
+            outln!(
+                "queue {shown} paused (since {}): no job of it starts until `queue resume {shown}`",
+                relative(pause.since)
+            )?;
+            if running > 0 {
+                match pause.mode {
+                    QueuePauseMode::Interrupt => outln!(
+                        "{running} running jobs stop at their next item and wait in the queue"
+                    )?,
+                    QueuePauseMode::LetRun => {
+                        outln!("{running} running jobs finish their current run")?
+                    }
+                }
+            }
+            if total == 0 {
+                let known: Vec<String> = stats
+                    .iter()
+                    .filter(|q| q.counts.values().sum::<u64>() > 0)
+                    .map(|q| printable(&q.queue))
+                    .collect();
+                let known = if known.is_empty() {
+                    "none yet".to_string()
+                } else {
+                    known.join(", ")
+                };
+                eprintln!(
+                    "note: no job is in queue {shown} (queues with jobs: {known}); it is paused \
+                     anyway, for jobs enqueued later. A typo? `queue resume {shown}` undoes it."
+                );
+            }
+        }
+        QueueCommand::Resume { name } => {
+            if store.queue_resume(&name).await? {
+                outln!("queue {} resumed", printable(&name))?;
+            } else {
+                outln!("queue {} was not paused; nothing to do", printable(&name))?;
+            }
+        }
+    }
     Ok(())
 }
 

@@ -21,7 +21,7 @@ macro_rules! out {
 pub(crate) use out;
 
 use iterjob::JobRecord;
-use iterjob::store::{Millis, now_millis};
+use iterjob::store::{JobState, Millis, QueuePauseMode, QueueStats, now_millis};
 use serde_json::{Value, json};
 
 /// A job as the `--json` output shows it.
@@ -149,6 +149,90 @@ fn truncate(s: &str, n: usize) -> String {
     }
 }
 
+/// Rows of cells as aligned columns, two spaces apart.
+fn aligned(rows: &[Vec<String>]) -> String {
+    let widths: Vec<usize> = (0..rows.first().map_or(0, Vec::len))
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for row in rows {
+        let line: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// A duration in seconds, short: `45s`, `12m 3s`, `2h 5m`.
+pub(crate) fn short_secs(secs: f64) -> String {
+    let secs = secs.max(0.0).round() as u64;
+    match secs {
+        0..60 => format!("{secs}s"),
+        60..3600 => format!("{}m {}s", secs / 60, secs % 60),
+        _ => format!("{}h {}m", secs / 3600, secs % 3600 / 60),
+    }
+}
+
+/// Queues as an aligned table (`iterjob queues`).
+pub(crate) fn queues_table(queues: &[QueueStats]) -> String {
+    let mut rows: Vec<Vec<String>> = vec![
+        [
+            "QUEUE",
+            "STATUS",
+            "WAITING",
+            "OLDEST WAIT",
+            "RUNNING",
+            "SCHEDULED",
+            "RETRYING",
+            "PAUSED",
+            "FAILED",
+            "COMPLETED",
+            "CANCELLED",
+            "WORK LEFT",
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect(),
+    ];
+    for q in queues {
+        let n = |state: JobState| q.counts.get(&state).copied().unwrap_or(0).to_string();
+        let status = match &q.paused {
+            None => "active".to_string(),
+            Some(p) if p.mode == QueuePauseMode::LetRun => format!("paused (let run) {}", relative(p.since)),
+            Some(p) => format!("paused {}", relative(p.since)),
+        };
+        let waiting = if q.held > 0 {
+            format!("{} held", q.held)
+        } else {
+            q.waiting.to_string()
+        };
+        let mut work = short_secs(q.work_left_secs);
+        if q.unestimated_jobs > 0 {
+            work.push_str(&format!(" + {} jobs not estimated", q.unestimated_jobs));
+        }
+        rows.push(vec![
+            truncate(&printable(&q.queue), 40),
+            status,
+            waiting,
+            q.oldest_wait_ms
+                .map_or_else(|| "-".to_string(), |ms| short_secs(ms as f64 / 1000.0)),
+            n(JobState::Running),
+            q.scheduled.to_string(),
+            n(JobState::Retrying),
+            n(JobState::Paused),
+            n(JobState::Failed),
+            n(JobState::Completed),
+            n(JobState::Cancelled),
+            work,
+        ]);
+    }
+    aligned(&rows)
+}
+
 /// Jobs as an aligned table.
 pub(crate) fn jobs_table(jobs: &[JobRecord]) -> String {
     // a PARENT column only when partitions are listed (`iterjob jobs --top-level`
@@ -192,20 +276,7 @@ pub(crate) fn jobs_table(jobs: &[JobRecord]) -> String {
         }
         rows.push(row);
     }
-    let widths: Vec<usize> = (0..rows[0].len())
-        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
-        .collect();
-    let mut out = String::new();
-    for row in rows {
-        let line: Vec<String> = row
-            .iter()
-            .zip(&widths)
-            .map(|(cell, w)| format!("{cell:<w$}"))
-            .collect();
-        out.push_str(line.join("  ").trim_end());
-        out.push('\n');
-    }
-    out
+    aligned(&rows)
 }
 
 /// One job in detail.

@@ -280,3 +280,57 @@ async fn prune_counts_then_deletes_finished_jobs_with_their_partitions() {
         &["not a finished state"],
     );
 }
+
+/// `iterjob queue pause|resume` and `iterjob queues`: a worker started while its
+/// queue is paused runs nothing of it (and exits when idle); `queues --json` shows
+/// the job held by the pause; once resumed, the next worker runs it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_queue_holds_its_jobs_until_resumed() {
+    let sandbox = Sandbox::new();
+    let out = sandbox.run(&["demo", "--products", "200", "--api-latency", "1ms"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let first: serde_json::Value =
+        serde_json::from_str(&stdout(&sandbox.run(&["show", "1", "--json"]))).unwrap();
+    let params = first["params"].to_string();
+
+    let paused = sandbox.run(&["queue", "pause", "default"]);
+    assert!(paused.status.success(), "{}", stderr(&paused));
+    assert!(stdout(&paused).contains("queue default paused"), "{}", stdout(&paused));
+    let typo = sandbox.run(&["queue", "pause", "defualt"]);
+    assert!(
+        stderr(&typo).contains("no job is in queue defualt (queues with jobs: default)"),
+        "{}",
+        stderr(&typo)
+    );
+    assert!(sandbox.run(&["queue", "resume", "defualt"]).status.success());
+
+    let enqueued = sandbox.run(&["enqueue", "demo_sync_products", "--params", &params]);
+    assert!(enqueued.status.success(), "{}", stderr(&enqueued));
+    let worker = sandbox.run(&["worker", "--exit-when-idle", "1s"]);
+    assert!(worker.status.success(), "{}", stderr(&worker));
+    let job: serde_json::Value =
+        serde_json::from_str(&stdout(&sandbox.run(&["show", "2", "--json"]))).unwrap();
+    assert_eq!(job["state"], "queued", "nothing starts in a paused queue");
+
+    let queues: serde_json::Value =
+        serde_json::from_str(&stdout(&sandbox.run(&["queues", "--json"]))).unwrap();
+    let queues = queues.as_array().unwrap();
+    assert_eq!(queues.len(), 1, "{queues:?}");
+    let default = &queues[0];
+    assert_eq!(default["queue"], "default");
+    assert_eq!(default["paused"]["mode"], "interrupt");
+    assert_eq!((default["waiting"].as_u64(), default["held"].as_u64()), (Some(0), Some(1)));
+    assert_eq!(default["counts"]["completed"], 1);
+    let table = stdout(&sandbox.run(&["queues"]));
+    assert!(table.contains("QUEUE") && table.contains("1 held"), "{table}");
+
+    let resumed = sandbox.run(&["queue", "resume", "default"]);
+    assert!(stdout(&resumed).contains("queue default resumed"), "{}", stdout(&resumed));
+    let again = sandbox.run(&["queue", "resume", "default"]);
+    assert!(stdout(&again).contains("was not paused"), "{}", stdout(&again));
+    let worker = sandbox.run(&["worker", "--exit-when-idle", "1s"]);
+    assert!(worker.status.success(), "{}", stderr(&worker));
+    let job: serde_json::Value =
+        serde_json::from_str(&stdout(&sandbox.run(&["show", "2", "--json"]))).unwrap();
+    assert_eq!(job["state"], "completed");
+}

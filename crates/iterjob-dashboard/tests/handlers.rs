@@ -766,6 +766,38 @@ async fn metrics_report_jobs_by_state() {
 }
 
 #[tokio::test]
+async fn metrics_report_each_queues_backlog() {
+    let store = shared(MemoryStore::new());
+    store
+        .job_insert_many(&[
+            NewJob::new("count", json!({"up_to": 1})),
+            NewJob::new("count", json!({"up_to": 2})).queue("bulk \"x\""),
+            NewJob::new("count", json!({"up_to": 3})).queue("bulk \"x\""),
+        ])
+        .await
+        .unwrap();
+    store
+        .queue_pause("bulk \"x\"", iterjob::store::QueuePauseMode::Interrupt)
+        .await
+        .unwrap();
+    let reply = get(&dashboard(store), "/metrics").await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let body = &reply.body;
+    assert!(body.contains("# TYPE iterjob_queue_waiting gauge"), "{body}");
+    assert!(body.contains("iterjob_queue_waiting{queue=\"default\"} 1"), "{body}");
+    // the label is escaped; a paused queue's jobs are no backlog
+    assert!(body.contains("iterjob_queue_waiting{queue=\"bulk \\\"x\\\"\"} 0"), "{body}");
+    assert!(body.contains("iterjob_queue_paused{queue=\"bulk \\\"x\\\"\"} 1"), "{body}");
+    assert!(body.contains("iterjob_queue_paused{queue=\"default\"} 0"), "{body}");
+    assert!(
+        body.contains("iterjob_queue_jobs{queue=\"bulk \\\"x\\\"\",state=\"queued\"} 2"),
+        "{body}"
+    );
+    assert!(body.contains("iterjob_queue_oldest_wait_seconds{queue=\"default\"}"));
+    assert!(body.contains("iterjob_queue_work_left_seconds{queue=\"default\"}"));
+}
+
+#[tokio::test]
 async fn live_stream_sends_progress_as_server_sent_events() {
     let store = shared(MemoryStore::new());
     let id = store

@@ -191,11 +191,25 @@ pub(crate) async fn run(url: &str, args: DemoArgs) -> Result<()> {
         }
     };
 
-    let partitions = store
+    let record = store
         .job_get(id)
         .await?
-        .context("the demo job vanished from the store")?
-        .partitions;
+        .context("the demo job vanished from the store")?;
+    if let Some(pause) = store
+        .queue_pauses()
+        .await?
+        .into_iter()
+        .find(|p| p.queue == record.queue)
+    {
+        anyhow::bail!(
+            "the demo job's queue `{}` is paused (since {}), so the job cannot start; run \
+             `iterjob queue resume {}`, then `iterjob demo` again",
+            pause.queue,
+            crate::output::relative(pause.since),
+            pause.queue
+        );
+    }
+    let partitions = record.partitions;
     let registry = Registry::new().with(SyncProducts::with_backend(&database_url, backend.clone()));
     let mut config = WorkerConfig::default();
     config.concurrency = partitions.map_or(1, |n| n as usize);
