@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use axum::http::header::{self, HeaderMap, HeaderValue};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use iterjob::store::{JobFilter, MAX_EVENTS, now_millis};
+use iterjob::store::{JobFilter, MAX_EVENTS, QueuePauseMode, now_millis};
 use iterjob::{Error as StoreError, JobId, JobState};
 use maud::Markup;
 use serde::Deserialize;
@@ -41,6 +41,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/jobs", get(job_list))
         .route("/jobs/{id}", get(job_page))
         .route("/jobs/{id}/{action}", post(job_action))
+        .route("/queues", get(queues_page).post(queue_action))
         .route("/live", get(live::stream))
         .route("/metrics", get(prometheus::render))
         .route("/login", get(login_form).post(login_submit))
@@ -349,6 +350,64 @@ async fn job_action(
             Redirect::to(&state.url(&format!("/jobs/{id}"))).into_response()
         }
         Err(e) => store_error(&state, &format!("{action} job {id}"), &e),
+    }
+}
+
+async fn queues_page(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    let (csrf, new) = security::session_token(&headers);
+    match state.store.queue_stats().await {
+        Ok(queues) => page(
+            &state,
+            StatusCode::OK,
+            pages::queues(&state, &queues, &csrf),
+            new.then_some(csrf.as_str()),
+        ),
+        Err(e) => store_error(&state, "reading the queues", &e),
+    }
+}
+
+#[derive(Deserialize)]
+pub(crate) struct QueueForm {
+    csrf: Option<String>,
+    queue: String,
+    action: String,
+}
+
+/// `POST /queues`: pause (`pause`, `pause_let_run`) or resume a queue.
+async fn queue_action(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Form(form): Form<QueueForm>,
+) -> Response {
+    if !security::csrf_ok(&headers, form.csrf.as_deref()) {
+        return security::csrf_refused();
+    }
+    let store = &state.store;
+    let queue = form.queue.as_str();
+    let result = match form.action.as_str() {
+        "pause" => store
+            .queue_pause(queue, QueuePauseMode::Interrupt)
+            .await
+            .map(|_| ()),
+        "pause_let_run" => store
+            .queue_pause(queue, QueuePauseMode::LetRun)
+            .await
+            .map(|_| ()),
+        "resume" => store.queue_resume(queue).await.map(|_| ()),
+        _ => {
+            return bad_request(
+                &state,
+                "unknown queue action; the actions are pause, pause_let_run and resume",
+            );
+        }
+    };
+    match result {
+        Ok(()) => {
+            tracing::info!(queue, action = form.action, "dashboard: operator queue action");
+            Redirect::to(&state.url("/queues")).into_response()
+        }
+        Err(StoreError::Config(message)) => bad_request(&state, &message),
+        Err(e) => store_error(&state, &format!("{} queue {queue}", form.action), &e),
     }
 }
 

@@ -104,7 +104,8 @@
 //! | `GET /` | overview |
 //! | `GET /jobs?state=&kind=&queue=&before=` | job list |
 //! | `GET /jobs/{id}` | job page |
-//! | `POST /jobs/{id}/pause` · `resume` · `cancel` · `retry` | actions (form + CSRF token) |
+//! | `POST /jobs/{id}/pause` · `resume` · `cancel` · `retry` · `delete` | actions (form + CSRF token) |
+//! | `GET /queues` · `POST /queues` | queues: counts, backlog, work left; pause and resume (form + CSRF token) |
 //! | `GET /enqueue` · `POST /enqueue` | enqueue form (multipart, with a CSV file for CSV kinds) |
 //! | `GET /live?ids=1,2,3` | server-sent events: progress of those jobs, counts |
 //! | `GET /metrics` | Prometheus text format |

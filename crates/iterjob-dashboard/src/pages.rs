@@ -2,7 +2,7 @@
 //! HTML-escaped unless it is wrapped in `PreEscaped`, which is used only for the
 //! constant SVG-free markup below (never for a value from a job or a request).
 
-use iterjob::store::{JobEvent, Millis};
+use iterjob::store::{JobEvent, Millis, QueuePauseMode, QueueStats};
 use iterjob::{JobRecord, JobState};
 use maud::{DOCTYPE, Markup, html};
 
@@ -15,6 +15,7 @@ pub(crate) fn layout(state: &AppState, title: &str, current: &str, content: Mark
     let nav = [
         ("overview", "/", "Overview"),
         ("jobs", "/jobs", "Jobs"),
+        ("queues", "/queues", "Queues"),
         ("enqueue", "/enqueue", "Enqueue"),
     ];
     html! {
@@ -600,6 +601,79 @@ pub(crate) fn login(state: &AppState, error: Option<&str>) -> Markup {
         }
     };
     layout(state, "Log in", "", content)
+}
+
+/// The queues: paused or not, jobs per state, backlog and work left, with pause
+/// and resume buttons.
+pub(crate) fn queues(state: &AppState, queues: &[QueueStats], csrf: &str) -> Markup {
+    let n = |q: &QueueStats, s: JobState| q.counts.get(&s).copied().unwrap_or(0);
+    let button = |queue: &str, action: &str, label: &str, class: &str, title: &str| {
+        html! {
+            form method="post" action=(state.url("/queues")) {
+                input type="hidden" name=(CSRF_FIELD) value=(csrf);
+                input type="hidden" name="queue" value=(queue);
+                button type="submit" class=(class) name="action" value=(action) title=(title) { (label) }
+            }
+        }
+    };
+    let content = html! {
+        h1 { "Queues" }
+        @if queues.is_empty() {
+            p.empty { "No queue yet: no job was enqueued." }
+        } @else {
+            table.jobs.queues {
+                thead {
+                    tr {
+                        th { "Queue" } th { "Status" } th { "Waiting" } th { "Oldest wait" }
+                        th { "Running" } th { "Scheduled" } th { "Paused jobs" } th { "Failed" }
+                        th { "Completed" } th { "Work left" } th { "Actions" }
+                    }
+                }
+                tbody {
+                    @for q in queues {
+                        tr data-queue=(q.queue) {
+                            td { a href=(state.url(&format!("/jobs?queue={}", encode(&q.queue)))) { (q.queue) } }
+                            td {
+                                @match &q.paused {
+                                    None => span.state.state-running { "active" },
+                                    Some(p) => span.state.state-paused title={ "paused " (format::relative(p.since)) } {
+                                        @if p.mode == QueuePauseMode::LetRun { "paused (letting runs finish)" } @else { "paused" }
+                                    },
+                                }
+                            }
+                            td {
+                                (format::count(q.waiting))
+                                @if q.held > 0 { " (" (format::count(q.held)) " held)" }
+                            }
+                            td { (q.oldest_wait_ms.map_or_else(|| "–".to_string(), |ms| format::duration_secs(ms / 1000))) }
+                            td { (format::count(n(q, JobState::Running))) }
+                            td { (format::count(q.scheduled)) }
+                            td { (format::count(n(q, JobState::Paused))) }
+                            td { (format::count(n(q, JobState::Failed))) }
+                            td { (format::count(n(q, JobState::Completed))) }
+                            td {
+                                (format::duration_secs(q.work_left_secs.round() as u64))
+                                @if q.unestimated_jobs > 0 { " + " (q.unestimated_jobs) " not estimated" }
+                            }
+                            td.actions {
+                                @if q.paused.is_some() {
+                                    (button(&q.queue, "resume", "Resume", "", "start its jobs again"))
+                                } @else {
+                                    (button(&q.queue, "pause", "Pause", "danger", "no job starts; running jobs stop at their next item and wait"))
+                                    (button(&q.queue, "pause_let_run", "Pause, let runs finish", "", "no job starts; running jobs finish their run"))
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            p.hint {
+                "Work left: the running and waiting jobs' items at their kind's measured rate, in seconds of one worker slot. "
+                "A paused queue's waiting jobs are held, not counted as backlog."
+            }
+        }
+    };
+    layout(state, "Queues", "queues", content)
 }
 
 /// A page for an error an operator can act on.

@@ -424,6 +424,69 @@ async fn actions_pause_resume_cancel_retry_with_the_session_token() {
 }
 
 #[tokio::test]
+async fn queues_page_lists_queues_and_pauses_and_resumes_them() {
+    let store = shared(MemoryStore::new());
+    store
+        .job_insert_many(&[
+            NewJob::new("count", json!({"up_to": 1})),
+            NewJob::new("count", json!({"up_to": 2})).queue("bulk <b>"),
+        ])
+        .await
+        .unwrap();
+    let router = dashboard(Arc::clone(&store));
+    let page = get(&router, "/queues").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert_inert(&page.body);
+    assert!(page.body.contains("bulk &lt;b&gt;"), "{}", page.body);
+    assert!(page.body.contains(r#"href="/jobs?queue=bulk%20%3Cb%3E""#), "{}", page.body);
+    assert!(page.body.contains(">active<"));
+
+    let post = |action: &str| {
+        form_post(
+            "/queues",
+            &format!("csrf={CSRF}&queue=bulk%20%3Cb%3E&action={action}"),
+        )
+    };
+    let reply = send(&router, post("pause")).await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
+    assert_eq!(reply.location(), "/queues");
+    let pauses = store.queue_pauses().await.unwrap();
+    assert_eq!(pauses.len(), 1);
+    assert_eq!(pauses[0].queue, "bulk <b>");
+    assert_eq!(pauses[0].mode, iterjob::store::QueuePauseMode::Interrupt);
+    let page = get(&router, "/queues").await;
+    assert!(page.body.contains("(1 held)"), "{}", page.body);
+    assert!(page.body.contains(r#"value="resume""#));
+
+    send(&router, post("pause_let_run")).await;
+    assert_eq!(
+        store.queue_pauses().await.unwrap()[0].mode,
+        iterjob::store::QueuePauseMode::LetRun
+    );
+    let reply = send(&router, post("resume")).await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER);
+    assert!(store.queue_pauses().await.unwrap().is_empty());
+
+    let reply = send(&router, post("explode")).await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    let reply = send(
+        &router,
+        form_post("/queues", &format!("csrf={CSRF}&queue=&action=pause")),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert!(reply.body.contains("queue name must not be empty"), "{}", reply.body);
+    // without the session token: refused, nothing paused
+    let reply = send(
+        &router,
+        form_post("/queues", "csrf=ffffffffffffffffffffffffffffffff&queue=default&action=pause"),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+    assert!(store.queue_pauses().await.unwrap().is_empty());
+}
+
+#[tokio::test]
 async fn cross_site_and_tokenless_posts_are_refused() {
     let store = shared(MemoryStore::new());
     let id = store
