@@ -40,7 +40,7 @@ pub enum Command {
     /// Ctrl-C (or --interrupt-after) checkpoints and stops; run again to resume.
     Demo(DemoArgs),
     /// Run a worker until SIGTERM or Ctrl-C.
-    Worker(WorkerArgs),
+    Worker(Box<WorkerArgs>),
     /// Enqueue a job of a registered kind.
     Enqueue(EnqueueArgs),
     /// List jobs, newest first.
@@ -120,6 +120,19 @@ pub struct WorkerArgs {
     /// Split only partitions with at least this many items left.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(2..))]
     pub split_min_remaining: u64,
+    /// Retention: delete completed jobs this long after they finished (`forever`
+    /// keeps them). One worker of all those sharing the store deletes at a time.
+    #[arg(long, default_value = "7d", value_parser = parse_keep, value_name = "DURATION|forever")]
+    pub keep_completed: Keep,
+    /// Retention of cancelled jobs.
+    #[arg(long, default_value = "7d", value_parser = parse_keep, value_name = "DURATION|forever")]
+    pub keep_cancelled: Keep,
+    /// Retention of failed jobs.
+    #[arg(long, default_value = "30d", value_parser = parse_keep, value_name = "DURATION|forever")]
+    pub keep_failed: Keep,
+    /// This worker deletes no finished job (the --keep-* ages are ignored).
+    #[arg(long)]
+    pub no_retention: bool,
     /// Also serve the web dashboard on this address (its /metrics then include this
     /// worker's runtime metrics). Anything but loopback requires --token.
     #[cfg(feature = "dashboard")]
@@ -129,6 +142,17 @@ pub struct WorkerArgs {
     #[cfg(feature = "dashboard")]
     #[command(flatten)]
     pub dashboard_options: DashboardOptions,
+}
+
+/// How long finished jobs of a state are kept (`None`: for ever).
+#[derive(Clone, Copy, Debug)]
+pub struct Keep(pub Option<Duration>);
+
+fn parse_keep(s: &str) -> std::result::Result<Keep, String> {
+    if s.trim().eq_ignore_ascii_case("forever") {
+        return Ok(Keep(None));
+    }
+    parse_duration(s).map(|d| Keep(Some(d)))
 }
 
 /// Arguments of `enqueue`.
@@ -303,7 +327,7 @@ pub(crate) async fn execute(cli: Cli, registry: Registry) -> Result<()> {
                     outln!("migrated {}", cli.database_url)?;
                     Ok(())
                 }
-                Command::Worker(args) => run_worker(store, registry, args).await,
+                Command::Worker(args) => run_worker(store, registry, *args).await,
                 #[cfg(feature = "dashboard")]
                 Command::Dashboard(args) => dashboard::run(store, registry, args).await,
                 Command::Enqueue(args) => enqueue(&*store, &registry, args).await,
@@ -473,6 +497,13 @@ async fn run_worker(
     config.rescue_interval = (args.lease / 4).max(Duration::from_millis(100));
     config.dynamic_splitting = !args.no_dynamic_splitting;
     config.split_min_remaining = args.split_min_remaining;
+    config.retention = (!args.no_retention).then(|| {
+        let mut retention = iterjob::Retention::default();
+        retention.completed = args.keep_completed.0;
+        retention.cancelled = args.keep_cancelled.0;
+        retention.failed = args.keep_failed.0;
+        retention
+    });
     #[cfg(feature = "dashboard")]
     let web = match args.dashboard {
         Some(addr) => {
@@ -564,7 +595,9 @@ async fn queue(store: &dyn iterjob::Store, command: QueueCommand) -> Result<()> 
             let stats = store.queue_stats().await?;
             let shown = printable(&name);
             let q = stats.iter().find(|q| q.queue == name);
-            let running = q.map_or(0, |q| q.counts.get(&JobState::Running).copied().unwrap_or(0));
+            let running = q.map_or(0, |q| {
+                q.counts.get(&JobState::Running).copied().unwrap_or(0)
+            });
             let total: u64 = q.map_or(0, |q| q.counts.values().sum());
             outln!(
                 "queue {shown} paused (since {}): no job of it starts until `queue resume {shown}`",

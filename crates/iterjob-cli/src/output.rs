@@ -202,7 +202,9 @@ pub(crate) fn queues_table(queues: &[QueueStats]) -> String {
         let n = |state: JobState| q.counts.get(&state).copied().unwrap_or(0).to_string();
         let status = match &q.paused {
             None => "active".to_string(),
-            Some(p) if p.mode == QueuePauseMode::LetRun => format!("paused (let run) {}", relative(p.since)),
+            Some(p) if p.mode == QueuePauseMode::LetRun => {
+                format!("paused (let run) {}", relative(p.since))
+            }
             Some(p) => format!("paused {}", relative(p.since)),
         };
         let waiting = if q.held > 0 {

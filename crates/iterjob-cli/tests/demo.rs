@@ -295,14 +295,23 @@ async fn a_paused_queue_holds_its_jobs_until_resumed() {
 
     let paused = sandbox.run(&["queue", "pause", "default"]);
     assert!(paused.status.success(), "{}", stderr(&paused));
-    assert!(stdout(&paused).contains("queue default paused"), "{}", stdout(&paused));
+    assert!(
+        stdout(&paused).contains("queue default paused"),
+        "{}",
+        stdout(&paused)
+    );
     let typo = sandbox.run(&["queue", "pause", "defualt"]);
     assert!(
         stderr(&typo).contains("no job is in queue defualt (queues with jobs: default)"),
         "{}",
         stderr(&typo)
     );
-    assert!(sandbox.run(&["queue", "resume", "defualt"]).status.success());
+    assert!(
+        sandbox
+            .run(&["queue", "resume", "defualt"])
+            .status
+            .success()
+    );
 
     let enqueued = sandbox.run(&["enqueue", "demo_sync_products", "--params", &params]);
     assert!(enqueued.status.success(), "{}", stderr(&enqueued));
@@ -319,18 +328,61 @@ async fn a_paused_queue_holds_its_jobs_until_resumed() {
     let default = &queues[0];
     assert_eq!(default["queue"], "default");
     assert_eq!(default["paused"]["mode"], "interrupt");
-    assert_eq!((default["waiting"].as_u64(), default["held"].as_u64()), (Some(0), Some(1)));
+    assert_eq!(
+        (default["waiting"].as_u64(), default["held"].as_u64()),
+        (Some(0), Some(1))
+    );
     assert_eq!(default["counts"]["completed"], 1);
     let table = stdout(&sandbox.run(&["queues"]));
-    assert!(table.contains("QUEUE") && table.contains("1 held"), "{table}");
+    assert!(
+        table.contains("QUEUE") && table.contains("1 held"),
+        "{table}"
+    );
 
     let resumed = sandbox.run(&["queue", "resume", "default"]);
-    assert!(stdout(&resumed).contains("queue default resumed"), "{}", stdout(&resumed));
+    assert!(
+        stdout(&resumed).contains("queue default resumed"),
+        "{}",
+        stdout(&resumed)
+    );
     let again = sandbox.run(&["queue", "resume", "default"]);
-    assert!(stdout(&again).contains("was not paused"), "{}", stdout(&again));
+    assert!(
+        stdout(&again).contains("was not paused"),
+        "{}",
+        stdout(&again)
+    );
     let worker = sandbox.run(&["worker", "--exit-when-idle", "1s"]);
     assert!(worker.status.success(), "{}", stderr(&worker));
     let job: serde_json::Value =
         serde_json::from_str(&stdout(&sandbox.run(&["show", "2", "--json"]))).unwrap();
     assert_eq!(job["state"], "completed");
+}
+
+/// Retention by the worker: `--keep-completed forever` keeps the finished demo job,
+/// `--keep-completed 0s` deletes it (with its history) within the worker's life.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_worker_prunes_finished_jobs_past_their_age() {
+    let sandbox = Sandbox::new();
+    let out = sandbox.run(&["demo", "--products", "200", "--api-latency", "1ms"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let kept = sandbox.run(&[
+        "worker",
+        "--keep-completed",
+        "forever",
+        "--exit-when-idle",
+        "3s",
+    ]);
+    assert!(kept.status.success(), "{}", stderr(&kept));
+    assert!(
+        sandbox.run(&["show", "1"]).status.success(),
+        "kept for ever"
+    );
+    let pruned = sandbox.run(&["worker", "--keep-completed", "0s", "--exit-when-idle", "3s"]);
+    assert!(pruned.status.success(), "{}", stderr(&pruned));
+    support::assert_error(&sandbox.run(&["show", "1"]), 1, &["job 1"]);
+    support::assert_error(
+        &sandbox.run(&["worker", "--keep-failed", "soon"]),
+        2,
+        &["`soon` is not a duration"],
+    );
 }

@@ -403,7 +403,11 @@ async fn queue_action(
     };
     match result {
         Ok(()) => {
-            tracing::info!(queue, action = form.action, "dashboard: operator queue action");
+            tracing::info!(
+                queue,
+                action = form.action,
+                "dashboard: operator queue action"
+            );
             Redirect::to(&state.url("/queues")).into_response()
         }
         Err(StoreError::Config(message)) => bad_request(&state, &message),

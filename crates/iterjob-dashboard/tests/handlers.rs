@@ -438,7 +438,11 @@ async fn queues_page_lists_queues_and_pauses_and_resumes_them() {
     assert_eq!(page.status, StatusCode::OK);
     assert_inert(&page.body);
     assert!(page.body.contains("bulk &lt;b&gt;"), "{}", page.body);
-    assert!(page.body.contains(r#"href="/jobs?queue=bulk%20%3Cb%3E""#), "{}", page.body);
+    assert!(
+        page.body.contains(r#"href="/jobs?queue=bulk%20%3Cb%3E""#),
+        "{}",
+        page.body
+    );
     assert!(page.body.contains(">active<"));
 
     let post = |action: &str| {
@@ -475,11 +479,18 @@ async fn queues_page_lists_queues_and_pauses_and_resumes_them() {
     )
     .await;
     assert_eq!(reply.status, StatusCode::BAD_REQUEST);
-    assert!(reply.body.contains("queue name must not be empty"), "{}", reply.body);
+    assert!(
+        reply.body.contains("queue name must not be empty"),
+        "{}",
+        reply.body
+    );
     // without the session token: refused, nothing paused
     let reply = send(
         &router,
-        form_post("/queues", "csrf=ffffffffffffffffffffffffffffffff&queue=default&action=pause"),
+        form_post(
+            "/queues",
+            "csrf=ffffffffffffffffffffffffffffffff&queue=default&action=pause",
+        ),
     )
     .await;
     assert_eq!(reply.status, StatusCode::FORBIDDEN);
@@ -846,12 +857,27 @@ async fn metrics_report_each_queues_backlog() {
     let reply = get(&dashboard(store), "/metrics").await;
     assert_eq!(reply.status, StatusCode::OK);
     let body = &reply.body;
-    assert!(body.contains("# TYPE iterjob_queue_waiting gauge"), "{body}");
-    assert!(body.contains("iterjob_queue_waiting{queue=\"default\"} 1"), "{body}");
+    assert!(
+        body.contains("# TYPE iterjob_queue_waiting gauge"),
+        "{body}"
+    );
+    assert!(
+        body.contains("iterjob_queue_waiting{queue=\"default\"} 1"),
+        "{body}"
+    );
     // the label is escaped; a paused queue's jobs are no backlog
-    assert!(body.contains("iterjob_queue_waiting{queue=\"bulk \\\"x\\\"\"} 0"), "{body}");
-    assert!(body.contains("iterjob_queue_paused{queue=\"bulk \\\"x\\\"\"} 1"), "{body}");
-    assert!(body.contains("iterjob_queue_paused{queue=\"default\"} 0"), "{body}");
+    assert!(
+        body.contains("iterjob_queue_waiting{queue=\"bulk \\\"x\\\"\"} 0"),
+        "{body}"
+    );
+    assert!(
+        body.contains("iterjob_queue_paused{queue=\"bulk \\\"x\\\"\"} 1"),
+        "{body}"
+    );
+    assert!(
+        body.contains("iterjob_queue_paused{queue=\"default\"} 0"),
+        "{body}"
+    );
     assert!(
         body.contains("iterjob_queue_jobs{queue=\"bulk \\\"x\\\"\",state=\"queued\"} 2"),
         "{body}"

@@ -87,6 +87,8 @@ const Q_QUEUE_PAUSE: &str = include_str!("../queries/queue_pause.sql");
 const Q_QUEUE_RESUME: &str = include_str!("../queries/queue_resume.sql");
 const Q_QUEUE_PAUSES: &str = include_str!("../queries/queue_pauses.sql");
 const Q_QUEUE_ROWS: &str = include_str!("../queries/queue_rows.sql");
+const Q_LEASE_ACQUIRE: &str = include_str!("../queries/lease_acquire.sql");
+const Q_LEASE_RELEASE: &str = include_str!("../queries/lease_release.sql");
 
 /// How many jobs `job_list` returns when the filter sets no limit.
 const DEFAULT_LIST_LIMIT: usize = 100;
@@ -1177,6 +1179,29 @@ impl Store for SqliteStore {
             .await
             .map_err(self.err("counting prunable jobs"))?;
         Ok(n.max(0) as u64)
+    }
+
+    async fn lease_acquire(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool> {
+        let now = now_millis();
+        let row = sqlx::query(Q_LEASE_ACQUIRE)
+            .bind(name)
+            .bind(holder)
+            .bind(now)
+            .bind(lease_until(now, ttl))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(self.err("taking a lease"))?;
+        Ok(row.is_some())
+    }
+
+    async fn lease_release(&self, name: &str, holder: &str) -> Result<()> {
+        sqlx::query(Q_LEASE_RELEASE)
+            .bind(name)
+            .bind(holder)
+            .execute(&self.pool)
+            .await
+            .map_err(self.err("giving up a lease"))?;
+        Ok(())
     }
 
     async fn queue_pause(&self, queue: &str, mode: QueuePauseMode) -> Result<QueuePause> {

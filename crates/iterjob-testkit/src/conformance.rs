@@ -166,6 +166,7 @@ macro_rules! store_conformance {
             job_events_record_history,
             paused_queue_is_not_claimed,
             queue_stats_count_and_estimate,
+            leases_have_one_holder,
         }
     };
 }
@@ -224,7 +225,9 @@ pub async fn share<S: Store>(store: S) -> Arc<dyn Store> {
     Arc::new(store)
 }
 
-pub use crate::queues::{paused_queue_is_not_claimed, queue_stats_count_and_estimate};
+pub use crate::queues::{
+    leases_have_one_holder, paused_queue_is_not_claimed, queue_stats_count_and_estimate,
+};
 
 pub use crate::partitions::{
     batched_releases_keep_history_and_finish_parents, delete_takes_partitions_along,

@@ -106,6 +106,19 @@ impl<S: Store, G: Send + Sync + 'static> Store for Guarded<S, G> {
         self.store.job_prunable(state, finished_before).await
     }
 
+    async fn lease_acquire(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: std::time::Duration,
+    ) -> Result<bool> {
+        self.store.lease_acquire(name, holder, ttl).await
+    }
+
+    async fn lease_release(&self, name: &str, holder: &str) -> Result<()> {
+        self.store.lease_release(name, holder).await
+    }
+
     async fn queue_pause(
         &self,
         queue: &str,

@@ -67,10 +67,17 @@ pub async fn paused_queue_is_not_claimed(store: Arc<dyn Store>) {
         .expect("pause");
     assert_eq!(pause.queue, "bulk");
     assert_eq!(pause.mode, QueuePauseMode::Interrupt);
-    assert!((now_millis() - pause.since).abs() < 60_000, "since: the store's now");
+    assert!(
+        (now_millis() - pause.since).abs() < 60_000,
+        "since: the store's now"
+    );
 
     let claimed = claim(store, &["qp"], &["bulk", "default"]).await;
-    assert_eq!(ids(&claimed), BTreeSet::from([other]), "only the unpaused queue");
+    assert_eq!(
+        ids(&claimed),
+        BTreeSet::from([other]),
+        "only the unpaused queue"
+    );
     assert!(claim(store, &["qp"], &["bulk"]).await.is_empty());
 
     // pausing again: the new mode, the first `since`
@@ -78,7 +85,10 @@ pub async fn paused_queue_is_not_claimed(store: Arc<dyn Store>) {
         .queue_pause("bulk", QueuePauseMode::LetRun)
         .await
         .expect("pause again");
-    assert_eq!((again.since, again.mode), (pause.since, QueuePauseMode::LetRun));
+    assert_eq!(
+        (again.since, again.mode),
+        (pause.since, QueuePauseMode::LetRun)
+    );
     // a queue without jobs may be paused too
     store
         .queue_pause("not-yet", QueuePauseMode::Interrupt)
@@ -101,10 +111,17 @@ pub async fn paused_queue_is_not_claimed(store: Arc<dyn Store>) {
     ));
 
     assert!(store.queue_resume("bulk").await.expect("resume"));
-    assert!(!store.queue_resume("bulk").await.expect("resume twice"), "no longer paused");
+    assert!(
+        !store.queue_resume("bulk").await.expect("resume twice"),
+        "no longer paused"
+    );
     assert!(!store.queue_resume("never-paused").await.expect("resume"));
     let claimed = claim(store, &["qp"], &["bulk"]).await;
-    assert_eq!(ids(&claimed), BTreeSet::from(bulk), "claimable again at once");
+    assert_eq!(
+        ids(&claimed),
+        BTreeSet::from(bulk),
+        "claimable again at once"
+    );
 
     // a run interrupted by the pause goes back with its reason
     let run = &claimed[0];
@@ -120,7 +137,10 @@ pub async fn paused_queue_is_not_claimed(store: Arc<dyn Store>) {
     )
     .await;
     let job = store.job_get(run.job.id).await.expect("get").expect("job");
-    assert_eq!((job.state, job.interruptions, job.attempts), (JobState::Queued, 1, 0));
+    assert_eq!(
+        (job.state, job.interruptions, job.attempts),
+        (JobState::Queued, 1, 0)
+    );
     let events = store.job_events(run.job.id, 10).await.expect("events");
     assert!(
         events.iter().any(|e| e.kind == JobEventKind::Interrupted
@@ -196,7 +216,11 @@ pub async fn queue_stats_count_and_estimate(store: Arc<dyn Store>) {
     let planning = claim(store, &["qs"], &["parts"]).await;
     assert_eq!(ids(&planning), BTreeSet::from([parent]));
     store
-        .job_partition(parent, planning[0].token, &[json!({"p": 0}), json!({"p": 1})])
+        .job_partition(
+            parent,
+            planning[0].token,
+            &[json!({"p": 0}), json!({"p": 1})],
+        )
         .await
         .expect("partition");
 
@@ -307,7 +331,11 @@ pub async fn queue_pause_interrupts_or_lets_runs_finish(store: Arc<dyn Store>) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let back = back.expect("the interrupted queue's run went back to the queue");
-    assert!(back.items_done > 0 && back.items_done < 1500, "{}", back.items_done);
+    assert!(
+        back.items_done > 0 && back.items_done < 1500,
+        "{}",
+        back.items_done
+    );
     assert_eq!(back.attempts, 0);
     // the let-run job finishes its run; the job enqueued after the pause does not start
     for _ in 0..1000 {
@@ -318,7 +346,11 @@ pub async fn queue_pause_interrupts_or_lets_runs_finish(store: Arc<dyn Store>) {
     }
     assert_eq!(get(let_run).await.state, JobState::Completed);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(get(waiting).await.state, JobState::Queued, "paused: not started");
+    assert_eq!(
+        get(waiting).await.state,
+        JobState::Queued,
+        "paused: not started"
+    );
     let still = get(stopped).await;
     assert_eq!(
         (still.state, still.items_done),
@@ -348,5 +380,209 @@ pub async fn queue_pause_interrupts_or_lets_runs_finish(store: Arc<dyn Store>) {
             .iter()
             .any(|e| e.reason == Some(InterruptReason::QueuePaused)),
         "{events:?}"
+    );
+}
+
+/// Named leases: one holder at a time, renewed by its holder, taken over once
+/// expired, given up by its holder only; of many racing for a free lease, one wins.
+pub async fn leases_have_one_holder(store: Arc<dyn Store>) {
+    let s = &*store;
+    let long = Duration::from_secs(60);
+    assert!(s.lease_acquire("prune", "a", long).await.expect("acquire"));
+    assert!(
+        !s.lease_acquire("prune", "b", long).await.expect("acquire"),
+        "held by a"
+    );
+    assert!(
+        s.lease_acquire("prune", "a", long).await.expect("renew"),
+        "a renews"
+    );
+    assert!(
+        s.lease_acquire("other", "b", long).await.expect("acquire"),
+        "names are independent"
+    );
+    s.lease_release("prune", "b").await.expect("release");
+    assert!(
+        !s.lease_acquire("prune", "b", long).await.expect("acquire"),
+        "b cannot give up a's lease"
+    );
+    s.lease_release("prune", "a").await.expect("release");
+    assert!(
+        s.lease_acquire("prune", "b", long).await.expect("acquire"),
+        "free after a gave it up"
+    );
+
+    // an expired lease is taken over, and its old holder no longer renews it
+    assert!(
+        s.lease_acquire("short", "a", Duration::from_millis(100))
+            .await
+            .expect("acquire")
+    );
+    assert!(!s.lease_acquire("short", "b", long).await.expect("acquire"));
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert!(
+        s.lease_acquire("short", "b", long)
+            .await
+            .expect("take over")
+    );
+    assert!(
+        !s.lease_acquire("short", "a", long).await.expect("acquire"),
+        "a lost it"
+    );
+
+    // many at once: one wins
+    let racers: Vec<_> = (0..8)
+        .map(|i| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                store
+                    .lease_acquire("race", &format!("racer-{i}"), long)
+                    .await
+                    .expect("acquire")
+            })
+        })
+        .collect();
+    let mut winners = 0;
+    for racer in racers {
+        winners += usize::from(racer.await.expect("join"));
+    }
+    assert_eq!(winners, 1, "exactly one racer holds the lease");
+}
+
+/// Retention run by the workers: with two workers sharing the store, the finished
+/// jobs past their age are deleted (with their history) by whichever holds the
+/// retention lease, a state kept for ever stays, and unfinished jobs are never
+/// touched; the lease is held by one of them, not by anyone else.
+pub async fn retention_prunes_old_finished_jobs(store: Arc<dyn Store>) {
+    let job = CountingJob::new();
+    let mut ids = Vec::new();
+    for _ in 0..7 {
+        let params = CountingParams {
+            n: 3,
+            ..Default::default()
+        };
+        ids.push(
+            store
+                .job_insert(&NewJob::of(&job, &params).expect("params"))
+                .await
+                .expect("enqueue"),
+        );
+    }
+    let failing = store
+        .job_insert(
+            &NewJob::of(
+                &job,
+                &CountingParams {
+                    n: 3,
+                    fail_at: Some(1),
+                    fatal: true,
+                    ..Default::default()
+                },
+            )
+            .expect("params"),
+        )
+        .await
+        .expect("enqueue");
+    let paused = store
+        .job_insert(
+            &NewJob::of(
+                &job,
+                &CountingParams {
+                    n: 3,
+                    ..Default::default()
+                },
+            )
+            .expect("params"),
+        )
+        .await
+        .expect("enqueue");
+    store.job_pause(paused).await.expect("pause");
+
+    let mut config = fast_config();
+    let mut retention = iterjob::Retention::default();
+    retention.completed = Some(Duration::ZERO);
+    retention.failed = None;
+    retention.interval = Duration::from_millis(50);
+    retention.batch = 2;
+    retention.pause = Duration::from_millis(1);
+    config.retention = Some(retention);
+    let workers: Vec<Arc<Worker>> = (0..2)
+        .map(|_| {
+            Arc::new(
+                Worker::new(
+                    Arc::clone(&store),
+                    Registry::new().with(job.clone()),
+                    config.clone(),
+                )
+                .expect("config"),
+            )
+        })
+        .collect();
+    let runs: Vec<_> = workers
+        .iter()
+        .map(|w| {
+            let w = Arc::clone(w);
+            tokio::spawn(async move { w.run().await })
+        })
+        .collect();
+    let mut gone = false;
+    for _ in 0..500 {
+        let mut left = 0;
+        for &id in &ids {
+            left += usize::from(store.job_get(id).await.expect("get").is_some());
+        }
+        if left == 0 {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(gone, "every completed job was pruned");
+    assert!(
+        !store
+            .lease_acquire(
+                "iterjob:retention",
+                "somebody-else",
+                Duration::from_secs(60)
+            )
+            .await
+            .expect("lease"),
+        "a worker holds the retention lease"
+    );
+    for w in &workers {
+        w.shutdown_token().cancel();
+    }
+    for run in runs {
+        run.await.expect("join").expect("worker");
+    }
+    for id in ids {
+        assert!(
+            store.job_events(id, 10).await.expect("events").is_empty(),
+            "history gone"
+        );
+    }
+    let failed = store
+        .job_get(failing)
+        .await
+        .expect("get")
+        .expect("failed jobs are kept");
+    assert_eq!(failed.state, JobState::Failed);
+    let paused = store
+        .job_get(paused)
+        .await
+        .expect("get")
+        .expect("paused jobs are kept");
+    assert_eq!(paused.state, JobState::Paused);
+    // stopped workers gave the lease up: another takes it at once
+    assert!(
+        store
+            .lease_acquire(
+                "iterjob:retention",
+                "somebody-else",
+                Duration::from_secs(60)
+            )
+            .await
+            .expect("lease"),
+        "the lease is free once the workers stopped"
     );
 }

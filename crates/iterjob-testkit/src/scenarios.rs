@@ -13,11 +13,13 @@ use iterjob::{Job, JobContext, JobError, Registry, Worker, WorkerConfig};
 use serde::{Deserialize, Serialize};
 
 pub use crate::fairness::fewer_slots_than_jobs_every_job_progresses;
-pub use crate::queues::queue_pause_interrupts_or_lets_runs_finish;
 pub use crate::partitions::{
     dynamic_splitting_takes_over_a_slow_partition, failed_partition_fails_parent_and_retry_resumes,
     parent_pause_resume_while_running, partitioned_job_survives_many_shutdowns,
     partitioned_job_walks_every_item_once, partitioning_a_kind_that_cannot_fails_clearly,
+};
+pub use crate::queues::{
+    queue_pause_interrupts_or_lets_runs_finish, retention_prunes_old_finished_jobs,
 };
 
 /// Which items each job processed, in order, across every run.
@@ -730,6 +732,7 @@ macro_rules! runtime_scenarios {
             partitioning_a_kind_that_cannot_fails_clearly,
             fewer_slots_than_jobs_every_job_progresses,
             queue_pause_interrupts_or_lets_runs_finish,
+            retention_prunes_old_finished_jobs,
         );
     };
     (@each $make:expr; $($name:ident),* $(,)?) => {

@@ -154,6 +154,19 @@ impl Store for CountingStore {
         self.inner.job_prunable(state, finished_before).await
     }
 
+    async fn lease_acquire(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: std::time::Duration,
+    ) -> iterjob::Result<bool> {
+        self.inner.lease_acquire(name, holder, ttl).await
+    }
+
+    async fn lease_release(&self, name: &str, holder: &str) -> iterjob::Result<()> {
+        self.inner.lease_release(name, holder).await
+    }
+
     async fn queue_pause(
         &self,
         queue: &str,

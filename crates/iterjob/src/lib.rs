@@ -130,8 +130,8 @@ pub use error::{BoxError, Error, JobError, Result, error_chain};
 pub use job::{Job, JobContext, KindSettings, PartitionFailure, SplitParams};
 pub use registry::Registry;
 pub use runtime::{
-    AdaptiveThrottle, LeaseRenewal, LeaseStamp, RateLimit, RunningJob, Worker, WorkerConfig,
-    WorkerReport,
+    AdaptiveThrottle, LeaseRenewal, LeaseStamp, RateLimit, Retention, RunningJob, Worker,
+    WorkerConfig, WorkerReport,
 };
 pub use store::{
     InterruptReason, JobEvent, JobEventKind, JobFilter, JobId, JobRecord, JobState, MemoryStore,

@@ -10,8 +10,8 @@ use iterjob::store::rules::{
 use iterjob::store::{
     ClaimRequest, Claimed, Control, JobEvent, JobEventKind, JobFilter, JobId, JobRecord, JobState,
     Millis, NewJob, Outcome, Progress, QueuePause, QueuePauseMode, QueueRow, Rescued, RunToken,
-    Split, SplitRequest, Store, check_queue_name, duration_millis,
-    now_millis, rate_cost_micros, release_event,
+    Split, SplitRequest, Store, check_queue_name, duration_millis, now_millis, rate_cost_micros,
+    release_event,
 };
 use iterjob::{Error, Result};
 use iterjob_sql::record;
@@ -828,6 +828,37 @@ impl Store for MySqlStore {
             .await
             .map_err(self.err("counting prunable jobs"))?;
         Ok(n.max(0) as u64)
+    }
+
+    async fn lease_acquire(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool> {
+        let mut tx = self.begin("taking a lease").await?;
+        sqlx::query(&self.q().lease_acquire)
+            .bind(name)
+            .bind(holder)
+            .bind(duration_millis(ttl))
+            .execute(&mut *tx)
+            .await
+            .map_err(self.err("taking a lease"))?;
+        let row = sqlx::query(&self.q().lease_holder)
+            .bind(name)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(self.err("taking a lease"))?;
+        tx.commit().await.map_err(self.err("taking a lease"))?;
+        let now: Option<String> =
+            <MySqlDialect as iterjob_sql::dialect::Dialect>::row_text(&row, "holder")
+                .map_err(self.err("taking a lease"))?;
+        Ok(now.as_deref() == Some(holder))
+    }
+
+    async fn lease_release(&self, name: &str, holder: &str) -> Result<()> {
+        sqlx::query(&self.q().lease_release)
+            .bind(name)
+            .bind(holder)
+            .execute(&self.pool)
+            .await
+            .map_err(self.err("giving up a lease"))?;
+        Ok(())
     }
 
     async fn queue_pause(&self, queue: &str, mode: QueuePauseMode) -> Result<QueuePause> {

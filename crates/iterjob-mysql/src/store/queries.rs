@@ -75,6 +75,9 @@ queries! {
     queue_resume => "queue_resume.sql",
     queue_pauses => "queue_pauses.sql",
     queue_rows => "queue_rows.sql",
+    lease_acquire => "lease_acquire.sql",
+    lease_holder => "lease_holder.sql",
+    lease_release => "lease_release.sql",
 }
 
 /// `n` parameters: `?, ?, ?`.

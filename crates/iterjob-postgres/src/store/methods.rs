@@ -825,6 +825,27 @@ impl Store for PgStore {
         Ok(n.max(0) as u64)
     }
 
+    async fn lease_acquire(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool> {
+        let row = sqlx::query(&self.q().lease_acquire)
+            .bind(name)
+            .bind(holder)
+            .bind(duration_millis(ttl))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(self.err("taking a lease"))?;
+        Ok(row.is_some())
+    }
+
+    async fn lease_release(&self, name: &str, holder: &str) -> Result<()> {
+        sqlx::query(&self.q().lease_release)
+            .bind(name)
+            .bind(holder)
+            .execute(&self.pool)
+            .await
+            .map_err(self.err("giving up a lease"))?;
+        Ok(())
+    }
+
     async fn queue_pause(&self, queue: &str, mode: QueuePauseMode) -> Result<QueuePause> {
         check_queue_name(queue)?;
         let row = sqlx::query(&self.q().queue_pause)

@@ -52,6 +52,8 @@ const Q_QUEUE_PAUSE: &str = include_str!("../../queries/queue_pause.sql");
 const Q_QUEUE_RESUME: &str = include_str!("../../queries/queue_resume.sql");
 const Q_QUEUE_PAUSES: &str = include_str!("../../queries/queue_pauses.sql");
 const Q_QUEUE_ROWS: &str = include_str!("../../queries/queue_rows.sql");
+const Q_LEASE_ACQUIRE: &str = include_str!("../../queries/lease_acquire.sql");
+const Q_LEASE_RELEASE: &str = include_str!("../../queries/lease_release.sql");
 
 /// The SQL of every query, for one schema.
 #[derive(Debug)]
@@ -106,6 +108,8 @@ pub(super) struct Queries {
     pub(super) queue_resume: String,
     pub(super) queue_pauses: String,
     pub(super) queue_rows: String,
+    pub(super) lease_acquire: String,
+    pub(super) lease_release: String,
 }
 
 impl Queries {
@@ -162,6 +166,8 @@ impl Queries {
             queue_resume: r(Q_QUEUE_RESUME),
             queue_pauses: r(Q_QUEUE_PAUSES),
             queue_rows: r(Q_QUEUE_ROWS),
+            lease_acquire: r(Q_LEASE_ACQUIRE),
+            lease_release: r(Q_LEASE_RELEASE),
         }
     }
 }

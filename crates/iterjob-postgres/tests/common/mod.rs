@@ -304,6 +304,19 @@ impl Store for TempStore {
         self.db.store.job_prunable(state, finished_before).await
     }
 
+    async fn lease_acquire(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: std::time::Duration,
+    ) -> Result<bool> {
+        self.db.store.lease_acquire(name, holder, ttl).await
+    }
+
+    async fn lease_release(&self, name: &str, holder: &str) -> Result<()> {
+        self.db.store.lease_release(name, holder).await
+    }
+
     async fn queue_pause(
         &self,
         queue: &str,

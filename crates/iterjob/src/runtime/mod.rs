@@ -6,6 +6,7 @@ mod controls;
 pub(crate) mod live;
 pub(crate) mod pace;
 mod release;
+mod retention;
 pub(crate) mod run;
 mod signals;
 mod slots;
@@ -14,6 +15,7 @@ mod worker;
 
 pub use live::RunningJob;
 pub use pace::{AdaptiveThrottle, RateLimit};
+pub use retention::Retention;
 pub use signals::{LeaseRenewal, LeaseStamp};
 pub use worker::{Worker, WorkerReport};
 
@@ -82,6 +84,11 @@ pub struct WorkerConfig {
     /// query per worker, after which a pause reaches every run of the queue at its
     /// next item. Default: 1 s.
     pub control_interval: Duration,
+    /// Retention: finished jobs older than their state's age are deleted, with their
+    /// partitions and history, by one worker at a time across every process of the
+    /// store. Default: [`Retention::default`] (completed and cancelled after 7
+    /// days, failed after 30). `None`: this worker never deletes (others may).
+    pub retention: Option<Retention>,
 }
 
 impl Default for WorkerConfig {
@@ -105,6 +112,7 @@ impl Default for WorkerConfig {
             split_min_remaining: 1000,
             prefetch: 4,
             control_interval: Duration::from_secs(1),
+            retention: Some(Retention::default()),
         }
     }
 }
@@ -155,6 +163,17 @@ impl WorkerConfig {
         }
         if self.max_crashes == 0 {
             return bad("max crashes must be at least 1".into());
+        }
+        if let Some(r) = &self.retention {
+            if r.interval.is_zero() {
+                return bad("the retention interval must be greater than zero".into());
+            }
+            if r.batch == 0 || r.batch > 10_000 {
+                return bad(format!(
+                    "a retention batch of {} jobs makes no sense; use 1 to 10000",
+                    r.batch
+                ));
+            }
         }
         Ok(())
     }

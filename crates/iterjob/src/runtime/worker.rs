@@ -16,6 +16,7 @@ use crate::registry::Registry;
 use crate::runtime::controls::{self, Controls, ControlsWatch};
 use crate::runtime::live::{LiveJob, LiveJobs, RunningJob};
 use crate::runtime::release::{MAX_BATCH, Releaser};
+use crate::runtime::retention;
 use crate::runtime::run::{RunEnv, RunReport, panic_message};
 use crate::runtime::slots::Slots;
 use crate::runtime::{RunEnd, WorkerConfig, telemetry};
@@ -188,6 +189,14 @@ impl Worker {
             self.config.control_interval,
             controls_tx,
         )));
+        // retention: this worker prunes while it holds the store's retention lease
+        let _pruner = self.config.retention.clone().map(|retention| {
+            AbortOnDrop(tokio::spawn(retention::run(
+                Arc::clone(&self.store),
+                retention,
+                self.config.worker_id.clone(),
+            )))
+        });
         let slots = Arc::new(Slots::default());
         let mut ahead = Ahead::default();
         // the claim in flight: the loop keeps starting jobs and joining runs meanwhile
@@ -378,6 +387,17 @@ impl Worker {
         drop(releaser);
         if let Err(error) = batcher.await {
             tracing::error!(%error, "the release batcher failed");
+        }
+        if self.config.retention.is_some() {
+            // let another worker prune at once rather than after the lease expires
+            drop(_pruner);
+            if let Err(error) = self
+                .store
+                .lease_release(retention::LEASE, &self.config.worker_id)
+                .await
+            {
+                tracing::debug!(%error, "could not give up the retention lease");
+            }
         }
         tracing::info!(worker = %self.config.worker_id, ?report, "worker stopped");
         Ok(report)

@@ -34,9 +34,9 @@ use crate::store::rate::RateBuckets;
 use crate::store::rules::{self, AdminAction, AdminStep, UNIQUE_KEY_HELD, admin_step};
 use crate::store::{
     ClaimRequest, Claimed, Control, InterruptReason, JobEvent, JobEventKind, JobFilter, JobId,
-    JobRecord, JobState, MAX_EVENTS, Millis, NewJob, Outcome, Progress, QueuePause,
-    QueuePauseMode, QueueRow, Rescued, RunToken, Split, SplitRequest, Store, check_queue_name,
-    duration_millis, now_millis, parent_outcome, release_event,
+    JobRecord, JobState, MAX_EVENTS, Millis, NewJob, Outcome, Progress, QueuePause, QueuePauseMode,
+    QueueRow, Rescued, RunToken, Split, SplitRequest, Store, check_queue_name, duration_millis,
+    now_millis, parent_outcome, release_event,
 };
 use serde_json::Value;
 
@@ -75,6 +75,8 @@ struct Inner {
     events: Vec<JobEvent>,
     /// The paused queues, by name.
     pauses: BTreeMap<String, QueuePause>,
+    /// Named leases: holder and expiry.
+    leases: BTreeMap<String, (String, Millis)>,
 }
 
 #[derive(Debug)]
@@ -698,6 +700,29 @@ impl Store for MemoryStore {
 
     async fn job_wait_available(&self) {
         self.available.notified().await;
+    }
+
+    async fn lease_acquire(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool> {
+        let now = now_millis();
+        let mut inner = self.lock();
+        let lease = inner
+            .leases
+            .entry(name.to_string())
+            .or_insert_with(|| (holder.to_string(), now));
+        if lease.0 == holder || lease.1 <= now {
+            *lease = (holder.to_string(), lease_until(now, ttl));
+            Ok(true)
+        } else {
+            Ok(false)
+        }
+    }
+
+    async fn lease_release(&self, name: &str, holder: &str) -> Result<()> {
+        let mut inner = self.lock();
+        if inner.leases.get(name).is_some_and(|(h, _)| h == holder) {
+            inner.leases.remove(name);
+        }
+        Ok(())
     }
 
     async fn queue_pause(&self, queue: &str, mode: QueuePauseMode) -> Result<QueuePause> {

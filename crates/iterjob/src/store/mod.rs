@@ -706,6 +706,17 @@ pub trait Store: Send + Sync + 'static {
     /// [`Error::Config`] when `state` is not a finished state.
     async fn job_prunable(&self, state: JobState, finished_before: Millis) -> Result<u64>;
 
+    /// Takes or renews the named lease for `holder` until `ttl` from now (the store's
+    /// clock), if it is free, expired, or already `holder`'s; returns whether
+    /// `holder` holds it now. One atomic step: of many processes asking at once, one
+    /// gets it. For work one process at a time should do across every worker of a
+    /// store (retention, schedules); the holder renews it while working and a
+    /// holder that dies loses it when it expires.
+    async fn lease_acquire(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool>;
+
+    /// Gives the named lease up if `holder` holds it (another may take it at once).
+    async fn lease_release(&self, name: &str, holder: &str) -> Result<()>;
+
     /// Pauses a queue: from the moment this returns no job of the queue is claimed
     /// (by any worker of any process) until [`Store::queue_resume`]; what happens
     /// to its running jobs is `mode`'s, carried out by the workers, which read the

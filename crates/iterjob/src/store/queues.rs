@@ -213,8 +213,7 @@ pub fn summarize(rows: &[QueueRow], pauses: &[QueuePause], now: Millis) -> Vec<Q
         }
         if row.active_without_total > 0 {
             if speed.completed_jobs > 0 {
-                stats.work_left_secs += row.active_without_total as f64
-                    * speed.completed_ms as f64
+                stats.work_left_secs += row.active_without_total as f64 * speed.completed_ms as f64
                     / speed.completed_jobs as f64
                     / 1000.0;
             } else {
@@ -280,7 +279,11 @@ mod tests {
         assert_eq!(q.scheduled, 1);
         assert_eq!(q.oldest_wait_ms, Some(5_000));
         assert_eq!(q.items_left, 600);
-        assert!((q.work_left_secs - 6.0).abs() < 1e-9, "{}", q.work_left_secs);
+        assert!(
+            (q.work_left_secs - 6.0).abs() < 1e-9,
+            "{}",
+            q.work_left_secs
+        );
         assert_eq!(q.unestimated_jobs, 0);
         assert_eq!(q.counts[&JobState::Queued], 3);
         assert_eq!(q.counts[&JobState::Failed], 0);
@@ -310,7 +313,11 @@ mod tests {
             },
         ];
         let q = &summarize(&rows, &[], 10)[0];
-        assert!((q.work_left_secs - 20.0).abs() < 1e-9, "{}", q.work_left_secs);
+        assert!(
+            (q.work_left_secs - 20.0).abs() < 1e-9,
+            "{}",
+            q.work_left_secs
+        );
         assert_eq!(q.unestimated_jobs, 3);
         assert_eq!(q.waiting, 13);
     }
@@ -343,6 +350,9 @@ mod tests {
         assert_eq!(stats[0].oldest_wait_ms, None);
         assert_eq!(stats[0].work_left_secs, 0.0);
         assert_eq!(stats[1].queue, "empty");
-        assert_eq!(stats[1].paused.as_ref().map(|p| p.mode), Some(QueuePauseMode::LetRun));
+        assert_eq!(
+            stats[1].paused.as_ref().map(|p| p.mode),
+            Some(QueuePauseMode::LetRun)
+        );
     }
 }

@@ -1,0 +1,141 @@
+//! Retention: the workers delete finished jobs (with their partitions and history)
+//! once they are older than their state's age, so the jobs and job-events tables do
+//! not grow for ever. One worker at a time across every process sharing the store
+//! does it, holding the store's `iterjob:retention` lease ([`Store::lease_acquire`]),
+//! in short batches ([`Store::job_prune`]) with a pause between them, so claims and
+//! checkpoints never wait long behind it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::store::{JobState, Store, duration_millis, now_millis};
+
+/// The lease the pruning worker holds.
+pub(crate) const LEASE: &str = "iterjob:retention";
+
+/// What the workers delete, and how (see [`WorkerConfig::retention`](crate::WorkerConfig::retention)).
+///
+/// The defaults keep completed and cancelled jobs for 7 days (enough to answer
+/// "did last week's backfill run, and how long did it take?") and failed jobs for
+/// 30 days: a failure waits for a person, who may be on holiday. River keeps
+/// completed jobs a day and discarded ones a week, Sidekiq its dead set six months;
+/// a week and a month sit between. `None` keeps that state for ever.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Retention {
+    /// Completed jobs older than this (since they finished) are deleted. Default: 7 days.
+    pub completed: Option<Duration>,
+    /// Cancelled jobs older than this are deleted. Default: 7 days.
+    pub cancelled: Option<Duration>,
+    /// Failed jobs older than this are deleted. Default: 30 days.
+    pub failed: Option<Duration>,
+    /// How often a worker looks for jobs to delete. Default: 1 min.
+    pub interval: Duration,
+    /// Jobs (each with its partitions and history) deleted per transaction. Default: 500.
+    pub batch: usize,
+    /// Pause between two batches, leaving the store to claims and checkpoints.
+    /// Default: 20 ms.
+    pub pause: Duration,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        const DAY: Duration = Duration::from_secs(24 * 3600);
+        Retention {
+            completed: Some(7 * DAY),
+            cancelled: Some(7 * DAY),
+            failed: Some(30 * DAY),
+            interval: Duration::from_secs(60),
+            batch: 500,
+            pause: Duration::from_millis(20),
+        }
+    }
+}
+
+impl Retention {
+    /// Keeps every job: nothing is deleted.
+    pub fn keep_all() -> Self {
+        Retention {
+            completed: None,
+            cancelled: None,
+            failed: None,
+            ..Retention::default()
+        }
+    }
+
+    /// The ages, per finished state (those kept for ever left out).
+    pub(crate) fn ages(&self) -> Vec<(JobState, Duration)> {
+        [
+            (JobState::Completed, self.completed),
+            (JobState::Cancelled, self.cancelled),
+            (JobState::Failed, self.failed),
+        ]
+        .into_iter()
+        .filter_map(|(state, age)| age.map(|a| (state, a)))
+        .collect()
+    }
+}
+
+/// The lease's length: a pruning worker that dies is replaced after this long.
+fn lease_ttl(retention: &Retention) -> Duration {
+    (retention.interval * 2).max(Duration::from_secs(30))
+}
+
+/// Every `interval`: takes the lease if free, and prunes. Runs until aborted.
+pub(crate) async fn run(store: Arc<dyn Store>, retention: Retention, holder: String) {
+    let ttl = lease_ttl(&retention);
+    // the first pass soon after the worker starts, so short-lived workers prune too
+    let mut wait = retention.interval.min(Duration::from_secs(2));
+    loop {
+        tokio::time::sleep(wait).await;
+        wait = retention.interval;
+        match store.lease_acquire(LEASE, &holder, ttl).await {
+            Ok(true) => {
+                if let Err(error) = pass(&*store, &retention, &holder, ttl).await {
+                    tracing::warn!(%error, "retention: deleting old finished jobs failed; trying again later");
+                }
+            }
+            Ok(false) => {}
+            Err(error) => tracing::warn!(%error, "retention: taking the retention lease failed"),
+        }
+    }
+}
+
+/// One pass: every state, batch after batch, the lease renewed before each batch.
+/// Returns how many top-level jobs it deleted.
+pub(crate) async fn pass(
+    store: &dyn Store,
+    retention: &Retention,
+    holder: &str,
+    ttl: Duration,
+) -> crate::Result<u64> {
+    let mut total = 0;
+    for (state, age) in retention.ages() {
+        let cutoff = now_millis().saturating_sub(duration_millis(age));
+        let mut deleted = 0;
+        loop {
+            let n = store.job_prune(state, cutoff, retention.batch).await?;
+            deleted += n;
+            if (n as usize) < retention.batch {
+                break;
+            }
+            tokio::time::sleep(retention.pause).await;
+            if !store.lease_acquire(LEASE, holder, ttl).await? {
+                tracing::info!("retention: another worker took over pruning");
+                return Ok(total + deleted);
+            }
+        }
+        if deleted > 0 {
+            metrics::counter!("iterjob_jobs_pruned_total", "state" => state.as_str())
+                .increment(deleted);
+            tracing::info!(
+                state = %state,
+                deleted,
+                older_than = ?age,
+                "retention: deleted old finished jobs with their partitions and history"
+            );
+        }
+        total += deleted;
+    }
+    Ok(total)
+}
