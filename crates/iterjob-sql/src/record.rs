@@ -6,7 +6,7 @@ use std::str::FromStr;
 
 use iterjob::store::{
     Control, InterruptReason, JobEvent, JobEventKind, JobId, JobRecord, JobState, QueuePause,
-    QueuePauseMode, QueueRow,
+    QueuePauseMode, QueueRow, ScheduleState,
 };
 use serde_json::Value;
 
@@ -140,6 +140,19 @@ pub fn queue_row<D: Dialect>(row: &RowOf<D>) -> Result<QueueRow, String> {
         running_ms: sum("running_ms")?,
         active_items_left: sum("active_items_left")?,
         active_without_total: sum("active_without_total")?,
+    })
+}
+
+/// Decodes one row of the schedules table (`name`, `last_tick`, `last_job`).
+///
+/// # Errors
+/// A message naming the column that is wrong.
+pub fn schedule_state<D: Dialect>(row: &RowOf<D>) -> Result<ScheduleState, String> {
+    let reader = Columns::<D>(row);
+    Ok(ScheduleState {
+        name: reader.text("name")?,
+        last_tick: reader.int("last_tick")?,
+        last_job: reader.opt_int("last_job")?,
     })
 }
 

@@ -28,8 +28,8 @@ use iterjob::store::rules::{
 use iterjob::store::{
     ClaimRequest, Claimed, Control, JobEvent, JobEventKind, JobFilter, JobId, JobRecord, JobState,
     Millis, NewJob, Outcome, Progress, QueuePause, QueuePauseMode, QueueRow, Release, Rescued,
-    RunToken, Split, SplitRequest, Store, check_queue_name, now_micros, now_millis, parent_outcome,
-    rate_cost_micros, release_event,
+    RunToken, ScheduleState, ScheduleTick, Split, SplitRequest, Store, TickOutcome,
+    check_queue_name, now_micros, now_millis, parent_outcome, rate_cost_micros, release_event,
 };
 use iterjob::{Error, Result};
 use iterjob_sql::record;
@@ -89,6 +89,11 @@ const Q_QUEUE_PAUSES: &str = include_str!("../queries/queue_pauses.sql");
 const Q_QUEUE_ROWS: &str = include_str!("../queries/queue_rows.sql");
 const Q_LEASE_ACQUIRE: &str = include_str!("../queries/lease_acquire.sql");
 const Q_LEASE_RELEASE: &str = include_str!("../queries/lease_release.sql");
+const Q_SCHEDULE_INSERT: &str = include_str!("../queries/schedule_insert.sql");
+const Q_SCHEDULE_ADVANCE: &str = include_str!("../queries/schedule_advance.sql");
+const Q_SCHEDULE_SET_JOB: &str = include_str!("../queries/schedule_set_job.sql");
+const Q_SCHEDULE_STATES: &str = include_str!("../queries/schedule_states.sql");
+const Q_JOB_UNFINISHED: &str = include_str!("../queries/job_unfinished.sql");
 
 /// How many jobs `job_list` returns when the filter sets no limit.
 const DEFAULT_LIST_LIMIT: usize = 100;
@@ -293,6 +298,45 @@ impl SqliteStore {
 
     fn control(&self, row: &SqliteRow) -> Result<Control> {
         record::control::<SqliteDialect>(row).map_err(|message| self.corrupt(message))
+    }
+
+    /// Inserts one job in `tx` (or finds the unfinished job holding its unique key).
+    async fn insert_in(
+        &self,
+        tx: &mut Transaction<'static, Sqlite>,
+        job: &NewJob,
+        now: Millis,
+    ) -> Result<JobId> {
+        if let Some(key) = &job.unique_key {
+            let existing: Option<JobId> = sqlx::query_scalar(Q_INSERT_EXISTING)
+                .bind(key)
+                .fetch_optional(&mut **tx)
+                .await
+                .map_err(self.err("looking up a job's unique key"))?;
+            if let Some(existing) = existing {
+                return Ok(existing);
+            }
+        }
+        let params = json_text(&job.params, "job parameters")?;
+        let cursor = job
+            .cursor
+            .as_ref()
+            .map(|c| json_text(c, "job cursor"))
+            .transpose()?;
+        sqlx::query_scalar(Q_INSERT)
+            .bind(&job.kind)
+            .bind(&job.queue)
+            .bind(job.priority)
+            .bind(params)
+            .bind(cursor)
+            .bind(i64::from(job.max_attempts))
+            .bind(&job.unique_key)
+            .bind(now)
+            .bind(job.run_at)
+            .bind(job.partitions.map(i64::from))
+            .fetch_one(&mut **tx)
+            .await
+            .map_err(self.err("enqueueing a job"))
     }
 
     fn corrupt(&self, message: String) -> Error {
@@ -509,38 +553,7 @@ impl Store for SqliteStore {
         let mut tx = self.begin("enqueueing jobs").await?;
         let mut ids = Vec::with_capacity(jobs.len());
         for job in jobs {
-            if let Some(key) = &job.unique_key {
-                let existing: Option<JobId> = sqlx::query_scalar(Q_INSERT_EXISTING)
-                    .bind(key)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(self.err("looking up a job's unique key"))?;
-                if let Some(existing) = existing {
-                    ids.push(existing);
-                    continue;
-                }
-            }
-            let params = json_text(&job.params, "job parameters")?;
-            let cursor = job
-                .cursor
-                .as_ref()
-                .map(|c| json_text(c, "job cursor"))
-                .transpose()?;
-            let id: JobId = sqlx::query_scalar(Q_INSERT)
-                .bind(&job.kind)
-                .bind(&job.queue)
-                .bind(job.priority)
-                .bind(params)
-                .bind(cursor)
-                .bind(i64::from(job.max_attempts))
-                .bind(&job.unique_key)
-                .bind(now)
-                .bind(job.run_at)
-                .bind(job.partitions.map(i64::from))
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(self.err("enqueueing a job"))?;
-            ids.push(id);
+            ids.push(self.insert_in(&mut tx, job, now).await?);
         }
         tx.commit().await.map_err(self.err("enqueueing jobs"))?;
         Ok(ids)
@@ -1179,6 +1192,64 @@ impl Store for SqliteStore {
             .await
             .map_err(self.err("counting prunable jobs"))?;
         Ok(n.max(0) as u64)
+    }
+
+    async fn schedule_tick(&self, tick: &ScheduleTick) -> Result<TickOutcome> {
+        let what = "taking a schedule's tick";
+        let now = now_millis();
+        let mut tx = self.begin(what).await?;
+        let taken: Option<Option<i64>> = match tick.previous {
+            None => sqlx::query_scalar(Q_SCHEDULE_INSERT)
+                .bind(&tick.name)
+                .bind(tick.tick),
+            Some(previous) => sqlx::query_scalar(Q_SCHEDULE_ADVANCE)
+                .bind(&tick.name)
+                .bind(tick.tick)
+                .bind(previous),
+        }
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(self.err(what))?;
+        let Some(last_job) = taken else {
+            let _ = tx.rollback().await;
+            return Ok(TickOutcome::Stale);
+        };
+        let Some(job) = &tick.job else {
+            tx.commit().await.map_err(self.err(what))?;
+            return Ok(TickOutcome::Recorded);
+        };
+        if tick.skip_if_running
+            && let Some(previous) = last_job
+        {
+            let running: Option<i64> = sqlx::query_scalar(Q_JOB_UNFINISHED)
+                .bind(previous)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(self.err(what))?;
+            if running.is_some() {
+                tx.commit().await.map_err(self.err(what))?;
+                return Ok(TickOutcome::SkippedRunning(previous));
+            }
+        }
+        let id = self.insert_in(&mut tx, job, now).await?;
+        sqlx::query(Q_SCHEDULE_SET_JOB)
+            .bind(&tick.name)
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(self.err(what))?;
+        tx.commit().await.map_err(self.err(what))?;
+        Ok(TickOutcome::Enqueued(id))
+    }
+
+    async fn schedule_states(&self) -> Result<Vec<ScheduleState>> {
+        let rows = sqlx::query(Q_SCHEDULE_STATES)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(self.err("reading the schedules"))?;
+        rows.iter()
+            .map(|row| record::schedule_state::<SqliteDialect>(row).map_err(|m| self.corrupt(m)))
+            .collect()
     }
 
     async fn lease_acquire(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool> {

@@ -167,6 +167,7 @@ macro_rules! store_conformance {
             paused_queue_is_not_claimed,
             queue_stats_count_and_estimate,
             leases_have_one_holder,
+            schedule_ticks_are_taken_once,
         }
     };
 }
@@ -224,6 +225,8 @@ pub async fn share<S: Store>(store: S) -> Arc<dyn Store> {
         .expect("Store::migrate on the fresh store (it must be idempotent)");
     Arc::new(store)
 }
+
+pub use crate::schedules::schedule_ticks_are_taken_once;
 
 pub use crate::queues::{
     leases_have_one_holder, paused_queue_is_not_claimed, queue_stats_count_and_estimate,

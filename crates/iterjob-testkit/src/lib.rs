@@ -42,6 +42,7 @@ pub mod partitions;
 pub mod queues;
 pub mod resume;
 pub mod scenarios;
+pub mod schedules;
 pub mod sql;
 
 pub use guarded::Guarded;

@@ -21,6 +21,7 @@ pub use crate::partitions::{
 pub use crate::queues::{
     queue_pause_interrupts_or_lets_runs_finish, retention_prunes_old_finished_jobs,
 };
+pub use crate::schedules::workers_racing_a_schedule_enqueue_each_tick_once;
 
 /// Which items each job processed, in order, across every run.
 #[derive(Clone, Debug, Default)]
@@ -733,6 +734,7 @@ macro_rules! runtime_scenarios {
             fewer_slots_than_jobs_every_job_progresses,
             queue_pause_interrupts_or_lets_runs_finish,
             retention_prunes_old_finished_jobs,
+            workers_racing_a_schedule_enqueue_each_tick_once,
         );
     };
     (@each $make:expr; $($name:ident),* $(,)?) => {

@@ -154,6 +154,17 @@ impl Store for CountingStore {
         self.inner.job_prunable(state, finished_before).await
     }
 
+    async fn schedule_tick(
+        &self,
+        tick: &iterjob::store::ScheduleTick,
+    ) -> iterjob::Result<iterjob::store::TickOutcome> {
+        self.inner.schedule_tick(tick).await
+    }
+
+    async fn schedule_states(&self) -> iterjob::Result<Vec<iterjob::store::ScheduleState>> {
+        self.inner.schedule_states().await
+    }
+
     async fn lease_acquire(
         &self,
         name: &str,

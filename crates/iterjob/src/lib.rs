@@ -123,6 +123,7 @@ pub mod job;
 pub mod partition;
 pub mod registry;
 pub mod runtime;
+pub mod schedule;
 pub mod steps;
 pub mod store;
 

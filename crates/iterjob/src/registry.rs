@@ -9,7 +9,12 @@ use serde_json::Value;
 use crate::error::{Error, Result};
 use crate::job::{Job, KindSettings};
 use crate::runtime::run::{RunEnv, RunReport, run_job};
+use crate::schedule::Schedule;
 use crate::store::NewJob;
+
+fn schedule_queue(schedule: &Schedule) -> Option<&str> {
+    schedule.queue_name()
+}
 
 /// The job kinds a process can run, by name.
 ///
@@ -36,12 +41,21 @@ use crate::store::NewJob;
 #[derive(Clone, Default)]
 pub struct Registry {
     kinds: BTreeMap<&'static str, Arc<dyn ErasedKind>>,
+    schedules: Vec<Schedule>,
 }
 
 impl std::fmt::Debug for Registry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Registry")
             .field("kinds", &self.kinds.keys().collect::<Vec<_>>())
+            .field(
+                "schedules",
+                &self
+                    .schedules
+                    .iter()
+                    .map(Schedule::name)
+                    .collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
@@ -62,6 +76,27 @@ impl Registry {
     pub fn with<J: Job>(mut self, job: J) -> Self {
         self.register(job);
         self
+    }
+
+    /// Adds a recurring schedule ([`crate::schedule`]): every worker built from this
+    /// registry keeps it, and each of its ticks enqueues one job across all of
+    /// them. A schedule of the same name replaces the earlier one. Its kind and
+    /// parameters are checked when the worker is built.
+    pub fn add_schedule(&mut self, schedule: Schedule) -> &mut Self {
+        self.schedules.retain(|s| s.name() != schedule.name());
+        self.schedules.push(schedule);
+        self
+    }
+
+    /// Adds a recurring schedule, builder style; see [`Registry::add_schedule`].
+    pub fn schedule(mut self, schedule: Schedule) -> Self {
+        self.add_schedule(schedule);
+        self
+    }
+
+    /// The registered schedules, in the order they were added.
+    pub fn schedules(&self) -> &[Schedule] {
+        &self.schedules
     }
 
     /// The registered kinds' names, sorted.
@@ -97,7 +132,20 @@ impl Registry {
         for (kind, erased) in &self.kinds {
             crate::runtime::pace::validate(kind, &erased.settings())?;
         }
+        for schedule in &self.schedules {
+            self.schedule_job(schedule)
+                .map_err(|e| Error::Config(format!("schedule `{}`: {e}", schedule.name())))?;
+        }
         Ok(())
+    }
+
+    /// The job a tick of `schedule` enqueues (before its tick's unique key).
+    pub(crate) fn schedule_job(&self, schedule: &Schedule) -> Result<NewJob> {
+        let job = self.new_job(schedule.kind(), schedule.params().clone())?;
+        if let Some(queue) = schedule_queue(schedule) {
+            crate::store::check_queue_name(queue)?;
+        }
+        Ok(job)
     }
 
     pub(crate) fn get(&self, kind: &str) -> Result<&Arc<dyn ErasedKind>> {

@@ -10,8 +10,8 @@ use iterjob::store::rules::{
 use iterjob::store::{
     ClaimRequest, Claimed, Control, JobEvent, JobEventKind, JobFilter, JobId, JobRecord, JobState,
     Millis, NewJob, Outcome, Progress, QueuePause, QueuePauseMode, QueueRow, Rescued, RunToken,
-    Split, SplitRequest, Store, check_queue_name, duration_millis, now_millis, rate_cost_micros,
-    release_event,
+    ScheduleState, ScheduleTick, Split, SplitRequest, Store, TickOutcome, check_queue_name,
+    duration_millis, now_millis, rate_cost_micros, release_event,
 };
 use iterjob::{Error, Result};
 use iterjob_sql::record;
@@ -828,6 +828,78 @@ impl Store for MySqlStore {
             .await
             .map_err(self.err("counting prunable jobs"))?;
         Ok(n.max(0) as u64)
+    }
+
+    async fn schedule_tick(&self, tick: &ScheduleTick) -> Result<TickOutcome> {
+        let what = "taking a schedule's tick";
+        let mut tx = self.begin(what).await?;
+        let taken = match tick.previous {
+            None => sqlx::query(&self.q().schedule_insert)
+                .bind(&tick.name)
+                .bind(tick.tick),
+            Some(previous) => sqlx::query(&self.q().schedule_advance)
+                .bind(tick.tick)
+                .bind(&tick.name)
+                .bind(previous),
+        }
+        .execute(&mut *tx)
+        .await
+        .map_err(self.err(what))?
+        .rows_affected()
+            > 0;
+        if !taken {
+            let _ = tx.rollback().await;
+            return Ok(TickOutcome::Stale);
+        }
+        let Some(job) = &tick.job else {
+            tx.commit().await.map_err(self.err(what))?;
+            return Ok(TickOutcome::Recorded);
+        };
+        let row = sqlx::query(&self.q().schedule_get)
+            .bind(&tick.name)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(self.err(what))?;
+        let state = record::schedule_state::<MySqlDialect>(&row).map_err(|m| self.corrupt(m))?;
+        if tick.skip_if_running
+            && let Some(previous) = state.last_job
+        {
+            let running = sqlx::query(&self.q().job_unfinished)
+                .bind(previous)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(self.err(what))?;
+            if running.is_some() {
+                tx.commit().await.map_err(self.err(what))?;
+                return Ok(TickOutcome::SkippedRunning(previous));
+            }
+        }
+        let id = match &job.unique_key {
+            Some(key) => self.insert_unique(&mut tx, job, key).await?,
+            None => {
+                self.insert_plain(&mut tx, std::slice::from_ref(job))
+                    .await?[0]
+            }
+        };
+        sqlx::query(&self.q().schedule_set_job)
+            .bind(id)
+            .bind(&tick.name)
+            .execute(&mut *tx)
+            .await
+            .map_err(self.err(what))?;
+        tx.commit().await.map_err(self.err(what))?;
+        self.wake_local();
+        Ok(TickOutcome::Enqueued(id))
+    }
+
+    async fn schedule_states(&self) -> Result<Vec<ScheduleState>> {
+        let rows = sqlx::query(&self.q().schedule_states)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(self.err("reading the schedules"))?;
+        rows.iter()
+            .map(|row| record::schedule_state::<MySqlDialect>(row).map_err(|m| self.corrupt(m)))
+            .collect()
     }
 
     async fn lease_acquire(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool> {

@@ -78,6 +78,12 @@ queries! {
     lease_acquire => "lease_acquire.sql",
     lease_holder => "lease_holder.sql",
     lease_release => "lease_release.sql",
+    schedule_insert => "schedule_insert.sql",
+    schedule_advance => "schedule_advance.sql",
+    schedule_get => "schedule_get.sql",
+    schedule_set_job => "schedule_set_job.sql",
+    schedule_states => "schedule_states.sql",
+    job_unfinished => "job_unfinished.sql",
 }
 
 /// `n` parameters: `?, ?, ?`.

@@ -11,8 +11,8 @@ use iterjob::store::rules::{
 use iterjob::store::{
     ClaimRequest, Claimed, Control, JobEvent, JobEventKind, JobFilter, JobId, JobRecord, JobState,
     Millis, NewJob, Outcome, Progress, QueuePause, QueuePauseMode, QueueRow, Release, Rescued,
-    RunToken, Split, SplitRequest, Store, check_queue_name, duration_millis, now_millis,
-    rate_cost_micros, release_event,
+    RunToken, ScheduleState, ScheduleTick, Split, SplitRequest, Store, TickOutcome,
+    check_queue_name, duration_millis, now_millis, rate_cost_micros, release_event,
 };
 use iterjob::{Error, Result};
 use iterjob_sql::record;
@@ -823,6 +823,72 @@ impl Store for PgStore {
             .await
             .map_err(self.err("counting prunable jobs"))?;
         Ok(n.max(0) as u64)
+    }
+
+    async fn schedule_tick(&self, tick: &ScheduleTick) -> Result<TickOutcome> {
+        let what = "taking a schedule's tick";
+        let mut tx = self.begin(what).await?;
+        let taken: Option<Option<i64>> = match tick.previous {
+            None => sqlx::query_scalar(&self.q().schedule_insert)
+                .bind(&tick.name)
+                .bind(tick.tick),
+            Some(previous) => sqlx::query_scalar(&self.q().schedule_advance)
+                .bind(&tick.name)
+                .bind(tick.tick)
+                .bind(previous),
+        }
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(self.err(what))?;
+        let Some(last_job) = taken else {
+            let _ = tx.rollback().await;
+            return Ok(TickOutcome::Stale);
+        };
+        let Some(job) = &tick.job else {
+            tx.commit().await.map_err(self.err(what))?;
+            return Ok(TickOutcome::Recorded);
+        };
+        if tick.skip_if_running
+            && let Some(previous) = last_job
+        {
+            let running: Option<i32> = sqlx::query_scalar(&self.q().job_unfinished)
+                .bind(previous)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(self.err(what))?;
+            if running.is_some() {
+                tx.commit().await.map_err(self.err(what))?;
+                return Ok(TickOutcome::SkippedRunning(previous));
+            }
+        }
+        let id = match &job.unique_key {
+            Some(key) => self.insert_unique(&mut tx, job, key).await?,
+            None => {
+                self.insert_plain(&mut tx, std::slice::from_ref(job))
+                    .await?[0]
+            }
+        };
+        sqlx::query(&self.q().schedule_set_job)
+            .bind(&tick.name)
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(self.err(what))?;
+        self.announce(&mut tx, std::slice::from_ref(&job.queue))
+            .await?;
+        tx.commit().await.map_err(self.err(what))?;
+        self.wake_local();
+        Ok(TickOutcome::Enqueued(id))
+    }
+
+    async fn schedule_states(&self) -> Result<Vec<ScheduleState>> {
+        let rows = sqlx::query(&self.q().schedule_states)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(self.err("reading the schedules"))?;
+        rows.iter()
+            .map(|row| record::schedule_state::<PgDialect>(row).map_err(|m| self.corrupt(m)))
+            .collect()
     }
 
     async fn lease_acquire(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool> {

@@ -54,6 +54,11 @@ const Q_QUEUE_PAUSES: &str = include_str!("../../queries/queue_pauses.sql");
 const Q_QUEUE_ROWS: &str = include_str!("../../queries/queue_rows.sql");
 const Q_LEASE_ACQUIRE: &str = include_str!("../../queries/lease_acquire.sql");
 const Q_LEASE_RELEASE: &str = include_str!("../../queries/lease_release.sql");
+const Q_SCHEDULE_INSERT: &str = include_str!("../../queries/schedule_insert.sql");
+const Q_SCHEDULE_ADVANCE: &str = include_str!("../../queries/schedule_advance.sql");
+const Q_SCHEDULE_SET_JOB: &str = include_str!("../../queries/schedule_set_job.sql");
+const Q_SCHEDULE_STATES: &str = include_str!("../../queries/schedule_states.sql");
+const Q_JOB_UNFINISHED: &str = include_str!("../../queries/job_unfinished.sql");
 
 /// The SQL of every query, for one schema.
 #[derive(Debug)]
@@ -110,6 +115,11 @@ pub(super) struct Queries {
     pub(super) queue_rows: String,
     pub(super) lease_acquire: String,
     pub(super) lease_release: String,
+    pub(super) schedule_insert: String,
+    pub(super) schedule_advance: String,
+    pub(super) schedule_set_job: String,
+    pub(super) schedule_states: String,
+    pub(super) job_unfinished: String,
 }
 
 impl Queries {
@@ -168,6 +178,11 @@ impl Queries {
             queue_rows: r(Q_QUEUE_ROWS),
             lease_acquire: r(Q_LEASE_ACQUIRE),
             lease_release: r(Q_LEASE_RELEASE),
+            schedule_insert: r(Q_SCHEDULE_INSERT),
+            schedule_advance: r(Q_SCHEDULE_ADVANCE),
+            schedule_set_job: r(Q_SCHEDULE_SET_JOB),
+            schedule_states: r(Q_SCHEDULE_STATES),
+            job_unfinished: r(Q_JOB_UNFINISHED),
         }
     }
 }

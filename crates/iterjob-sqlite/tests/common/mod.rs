@@ -116,6 +116,17 @@ impl Store for TempStore {
         self.store.job_prunable(state, finished_before).await
     }
 
+    async fn schedule_tick(
+        &self,
+        tick: &iterjob::store::ScheduleTick,
+    ) -> Result<iterjob::store::TickOutcome> {
+        self.store.schedule_tick(tick).await
+    }
+
+    async fn schedule_states(&self) -> Result<Vec<iterjob::store::ScheduleState>> {
+        self.store.schedule_states().await
+    }
+
     async fn lease_acquire(
         &self,
         name: &str,

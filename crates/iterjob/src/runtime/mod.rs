@@ -8,6 +8,7 @@ pub(crate) mod pace;
 mod release;
 mod retention;
 pub(crate) mod run;
+mod scheduler;
 mod signals;
 mod slots;
 mod telemetry;

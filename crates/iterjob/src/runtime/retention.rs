@@ -33,8 +33,9 @@ pub struct Retention {
     pub interval: Duration,
     /// Jobs (each with its partitions and history) deleted per transaction. Default: 500.
     pub batch: usize,
-    /// Pause between two batches, leaving the store to claims and checkpoints.
-    /// Default: 20 ms.
+    /// Pause between two batches, leaving the store to claims and checkpoints: at
+    /// least this, and at least as long as the batch took, so pruning takes at most
+    /// half of the store's time however slow a batch is. Default: 20 ms.
     pub pause: Duration,
 }
 
@@ -114,12 +115,13 @@ pub(crate) async fn pass(
         let cutoff = now_millis().saturating_sub(duration_millis(age));
         let mut deleted = 0;
         loop {
+            let started = std::time::Instant::now();
             let n = store.job_prune(state, cutoff, retention.batch).await?;
             deleted += n;
             if (n as usize) < retention.batch {
                 break;
             }
-            tokio::time::sleep(retention.pause).await;
+            tokio::time::sleep(retention.pause.max(started.elapsed())).await;
             if !store.lease_acquire(LEASE, holder, ttl).await? {
                 tracing::info!("retention: another worker took over pruning");
                 return Ok(total + deleted);

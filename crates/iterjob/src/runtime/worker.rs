@@ -16,10 +16,10 @@ use crate::registry::Registry;
 use crate::runtime::controls::{self, Controls, ControlsWatch};
 use crate::runtime::live::{LiveJob, LiveJobs, RunningJob};
 use crate::runtime::release::{MAX_BATCH, Releaser};
-use crate::runtime::retention;
 use crate::runtime::run::{RunEnv, RunReport, panic_message};
 use crate::runtime::slots::Slots;
 use crate::runtime::{RunEnd, WorkerConfig, telemetry};
+use crate::runtime::{retention, scheduler};
 use crate::store::{
     ClaimRequest, Claimed, InterruptReason, JobId, Outcome, Progress, Release, SplitRequest, Store,
 };
@@ -189,6 +189,14 @@ impl Worker {
             self.config.control_interval,
             controls_tx,
         )));
+        // schedules: every worker with schedules looks for due ticks
+        let _scheduler = (!self.registry.schedules().is_empty()).then(|| {
+            AbortOnDrop(tokio::spawn(scheduler::run(
+                Arc::clone(&self.store),
+                Arc::clone(&self.registry),
+                self.config.control_interval,
+            )))
+        });
         // retention: this worker prunes while it holds the store's retention lease
         let _pruner = self.config.retention.clone().map(|retention| {
             AbortOnDrop(tokio::spawn(retention::run(

@@ -30,6 +30,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use crate::error::{Error, Result};
+use crate::schedule::{ScheduleState, ScheduleTick, TickOutcome};
 use crate::store::rate::RateBuckets;
 use crate::store::rules::{self, AdminAction, AdminStep, UNIQUE_KEY_HELD, admin_step};
 use crate::store::{
@@ -77,6 +78,8 @@ struct Inner {
     pauses: BTreeMap<String, QueuePause>,
     /// Named leases: holder and expiry.
     leases: BTreeMap<String, (String, Millis)>,
+    /// Schedules' last ticks and jobs.
+    schedules: BTreeMap<String, ScheduleState>,
 }
 
 #[derive(Debug)]
@@ -100,6 +103,26 @@ impl MemoryStore {
 }
 
 impl Inner {
+    /// Inserts one job (or finds the unfinished job holding its unique key).
+    fn insert(&mut self, job: &NewJob, now: Millis) -> JobId {
+        if let Some(key) = &job.unique_key
+            && let Some(existing) = self.unique_holder(key, None)
+        {
+            return existing;
+        }
+        self.last_id += 1;
+        let id = self.last_id;
+        let record = new_record(id, job, now);
+        self.jobs.insert(
+            id,
+            Entry {
+                record,
+                token: None,
+            },
+        );
+        id
+    }
+
     /// Records an event about `record` as it is now (after the change).
     fn record_event(
         &mut self,
@@ -322,26 +345,7 @@ impl Store for MemoryStore {
     async fn job_insert_many(&self, jobs: &[NewJob]) -> Result<Vec<JobId>> {
         let now = now_millis();
         let mut inner = self.lock();
-        let mut ids = Vec::with_capacity(jobs.len());
-        for job in jobs {
-            if let Some(key) = &job.unique_key
-                && let Some(existing) = inner.unique_holder(key, None)
-            {
-                ids.push(existing);
-                continue;
-            }
-            inner.last_id += 1;
-            let id = inner.last_id;
-            let record = new_record(id, job, now);
-            inner.jobs.insert(
-                id,
-                Entry {
-                    record,
-                    token: None,
-                },
-            );
-            ids.push(id);
-        }
+        let ids = jobs.iter().map(|job| inner.insert(job, now)).collect();
         drop(inner);
         self.available.notify_waiters();
         Ok(ids)
@@ -700,6 +704,48 @@ impl Store for MemoryStore {
 
     async fn job_wait_available(&self) {
         self.available.notified().await;
+    }
+
+    async fn schedule_tick(&self, tick: &ScheduleTick) -> Result<TickOutcome> {
+        let now = now_millis();
+        let mut inner = self.lock();
+        let current = inner.schedules.get(&tick.name).map(|s| s.last_tick);
+        if current != tick.previous {
+            return Ok(TickOutcome::Stale);
+        }
+        let last_job = inner.schedules.get(&tick.name).and_then(|s| s.last_job);
+        let state = inner
+            .schedules
+            .entry(tick.name.clone())
+            .or_insert_with(|| ScheduleState {
+                name: tick.name.clone(),
+                last_tick: tick.tick,
+                last_job: None,
+            });
+        state.last_tick = tick.tick;
+        let Some(job) = &tick.job else {
+            return Ok(TickOutcome::Recorded);
+        };
+        if tick.skip_if_running
+            && let Some(previous) = last_job
+            && inner
+                .jobs
+                .get(&previous)
+                .is_some_and(|e| !e.record.state.is_finished())
+        {
+            return Ok(TickOutcome::SkippedRunning(previous));
+        }
+        let id = inner.insert(job, now);
+        if let Some(state) = inner.schedules.get_mut(&tick.name) {
+            state.last_job = Some(id);
+        }
+        drop(inner);
+        self.available.notify_waiters();
+        Ok(TickOutcome::Enqueued(id))
+    }
+
+    async fn schedule_states(&self) -> Result<Vec<ScheduleState>> {
+        Ok(self.lock().schedules.values().cloned().collect())
     }
 
     async fn lease_acquire(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool> {

@@ -16,6 +16,7 @@ mod queues;
 mod rate;
 pub mod rules;
 
+pub use crate::schedule::{ScheduleState, ScheduleTick, TickOutcome};
 pub use events::{JobEvent, JobEventKind, MAX_EVENTS, release_event};
 pub use memory::MemoryStore;
 pub use queues::{QueuePause, QueuePauseMode, QueueRow, QueueStats, summarize};
@@ -705,6 +706,17 @@ pub trait Store: Send + Sync + 'static {
     /// # Errors
     /// [`Error::Config`] when `state` is not a finished state.
     async fn job_prunable(&self, state: JobState, finished_before: Millis) -> Result<u64>;
+
+    /// Takes one tick of a recurring schedule, exactly once across every process:
+    /// in one transaction, moves the schedule's last tick from `tick.previous`
+    /// (`None`: the schedule has no row yet) to `tick.tick` — or does nothing and
+    /// returns [`TickOutcome::Stale`] when the store holds another value (another
+    /// process took it) — and enqueues `tick.job` unless `skip_if_running` and the
+    /// schedule's previous job has not finished. See [`crate::schedule`].
+    async fn schedule_tick(&self, tick: &ScheduleTick) -> Result<TickOutcome>;
+
+    /// Every schedule's state (last tick, last job), by name.
+    async fn schedule_states(&self) -> Result<Vec<ScheduleState>>;
 
     /// Takes or renews the named lease for `holder` until `ttl` from now (the store's
     /// clock), if it is free, expired, or already `holder`'s; returns whether

@@ -1,0 +1,2 @@
+-- `Store::schedule_states`
+SELECT name, last_tick, last_job FROM {schema}.schedules ORDER BY name

@@ -1,0 +1,2 @@
+-- `Store::schedule_states`
+SELECT name, last_tick, last_job FROM iterjob_schedules ORDER BY name
