@@ -67,6 +67,9 @@ pub enum Command {
     /// Pause or resume a whole queue.
     #[command(subcommand)]
     Queue(QueueCommand),
+    /// List the recurring schedules registered in this binary: cron expression,
+    /// time zone, next tick, and the last tick's job.
+    Schedules(QueuesArgs),
     /// Create or upgrade the store's schema.
     Migrate,
     /// List the job kinds this binary can run.
@@ -402,6 +405,7 @@ pub(crate) async fn execute(cli: Cli, registry: Registry) -> Result<()> {
                 Command::Prune(args) => prune(&*store, &args).await,
                 Command::Queues(args) => queues(&*store, &args).await,
                 Command::Queue(command) => queue(&*store, command).await,
+                Command::Schedules(args) => schedules(&*store, &registry, args.json).await,
                 Command::Demo(_) | Command::Kinds => unreachable!("handled above"),
             }
         }
@@ -582,6 +586,187 @@ async fn queues(store: &dyn iterjob::Store, args: &QueuesArgs) -> Result<()> {
     Ok(())
 }
 
+/// One registered schedule with its state, for `iterjob schedules`.
+struct ScheduleRow<'a> {
+    schedule: &'a iterjob::schedule::Schedule,
+    last_tick: Option<iterjob::store::Millis>,
+    /// The last tick's job: its id, and its state unless it was deleted since.
+    last_job: Option<(JobId, Option<JobState>)>,
+    next_tick: Option<iterjob::store::Millis>,
+}
+
+async fn schedule_rows<'a>(
+    store: &dyn iterjob::Store,
+    registry: &'a Registry,
+    now: iterjob::store::Millis,
+) -> Result<Vec<ScheduleRow<'a>>> {
+    let states: std::collections::HashMap<String, iterjob::store::ScheduleState> = store
+        .schedule_states()
+        .await?
+        .into_iter()
+        .map(|s| (s.name.clone(), s))
+        .collect();
+    let mut rows = Vec::new();
+    for schedule in registry.schedules() {
+        let state = states.get(schedule.name());
+        let last_job = match state.and_then(|s| s.last_job) {
+            Some(id) => Some((id, store.job_get(id).await?.map(|j| j.state))),
+            None => None,
+        };
+        rows.push(ScheduleRow {
+            schedule,
+            last_tick: state.map(|s| s.last_tick),
+            last_job,
+            next_tick: schedule.next_after(now),
+        });
+    }
+    Ok(rows)
+}
+
+fn schedules_json(rows: &[ScheduleRow<'_>]) -> serde_json::Value {
+    rows.iter()
+        .map(|r| {
+            let s = r.schedule;
+            serde_json::json!({
+                "name": s.name(),
+                "cron": s.expression(),
+                "timezone": s.timezone_name(),
+                "kind": s.kind(),
+                "params": s.params(),
+                "queue": s.queue_name(),
+                "overlap": s.overlap_policy(),
+                "catch_up": s.catch_up_policy(),
+                "next_tick": r.next_tick.map(|t| s.format_time(t)),
+                "last_tick": r.last_tick.map(|t| s.format_time(t)),
+                "last_job": r.last_job.map(|(id, state)| serde_json::json!({"id": id, "state": state})),
+            })
+        })
+        .collect::<Vec<_>>()
+        .into()
+}
+
+fn schedules_text(rows: &[ScheduleRow<'_>]) -> String {
+    use std::fmt::Write as _;
+    if rows.is_empty() {
+        return "no schedules registered in this binary (add them with Registry::schedule or \
+                App::schedule; see the README's Schedules section)\n"
+            .to_string();
+    }
+    let mut out = String::new();
+    for r in rows {
+        let s = r.schedule;
+        let _ = writeln!(
+            out,
+            "{}  `{}` {}  kind {}  overlap {:?}  catch-up {:?}",
+            printable(s.name()),
+            s.expression(),
+            s.timezone_name(),
+            s.kind(),
+            s.overlap_policy(),
+            s.catch_up_policy()
+        );
+        let _ = writeln!(
+            out,
+            "    next tick {}",
+            r.next_tick
+                .map_or_else(|| "never".to_string(), |t| s.format_time(t))
+        );
+        let _ = match (r.last_tick, r.last_job) {
+            (None, _) => writeln!(
+                out,
+                "    not seen by a worker yet (it starts counting when one runs)"
+            ),
+            (Some(t), Some((id, Some(state)))) => {
+                writeln!(
+                    out,
+                    "    last tick {}: job {id} ({state})",
+                    s.format_time(t)
+                )
+            }
+            (Some(t), Some((id, None))) => writeln!(
+                out,
+                "    last tick {}: job {id} (deleted since)",
+                s.format_time(t)
+            ),
+            (Some(t), None) => writeln!(out, "    last tick {}: no job", s.format_time(t)),
+        };
+    }
+    out
+}
+
+/// `iterjob schedules`.
+async fn schedules(store: &dyn iterjob::Store, registry: &Registry, json: bool) -> Result<()> {
+    let rows = schedule_rows(store, registry, iterjob::store::now_millis()).await?;
+    if json {
+        outln!("{}", serde_json::to_string_pretty(&schedules_json(&rows))?)?;
+    } else {
+        out!("{}", schedules_text(&rows))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod schedule_tests {
+    use super::*;
+    use iterjob::schedule::{Schedule, ScheduleTick};
+    use iterjob::store::{MemoryStore, Store};
+
+    #[tokio::test]
+    async fn schedules_list_their_next_and_last_ticks() {
+        let registry = Registry::new()
+            .with(crate::SyncProducts::default())
+            .schedule(
+                Schedule::new(
+                    "nightly",
+                    "0 3 * * *",
+                    "demo_sync_products",
+                    serde_json::json!({}),
+                )
+                .unwrap()
+                .timezone("Europe/Berlin")
+                .unwrap(),
+            )
+            .schedule(
+                Schedule::new(
+                    "hourly",
+                    "0 * * * *",
+                    "demo_sync_products",
+                    serde_json::json!({}),
+                )
+                .unwrap(),
+            );
+        let store = MemoryStore::new();
+        let now = 1_796_000_000_000; // 2026-11-29T01:33:20Z
+        store
+            .schedule_tick(&ScheduleTick {
+                name: "hourly".into(),
+                previous: None,
+                tick: now - 1_000,
+                job: Some(NewJob::new("demo_sync_products", serde_json::json!({}))),
+                skip_if_running: true,
+            })
+            .await
+            .unwrap();
+        let rows = schedule_rows(&store, &registry, now).await.unwrap();
+        let json = schedules_json(&rows);
+        assert_eq!(json[0]["name"], "nightly");
+        assert_eq!(json[0]["timezone"], "Europe/Berlin");
+        assert_eq!(json[0]["next_tick"], "2026-11-29T03:00:00+01:00");
+        assert_eq!(json[0]["last_tick"], serde_json::Value::Null);
+        assert_eq!(json[0]["overlap"], "skip");
+        assert_eq!(json[1]["next_tick"], "2026-11-29T02:00:00+00:00");
+        assert_eq!(json[1]["last_job"]["state"], "queued");
+        let text = schedules_text(&rows);
+        assert!(
+            text.contains("nightly  `0 3 * * *` Europe/Berlin"),
+            "{text}"
+        );
+        assert!(text.contains("not seen by a worker yet"), "{text}");
+        assert!(text.contains("job 1 (queued)"), "{text}");
+        assert!(schedules_text(&[]).contains("no schedules registered"));
+    }
+}
+
 /// `iterjob queue pause|resume`.
 async fn queue(store: &dyn iterjob::Store, command: QueueCommand) -> Result<()> {
     match command {
@@ -677,12 +862,16 @@ async fn prune(store: &dyn iterjob::Store, args: &PruneArgs) -> Result<()> {
     let started = std::time::Instant::now();
     let mut deleted = 0u64;
     for (state, _) in &due {
+        let mut after = 0;
         loop {
-            let n = store.job_prune(*state, cutoff, args.batch as usize).await?;
-            deleted += n;
-            bar.inc(n);
-            if n < args.batch {
-                break;
+            let batch = store
+                .job_prune(*state, cutoff, after, args.batch as usize)
+                .await?;
+            deleted += batch.deleted;
+            bar.inc(batch.deleted);
+            match batch.last_id {
+                Some(last) if batch.deleted >= args.batch => after = last,
+                _ => break,
             }
         }
     }

@@ -2,8 +2,8 @@
 //!
 //! The `iterjob` command line, as a library: your own binary registers its job kinds
 //! and hands control to [`App::run`], getting every command (`worker`, `enqueue`,
-//! `jobs`, `show`, `pause`, `resume`, `cancel`, `retry`, `delete`, `migrate`, `demo`,
-//! `dashboard`) for its own kinds. Admin commands need only the store, not the job
+//! `jobs`, `show`, `pause`, `resume`, `cancel`, `retry`, `delete`, `prune`, `queues`,
+//! `queue`, `schedules`, `migrate`, `demo`, `dashboard`) for its own kinds. Admin commands need only the store, not the job
 //! code.
 //!
 //! ```no_run
@@ -75,6 +75,13 @@ impl App {
     /// Registers a job kind.
     pub fn register<J: Job>(mut self, job: J) -> Self {
         self.registry.register(job);
+        self
+    }
+
+    /// Adds a recurring schedule (see [`iterjob::schedule`]): the app's workers
+    /// enqueue its jobs, and `schedules` lists it.
+    pub fn schedule(mut self, schedule: iterjob::schedule::Schedule) -> Self {
+        self.registry.add_schedule(schedule);
         self
     }
 

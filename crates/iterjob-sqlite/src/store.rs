@@ -27,8 +27,8 @@ use iterjob::store::rules::{
 };
 use iterjob::store::{
     ClaimRequest, Claimed, Control, JobEvent, JobEventKind, JobFilter, JobId, JobRecord, JobState,
-    Millis, NewJob, Outcome, Progress, QueuePause, QueuePauseMode, QueueRow, Release, Rescued,
-    RunToken, ScheduleState, ScheduleTick, Split, SplitRequest, Store, TickOutcome,
+    Millis, NewJob, Outcome, Progress, PruneBatch, QueuePause, QueuePauseMode, QueueRow, Release,
+    Rescued, RunToken, ScheduleState, ScheduleTick, Split, SplitRequest, Store, TickOutcome,
     check_queue_name, now_micros, now_millis, parent_outcome, rate_cost_micros, release_event,
 };
 use iterjob::{Error, Result};
@@ -1149,8 +1149,9 @@ impl Store for SqliteStore {
         &self,
         state: JobState,
         finished_before: iterjob::store::Millis,
+        after: JobId,
         limit: usize,
-    ) -> Result<u64> {
+    ) -> Result<PruneBatch> {
         const WHAT: &str = "pruning finished jobs";
         prune_check(state)?;
         let mut tx = self.begin(WHAT).await?;
@@ -1158,11 +1159,12 @@ impl Store for SqliteStore {
             .bind(state.as_str())
             .bind(finished_before)
             .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .bind(after)
             .fetch_all(&mut *tx)
             .await
             .map_err(self.err(WHAT))?;
         if ids.is_empty() {
-            return Ok(0);
+            return Ok(PruneBatch::default());
         }
         let list = serde_json::to_string(&ids).map_err(|source| Error::Serialize {
             what: "job ids",
@@ -1176,7 +1178,10 @@ impl Store for SqliteStore {
                 .map_err(self.err(WHAT))?;
         }
         tx.commit().await.map_err(self.err(WHAT))?;
-        Ok(ids.len() as u64)
+        Ok(PruneBatch {
+            deleted: ids.len() as u64,
+            last_id: ids.iter().max().copied(),
+        })
     }
 
     async fn job_prunable(

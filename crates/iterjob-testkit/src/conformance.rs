@@ -1354,24 +1354,31 @@ pub async fn prune_deletes_finished_jobs_in_batches(store: Arc<dyn Store>) {
     );
     assert_eq!(
         store
-            .job_prune(JobState::Completed, before_any, 10)
+            .job_prune(JobState::Completed, before_any, 0, 10)
             .await
-            .expect("prune"),
+            .expect("prune")
+            .deleted,
         0
     );
-    // batches of 2: 2, then 1, then none
+    // batches of 2 walked by id: 2, then 1, then none
     let mut batches = Vec::new();
+    let mut after = 0;
     loop {
-        let n = store
-            .job_prune(JobState::Completed, later, 2)
+        let batch = store
+            .job_prune(JobState::Completed, later, after, 2)
             .await
             .expect("prune");
-        batches.push(n);
-        if n == 0 {
-            break;
+        batches.push(batch.deleted);
+        match batch.last_id {
+            Some(last) => {
+                assert!(last > after, "the walk moves forward");
+                after = last;
+            }
+            None => break,
         }
     }
     assert_eq!(batches, [2, 1, 0]);
+    assert_eq!(after, completed[2], "the last batch ends at the last id");
     for id in completed {
         assert!(store.job_get(id).await.expect("get").is_none(), "job {id}");
         assert!(store.job_events(id, 10).await.expect("events").is_empty());
@@ -1382,19 +1389,31 @@ pub async fn prune_deletes_finished_jobs_in_batches(store: Arc<dyn Store>) {
             "job {id} stays"
         );
     }
+    // ids at or below `after` are left alone
     assert_eq!(
         store
-            .job_prune(JobState::Cancelled, later, 10)
+            .job_prune(JobState::Cancelled, later, cancelled, 10)
+            .await
+            .expect("prune")
+            .deleted,
+        0
+    );
+    assert_eq!(
+        store
+            .job_prune(JobState::Cancelled, later, 0, 10)
             .await
             .expect("prune"),
-        1
+        iterjob::store::PruneBatch {
+            deleted: 1,
+            last_id: Some(cancelled)
+        }
     );
     assert!(store.job_get(cancelled).await.expect("get").is_none());
     assert!(store.job_get(failed).await.expect("get").is_some());
     for state in [JobState::Queued, JobState::Running, JobState::Paused] {
         assert!(
             matches!(
-                store.job_prune(state, later, 10).await,
+                store.job_prune(state, later, 0, 10).await,
                 Err(Error::Config(ref m)) if m.contains("only finished jobs")
             ),
             "{state} jobs are never pruned"

@@ -380,9 +380,10 @@ pub async fn prune_takes_partitions_along(store: Arc<dyn Store>) {
     );
     assert_eq!(
         store
-            .job_prune(JobState::Completed, later, 10)
+            .job_prune(JobState::Completed, later, 0, 10)
             .await
-            .expect("prune"),
+            .expect("prune")
+            .deleted,
         1
     );
     for id in std::iter::once(parent).chain(children) {

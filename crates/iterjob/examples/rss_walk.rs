@@ -142,9 +142,12 @@ impl Store for CountingStore {
         &self,
         state: iterjob::JobState,
         finished_before: iterjob::store::Millis,
+        after: iterjob::JobId,
         limit: usize,
-    ) -> iterjob::Result<u64> {
-        self.inner.job_prune(state, finished_before, limit).await
+    ) -> iterjob::Result<iterjob::store::PruneBatch> {
+        self.inner
+            .job_prune(state, finished_before, after, limit)
+            .await
     }
     async fn job_prunable(
         &self,

@@ -9,9 +9,9 @@ use iterjob::store::rules::{
 };
 use iterjob::store::{
     ClaimRequest, Claimed, Control, JobEvent, JobEventKind, JobFilter, JobId, JobRecord, JobState,
-    Millis, NewJob, Outcome, Progress, QueuePause, QueuePauseMode, QueueRow, Rescued, RunToken,
-    ScheduleState, ScheduleTick, Split, SplitRequest, Store, TickOutcome, check_queue_name,
-    duration_millis, now_millis, rate_cost_micros, release_event,
+    Millis, NewJob, Outcome, Progress, PruneBatch, QueuePause, QueuePauseMode, QueueRow, Rescued,
+    RunToken, ScheduleState, ScheduleTick, Split, SplitRequest, Store, TickOutcome,
+    check_queue_name, duration_millis, now_millis, rate_cost_micros, release_event,
 };
 use iterjob::{Error, Result};
 use iterjob_sql::record;
@@ -770,13 +770,15 @@ impl Store for MySqlStore {
         &self,
         state: JobState,
         finished_before: iterjob::store::Millis,
+        after: JobId,
         limit: usize,
-    ) -> Result<u64> {
+    ) -> Result<PruneBatch> {
         const WHAT: &str = "pruning finished jobs";
         prune_check(state)?;
         let mut tx = self.begin(WHAT).await?;
         let pruned = async {
             let ids: Vec<i64> = sqlx::query_scalar(&self.q().prune_pick)
+                .bind(after)
                 .bind(state.as_str())
                 .bind(finished_before)
                 .bind(i64::try_from(limit).unwrap_or(i64::MAX))
@@ -800,7 +802,10 @@ impl Store for MySqlStore {
                     query.execute(&mut *tx).await.map_err(self.err(WHAT))?;
                 }
             }
-            Ok::<u64, Error>(ids.len() as u64)
+            Ok::<PruneBatch, Error>(PruneBatch {
+                deleted: ids.len() as u64,
+                last_id: ids.iter().max().copied(),
+            })
         }
         .await;
         match pruned {

@@ -10,8 +10,8 @@ use iterjob::store::rules::{
 };
 use iterjob::store::{
     ClaimRequest, Claimed, Control, JobEvent, JobEventKind, JobFilter, JobId, JobRecord, JobState,
-    Millis, NewJob, Outcome, Progress, QueuePause, QueuePauseMode, QueueRow, Release, Rescued,
-    RunToken, ScheduleState, ScheduleTick, Split, SplitRequest, Store, TickOutcome,
+    Millis, NewJob, Outcome, Progress, PruneBatch, QueuePause, QueuePauseMode, QueueRow, Release,
+    Rescued, RunToken, ScheduleState, ScheduleTick, Split, SplitRequest, Store, TickOutcome,
     check_queue_name, duration_millis, now_millis, rate_cost_micros, release_event,
 };
 use iterjob::{Error, Result};
@@ -775,8 +775,9 @@ impl Store for PgStore {
         &self,
         state: JobState,
         finished_before: iterjob::store::Millis,
+        after: JobId,
         limit: usize,
-    ) -> Result<u64> {
+    ) -> Result<PruneBatch> {
         const WHAT: &str = "pruning finished jobs";
         prune_check(state)?;
         let mut tx = self.begin(WHAT).await?;
@@ -785,6 +786,7 @@ impl Store for PgStore {
                 .bind(state.as_str())
                 .bind(finished_before)
                 .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+                .bind(after)
                 .fetch_all(&mut *tx)
                 .await
                 .map_err(self.err(WHAT))?;
@@ -798,7 +800,10 @@ impl Store for PgStore {
                         .map_err(self.err(WHAT))?;
                 }
             }
-            Ok::<u64, Error>(ids.len() as u64)
+            Ok::<PruneBatch, Error>(PruneBatch {
+                deleted: ids.len() as u64,
+                last_id: ids.iter().max().copied(),
+            })
         }
         .await;
         match pruned {

@@ -292,9 +292,13 @@ impl Store for TempStore {
         &self,
         state: iterjob::JobState,
         finished_before: iterjob::store::Millis,
+        after: iterjob::JobId,
         limit: usize,
-    ) -> Result<u64> {
-        self.db.store.job_prune(state, finished_before, limit).await
+    ) -> Result<iterjob::store::PruneBatch> {
+        self.db
+            .store
+            .job_prune(state, finished_before, after, limit)
+            .await
     }
     async fn job_prunable(
         &self,

@@ -104,9 +104,12 @@ impl Store for TempStore {
         &self,
         state: iterjob::JobState,
         finished_before: iterjob::store::Millis,
+        after: iterjob::JobId,
         limit: usize,
-    ) -> Result<u64> {
-        self.store.job_prune(state, finished_before, limit).await
+    ) -> Result<iterjob::store::PruneBatch> {
+        self.store
+            .job_prune(state, finished_before, after, limit)
+            .await
     }
     async fn job_prunable(
         &self,

@@ -83,7 +83,8 @@ pub struct WorkerConfig {
     /// How often the worker reads the operators' switches from the store (paused
     /// queues, [`Store::queue_pause`](crate::store::Store::queue_pause)): one small
     /// query per worker, after which a pause reaches every run of the queue at its
-    /// next item. Default: 1 s.
+    /// next item. Also how often a worker whose registry has schedules looks for
+    /// ticks that came due ([`crate::schedule`]). Default: 1 s.
     pub control_interval: Duration,
     /// Retention: finished jobs older than their state's age are deleted, with their
     /// partitions and history, by one worker at a time across every process of the

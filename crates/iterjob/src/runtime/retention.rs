@@ -114,12 +114,16 @@ pub(crate) async fn pass(
     for (state, age) in retention.ages() {
         let cutoff = now_millis().saturating_sub(duration_millis(age));
         let mut deleted = 0;
+        let mut after = 0;
         loop {
             let started = std::time::Instant::now();
-            let n = store.job_prune(state, cutoff, retention.batch).await?;
-            deleted += n;
-            if (n as usize) < retention.batch {
-                break;
+            let batch = store
+                .job_prune(state, cutoff, after, retention.batch)
+                .await?;
+            deleted += batch.deleted;
+            match batch.last_id {
+                Some(last) if (batch.deleted as usize) >= retention.batch => after = last,
+                _ => break,
             }
             tokio::time::sleep(retention.pause.max(started.elapsed())).await;
             if !store.lease_acquire(LEASE, holder, ttl).await? {

@@ -31,6 +31,7 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::schedule::{ScheduleState, ScheduleTick, TickOutcome};
+use crate::store::PruneBatch;
 use crate::store::rate::RateBuckets;
 use crate::store::rules::{self, AdminAction, AdminStep, UNIQUE_KEY_HELD, admin_step};
 use crate::store::{
@@ -669,14 +670,15 @@ impl Store for MemoryStore {
         &self,
         state: JobState,
         finished_before: Millis,
+        after: JobId,
         limit: usize,
-    ) -> Result<u64> {
+    ) -> Result<PruneBatch> {
         crate::store::rules::prune_check(state)?;
         let mut inner = self.lock();
         let due: Vec<JobId> = inner
             .jobs
-            .values()
-            .map(|e| &e.record)
+            .range(after.saturating_add(1)..)
+            .map(|(_, e)| &e.record)
             .filter(|r| prunable(r, state, finished_before))
             .map(|r| r.id)
             .take(limit)
@@ -689,7 +691,10 @@ impl Store for MemoryStore {
             inner.jobs.remove(job);
         }
         inner.events.retain(|e| !gone.contains(&e.job_id));
-        Ok(due.len() as u64)
+        Ok(PruneBatch {
+            deleted: due.len() as u64,
+            last_id: due.last().copied(),
+        })
     }
 
     async fn job_prunable(&self, state: JobState, finished_before: Millis) -> Result<u64> {

@@ -564,6 +564,15 @@ pub fn parent_outcome(partitions: &[JobRecord]) -> Option<(JobState, Option<Stri
     })
 }
 
+/// What one [`Store::job_prune`] batch deleted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PruneBatch {
+    /// Top-level jobs deleted (each with its partitions and history).
+    pub deleted: u64,
+    /// The highest id deleted: the next batch's `after` (`None` when none was).
+    pub last_id: Option<JobId>,
+}
+
 /// What the rescuer did to a job whose lease expired.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Rescued {
@@ -685,11 +694,13 @@ pub trait Store: Send + Sync + 'static {
     /// its parent): see [`delete_check`](crate::store::rules::delete_check).
     async fn job_delete(&self, id: JobId) -> Result<u64>;
 
-    /// Retention: deletes up to `limit` top-level jobs in the finished `state` that
-    /// finished before `finished_before`, each with its partitions and history, in
-    /// one short transaction, oldest ids first; returns how many top-level jobs it
-    /// deleted (fewer than `limit` when no more are due). Call it in a loop for
-    /// more: small batches keep each transaction and its locks short.
+    /// Retention: deletes up to `limit` top-level jobs with ids above `after` in the
+    /// finished `state` that finished before `finished_before`, each with its
+    /// partitions and history, in one short transaction, lowest ids first. Call it
+    /// in a loop, passing the batch's [`PruneBatch::last_id`] as the next `after`
+    /// (start from 0), until a batch deletes fewer than `limit`: small batches keep
+    /// each transaction and its locks short, and the id walk never re-reads the rows
+    /// deleted before (which, until vacuumed, every batch from the start would).
     ///
     /// # Errors
     /// [`Error::Config`] when `state` is not a finished state.
@@ -697,8 +708,9 @@ pub trait Store: Send + Sync + 'static {
         &self,
         state: JobState,
         finished_before: Millis,
+        after: JobId,
         limit: usize,
-    ) -> Result<u64>;
+    ) -> Result<PruneBatch>;
 
     /// How many top-level jobs [`Store::job_prune`] would delete for `state` and
     /// `finished_before` (for a dry run).
