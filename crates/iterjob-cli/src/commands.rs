@@ -705,68 +705,6 @@ async fn schedules(store: &dyn iterjob::Store, registry: &Registry, json: bool) 
     Ok(())
 }
 
-#[cfg(test)]
-mod schedule_tests {
-    use super::*;
-    use iterjob::schedule::{Schedule, ScheduleTick};
-    use iterjob::store::{MemoryStore, Store};
-
-    #[tokio::test]
-    async fn schedules_list_their_next_and_last_ticks() {
-        let registry = Registry::new()
-            .with(crate::SyncProducts::default())
-            .schedule(
-                Schedule::new(
-                    "nightly",
-                    "0 3 * * *",
-                    "demo_sync_products",
-                    serde_json::json!({}),
-                )
-                .unwrap()
-                .timezone("Europe/Berlin")
-                .unwrap(),
-            )
-            .schedule(
-                Schedule::new(
-                    "hourly",
-                    "0 * * * *",
-                    "demo_sync_products",
-                    serde_json::json!({}),
-                )
-                .unwrap(),
-            );
-        let store = MemoryStore::new();
-        let now = 1_796_000_000_000; // 2026-11-29T01:33:20Z
-        store
-            .schedule_tick(&ScheduleTick {
-                name: "hourly".into(),
-                previous: None,
-                tick: now - 1_000,
-                job: Some(NewJob::new("demo_sync_products", serde_json::json!({}))),
-                skip_if_running: true,
-            })
-            .await
-            .unwrap();
-        let rows = schedule_rows(&store, &registry, now).await.unwrap();
-        let json = schedules_json(&rows);
-        assert_eq!(json[0]["name"], "nightly");
-        assert_eq!(json[0]["timezone"], "Europe/Berlin");
-        assert_eq!(json[0]["next_tick"], "2026-11-29T03:00:00+01:00");
-        assert_eq!(json[0]["last_tick"], serde_json::Value::Null);
-        assert_eq!(json[0]["overlap"], "skip");
-        assert_eq!(json[1]["next_tick"], "2026-11-29T02:00:00+00:00");
-        assert_eq!(json[1]["last_job"]["state"], "queued");
-        let text = schedules_text(&rows);
-        assert!(
-            text.contains("nightly  `0 3 * * *` Europe/Berlin"),
-            "{text}"
-        );
-        assert!(text.contains("not seen by a worker yet"), "{text}");
-        assert!(text.contains("job 1 (queued)"), "{text}");
-        assert!(schedules_text(&[]).contains("no schedules registered"));
-    }
-}
-
 /// `iterjob queue pause|resume`.
 async fn queue(store: &dyn iterjob::Store, command: QueueCommand) -> Result<()> {
     match command {
@@ -975,5 +913,67 @@ pub(crate) async fn wait_for_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod schedule_tests {
+    use super::*;
+    use iterjob::schedule::{Schedule, ScheduleTick};
+    use iterjob::store::{MemoryStore, Store};
+
+    #[tokio::test]
+    async fn schedules_list_their_next_and_last_ticks() {
+        let registry = Registry::new()
+            .with(crate::SyncProducts::default())
+            .schedule(
+                Schedule::new(
+                    "nightly",
+                    "0 3 * * *",
+                    "demo_sync_products",
+                    serde_json::json!({}),
+                )
+                .unwrap()
+                .timezone("Europe/Berlin")
+                .unwrap(),
+            )
+            .schedule(
+                Schedule::new(
+                    "hourly",
+                    "0 * * * *",
+                    "demo_sync_products",
+                    serde_json::json!({}),
+                )
+                .unwrap(),
+            );
+        let store = MemoryStore::new();
+        let now = 1_796_000_000_000; // 2026-11-30T00:53:20Z, 01:53:20 in Berlin
+        store
+            .schedule_tick(&ScheduleTick {
+                name: "hourly".into(),
+                previous: None,
+                tick: now - 1_000,
+                job: Some(NewJob::new("demo_sync_products", serde_json::json!({}))),
+                skip_if_running: true,
+            })
+            .await
+            .unwrap();
+        let rows = schedule_rows(&store, &registry, now).await.unwrap();
+        let json = schedules_json(&rows);
+        assert_eq!(json[0]["name"], "nightly");
+        assert_eq!(json[0]["timezone"], "Europe/Berlin");
+        assert_eq!(json[0]["next_tick"], "2026-11-30T03:00:00+01:00");
+        assert_eq!(json[0]["last_tick"], serde_json::Value::Null);
+        assert_eq!(json[0]["overlap"], "skip");
+        assert_eq!(json[1]["next_tick"], "2026-11-30T01:00:00+00:00");
+        assert_eq!(json[1]["last_job"]["state"], "queued");
+        let text = schedules_text(&rows);
+        assert!(
+            text.contains("nightly  `0 3 * * *` Europe/Berlin"),
+            "{text}"
+        );
+        assert!(text.contains("not seen by a worker yet"), "{text}");
+        assert!(text.contains("job 1 (queued)"), "{text}");
+        assert!(schedules_text(&[]).contains("no schedules registered"));
     }
 }

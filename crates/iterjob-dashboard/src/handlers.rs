@@ -355,15 +355,24 @@ async fn job_action(
 
 async fn queues_page(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     let (csrf, new) = security::session_token(&headers);
-    match state.store.queue_stats().await {
-        Ok(queues) => page(
-            &state,
-            StatusCode::OK,
-            pages::queues(&state, &queues, &csrf),
-            new.then_some(csrf.as_str()),
-        ),
-        Err(e) => store_error(&state, "reading the queues", &e),
-    }
+    let queues = match state.store.queue_stats().await {
+        Ok(queues) => queues,
+        Err(e) => return store_error(&state, "reading the queues", &e),
+    };
+    let schedules = if state.registry.schedules().is_empty() {
+        Vec::new()
+    } else {
+        match state.store.schedule_states().await {
+            Ok(states) => states,
+            Err(e) => return store_error(&state, "reading the schedules", &e),
+        }
+    };
+    page(
+        &state,
+        StatusCode::OK,
+        pages::queues(&state, &queues, &schedules, &csrf),
+        new.then_some(csrf.as_str()),
+    )
 }
 
 #[derive(Deserialize)]

@@ -2,7 +2,7 @@
 //! HTML-escaped unless it is wrapped in `PreEscaped`, which is used only for the
 //! constant SVG-free markup below (never for a value from a job or a request).
 
-use iterjob::store::{JobEvent, Millis, QueuePauseMode, QueueStats};
+use iterjob::store::{JobEvent, Millis, QueuePauseMode, QueueStats, ScheduleState};
 use iterjob::{JobRecord, JobState};
 use maud::{DOCTYPE, Markup, html};
 
@@ -605,7 +605,12 @@ pub(crate) fn login(state: &AppState, error: Option<&str>) -> Markup {
 
 /// The queues: paused or not, jobs per state, backlog and work left, with pause
 /// and resume buttons.
-pub(crate) fn queues(state: &AppState, queues: &[QueueStats], csrf: &str) -> Markup {
+pub(crate) fn queues(
+    state: &AppState,
+    queues: &[QueueStats],
+    schedules: &[ScheduleState],
+    csrf: &str,
+) -> Markup {
     let n = |q: &QueueStats, s: JobState| q.counts.get(&s).copied().unwrap_or(0);
     let button = |queue: &str, action: &str, label: &str, class: &str, title: &str| {
         html! {
@@ -670,6 +675,41 @@ pub(crate) fn queues(state: &AppState, queues: &[QueueStats], csrf: &str) -> Mar
             p.hint {
                 "Work left: the running and waiting jobs' items at their kind's measured rate, in seconds of one worker slot. "
                 "A paused queue's waiting jobs are held, not counted as backlog."
+            }
+        }
+        @if !state.registry.schedules().is_empty() {
+            h2 { "Schedules" }
+            table.jobs.schedules {
+                thead {
+                    tr {
+                        th { "Schedule" } th { "Cron" } th { "Time zone" } th { "Kind" }
+                        th { "Next tick" } th { "Last tick" } th { "Last job" }
+                    }
+                }
+                tbody {
+                    @for schedule in state.registry.schedules() {
+                        @let stored = schedules.iter().find(|s| s.name == schedule.name());
+                        tr data-schedule=(schedule.name()) {
+                            td { (schedule.name()) }
+                            td { code { (schedule.expression()) } }
+                            td { (schedule.timezone_name()) }
+                            td { (schedule.kind()) }
+                            td { (schedule.next_after(iterjob::store::now_millis()).map_or_else(|| "never".to_string(), |t| schedule.format_time(t))) }
+                            td {
+                                @match stored {
+                                    Some(s) => (schedule.format_time(s.last_tick)),
+                                    None => span.muted { "not seen by a worker yet" },
+                                }
+                            }
+                            td {
+                                @match stored.and_then(|s| s.last_job) {
+                                    Some(id) => a href=(state.url(&format!("/jobs/{id}"))) { "#" (id) },
+                                    None => "–",
+                                }
+                            }
+                        }
+                    }
+                }
             }
         }
     };

@@ -498,6 +498,44 @@ async fn queues_page_lists_queues_and_pauses_and_resumes_them() {
 }
 
 #[tokio::test]
+async fn queues_page_lists_the_schedules_with_their_last_job() {
+    let store = shared(MemoryStore::new());
+    let registry = registry().schedule(
+        iterjob::schedule::Schedule::new("nightly <b>", "0 3 * * *", "count", json!({"up_to": 2}))
+            .unwrap()
+            .timezone("Europe/Berlin")
+            .unwrap(),
+    );
+    let router = Dashboard::new(Arc::clone(&store))
+        .registry(registry)
+        .router();
+    let page = get(&router, "/queues").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert_inert(&page.body);
+    assert!(page.body.contains("<h2>Schedules</h2>"), "{}", page.body);
+    assert!(page.body.contains("nightly &lt;b&gt;"));
+    assert!(page.body.contains("<code>0 3 * * *</code>"));
+    assert!(page.body.contains("Europe/Berlin"));
+    assert!(page.body.contains("not seen by a worker yet"));
+    let outcome = store
+        .schedule_tick(&iterjob::store::ScheduleTick {
+            name: "nightly <b>".into(),
+            previous: None,
+            tick: iterjob::store::now_millis(),
+            job: Some(NewJob::new("count", json!({"up_to": 2}))),
+            skip_if_running: true,
+        })
+        .await
+        .unwrap();
+    assert_eq!(outcome, iterjob::store::TickOutcome::Enqueued(1));
+    let page = get(&router, "/queues").await;
+    assert!(page.body.contains(r#"href="/jobs/1""#), "{}", page.body);
+    // without schedules, no section
+    let page = get(&dashboard(store), "/queues").await;
+    assert!(!page.body.contains("Schedules"));
+}
+
+#[tokio::test]
 async fn cross_site_and_tokenless_posts_are_refused() {
     let store = shared(MemoryStore::new());
     let id = store

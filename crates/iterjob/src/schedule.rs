@@ -239,7 +239,11 @@ impl Schedule {
     /// The first tick strictly after `after` (milliseconds since the Unix epoch), or
     /// `None` when the expression never matches again.
     pub fn next_after(&self, after: Millis) -> Option<Millis> {
-        let at = self.timezone.timestamp_millis_opt(after).single()?;
+        // ticks fall on whole seconds: search from the second `after` is in
+        let at = self
+            .timezone
+            .timestamp_millis_opt(after.div_euclid(1000) * 1000)
+            .single()?;
         self.cron
             .find_next_occurrence(&at, false)
             .ok()
@@ -272,7 +276,10 @@ impl Schedule {
 
     /// The latest tick at or before `at`.
     fn previous_at_or_before(&self, at: Millis) -> Option<Millis> {
-        let at = self.timezone.timestamp_millis_opt(at).single()?;
+        let at = self
+            .timezone
+            .timestamp_millis_opt(at.div_euclid(1000) * 1000)
+            .single()?;
         self.cron
             .find_previous_occurrence(&at, true)
             .ok()
@@ -395,6 +402,18 @@ mod tests {
         assert_eq!(
             s.due(after, ms("2026-12-03T13:05:00Z")),
             Some((ms("2026-12-03T13:00:00Z"), 3))
+        );
+        // ticks fall on whole seconds, whatever the milliseconds of `after`
+        assert_eq!(
+            s.next_after(ms("2026-12-03T10:59:59.367Z")),
+            Some(ms("2026-12-03T11:00:00Z"))
+        );
+        assert_eq!(
+            s.due(
+                ms("2026-12-03T10:00:00.250Z"),
+                ms("2026-12-03T11:00:00.999Z")
+            ),
+            Some((ms("2026-12-03T11:00:00Z"), 1))
         );
         // seconds first, six fields
         let every = Schedule::new("n", "*/10 * * * * *", "k", Value::Null).unwrap();

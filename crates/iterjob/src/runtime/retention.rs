@@ -34,8 +34,10 @@ pub struct Retention {
     /// Jobs (each with its partitions and history) deleted per transaction. Default: 500.
     pub batch: usize,
     /// Pause between two batches, leaving the store to claims and checkpoints: at
-    /// least this, and at least as long as the batch took, so pruning takes at most
-    /// half of the store's time however slow a batch is. Default: 20 ms.
+    /// least this, and at least three times as long as the batch took, so pruning
+    /// takes at most a quarter of a connection's time however slow a batch is (a
+    /// backlog of a million old jobs is gone in about three minutes; measured in
+    /// BENCHMARKS.md). Default: 20 ms.
     pub pause: Duration,
 }
 
@@ -125,7 +127,7 @@ pub(crate) async fn pass(
                 Some(last) if (batch.deleted as usize) >= retention.batch => after = last,
                 _ => break,
             }
-            tokio::time::sleep(retention.pause.max(started.elapsed())).await;
+            tokio::time::sleep(retention.pause.max(started.elapsed() * 3)).await;
             if !store.lease_acquire(LEASE, holder, ttl).await? {
                 tracing::info!("retention: another worker took over pruning");
                 return Ok(total + deleted);
