@@ -35,6 +35,10 @@ pub(crate) fn job_json(job: &JobRecord) -> Value {
         "state": job.state,
         "params": job.params,
         "cursor": job.cursor,
+        "step": job.cursor.as_ref().and_then(iterjob::steps::StepCursor::of).map(|c| json!({
+            "name": c.step,
+            "index": c.index,
+        })),
         "items_done": job.items_done,
         "items_total": job.items_total,
         "rate_per_sec": rate,
@@ -292,6 +296,14 @@ pub(crate) fn job_detail(job: &JobRecord) -> String {
             job.priority
         ),
         format!("  params         {}", job.params),
+        format!(
+            "  step           {}",
+            job.cursor
+                .as_ref()
+                .and_then(iterjob::steps::StepCursor::of)
+                .map(|c| format!("{} (step {})", printable(&c.step), c.index + 1))
+                .unwrap_or_else(|| "-".into())
+        ),
         format!(
             "  cursor         {}",
             job.cursor

@@ -452,6 +452,9 @@ fn data_section(job: &JobRecord) -> Markup {
             }
             div {
                 h2 { "Cursor" }
+                @if let Some(step) = job.cursor.as_ref().and_then(iterjob::steps::StepCursor::of) {
+                    p.step { "In step " strong { (step.step) } " (step " (step.index + 1) ")" }
+                }
                 @match &job.cursor {
                     Some(c) => { pre.json { (pretty(c)) } p.note { "Everything before this cursor is done." } }
                     None => { p.empty { "No checkpoint yet: the job starts from the beginning." } }

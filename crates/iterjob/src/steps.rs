@@ -216,6 +216,18 @@ pub struct StepCursor {
     pub at: Option<Value>,
 }
 
+impl StepCursor {
+    /// The step cursor in a job's stored cursor, when the job is a stepped one (for
+    /// showing which step a job is in: `iterjob show`, the dashboard).
+    pub fn of(cursor: &Value) -> Option<StepCursor> {
+        let object = cursor.as_object()?;
+        if !(object.contains_key("step") && object.contains_key("index")) {
+            return None;
+        }
+        serde_json::from_value(cursor.clone()).ok()
+    }
+}
+
 /// One item of a stepped job: which step it belongs to, and the step's item.
 pub struct StepItem {
     index: usize,

@@ -387,3 +387,15 @@ async fn the_worker_walks_the_steps_through_time_slices() {
     let cursor: StepCursor = serde_json::from_value(job.cursor.unwrap()).unwrap();
     assert_eq!((cursor.step.as_str(), cursor.index), ("done", 4));
 }
+
+/// `StepCursor::of` finds the step in a stored cursor (for `show` and the
+/// dashboard), and nothing in another kind's cursor.
+#[test]
+fn a_stored_cursor_tells_its_step() {
+    let stored = serde_json::json!({"step": "build_index", "index": 1, "at": null});
+    let step = StepCursor::of(&stored).expect("a step cursor");
+    assert_eq!((step.step.as_str(), step.index), ("build_index", 1));
+    assert!(StepCursor::of(&serde_json::json!([42])).is_none());
+    assert!(StepCursor::of(&serde_json::json!({"step": "x"})).is_none());
+    assert!(StepCursor::of(&serde_json::json!({"step": 3, "index": 1})).is_none());
+}
