@@ -97,7 +97,15 @@ async fn connect_creates_its_schema_and_migrates_idempotently() {
     .unwrap();
     assert_eq!(
         tables,
-        vec!["job_events", "jobs", "rate_limits", "schema_migrations"]
+        vec![
+            "job_events",
+            "jobs",
+            "leases",
+            "queue_pauses",
+            "rate_limits",
+            "schedules",
+            "schema_migrations"
+        ]
     );
     let fillfactor: Option<Vec<String>> = sqlx::query_scalar(
         "SELECT reloptions::text[] FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \

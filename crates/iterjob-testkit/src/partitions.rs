@@ -853,10 +853,12 @@ pub async fn partitioned_job_survives_many_shutdowns(store: Arc<dyn Store>) {
 /// workers split it, and the job's tail does not hang on one worker.
 pub async fn dynamic_splitting_takes_over_a_slow_partition(store: Arc<dyn Store>) {
     let job = SpanJob::new();
+    // the slow partition takes about 2.4 s: idle workers ask for a split once a
+    // second, so at least two asks fall while it has hundreds of items left
     let params = SpanParams {
         range: 0..1600,
         slow_below: 400,
-        slow_ms: 3,
+        slow_ms: 6,
         ..Default::default()
     };
     let parent = enqueue_span(&*store, &job, params, 4).await;
