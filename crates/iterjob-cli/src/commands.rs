@@ -67,6 +67,12 @@ pub enum Command {
     /// Pause or resume a whole queue.
     #[command(subcommand)]
     Queue(QueueCommand),
+    /// Throttle jobs by hand: `throttle on` sends the jobs it covers back to their
+    /// queue at their next throttle check (no attempt used) and stops workers
+    /// claiming them, until `throttle off` or --for is up; `throttle list` shows the
+    /// switches on. Kinds that opt out of the default backpressure keep running.
+    #[command(subcommand)]
+    Throttle(ThrottleCommand),
     /// List the recurring schedules registered in this binary: cron expression,
     /// time zone, next tick, and the last tick's job.
     Schedules(QueuesArgs),
@@ -136,6 +142,27 @@ pub struct WorkerArgs {
     /// This worker deletes no finished job (the --keep-* ages are ignored).
     #[arg(long)]
     pub no_retention: bool,
+    /// A replica whose lag throttles every job (repeat for several):
+    /// `postgres://…` (a standby, or a primary whose standbys report their lag) or
+    /// `mysql://…` (SHOW REPLICA STATUS).
+    #[arg(long = "replica-url", value_name = "URL")]
+    pub replica_urls: Vec<String>,
+    /// Jobs back off while a replica is this far behind. The default, 2 s, is about
+    /// what gh-ost (1.5 s) and freno (1 s) allow online migrations on MySQL, plus the
+    /// second a lag is read apart.
+    #[arg(long, default_value = "2s", value_parser = parse_duration, value_name = "DURATION")]
+    pub max_replica_lag: Duration,
+    /// Jobs back off while the store's writes take this many times their baseline
+    /// (and over 50 ms).
+    #[arg(long, default_value_t = 4.0, value_name = "FACTOR")]
+    pub store_latency_factor: f64,
+    /// Turn the store-latency signal off (operator switches, replicas and health
+    /// checks still apply).
+    #[arg(long)]
+    pub no_store_backpressure: bool,
+    /// How long a throttled job waits in its queue before it may be claimed again.
+    #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
+    pub throttle_backoff: Duration,
     /// Also serve the web dashboard on this address (its /metrics then include this
     /// worker's runtime metrics). Anything but loopback requires --token.
     #[cfg(feature = "dashboard")]
@@ -283,6 +310,44 @@ pub enum QueueCommand {
     },
 }
 
+/// `iterjob throttle …`.
+#[derive(Debug, Subcommand)]
+pub enum ThrottleCommand {
+    /// Switch a throttle on: every job of the queue and kind (all when left out)
+    /// goes back to its queue at its next throttle check, and workers stop claiming
+    /// them, within about a second, on every worker of the store.
+    On {
+        /// Only jobs of this queue.
+        #[arg(long)]
+        queue: Option<String>,
+        /// Only jobs of this kind.
+        #[arg(long)]
+        kind: Option<String>,
+        /// Switch off by itself after this long (e.g. `10m`).
+        #[arg(long = "for", value_parser = parse_duration, value_name = "DURATION")]
+        for_: Option<Duration>,
+        /// Why, shown with every job it throttles.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Switch off the throttle on exactly this scope (the one `throttle on` with the
+    /// same --queue and --kind switched on).
+    Off {
+        /// The switch's queue.
+        #[arg(long)]
+        queue: Option<String>,
+        /// The switch's kind.
+        #[arg(long)]
+        kind: Option<String>,
+    },
+    /// List the switches on.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
 /// A job id.
 #[derive(Debug, Args)]
 pub struct IdArg {
@@ -405,6 +470,7 @@ pub(crate) async fn execute(cli: Cli, registry: Registry) -> Result<()> {
                 Command::Prune(args) => prune(&*store, &args).await,
                 Command::Queues(args) => queues(&*store, &args).await,
                 Command::Queue(command) => queue(&*store, command).await,
+                Command::Throttle(command) => throttle(&*store, &registry, command).await,
                 Command::Schedules(args) => schedules(&*store, &registry, args.json).await,
                 Command::Demo(_) | Command::Kinds => unreachable!("handled above"),
             }
@@ -508,6 +574,16 @@ async fn run_worker(
         retention.failed = args.keep_failed.0;
         retention
     });
+    config.backpressure.backoff = args.throttle_backoff;
+    config.backpressure.store_latency =
+        (!args.no_store_backpressure).then(|| iterjob::StoreLatency {
+            factor: args.store_latency_factor,
+            ..iterjob::StoreLatency::default()
+        });
+    let mut registry = registry;
+    for url in &args.replica_urls {
+        registry.add_health_check(replica_check(url, args.max_replica_lag)?);
+    }
     #[cfg(feature = "dashboard")]
     let web = match args.dashboard {
         Some(addr) => {
@@ -764,6 +840,146 @@ async fn queue(store: &dyn iterjob::Store, command: QueueCommand) -> Result<()> 
     Ok(())
 }
 
+/// The replica-lag check for `url`, by its scheme.
+fn replica_check(url: &str, max_lag: Duration) -> Result<Arc<dyn iterjob::HealthCheck>> {
+    let _ = max_lag;
+    #[cfg(feature = "postgres")]
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok(Arc::new(iterjob_postgres::ReplicaLag::new(url, max_lag)?));
+    }
+    #[cfg(feature = "mysql")]
+    if url.starts_with("mysql://") || url.starts_with("mariadb://") {
+        let url = url.replacen("mariadb://", "mysql://", 1);
+        return Ok(Arc::new(iterjob_mysql::ReplicaLag::new(&url, max_lag)?));
+    }
+    let scheme = url.split("://").next().unwrap_or(url);
+    Err(iterjob::Error::Config(format!(
+        "--replica-url `{scheme}://…`: replicas are PostgreSQL (postgres://) or MySQL/MariaDB \
+         (mysql://) servers{}",
+        if cfg!(all(feature = "postgres", feature = "mysql")) {
+            ""
+        } else {
+            "; this binary was built without the store feature for it"
+        }
+    ))
+    .into())
+}
+
+/// `iterjob throttle on|off|list`.
+async fn throttle(
+    store: &dyn iterjob::Store,
+    registry: &Registry,
+    command: ThrottleCommand,
+) -> Result<()> {
+    match command {
+        ThrottleCommand::On {
+            queue,
+            kind,
+            for_,
+            reason,
+        } => {
+            let now = iterjob::store::now_millis();
+            let mut switch = iterjob::ThrottleSwitch::new(queue, kind, now);
+            switch.until = for_.map(|d| now.saturating_add(iterjob::store::duration_millis(d)));
+            switch.reason = reason;
+            let on = store.throttle_on(&switch).await?;
+            let until = match on.until {
+                Some(until) => format!("until {} (then off by itself)", relative(until)),
+                None => "until `throttle off`".to_string(),
+            };
+            outln!(
+                "throttle on for {} (since {}), {until}: its running jobs go back to their \
+                 queue at their next check; workers claim none of them meanwhile",
+                on.scope(),
+                relative(on.since)
+            )?;
+            if let Some(kind) = &on.kind
+                && !registry.contains(kind)
+            {
+                eprintln!(
+                    "note: kind {} is not registered in this binary (kinds: {}); switched on \
+                     anyway, for workers that run it. A typo? `throttle off{}` undoes it.",
+                    printable(kind),
+                    registry.kinds().join(", "),
+                    scope_flags(&on)
+                );
+            }
+            let exempt = registry.exempt_kinds();
+            if !exempt.is_empty() {
+                eprintln!(
+                    "note: kinds that opted out of the default backpressure keep running: {}",
+                    exempt.join(", ")
+                );
+            }
+        }
+        ThrottleCommand::Off { queue, kind } => {
+            let probe = iterjob::ThrottleSwitch::new(queue.clone(), kind.clone(), 0);
+            if store
+                .throttle_off(queue.as_deref(), kind.as_deref())
+                .await?
+            {
+                outln!("throttle off for {}: its jobs run again", probe.scope())?;
+            } else {
+                let on = store
+                    .throttle_switches(iterjob::store::now_millis())
+                    .await?;
+                let listed: Vec<String> = on
+                    .iter()
+                    .map(|s| format!("`throttle off{}`", scope_flags(s)))
+                    .collect();
+                outln!(
+                    "no throttle was on for {}; nothing to do{}",
+                    probe.scope(),
+                    if listed.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (switches on: {})", listed.join(", "))
+                    }
+                )?;
+            }
+        }
+        ThrottleCommand::List { json } => {
+            let on = store
+                .throttle_switches(iterjob::store::now_millis())
+                .await?;
+            if json {
+                outln!("{}", serde_json::to_string_pretty(&on)?)?;
+            } else if on.is_empty() {
+                outln!("no throttle switch is on")?;
+            } else {
+                for s in &on {
+                    let until = match s.until {
+                        Some(until) => format!("until {}", relative(until)),
+                        None => "until switched off".into(),
+                    };
+                    outln!(
+                        "{:<40} since {}, {until}{}",
+                        s.scope(),
+                        relative(s.since),
+                        s.reason
+                            .as_deref()
+                            .map(|r| format!(" ({})", printable(r)))
+                            .unwrap_or_default()
+                    )?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The `--queue`/`--kind` flags naming a switch's scope.
+fn scope_flags(switch: &iterjob::ThrottleSwitch) -> String {
+    let mut flags = String::new();
+    if let Some(q) = &switch.queue {
+        flags.push_str(&format!(" --queue {}", printable(q)));
+    }
+    if let Some(k) = &switch.kind {
+        flags.push_str(&format!(" --kind {}", printable(k)));
+    }
+    flags
+}
+
 /// `iterjob prune`: counts, then deletes batch after batch, with a progress line.
 async fn prune(store: &dyn iterjob::Store, args: &PruneArgs) -> Result<()> {
     use std::io::IsTerminal;
@@ -834,6 +1050,7 @@ async fn show_status(worker: Arc<Worker>) {
     let mut last: std::collections::HashMap<JobId, (u64, std::time::Instant)> = Default::default();
     let mut rates: std::collections::HashMap<JobId, f64> = Default::default();
     let mut ticks = 0u64;
+    let mut last_throttles: Vec<(String, iterjob::store::Millis)> = Vec::new();
     let period = Duration::from_millis(500);
     loop {
         tokio::time::sleep(period).await;
@@ -879,17 +1096,67 @@ async fn show_status(worker: Arc<Worker>) {
         }
         last.retain(|id, _| running.iter().any(|j| j.id == *id));
         rates.retain(|id, _| running.iter().any(|j| j.id == *id));
-        let line = if parts.is_empty() {
+        let throttles = worker.throttles();
+        let mut line = if parts.is_empty() {
             "idle, waiting for jobs".to_string()
         } else {
             parts.join(" | ")
         };
+        if let Some(first) = throttles.first() {
+            let more = match throttles.len() {
+                1 => String::new(),
+                n => format!(" (+{} more signals)", n - 1),
+            };
+            line.push_str(&format!(
+                " | throttled by {} for {}: {}{more}",
+                first.name,
+                throttle_scope(first),
+                first.why
+            ));
+        }
+        // a signal that comes on or clears is worth a line of its own in a log
+        let changed = throttles.len() != last_throttles.len()
+            || throttles.iter().any(|t| {
+                !last_throttles
+                    .iter()
+                    .any(|(n, s)| *n == t.name && *s == t.since)
+            });
+        if changed {
+            if !tty {
+                if throttles.is_empty() {
+                    eprintln!("backpressure: every signal cleared; jobs run again");
+                } else {
+                    for t in &throttles {
+                        eprintln!(
+                            "backpressure: {} holds back {}: {}",
+                            t.name,
+                            throttle_scope(t),
+                            t.why
+                        );
+                    }
+                }
+            }
+            last_throttles = throttles
+                .iter()
+                .map(|t| (t.name.clone(), t.since))
+                .collect();
+        }
         if tty {
             bar.set_message(line);
             bar.tick();
         } else if ticks % 20 == 0 {
             eprintln!("{line}");
         }
+    }
+}
+
+/// What a signal covers, for the status line.
+fn throttle_scope(signal: &iterjob::ThrottleSignal) -> String {
+    match (&signal.queue, &signal.kind) {
+        (None, None) => "every job".into(),
+        (Some(q), None) => format!("queue {}", printable(q)),
+        (None, Some(k)) => format!("kind {}", printable(k)),
+        (Some(q), Some(k)) => format!("kind {} in queue {}", printable(k), printable(q)),
     }
 }
 

@@ -85,6 +85,14 @@ impl App {
         self
     }
 
+    /// Adds a health check for the whole app (see [`iterjob::HealthCheck`]): while
+    /// it answers [`iterjob::Health::Throttle`], every kind that does not opt out
+    /// backs off, on every worker the app starts.
+    pub fn health_check(mut self, check: impl iterjob::HealthCheck) -> Self {
+        self.registry.health_check(check);
+        self
+    }
+
     /// The kinds registered so far.
     pub fn registry(&self) -> &Registry {
         &self.registry

@@ -378,7 +378,15 @@ pub(crate) fn job_detail(job: &JobRecord) -> String {
         lines.push(format!("  unique key     {key}"));
     }
     if let Some(e) = &job.last_error {
-        lines.push(format!("  last error     {e}"));
+        if job.state == JobState::Queued && e.starts_with("throttled by ") {
+            // a backpressure signal sent it back: say why it waits
+            lines.push(format!(
+                "  throttled      {}",
+                e.trim_start_matches("throttled by ")
+            ));
+        } else {
+            lines.push(format!("  last error     {e}"));
+        }
     }
     lines.join("\n")
 }

@@ -42,6 +42,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/jobs/{id}", get(job_page))
         .route("/jobs/{id}/{action}", post(job_action))
         .route("/queues", get(queues_page).post(queue_action))
+        .route("/throttles", post(throttle_action))
         .route("/live", get(live::stream))
         .route("/metrics", get(prometheus::render))
         .route("/login", get(login_form).post(login_submit))
@@ -359,6 +360,14 @@ async fn queues_page(State(state): State<Arc<AppState>>, headers: HeaderMap) -> 
         Ok(queues) => queues,
         Err(e) => return store_error(&state, "reading the queues", &e),
     };
+    let switches = match state
+        .store
+        .throttle_switches(iterjob::store::now_millis())
+        .await
+    {
+        Ok(switches) => switches,
+        Err(e) => return store_error(&state, "reading the throttle switches", &e),
+    };
     let schedules = if state.registry.schedules().is_empty() {
         Vec::new()
     } else {
@@ -370,7 +379,7 @@ async fn queues_page(State(state): State<Arc<AppState>>, headers: HeaderMap) -> 
     page(
         &state,
         StatusCode::OK,
-        pages::queues(&state, &queues, &schedules, &csrf),
+        pages::queues(&state, &queues, &schedules, &switches, &csrf),
         new.then_some(csrf.as_str()),
     )
 }
@@ -421,6 +430,86 @@ async fn queue_action(
         }
         Err(StoreError::Config(message)) => bad_request(&state, &message),
         Err(e) => store_error(&state, &format!("{} queue {queue}", form.action), &e),
+    }
+}
+
+#[derive(Deserialize)]
+pub(crate) struct ThrottleForm {
+    csrf: Option<String>,
+    #[serde(default)]
+    queue: String,
+    #[serde(default)]
+    kind: String,
+    #[serde(default, rename = "for")]
+    for_: String,
+    #[serde(default)]
+    reason: String,
+    action: String,
+}
+
+/// `POST /throttles`: switch a throttle on (`on`, with optional queue, kind, `for`
+/// duration and reason) or off (`off`, exactly that queue and kind).
+async fn throttle_action(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Form(form): Form<ThrottleForm>,
+) -> Response {
+    if !security::csrf_ok(&headers, form.csrf.as_deref()) {
+        return security::csrf_refused();
+    }
+    let some = |s: &str| Some(s.trim().to_string()).filter(|s| !s.is_empty());
+    let (queue, kind) = (some(&form.queue), some(&form.kind));
+    let result = match form.action.as_str() {
+        "on" => {
+            let now = iterjob::store::now_millis();
+            let mut switch = iterjob::ThrottleSwitch::new(queue.clone(), kind.clone(), now);
+            if let Some(text) = some(&form.for_) {
+                match humantime::parse_duration(&text) {
+                    Ok(d) if !d.is_zero() => {
+                        switch.until = Some(now.saturating_add(iterjob::store::duration_millis(d)))
+                    }
+                    _ => {
+                        return bad_request(
+                            &state,
+                            &format!(
+                                "“{text}” is not a duration: write it like 10m, 1h or 90s, or \
+                                 leave it empty to keep the throttle on until switched off"
+                            ),
+                        );
+                    }
+                }
+            }
+            switch.reason = some(&form.reason);
+            state.store.throttle_on(&switch).await.map(|_| ())
+        }
+        "off" => state
+            .store
+            .throttle_off(queue.as_deref(), kind.as_deref())
+            .await
+            .map(|_| ()),
+        _ => {
+            return bad_request(
+                &state,
+                "unknown throttle action; the actions are on and off",
+            );
+        }
+    };
+    match result {
+        Ok(()) => {
+            tracing::info!(
+                ?queue,
+                ?kind,
+                action = form.action,
+                "dashboard: operator throttle switch"
+            );
+            Redirect::to(&state.url("/queues#throttles")).into_response()
+        }
+        Err(StoreError::Config(message)) => bad_request(&state, &message),
+        Err(e) => store_error(
+            &state,
+            &format!("switching the throttle {}", form.action),
+            &e,
+        ),
     }
 }
 

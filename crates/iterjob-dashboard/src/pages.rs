@@ -478,6 +478,17 @@ fn cause_chain(error: &str) -> Markup {
 
 fn error_section(job: &JobRecord) -> Option<Markup> {
     let error = job.last_error.as_deref()?;
+    if job.state == JobState::Queued
+        && let Some(why) = error.strip_prefix("throttled by ")
+    {
+        // a backpressure signal sent it back to its queue: say why it waits
+        return Some(html! {
+            section.panel.throttled {
+                h2 { "Throttled" }
+                p { "By " (why) }
+            }
+        });
+    }
     Some(html! {
         section.panel.error {
             h2 { "Last error" }
@@ -612,6 +623,7 @@ pub(crate) fn queues(
     state: &AppState,
     queues: &[QueueStats],
     schedules: &[ScheduleState],
+    switches: &[iterjob::ThrottleSwitch],
     csrf: &str,
 ) -> Markup {
     let n = |q: &QueueStats, s: JobState| q.counts.get(&s).copied().unwrap_or(0);
@@ -679,6 +691,54 @@ pub(crate) fn queues(
                 "Work left: the running and waiting jobs' items at their kind's measured rate, in seconds of one worker slot. "
                 "A paused queue's waiting jobs are held, not counted as backlog."
             }
+        }
+        h2 id="throttles" { "Throttle switches" }
+        @if switches.is_empty() {
+            p.empty { "No throttle switch is on: jobs run at the pace the store, the replicas and the app's health checks allow." }
+        } @else {
+            table.jobs.throttles {
+                thead { tr { th { "Covers" } th { "Since" } th { "Until" } th { "Reason" } th { "Actions" } } }
+                tbody {
+                    @for s in switches {
+                        tr data-throttle=(s.scope()) {
+                            td { (s.scope()) }
+                            td { (format::relative(s.since)) }
+                            td { (s.until.map_or_else(|| "switched off".to_string(), format::relative)) }
+                            td { (s.reason.as_deref().unwrap_or("–")) }
+                            td.actions {
+                                form method="post" action=(state.url("/throttles")) {
+                                    input type="hidden" name=(CSRF_FIELD) value=(csrf);
+                                    input type="hidden" name="queue" value=(s.queue.as_deref().unwrap_or(""));
+                                    input type="hidden" name="kind" value=(s.kind.as_deref().unwrap_or(""));
+                                    button type="submit" name="action" value="off" title="its jobs run again" { "Switch off" }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        form.throttle-on method="post" action=(state.url("/throttles")) {
+            input type="hidden" name=(CSRF_FIELD) value=(csrf);
+            label { "Queue " select name="queue" {
+                option value="" { "every queue" }
+                @for q in queues { option value=(q.queue) { (q.queue) } }
+            } }
+            " "
+            label { "Kind " select name="kind" {
+                option value="" { "every kind" }
+                @for k in state.registry.kinds() { option value=(k) { (k) } }
+            } }
+            " "
+            label { "For " input type="text" name="for" placeholder="10m (empty: until switched off)" size="12"; }
+            " "
+            label { "Reason " input type="text" name="reason" size="24"; }
+            " "
+            button.danger type="submit" name="action" value="on" title="the jobs it covers go back to their queue at their next check; workers claim none of them" { "Switch on" }
+        }
+        p.hint {
+            "A switch sends the jobs it covers back to their queue (no attempt used) within about a second, on every worker, "
+            "until it is switched off or its time is up. Kinds that opted out of the default backpressure keep running."
         }
         @if !state.registry.schedules().is_empty() {
             h2 { "Schedules" }

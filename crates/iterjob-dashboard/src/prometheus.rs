@@ -108,6 +108,24 @@ fn render_queues(out: &mut String, queues: &[QueueStats]) {
     }
 }
 
+/// The operators' throttle switches on (`*`: every queue or kind), with since when.
+fn render_switches(out: &mut String, switches: &[iterjob::ThrottleSwitch]) {
+    out.push_str(
+        "# HELP iterjob_throttle_switch_since_seconds When each operator throttle switch on now \
+         was switched on (Unix time; `*`: every queue or kind).\n",
+    );
+    out.push_str("# TYPE iterjob_throttle_switch_since_seconds gauge\n");
+    for s in switches {
+        let _ = writeln!(
+            out,
+            "iterjob_throttle_switch_since_seconds{{queue=\"{}\",kind=\"{}\"}} {}",
+            label(s.queue.as_deref().unwrap_or("*")),
+            label(s.kind.as_deref().unwrap_or("*")),
+            s.since as f64 / 1000.0
+        );
+    }
+}
+
 pub(crate) async fn render(State(state): State<Arc<AppState>>) -> Response {
     let counts = match state.store.job_count_by_state().await {
         Ok(c) => c,
@@ -138,6 +156,16 @@ pub(crate) async fn render(State(state): State<Arc<AppState>>) -> Response {
         let _ = writeln!(out, "iterjob_jobs{{state=\"{}\"}} {n}", s.as_str());
     }
     render_queues(&mut out, &queues);
+    match state
+        .store
+        .throttle_switches(iterjob::store::now_millis())
+        .await
+    {
+        Ok(switches) => render_switches(&mut out, &switches),
+        Err(error) => {
+            tracing::warn!(%error, "dashboard: /metrics could not read the throttle switches")
+        }
+    }
     if let Some(handle) = &state.prometheus {
         out.push('\n');
         out.push_str(&handle.render());

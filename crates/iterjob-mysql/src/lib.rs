@@ -52,6 +52,7 @@ mod error;
 mod events;
 mod keyset;
 mod migrate;
+pub mod replica;
 mod store;
 pub mod transactional;
 
@@ -61,6 +62,7 @@ pub use keyset::{
     KeysetCursor, KeysetError,
 };
 pub use migrate::SCHEMA_VERSION;
+pub use replica::ReplicaLag;
 pub use store::{
     DEFAULT_ACQUIRE_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
     DEFAULT_WATCH_INTERVAL, MySqlOptions, MySqlStore,

@@ -152,6 +152,7 @@ mod error;
 mod events;
 mod keyset;
 mod migrate;
+pub mod replica;
 mod store;
 pub mod transactional;
 
@@ -161,6 +162,7 @@ pub use keyset::{
     KeysetCursor, KeysetError,
 };
 pub use migrate::{DEFAULT_SCHEMA, MAX_SCHEMA_LEN, SCHEMA_VERSION};
+pub use replica::ReplicaLag;
 pub use store::{
     DEFAULT_ACQUIRE_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_CONNECTIONS, PgOptions, PgStore,
     notify_channel,

@@ -104,7 +104,8 @@ async fn connect_creates_its_schema_and_migrates_idempotently() {
             "queue_pauses",
             "rate_limits",
             "schedules",
-            "schema_migrations"
+            "schema_migrations",
+            "throttles"
         ]
     );
     let fillfactor: Option<Vec<String>> = sqlx::query_scalar(

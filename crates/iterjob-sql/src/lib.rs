@@ -14,6 +14,8 @@
 //!   effect happens exactly once.
 //! * [`record`]: job rows decoded into [`JobRecord`](iterjob::JobRecord)s, the same
 //!   way on every store; [`release`]: what a release writes per outcome.
+//! * [`throttles`]: the operators' throttle switches, the same table and SQL on
+//!   every store.
 //! * [`pool`]: [`pool::hygienic`], the connection hygiene every store's pool gets (a
 //!   connection left inside a failed transaction is closed, never reused).
 //! * [`dialect`]: what differs between databases — parameters, quoting, row values,
@@ -33,6 +35,7 @@ pub mod keyset;
 pub mod pool;
 pub mod record;
 pub mod release;
+pub mod throttles;
 pub mod transactional;
 
 pub use dialect::{Dialect, ErrorClass, KeyFacts, TableName};

@@ -28,8 +28,9 @@ use iterjob::store::rules::{
 use iterjob::store::{
     ClaimRequest, Claimed, Control, JobEvent, JobEventKind, JobFilter, JobId, JobRecord, JobState,
     Millis, NewJob, Outcome, Progress, PruneBatch, QueuePause, QueuePauseMode, QueueRow, Release,
-    Rescued, RunToken, ScheduleState, ScheduleTick, Split, SplitRequest, Store, TickOutcome,
-    check_queue_name, now_micros, now_millis, parent_outcome, rate_cost_micros, release_event,
+    Rescued, RunToken, ScheduleState, ScheduleTick, Split, SplitRequest, Store, ThrottleSwitch,
+    TickOutcome, check_queue_name, now_micros, now_millis, parent_outcome, rate_cost_micros,
+    release_event,
 };
 use iterjob::{Error, Result};
 use iterjob_sql::record;
@@ -1309,6 +1310,39 @@ impl Store for SqliteStore {
         rows.iter()
             .map(|row| record::queue_pause::<SqliteDialect>(row).map_err(|m| self.corrupt(m)))
             .collect()
+    }
+
+    async fn throttle_on(&self, switch: &ThrottleSwitch) -> Result<ThrottleSwitch> {
+        switch.validate()?;
+        iterjob_sql::throttles::throttle_on::<SqliteDialect>(
+            &self.pool,
+            "iterjob_throttles",
+            switch,
+        )
+        .await
+        .map_err(self.err("switching a throttle on"))
+    }
+
+    async fn throttle_off(&self, queue: Option<&str>, kind: Option<&str>) -> Result<bool> {
+        iterjob_sql::throttles::throttle_off::<SqliteDialect>(
+            &self.pool,
+            "iterjob_throttles",
+            queue,
+            kind,
+            iterjob::store::now_millis(),
+        )
+        .await
+        .map_err(self.err("switching a throttle off"))
+    }
+
+    async fn throttle_switches(&self, now: Millis) -> Result<Vec<ThrottleSwitch>> {
+        iterjob_sql::throttles::throttle_switches::<SqliteDialect>(
+            &self.pool,
+            "iterjob_throttles",
+            now,
+        )
+        .await
+        .map_err(self.err("reading the throttle switches"))
     }
 
     async fn queue_rows(&self, now: Millis) -> Result<Vec<QueueRow>> {

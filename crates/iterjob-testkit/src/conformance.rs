@@ -168,6 +168,7 @@ macro_rules! store_conformance {
             queue_stats_count_and_estimate,
             leases_have_one_holder,
             schedule_ticks_are_taken_once,
+            throttle_switches_are_kept_by_scope,
         }
     };
 }
@@ -226,6 +227,7 @@ pub async fn share<S: Store>(store: S) -> Arc<dyn Store> {
     Arc::new(store)
 }
 
+pub use crate::backpressure::throttle_switches_are_kept_by_scope;
 pub use crate::schedules::schedule_ticks_are_taken_once;
 
 pub use crate::queues::{

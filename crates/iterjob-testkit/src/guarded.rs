@@ -149,6 +149,24 @@ impl<S: Store, G: Send + Sync + 'static> Store for Guarded<S, G> {
         self.store.queue_pauses().await
     }
 
+    async fn throttle_on(
+        &self,
+        switch: &iterjob::ThrottleSwitch,
+    ) -> Result<iterjob::ThrottleSwitch> {
+        self.store.throttle_on(switch).await
+    }
+
+    async fn throttle_off(&self, queue: Option<&str>, kind: Option<&str>) -> Result<bool> {
+        self.store.throttle_off(queue, kind).await
+    }
+
+    async fn throttle_switches(
+        &self,
+        now: iterjob::store::Millis,
+    ) -> Result<Vec<iterjob::ThrottleSwitch>> {
+        self.store.throttle_switches(now).await
+    }
+
     async fn queue_rows(
         &self,
         now: iterjob::store::Millis,

@@ -34,6 +34,7 @@
 //! # });
 //! ```
 
+pub mod backpressure;
 pub mod conformance;
 pub mod fairness;
 pub mod guarded;

@@ -12,6 +12,9 @@ use iterjob::store::{JobId, JobState, NewJob, Store};
 use iterjob::{Job, JobContext, JobError, Registry, Worker, WorkerConfig};
 use serde::{Deserialize, Serialize};
 
+pub use crate::backpressure::{
+    health_check_holds_jobs_back_until_it_passes, throttle_switch_holds_jobs_back_until_off,
+};
 pub use crate::fairness::fewer_slots_than_jobs_every_job_progresses;
 pub use crate::partitions::{
     dynamic_splitting_takes_over_a_slow_partition, failed_partition_fails_parent_and_retry_resumes,
@@ -738,6 +741,8 @@ macro_rules! runtime_scenarios {
             queue_pause_interrupts_or_lets_runs_finish,
             retention_prunes_old_finished_jobs,
             workers_racing_a_schedule_enqueue_each_tick_once,
+            throttle_switch_holds_jobs_back_until_off,
+            health_check_holds_jobs_back_until_it_passes,
         );
     };
     (@each $make:expr; $($name:ident),* $(,)?) => {

@@ -197,6 +197,24 @@ impl Store for CountingStore {
         self.inner.queue_pauses().await
     }
 
+    async fn throttle_on(
+        &self,
+        switch: &iterjob::ThrottleSwitch,
+    ) -> iterjob::Result<iterjob::ThrottleSwitch> {
+        self.inner.throttle_on(switch).await
+    }
+
+    async fn throttle_off(&self, queue: Option<&str>, kind: Option<&str>) -> iterjob::Result<bool> {
+        self.inner.throttle_off(queue, kind).await
+    }
+
+    async fn throttle_switches(
+        &self,
+        now: iterjob::store::Millis,
+    ) -> iterjob::Result<Vec<iterjob::ThrottleSwitch>> {
+        self.inner.throttle_switches(now).await
+    }
+
     async fn queue_rows(
         &self,
         now: iterjob::store::Millis,

@@ -371,6 +371,10 @@ pub struct KindSettings {
     pub rate_limit: Option<RateLimit>,
     /// Adaptive throttling on the work's latency. Default: none.
     pub adaptive_throttle: Option<AdaptiveThrottle>,
+    /// Whether the kind obeys the default backpressure ([`Backpressure`](crate::Backpressure):
+    /// the operators' throttle switches, the store's latency, the app's health
+    /// checks). Default (`None`): it does.
+    pub backpressure: Option<bool>,
 }
 
 impl KindSettings {
@@ -440,6 +444,22 @@ impl KindSettings {
     /// Adaptive throttling with every knob (see [`AdaptiveThrottle`]).
     pub fn adaptive_throttle(mut self, throttle: AdaptiveThrottle) -> Self {
         self.adaptive_throttle = Some(throttle);
+        self
+    }
+
+    /// Opts the kind out of the default backpressure (`false`), or back in: a kind
+    /// that must keep running whatever the store, the replicas or the operator's
+    /// throttle switch say — the job that drains the backlog an incident is about,
+    /// a health probe. Its own [`Job::throttle`], rate limit and adaptive throttle
+    /// still apply; queue pauses too.
+    ///
+    /// ```
+    /// use iterjob::KindSettings;
+    /// let settings = KindSettings::default().backpressure(false);
+    /// assert_eq!(settings.backpressure, Some(false));
+    /// ```
+    pub fn backpressure(mut self, obey: bool) -> Self {
+        self.backpressure = Some(obey);
         self
     }
 }

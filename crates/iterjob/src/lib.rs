@@ -127,15 +127,19 @@ pub mod schedule;
 pub mod steps;
 pub mod store;
 
+/// Re-exported for implementing [`HealthCheck`] (and [`Store`]) without a direct
+/// dependency on the `async-trait` crate.
+pub use async_trait::async_trait;
 pub use error::{BoxError, Error, JobError, Result, error_chain};
 pub use job::{Job, JobContext, KindSettings, PartitionFailure, SplitParams};
 pub use registry::Registry;
 pub use runtime::{
-    AdaptiveThrottle, LeaseRenewal, LeaseStamp, RateLimit, Retention, RunningJob, Worker,
-    WorkerConfig, WorkerReport,
+    AdaptiveThrottle, Backpressure, Health, HealthCheck, LeaseRenewal, LeaseStamp, RateLimit,
+    Retention, RunningJob, SignalSource, StoreLatency, ThrottleSignal, Worker, WorkerConfig,
+    WorkerReport,
 };
 pub use store::{
     InterruptReason, JobEvent, JobEventKind, JobFilter, JobId, JobRecord, JobState, MemoryStore,
-    NewJob, Store,
+    NewJob, Store, ThrottleSwitch,
 };
 pub use tokio_util::sync::CancellationToken;

@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::job::{Job, KindSettings};
+use crate::runtime::HealthCheck;
 use crate::runtime::run::{RunEnv, RunReport, run_job};
 use crate::schedule::Schedule;
 use crate::store::NewJob;
@@ -42,6 +43,7 @@ fn schedule_queue(schedule: &Schedule) -> Option<&str> {
 pub struct Registry {
     kinds: BTreeMap<&'static str, Arc<dyn ErasedKind>>,
     schedules: Vec<Schedule>,
+    health_checks: Vec<Arc<dyn HealthCheck>>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -54,6 +56,14 @@ impl std::fmt::Debug for Registry {
                     .schedules
                     .iter()
                     .map(Schedule::name)
+                    .collect::<Vec<_>>(),
+            )
+            .field(
+                "health_checks",
+                &self
+                    .health_checks
+                    .iter()
+                    .map(|c| c.name().to_string())
                     .collect::<Vec<_>>(),
             )
             .finish()
@@ -92,6 +102,37 @@ impl Registry {
     pub fn schedule(mut self, schedule: Schedule) -> Self {
         self.add_schedule(schedule);
         self
+    }
+
+    /// Adds a health check for the whole app ([`HealthCheck`]): every worker built
+    /// from this registry runs it each control interval, and while it answers
+    /// [`Health::Throttle`](crate::Health::Throttle) every kind that does not opt out
+    /// ([`KindSettings::backpressure`](crate::KindSettings::backpressure)) backs
+    /// off. A check of the same name replaces the earlier one.
+    pub fn health_check(&mut self, check: impl HealthCheck) -> &mut Self {
+        self.add_health_check(Arc::new(check))
+    }
+
+    /// [`Registry::health_check`] for a check already shared.
+    pub fn add_health_check(&mut self, check: Arc<dyn HealthCheck>) -> &mut Self {
+        self.health_checks.retain(|c| c.name() != check.name());
+        self.health_checks.push(check);
+        self
+    }
+
+    /// The registered health checks, in the order they were added.
+    pub fn health_checks(&self) -> &[Arc<dyn HealthCheck>] {
+        &self.health_checks
+    }
+
+    /// The kinds that opted out of the default backpressure
+    /// ([`KindSettings::backpressure`](crate::KindSettings::backpressure)), sorted.
+    pub fn exempt_kinds(&self) -> Vec<&'static str> {
+        self.kinds
+            .iter()
+            .filter(|(_, kind)| kind.settings().backpressure == Some(false))
+            .map(|(name, _)| *name)
+            .collect()
     }
 
     /// The registered schedules, in the order they were added.

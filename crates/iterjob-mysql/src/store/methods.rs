@@ -10,7 +10,7 @@ use iterjob::store::rules::{
 use iterjob::store::{
     ClaimRequest, Claimed, Control, JobEvent, JobEventKind, JobFilter, JobId, JobRecord, JobState,
     Millis, NewJob, Outcome, Progress, PruneBatch, QueuePause, QueuePauseMode, QueueRow, Rescued,
-    RunToken, ScheduleState, ScheduleTick, Split, SplitRequest, Store, TickOutcome,
+    RunToken, ScheduleState, ScheduleTick, Split, SplitRequest, Store, ThrottleSwitch, TickOutcome,
     check_queue_name, duration_millis, now_millis, rate_cost_micros, release_event,
 };
 use iterjob::{Error, Result};
@@ -977,6 +977,35 @@ impl Store for MySqlStore {
         rows.iter()
             .map(|row| record::queue_pause::<MySqlDialect>(row).map_err(|m| self.corrupt(m)))
             .collect()
+    }
+
+    async fn throttle_on(&self, switch: &ThrottleSwitch) -> Result<ThrottleSwitch> {
+        switch.validate()?;
+        iterjob_sql::throttles::throttle_on::<MySqlDialect>(&self.pool, "iterjob_throttles", switch)
+            .await
+            .map_err(self.err("switching a throttle on"))
+    }
+
+    async fn throttle_off(&self, queue: Option<&str>, kind: Option<&str>) -> Result<bool> {
+        iterjob_sql::throttles::throttle_off::<MySqlDialect>(
+            &self.pool,
+            "iterjob_throttles",
+            queue,
+            kind,
+            iterjob::store::now_millis(),
+        )
+        .await
+        .map_err(self.err("switching a throttle off"))
+    }
+
+    async fn throttle_switches(&self, now: Millis) -> Result<Vec<ThrottleSwitch>> {
+        iterjob_sql::throttles::throttle_switches::<MySqlDialect>(
+            &self.pool,
+            "iterjob_throttles",
+            now,
+        )
+        .await
+        .map_err(self.err("reading the throttle switches"))
     }
 
     async fn queue_rows(&self, now: Millis) -> Result<Vec<QueueRow>> {

@@ -11,8 +11,8 @@ use iterjob::store::rules::{
 use iterjob::store::{
     ClaimRequest, Claimed, Control, JobEvent, JobEventKind, JobFilter, JobId, JobRecord, JobState,
     Millis, NewJob, Outcome, Progress, PruneBatch, QueuePause, QueuePauseMode, QueueRow, Release,
-    Rescued, RunToken, ScheduleState, ScheduleTick, Split, SplitRequest, Store, TickOutcome,
-    check_queue_name, duration_millis, now_millis, rate_cost_micros, release_event,
+    Rescued, RunToken, ScheduleState, ScheduleTick, Split, SplitRequest, Store, ThrottleSwitch,
+    TickOutcome, check_queue_name, duration_millis, now_millis, rate_cost_micros, release_event,
 };
 use iterjob::{Error, Result};
 use iterjob_sql::record;
@@ -954,6 +954,39 @@ impl Store for PgStore {
         rows.iter()
             .map(|row| record::queue_pause::<PgDialect>(row).map_err(|m| self.corrupt(m)))
             .collect()
+    }
+
+    async fn throttle_on(&self, switch: &ThrottleSwitch) -> Result<ThrottleSwitch> {
+        switch.validate()?;
+        iterjob_sql::throttles::throttle_on::<PgDialect>(
+            &self.pool,
+            &format!("\"{}\".throttles", self.schema()),
+            switch,
+        )
+        .await
+        .map_err(self.err("switching a throttle on"))
+    }
+
+    async fn throttle_off(&self, queue: Option<&str>, kind: Option<&str>) -> Result<bool> {
+        iterjob_sql::throttles::throttle_off::<PgDialect>(
+            &self.pool,
+            &format!("\"{}\".throttles", self.schema()),
+            queue,
+            kind,
+            iterjob::store::now_millis(),
+        )
+        .await
+        .map_err(self.err("switching a throttle off"))
+    }
+
+    async fn throttle_switches(&self, now: Millis) -> Result<Vec<ThrottleSwitch>> {
+        iterjob_sql::throttles::throttle_switches::<PgDialect>(
+            &self.pool,
+            &format!("\"{}\".throttles", self.schema()),
+            now,
+        )
+        .await
+        .map_err(self.err("reading the throttle switches"))
     }
 
     async fn queue_rows(&self, now: Millis) -> Result<Vec<QueueRow>> {

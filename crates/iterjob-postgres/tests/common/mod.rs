@@ -348,6 +348,24 @@ impl Store for TempStore {
         self.db.store.queue_pauses().await
     }
 
+    async fn throttle_on(
+        &self,
+        switch: &iterjob::ThrottleSwitch,
+    ) -> Result<iterjob::ThrottleSwitch> {
+        self.db.store.throttle_on(switch).await
+    }
+
+    async fn throttle_off(&self, queue: Option<&str>, kind: Option<&str>) -> Result<bool> {
+        self.db.store.throttle_off(queue, kind).await
+    }
+
+    async fn throttle_switches(
+        &self,
+        now: iterjob::store::Millis,
+    ) -> Result<Vec<iterjob::ThrottleSwitch>> {
+        self.db.store.throttle_switches(now).await
+    }
+
     async fn queue_rows(
         &self,
         now: iterjob::store::Millis,

@@ -2,6 +2,7 @@
 //! checkpointing, heartbeating and stopping between items when asked to.
 
 mod backoff;
+pub(crate) mod backpressure;
 mod controls;
 pub(crate) mod live;
 pub(crate) mod pace;
@@ -14,6 +15,9 @@ mod slots;
 mod telemetry;
 mod worker;
 
+pub use backpressure::{
+    Backpressure, Health, HealthCheck, SignalSource, StoreLatency, ThrottleSignal,
+};
 pub use live::RunningJob;
 pub use pace::{AdaptiveThrottle, RateLimit};
 pub use retention::Retention;
@@ -81,8 +85,9 @@ pub struct WorkerConfig {
     /// working now, which will be free by the time it returns.
     pub prefetch: usize,
     /// How often the worker reads the operators' switches from the store (paused
-    /// queues, [`Store::queue_pause`](crate::store::Store::queue_pause)): one small
-    /// query per worker, after which a pause reaches every run of the queue at its
+    /// queues, [`Store::queue_pause`](crate::store::Store::queue_pause); throttle
+    /// switches, [`Store::throttle_on`](crate::store::Store::throttle_on)) and runs
+    /// the app's [`HealthCheck`]s: small queries per worker, after which a pause reaches every run of the queue at its
     /// next item. Also how often a worker whose registry has schedules looks for
     /// ticks that came due ([`crate::schedule`]). Default: 1 s.
     pub control_interval: Duration,
@@ -91,6 +96,10 @@ pub struct WorkerConfig {
     /// store. Default: [`Retention::default`] (completed and cancelled after 7
     /// days, failed after 30). `None`: this worker never deletes (others may).
     pub retention: Option<Retention>,
+    /// The default backpressure every job obeys unless its kind opts out: the
+    /// operators' throttle switches, the store's latency, the app's health checks
+    /// (see [`Backpressure`]). Default: [`Backpressure::default`].
+    pub backpressure: Backpressure,
 }
 
 impl Default for WorkerConfig {
@@ -115,6 +124,7 @@ impl Default for WorkerConfig {
             prefetch: 4,
             control_interval: Duration::from_secs(1),
             retention: Some(Retention::default()),
+            backpressure: Backpressure::default(),
         }
     }
 }
@@ -163,6 +173,25 @@ impl WorkerConfig {
                 self.prefetch
             ));
         }
+        if let Some(latency) = &self.backpressure.store_latency
+            && !(latency.factor.is_finite() && latency.factor > 1.0)
+        {
+            return bad(format!(
+                "a store latency factor of {} would call the store slow at its usual speed; \
+                 give a factor above 1 (4 is the default), or turn the signal off",
+                latency.factor
+            ));
+        }
+        if self.backpressure.backoff.is_zero() {
+            return bad(
+                "a backpressure backoff of zero would claim throttled jobs again at once; \
+                 give a positive backoff (5 s is the default)"
+                    .into(),
+            );
+        }
+        if self.backpressure.check_timeout.is_zero() {
+            return bad("the health check timeout must be greater than zero".into());
+        }
         if self.max_crashes == 0 {
             return bad("max crashes must be at least 1".into());
         }
@@ -197,6 +226,8 @@ impl WorkerConfig {
             retry_base: self.retry_base,
             retry_max: self.retry_max,
             partition_failure: kind.partition_failure,
+            backpressure: kind.backpressure.unwrap_or(true),
+            backpressure_backoff: self.backpressure.backoff,
         }
     }
 }
@@ -232,6 +263,9 @@ pub(crate) struct ResolvedSettings {
     pub(crate) retry_base: Duration,
     pub(crate) retry_max: Duration,
     pub(crate) partition_failure: PartitionFailure,
+    /// Whether the kind obeys the default backpressure.
+    pub(crate) backpressure: bool,
+    pub(crate) backpressure_backoff: Duration,
 }
 
 /// How a run ended, from the worker's side.

@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::error::{Error, Result};
+use crate::runtime::backpressure::StoreHealth;
 use crate::store::{Release, Store};
 
 /// Releases written by one store call, at most.
@@ -63,9 +64,13 @@ impl Drop for Retrying {
 impl Releaser {
     /// Starts the batcher task over `store`. It runs until every clone of the handle
     /// is dropped and the queue is written; await the returned task to know that.
-    pub(crate) fn start(store: Arc<dyn Store>) -> (Releaser, JoinHandle<()>) {
+    /// Each batch's write time goes to `health` (the store-latency signal).
+    pub(crate) fn start(
+        store: Arc<dyn Store>,
+        health: Arc<StoreHealth>,
+    ) -> (Releaser, JoinHandle<()>) {
         let (queue, received) = mpsc::unbounded_channel();
-        let task = tokio::spawn(flush_loop(Arc::clone(&store), received));
+        let task = tokio::spawn(flush_loop(Arc::clone(&store), received, health));
         let retrying = Arc::new(AtomicUsize::new(0));
         (
             Releaser {
@@ -116,7 +121,11 @@ impl Releaser {
 
 /// Takes queued releases in batches and writes each batch with one store call, with
 /// up to [`MAX_FLUSHES`] batches being written at once.
-async fn flush_loop(store: Arc<dyn Store>, mut received: mpsc::UnboundedReceiver<Pending>) {
+async fn flush_loop(
+    store: Arc<dyn Store>,
+    mut received: mpsc::UnboundedReceiver<Pending>,
+    health: Arc<StoreHealth>,
+) {
     let mut flushing = FuturesUnordered::new();
     loop {
         tokio::select! {
@@ -137,7 +146,7 @@ async fn flush_loop(store: Arc<dyn Store>, mut received: mpsc::UnboundedReceiver
                         Err(_) => break,
                     }
                 }
-                flushing.push(flush(Arc::clone(&store), releases, replies));
+                flushing.push(flush(Arc::clone(&store), releases, replies, Arc::clone(&health)));
             }
         }
     }
@@ -149,9 +158,15 @@ async fn flush(
     store: Arc<dyn Store>,
     releases: Vec<Release>,
     replies: Vec<oneshot::Sender<Result<()>>>,
+    health: Arc<StoreHealth>,
 ) {
     let count = releases.len();
-    match store.job_release_many(&releases).await {
+    let started = std::time::Instant::now();
+    let written = store.job_release_many(&releases).await;
+    if written.is_ok() {
+        health.observe(started.elapsed());
+    }
+    match written {
         Ok(results) if results.len() == count => {
             for (reply, result) in replies.into_iter().zip(results) {
                 let _ = reply.send(result);
@@ -208,7 +223,7 @@ mod tests {
     async fn concurrent_releases_are_written_and_fenced_each() {
         let store = Arc::new(MemoryStore::new());
         let jobs = claimed(&store, 20).await;
-        let (releaser, task) = Releaser::start(store.clone());
+        let (releaser, task) = Releaser::start(store.clone(), Arc::new(StoreHealth::new(None)));
         let mut runs = Vec::new();
         for (i, &(id, token)) in jobs.iter().enumerate() {
             let releaser = releaser.clone();
@@ -259,7 +274,7 @@ mod tests {
     async fn a_release_after_the_batcher_stopped_is_written_directly() {
         let store = Arc::new(MemoryStore::new());
         let jobs = claimed(&store, 1).await;
-        let (releaser, task) = Releaser::start(store.clone());
+        let (releaser, task) = Releaser::start(store.clone(), Arc::new(StoreHealth::new(None)));
         task.abort();
         let _ = task.await;
         let (id, token) = jobs[0];

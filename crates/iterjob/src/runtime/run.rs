@@ -15,13 +15,14 @@ use crate::job::PartitionFailure;
 use crate::job::{Job, JobContext};
 use crate::registry::decode_params;
 use crate::runtime::backoff::retry_delay;
+use crate::runtime::backpressure::StoreHealth;
 use crate::runtime::controls::ControlsWatch;
 use crate::runtime::live::LiveJob;
 use crate::runtime::pace::{Pacer, Stop};
 use crate::runtime::release::Releaser;
 use crate::runtime::signals::{
-    CANCEL, CHECKPOINT, LEASE_EXPIRING, LEASE_LOST, PAUSE, QUEUE_PAUSED, SHUTDOWN, SPLIT, Signals,
-    Supervisor, THROTTLE, TIME_SLICE,
+    BACKPRESSURE, CANCEL, CHECKPOINT, LEASE_EXPIRING, LEASE_LOST, PAUSE, QUEUE_PAUSED, SHUTDOWN,
+    SPLIT, Signals, Supervisor, THROTTLE, TIME_SLICE,
 };
 use crate::runtime::slots::Slot;
 use crate::runtime::{ResolvedSettings, RunEnd, telemetry};
@@ -49,8 +50,11 @@ pub(crate) struct RunEnv {
     pub(crate) releaser: Releaser,
     /// The run's work slot, freed when its release is handed over.
     pub(crate) slot: Slot,
-    /// The operators' switches (paused queues), as the worker reads them.
+    /// The operators' switches (paused queues, throttle switches) and the
+    /// backpressure signals, as the worker reads them.
     pub(crate) controls: ControlsWatch,
+    /// Where the run's checkpoint times go (the store-latency signal).
+    pub(crate) health: Arc<StoreHealth>,
 }
 
 /// What a run did, for the worker's tally and logs.
@@ -220,8 +224,15 @@ impl<J: Job> Runner<J> {
                 Err(e) => return self.error(&ctx, &pos, e, items_at_start).await,
             };
             let mut enumerator = pin!(enumerator);
+            // the default backpressure is looked at before the first item: a job
+            // claimed as a signal came on goes back before doing any work
+            let mut first = self.env.settings.backpressure;
             loop {
                 let mut flags = self.signals.take();
+                if first {
+                    flags |= BACKPRESSURE;
+                    first = false;
+                }
                 if since_checkpoint >= checkpoint_every {
                     flags |= CHECKPOINT;
                 }
@@ -402,6 +413,37 @@ impl<J: Job> Runner<J> {
                 .await,
             );
         }
+        if flags & (THROTTLE | BACKPRESSURE) != 0 && self.env.settings.backpressure {
+            let signal = self
+                .env
+                .controls
+                .borrow()
+                .throttle_for(&self.env.claimed.job.queue, J::KIND)
+                .cloned();
+            if let Some(signal) = signal {
+                let backoff = self.env.settings.backpressure_backoff;
+                tracing::info!(
+                    job = self.id(),
+                    kind = J::KIND,
+                    source = signal.source.as_str(),
+                    signal = %signal.name,
+                    why = %signal.why,
+                    "backing off: a backpressure signal covers this job"
+                );
+                telemetry::throttled(J::KIND, &signal);
+                return Attended::End(
+                    self.interrupt_with(
+                        ctx,
+                        pos,
+                        InterruptReason::Throttled,
+                        backoff,
+                        Some(signal.message(backoff)),
+                        items_at_start,
+                    )
+                    .await,
+                );
+            }
+        }
         if flags & THROTTLE != 0 {
             if let Some(backoff) = guard_value(self.job.throttle(ctx)).await {
                 return Attended::End(
@@ -437,6 +479,7 @@ impl<J: Job> Runner<J> {
                 Ok(control) => {
                     self.signals.renewed_at(sent);
                     telemetry::checkpoint_written(J::KIND, started.elapsed());
+                    self.env.health.observe(started.elapsed());
                     self.made_durable(&progress);
                     self.env.live.set_durable(progress);
                     if control.cancel_requested {

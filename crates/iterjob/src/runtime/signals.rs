@@ -29,6 +29,9 @@ pub(crate) const LEASE_EXPIRING: u32 = 1 << 8;
 /// An operator paused the job's queue (interrupting its runs): stop at the next
 /// item and go back to the queue.
 pub(crate) const QUEUE_PAUSED: u32 = 1 << 9;
+/// Look at the default backpressure's signals (raised by the run itself before its
+/// first item; [`THROTTLE`] looks at them too).
+pub(crate) const BACKPRESSURE: u32 = 1 << 10;
 
 /// The signal word shared by a run's loop and its supervisor.
 #[derive(Debug)]

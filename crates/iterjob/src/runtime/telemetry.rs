@@ -10,10 +10,14 @@
 //! | `iterjob_jobs_claimed_total` | counter | | jobs claimed |
 //! | `iterjob_runs_total` | counter | `kind`, `outcome` | runs ended, by how they ended |
 //! | `iterjob_interruptions_total` | counter | `kind`, `reason` | runs interrupted, by reason |
+//! | `iterjob_throttle_active` | gauge | `source`, `name`, `queue`, `kind` | 1 while a backpressure signal holds jobs back (`*`: every queue or kind), 0 after |
+//! | `iterjob_throttle_since_seconds` | gauge | `source`, `name`, `queue`, `kind` | when that signal started (Unix time) |
+//! | `iterjob_throttled_runs_total` | counter | `kind`, `source` | runs sent back to their queue by a backpressure signal |
 
 use std::time::Duration;
 
 use crate::runtime::RunEnd;
+use crate::runtime::backpressure::ThrottleSignal;
 
 /// Items that became durable in a checkpoint or release.
 pub(crate) fn items_processed(kind: &'static str, items: u64) {
@@ -58,5 +62,36 @@ pub(crate) fn run_ended(kind: &str, end: RunEnd) {
         _ => return,
     };
     metrics::counter!("iterjob_interruptions_total", "kind" => kind, "reason" => reason)
+        .increment(1);
+}
+
+fn signal_labels(signal: &ThrottleSignal) -> [(&'static str, String); 4] {
+    [
+        ("source", signal.source.as_str().to_string()),
+        ("name", signal.name.clone()),
+        ("queue", signal.queue.clone().unwrap_or_else(|| "*".into())),
+        ("kind", signal.kind.clone().unwrap_or_else(|| "*".into())),
+    ]
+}
+
+/// The worker's backpressure signals changed from `old` to `new`.
+pub(crate) fn throttles_changed(old: &[ThrottleSignal], new: &[ThrottleSignal]) {
+    let key = |s: &ThrottleSignal| (s.source, s.name.clone(), s.queue.clone(), s.kind.clone());
+    for signal in old {
+        if !new.iter().any(|n| key(n) == key(signal)) {
+            metrics::gauge!("iterjob_throttle_active", &signal_labels(signal)).set(0.0);
+        }
+    }
+    for signal in new {
+        let labels = signal_labels(signal);
+        metrics::gauge!("iterjob_throttle_active", &labels).set(1.0);
+        metrics::gauge!("iterjob_throttle_since_seconds", &labels)
+            .set(signal.since as f64 / 1000.0);
+    }
+}
+
+/// A run of `kind` was sent back to its queue by `signal`.
+pub(crate) fn throttled(kind: &'static str, signal: &ThrottleSignal) {
+    metrics::counter!("iterjob_throttled_runs_total", "kind" => kind, "source" => signal.source.as_str())
         .increment(1);
 }

@@ -7,12 +7,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::FutureExt;
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::Result;
 use crate::registry::Registry;
+use crate::runtime::backpressure::{self, StoreHealth, ThrottleSignal};
 use crate::runtime::controls::{self, Controls, ControlsWatch};
 use crate::runtime::live::{LiveJob, LiveJobs, RunningJob};
 use crate::runtime::release::{MAX_BATCH, Releaser};
@@ -62,6 +64,11 @@ pub struct Worker {
     config: WorkerConfig,
     shutdown: CancellationToken,
     live: Arc<LiveJobs>,
+    /// The latency of this worker's writes to the store (the store-latency signal).
+    health: Arc<StoreHealth>,
+    /// The switches and signals as last read (the poller of a running worker
+    /// publishes them here).
+    controls: Arc<watch::Sender<Arc<Controls>>>,
 }
 
 impl std::fmt::Debug for Worker {
@@ -126,12 +133,15 @@ impl Worker {
     pub fn new(store: Arc<dyn Store>, registry: Registry, config: WorkerConfig) -> Result<Self> {
         config.validate()?;
         registry.validate()?;
+        let (controls, _) = controls::channel();
         Ok(Worker {
             store,
             registry: Arc::new(registry),
+            health: Arc::new(StoreHealth::new(config.backpressure.store_latency)),
             config,
             shutdown: CancellationToken::new(),
             live: Arc::default(),
+            controls: Arc::new(controls),
         })
     }
 
@@ -145,6 +155,13 @@ impl Worker {
     /// The jobs running right now, with live counters.
     pub fn running(&self) -> Vec<RunningJob> {
         self.live.snapshot()
+    }
+
+    /// The backpressure signals holding jobs back on this worker right now
+    /// (operator switches, store latency, health checks), as its last read found
+    /// them; empty before [`Worker::run`] starts.
+    pub fn throttles(&self) -> Vec<ThrottleSignal> {
+        self.controls.borrow().throttles.clone()
     }
 
     /// The kinds this worker runs.
@@ -181,13 +198,26 @@ impl Worker {
     async fn run_loop(&self, exit_when_idle: Option<Duration>) -> Result<WorkerReport> {
         let mut report = WorkerReport::default();
         let mut tasks: JoinSet<Joined> = JoinSet::new();
-        let (releaser, batcher) = Releaser::start(Arc::clone(&self.store));
-        // the operators' switches, read by one task for every run of this worker
-        let (controls_tx, mut controls) = controls::channel();
+        let (releaser, batcher) =
+            Releaser::start(Arc::clone(&self.store), Arc::clone(&self.health));
+        // the operators' switches and the backpressure signals, read by one task
+        // for every run of this worker
+        let mut controls = self.controls.subscribe();
+        let checked = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let _checks = (!self.registry.health_checks().is_empty()).then(|| {
+            AbortOnDrop(tokio::spawn(backpressure::run_checks(
+                self.registry.health_checks().to_vec(),
+                self.config.control_interval,
+                self.config.backpressure.check_timeout,
+                Arc::clone(&checked),
+            )))
+        });
         let _poller = AbortOnDrop(tokio::spawn(controls::poll(
             Arc::clone(&self.store),
             self.config.control_interval,
-            controls_tx,
+            Arc::clone(&self.controls),
+            Arc::clone(&self.health),
+            checked,
         )));
         // schedules: every worker with schedules looks for due ticks
         let _scheduler = (!self.registry.schedules().is_empty()).then(|| {
@@ -228,6 +258,7 @@ impl Worker {
             .iter()
             .map(|k| k.to_string())
             .collect();
+        let exempt = self.registry.exempt_kinds();
         tracing::info!(worker = %self.config.worker_id, kinds = ?kinds, queues = ?self.config.queues, "worker started");
 
         while !self.shutdown.is_cancelled() {
@@ -272,21 +303,31 @@ impl Worker {
                 .saturating_sub(ahead.ready.len());
             // refill when a slot is free, or when the jobs held ready run low
             let refill = free > 0 || ahead.ready.len() <= prefetch / 2;
+            // what the backpressure signals leave to claim
+            let plan = controls
+                .borrow()
+                .claim_plan(&kinds, &exempt, &self.config.queues);
             if claim.is_none()
                 && !idle
                 && want > 0
                 && refill
-                && !kinds.is_empty()
+                && !plan.kinds.is_empty()
+                && !plan.queues.is_empty()
                 && claim_again_at.is_none_or(|at| Instant::now() >= at)
             {
                 let request = ClaimRequest {
                     worker_id: self.config.worker_id.clone(),
-                    queues: self.config.queues.clone(),
-                    kinds: kinds.clone(),
-                    limit: want,
+                    queues: plan.queues,
+                    kinds: plan.kinds,
+                    // a slow store gets one job at a time: a probe
+                    limit: if plan.probe { 1 } else { want },
                     lease: self.config.lease,
                 };
+                if plan.probe {
+                    claim_again_at = Some(Instant::now() + self.config.backpressure.backoff);
+                }
                 let store = Arc::clone(&self.store);
+                let health = Arc::clone(&self.health);
                 joined_at_claim = joined_runs;
                 claim = Some(Box::pin(async move {
                     let started = std::time::Instant::now();
@@ -294,6 +335,10 @@ impl Worker {
                     let took = started.elapsed();
                     if let Ok(claimed) = &claimed {
                         telemetry::claimed(took, claimed.len());
+                        // a claim that took jobs wrote them: a write's latency
+                        if !claimed.is_empty() {
+                            health.observe(took);
+                        }
                     }
                     (claimed, took)
                 }));
@@ -328,7 +373,9 @@ impl Worker {
                         Ok(claimed) => {
                             ahead.claimed_in(took);
                             store_backoff = Duration::ZERO;
-                            claim_again_at = None;
+                            if claim_again_at.is_some_and(|at| Instant::now() >= at) {
+                                claim_again_at = None;
+                            }
                             // empty, and no run of ours ended meanwhile (its job
                             // may be back in the queue since the claim looked)
                             idle = claimed.is_empty() && joined_runs == joined_at_claim;
@@ -547,6 +594,7 @@ impl Worker {
             releaser: releaser.clone(),
             slot: slots.take(),
             controls: controls.clone(),
+            health: Arc::clone(&self.health),
         };
         tracing::debug!(job = id, "run started");
         tasks.spawn(async move {

@@ -37,8 +37,8 @@ use crate::store::rules::{self, AdminAction, AdminStep, UNIQUE_KEY_HELD, admin_s
 use crate::store::{
     ClaimRequest, Claimed, Control, InterruptReason, JobEvent, JobEventKind, JobFilter, JobId,
     JobRecord, JobState, MAX_EVENTS, Millis, NewJob, Outcome, Progress, QueuePause, QueuePauseMode,
-    QueueRow, Rescued, RunToken, Split, SplitRequest, Store, check_queue_name, duration_millis,
-    now_millis, parent_outcome, release_event,
+    QueueRow, Rescued, RunToken, Split, SplitRequest, Store, ThrottleSwitch, check_queue_name,
+    duration_millis, now_millis, parent_outcome, release_event,
 };
 use serde_json::Value;
 
@@ -81,6 +81,8 @@ struct Inner {
     leases: BTreeMap<String, (String, Millis)>,
     /// Schedules' last ticks and jobs.
     schedules: BTreeMap<String, ScheduleState>,
+    /// Throttle switches by (queue, kind) scope.
+    throttles: BTreeMap<(Option<String>, Option<String>), ThrottleSwitch>,
 }
 
 #[derive(Debug)]
@@ -802,6 +804,39 @@ impl Store for MemoryStore {
 
     async fn queue_pauses(&self) -> Result<Vec<QueuePause>> {
         Ok(self.lock().pauses.values().cloned().collect())
+    }
+
+    async fn throttle_on(&self, switch: &ThrottleSwitch) -> Result<ThrottleSwitch> {
+        switch.validate()?;
+        let mut inner = self.lock();
+        inner.throttles.retain(|_, s| s.is_on(switch.since));
+        let scope = (switch.queue.clone(), switch.kind.clone());
+        let stored = inner
+            .throttles
+            .entry(scope)
+            .and_modify(|on| {
+                on.until = switch.until;
+                on.reason = switch.reason.clone();
+            })
+            .or_insert_with(|| switch.clone());
+        Ok(stored.clone())
+    }
+
+    async fn throttle_off(&self, queue: Option<&str>, kind: Option<&str>) -> Result<bool> {
+        let scope = (queue.map(str::to_string), kind.map(str::to_string));
+        let now = now_millis();
+        let removed = self.lock().throttles.remove(&scope);
+        Ok(removed.is_some_and(|s| s.is_on(now)))
+    }
+
+    async fn throttle_switches(&self, now: Millis) -> Result<Vec<ThrottleSwitch>> {
+        Ok(self
+            .lock()
+            .throttles
+            .values()
+            .filter(|s| s.is_on(now))
+            .cloned()
+            .collect())
     }
 
     async fn queue_rows(&self, now: Millis) -> Result<Vec<QueueRow>> {

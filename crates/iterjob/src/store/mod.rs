@@ -15,12 +15,14 @@ pub(crate) mod memory;
 mod queues;
 mod rate;
 pub mod rules;
+mod throttles;
 
 pub use crate::schedule::{ScheduleState, ScheduleTick, TickOutcome};
 pub use events::{JobEvent, JobEventKind, MAX_EVENTS, release_event};
 pub use memory::MemoryStore;
 pub use queues::{QueuePause, QueuePauseMode, QueueRow, QueueStats, summarize};
 pub use rate::{Micros, now_micros, rate_cost_micros};
+pub use throttles::ThrottleSwitch;
 
 use std::fmt;
 use std::str::FromStr;
@@ -758,6 +760,24 @@ pub trait Store: Send + Sync + 'static {
 
     /// The paused queues, by name.
     async fn queue_pauses(&self) -> Result<Vec<QueuePause>>;
+
+    /// Switches a throttle on (see [`ThrottleSwitch`]) for its queue and kind, or
+    /// updates the one already on for exactly that scope (keeping its `since`, taking
+    /// the new `until` and `reason`). Switches whose time is up are deleted on the
+    /// way. Workers see it within a [`WorkerConfig::control_interval`](crate::WorkerConfig::control_interval).
+    /// Returns the switch as stored.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for what [`ThrottleSwitch::validate`] refuses.
+    async fn throttle_on(&self, switch: &ThrottleSwitch) -> Result<ThrottleSwitch>;
+
+    /// Switches off the throttle on exactly this scope (`None`: the switch that
+    /// covers every queue, or every kind). Returns whether one was on.
+    async fn throttle_off(&self, queue: Option<&str>, kind: Option<&str>) -> Result<bool>;
+
+    /// The throttle switches on at `now` (those whose `until` has passed left out),
+    /// ordered by queue, then kind, the switch for every queue (or kind) first.
+    async fn throttle_switches(&self, now: Millis) -> Result<Vec<ThrottleSwitch>>;
 
     /// The jobs of every queue, aggregated per queue, kind and state, split
     /// parents left out (a partitioned job counts as its partitions): one
