@@ -582,7 +582,30 @@ async fn run_worker(
         });
     let mut registry = registry;
     for url in &args.replica_urls {
-        registry.add_health_check(replica_check(url, args.max_replica_lag)?);
+        let check = replica_check(url, args.max_replica_lag)?;
+        // a replica that cannot be measured holds every job back: say so now, not
+        // only in the jobs' history
+        match tokio::time::timeout(Duration::from_secs(5), check.check()).await {
+            Ok(Ok(iterjob::Health::Healthy)) => {}
+            Ok(Ok(iterjob::Health::Throttle(why))) => {
+                eprintln!(
+                    "note: {}: {why}; jobs wait until it catches up",
+                    check.name()
+                )
+            }
+            Ok(Err(error)) => eprintln!(
+                "warning: {} cannot measure the lag: {}; every job that obeys the default \
+                 backpressure is held back until it can",
+                check.name(),
+                iterjob::error_chain(&*error)
+            ),
+            Err(_) => eprintln!(
+                "warning: {} did not answer within 5 s; every job that obeys the default \
+                 backpressure is held back until it does",
+                check.name()
+            ),
+        }
+        registry.add_health_check(check);
     }
     #[cfg(feature = "dashboard")]
     let web = match args.dashboard {

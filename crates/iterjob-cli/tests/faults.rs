@@ -315,7 +315,7 @@ async fn an_outside_process_holding_the_sqlite_lock_past_the_lease_costs_nothing
     let (state, done, attempts, _) = wait_finished(&db, Duration::from_secs(90)).await;
     signal(worker.id(), "-TERM");
     let status = worker.wait().expect("wait");
-    let tail = log_tail(&log_path, 30);
+    let tail = log_tail(&log_path, 300);
     assert_eq!(
         (state.as_str(), done, attempts),
         ("completed", 3000, 0),
@@ -555,7 +555,7 @@ async fn connection_slots_exhausted_on_postgres_cost_nothing() {
     };
     signal(worker.id(), "-TERM");
     let status = worker.wait().expect("wait");
-    let tail = log_tail(&log_path, 30);
+    let tail = log_tail(&log_path, 300);
     assert_eq!(
         (state.as_str(), done, attempts),
         ("completed", 3000, 0),

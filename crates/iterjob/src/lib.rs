@@ -29,6 +29,10 @@
 //!   ([`RateLimit`]), adaptive throttling on the work's latency
 //!   ([`AdaptiveThrottle`]), and a throttle condition on any signal
 //!   ([`Job::throttle`]).
+//! - **Throttling by default** ([`Backpressure`]): every job backs off, unless its
+//!   kind opts out, while an operator's switch is on ([`Store::throttle_on`]), the
+//!   store's writes are slow ([`StoreLatency`]), or one of the app's
+//!   [`HealthCheck`]s says so — a replica's lag among them.
 //! - Stores: [`MemoryStore`] for tests, SQLite (`iterjob-sqlite`) as the embedded
 //!   default, PostgreSQL (`iterjob-postgres`) for many workers on many machines.
 //!
@@ -107,6 +111,19 @@
 //! While a run waits for its rate limit or its adaptive delay it still stops within
 //! about 50 ms on shutdown, and honours pause and cancel requests at its next
 //! checkpoint tick, as between any two items.
+//!
+//! ## Throttling by default
+//!
+//! On top of each kind's own pacing, every job obeys the default backpressure
+//! ([`WorkerConfig::backpressure`]) unless its kind opts out with
+//! [`KindSettings::backpressure`]`(false)`: the operators' throttle switches kept in
+//! the store ([`ThrottleSwitch`], `iterjob throttle on|off`), the latency of the
+//! worker's writes to its store against their baseline ([`StoreLatency`]), and the
+//! app's health checks ([`HealthCheck`], [`Registry::health_check`]) — such as the
+//! replica-lag checks of `iterjob-postgres` and `iterjob-mysql`. A job a signal
+//! covers checkpoints and goes back to its queue (an interruption, no attempt used)
+//! with the signal as the reason; workers stop claiming what the signals cover. See
+//! [`runtime::backpressure`] for the details.
 //!
 //! ## Concepts
 //!

@@ -281,6 +281,7 @@ fn config(lease: Duration, checkpoint_interval: Duration) -> WorkerConfig {
     config.heartbeat_interval = lease / 5;
     config.checkpoint_interval = checkpoint_interval;
     config.rescue_interval = Duration::from_millis(50);
+    config.backpressure.store_latency = None;
     config.retry_base = Duration::from_millis(10);
     config
 }
@@ -807,6 +808,7 @@ pub fn a_partitioned_job_split_on_the_fly_commits_each_effect_once<H: SqlHarness
         let mut cfg = config(Duration::from_secs(30), Duration::from_millis(50));
         cfg.concurrency = 4;
         cfg.split_min_remaining = 20;
+        let mut reports = Vec::new();
         for round in 0..200 {
             let w = Arc::new(worker(db, WriteEffects::default(), cfg.clone()));
             let shutdown = w.shutdown_token();
@@ -818,6 +820,14 @@ pub fn a_partitioned_job_split_on_the_fly_commits_each_effect_once<H: SqlHarness
             shutdown.cancel();
             let report = running.await.expect("join").expect("worker");
             assert_eq!(report.failed + report.lease_lost, 0, "{report:?}");
+            reports.push(format!(
+                "r{round}: runs {} split_requests {} interrupted {} completed {} partitioned {}",
+                report.runs,
+                report.split_requests,
+                report.interrupted,
+                report.completed,
+                report.partitioned
+            ));
             if self::job(db, id).await.state == JobState::Completed {
                 break;
             }
@@ -827,8 +837,19 @@ pub fn a_partitioned_job_split_on_the_fly_commits_each_effect_once<H: SqlHarness
         let partitions = db.store().job_partitions(id).await.expect("partitions");
         assert!(
             partitions.len() > 2,
-            "idle workers split the partitions: {} partitions",
-            partitions.len()
+            "idle workers split the partitions: {} partitions {reports:#?} {:#?}",
+            partitions.len(),
+            partitions
+                .iter()
+                .map(|p| (
+                    p.id,
+                    p.items_total,
+                    p.items_done,
+                    p.split_requested,
+                    p.state,
+                    p.runs
+                ))
+                .collect::<Vec<_>>()
         );
         let (total, distinct, repeated) = effects(db).await;
         assert_eq!(

@@ -131,8 +131,9 @@ pub(crate) async fn poll(
     let mut switches = Vec::new();
     loop {
         let now = now_millis();
-        let (pauses, read_switches) =
-            futures::join!(store.queue_pauses(), store.throttle_switches(now));
+        // one after the other: one connection of the store's pool at a time
+        let pauses = store.queue_pauses().await;
+        let read_switches = store.throttle_switches(now).await;
         match (pauses, read_switches) {
             (Ok(pauses), Ok(read)) => {
                 if failing {

@@ -2,7 +2,7 @@
 //! checkpointing, heartbeating and stopping between items when asked to.
 
 mod backoff;
-pub(crate) mod backpressure;
+pub mod backpressure;
 mod controls;
 pub(crate) mod live;
 pub(crate) mod pace;

@@ -249,9 +249,24 @@ impl Worker {
         let mut idle_since: Option<Instant> = None;
         let mut claim_again_at: Option<Instant> = None;
         let mut last_rescue: Option<Instant> = None;
+        // After the store failed this worker (a claim or a rescue erred), no rescue
+        // until its claims work again and two heartbeat intervals have passed: every
+        // lease ran out during the outage, ours and other workers' alike, and their
+        // runs are alive, renewing as soon as they get a connection; a rescue racing
+        // them would count a crash (and use an attempt) for a fault not the job's.
+        let mut store_failed = false;
+        let mut rescue_hold: Option<Instant> = None;
         let mut store_backoff = Duration::ZERO;
-        let mut last_split_request: Option<Instant> = None;
+        // split requests: one a second at most once one was made; when none could
+        // be (no running partition has a known total with enough left yet, as right
+        // after the partitions start), again after a poll interval (at least 100 ms)
+        let mut next_split_request: Option<Instant> = None;
         let split_request_interval = self.config.poll_interval.max(Duration::from_secs(1));
+        let split_retry = self
+            .config
+            .poll_interval
+            .max(Duration::from_millis(100))
+            .min(split_request_interval);
         let kinds: Vec<String> = self
             .registry
             .kinds()
@@ -267,6 +282,8 @@ impl Worker {
             // until that release is written (or given up)
             if last_rescue.is_none_or(|t| t.elapsed() >= self.config.rescue_interval)
                 && releaser.retrying() == 0
+                && !store_failed
+                && rescue_hold.is_none_or(|t| Instant::now() >= t)
             {
                 match self.store.job_rescue_expired(self.config.max_crashes).await {
                     Ok(rescued) => {
@@ -274,7 +291,10 @@ impl Worker {
                             tracing::warn!(job = r.id, state = %r.state, "rescued a job whose lease expired");
                         }
                     }
-                    Err(error) => tracing::warn!(%error, "rescuing expired leases failed"),
+                    Err(error) => {
+                        store_failed = true;
+                        tracing::warn!(%error, "rescuing expired leases failed");
+                    }
                 }
                 last_rescue = Some(Instant::now());
             }
@@ -373,6 +393,11 @@ impl Worker {
                         Ok(claimed) => {
                             ahead.claimed_in(took);
                             store_backoff = Duration::ZERO;
+                            if store_failed {
+                                store_failed = false;
+                                rescue_hold =
+                                    Some(Instant::now() + self.config.heartbeat_interval * 2);
+                            }
                             if claim_again_at.is_some_and(|at| Instant::now() >= at) {
                                 claim_again_at = None;
                             }
@@ -382,11 +407,14 @@ impl Worker {
                             if idle
                                 && self.config.dynamic_splitting
                                 && self.free(&slots, &tasks) > 0
-                                && last_split_request
-                                    .is_none_or(|t| t.elapsed() >= split_request_interval)
+                                && next_split_request.is_none_or(|t| Instant::now() >= t)
                             {
-                                last_split_request = Some(Instant::now());
-                                if self.request_split(&kinds).await {
+                                let asked = self.request_split(&kinds).await;
+                                next_split_request = Some(
+                                    Instant::now()
+                                        + if asked { split_request_interval } else { split_retry },
+                                );
+                                if asked {
                                     report.split_requests += 1;
                                 }
                             }
@@ -400,6 +428,7 @@ impl Worker {
                             }
                         }
                         Err(error) => {
+                            store_failed = true;
                             store_backoff = (store_backoff * 2)
                                 .clamp(self.config.poll_interval, Duration::from_secs(30));
                             claim_again_at = Some(Instant::now() + store_backoff);
