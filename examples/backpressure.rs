@@ -89,7 +89,8 @@ impl Job for Drain {
     }
 
     async fn process(&self, _ctx: &JobContext<Rows>, _tick: i64) -> Result<(), JobError> {
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        // drains 250 messages a second, half what the backfill writes
+        tokio::time::sleep(Duration::from_millis(40)).await;
         let _ = self
             .0
             .0
@@ -121,7 +122,7 @@ async fn main() -> anyhow::Result<()> {
         .job_insert(&NewJob::of(&Backfill(outbox.clone()), &Rows { n: 2_000 })?)
         .await?;
     let drain = store
-        .job_insert(&NewJob::of(&Drain(outbox.clone()), &Rows { n: 600 })?)
+        .job_insert(&NewJob::of(&Drain(outbox.clone()), &Rows { n: 250 })?)
         .await?;
     let worker = Arc::new(Worker::new(Arc::clone(&store), registry, config)?);
     let run = {
@@ -135,7 +136,7 @@ async fn main() -> anyhow::Result<()> {
         let d = store.job_get(drain).await?.expect("drain");
         let signals: Vec<String> = worker.throttles().iter().map(|s| s.why.clone()).collect();
         println!(
-            "outbox {:>4} | backfill {:<9} {:>5}/2000 | drain {:<9} {:>3}/600 | {}",
+            "outbox {:>4} | backfill {:<9} {:>5}/2000 | drain {:<9} {:>3}/250 | {}",
             outbox.0.load(Ordering::Relaxed),
             b.state.as_str(),
             b.items_done,
