@@ -1244,3 +1244,107 @@ async fn the_dashboard_refuses_what_an_attacker_tries() {
         reply.body
     );
 }
+
+#[tokio::test]
+async fn throttle_switches_go_on_and_off_from_the_queues_page_and_a_throttled_job_says_why() {
+    let store = shared(MemoryStore::new());
+    let id = store
+        .job_insert(&NewJob::new("count", json!({"up_to": 10})))
+        .await
+        .unwrap();
+    let router = dashboard(Arc::clone(&store));
+    let page = get(&router, "/queues").await;
+    assert!(
+        page.body.contains("No throttle switch is on"),
+        "{}",
+        page.body
+    );
+
+    let on = form_post(
+        "/throttles",
+        &format!("csrf={CSRF}&queue=&kind=count&for=10m&reason=deploy%20%3Cx%3E&action=on"),
+    );
+    let reply = send(&router, on).await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
+    assert_eq!(reply.location(), "/queues#throttles");
+    let switches = store
+        .throttle_switches(iterjob::store::now_millis())
+        .await
+        .unwrap();
+    assert_eq!(switches.len(), 1);
+    assert_eq!(
+        (switches[0].queue.as_deref(), switches[0].kind.as_deref()),
+        (None, Some("count"))
+    );
+    assert!(switches[0].until.is_some());
+    let page = get(&router, "/queues").await;
+    assert_inert(&page.body);
+    assert!(
+        page.body
+            .contains(r#"data-throttle="kind &quot;count&quot;""#),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("deploy &lt;x&gt;"), "{}", page.body);
+    let metrics = get(&router, "/metrics").await;
+    assert!(
+        metrics
+            .body
+            .contains("iterjob_throttle_switch_since_seconds{queue=\"*\",kind=\"count\"}"),
+        "{}",
+        metrics.body
+    );
+
+    // a bad duration is named, nothing switched
+    let reply = send(
+        &router,
+        form_post("/throttles", &format!("csrf={CSRF}&for=soon&action=on")),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert!(reply.body.contains("is not a duration"), "{}", reply.body);
+    // without the session token: refused
+    let reply = send(
+        &router,
+        form_post(
+            "/throttles",
+            "csrf=ffffffffffffffffffffffffffffffff&kind=count&action=off",
+        ),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+
+    // a job the switch sent back says why it waits
+    let claimed = claim(&*store, "count").await;
+    assert_eq!(claimed.job.id, id);
+    store
+        .job_release(
+            id,
+            claimed.token,
+            None,
+            &Outcome::Interrupted {
+                reason: InterruptReason::Throttled,
+                run_at: iterjob::store::now_millis() + 5_000,
+                error: Some("throttled by the operator's switch since now: deploy".into()),
+            },
+        )
+        .await
+        .unwrap();
+    let page = get(&router, &format!("/jobs/{id}")).await;
+    assert!(page.body.contains("<h2>Throttled</h2>"), "{}", page.body);
+    assert!(!page.body.contains("Last error"), "{}", page.body);
+
+    let off = form_post(
+        "/throttles",
+        &format!("csrf={CSRF}&queue=&kind=count&action=off"),
+    );
+    let reply = send(&router, off).await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER);
+    assert!(
+        store
+            .throttle_switches(iterjob::store::now_millis())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
