@@ -190,9 +190,10 @@ fn parse_keep(s: &str) -> std::result::Result<Keep, String> {
 pub struct EnqueueArgs {
     /// The job kind (see `kinds`).
     pub kind: String,
-    /// Parameters as JSON, checked against the kind's parameter type.
-    #[arg(long, default_value = "null")]
-    pub params: String,
+    /// Parameters as JSON, checked against the kind's parameter type. Left out: the
+    /// kind's defaults (`{}`), when every field has one.
+    #[arg(long)]
+    pub params: Option<String>,
     /// Queue (default: the kind's, else `default`).
     #[arg(long)]
     pub queue: Option<String>,
@@ -221,8 +222,8 @@ pub struct EnqueueArgs {
 #[derive(Debug, Args)]
 pub struct JobsArgs {
     /// Only jobs in this state (queued, running, paused, completed, retrying, failed, cancelled).
-    #[arg(long)]
-    pub state: Option<String>,
+    #[arg(long, value_parser = parse_state)]
+    pub state: Option<JobState>,
     /// Only jobs of this kind.
     #[arg(long)]
     pub kind: Option<String>,
@@ -270,6 +271,42 @@ pub struct PruneArgs {
     /// Jobs deleted per transaction: small batches keep each one short.
     #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..=10_000))]
     pub batch: u64,
+}
+
+/// A job state, with the closest name suggested for a typo (`runing`: `running`).
+fn parse_state(s: &str) -> std::result::Result<JobState, String> {
+    s.parse::<JobState>().map_err(|_| {
+        let names = JobState::ALL.map(JobState::as_str);
+        let closest = names
+            .iter()
+            .map(|name| (edit_distance(&s.to_ascii_lowercase(), name), *name))
+            .min()
+            .filter(|(d, _)| *d <= 2)
+            .map(|(_, name)| format!("did you mean `{name}`? "))
+            .unwrap_or_default();
+        format!(
+            "`{s}` is not a job state; {closest}the states are {}",
+            names.join(", ")
+        )
+    })
+}
+
+/// The Levenshtein distance between two short strings.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (above + 1)
+                .min(row[j] + 1)
+                .min(diagonal + usize::from(ca != *cb));
+            diagonal = above;
+        }
+    }
+    row[b.len()]
 }
 
 fn parse_finished_state(s: &str) -> std::result::Result<JobState, String> {
@@ -387,6 +424,16 @@ pub(crate) async fn execute(cli: Cli, registry: Registry) -> Result<()> {
         }
         Command::Demo(args) => demo::run(&cli.database_url, args).await,
         command => {
+            // commands that look at or act on stored jobs never create a database
+            let creates = matches!(
+                command,
+                Command::Migrate | Command::Worker(_) | Command::Enqueue(_) | Command::Queue(_)
+            ) || matches!(command, Command::Throttle(ThrottleCommand::On { .. }));
+            #[cfg(feature = "dashboard")]
+            let creates = creates || matches!(command, Command::Dashboard(_));
+            if !creates {
+                crate::store::require_existing(&cli.database_url)?;
+            }
             let open = open_store(&cli.database_url).await?;
             let store = open.store;
             match command {
@@ -486,20 +533,42 @@ async fn get(store: &dyn iterjob::Store, id: JobId) -> Result<JobRecord> {
 }
 
 async fn enqueue(store: &dyn iterjob::Store, registry: &Registry, args: EnqueueArgs) -> Result<()> {
-    let params: serde_json::Value = serde_json::from_str(&args.params).with_context(|| {
-        // the start of it is enough to recognize it; a huge value is not echoed whole
-        let shown: String = args.params.chars().take(80).collect();
-        let more = if shown.len() < args.params.len() {
-            format!("… ({} bytes in all)", args.params.len())
-        } else {
-            String::new()
-        };
-        format!(
-            "--params is not valid JSON (`{}{more}`); quote it for the shell, e.g. --params '{{\"limit\": 10}}'",
-            crate::output::printable(&shown)
-        )
-    })?;
-    let mut job: NewJob = registry.new_job(&args.kind, params)?;
+    let mut job: NewJob = match &args.params {
+        Some(text) => {
+            let params: serde_json::Value = serde_json::from_str(text).with_context(|| {
+                // the start of it is enough to recognize it; a huge value is not echoed whole
+                let shown: String = text.chars().take(80).collect();
+                let more = if shown.len() < text.len() {
+                    format!("… ({} bytes in all)", text.len())
+                } else {
+                    String::new()
+                };
+                format!(
+                    "--params is not valid JSON (`{}{more}`); quote it for the shell, e.g. --params '{{\"limit\": 10}}'",
+                    crate::output::printable(&shown)
+                )
+            })?;
+            registry.new_job(&args.kind, params)?
+        }
+        // no parameters given: the kind's defaults (`{}`), or none at all (`null`, a
+        // kind whose parameters are `()`); else name what is missing
+        None if registry.contains(&args.kind) => {
+            match registry.new_job(&args.kind, serde_json::json!({})) {
+                Ok(job) => job,
+                Err(first) => registry
+                    .new_job(&args.kind, serde_json::Value::Null)
+                    .map_err(|_| {
+                        anyhow::anyhow!(
+                            "job kind `{}` needs parameters ({}); pass them as JSON with \
+                             --params '{{…}}'",
+                            args.kind,
+                            first
+                        )
+                    })?,
+            }
+        }
+        None => registry.new_job(&args.kind, serde_json::Value::Null)?,
+    };
     if let Some(queue) = args.queue {
         iterjob::store::check_queue_name(&queue).context("--queue")?;
         job.queue = queue;
@@ -524,13 +593,8 @@ async fn enqueue(store: &dyn iterjob::Store, registry: &Registry, args: EnqueueA
 }
 
 async fn list(store: &dyn iterjob::Store, args: JobsArgs) -> Result<()> {
-    let state = args
-        .state
-        .as_deref()
-        .map(str::parse::<JobState>)
-        .transpose()?;
     let filter = JobFilter {
-        state,
+        state: args.state,
         kind: args.kind,
         queue: args.queue,
         before_id: args.before,
@@ -661,9 +725,11 @@ async fn run_worker(
     status.abort();
     let report = report?;
     eprintln!(
-        "worker stopped: {} runs, {} items, {} completed, {} interrupted, {} retrying, {} failed",
+        "worker stopped: {} {}, {} {}, {} completed, {} interrupted, {} retrying, {} failed",
         report.runs,
+        if report.runs == 1 { "run" } else { "runs" },
         report.items,
+        if report.items == 1 { "item" } else { "items" },
         report.completed,
         report.interrupted,
         report.retried,

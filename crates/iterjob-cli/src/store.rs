@@ -81,6 +81,43 @@ fn kind_of(url: &str) -> Option<Kind> {
     looks_sqlite.then_some(Kind::Sqlite)
 }
 
+/// The file a SQLite URL names, when it names one (not `:memory:`).
+pub(crate) fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+    let url = url.trim();
+    if kind_of(url) != Some(Kind::Sqlite) {
+        return None;
+    }
+    let path = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url);
+    let path = path.split('?').next().unwrap_or(path);
+    (!path.is_empty() && !path.contains(":memory:")).then(|| std::path::PathBuf::from(path))
+}
+
+/// For commands that only look at (or act on) jobs already stored: refuses a
+/// SQLite database file that does not exist instead of creating an empty one (a
+/// command run from the wrong directory would otherwise report "no jobs").
+pub(crate) fn require_existing(url: &str) -> Result<()> {
+    if let Some(path) = sqlite_file(url)
+        && !path.exists()
+    {
+        let shown = if path.is_relative() {
+            std::env::current_dir()
+                .map(|dir| dir.join(&path).display().to_string())
+                .unwrap_or_else(|_| path.display().to_string())
+        } else {
+            path.display().to_string()
+        };
+        bail!(
+            "no iterjob database at {shown}: run this where the database is, or point \
+             --database-url (or ITERJOB_DATABASE_URL) at it; `migrate` creates an empty one, \
+             and `enqueue`, `worker` and `demo` create it as they start"
+        );
+    }
+    Ok(())
+}
+
 /// Opens the store for `url` and applies migrations:
 ///
 /// * `sqlite://path`, `sqlite:path`, or a path ending in `.db`/`.sqlite`/`.sqlite3`:
@@ -154,6 +191,22 @@ pub async fn open_store(url: &str) -> Result<OpenStore> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sqlite_urls_name_their_file() {
+        use std::path::PathBuf;
+        assert_eq!(sqlite_file("sqlite://x.db"), Some(PathBuf::from("x.db")));
+        assert_eq!(
+            sqlite_file("sqlite:dir/x.db?mode=rwc"),
+            Some(PathBuf::from("dir/x.db"))
+        );
+        assert_eq!(
+            sqlite_file("jobs.sqlite"),
+            Some(PathBuf::from("jobs.sqlite"))
+        );
+        assert_eq!(sqlite_file("sqlite::memory:"), None);
+        assert_eq!(sqlite_file("postgres://u@h/d"), None);
+    }
 
     #[test]
     fn urls_name_their_store() {

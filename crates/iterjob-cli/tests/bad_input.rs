@@ -43,6 +43,7 @@ fn params_that_do_not_fit_name_the_field() {
 #[test]
 fn missing_and_finished_jobs_give_clear_errors() {
     let s = Sandbox::new();
+    assert!(s.run(&["migrate"]).status.success());
     assert_error(&s.run(&["show", "999"]), 1, &["job 999 not found"]);
     assert_error(&s.run(&["pause", "999"]), 1, &["job 999 not found"]);
     let o = s.run(&[
@@ -60,9 +61,58 @@ fn missing_and_finished_jobs_give_clear_errors() {
     );
     assert_error(
         &s.run(&["jobs", "--state", "done"]),
-        1,
-        &["unknown job state `done`"],
+        2,
+        &["`done` is not a job state", "completed"],
     );
+    // a typo is a usage error with the closest state suggested
+    assert_error(
+        &s.run(&["jobs", "--state", "runing"]),
+        2,
+        &["did you mean `running`?"],
+    );
+}
+
+/// Commands that look at stored jobs, run where there is no database, say which
+/// file they looked for and how to get one, and create nothing.
+#[test]
+fn read_only_commands_never_create_a_database() {
+    let s = Sandbox::new();
+    for args in [
+        &["show", "2"][..],
+        &["jobs"],
+        &["pause", "1"],
+        &["queues", "--json"],
+        &["throttle", "list"],
+        &["prune", "--older-than", "1d"],
+    ] {
+        let o = s.run(args);
+        assert_error(&o, 1, &["no iterjob database at", "iterjob.db", "migrate"]);
+        assert!(!s.db().exists(), "{args:?} created the database");
+    }
+    assert_eq!(
+        std::fs::read_dir(s.path()).expect("read dir").count(),
+        0,
+        "nothing created"
+    );
+}
+
+/// `enqueue` without --params takes the kind's defaults when it has them, and names
+/// the missing field otherwise.
+#[test]
+fn enqueue_without_params_names_what_is_missing() {
+    let s = Sandbox::new();
+    let o = s.run(&["enqueue", "demo_sync_products"]);
+    assert_error(
+        &o,
+        1,
+        &[
+            "job kind `demo_sync_products` needs parameters",
+            "missing field `database_url`",
+            "--params",
+        ],
+    );
+    let o = s.run(&["enqueue", "no_such_kind"]);
+    assert_error(&o, 1, &["unknown job kind `no_such_kind`"]);
 }
 
 #[test]
