@@ -424,6 +424,8 @@ pub(crate) async fn execute(cli: Cli, registry: Registry) -> Result<()> {
         }
         Command::Demo(args) => demo::run(&cli.database_url, args).await,
         command => {
+            // a worker keeps a SIGTERM that arrives while it starts
+            let stop = matches!(command, Command::Worker(_)).then(StopSignal::install);
             // commands that look at or act on stored jobs never create a database
             let creates = matches!(
                 command,
@@ -442,7 +444,10 @@ pub(crate) async fn execute(cli: Cli, registry: Registry) -> Result<()> {
                     outln!("migrated {}", cli.database_url)?;
                     Ok(())
                 }
-                Command::Worker(args) => run_worker(store, registry, *args).await,
+                Command::Worker(args) => {
+                    let stop = stop.unwrap_or_else(StopSignal::install);
+                    run_worker(store, registry, *args, stop).await
+                }
                 #[cfg(feature = "dashboard")]
                 Command::Dashboard(args) => dashboard::run(store, registry, args).await,
                 Command::Enqueue(args) => enqueue(&*store, &registry, args).await,
@@ -617,6 +622,7 @@ async fn run_worker(
     store: Arc<dyn iterjob::Store>,
     registry: Registry,
     args: WorkerArgs,
+    stop: StopSignal,
 ) -> Result<()> {
     let mut config = WorkerConfig::default();
     config.concurrency = args.concurrency as usize;
@@ -706,7 +712,7 @@ async fn run_worker(
     }
     let status = tokio::spawn(show_status(Arc::clone(&worker)));
     tokio::spawn(async move {
-        wait_for_signal().await;
+        stop.wait().await;
         eprintln!("shutting down: running jobs checkpoint and are released…");
         shutdown.cancel();
     });
@@ -1250,6 +1256,44 @@ fn throttle_scope(signal: &iterjob::ThrottleSignal) -> String {
 }
 
 /// Resolves on SIGTERM or SIGINT (Ctrl-C).
+/// SIGTERM and SIGINT listeners installed before anything else a long-running
+/// command does (opening the store, migrating): a deploy's SIGTERM that arrives
+/// while the worker is starting is kept, and the worker stops gracefully (exit 0)
+/// as soon as it runs, instead of dying of the signal's default action.
+pub(crate) struct StopSignal {
+    #[cfg(unix)]
+    listeners: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+}
+
+impl StopSignal {
+    /// Installs the listeners now (inside a tokio runtime).
+    pub(crate) fn install() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let listeners = signal(SignalKind::terminate())
+                .and_then(|term| Ok((term, signal(SignalKind::interrupt())?)))
+                .ok();
+            StopSignal { listeners }
+        }
+        #[cfg(not(unix))]
+        StopSignal {}
+    }
+
+    /// Resolves on SIGTERM or SIGINT, including one received since [`StopSignal::install`].
+    pub(crate) async fn wait(self) {
+        #[cfg(unix)]
+        if let Some((mut term, mut int)) = self.listeners {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            return;
+        }
+        wait_for_signal().await
+    }
+}
+
 pub(crate) async fn wait_for_signal() {
     #[cfg(unix)]
     {

@@ -415,6 +415,10 @@ async fn partitioned_demo_killed(sandbox: &Sandbox, db: &Db) {
 
     let last = spawn_worker(sandbox, "2s");
     let start = Instant::now();
+    // the job may already be complete: still give the worker the moment a process
+    // needs to start before it is sent SIGTERM (a signal in its first milliseconds,
+    // before main, ends any process)
+    tokio::time::sleep(Duration::from_secs(1)).await;
     loop {
         let (state, _, _) = partitioned_state(db, 1).await;
         if state == "completed" {
