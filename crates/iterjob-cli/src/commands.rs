@@ -1205,7 +1205,7 @@ async fn show_status(worker: Arc<Worker>) {
             line.push_str(&format!(
                 " | throttled by {} for {}: {}{more}",
                 first.name,
-                throttle_scope(first),
+                first.scope(),
                 first.why
             ));
         }
@@ -1225,7 +1225,7 @@ async fn show_status(worker: Arc<Worker>) {
                         eprintln!(
                             "backpressure: {} holds back {}: {}",
                             t.name,
-                            throttle_scope(t),
+                            t.scope(),
                             t.why
                         );
                     }
@@ -1242,16 +1242,6 @@ async fn show_status(worker: Arc<Worker>) {
         } else if ticks % 20 == 0 {
             eprintln!("{line}");
         }
-    }
-}
-
-/// What a signal covers, for the status line.
-fn throttle_scope(signal: &iterjob::ThrottleSignal) -> String {
-    match (&signal.queue, &signal.kind) {
-        (None, None) => "every job".into(),
-        (Some(q), None) => format!("queue {}", printable(q)),
-        (None, Some(k)) => format!("kind {}", printable(k)),
-        (Some(q), Some(k)) => format!("kind {} in queue {}", printable(k), printable(q)),
     }
 }
 

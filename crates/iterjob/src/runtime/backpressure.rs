@@ -202,6 +202,11 @@ impl ThrottleSignal {
             && self.kind.as_deref().is_none_or(|k| k == kind)
     }
 
+    /// What it covers, for people: `every job`, `queue "q"`, `kind "k" in queue "q"`.
+    pub fn scope(&self) -> String {
+        crate::store::throttles::scope_text(self.queue.as_deref(), self.kind.as_deref())
+    }
+
     /// From an operator's switch.
     pub(crate) fn operator(switch: &ThrottleSwitch) -> Self {
         let mut why = format!(

@@ -323,18 +323,20 @@ impl Worker {
                 .saturating_sub(ahead.ready.len());
             // refill when a slot is free, or when the jobs held ready run low
             let refill = free > 0 || ahead.ready.len() <= prefetch / 2;
-            // what the backpressure signals leave to claim
-            let plan = controls
-                .borrow()
-                .claim_plan(&kinds, &exempt, &self.config.queues);
-            if claim.is_none()
+            // what the backpressure signals leave to claim, worked out only when a
+            // claim may go out
+            let plan = (claim.is_none()
                 && !idle
                 && want > 0
                 && refill
-                && !plan.kinds.is_empty()
-                && !plan.queues.is_empty()
-                && claim_again_at.is_none_or(|at| Instant::now() >= at)
-            {
+                && claim_again_at.is_none_or(|at| Instant::now() >= at))
+            .then(|| {
+                controls
+                    .borrow()
+                    .claim_plan(&kinds, &exempt, &self.config.queues)
+            })
+            .filter(|plan| !plan.kinds.is_empty() && !plan.queues.is_empty());
+            if let Some(plan) = plan {
                 let request = ClaimRequest {
                     worker_id: self.config.worker_id.clone(),
                     queues: plan.queues,

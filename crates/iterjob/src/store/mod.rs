@@ -15,7 +15,7 @@ pub(crate) mod memory;
 mod queues;
 mod rate;
 pub mod rules;
-mod throttles;
+pub(crate) mod throttles;
 
 pub use crate::schedule::{ScheduleState, ScheduleTick, TickOutcome};
 pub use events::{JobEvent, JobEventKind, MAX_EVENTS, release_event};

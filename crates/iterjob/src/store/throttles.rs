@@ -56,12 +56,7 @@ impl ThrottleSwitch {
 
     /// What it covers, for people: `every job`, `queue "q"`, `kind "k" in queue "q"`.
     pub fn scope(&self) -> String {
-        match (&self.queue, &self.kind) {
-            (None, None) => "every job".to_string(),
-            (Some(q), None) => format!("queue {q:?}"),
-            (None, Some(k)) => format!("kind {k:?}"),
-            (Some(q), Some(k)) => format!("kind {k:?} in queue {q:?}"),
-        }
+        scope_text(self.queue.as_deref(), self.kind.as_deref())
     }
 
     /// Checks the names and the time window.
@@ -91,5 +86,16 @@ impl ThrottleSwitch {
             ));
         }
         Ok(())
+    }
+}
+
+/// What a queue and kind (`None`: every one) cover, for people: `every job`,
+/// `queue "q"`, `kind "k" in queue "q"` (names quoted, control characters escaped).
+pub(crate) fn scope_text(queue: Option<&str>, kind: Option<&str>) -> String {
+    match (queue, kind) {
+        (None, None) => "every job".to_string(),
+        (Some(q), None) => format!("queue {q:?}"),
+        (None, Some(k)) => format!("kind {k:?}"),
+        (Some(q), Some(k)) => format!("kind {k:?} in queue {q:?}"),
     }
 }
