@@ -6,35 +6,32 @@
 //!
 //! ```text
 //! cargo run -p iterjob-examples --example backfill -- seed --orders 50000
-//! cargo run -p iterjob-examples --example backfill -- enqueue backfill_order_totals \
-//!     --params '{"database_url": "sqlite://iterjob.db"}'
+//! cargo run -p iterjob-examples --example backfill -- enqueue backfill_order_totals
 //! cargo run -p iterjob-examples --example backfill -- worker --until-idle
 //! cargo run -p iterjob-examples --example backfill -- jobs
 //! ```
 //!
-//! Stop the worker with Ctrl-C at any point and start it again: it resumes from the
-//! last checkpointed order id.
+//! Stop the worker with Ctrl-C (or `kill -9` it) at any point and start it again: it
+//! resumes from the last committed order id, and no order is filled twice. The pool
+//! the job uses is built once, by the app's setup step, and held by the job value.
 
-use std::collections::HashMap;
 use std::process::ExitCode;
-use std::sync::Mutex;
 
-use iterjob::enumerator::Enumerator;
-use iterjob::{Job, JobContext, JobError, KindSettings};
-use iterjob_sqlite::{Keyset, KeysetCursor, SqlitePool};
+use iterjob::enumerator::{Enumerator, EnumeratorExt};
+use iterjob::{JobContext, JobError, KindSettings, Registry};
+use iterjob_sqlite::{Keyset, KeysetCursor, SqlitePool, Transactional, TransactionalJob};
 use serde::{Deserialize, Serialize};
+use sqlx::Sqlite;
 
-/// Fills `orders.total_cents` from `line_items`.
-#[derive(Default)]
+/// Fills `orders.total_cents` from `line_items`. The job value is the state every
+/// run shares: here the application's pool, built once by the app's setup step.
 struct BackfillOrderTotals {
-    pools: Mutex<HashMap<String, SqlitePool>>,
+    pool: SqlitePool,
 }
 
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Params {
-    /// The application database (here the same SQLite file as the job store).
-    database_url: String,
     /// Orders per transaction.
     #[serde(default = "default_batch")]
     batch_size: usize,
@@ -50,23 +47,7 @@ struct OrderId {
     id: i64,
 }
 
-impl BackfillOrderTotals {
-    async fn pool(&self, url: &str) -> Result<SqlitePool, JobError> {
-        if let Some(pool) = self.pools.lock().expect("pool map").get(url) {
-            return Ok(pool.clone());
-        }
-        let pool = SqlitePool::connect(url)
-            .await
-            .map_err(|e| JobError::fatal(format!("cannot open {url}: {e}")))?;
-        self.pools
-            .lock()
-            .expect("pool map")
-            .insert(url.to_string(), pool.clone());
-        Ok(pool)
-    }
-}
-
-impl Job for BackfillOrderTotals {
+impl TransactionalJob<Sqlite> for BackfillOrderTotals {
     const KIND: &'static str = "backfill_order_totals";
     type Params = Params;
     type Cursor = KeysetCursor;
@@ -77,22 +58,12 @@ impl Job for BackfillOrderTotals {
         params: &Params,
         cursor: Option<KeysetCursor>,
     ) -> Result<impl Enumerator<Vec<OrderId>, KeysetCursor>, JobError> {
-        use iterjob::enumerator::EnumeratorExt;
-        let url = params.database_url.clone();
-        let pool = self
-            .pools
-            .lock()
-            .expect("pool map")
-            .get(&url)
-            .cloned()
-            .map_or_else(|| SqlitePool::connect_lazy(&url), Ok)
-            .map_err(|e| JobError::fatal(format!("bad database_url {url}: {e}")))?;
         Ok(Keyset::table("orders")
             .key("id")
             .columns(["id"])
             .filter("total_cents IS NULL")
             .batch_size(params.batch_size)
-            .rows_as::<OrderId>(&pool, cursor)
+            .rows_as::<OrderId>(&self.pool, cursor)
             .batched(params.batch_size))
     }
 
@@ -100,17 +71,21 @@ impl Job for BackfillOrderTotals {
         batch.len() as u64
     }
 
-    async fn total(&self, params: &Params) -> Result<Option<u64>, JobError> {
-        let pool = self.pool(&params.database_url).await?;
+    async fn total(&self, _params: &Params) -> Result<Option<u64>, JobError> {
         let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM orders WHERE total_cents IS NULL")
-            .fetch_one(&pool)
+            .fetch_one(&self.pool)
             .await?;
         Ok(Some(n as u64))
     }
 
-    async fn process(&self, ctx: &JobContext<Params>, batch: Vec<OrderId>) -> Result<(), JobError> {
-        let pool = self.pool(&ctx.params.database_url).await?;
-        let mut tx = pool.begin().await?;
+    /// The batch's updates commit in the same transaction as the cursor past it:
+    /// each order is filled exactly once, even when the worker is killed.
+    async fn process(
+        &self,
+        _ctx: &JobContext<Params>,
+        batch: Vec<OrderId>,
+        tx: &mut sqlx::Transaction<'_, Sqlite>,
+    ) -> Result<(), JobError> {
         for order in &batch {
             sqlx::query(
                 "UPDATE orders SET total_cents =
@@ -119,10 +94,9 @@ impl Job for BackfillOrderTotals {
             )
             .bind(order.id)
             .bind(order.id)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
         }
-        tx.commit().await?;
         Ok(())
     }
 
@@ -210,6 +184,17 @@ fn main() -> ExitCode {
         };
     }
     iterjob_cli::App::new("backfill")
-        .register(BackfillOrderTotals::default())
+        .about("Fills orders.total_cents from line_items, resumably")
+        .version(env!("CARGO_PKG_VERSION"))
+        // runs once, inside the runtime, after the job store is open
+        .setup(|setup| async move {
+            // the orders live in the job store's SQLite file, so the backfill's
+            // writes and its cursor commit in one transaction
+            let store = setup.sqlite()?;
+            let job = BackfillOrderTotals {
+                pool: store.pool().clone(),
+            };
+            Ok(Registry::new().with(Transactional::new(job, store)))
+        })
         .run()
 }

@@ -28,9 +28,24 @@ pub struct Cli {
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
 
+    /// Log lines as text or as JSON objects (one per line, with the run's job id,
+    /// kind, attempt and partition), for a log shipper.
+    #[arg(long, global = true, env = "ITERJOB_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
     /// The command.
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// How log lines are written (`--log-format`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 /// A command.
@@ -414,14 +429,50 @@ fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
     Ok(d)
 }
 
-pub(crate) async fn execute(cli: Cli, registry: Registry) -> Result<()> {
+/// What a command runs with besides its arguments: the app's name, its kinds, its
+/// setup step and whether it has the demo.
+pub(crate) struct AppContext {
+    pub(crate) name: String,
+    pub(crate) registry: Registry,
+    pub(crate) setup: Option<crate::SetupFn>,
+    pub(crate) demo: bool,
+}
+
+impl AppContext {
+    /// The kinds: those registered up front plus those the setup step returns (run
+    /// now, once, on the open store).
+    async fn kinds(
+        &mut self,
+        database_url: &str,
+        open: &crate::store::OpenStore,
+    ) -> Result<Registry> {
+        let mut registry = std::mem::take(&mut self.registry);
+        if let Some(setup) = self.setup.take() {
+            let built = setup(crate::Setup {
+                name: self.name.clone(),
+                database_url: database_url.to_string(),
+                open: open.clone(),
+            })
+            .await
+            .with_context(|| format!("setting up {}", self.name))?;
+            registry.merge(built);
+        }
+        Ok(registry)
+    }
+}
+
+pub(crate) async fn execute(cli: Cli, mut context: AppContext) -> Result<()> {
     match cli.command {
-        Command::Kinds => {
-            for kind in registry.kinds() {
+        Command::Kinds if context.setup.is_none() => {
+            for kind in context.registry.kinds() {
                 outln!("{kind}")?;
             }
             Ok(())
         }
+        Command::Demo(_) if !context.demo => anyhow::bail!(
+            "{} has no demo; the `iterjob` binary (cargo install iterjob-cli) runs it",
+            context.name
+        ),
         Command::Demo(args) => demo::run(&cli.database_url, args).await,
         command => {
             // a worker keeps a SIGTERM that arrives while it starts
@@ -429,7 +480,11 @@ pub(crate) async fn execute(cli: Cli, registry: Registry) -> Result<()> {
             // commands that look at or act on stored jobs never create a database
             let creates = matches!(
                 command,
-                Command::Migrate | Command::Worker(_) | Command::Enqueue(_) | Command::Queue(_)
+                Command::Migrate
+                    | Command::Worker(_)
+                    | Command::Enqueue(_)
+                    | Command::Queue(_)
+                    | Command::Kinds
             ) || matches!(command, Command::Throttle(ThrottleCommand::On { .. }));
             #[cfg(feature = "dashboard")]
             let creates = creates || matches!(command, Command::Dashboard(_));
@@ -437,6 +492,22 @@ pub(crate) async fn execute(cli: Cli, registry: Registry) -> Result<()> {
                 crate::store::require_existing(&cli.database_url)?;
             }
             let open = open_store(&cli.database_url).await?;
+            // only the commands that use the kinds run the app's setup
+            let needs_kinds = matches!(
+                command,
+                Command::Worker(_)
+                    | Command::Enqueue(_)
+                    | Command::Kinds
+                    | Command::Throttle(_)
+                    | Command::Schedules(_)
+            );
+            #[cfg(feature = "dashboard")]
+            let needs_kinds = needs_kinds || matches!(command, Command::Dashboard(_));
+            let registry = if needs_kinds {
+                context.kinds(&cli.database_url, &open).await?
+            } else {
+                Registry::new()
+            };
             let store = open.store;
             match command {
                 Command::Migrate => {
@@ -524,7 +595,13 @@ pub(crate) async fn execute(cli: Cli, registry: Registry) -> Result<()> {
                 Command::Queue(command) => queue(&*store, command).await,
                 Command::Throttle(command) => throttle(&*store, &registry, command).await,
                 Command::Schedules(args) => schedules(&*store, &registry, args.json).await,
-                Command::Demo(_) | Command::Kinds => unreachable!("handled above"),
+                Command::Kinds => {
+                    for kind in registry.kinds() {
+                        outln!("{kind}")?;
+                    }
+                    Ok(())
+                }
+                Command::Demo(_) => unreachable!("handled above"),
             }
         }
     }
@@ -713,7 +790,7 @@ async fn run_worker(
     let status = tokio::spawn(show_status(Arc::clone(&worker)));
     tokio::spawn(async move {
         stop.wait().await;
-        eprintln!("shutting down: running jobs checkpoint and are released…");
+        crate::output::status_eprintln("shutting down: running jobs checkpoint and are released…");
         shutdown.cancel();
     });
     eprintln!(
@@ -729,6 +806,7 @@ async fn run_worker(
         worker.run().await
     };
     status.abort();
+    crate::output::status_line().finish_and_clear();
     let report = report?;
     eprintln!(
         "worker stopped: {} {}, {} {}, {} completed, {} interrupted, {} retrying, {} failed",
@@ -741,6 +819,17 @@ async fn run_worker(
         report.retried,
         report.failed
     );
+    // a script or CI step that drains the queue must not read a failure as success
+    if (args.until_idle || args.exit_when_idle.is_some())
+        && (report.failed > 0 || !report.left_retrying.is_empty())
+    {
+        anyhow::bail!(
+            "{} of the jobs this worker ran failed and {} are waiting to retry; `jobs --state \
+             failed` and `jobs --state retrying` list them",
+            report.failed,
+            report.left_retrying.len()
+        );
+    }
     Ok(())
 }
 
@@ -1138,7 +1227,7 @@ async fn prune(store: &dyn iterjob::Store, args: &PruneArgs) -> Result<()> {
 async fn show_status(worker: Arc<Worker>) {
     use std::io::IsTerminal;
     let tty = std::io::stderr().is_terminal();
-    let bar = indicatif::ProgressBar::new_spinner();
+    let bar = crate::output::status_line();
     if !tty {
         bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }

@@ -3,8 +3,10 @@
 //! The `iterjob` command line, as a library: your own binary registers its job kinds
 //! and hands control to [`App::run`], getting every command (`worker`, `enqueue`,
 //! `jobs`, `show`, `pause`, `resume`, `cancel`, `retry`, `delete`, `prune`, `queues`,
-//! `queue`, `schedules`, `migrate`, `demo`, `dashboard`) for its own kinds. Admin commands need only the store, not the job
-//! code.
+//! `queue`, `throttle`, `schedules`, `migrate`, `kinds`, `dashboard`) for its own
+//! kinds, under its own name, about text and version. Admin commands need only the
+//! store, not the job code. What jobs share (a pool, a client, configuration) is
+//! built once by [`App::setup`], inside the runtime.
 //!
 //! ```no_run
 //! use iterjob::enumerator::{self, Enumerator};
@@ -27,7 +29,11 @@
 //!
 //! fn main() -> std::process::ExitCode {
 //!     // `my-binary worker`, `my-binary enqueue reindex --params 1000`, `my-binary jobs`, ...
-//!     iterjob_cli::App::new("my-binary").register(Reindex).run()
+//!     iterjob_cli::App::new("my-binary")
+//!         .about("Reindexing jobs")
+//!         .version(env!("CARGO_PKG_VERSION"))
+//!         .register(Reindex)
+//!         .run()
 //! }
 //! ```
 //!
@@ -56,25 +62,113 @@ pub use dashboard::{DashboardArgs, DashboardOptions};
 pub use demo::{Product, SyncParams, SyncProducts};
 pub use store::{DEFAULT_DATABASE_URL, OpenStore, open_store};
 
-/// A command-line application over a set of job kinds.
-#[derive(Debug)]
+/// What [`App::setup`] runs: builds the app's shared resources and returns the
+/// kinds (and schedules, health checks) that use them.
+pub(crate) type SetupFn =
+    Box<dyn FnOnce(Setup) -> futures::future::BoxFuture<'static, anyhow::Result<Registry>> + Send>;
+
+/// A command-line application over a set of job kinds: your binary's name, help
+/// text and kinds, with every iterjob command.
 pub struct App {
     name: String,
+    about: Option<String>,
+    version: Option<String>,
     registry: Registry,
+    setup: Option<SetupFn>,
+    demo: bool,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("name", &self.name)
+            .field("registry", &self.registry)
+            .field("setup", &self.setup.is_some())
+            .field("demo", &self.demo)
+            .finish_non_exhaustive()
+    }
 }
 
 impl App {
-    /// An application named `name` (shown in help), with the demo kind registered.
+    /// An application named `name`: the name `--help`, usage lines and hints show
+    /// (give your binary's name). It has no kinds until you register them.
     pub fn new(name: impl Into<String>) -> Self {
         App {
             name: name.into(),
-            registry: Registry::new().with(SyncProducts::default()),
+            about: None,
+            version: None,
+            registry: Registry::new(),
+            setup: None,
+            demo: false,
         }
     }
 
-    /// Registers a job kind.
+    /// The one-line description `--help` opens with.
+    pub fn about(mut self, about: impl Into<String>) -> Self {
+        self.about = Some(about.into());
+        self
+    }
+
+    /// The version `--version` prints, usually `env!("CARGO_PKG_VERSION")`.
+    /// Without one the binary has no `--version`.
+    pub fn version(mut self, version: impl Into<String>) -> Self {
+        self.version = Some(version.into());
+        self
+    }
+
+    /// Registers a job kind that needs nothing built at run time. A kind that
+    /// shares a pool, a client or configuration is registered by [`App::setup`].
     pub fn register<J: Job>(mut self, job: J) -> Self {
         self.registry.register(job);
+        self
+    }
+
+    /// The app's setup step: `setup` runs once, inside the app's tokio runtime and
+    /// after the job store is open, before any command that needs the kinds
+    /// (`worker`, `enqueue`, `kinds`, `schedules`, `throttle`, `dashboard`). It
+    /// builds what jobs share (a database pool, an HTTP client, configuration) and
+    /// returns the kinds holding it, as a [`Registry`]; the job value is the shared
+    /// state, handed to every run as `&self`. Commands that only look at stored
+    /// jobs (`jobs`, `show`, `pause` …) never run it.
+    ///
+    /// ```no_run
+    /// use iterjob::Registry;
+    /// use iterjob_cli::{App, Setup};
+    /// # use iterjob::enumerator::{self, Enumerator};
+    /// # use iterjob::{Job, JobContext, JobError};
+    /// # struct Backfill { pool: sqlx::SqlitePool }
+    /// # impl Job for Backfill {
+    /// #     const KIND: &'static str = "backfill";
+    /// #     type Params = ();
+    /// #     type Cursor = i64;
+    /// #     type Item = i64;
+    /// #     fn enumerate(&self, _: &(), c: Option<i64>) -> Result<impl Enumerator<i64, i64>, JobError> {
+    /// #         Ok(enumerator::range(0..10, c))
+    /// #     }
+    /// #     async fn process(&self, _: &JobContext<()>, _: i64) -> Result<(), JobError> { Ok(()) }
+    /// # }
+    ///
+    /// fn main() -> std::process::ExitCode {
+    ///     App::new("backfill")
+    ///         .setup(|setup: Setup| async move {
+    ///             // built once, inside the runtime: one pool for every run
+    ///             let pool = sqlx::SqlitePool::connect("sqlite://app.db").await?;
+    ///             Ok(Registry::new().with(Backfill { pool }))
+    ///         })
+    ///         .run()
+    /// }
+    /// ```
+    ///
+    /// [`Setup`] also hands over the job store itself (for
+    /// `Transactional::new`, whose checkpoints commit in the job's own
+    /// transactions) and the database URL. An error from `setup` ends the command
+    /// with exit code 1 and the error's message.
+    pub fn setup<F, Fut>(mut self, setup: F) -> Self
+    where
+        F: FnOnce(Setup) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = anyhow::Result<Registry>> + Send + 'static,
+    {
+        self.setup = Some(Box::new(move |s| Box::pin(setup(s))));
         self
     }
 
@@ -93,7 +187,15 @@ impl App {
         self
     }
 
-    /// The kinds registered so far.
+    /// Adds the `demo` command and its job kind (`sync_products`), as the `iterjob`
+    /// binary has them. Other binaries leave it out.
+    pub fn with_demo(mut self) -> Self {
+        self.registry.register(SyncProducts::default());
+        self.demo = true;
+        self
+    }
+
+    /// The kinds registered so far (not those [`App::setup`] will add).
     pub fn registry(&self) -> &Registry {
         &self.registry
     }
@@ -102,7 +204,11 @@ impl App {
     /// returns the exit code: 0 on success, 1 with one readable `error:` line on
     /// failure, 2 for usage errors.
     pub fn run(self) -> ExitCode {
-        let cli = Cli::parse_from_name(&self.name);
+        let cli = {
+            use clap::FromArgMatches;
+            let matches = self.command().get_matches();
+            Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+        };
         let runtime = match tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
@@ -116,18 +222,129 @@ impl App {
         runtime.block_on(self.run_cli(cli))
     }
 
+    /// Parses `args` (the first is the binary's name) as [`App::run`] does, for a
+    /// test or a binary that owns its runtime; usage errors come back as clap's
+    /// error (`error.exit()` prints it and exits 2).
+    pub fn try_parse_from<I, T>(&self, args: I) -> Result<Cli, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        use clap::FromArgMatches;
+        let matches = self.command().try_get_matches_from(args)?;
+        Cli::from_arg_matches(&matches)
+    }
+
     /// Runs an already parsed command line on the current tokio runtime.
     pub async fn run_cli(self, cli: Cli) -> ExitCode {
-        init_tracing(cli.verbose);
-        match commands::execute(cli, self.registry).await {
+        output::init_tracing(cli.verbose, cli.log_format);
+        let context = commands::AppContext {
+            name: self.name,
+            registry: self.registry,
+            setup: self.setup,
+            demo: self.demo,
+        };
+        match commands::execute(cli, context).await {
             Ok(()) => ExitCode::SUCCESS,
             // the reader of the output went away (`| head`): nothing left to say
             Err(error) if is_broken_pipe(&error) => ExitCode::SUCCESS,
             Err(error) => {
-                eprintln!("error: {}", one_line(&error));
+                output::status_eprintln(&format!("error: {}", one_line(&error)));
                 ExitCode::FAILURE
             }
         }
+    }
+
+    /// The clap command for this app: its name, about text and version.
+    fn command(&self) -> clap::Command {
+        use clap::CommandFactory;
+        let about = self.about.clone().unwrap_or_else(|| {
+            format!(
+                "{}: run and manage its interruptible, resumable jobs.",
+                self.name
+            )
+        });
+        let mut command = Cli::command()
+            .name(self.name.clone())
+            .bin_name(self.name.clone())
+            .about(about);
+        command = match &self.version {
+            Some(version) => command.version(version.clone()),
+            None => command
+                .version(clap::builder::Resettable::<clap::builder::Str>::Reset)
+                .disable_version_flag(true),
+        };
+        if !self.demo {
+            command = command.mut_subcommand("demo", |demo| demo.hide(true));
+        }
+        command
+    }
+}
+
+/// What [`App::setup`] gets: the open job store and the database URL it came from.
+#[derive(Clone, Debug)]
+pub struct Setup {
+    name: String,
+    database_url: String,
+    open: OpenStore,
+}
+
+impl Setup {
+    /// The binary's name, as given to [`App::new`].
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The job store's URL (`--database-url` or `ITERJOB_DATABASE_URL`).
+    pub fn database_url(&self) -> &str {
+        &self.database_url
+    }
+
+    /// The job store, open and migrated.
+    pub fn store(&self) -> std::sync::Arc<dyn iterjob::Store> {
+        std::sync::Arc::clone(&self.open.store)
+    }
+
+    /// The job store as the SQLite store, for `iterjob_sqlite::Transactional::new`
+    /// and for its pool ([`iterjob_sqlite::SqliteStore::pool`]) when your tables live
+    /// in the same file. An error names the URL when the store is not SQLite.
+    #[cfg(feature = "sqlite")]
+    pub fn sqlite(&self) -> anyhow::Result<iterjob_sqlite::SqliteStore> {
+        match &self.open.backend {
+            store::Backend::Sqlite(store) => Ok(store.clone()),
+            #[allow(unreachable_patterns)]
+            _ => Err(self.not_the_store("SQLite")),
+        }
+    }
+
+    /// The job store as the PostgreSQL store; see [`Setup::sqlite`].
+    #[cfg(feature = "postgres")]
+    pub fn postgres(&self) -> anyhow::Result<iterjob_postgres::PgStore> {
+        match &self.open.backend {
+            store::Backend::Postgres(store) => Ok(store.clone()),
+            #[allow(unreachable_patterns)]
+            _ => Err(self.not_the_store("PostgreSQL")),
+        }
+    }
+
+    /// The job store as the MySQL/MariaDB store; see [`Setup::sqlite`].
+    #[cfg(feature = "mysql")]
+    pub fn mysql(&self) -> anyhow::Result<iterjob_mysql::MySqlStore> {
+        match &self.open.backend {
+            store::Backend::MySql(store) => Ok(store.clone()),
+            #[allow(unreachable_patterns)]
+            _ => Err(self.not_the_store("MySQL")),
+        }
+    }
+
+    #[allow(dead_code)] // not with a single store feature
+    fn not_the_store(&self, wanted: &str) -> anyhow::Error {
+        anyhow::anyhow!(
+            "{} needs its job store on {wanted}, but --database-url is `{}`; point \
+             --database-url (or ITERJOB_DATABASE_URL) at a {wanted} database",
+            self.name,
+            self.database_url
+        )
     }
 }
 
@@ -152,35 +369,4 @@ fn one_line(error: &anyhow::Error) -> String {
         out.push_str(&text);
     }
     out.replace('\n', " ")
-}
-
-fn init_tracing(verbose: u8) {
-    use tracing_subscriber::EnvFilter;
-    let default = match verbose {
-        // sqlx reports every statement slower than 1 s at WARN; on a busy SQLite file
-        // that is lock waits of concurrent writers, not news (shown from -v on)
-        0 => "warn,sqlx::query=error",
-        1 => "info,sqlx=warn",
-        2 => "debug,sqlx=warn",
-        _ => "trace",
-    };
-    let filter = EnvFilter::try_from_env("ITERJOB_LOG").unwrap_or_else(|_| EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
-}
-
-impl Cli {
-    fn parse_from_name(name: &str) -> Self {
-        use clap::{CommandFactory, FromArgMatches};
-        let command = Cli::command()
-            .name(name.to_string())
-            .bin_name(name.to_string());
-        let matches = command.get_matches();
-        match Cli::from_arg_matches(&matches) {
-            Ok(cli) => cli,
-            Err(e) => e.exit(),
-        }
-    }
 }

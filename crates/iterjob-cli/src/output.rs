@@ -410,3 +410,81 @@ mod tests {
         );
     }
 }
+
+/// The worker's status line on a terminal, once it is shown: log lines and
+/// messages to stderr clear it first and redraw it after, so they never run into it.
+static STATUS_LINE: std::sync::OnceLock<indicatif::ProgressBar> = std::sync::OnceLock::new();
+
+/// The status line (a spinner on stderr), created on first use.
+pub(crate) fn status_line() -> &'static indicatif::ProgressBar {
+    STATUS_LINE.get_or_init(indicatif::ProgressBar::new_spinner)
+}
+
+/// `eprintln!` that clears the status line first (when one is shown).
+pub(crate) fn status_eprintln(line: &str) {
+    match STATUS_LINE.get() {
+        Some(bar) => bar.suspend(|| eprintln!("{line}")),
+        None => eprintln!("{line}"),
+    }
+}
+
+/// The writer tracing's log lines go through: stderr, with the status line
+/// cleared around each line.
+#[derive(Clone, Copy)]
+struct StatusAwareStderr;
+
+impl std::io::Write for StatusAwareStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match STATUS_LINE.get() {
+            Some(bar) if !bar.is_hidden() => bar.suspend(|| std::io::stderr().write(buf)),
+            _ => std::io::stderr().write(buf),
+        }
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        match STATUS_LINE.get() {
+            Some(bar) if !bar.is_hidden() => bar.suspend(|| std::io::stderr().write_all(buf)),
+            _ => std::io::stderr().write_all(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for StatusAwareStderr {
+    type Writer = StatusAwareStderr;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        *self
+    }
+}
+
+/// Installs the log subscriber: `-v` levels or an `ITERJOB_LOG` filter, lines as
+/// text or (with `--log-format json`) one JSON object per line carrying the span
+/// fields (job id, kind, attempt, partition) of the run it happened in.
+pub(crate) fn init_tracing(verbose: u8, format: crate::commands::LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let default = match verbose {
+        // sqlx reports every statement slower than 1 s at WARN; on a busy SQLite file
+        // that is lock waits of concurrent writers, not news (shown from -v on)
+        0 => "warn,sqlx::query=error",
+        1 => "info,sqlx=warn",
+        2 => "debug,sqlx=warn",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_env("ITERJOB_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(StatusAwareStderr);
+    let _ = match format {
+        crate::commands::LogFormat::Text => builder.try_init(),
+        crate::commands::LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .flatten_event(true)
+            .try_init(),
+    };
+}

@@ -380,3 +380,68 @@ async fn many_claimers_on_separate_pools_never_claim_the_same_job() {
     assert_eq!(all.len(), 400, "every job claimed");
     assert_eq!(unique.len(), 400, "no job claimed twice");
 }
+
+/// A job enqueued inside the caller's transaction exists if and only if that
+/// transaction commits, together with the caller's own write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_enqueued_in_a_callers_transaction_exist_iff_it_commits() {
+    let Some((store, _db)) = common::temp_store(|o| o).await else {
+        return;
+    };
+    sqlx::query("CREATE TABLE signups (email VARCHAR(100) PRIMARY KEY) ENGINE=InnoDB")
+        .execute(store.pool())
+        .await
+        .unwrap();
+    let signups = || async {
+        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM signups")
+            .fetch_one(store.pool())
+            .await
+            .unwrap()
+    };
+    let mut welcome = request("w", 5);
+    welcome.kinds = vec!["welcome".into()];
+
+    let mut tx = store.pool().begin().await.unwrap();
+    sqlx::query("INSERT INTO signups (email) VALUES ('ada@example.com')")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let id = store
+        .job_insert_in(
+            &mut tx,
+            &NewJob::new("welcome", serde_json::json!({"email": "ada"})),
+        )
+        .await
+        .unwrap();
+    assert!(
+        store.job_get(id).await.unwrap().is_none(),
+        "not visible yet"
+    );
+    tx.rollback().await.unwrap();
+    assert!(store.job_get(id).await.unwrap().is_none(), "rolled back");
+    assert_eq!(signups().await, 0);
+    assert!(store.job_claim(&welcome).await.unwrap().is_empty());
+
+    let mut tx = store.pool().begin().await.unwrap();
+    sqlx::query("INSERT INTO signups (email) VALUES ('ada@example.com')")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let ids = store
+        .job_insert_many_in(
+            &mut tx,
+            &[
+                NewJob::new("welcome", serde_json::json!({"email": "ada"})),
+                NewJob::new("welcome", serde_json::json!({"email": "ada"}))
+                    .unique_key("welcome-ada"),
+            ],
+        )
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(signups().await, 1);
+    for id in &ids {
+        assert_eq!(store.job_get(*id).await.unwrap().unwrap().kind, "welcome");
+    }
+    assert_eq!(store.job_claim(&welcome).await.unwrap().len(), 2);
+}

@@ -768,3 +768,82 @@ async fn rate_buckets_are_shared_through_the_schema() {
         "the bucket's tat is 11 s of reservations ahead of the server's clock: {ahead} µs"
     );
 }
+
+/// A job enqueued inside the caller's transaction exists if and only if that
+/// transaction commits, together with the caller's own write; its wake-up is
+/// delivered at the commit, and a rolled-back one never.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_enqueued_in_a_callers_transaction_exist_iff_it_commits() {
+    let Some(db) = common::TempSchema::new().await else {
+        return;
+    };
+    let store = &db.store;
+    let table = format!("\"{}\".signups", db.name);
+    sqlx::query(&format!("CREATE TABLE {table} (email TEXT PRIMARY KEY)"))
+        .execute(store.pool())
+        .await
+        .unwrap();
+    let signups = || async {
+        sqlx::query_scalar::<_, i64>(&format!("SELECT COUNT(*) FROM {table}"))
+            .fetch_one(store.pool())
+            .await
+            .unwrap()
+    };
+    let mut welcome = request("w", 5);
+    welcome.kinds = vec!["welcome".into()];
+    listening(store).await;
+
+    // rolled back: neither the signup nor the job, and no wake-up
+    let mut tx = store.pool().begin().await.unwrap();
+    sqlx::query(&format!(
+        "INSERT INTO {table} (email) VALUES ('ada@example.com')"
+    ))
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    let id = store
+        .job_insert_in(&mut tx, &NewJob::new("welcome", json!({"email": "ada"})))
+        .await
+        .unwrap();
+    assert!(
+        store.job_get(id).await.unwrap().is_none(),
+        "not visible before the commit"
+    );
+    let woke = wakes_within(store, Duration::from_millis(700), async {
+        tx.rollback().await.unwrap();
+    })
+    .await;
+    assert!(!woke, "a rolled-back enqueue wakes no worker");
+    assert!(store.job_get(id).await.unwrap().is_none(), "rolled back");
+    assert_eq!(signups().await, 0);
+    assert!(store.job_claim(&welcome).await.unwrap().is_empty());
+
+    // committed: both, claimable, and the commit wakes the waiting workers
+    let mut tx = store.pool().begin().await.unwrap();
+    sqlx::query(&format!(
+        "INSERT INTO {table} (email) VALUES ('ada@example.com')"
+    ))
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    let ids = store
+        .job_insert_many_in(
+            &mut tx,
+            &[
+                NewJob::new("welcome", json!({"email": "ada"})),
+                NewJob::new("welcome", json!({"email": "ada"})).unique_key("welcome-ada"),
+            ],
+        )
+        .await
+        .unwrap();
+    let woke = wakes_within(store, Duration::from_secs(5), async {
+        tx.commit().await.unwrap();
+    })
+    .await;
+    assert!(woke, "the commit delivers the wake-up");
+    assert_eq!(signups().await, 1);
+    for id in &ids {
+        assert_eq!(store.job_get(*id).await.unwrap().unwrap().kind, "welcome");
+    }
+    assert_eq!(store.job_claim(&welcome).await.unwrap().len(), 2);
+}

@@ -302,16 +302,69 @@ impl SqliteStore {
     }
 
     /// Inserts one job in `tx` (or finds the unfinished job holding its unique key).
+    /// Enqueues a job inside **your** transaction (or on your connection), so that
+    /// the job exists if and only if your transaction commits: the write that calls
+    /// for the job and the job itself are one atomic change. `conn` must be a
+    /// connection to this store's database file (`&mut *tx` for a transaction from
+    /// [`SqliteStore::pool`]); workers see the job when you commit (they poll: no
+    /// wake-up crosses processes on SQLite), and nothing of it if you roll back. As
+    /// [`Store::job_insert`] otherwise (unique keys included).
+    ///
+    /// ```no_run
+    /// # async fn demo(store: iterjob_sqlite::SqliteStore) -> Result<(), Box<dyn std::error::Error>> {
+    /// use iterjob::NewJob;
+    ///
+    /// let mut tx = store.pool().begin().await?;
+    /// sqlx::query("INSERT INTO signups (email) VALUES (?)")
+    ///     .bind("ada@example.com")
+    ///     .execute(&mut *tx)
+    ///     .await?;
+    /// let id = store
+    ///     .job_insert_in(&mut tx, &NewJob::new("welcome", serde_json::json!({"email": "ada@example.com"})))
+    ///     .await?;
+    /// tx.commit().await?; // the signup and job `id` exist from here on, together
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Store::job_insert`]; an error leaves your transaction open for you to
+    /// roll back.
+    pub async fn job_insert_in(
+        &self,
+        conn: &mut sqlx::SqliteConnection,
+        job: &NewJob,
+    ) -> Result<JobId> {
+        self.insert_in(conn, job, now_millis()).await
+    }
+
+    /// Enqueues jobs inside your transaction; see [`SqliteStore::job_insert_in`].
+    ///
+    /// # Errors
+    /// As [`SqliteStore::job_insert_in`].
+    pub async fn job_insert_many_in(
+        &self,
+        conn: &mut sqlx::SqliteConnection,
+        jobs: &[NewJob],
+    ) -> Result<Vec<JobId>> {
+        let now = now_millis();
+        let mut ids = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            ids.push(self.insert_in(conn, job, now).await?);
+        }
+        Ok(ids)
+    }
+
     async fn insert_in(
         &self,
-        tx: &mut Transaction<'static, Sqlite>,
+        tx: &mut sqlx::SqliteConnection,
         job: &NewJob,
         now: Millis,
     ) -> Result<JobId> {
         if let Some(key) = &job.unique_key {
             let existing: Option<JobId> = sqlx::query_scalar(Q_INSERT_EXISTING)
                 .bind(key)
-                .fetch_optional(&mut **tx)
+                .fetch_optional(&mut *tx)
                 .await
                 .map_err(self.err("looking up a job's unique key"))?;
             if let Some(existing) = existing {
@@ -335,7 +388,7 @@ impl SqliteStore {
             .bind(now)
             .bind(job.run_at)
             .bind(job.partitions.map(i64::from))
-            .fetch_one(&mut **tx)
+            .fetch_one(&mut *tx)
             .await
             .map_err(self.err("enqueueing a job"))
     }
@@ -550,12 +603,8 @@ impl Store for SqliteStore {
         if jobs.is_empty() {
             return Ok(Vec::new());
         }
-        let now = now_millis();
         let mut tx = self.begin("enqueueing jobs").await?;
-        let mut ids = Vec::with_capacity(jobs.len());
-        for job in jobs {
-            ids.push(self.insert_in(&mut tx, job, now).await?);
-        }
+        let ids = self.job_insert_many_in(&mut tx, jobs).await?;
         tx.commit().await.map_err(self.err("enqueueing jobs"))?;
         Ok(ids)
     }

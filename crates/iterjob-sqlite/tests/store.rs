@@ -321,3 +321,61 @@ async fn list_pages_seek_on_the_primary_key() {
     );
     assert!(!plan.contains("TEMP B-TREE"), "no sort, plan:\n{plan}");
 }
+
+/// A job enqueued inside the caller's transaction exists if and only if that
+/// transaction commits, together with the caller's own write.
+#[tokio::test]
+async fn jobs_enqueued_in_a_callers_transaction_exist_iff_it_commits() {
+    let store = common::TempStore::new().await;
+    let store = &store.store;
+    sqlx::query("CREATE TABLE signups (email TEXT PRIMARY KEY)")
+        .execute(store.pool())
+        .await
+        .unwrap();
+    let signups = || async {
+        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM signups")
+            .fetch_one(store.pool())
+            .await
+            .unwrap()
+    };
+
+    // rolled back: neither the signup nor the job
+    let mut tx = store.pool().begin().await.unwrap();
+    sqlx::query("INSERT INTO signups (email) VALUES ('ada@example.com')")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let id = store
+        .job_insert_in(&mut tx, &NewJob::new("welcome", json!({"email": "ada"})))
+        .await
+        .unwrap();
+    tx.rollback().await.unwrap();
+    assert!(store.job_get(id).await.unwrap().is_none(), "rolled back");
+    assert_eq!(signups().await, 0);
+    let mut welcome = request("w", 5);
+    welcome.kinds = vec!["welcome".into()];
+    assert!(store.job_claim(&welcome).await.unwrap().is_empty());
+
+    // committed: both, and the job is claimable
+    let mut tx = store.pool().begin().await.unwrap();
+    sqlx::query("INSERT INTO signups (email) VALUES ('ada@example.com')")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let ids = store
+        .job_insert_many_in(
+            &mut tx,
+            &[
+                NewJob::new("welcome", json!({"email": "ada"})),
+                NewJob::new("welcome", json!({"email": "ada"})).unique_key("welcome-ada"),
+            ],
+        )
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(signups().await, 1);
+    for id in &ids {
+        assert_eq!(store.job_get(*id).await.unwrap().unwrap().kind, "welcome");
+    }
+    assert_eq!(store.job_claim(&welcome).await.unwrap().len(), 2);
+}

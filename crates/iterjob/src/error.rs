@@ -18,7 +18,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[non_exhaustive]
 pub enum Error {
     /// The job does not exist in the store.
-    #[error("job {0} not found; `iterjob jobs` lists the jobs this store holds")]
+    #[error("job {0} not found; the `jobs` command lists the jobs this store holds")]
     JobNotFound(JobId),
 
     /// The run token no longer matches: another worker claimed the job after this

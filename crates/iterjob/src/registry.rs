@@ -88,6 +88,19 @@ impl Registry {
         self
     }
 
+    /// Adds everything `other` holds (kinds, schedules, health checks); what
+    /// `other` names replaces what this registry has under the same name.
+    pub fn merge(&mut self, other: Registry) -> &mut Self {
+        self.kinds.extend(other.kinds);
+        for schedule in other.schedules {
+            self.add_schedule(schedule);
+        }
+        for check in other.health_checks {
+            self.add_health_check(check);
+        }
+        self
+    }
+
     /// Adds a recurring schedule ([`crate::schedule`]): every worker built from this
     /// registry keeps it, and each of its ticks enqueues one job across all of
     /// them. A schedule of the same name replaces the earlier one. Its kind and

@@ -11,6 +11,53 @@ use sqlx::MySqlConnection;
 use super::MySqlStore;
 
 impl MySqlStore {
+    /// Enqueues a job inside **your** transaction (or on your connection), so that
+    /// the job exists if and only if your transaction commits. `conn` must be a
+    /// connection to this store's database (`&mut *tx` for a transaction from
+    /// [`MySqlStore::pool`]); workers see the job when you commit (they poll), and
+    /// nothing of it if you roll back. As
+    /// [`Store::job_insert`](iterjob::Store::job_insert) otherwise.
+    ///
+    /// # Errors
+    /// As [`Store::job_insert`](iterjob::Store::job_insert); an error leaves your
+    /// transaction open for you to roll back.
+    pub async fn job_insert_in(&self, conn: &mut MySqlConnection, job: &NewJob) -> Result<JobId> {
+        let ids = self
+            .job_insert_many_in(conn, std::slice::from_ref(job))
+            .await?;
+        ids.into_iter()
+            .next()
+            .ok_or_else(|| iterjob::Error::Corrupt("insert returned no id".into()))
+    }
+
+    /// Enqueues jobs inside your transaction; see [`MySqlStore::job_insert_in`].
+    ///
+    /// # Errors
+    /// As [`MySqlStore::job_insert_in`].
+    pub async fn job_insert_many_in(
+        &self,
+        conn: &mut MySqlConnection,
+        jobs: &[NewJob],
+    ) -> Result<Vec<JobId>> {
+        let mut ids = Vec::with_capacity(jobs.len());
+        let mut rest = jobs;
+        while let Some(first) = rest.first() {
+            if let Some(key) = &first.unique_key {
+                ids.push(self.insert_unique(conn, first, key).await?);
+                rest = &rest[1..];
+                continue;
+            }
+            let run = rest
+                .iter()
+                .take(super::INSERT_CHUNK)
+                .take_while(|job| job.unique_key.is_none())
+                .count();
+            ids.extend(self.insert_plain(conn, &rest[..run]).await?);
+            rest = &rest[run..];
+        }
+        Ok(ids)
+    }
+
     /// Inserts a run of jobs without unique keys; returns their ids in order.
     pub(super) async fn insert_plain(
         &self,

@@ -20,7 +20,7 @@ use serde_json::Value;
 use sqlx::Row;
 
 use super::queries::{marks, with_list};
-use super::{DEFAULT_LIST_LIMIT, INSERT_CHUNK, MAX_CLAIM, MySqlStore};
+use super::{DEFAULT_LIST_LIMIT, MAX_CLAIM, MySqlStore};
 use crate::dialect::MySqlDialect;
 use crate::error::{is_unique_violation, map_sqlx};
 use crate::{events, migrate};
@@ -36,22 +36,7 @@ impl Store for MySqlStore {
             return Ok(Vec::new());
         }
         let mut tx = self.begin("enqueueing jobs").await?;
-        let mut ids = Vec::with_capacity(jobs.len());
-        let mut rest = jobs;
-        while let Some(first) = rest.first() {
-            if let Some(key) = &first.unique_key {
-                ids.push(self.insert_unique(&mut tx, first, key).await?);
-                rest = &rest[1..];
-                continue;
-            }
-            let run = rest
-                .iter()
-                .take(INSERT_CHUNK)
-                .take_while(|job| job.unique_key.is_none())
-                .count();
-            ids.extend(self.insert_plain(&mut tx, &rest[..run]).await?);
-            rest = &rest[run..];
-        }
+        let ids = self.job_insert_many_in(&mut tx, jobs).await?;
         tx.commit().await.map_err(self.err("enqueueing jobs"))?;
         let now = now_millis();
         if jobs.iter().any(|job| job.run_at.is_none_or(|at| at <= now)) {

@@ -21,8 +21,7 @@ use serde_json::Value;
 use sqlx::Row;
 
 use super::{
-    ANALYZE_AFTER_INSERTING, DEFAULT_LIST_LIMIT, INSERT_CHUNK, MAX_CLAIM, PgStore, claim_limit,
-    rollback,
+    ANALYZE_AFTER_INSERTING, DEFAULT_LIST_LIMIT, MAX_CLAIM, PgStore, claim_limit, rollback,
 };
 use crate::dialect::PgDialect;
 use crate::error::{is_unique_violation, map_sqlx};
@@ -39,33 +38,7 @@ impl Store for PgStore {
             return Ok(Vec::new());
         }
         let mut tx = self.begin("enqueueing jobs").await?;
-        let mut ids = Vec::with_capacity(jobs.len());
-        let mut rest = jobs;
-        while let Some(first) = rest.first() {
-            if let Some(key) = &first.unique_key {
-                ids.push(self.insert_unique(&mut tx, first, key).await?);
-                rest = &rest[1..];
-                continue;
-            }
-            let run = rest
-                .iter()
-                .take(INSERT_CHUNK)
-                .take_while(|job| job.unique_key.is_none())
-                .count();
-            ids.extend(self.insert_plain(&mut tx, &rest[..run]).await?);
-            rest = &rest[run..];
-        }
-        // announce the queues with jobs claimable now (scheduled ones are found by
-        // polling when their time comes)
-        let now = now_millis();
-        let queues: Vec<String> = jobs
-            .iter()
-            .filter(|job| job.run_at.is_none_or(|at| at <= now))
-            .map(|job| job.queue.clone())
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        self.announce(&mut tx, &queues).await?;
+        let (ids, queues) = self.insert_many_on(&mut tx, jobs).await?;
         tx.commit().await.map_err(self.err("enqueueing jobs"))?;
         if jobs.len() >= ANALYZE_AFTER_INSERTING {
             // Measured: claims on 20,000 fresh one-item jobs ran 3.3x faster with

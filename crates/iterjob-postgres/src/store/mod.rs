@@ -587,11 +587,7 @@ impl PgStore {
 
     /// Sends the NOTIFY for jobs made claimable in `queues`, inside `tx` (delivered at
     /// commit). Nothing when notifications are off.
-    async fn announce(
-        &self,
-        tx: &mut Transaction<'static, Postgres>,
-        queues: &[String],
-    ) -> Result<()> {
+    async fn announce(&self, tx: &mut sqlx::PgConnection, queues: &[String]) -> Result<()> {
         let Some(channel) = self.channel_param() else {
             return Ok(());
         };
@@ -601,7 +597,7 @@ impl PgStore {
         sqlx::query(&self.q().notify)
             .bind(channel)
             .bind(queues)
-            .execute(&mut **tx)
+            .execute(&mut *tx)
             .await
             .map_err(self.err("announcing claimable jobs"))?;
         Ok(())

@@ -218,7 +218,7 @@ impl ThrottleSignal {
         }
         match switch.until {
             Some(until) => why.push_str(&format!(", until {}", utc(until))),
-            None => why.push_str(", until switched off (iterjob throttle off)"),
+            None => why.push_str(", until switched off (the `throttle off` command)"),
         }
         ThrottleSignal {
             source: SignalSource::Operator,
@@ -504,6 +504,6 @@ mod tests {
         let message = signal.message(Duration::from_secs(5));
         assert!(message.contains("queue \"bulk\""), "{message}");
         assert!(message.contains("db maintenance"), "{message}");
-        assert!(message.contains("iterjob throttle off"), "{message}");
+        assert!(message.contains("`throttle off`"), "{message}");
     }
 }

@@ -728,7 +728,7 @@ impl<J: Job> Runner<J> {
             },
             _ if attempt >= record.max_attempts => Outcome::Failed {
                 error: format!(
-                    "{chain} (attempt {attempt} of {}; no attempts left: fix the cause, then `iterjob retry {}` resumes from the last checkpoint)",
+                    "{chain} (attempt {attempt} of {}; no attempts left: fix the cause, then retry job {} (the `retry` command or the dashboard) to resume from the last checkpoint)",
                     record.max_attempts, record.id
                 ),
             },

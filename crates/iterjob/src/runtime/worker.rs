@@ -109,11 +109,19 @@ pub struct WorkerReport {
     pub partitioned: u64,
     /// Times this worker, idle, asked a running partition to split.
     pub split_requests: u64,
+    /// The jobs whose latest run on this worker ended in an error to be retried
+    /// (a job retried and later completed here is not among them).
+    pub left_retrying: std::collections::BTreeSet<JobId>,
 }
 
 impl WorkerReport {
-    fn count(&mut self, report: &RunReport) {
+    fn count(&mut self, id: JobId, report: &RunReport) {
         self.items += report.items;
+        if report.end == RunEnd::Retrying {
+            self.left_retrying.insert(id);
+        } else {
+            self.left_retrying.remove(&id);
+        }
         match report.end {
             RunEnd::Completed => self.completed += 1,
             RunEnd::Interrupted(_) => self.interrupted += 1,
@@ -663,7 +671,7 @@ impl Worker {
                 if let Some(live) = self.live.remove(id) {
                     telemetry::run_ended(&live.kind, run.end);
                 }
-                report.count(&run);
+                report.count(id, &run);
             }
             Err(error) => tracing::error!(%error, "a run task failed"),
         }
