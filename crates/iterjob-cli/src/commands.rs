@@ -104,84 +104,103 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct WorkerArgs {
     /// Jobs to run at once.
-    #[arg(long, default_value_t = 4, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    #[arg(long, default_value_t = 4, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=10_000), env = "ITERJOB_CONCURRENCY")]
     pub concurrency: u32,
     /// Queues to take jobs from (repeat for several).
-    #[arg(long = "queue", default_value = "default")]
+    #[arg(
+        long = "queue",
+        default_value = "default",
+        env = "ITERJOB_QUEUES",
+        value_delimiter = ','
+    )]
     pub queues: Vec<String>,
     /// Lease length; a job whose worker is silent this long is taken over.
-    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, default_value = "30s", value_parser = parse_duration, env = "ITERJOB_LEASE")]
     pub lease: Duration,
     /// How often running jobs renew their lease.
-    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    #[arg(long, default_value = "5s", value_parser = parse_duration, env = "ITERJOB_HEARTBEAT_INTERVAL")]
     pub heartbeat_interval: Duration,
     /// How often running jobs checkpoint their cursor.
-    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    #[arg(long, default_value = "1s", value_parser = parse_duration, env = "ITERJOB_CHECKPOINT_INTERVAL")]
     pub checkpoint_interval: Duration,
     /// Also checkpoint every this many items.
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..), env = "ITERJOB_CHECKPOINT_EVERY")]
     pub checkpoint_every: Option<u64>,
     /// Time slice: after this long a job yields its worker and requeues.
-    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    #[arg(long, default_value = "5m", value_parser = parse_duration, env = "ITERJOB_MAX_RUNTIME")]
     pub max_runtime: Duration,
     /// How long running jobs get to checkpoint on shutdown.
-    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, default_value = "30s", value_parser = parse_duration, env = "ITERJOB_SHUTDOWN_TIMEOUT")]
     pub shutdown_timeout: Duration,
     /// How often to poll for jobs when idle.
-    #[arg(long, default_value = "500ms", value_parser = parse_duration)]
+    #[arg(long, default_value = "500ms", value_parser = parse_duration, env = "ITERJOB_POLL_INTERVAL")]
     pub poll_interval: Duration,
     /// Exit when no job is left to claim instead of waiting for more.
-    #[arg(long, conflicts_with = "exit_when_idle")]
+    #[arg(long, conflicts_with = "exit_when_idle", env = "ITERJOB_UNTIL_IDLE")]
     pub until_idle: bool,
     /// Exit (code 0) once nothing was claimable and nothing ran for this long, e.g.
     /// `--exit-when-idle 2m`: for short-lived instances (batch runs, spot fleets,
     /// an autoscaler's scale-to-zero) that stop paying once the queue is drained.
-    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION", env = "ITERJOB_EXIT_WHEN_IDLE")]
     pub exit_when_idle: Option<Duration>,
     /// Never ask running partitions to split when this worker is idle.
-    #[arg(long)]
+    #[arg(long, env = "ITERJOB_NO_DYNAMIC_SPLITTING")]
     pub no_dynamic_splitting: bool,
     /// Split only partitions with at least this many items left.
-    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(2..))]
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(2..), env = "ITERJOB_SPLIT_MIN_REMAINING")]
     pub split_min_remaining: u64,
     /// Retention: delete completed jobs this long after they finished (`forever`
     /// keeps them). One worker of all those sharing the store deletes at a time.
-    #[arg(long, default_value = "7d", value_parser = parse_keep, value_name = "DURATION|forever")]
+    #[arg(long, default_value = "7d", value_parser = parse_keep, value_name = "DURATION|forever", env = "ITERJOB_KEEP_COMPLETED")]
     pub keep_completed: Keep,
     /// Retention of cancelled jobs.
-    #[arg(long, default_value = "7d", value_parser = parse_keep, value_name = "DURATION|forever")]
+    #[arg(long, default_value = "7d", value_parser = parse_keep, value_name = "DURATION|forever", env = "ITERJOB_KEEP_CANCELLED")]
     pub keep_cancelled: Keep,
     /// Retention of failed jobs.
-    #[arg(long, default_value = "30d", value_parser = parse_keep, value_name = "DURATION|forever")]
+    #[arg(long, default_value = "30d", value_parser = parse_keep, value_name = "DURATION|forever", env = "ITERJOB_KEEP_FAILED")]
     pub keep_failed: Keep,
     /// This worker deletes no finished job (the --keep-* ages are ignored).
-    #[arg(long)]
+    #[arg(long, env = "ITERJOB_NO_RETENTION")]
     pub no_retention: bool,
     /// A replica whose lag throttles every job (repeat for several):
     /// `postgres://…` (a standby, or a primary whose standbys report their lag) or
     /// `mysql://…` (SHOW REPLICA STATUS).
-    #[arg(long = "replica-url", value_name = "URL")]
+    #[arg(
+        long = "replica-url",
+        value_name = "URL",
+        env = "ITERJOB_REPLICA_URLS",
+        value_delimiter = ','
+    )]
     pub replica_urls: Vec<String>,
     /// Jobs back off while a replica is this far behind. The default, 2 s, is about
     /// what gh-ost (1.5 s) and freno (1 s) allow online migrations on MySQL, plus the
     /// second a lag is read apart.
-    #[arg(long, default_value = "2s", value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, default_value = "2s", value_parser = parse_duration, value_name = "DURATION", env = "ITERJOB_MAX_REPLICA_LAG")]
     pub max_replica_lag: Duration,
     /// Jobs back off while the store's writes take this many times their baseline
     /// (and over 50 ms).
-    #[arg(long, default_value_t = 4.0, value_name = "FACTOR")]
+    #[arg(
+        long,
+        default_value_t = 4.0,
+        value_name = "FACTOR",
+        env = "ITERJOB_STORE_LATENCY_FACTOR"
+    )]
     pub store_latency_factor: f64,
     /// Turn the store-latency signal off (operator switches, replicas and health
     /// checks still apply).
-    #[arg(long)]
+    #[arg(long, env = "ITERJOB_NO_STORE_BACKPRESSURE")]
     pub no_store_backpressure: bool,
     /// How long a throttled job waits in its queue before it may be claimed again.
-    #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DURATION", env = "ITERJOB_THROTTLE_BACKOFF")]
     pub throttle_backoff: Duration,
+    /// Serve liveness (`/healthz`) and readiness (`/readyz`: the store is migrated
+    /// and answers; false from SIGTERM on) probes on this address, e.g. 0.0.0.0:9090.
+    #[arg(long, value_name = "ADDR", env = "ITERJOB_HEALTH")]
+    pub health: Option<std::net::SocketAddr>,
     /// Also serve the web dashboard on this address (its /metrics then include this
     /// worker's runtime metrics). Anything but loopback requires --token.
     #[cfg(feature = "dashboard")]
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, value_name = "ADDR", env = "ITERJOB_DASHBOARD")]
     pub dashboard: Option<std::net::SocketAddr>,
     /// The dashboard's token and CSV uploads.
     #[cfg(feature = "dashboard")]
@@ -781,6 +800,13 @@ async fn run_worker(
         }
         Err(error) => tracing::warn!(%error, "could not read the paused queues"),
     }
+    let probes = crate::health::Health::new();
+    let probes_stop = iterjob::CancellationToken::new();
+    // stops the probe server however this function returns
+    let _probes_guard = probes_stop.clone().drop_guard();
+    if let Some(addr) = args.health {
+        crate::health::spawn(addr, Arc::clone(&store), Arc::clone(&probes), probes_stop).await?;
+    }
     let worker = Arc::new(Worker::new(store, registry, config)?);
     let shutdown = worker.shutdown_token();
     #[cfg(feature = "dashboard")]
@@ -790,6 +816,8 @@ async fn run_worker(
     let status = tokio::spawn(show_status(Arc::clone(&worker)));
     tokio::spawn(async move {
         stop.wait().await;
+        // readiness turns false before anything else stops
+        probes.stopping();
         crate::output::status_eprintln("shutting down: running jobs checkpoint and are released…");
         shutdown.cancel();
     });

@@ -14,7 +14,7 @@ use iterjob_dashboard::Dashboard;
 #[derive(Debug, Args)]
 pub struct DashboardArgs {
     /// Address to listen on. Anything but loopback requires --token.
-    #[arg(long, default_value = "127.0.0.1:8080")]
+    #[arg(long, default_value = "127.0.0.1:8080", env = "ITERJOB_DASHBOARD_BIND")]
     pub bind: SocketAddr,
     /// Token, CSV uploads.
     #[command(flatten)]
@@ -34,25 +34,30 @@ pub struct DashboardOptions {
     pub token: Option<String>,
     /// A kind whose jobs read a CSV file, as KIND=PARAM: its enqueue form takes an
     /// upload and passes the stored file's path in parameter PARAM (repeatable).
-    #[arg(long = "csv-upload", value_name = "KIND=PARAM", value_parser = parse_csv_kind)]
+    #[arg(long = "csv-upload", value_name = "KIND=PARAM", value_parser = parse_csv_kind, env = "ITERJOB_CSV_UPLOADS", value_delimiter = ',')]
     pub csv_upload: Vec<(String, String)>,
     /// Where uploaded CSV files are stored: a directory the workers read at the same
     /// path (a shared volume when they run on other machines).
-    #[arg(long, default_value = "uploads")]
+    #[arg(long, default_value = "uploads", env = "ITERJOB_UPLOAD_DIR")]
     pub upload_dir: PathBuf,
     /// A host name (without port) the dashboard answers to besides localhost,
     /// 127.0.0.1 and [::1] (repeatable). Without a token only those loopback names
     /// are served, which stops DNS-rebinding pages; with a token any name is served
     /// unless this is given.
-    #[arg(long = "allowed-host", value_name = "NAME")]
+    #[arg(
+        long = "allowed-host",
+        value_name = "NAME",
+        env = "ITERJOB_ALLOWED_HOSTS",
+        value_delimiter = ','
+    )]
     pub allowed_hosts: Vec<String>,
     /// Believe `X-Forwarded-Host` from a reverse proxy that rewrites `Host` (only if
     /// the proxy sets that header itself and never passes a client's through).
-    #[arg(long)]
+    #[arg(long, env = "ITERJOB_TRUST_FORWARDED_HEADERS")]
     pub trust_forwarded_headers: bool,
     /// Browsers reach the dashboard over HTTPS (a TLS-terminating proxy in front):
     /// its cookies are marked `Secure` and actions must come from an https:// page.
-    #[arg(long)]
+    #[arg(long, env = "ITERJOB_HTTPS")]
     pub https: bool,
 }
 

@@ -49,6 +49,7 @@ mod commands;
 #[cfg(feature = "dashboard")]
 mod dashboard;
 mod demo;
+mod health;
 mod output;
 mod store;
 

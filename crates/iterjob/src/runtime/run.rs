@@ -479,6 +479,11 @@ impl<J: Job> Runner<J> {
                 Ok(control) => {
                     self.signals.renewed_at(sent);
                     telemetry::checkpoint_written(J::KIND, started.elapsed());
+                    tracing::trace!(
+                        items_done = progress.items_done,
+                        took_ms = started.elapsed().as_millis() as u64,
+                        "checkpoint"
+                    );
                     self.env.health.observe(started.elapsed());
                     self.made_durable(&progress);
                     self.env.live.set_durable(progress);

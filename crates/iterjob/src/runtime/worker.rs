@@ -26,6 +26,40 @@ use crate::store::{
     ClaimRequest, Claimed, InterruptReason, JobId, Outcome, Progress, Release, SplitRequest, Store,
 };
 
+/// The event that says how a run ended, at the level an operator wants it: a
+/// failure as an error, a retry as a warning, the rest as information.
+fn run_ended(report: &RunReport, took: Duration) {
+    let items = report.items;
+    let took_ms = took.as_millis() as u64;
+    match report.end {
+        RunEnd::Completed => tracing::info!(items, took_ms, "job completed"),
+        RunEnd::Interrupted(reason) => {
+            tracing::info!(items, took_ms, %reason, "job interrupted; it resumes from its checkpoint")
+        }
+        RunEnd::Paused => tracing::info!(items, took_ms, "job paused"),
+        RunEnd::Cancelled => tracing::info!(items, took_ms, "job cancelled"),
+        RunEnd::Retrying => tracing::info!(
+            items,
+            took_ms,
+            "run ended in an error; the job will be retried"
+        ),
+        RunEnd::Failed => tracing::error!(items, took_ms, "job failed for good"),
+        RunEnd::Partitioned => tracing::info!(took_ms, "job split into its partitions"),
+        RunEnd::LeaseLost => {
+            tracing::warn!(
+                items,
+                took_ms,
+                "run stopped: another worker owns the job now"
+            )
+        }
+        RunEnd::ReleaseFailed => tracing::warn!(
+            items,
+            took_ms,
+            "run ended without its release; the job is rescued when its lease expires"
+        ),
+    }
+}
+
 /// What a run task hands back: its job, its report, and how long it ran.
 type Joined = (JobId, RunReport, Duration);
 
@@ -365,6 +399,13 @@ impl Worker {
                     let took = started.elapsed();
                     if let Ok(claimed) = &claimed {
                         telemetry::claimed(took, claimed.len());
+                        if !claimed.is_empty() {
+                            tracing::debug!(
+                                jobs = ?claimed.iter().map(|c| c.job.id).collect::<Vec<_>>(),
+                                took_ms = took.as_millis() as u64,
+                                "claimed"
+                            );
+                        }
                         // a claim that took jobs wrote them: a write's latency
                         if !claimed.is_empty() {
                             health.observe(took);
@@ -617,6 +658,17 @@ impl Worker {
             items_total: claimed.job.items_total,
             running_ms: claimed.job.running_ms,
         };
+        // every event of the run, the job's own `tracing` calls in `process`
+        // included, carries the job it belongs to
+        let span = tracing::info_span!(
+            "run",
+            job = id,
+            kind = %claimed.job.kind,
+            attempt = claimed.job.attempts + 1,
+            run = claimed.job.runs,
+            partition_of = claimed.job.parent_id,
+            queue = %claimed.job.queue,
+        );
         let live = Arc::new(LiveJob::new(
             id,
             claimed.job.kind.clone(),
@@ -635,23 +687,27 @@ impl Worker {
             controls: controls.clone(),
             health: Arc::clone(&self.health),
         };
-        tracing::debug!(job = id, "run started");
-        tasks.spawn(async move {
-            let started = Instant::now();
-            let report = match AssertUnwindSafe(kind.run(env)).catch_unwind().await {
-                Ok(report) => report,
-                Err(panic) => {
-                    // A bug in the runtime itself: the job stays leased and is rescued
-                    // from its last checkpoint when the lease expires.
-                    tracing::error!(job = id, panic = %panic_message(&*panic), "run panicked");
-                    RunReport {
-                        end: RunEnd::ReleaseFailed,
-                        items: 0,
+        tasks.spawn(tracing::Instrument::instrument(
+            async move {
+                tracing::debug!("run started");
+                let started = Instant::now();
+                let report = match AssertUnwindSafe(kind.run(env)).catch_unwind().await {
+                    Ok(report) => report,
+                    Err(panic) => {
+                        // A bug in the runtime itself: the job stays leased and is rescued
+                        // from its last checkpoint when the lease expires.
+                        tracing::error!(job = id, panic = %panic_message(&*panic), "run panicked");
+                        RunReport {
+                            end: RunEnd::ReleaseFailed,
+                            items: 0,
+                        }
                     }
-                }
-            };
-            (id, report, started.elapsed())
-        });
+                };
+                run_ended(&report, started.elapsed());
+                (id, report, started.elapsed())
+            },
+            span,
+        ));
     }
 
     fn finish(

@@ -1,0 +1,118 @@
+//! Every event of a run carries the run's span (job id, kind, attempt, run,
+//! partition, queue), so a job's own logs inside `process` are attributed; the run's
+//! end is logged at a level that fits it.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use iterjob::enumerator::{self, Enumerator};
+use iterjob::{
+    Job, JobContext, JobError, MemoryStore, NewJob, Registry, Store, Worker, WorkerConfig,
+};
+
+/// A writer into a shared buffer, for the subscriber.
+#[derive(Clone, Default)]
+struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Buffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Buffer {
+    fn lines(&self) -> Vec<serde_json::Value> {
+        String::from_utf8(self.0.lock().unwrap().clone())
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("a JSON log line"))
+            .collect()
+    }
+}
+
+struct Chatty;
+
+impl Job for Chatty {
+    const KIND: &'static str = "chatty";
+    type Params = i64;
+    type Cursor = i64;
+    type Item = i64;
+
+    fn enumerate(&self, n: &i64, c: Option<i64>) -> Result<impl Enumerator<i64, i64>, JobError> {
+        Ok(enumerator::range(0..*n, c))
+    }
+
+    async fn process(&self, _ctx: &JobContext<i64>, item: i64) -> Result<(), JobError> {
+        tracing::info!(item, "inside process");
+        if item == 2 {
+            return Err(JobError::fatal("item 2 is malformed"));
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_runs_events_carry_its_job_and_its_end_has_a_fitting_level() {
+    let buffer = Buffer::default();
+    let writer = buffer.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .with_current_span(true)
+        .with_span_list(false)
+        .flatten_event(true)
+        .with_max_level(tracing::Level::DEBUG)
+        .with_writer(move || writer.clone())
+        .finish();
+    // a current-thread runtime: the worker's tasks run on this thread, under it
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let store = Arc::new(MemoryStore::new());
+    let ok = store
+        .job_insert(&NewJob::new("chatty", serde_json::json!(2)))
+        .await
+        .unwrap();
+    let bad = store
+        .job_insert(&NewJob::new("chatty", serde_json::json!(5)).queue("slow"))
+        .await
+        .unwrap();
+    let mut config = WorkerConfig::default();
+    config.queues = vec!["default".into(), "slow".into()];
+    let worker = Worker::new(store, Registry::new().with(Chatty), config).unwrap();
+    worker.run_until_idle().await.unwrap();
+
+    let lines = buffer.lines();
+    let inside: Vec<_> = lines
+        .iter()
+        .filter(|l| l["message"] == "inside process")
+        .collect();
+    assert_eq!(inside.len(), 2 + 3, "{lines:#?}");
+    for line in &inside {
+        let span = &line["span"];
+        assert_eq!(span["name"], "run", "{line}");
+        assert_eq!(span["kind"], "chatty", "{line}");
+        assert_eq!(span["attempt"], 1, "{line}");
+        assert_eq!(span["run"], 1, "{line}");
+        let job = span["job"].as_i64().expect("job id");
+        let queue = if job == ok { "default" } else { "slow" };
+        assert_eq!(span["queue"], queue, "{line}");
+    }
+    let ended = |message: &str, job: i64| {
+        lines
+            .iter()
+            .find(|l| l["message"] == message && l["span"]["job"] == job)
+            .unwrap_or_else(|| panic!("no `{message}` for job {job}: {lines:#?}"))
+    };
+    assert_eq!(ended("job completed", ok)["level"], "INFO");
+    assert_eq!(ended("job completed", ok)["items"], 2);
+    assert_eq!(ended("job failed for good", bad)["level"], "ERROR");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["message"] == "claimed" && l["level"] == "DEBUG"),
+        "{lines:#?}"
+    );
+}
