@@ -506,6 +506,7 @@ impl ChaosItems {
 
 impl Job for ChaosItems {
     const KIND: &'static str = "chaos_items";
+    const PARTITIONABLE: bool = true;
     type Params = ChaosParams;
     type Cursor = i64;
     type Item = Vec<i64>;
@@ -611,6 +612,7 @@ impl ChaosTxItems {
 
 impl Job for ChaosTxItems {
     const KIND: &'static str = "chaos_tx_items";
+    const PARTITIONABLE: bool = true;
     type Params = ChaosParams;
     type Cursor = i64;
     /// A batch and the cursor just past it (as the adapter's items).

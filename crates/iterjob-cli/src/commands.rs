@@ -682,6 +682,9 @@ async fn enqueue(store: &dyn iterjob::Store, registry: &Registry, args: EnqueueA
         job.run_at = Some(iterjob::store::now_millis() + iterjob::store::duration_millis(delay));
     }
     job.unique_key = args.unique_key;
+    if let Some(n) = args.partitions {
+        registry.check_partitions(&args.kind, n)?;
+    }
     job.partitions = args.partitions;
     let id = store.job_insert(&job).await?;
     if args.json {

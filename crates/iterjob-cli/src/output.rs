@@ -475,8 +475,10 @@ pub(crate) fn init_tracing(verbose: u8, format: crate::commands::LogFormat) {
         _ => "trace",
     };
     let filter = EnvFilter::try_from_env("ITERJOB_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(StatusAwareStderr);
     let _ = match format {
         crate::commands::LogFormat::Text => builder.try_init(),

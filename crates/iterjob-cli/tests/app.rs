@@ -233,3 +233,40 @@ async fn worker_until_idle_exits_1_when_a_job_it_ran_failed() {
     assert_eq!(run(&["enqueue", "count"]).await, ExitCode::SUCCESS);
     assert_eq!(run(&["worker", "--until-idle"]).await, ExitCode::SUCCESS);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitions_for_a_kind_that_cannot_partition_are_refused_at_enqueue() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}", dir.path().join("app.db").display());
+    let app = App::new("myapp").register(Count);
+    let cli = app
+        .try_parse_from([
+            "myapp",
+            "--database-url",
+            &url,
+            "enqueue",
+            "count",
+            "--partitions",
+            "4",
+        ])
+        .expect("parse");
+    assert_eq!(app.run_cli(cli).await, ExitCode::FAILURE);
+    let store = iterjob_sqlite::SqliteStore::connect(&url)
+        .await
+        .expect("open");
+    assert!(
+        store.job_get(1).await.expect("get").is_none(),
+        "nothing enqueued"
+    );
+    let registry = iterjob::Registry::new().with(Count);
+    let error = registry
+        .check_partitions("count", 4)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("job kind `count` cannot be split into partitions")
+            && error.contains("PARTITIONABLE")
+            && error.contains("without partitions"),
+        "{error}"
+    );
+}

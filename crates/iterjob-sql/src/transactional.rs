@@ -89,6 +89,9 @@ pub const UNAVAILABLE_BACKOFF: Duration = Duration::from_secs(1);
 pub trait TransactionalJob<DB: Database>: Send + Sync + Sized + 'static {
     /// The kind's stable name, stored with every job (as [`Job::KIND`]).
     const KIND: &'static str;
+    /// True when the kind implements
+    /// [`partition`](TransactionalJob::partition) (as [`Job::PARTITIONABLE`]).
+    const PARTITIONABLE: bool = false;
 
     /// Parameters, given at enqueue time and stored as JSON (as [`Job::Params`]).
     type Params: Serialize + DeserializeOwned + Send + Sync + 'static;
@@ -429,6 +432,7 @@ where
     J: TransactionalJob<S::Database>,
 {
     const KIND: &'static str = J::KIND;
+    const PARTITIONABLE: bool = J::PARTITIONABLE;
     type Params = J::Params;
     type Cursor = J::Cursor;
     type Item = (J::Item, J::Cursor);

@@ -56,6 +56,7 @@ fn bound(cursor: &Option<KeysetCursor>) -> Option<i64> {
 
 impl Job for WalkRows {
     const KIND: &'static str = "walk_rows";
+    const PARTITIONABLE: bool = true;
     type Params = Params;
     type Cursor = KeysetCursor;
     type Item = Vec<SqliteRow>;

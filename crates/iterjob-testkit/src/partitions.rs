@@ -666,6 +666,7 @@ impl SpanJob {
 
 impl Job for SpanJob {
     const KIND: &'static str = "span";
+    const PARTITIONABLE: bool = true;
     type Params = SpanParams;
     type Cursor = i64;
     type Item = i64;

@@ -57,6 +57,13 @@ pub trait Job: Send + Sync + Sized + 'static {
     /// The kind's stable name, stored with every job. Renaming it orphans queued jobs.
     const KIND: &'static str;
 
+    /// True when the kind implements [`Job::partition`]: enqueueing a job with
+    /// [`NewJob::partitions`](crate::NewJob::partitions) through a [`Registry`](crate::Registry)
+    /// (the command line's `enqueue --partitions`) is refused for a kind that leaves
+    /// it false, instead of failing when the job first runs. Set it together with
+    /// `partition`.
+    const PARTITIONABLE: bool = false;
+
     /// Parameters, given at enqueue time and stored as JSON.
     type Params: Serialize + DeserializeOwned + Send + Sync + 'static;
 
@@ -94,6 +101,11 @@ pub trait Job: Send + Sync + Sized + 'static {
     /// beside the iteration (never before it), bounded by
     /// [`KindSettings::total_timeout`], so a slow `COUNT(*)` over a huge table
     /// cannot stall the start: return an estimate when an exact count is costly.
+    ///
+    /// A partition's total (the items in its part) also drives dynamic
+    /// rebalancing: an idle worker asks the running partition with the most items
+    /// left to [`split`](Job::split), and a partition without a total is never
+    /// asked. The worker says so once in its log for such a kind.
     fn total(
         &self,
         params: &Self::Params,
@@ -256,7 +268,8 @@ pub trait Job: Send + Sync + Sized + 'static {
     /// (records belong to the range they start in). Returning fewer than `n` (a small
     /// collection) is fine; an empty list completes the job at once.
     ///
-    /// The default refuses: the kind cannot be partitioned.
+    /// The default refuses: the kind cannot be partitioned. Implementing it, set
+    /// [`Job::PARTITIONABLE`] to true.
     fn partition(
         &self,
         params: &Self::Params,

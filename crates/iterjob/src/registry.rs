@@ -163,6 +163,26 @@ impl Registry {
         self.kinds.contains_key(kind)
     }
 
+    /// Checks that `kind` can be enqueued with `n` partitions: it is registered and
+    /// implements [`Job::partition`] ([`Job::PARTITIONABLE`]). The error says what
+    /// to do instead.
+    pub fn check_partitions(&self, kind: &str, n: u32) -> Result<()> {
+        let erased = self.get(kind)?;
+        if n == 0 {
+            return Err(Error::Config(format!(
+                "{n} partitions asked for job kind `{kind}`; ask for at least 1"
+            )));
+        }
+        if !erased.partitionable() {
+            return Err(Error::Config(format!(
+                "job kind `{kind}` cannot be split into partitions: it does not implement \
+                 `Job::partition` (a kind that does sets `const PARTITIONABLE: bool = true`); \
+                 enqueue it without partitions"
+            )));
+        }
+        Ok(())
+    }
+
     /// Checks `params` against the kind's parameter type and returns a job ready to
     /// insert, with the kind's default queue and attempt budget. The error names the
     /// unknown kind, or the field that does not fit.
@@ -238,6 +258,7 @@ impl NewJob {
 pub(crate) trait ErasedKind: Send + Sync + 'static {
     fn settings(&self) -> KindSettings;
     fn check_params(&self, params: &Value) -> Result<()>;
+    fn partitionable(&self) -> bool;
     fn run(&self, env: RunEnv) -> BoxFuture<'static, RunReport>;
 }
 
@@ -250,6 +271,10 @@ impl<J: Job> ErasedKind for Kind<J> {
 
     fn check_params(&self, params: &Value) -> Result<()> {
         decode_params::<J>(params).map(drop)
+    }
+
+    fn partitionable(&self) -> bool {
+        J::PARTITIONABLE
     }
 
     fn run(&self, env: RunEnv) -> BoxFuture<'static, RunReport> {

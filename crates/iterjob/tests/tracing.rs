@@ -116,3 +116,79 @@ async fn a_runs_events_carry_its_job_and_its_end_has_a_fitting_level() {
         "{lines:#?}"
     );
 }
+
+/// A partitionable kind that cannot count its items.
+struct Uncounted;
+
+impl Job for Uncounted {
+    const KIND: &'static str = "uncounted";
+    const PARTITIONABLE: bool = true;
+    type Params = (i64, i64);
+    type Cursor = i64;
+    type Item = i64;
+
+    fn enumerate(
+        &self,
+        p: &(i64, i64),
+        c: Option<i64>,
+    ) -> Result<impl Enumerator<i64, i64>, JobError> {
+        Ok(enumerator::range(p.0..p.1, c))
+    }
+
+    async fn process(&self, _ctx: &JobContext<(i64, i64)>, _item: i64) -> Result<(), JobError> {
+        Ok(())
+    }
+
+    async fn partition(&self, p: &(i64, i64), n: u32) -> Result<Vec<(i64, i64)>, JobError> {
+        let step = (p.1 - p.0) / i64::from(n);
+        Ok((0..i64::from(n))
+            .map(|i| {
+                (
+                    p.0 + i * step,
+                    if i + 1 == i64::from(n) {
+                        p.1
+                    } else {
+                        p.0 + (i + 1) * step
+                    },
+                )
+            })
+            .collect())
+    }
+}
+
+#[tokio::test]
+async fn a_partitioned_kind_without_a_total_is_named_once_in_the_log() {
+    let buffer = Buffer::default();
+    let writer = buffer.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .flatten_event(true)
+        .with_max_level(tracing::Level::WARN)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let store = Arc::new(MemoryStore::new());
+    for _ in 0..2 {
+        store
+            .job_insert(&NewJob::new("uncounted", serde_json::json!([0, 40])).partitions(4))
+            .await
+            .unwrap();
+    }
+    let registry = Registry::new().with(Uncounted);
+    registry.check_partitions("uncounted", 4).unwrap();
+    let worker = Worker::new(store, registry, WorkerConfig::default()).unwrap();
+    worker.run_until_idle().await.unwrap();
+
+    let said: Vec<_> = buffer
+        .lines()
+        .into_iter()
+        .filter(|l| {
+            l["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("job kind `uncounted` has no `Job::total`"))
+        })
+        .collect();
+    assert_eq!(said.len(), 1, "once for 8 partitions: {said:#?}");
+    assert_eq!(said[0]["level"], "WARN");
+}

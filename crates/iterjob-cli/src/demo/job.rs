@@ -206,6 +206,7 @@ fn batches<S: DemoStore>(
 
 impl Job for SyncProducts {
     const KIND: &'static str = "demo_sync_products";
+    const PARTITIONABLE: bool = true;
     type Params = SyncParams;
     type Cursor = KeysetCursor;
     /// A batch of products and the cursor just past it.

@@ -130,6 +130,7 @@ impl Params {
 
 impl<H: SqlHarness> TransactionalJob<DbOf<H>> for WriteEffects<H> {
     const KIND: &'static str = "write_effects";
+    const PARTITIONABLE: bool = true;
     type Params = Params;
     type Cursor = i64;
     type Item = Vec<i64>;
@@ -874,6 +875,7 @@ struct Marked<H> {
 
 impl<H: SqlHarness> TransactionalJob<DbOf<H>> for Marked<H> {
     const KIND: &'static str = "marked";
+    const PARTITIONABLE: bool = true;
     type Params = i64;
     type Cursor = i64;
     type Item = i64;
@@ -1061,9 +1063,14 @@ pub fn forwards_on_error<H: SqlHarness>() {
     });
 }
 
-/// `partition` reaches the inner job.
+/// `partition` reaches the inner job, and so does its declaration
+/// (`PARTITIONABLE`), which enqueue checks.
 pub fn forwards_partition<H: SqlHarness>() {
     forwarding::<H>(async |job, _, _| {
+        fn partitionable<J: Job>(_: &J) -> bool {
+            J::PARTITIONABLE
+        }
+        assert!(partitionable(job), "PARTITIONABLE reaches the adapter");
         assert_eq!(
             Job::partition(job, &5, 3).await.expect("partition"),
             vec![8, 8]

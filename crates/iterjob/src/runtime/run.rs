@@ -921,11 +921,16 @@ impl<J: Job> Runner<J> {
         let live = Arc::clone(&self.env.live);
         let limit = self.env.settings.total_timeout;
         let id = self.id();
+        let partition = self.env.claimed.job.parent_id.is_some();
         let task = tokio::spawn(async move {
             let total = AssertUnwindSafe(job.total(&params)).catch_unwind();
             match tokio::time::timeout(limit, total).await {
                 Ok(Ok(Ok(Some(total)))) => live.set_items_total(total),
-                Ok(Ok(Ok(None))) => {}
+                Ok(Ok(Ok(None))) => {
+                    if partition {
+                        no_total_for_partitions::<J>();
+                    }
+                }
                 Ok(Ok(Err(e))) => {
                     tracing::warn!(job = id, error = %e, "computing the total failed")
                 }
@@ -943,6 +948,25 @@ impl<J: Job> Runner<J> {
         });
         self.env.live.set_total_task(task);
     }
+}
+
+/// Says once per kind and process that a partitioned kind without a total is never
+/// split dynamically: idle workers only split partitions whose remaining items
+/// are known, so without this line their idle slots would stay idle in silence.
+fn no_total_for_partitions<J: Job>() {
+    static SAID: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
+    let mut said = SAID.lock().unwrap_or_else(|e| e.into_inner());
+    if said.contains(&J::KIND) {
+        return;
+    }
+    said.push(J::KIND);
+    tracing::warn!(
+        kind = J::KIND,
+        "job kind `{}` has no `Job::total`: its partitions are never split dynamically \
+         (idle workers split only partitions whose remaining items are known); implement \
+         `total` (an estimate will do) to rebalance them",
+        J::KIND
+    );
 }
 
 /// Items between two reads of the clock in the run loop.

@@ -659,8 +659,10 @@ impl Worker {
             running_ms: claimed.job.running_ms,
         };
         // every event of the run, the job's own `tracing` calls in `process`
-        // included, carries the job it belongs to
-        let span = tracing::info_span!(
+        // included, carries the job it belongs to; at the error level so that the
+        // span is on whenever any event is (a filter at `warn` would drop an info
+        // span and leave a warning without its job)
+        let span = tracing::error_span!(
             "run",
             job = id,
             kind = %claimed.job.kind,
