@@ -497,6 +497,7 @@ pub(crate) async fn execute(cli: Cli, mut context: AppContext) -> Result<()> {
             // a worker keeps a SIGTERM that arrives while it starts
             let stop = matches!(command, Command::Worker(_)).then(StopSignal::install);
             // commands that look at or act on stored jobs never create a database
+            // nor change its schema
             let creates = matches!(
                 command,
                 Command::Migrate
@@ -507,10 +508,11 @@ pub(crate) async fn execute(cli: Cli, mut context: AppContext) -> Result<()> {
             ) || matches!(command, Command::Throttle(ThrottleCommand::On { .. }));
             #[cfg(feature = "dashboard")]
             let creates = creates || matches!(command, Command::Dashboard(_));
-            if !creates {
-                crate::store::require_existing(&cli.database_url)?;
-            }
-            let open = open_store(&cli.database_url).await?;
+            let open = if creates {
+                open_store(&cli.database_url).await?
+            } else {
+                crate::store::open_existing_store(&cli.database_url).await?
+            };
             // only the commands that use the kinds run the app's setup
             let needs_kinds = matches!(
                 command,

@@ -61,7 +61,7 @@ pub use commands::Cli;
 #[cfg(feature = "dashboard")]
 pub use dashboard::{DashboardArgs, DashboardOptions};
 pub use demo::{Product, SyncParams, SyncProducts};
-pub use store::{DEFAULT_DATABASE_URL, OpenStore, open_store};
+pub use store::{DEFAULT_DATABASE_URL, OpenStore, open_existing_store, open_store};
 
 /// What [`App::setup`] runs: builds the app's shared resources and returns the
 /// kinds (and schedules, health checks) that use them.

@@ -98,7 +98,7 @@ pub(crate) fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
 /// For commands that only look at (or act on) jobs already stored: refuses a
 /// SQLite database file that does not exist instead of creating an empty one (a
 /// command run from the wrong directory would otherwise report "no jobs").
-pub(crate) fn require_existing(url: &str) -> Result<()> {
+fn require_existing(url: &str) -> Result<()> {
     if let Some(path) = sqlite_file(url)
         && !path.exists()
     {
@@ -128,6 +128,20 @@ pub(crate) fn require_existing(url: &str) -> Result<()> {
 /// * `mysql://user[:password]@host[:port]/database` (or `mariadb://`): the MySQL
 ///   and MariaDB store, its tables (`iterjob_*`) in that database (feature `mysql`).
 pub async fn open_store(url: &str) -> Result<OpenStore> {
+    open(url, true).await
+}
+
+/// Opens the store for `url` as [`open_store`] does, but without creating or
+/// migrating anything: the database must exist and hold the schema this build
+/// writes, else the error says to run `migrate`. For commands that only look at
+/// or act on stored jobs, which an operator may run with another build than the
+/// workers'.
+pub async fn open_existing_store(url: &str) -> Result<OpenStore> {
+    require_existing(url)?;
+    open(url, false).await
+}
+
+async fn open(url: &str, migrate: bool) -> Result<OpenStore> {
     let url = url.trim();
     if url.is_empty() {
         bail!(
@@ -146,9 +160,12 @@ pub async fn open_store(url: &str) -> Result<OpenStore> {
         Kind::Sqlite => {
             #[cfg(feature = "sqlite")]
             {
-                let sqlite = iterjob_sqlite::SqliteStore::connect(url)
-                    .await
-                    .with_context(|| format!("opening the iterjob store at {url}"))?;
+                let sqlite = if migrate {
+                    iterjob_sqlite::SqliteStore::connect(url).await
+                } else {
+                    iterjob_sqlite::SqliteStore::connect_existing(url).await
+                }
+                .with_context(|| format!("opening the iterjob store at {url}"))?;
                 Ok(OpenStore {
                     store: Arc::new(sqlite.clone()),
                     backend: Backend::Sqlite(sqlite),
@@ -160,9 +177,11 @@ pub async fn open_store(url: &str) -> Result<OpenStore> {
         Kind::Postgres => {
             #[cfg(feature = "postgres")]
             {
-                let postgres = iterjob_postgres::PgStore::connect(url)
-                    .await
-                    .context("opening the iterjob store on PostgreSQL")?;
+                let postgres = iterjob_postgres::PgStore::connect_with(
+                    iterjob_postgres::PgOptions::new(url).migrate(migrate),
+                )
+                .await
+                .context("opening the iterjob store on PostgreSQL")?;
                 Ok(OpenStore {
                     store: Arc::new(postgres.clone()),
                     backend: Backend::Postgres(postgres),
@@ -174,9 +193,11 @@ pub async fn open_store(url: &str) -> Result<OpenStore> {
         Kind::MySql => {
             #[cfg(feature = "mysql")]
             {
-                let mysql = iterjob_mysql::MySqlStore::connect(url)
-                    .await
-                    .context("opening the iterjob store on MySQL")?;
+                let mysql = iterjob_mysql::MySqlStore::connect_with(
+                    iterjob_mysql::MySqlOptions::new(url).migrate(migrate),
+                )
+                .await
+                .context("opening the iterjob store on MySQL")?;
                 Ok(OpenStore {
                     store: Arc::new(mysql.clone()),
                     backend: Backend::MySql(mysql),

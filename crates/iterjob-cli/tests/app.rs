@@ -270,3 +270,89 @@ async fn partitions_for_a_kind_that_cannot_partition_are_refused_at_enqueue() {
         "{error}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_only_commands_never_migrate() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("app.db");
+    let url = format!("sqlite://{}", path.display());
+    let run = |args: &[&str]| {
+        let app = App::new("myapp").register(Count);
+        let mut full = vec!["myapp", "--database-url", url.as_str()];
+        full.extend_from_slice(args);
+        let cli = app.try_parse_from(full).expect("parse");
+        app.run_cli(cli)
+    };
+    let tables = || async {
+        let pool = sqlx::SqlitePool::connect(&url).await.expect("open");
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table'")
+            .fetch_one(&pool)
+            .await
+            .expect("count");
+        let version: Option<i64> = if n > 0 {
+            sqlx::query_scalar("SELECT MAX(version) FROM iterjob_schema_migrations")
+                .fetch_one(&pool)
+                .await
+                .expect("version")
+        } else {
+            None
+        };
+        pool.close().await;
+        (n, version)
+    };
+    // an SQLite file that is not (yet) a store: `jobs` leaves it so
+    {
+        let options = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true);
+        let pool = sqlx::SqlitePool::connect_with(options)
+            .await
+            .expect("create");
+        pool.close().await;
+    }
+    assert_eq!(run(&["jobs"]).await, ExitCode::FAILURE);
+    assert_eq!(tables().await, (0, None), "no tables created");
+
+    // a store one schema version behind: `show`, `jobs`, `pause` refuse, changing nothing
+    assert_eq!(run(&["migrate"]).await, ExitCode::SUCCESS);
+    let (_, current) = tables().await;
+    let current = current.expect("migrated");
+    // (its record hidden away, as a store of the previous release would lack it)
+    let hide = |sql: &'static str| {
+        let url = url.clone();
+        async move {
+            let pool = sqlx::SqlitePool::connect(&url).await.expect("open");
+            sqlx::query(sql).execute(&pool).await.expect(sql);
+            pool.close().await;
+        }
+    };
+    hide(
+        "CREATE TABLE hidden AS SELECT * FROM iterjob_schema_migrations \
+         WHERE version = (SELECT MAX(version) FROM iterjob_schema_migrations)",
+    )
+    .await;
+    hide("DELETE FROM iterjob_schema_migrations WHERE version IN (SELECT version FROM hidden)")
+        .await;
+    for args in [&["jobs"][..], &["show", "1"], &["pause", "1"], &["queues"]] {
+        assert_eq!(run(args).await, ExitCode::FAILURE, "{args:?}");
+        assert_eq!(
+            tables().await.1,
+            Some(current - 1),
+            "{args:?} left the schema alone"
+        );
+    }
+    let error = iterjob_cli::open_existing_store(&url).await.unwrap_err();
+    let error = format!("{error:#}");
+    assert!(
+        error.contains(&format!(
+            "schema version {}, older than this build's {current}",
+            current - 1
+        )) && error.contains("run `migrate`"),
+        "{error}"
+    );
+    // back to the current schema: read-only commands work again
+    hide("INSERT INTO iterjob_schema_migrations SELECT * FROM hidden").await;
+    assert_eq!(run(&["enqueue", "count"]).await, ExitCode::SUCCESS);
+    assert_eq!(tables().await.1, Some(current));
+    assert_eq!(run(&["jobs"]).await, ExitCode::SUCCESS);
+}

@@ -847,3 +847,58 @@ async fn jobs_enqueued_in_a_callers_transaction_exist_iff_it_commits() {
     }
     assert_eq!(store.job_claim(&welcome).await.unwrap().len(), 2);
 }
+
+/// `migrate(false)` changes nothing: a missing schema stays missing, an older one
+/// is refused with what to run; a current one opens.
+#[tokio::test]
+async fn a_store_opened_without_migrating_checks_and_changes_nothing() {
+    if !common::require_pg().await {
+        return;
+    }
+    let name = common::schema_name();
+    let unmigrated = |name: &str| {
+        PgStore::connect_with(PgOptions::new(common::pg_url()).schema(name).migrate(false))
+    };
+    let error = unmigrated(&name).await.unwrap_err().to_string();
+    assert!(
+        error.contains("no iterjob tables yet") && error.contains("`migrate`"),
+        "{error}"
+    );
+    let mut admin = admin().await;
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)")
+            .bind(&name)
+            .fetch_one(&mut admin)
+            .await
+            .unwrap();
+    assert!(!exists, "the schema was not created");
+
+    let Some(db) = common::TempSchema::new().await else {
+        return;
+    };
+    unmigrated(&db.name).await.expect("a current schema opens");
+    sqlx::query(&format!(
+        "DELETE FROM \"{}\".schema_migrations WHERE version = $1",
+        db.name
+    ))
+    .bind(SCHEMA_VERSION)
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    let error = unmigrated(&db.name).await.unwrap_err().to_string();
+    assert!(
+        error.contains(&format!(
+            "schema version {}, older than this build's {SCHEMA_VERSION}",
+            SCHEMA_VERSION - 1
+        )),
+        "{error}"
+    );
+    let newest: i64 = sqlx::query_scalar(&format!(
+        "SELECT MAX(version) FROM \"{}\".schema_migrations",
+        db.name
+    ))
+    .fetch_one(&mut admin)
+    .await
+    .unwrap();
+    assert_eq!(newest, SCHEMA_VERSION - 1, "left as it was");
+}

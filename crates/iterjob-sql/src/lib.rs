@@ -35,6 +35,7 @@ pub mod keyset;
 pub mod pool;
 pub mod record;
 pub mod release;
+pub mod schema;
 pub mod throttles;
 pub mod transactional;
 

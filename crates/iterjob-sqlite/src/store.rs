@@ -217,6 +217,61 @@ impl SqliteStore {
         Ok(store)
     }
 
+    /// Opens an existing store without creating or changing anything: the file must
+    /// exist and hold the schema this build writes ([`SqliteStore::check_schema`]).
+    /// For read-only tools (the command line's `jobs`, `show` …), which must not
+    /// upgrade a schema that workers of another build still use.
+    ///
+    /// # Errors
+    /// As [`SqliteStore::connect`], and as [`SqliteStore::check_schema`].
+    pub async fn connect_existing(url_or_path: &str) -> Result<Self> {
+        let options = Self::options(url_or_path)?.create_if_missing(false);
+        let path = options.get_filename().to_path_buf();
+        let db: Arc<str> = path.display().to_string().into();
+        check_path(&path, &db)?;
+        let pool = iterjob_sql::pool::hygienic(SqlitePoolOptions::new())
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .test_before_acquire(false)
+            .connect_with(options)
+            .await
+            .map_err(|err| map_sqlx(&db, "opening the database", err))?;
+        let store = SqliteStore { pool, db };
+        store.check_schema().await?;
+        Ok(store)
+    }
+
+    /// Checks, changing nothing, that the database holds the schema this build
+    /// writes.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when the file has no iterjob tables or an older version
+    /// (the message says to run `migrate`); [`Error::Corrupt`] when a newer iterjob
+    /// wrote it, or the file is not an SQLite database.
+    pub async fn check_schema(&self) -> Result<()> {
+        let exists: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM sqlite_master \
+             WHERE type = 'table' AND name = 'iterjob_schema_migrations'",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(self.err("looking up the tables"))?;
+        let newest: Option<i64> = if exists > 0 {
+            sqlx::query_scalar("SELECT MAX(version) FROM iterjob_schema_migrations")
+                .fetch_one(&self.pool)
+                .await
+                .map_err(self.err("reading the schema version"))?
+        } else {
+            None
+        };
+        iterjob_sql::schema::check_version(
+            &format!("SQLite store `{}`", self.db),
+            newest,
+            crate::SCHEMA_VERSION,
+            concat!("iterjob-sqlite ", env!("CARGO_PKG_VERSION")),
+        )
+    }
+
     /// A store on an existing pool, for an application that already has one. Does not
     /// touch the database: call [`Store::migrate`] before using the store.
     pub fn from_pool(pool: SqlitePool) -> Self {

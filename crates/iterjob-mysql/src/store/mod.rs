@@ -167,8 +167,43 @@ impl MySqlStore {
         let _ = probe.close().await;
         let pool = Self::pool_options(&options).connect_lazy_with(connect);
         let store = MySqlStore::build(pool, target, options.watch_interval);
-        store.migrate().await?;
+        if options.migrate {
+            store.migrate().await?;
+        } else {
+            store.check_schema().await?;
+        }
         Ok(store)
+    }
+
+    /// Checks, changing nothing, that the tables are the ones this build writes.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when the database has no iterjob tables or an older
+    /// version (the message says to run `migrate`); [`Error::Corrupt`] when a newer
+    /// iterjob wrote them; [`Error::Backend`] when the server cannot be read.
+    pub async fn check_schema(&self) -> Result<()> {
+        let target = &self.inner.target;
+        let exists: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM information_schema.tables \
+             WHERE table_schema = DATABASE() AND table_name = 'iterjob_schema_migrations'",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| map_sqlx(target, "looking up the tables", e))?;
+        let newest: Option<i64> = if exists > 0 {
+            sqlx::query_scalar("SELECT MAX(version) FROM iterjob_schema_migrations")
+                .fetch_one(&self.pool)
+                .await
+                .map_err(|e| map_sqlx(target, "reading the schema version", e))?
+        } else {
+            None
+        };
+        iterjob_sql::schema::check_version(
+            &format!("MySQL store {target}"),
+            newest,
+            crate::SCHEMA_VERSION,
+            concat!("iterjob-mysql ", env!("CARGO_PKG_VERSION")),
+        )
     }
 
     /// A store whose pool connects on first use, without touching the server now:

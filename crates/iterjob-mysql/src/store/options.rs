@@ -59,6 +59,11 @@ pub struct MySqlOptions {
     /// lookups on a connection of the pool. `Duration::ZERO` turns it off: workers
     /// then find other processes' jobs by polling (`WorkerConfig::poll_interval`).
     pub watch_interval: Duration,
+    /// Whether [`MySqlStore::connect_with`](crate::MySqlStore::connect_with) creates
+    /// and upgrades the tables (default true). When false it changes nothing and
+    /// refuses tables that are missing, older or newer than this build's
+    /// ([`MySqlStore::check_schema`](crate::MySqlStore::check_schema)).
+    pub migrate: bool,
 }
 
 impl Default for MySqlOptions {
@@ -70,6 +75,7 @@ impl Default for MySqlOptions {
             acquire_timeout: DEFAULT_ACQUIRE_TIMEOUT,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             watch_interval: DEFAULT_WATCH_INTERVAL,
+            migrate: true,
         }
     }
 }
@@ -81,6 +87,12 @@ impl MySqlOptions {
             url: url.into(),
             ..MySqlOptions::default()
         }
+    }
+
+    /// Turns the migration on connect on or off; see [`MySqlOptions::migrate`].
+    pub fn migrate(mut self, migrate: bool) -> Self {
+        self.migrate = migrate;
+        self
     }
 
     /// Sets the pool size.

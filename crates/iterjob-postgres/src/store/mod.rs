@@ -205,8 +205,47 @@ impl PgStore {
             .acquire_timeout(options.acquire_timeout)
             .connect_lazy_with(connect.clone());
         let store = PgStore::build(pool, connect, target, options.notify);
-        store.migrate().await?;
+        if options.migrate {
+            store.migrate().await?;
+        } else {
+            store.check_schema().await?;
+        }
         Ok(store)
+    }
+
+    /// Checks, changing nothing, that the schema is the one this build writes.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when the schema has no iterjob tables or an older version
+    /// (the message says to run `migrate`); [`Error::Corrupt`] when a newer iterjob
+    /// wrote it; [`Error::Backend`] when the server cannot be read.
+    pub async fn check_schema(&self) -> Result<()> {
+        let target = &self.inner.target;
+        let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+            .bind(crate::migrate::render(
+                "{schema}.schema_migrations",
+                &target.schema,
+            ))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| map_sqlx(target, "looking up the schema", e))?;
+        let newest: Option<i64> = if exists {
+            sqlx::query_scalar(&format!(
+                "SELECT MAX(version) FROM {}",
+                crate::migrate::render("{schema}.schema_migrations", &target.schema)
+            ))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| map_sqlx(target, "reading the schema version", e))?
+        } else {
+            None
+        };
+        iterjob_sql::schema::check_version(
+            &format!("PostgreSQL store {target}"),
+            newest,
+            crate::SCHEMA_VERSION,
+            concat!("iterjob-postgres ", env!("CARGO_PKG_VERSION")),
+        )
     }
 
     /// A store in the default schema (`iterjob`, notifications on) on an existing

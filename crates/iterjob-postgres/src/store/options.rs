@@ -61,6 +61,11 @@ pub struct PgOptions {
     pub acquire_timeout: Duration,
     /// How long the first connection may take (default [`DEFAULT_CONNECT_TIMEOUT`]).
     pub connect_timeout: Duration,
+    /// Whether [`PgStore::connect_with`](crate::PgStore::connect_with) creates and
+    /// upgrades the schema (default true). When false it changes nothing and
+    /// refuses a schema that is missing, older or newer than this build's
+    /// ([`PgStore::check_schema`](crate::PgStore::check_schema)): for read-only tools.
+    pub migrate: bool,
 }
 
 impl Default for PgOptions {
@@ -73,6 +78,7 @@ impl Default for PgOptions {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             acquire_timeout: DEFAULT_ACQUIRE_TIMEOUT,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            migrate: true,
         }
     }
 }
@@ -95,6 +101,12 @@ impl PgOptions {
     /// Turns `LISTEN`/`NOTIFY` wake-ups on or off.
     pub fn notify(mut self, notify: bool) -> Self {
         self.notify = notify;
+        self
+    }
+
+    /// Turns the migration on connect on or off; see [`PgOptions::migrate`].
+    pub fn migrate(mut self, migrate: bool) -> Self {
+        self.migrate = migrate;
         self
     }
 
