@@ -97,9 +97,9 @@ fn readiness_follows_the_store_and_turns_false_on_sigterm_before_jobs_stop() {
     let setup = s.run(&[
         "demo",
         "--products",
-        "500",
+        "2000",
         "--api-latency",
-        "1ms",
+        "20ms",
         "--interrupt-after",
         "50ms",
     ]);

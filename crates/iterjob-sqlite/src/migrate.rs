@@ -43,6 +43,12 @@ const INSERT_APPLIED: &str = "INSERT INTO iterjob_schema_migrations \
 /// in errors). Idempotent, and safe to run from several processes at once: the
 /// `BEGIN IMMEDIATE` transaction serializes them.
 pub(crate) async fn run(pool: &SqlitePool, db: &str) -> Result<()> {
+    // Up to date already (every start after the first): a read tells, without the
+    // write lock `BEGIN IMMEDIATE` takes, so a worker starts even while another
+    // process holds that lock for long (stopped mid-transaction, a long import).
+    if up_to_date(pool).await {
+        return Ok(());
+    }
     let mut tx = pool
         .begin_with("BEGIN IMMEDIATE")
         .await
@@ -115,6 +121,34 @@ pub(crate) async fn run(pool: &SqlitePool, db: &str) -> Result<()> {
         .await
         .map_err(|err| map_sqlx(db, "committing the schema migration", err))?;
     Ok(())
+}
+
+/// True when every migration this build ships is recorded, with its checksum. Any
+/// doubt (no bookkeeping table, a read error, a difference) is false: the caller
+/// then runs the full migration, which reports what is wrong.
+async fn up_to_date(pool: &SqlitePool) -> bool {
+    let Ok(applied) = sqlx::query_as::<_, (i64, String, Vec<u8>)>(SELECT_APPLIED)
+        .fetch_all(pool)
+        .await
+    else {
+        return false;
+    };
+    let applied: BTreeMap<i64, Vec<u8>> = applied
+        .into_iter()
+        .map(|(version, _, checksum)| (version, checksum))
+        .collect();
+    let mut expected = 0;
+    for migration in MIGRATOR.iter() {
+        if migration.migration_type.is_down_migration() {
+            continue;
+        }
+        expected += 1;
+        match applied.get(&migration.version) {
+            Some(checksum) if checksum.as_slice() == &*migration.checksum => {}
+            _ => return false,
+        }
+    }
+    applied.len() == expected
 }
 
 #[cfg(test)]

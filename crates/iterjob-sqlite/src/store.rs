@@ -229,6 +229,13 @@ impl SqliteStore {
         let path = options.get_filename().to_path_buf();
         let db: Arc<str> = path.display().to_string().into();
         check_path(&path, &db)?;
+        // a WAL database is written even to be read (its shared-memory index), and
+        // the admin commands write: say why it cannot be, as `connect` does
+        if on_disk(&path)
+            && let Some(why) = crate::error::not_writable(&db)
+        {
+            return Err(Error::Config(format!("SQLite store `{db}`: {why}")));
+        }
         let pool = iterjob_sql::pool::hygienic(SqlitePoolOptions::new())
             .idle_timeout(None)
             .max_lifetime(None)

@@ -143,6 +143,7 @@ pub mod runtime;
 pub mod schedule;
 pub mod steps;
 pub mod store;
+pub mod testing;
 
 /// Re-exported for implementing [`HealthCheck`] (and [`Store`]) without a direct
 /// dependency on the `async-trait` crate.
