@@ -1361,7 +1361,7 @@ async fn show_status(worker: Arc<Worker>) {
         if tty {
             bar.set_message(line);
             bar.tick();
-        } else if ticks % 20 == 0 {
+        } else if ticks.is_multiple_of(20) {
             eprintln!("{line}");
         }
     }

@@ -327,14 +327,14 @@ pub(crate) fn job_detail(job: &JobRecord) -> String {
     if let Some(rate) = rate_per_sec(job) {
         lines.push(format!("  rate           {rate:.1} items/s"));
     }
-    if let Some(eta) = eta_secs(job) {
-        if !job.state.is_finished() {
-            let d = std::time::Duration::from_secs(eta.round() as u64);
-            lines.push(format!(
-                "  eta            {}",
-                humantime::format_duration(d)
-            ));
-        }
+    if let Some(eta) = eta_secs(job)
+        && !job.state.is_finished()
+    {
+        let d = std::time::Duration::from_secs(eta.round() as u64);
+        lines.push(format!(
+            "  eta            {}",
+            humantime::format_duration(d)
+        ));
     }
     lines.push(format!(
         "  time running   {}",

@@ -142,7 +142,7 @@ impl Follower {
         })) {
             out.push(event);
         }
-        if self.counts && self.tick % 5 == 0 {
+        if self.counts && self.tick.is_multiple_of(5) {
             match self.state.store.job_count_by_state().await {
                 Ok(counts) => {
                     let map: BTreeMap<&str, String> = counts

@@ -192,12 +192,14 @@ where
 /// The worker the helpers run: one slot, quick polls, no backpressure signal that
 /// timing on a busy test machine could trip.
 fn config() -> WorkerConfig {
-    let mut config = WorkerConfig::default();
-    config.concurrency = 1;
-    config.poll_interval = Duration::from_millis(10);
+    let mut config = WorkerConfig {
+        concurrency: 1,
+        poll_interval: Duration::from_millis(10),
+        retention: None,
+        dynamic_splitting: false,
+        ..WorkerConfig::default()
+    };
     config.backpressure.store_latency = None;
-    config.retention = None;
-    config.dynamic_splitting = false;
     config
 }
 
@@ -326,8 +328,7 @@ where
             J::KIND,
             done.last_error
         );
-        let items = items.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        items
+        items.lock().unwrap_or_else(|e| e.into_inner()).clone()
     };
     for k in interruption_points(full.len()) {
         let (id, queue) = enqueue(&store, &*job, params)

@@ -17,7 +17,7 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 /// Bytes from hex (an optional `\x` prefix, as PostgreSQL writes `bytea`).
 pub(crate) fn unhex(text: &str) -> Option<Vec<u8>> {
     let text = text.strip_prefix("\\x").unwrap_or(text);
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return None;
     }
     (0..text.len())

@@ -444,19 +444,19 @@ impl<J: Job> Runner<J> {
                 );
             }
         }
-        if flags & THROTTLE != 0 {
-            if let Some(backoff) = guard_value(self.job.throttle(ctx)).await {
-                return Attended::End(
-                    self.interrupt(
-                        ctx,
-                        pos,
-                        InterruptReason::Throttled,
-                        backoff,
-                        items_at_start,
-                    )
-                    .await,
-                );
-            }
+        if flags & THROTTLE != 0
+            && let Some(backoff) = guard_value(self.job.throttle(ctx)).await
+        {
+            return Attended::End(
+                self.interrupt(
+                    ctx,
+                    pos,
+                    InterruptReason::Throttled,
+                    backoff,
+                    items_at_start,
+                )
+                .await,
+            );
         }
         if flags & SPLIT != 0 {
             return self.split(ctx, pos, items_at_start).await;

@@ -240,10 +240,10 @@ impl Lines {
     }
 
     fn read_line(&mut self) -> Option<Result<(String, FileCursor), JobError>> {
-        if self.reader.is_none() {
-            if let Err(err) = self.open() {
-                return Some(Err(err));
-            }
+        if self.reader.is_none()
+            && let Err(err) = self.open()
+        {
+            return Some(Err(err));
         }
         let reader = self.reader.as_mut()?;
         let line_start = self.pos;
@@ -552,10 +552,10 @@ impl<T> CsvRows<T> {
     }
 
     fn read_record(&mut self) -> Option<Result<(T, FileCursor), JobError>> {
-        if self.reader.is_none() {
-            if let Err(err) = self.open() {
-                return Some(Err(err));
-            }
+        if self.reader.is_none()
+            && let Err(err) = self.open()
+        {
+            return Some(Err(err));
         }
         let end = self.range.end_or_max();
         let reader = self.reader.as_mut()?;
