@@ -160,10 +160,14 @@ fn aligned(rows: &[Vec<String>]) -> String {
         .collect();
     let mut out = String::new();
     for row in rows {
+        // padded by hand: `{:<w$}` panics for widths over 65,535
         let line: Vec<String> = row
             .iter()
             .zip(&widths)
-            .map(|(cell, w)| format!("{cell:<w$}"))
+            .map(|(cell, w)| {
+                let pad = w.saturating_sub(cell.chars().count());
+                format!("{cell}{}", " ".repeat(pad))
+            })
             .collect();
         out.push_str(line.join("  ").trim_end());
         out.push('\n');
@@ -366,7 +370,10 @@ pub(crate) fn job_detail(job: &JobRecord) -> String {
     }
     if let Some(w) = &job.worker_id {
         let lease = job.lease_expires_at.map(relative).unwrap_or_default();
-        lines.push(format!("  worker         {w} (lease expires {lease})"));
+        lines.push(format!(
+            "  worker         {} (lease expires {lease})",
+            printable(w)
+        ));
     }
     if job.pause_requested {
         lines.push("  pause requested".to_string());
@@ -375,17 +382,17 @@ pub(crate) fn job_detail(job: &JobRecord) -> String {
         lines.push("  cancel requested".to_string());
     }
     if let Some(key) = &job.unique_key {
-        lines.push(format!("  unique key     {key}"));
+        lines.push(format!("  unique key     {}", printable(key)));
     }
     if let Some(e) = &job.last_error {
         if job.state == JobState::Queued && e.starts_with("throttled by ") {
             // a backpressure signal sent it back: say why it waits
             lines.push(format!(
                 "  throttled      {}",
-                e.trim_start_matches("throttled by ")
+                printable(e.trim_start_matches("throttled by "))
             ));
         } else {
-            lines.push(format!("  last error     {e}"));
+            lines.push(format!("  last error     {}", printable(e)));
         }
     }
     lines.join("\n")
@@ -395,7 +402,7 @@ pub(crate) fn job_detail(job: &JobRecord) -> String {
 mod tests {
     use std::time::Duration;
 
-    use super::throttle_note;
+    use super::{aligned, job_detail, throttle_note};
 
     #[test]
     fn throttle_note_shows_the_delay_per_item() {
@@ -408,6 +415,34 @@ mod tests {
             throttle_note(Duration::from_micros(2_500)),
             ", throttled: 2.5 ms/item"
         );
+    }
+
+    #[test]
+    fn a_cell_wider_than_a_format_width_is_padded_not_a_panic() {
+        let wide = "w".repeat(70_000);
+        let table = aligned(&[vec![wide.clone(), "B".into()], vec!["a".into(), "b".into()]]);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines[0], format!("{wide}  B"));
+        assert_eq!(lines[1].len(), 70_000 + 3, "padded to the widest cell");
+    }
+
+    #[tokio::test]
+    async fn control_characters_from_the_store_are_escaped_in_the_detail() {
+        use iterjob::Store;
+        let store = iterjob::MemoryStore::new();
+        let id = store
+            .job_insert(&iterjob::NewJob::new("k", serde_json::json!(null)))
+            .await
+            .unwrap();
+        let mut job = store.job_get(id).await.unwrap().unwrap();
+        job.last_error = Some("boom\u{1b}[2J\r\nagain".into());
+        job.unique_key = Some("key\u{7}".into());
+        let detail = job_detail(&job);
+        assert!(
+            !detail.contains('\u{1b}') && !detail.contains('\u{7}'),
+            "{detail:?}"
+        );
+        assert!(detail.contains("boom\\u{1b}[2J\\r\\nagain"), "{detail}");
     }
 }
 

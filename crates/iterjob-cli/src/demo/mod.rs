@@ -404,6 +404,28 @@ async fn finish(
     }
 }
 
+/// A partition's bar label: the ids it walks (`ids 15001–30000`), from its
+/// parameters' key range; its job id when they do not say.
+fn range_label(part: &JobRecord) -> String {
+    let Ok(params) = serde_json::from_value::<SyncParams>(part.params.clone()) else {
+        return format!("job {}", part.id);
+    };
+    let bound = |cursor: &Option<iterjob_sql::KeysetCursor>| {
+        cursor.as_ref().map(|c| {
+            let text = c.to_string();
+            text.trim_start_matches('(')
+                .trim_end_matches(')')
+                .to_string()
+        })
+    };
+    match (bound(&params.range.after), bound(&params.range.until)) {
+        (None, None) => "all ids".to_string(),
+        (None, Some(until)) => format!("ids ..={until}"),
+        (Some(after), None) => format!("ids >{after}"),
+        (Some(after), Some(until)) => format!("ids >{after} ..={until}"),
+    }
+}
+
 /// Shows one progress bar per partition and one for the whole job until the job
 /// finishes (false) or the demo is interrupted (true).
 async fn watch_partitions(
@@ -422,7 +444,7 @@ async fn watch_partitions(
             .expect("valid template"),
         ),
     );
-    let part_style = ProgressStyle::with_template("  {prefix:>14} {bar:40} {pos}/{len} {msg}")
+    let part_style = ProgressStyle::with_template("  {prefix:>22} {bar:40} {pos}/{len} {msg}")
         .expect("valid template");
     let mut bars: BTreeMap<JobId, ProgressBar> = BTreeMap::new();
     let mut tick = tokio::time::interval(Duration::from_millis(100));
@@ -455,7 +477,7 @@ async fn watch_partitions(
             }
             let bar = bars.entry(part.id).or_insert_with(|| {
                 let bar = multi.add(ProgressBar::new(0).with_style(part_style.clone()));
-                bar.set_prefix(format!("partition {}", part.id));
+                bar.set_prefix(range_label(part));
                 bar
             });
             if let Some(t) = part_total {
@@ -494,4 +516,40 @@ async fn watch_partitions(
     }
     total_bar.finish_and_clear();
     Ok(interrupted)
+}
+
+#[cfg(test)]
+mod tests {
+    use iterjob::Store;
+    use serde_json::json;
+
+    use super::range_label;
+
+    #[tokio::test]
+    async fn partition_bars_are_labelled_by_their_id_range() {
+        let store = iterjob::MemoryStore::new();
+        let mut labels = Vec::new();
+        for range in [
+            json!({"after": null, "until": [1500]}),
+            json!({"after": [1500], "until": [3000]}),
+            json!({"after": [3000], "until": null}),
+        ] {
+            let params = json!({"database_url": "sqlite://x.db", "range": range});
+            let id = store
+                .job_insert(&iterjob::NewJob::new("demo_sync_products", params))
+                .await
+                .unwrap();
+            labels.push(range_label(&store.job_get(id).await.unwrap().unwrap()));
+        }
+        assert_eq!(labels, ["ids ..=1500", "ids >1500 ..=3000", "ids >3000"]);
+        // parameters it cannot read: the job's id
+        let id = store
+            .job_insert(&iterjob::NewJob::new("demo_sync_products", json!(7)))
+            .await
+            .unwrap();
+        assert_eq!(
+            range_label(&store.job_get(id).await.unwrap().unwrap()),
+            format!("job {id}")
+        );
+    }
 }
