@@ -239,6 +239,7 @@ impl App {
     /// Runs an already parsed command line on the current tokio runtime.
     pub async fn run_cli(self, cli: Cli) -> ExitCode {
         output::init_tracing(cli.verbose, cli.log_format);
+        let name = self.name.clone();
         let context = commands::AppContext {
             name: self.name,
             registry: self.registry,
@@ -250,7 +251,8 @@ impl App {
             // the reader of the output went away (`| head`): nothing left to say
             Err(error) if is_broken_pipe(&error) => ExitCode::SUCCESS,
             Err(error) => {
-                output::status_eprintln(&format!("error: {}", one_line(&error)));
+                let line = with_binary(&one_line(&error), &name);
+                output::status_eprintln(&format!("error: {line}"));
                 ExitCode::FAILURE
             }
         }
@@ -357,6 +359,23 @@ fn is_broken_pipe(error: &anyhow::Error) -> bool {
     })
 }
 
+/// Hints name the commands to run (`` `retry 7` ``, `` `migrate` ``): prefixed with
+/// the binary's name (`` `myapp retry 7` ``), so they can be pasted as they are.
+fn with_binary(text: &str, name: &str) -> String {
+    use clap::CommandFactory;
+    let mut out = text.to_string();
+    for command in Cli::command().get_subcommands() {
+        let command = command.get_name();
+        for end in [" ", "`"] {
+            out = out.replace(
+                &format!("`{command}{end}"),
+                &format!("`{name} {command}{end}"),
+            );
+        }
+    }
+    out
+}
+
 fn one_line(error: &anyhow::Error) -> String {
     let mut out = String::new();
     for cause in error.chain() {
@@ -370,4 +389,24 @@ fn one_line(error: &anyhow::Error) -> String {
         out.push_str(&text);
     }
     out.replace('\n', " ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_binary;
+
+    #[test]
+    fn hints_name_the_binary() {
+        assert_eq!(
+            with_binary(
+                "job 7 failed; retry job 7 (the `retry` command) or `jobs --state failed`",
+                "myapp"
+            ),
+            "job 7 failed; retry job 7 (the `myapp retry` command) or `myapp jobs --state failed`"
+        );
+        assert_eq!(
+            with_binary("run `migrate` first; `--queue` is not a command", "billing"),
+            "run `billing migrate` first; `--queue` is not a command"
+        );
+    }
 }

@@ -4,9 +4,9 @@
 -- INSERT (`innodb_autoinc_lock_mode` 0 or 1); otherwise the store inserts one row at
 -- a time.
 -- per row: kind, queue, priority, params (JSON text), cursor (JSON text or NULL),
--- max_attempts, unique_key, run_at (NULL: now), partitions
+-- max_attempts, unique_key, run_at (NULL: now), partitions, trace context (NULL: none)
 INSERT INTO iterjob_jobs (
     kind, queue, priority, state, params, `cursor`, max_attempts, unique_key,
-    created_at, run_at, `partitions`
+    created_at, run_at, `partitions`, trace_context
 )
 VALUES {rows}

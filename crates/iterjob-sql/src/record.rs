@@ -53,6 +53,7 @@ pub fn job_record<D: Dialect>(row: &RowOf<D>) -> Result<JobRecord, String> {
         parent_id: reader.opt_int("parent_id")?,
         partitions: reader.opt_count("partitions", id)?,
         split_requested: reader.flag("split_requested")?,
+        trace_context: reader.opt_text("trace_context")?,
     })
 }
 

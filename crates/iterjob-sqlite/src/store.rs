@@ -450,6 +450,7 @@ impl SqliteStore {
             .bind(now)
             .bind(job.run_at)
             .bind(job.partitions.map(i64::from))
+            .bind(&job.trace_context)
             .fetch_one(&mut *tx)
             .await
             .map_err(self.err("enqueueing a job"))

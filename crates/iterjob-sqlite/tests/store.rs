@@ -165,8 +165,15 @@ async fn a_locked_database_says_so_after_the_busy_timeout() {
     let options = SqliteStore::options(path.to_str().unwrap())
         .unwrap()
         .busy_timeout(Duration::from_millis(200));
+    // opening an up-to-date store only reads: it does not wait for the lock (a
+    // worker starts while another process holds it)
+    let other = SqliteStore::connect_with(options).await.expect("opens");
+    // its first write waits the busy timeout, then says why
     let started = std::time::Instant::now();
-    let err = SqliteStore::connect_with(options).await.unwrap_err();
+    let err = other
+        .job_insert(&NewJob::new("k", json!(1)))
+        .await
+        .unwrap_err();
     assert!(started.elapsed() >= Duration::from_millis(150));
     let message = iterjob::error::error_chain(&err);
     assert!(matches!(err, Error::Backend(_)), "{err:?}");

@@ -424,8 +424,9 @@ pub async fn insert_get_roundtrip(store: Arc<dyn Store>) {
         unique_key: Some("rt-key".to_string()),
         cursor: Some(cursor.clone()),
         partitions: Some(6),
+        trace_context: Some(TRACEPARENT.to_string()),
     };
-    let plain = NewJob::new("plain", Value::Null);
+    let plain = NewJob::new("plain", Value::Null).trace_context(None);
     let ids = store
         .job_insert_many(&[full, plain])
         .await
@@ -462,8 +463,10 @@ pub async fn insert_get_roundtrip(store: Arc<dyn Store>) {
     assert_eq!(job.partitions, Some(6));
     assert_eq!(job.parent_id, None);
     assert!(!job.split_requested);
+    assert_eq!(job.trace_context.as_deref(), Some(TRACEPARENT));
 
     let job = get(store, ids[1]).await;
+    assert_eq!(job.trace_context, None);
     assert_eq!(job.kind, "plain");
     assert_eq!(job.partitions, None);
     assert_eq!(job.params, Value::Null, "null parameters round-trip");
@@ -474,6 +477,9 @@ pub async fn insert_get_roundtrip(store: Arc<dyn Store>) {
     assert_eq!(job.cursor, None);
     assert_recent(Some(job.run_at), before, "run_at defaults to now");
 }
+
+/// A W3C `traceparent`, as an enqueuer inside a trace records it.
+const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
 /// `job_insert_many` returns one distinct id per job, in order (ascending: later jobs
 /// are newer), and an empty batch inserts nothing.

@@ -27,6 +27,9 @@ use crate::scenarios::fast_config;
 
 const LEASE: Duration = Duration::from_secs(60);
 
+/// The partitioned jobs' enqueuer's trace context, which their partitions inherit.
+const PARENT_TRACE: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+
 async fn get(store: &dyn Store, id: JobId) -> JobRecord {
     store
         .job_get(id)
@@ -53,7 +56,8 @@ async fn planned(store: &dyn Store, kind: &str, children: &[Value]) -> (JobId, V
     let parent = NewJob::new(kind, json!({"whole": true}))
         .priority(3)
         .max_attempts(4)
-        .partitions(children.len().max(1) as u32);
+        .partitions(children.len().max(1) as u32)
+        .trace_context(Some(PARENT_TRACE.to_string()));
     let id = store.job_insert(&parent).await.expect("insert parent");
     let claimed = claim_all(store, kind, 1).await;
     assert_eq!(claimed.len(), 1, "the parent is claimable like any job");
@@ -107,6 +111,11 @@ pub async fn partition_creates_children(store: Arc<dyn Store>) {
         assert_eq!(child.max_attempts, 4);
         assert_eq!(child.partitions, None);
         assert_eq!(child.params, json!({ "part": i }));
+        assert_eq!(
+            child.trace_context.as_deref(),
+            Some(PARENT_TRACE),
+            "runs of a partition join the enqueuer's trace"
+        );
     }
     assert!(store.job_partitions(children[0]).await.unwrap().is_empty());
 

@@ -137,6 +137,7 @@
 pub mod enumerator;
 pub mod error;
 pub mod job;
+mod otel;
 pub mod partition;
 pub mod registry;
 pub mod runtime;

@@ -90,7 +90,8 @@ impl MySqlStore {
                 .bind(i64::from(job.max_attempts))
                 .bind(None::<String>)
                 .bind(job.run_at)
-                .bind(job.partitions.map(i64::from));
+                .bind(job.partitions.map(i64::from))
+                .bind(&job.trace_context);
         }
         let done = query
             .execute(&mut *tx)
@@ -140,6 +141,7 @@ impl MySqlStore {
             .bind(key)
             .bind(job.run_at)
             .bind(job.partitions.map(i64::from))
+            .bind(&job.trace_context)
             .execute(&mut *tx)
             .await?;
         Ok(i64::try_from(done.last_insert_id()).unwrap_or(i64::MAX))

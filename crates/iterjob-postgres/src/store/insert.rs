@@ -122,6 +122,7 @@ impl PgStore {
         let mut max_attempts = Vec::with_capacity(jobs.len());
         let mut run_ats = Vec::with_capacity(jobs.len());
         let mut partitions = Vec::with_capacity(jobs.len());
+        let mut traces = Vec::with_capacity(jobs.len());
         for job in jobs {
             kinds.push(job.kind.as_str());
             queues.push(job.queue.as_str());
@@ -136,6 +137,7 @@ impl PgStore {
             max_attempts.push(i64::from(job.max_attempts));
             run_ats.push(job.run_at);
             partitions.push(job.partitions.map(|n| i32::try_from(n).unwrap_or(i32::MAX)));
+            traces.push(job.trace_context.as_deref());
         }
         sqlx::query(&self.q().insert)
             .bind(&ids)
@@ -147,6 +149,7 @@ impl PgStore {
             .bind(&max_attempts)
             .bind(&run_ats)
             .bind(&partitions)
+            .bind(&traces)
             .execute(&mut *tx)
             .await
             .map_err(self.err("enqueueing jobs"))?;
@@ -179,6 +182,7 @@ impl PgStore {
                 .bind(key)
                 .bind(job.run_at)
                 .bind(job.partitions.map(|n| i32::try_from(n).unwrap_or(i32::MAX)))
+                .bind(&job.trace_context)
                 .fetch_optional(&mut *tx)
                 .await
                 .map_err(self.err("enqueueing a job"))?;

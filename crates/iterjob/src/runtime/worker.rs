@@ -671,6 +671,8 @@ impl Worker {
             partition_of = claimed.job.parent_id,
             queue = %claimed.job.queue,
         );
+        // and joins the trace of whoever enqueued the job (feature `opentelemetry`)
+        crate::otel::join_trace(&span, claimed.job.trace_context.as_deref());
         let live = Arc::new(LiveJob::new(
             id,
             claimed.job.kind.clone(),

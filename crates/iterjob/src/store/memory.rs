@@ -284,6 +284,7 @@ pub(crate) fn new_record(id: JobId, job: &NewJob, now: Millis) -> JobRecord {
         parent_id: None,
         partitions: job.partitions,
         split_requested: false,
+        trace_context: job.trace_context.clone(),
     }
 }
 
@@ -300,6 +301,7 @@ fn child_record(
         .priority(parent.priority)
         .max_attempts(parent.max_attempts);
     job.partitions = None;
+    job.trace_context = parent.trace_context.clone();
     let mut record = new_record(id, &job, now);
     record.parent_id = Some(parent.id);
     record.state = state;

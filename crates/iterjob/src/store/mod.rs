@@ -206,6 +206,11 @@ pub struct NewJob {
     /// own by whichever workers are free (see [`Job::partition`](crate::Job::partition)).
     /// `None`: one job walks the whole collection.
     pub partitions: Option<u32>,
+    /// The enqueuer's trace context, a W3C `traceparent` (`00-<trace id>-<span
+    /// id>-<flags>`): the job's runs join that trace. [`NewJob::new`] fills it from
+    /// the current `tracing` span when the `opentelemetry` feature is on and that
+    /// span belongs to a trace; [`NewJob::trace_context`] sets it by hand.
+    pub trace_context: Option<String>,
 }
 
 impl NewJob {
@@ -221,7 +226,15 @@ impl NewJob {
             unique_key: None,
             cursor: None,
             partitions: None,
+            trace_context: crate::otel::current_traceparent(),
         }
+    }
+
+    /// Sets the enqueuer's trace context (a W3C `traceparent` header value, e.g. from
+    /// an incoming request), or clears it with `None`.
+    pub fn trace_context(mut self, traceparent: Option<String>) -> Self {
+        self.trace_context = traceparent;
+        self
     }
 
     /// Sets the queue.
@@ -363,6 +376,9 @@ pub struct JobRecord {
     pub partitions: Option<u32>,
     /// An idle worker asked this running partition to give away half of what is left.
     pub split_requested: bool,
+    /// The enqueuer's trace context (a W3C `traceparent`), if it had one; a
+    /// partition has its parent's. See [`NewJob::trace_context`].
+    pub trace_context: Option<String>,
 }
 
 impl JobRecord {

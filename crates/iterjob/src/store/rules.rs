@@ -196,6 +196,7 @@ mod tests {
             parent_id: None,
             partitions: None,
             split_requested: false,
+            trace_context: None,
         }
     }
 
