@@ -148,6 +148,16 @@ async fn delete_refuses_what_may_run_and_takes_partitions_along() {
         "300ms",
     ]);
     assert!(setup.status.success(), "{}", stderr(&setup));
+    // interrupted: every partition waits, so the parent shows queued, not running
+    let shown = sandbox.run(&["show", "1", "--json"]);
+    let job: serde_json::Value = serde_json::from_slice(&shown.stdout).expect("json");
+    assert_eq!(job["state"], "queued", "{job}");
+    assert!(
+        job["rate_per_sec"].as_f64().is_some_and(|r| r > 0.0),
+        "{job}"
+    );
+    let listed = sandbox.run(&["jobs", "--state", "running", "--json"]);
+    assert_eq!(stdout(&listed).trim(), "[]", "nothing runs");
     support::assert_error(
         &sandbox.run(&["delete", "1"]),
         1,

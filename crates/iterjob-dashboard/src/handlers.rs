@@ -118,7 +118,13 @@ async fn overview(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Res
         limit: Some(limit),
         ..JobFilter::default()
     };
-    let running = match store.job_list(&list(JobState::Running, PAGE_SIZE)).await {
+    // a partitioned job once, with its partitions' progress summed, not once per
+    // partition besides
+    let running_top = JobFilter {
+        top_level: true,
+        ..list(JobState::Running, PAGE_SIZE)
+    };
+    let running = match store.job_list(&running_top).await {
         Ok(r) => r,
         Err(e) => return store_error(&state, "listing running jobs", &e),
     };

@@ -1348,3 +1348,66 @@ async fn throttle_switches_go_on_and_off_from_the_queues_page_and_a_throttled_jo
             .is_empty()
     );
 }
+
+/// "Running now" shows a running partitioned job once, with its partitions'
+/// progress summed, not a row per partition besides.
+#[tokio::test]
+async fn running_now_lists_a_partitioned_job_once() {
+    let store = shared(MemoryStore::new());
+    let parent = store
+        .job_insert(&NewJob::new("count", json!({"up_to": 90})).partitions(3))
+        .await
+        .unwrap();
+    let run = claim(&*store, "count").await;
+    let children = store
+        .job_partition(
+            parent,
+            run.token,
+            &[
+                json!({"up_to": 30}),
+                json!({"up_to": 60}),
+                json!({"up_to": 90}),
+            ],
+        )
+        .await
+        .unwrap();
+    for _ in &children {
+        let part = claim(&*store, "count").await;
+        store
+            .job_checkpoint(
+                part.job.id,
+                part.token,
+                &Progress {
+                    cursor: Some(json!(10)),
+                    items_done: 10,
+                    items_total: Some(30),
+                    running_ms: 60_000,
+                },
+                Duration::from_secs(60),
+            )
+            .await
+            .unwrap();
+    }
+    let router = dashboard(store);
+    let page = get(&router, "/").await;
+    let running = page
+        .body
+        .split("<h2>Running now</h2>")
+        .nth(1)
+        .expect("the running section");
+    let running = running.split("</section>").next().unwrap();
+    assert!(
+        running.contains(&format!("href=\"/jobs/{parent}\"")),
+        "{running}"
+    );
+    for child in &children {
+        assert!(
+            !running.contains(&format!("href=\"/jobs/{child}\"")),
+            "partition {child} listed besides its parent: {running}"
+        );
+    }
+    assert!(
+        running.contains("30 / 90"),
+        "the summed progress: {running}"
+    );
+}

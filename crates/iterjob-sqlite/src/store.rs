@@ -620,7 +620,16 @@ fn apply_parent_progress(record: &mut JobRecord, row: &SqliteRow) -> Result<()> 
     }
     record.items_done = get("items_done")?.map_or(0, |n| u64::try_from(n).unwrap_or(0));
     record.items_total = get("items_total")?.map(|n| u64::try_from(n).unwrap_or(0));
-    record.running_ms = get("running_ms")?.map_or(0, |n| u64::try_from(n).unwrap_or(0));
+    record.running_ms = iterjob::store::parent_running_ms(record, iterjob::store::now_millis());
+    let count =
+        |col: &str| -> Result<u64> { Ok(get(col)?.map_or(0, |n| u64::try_from(n).unwrap_or(0))) };
+    let states = iterjob::store::PartitionStates {
+        running: count("running")?,
+        queued: count("queued")?,
+        retrying: count("retrying")?,
+        paused: count("paused")?,
+    };
+    record.state = iterjob::store::parent_shown_state(record.state, states);
     Ok(())
 }
 
@@ -920,7 +929,12 @@ impl Store for SqliteStore {
             .map_err(self.err("listing jobs"))?;
         let mut records = Vec::with_capacity(rows.len());
         for row in &rows {
-            records.push(self.with_progress(self.record(row)?).await?);
+            let record = self.with_progress(self.record(row)?).await?;
+            // a split parent's shown state follows its partitions: one stored as
+            // `running` whose partitions all wait is not a running job
+            if filter.state.is_none_or(|s| s == record.state) {
+                records.push(record);
+            }
         }
         Ok(records)
     }

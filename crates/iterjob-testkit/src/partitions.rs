@@ -96,7 +96,11 @@ pub async fn partition_creates_children(store: Arc<dyn Store>) {
     let (parent, children) = planned(store, "p_create", &parts(3)).await;
     assert_eq!(children.len(), 3);
     let record = get(store, parent).await;
-    assert_eq!(record.state, JobState::Running);
+    assert_eq!(
+        record.state,
+        JobState::Queued,
+        "split, with every partition waiting: the parent shows queued"
+    );
     assert_eq!(record.worker_id, None, "no worker holds a split parent");
     assert_eq!(record.lease_expires_at, None);
     assert!(record.is_parent());
@@ -126,6 +130,26 @@ pub async fn partition_creates_children(store: Arc<dyn Store>) {
         ids, children,
         "the children are claimable, the parent is not"
     );
+    assert_eq!(
+        get(store, parent).await.state,
+        JobState::Running,
+        "a partition runs: so does the parent"
+    );
+    let listed = |state| async move {
+        store
+            .job_list(&iterjob::JobFilter {
+                state: Some(state),
+                kind: Some("p_create".into()),
+                top_level: true,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.id)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(listed(JobState::Running).await, vec![parent]);
 
     let rescued = store.job_rescue_expired(3).await.expect("rescue");
     assert!(
@@ -133,6 +157,26 @@ pub async fn partition_creates_children(store: Arc<dyn Store>) {
         "a split parent has no lease to expire"
     );
     assert_eq!(get(store, parent).await.state, JobState::Running);
+
+    // a deploy interrupts every partition: none runs, so the parent shows queued
+    // and is no longer listed among the running jobs
+    for run in &claimed {
+        store
+            .job_release(
+                run.job.id,
+                run.token,
+                Some(&progress(1, Some(10))),
+                &Outcome::Interrupted {
+                    reason: iterjob::InterruptReason::Shutdown,
+                    run_at: iterjob::store::now_millis(),
+                    error: None,
+                },
+            )
+            .await
+            .unwrap();
+    }
+    assert_eq!(get(store, parent).await.state, JobState::Queued);
+    assert!(listed(JobState::Running).await.is_empty());
 
     // a stale planning token
     let other = store
@@ -230,6 +274,29 @@ pub async fn parent_progress_sums_children(store: Arc<dyn Store>) {
     let ids: Vec<_> = top.iter().map(|r| r.id).collect();
     assert_eq!(ids, vec![parent], "top-level listing");
     assert_eq!((top[0].items_done, top[0].items_total), (50, Some(150)));
+
+    // each partition says it ran for a minute, side by side: the parent's running
+    // time is its wall-clock span (seconds here), not their sum (two minutes), so
+    // its rate and ETA are the job's real ones
+    for (child, done, total) in [(children[0], 30, 100), (children[1], 20, 50)] {
+        let minute = Progress {
+            running_ms: 60_000,
+            ..progress(done, Some(total))
+        };
+        store
+            .job_checkpoint(child, token(child), &minute, LEASE)
+            .await
+            .unwrap();
+    }
+    let record = get(store, parent).await;
+    let started = record.started_at.expect("the parent started");
+    let span = u64::try_from(iterjob::store::now_millis() - started).unwrap();
+    assert!(
+        record.running_ms <= span && record.running_ms + 5_000 >= span,
+        "the parent's running time {} ms is its wall-clock span ({span} ms so far), not the \
+         partitions' sum",
+        record.running_ms
+    );
 }
 
 /// The parent completes when its last child completes, and fails (naming the
@@ -282,7 +349,11 @@ pub async fn parent_finishes_with_its_children(store: Arc<dyn Store>) {
     assert!(error.contains("row 7 is corrupt"), "{error}");
 
     let retried = store.job_retry(parent).await.expect("retry parent");
-    assert_eq!(retried.state, JobState::Running);
+    assert_eq!(
+        retried.state,
+        JobState::Queued,
+        "running again, its retried partition waits in its queue"
+    );
     assert_eq!(retried.finished_at, None);
     let failed = get(store, children[1]).await;
     assert_eq!(failed.state, JobState::Queued);
@@ -436,6 +507,25 @@ pub async fn parent_actions_reach_children(store: Arc<dyn Store>) {
     }
     assert!(!get(store, running_id).await.pause_requested);
 
+    // an operator pauses one partition alone; the parent still runs, and resuming
+    // the parent reaches that partition
+    let alone = waiting[0];
+    assert_eq!(
+        store
+            .job_pause(alone)
+            .await
+            .expect("pause a partition")
+            .state,
+        JobState::Paused
+    );
+    assert_eq!(get(store, parent).await.state, JobState::Running);
+    let resumed = store
+        .job_resume(parent)
+        .await
+        .expect("resume a running parent with a paused partition");
+    assert_eq!(resumed.state, JobState::Running);
+    assert_eq!(get(store, alone).await.state, JobState::Queued);
+
     let cancelled = store.job_cancel(parent).await.expect("cancel parent");
     assert_eq!(cancelled.state, JobState::Cancelled);
     for &w in &waiting {
@@ -453,7 +543,11 @@ pub async fn parent_actions_reach_children(store: Arc<dyn Store>) {
         .job_retry(parent)
         .await
         .expect("retry a cancelled parent");
-    assert_eq!(retried.state, JobState::Running);
+    assert_eq!(
+        retried.state,
+        JobState::Queued,
+        "running again, its partitions wait in their queue"
+    );
     for &c in &children {
         assert_eq!(get(store, c).await.state, JobState::Queued);
     }
@@ -960,9 +1054,10 @@ pub async fn parent_pause_resume_while_running(store: Arc<dyn Store>) {
         paused_at,
         "nothing moves while paused"
     );
-    assert_eq!(
-        store.job_resume(parent).await.unwrap().state,
-        JobState::Running
+    let resumed = store.job_resume(parent).await.unwrap().state;
+    assert!(
+        matches!(resumed, JobState::Running | JobState::Queued),
+        "resumed, its partitions run or wait to: {resumed}"
     );
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while !get(&*store, parent).await.state.is_finished() {
@@ -1115,7 +1210,11 @@ pub async fn batched_releases_keep_history_and_finish_parents(store: Arc<dyn Sto
         store.job_events(children[0], 10).await.unwrap().is_empty(),
         "completion is not"
     );
-    assert_eq!(get(store, parent).await.state, JobState::Running);
+    assert_eq!(
+        get(store, parent).await.state,
+        JobState::Queued,
+        "one partition completed, the other waits: the parent shows queued"
+    );
 
     let again = claim_all(store, "p_batch", 2).await;
     assert_eq!(again.len(), 1);

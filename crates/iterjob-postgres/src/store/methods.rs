@@ -302,7 +302,12 @@ impl Store for PgStore {
             .map_err(self.err("listing jobs"))?;
         let mut records = Vec::with_capacity(rows.len());
         for row in &rows {
-            records.push(self.with_progress(self.record(row)?).await?);
+            let record = self.with_progress(self.record(row)?).await?;
+            // a split parent's shown state follows its partitions: one stored as
+            // `running` whose partitions all wait is not a running job
+            if filter.state.is_none_or(|s| s == record.state) {
+                records.push(record);
+            }
         }
         Ok(records)
     }

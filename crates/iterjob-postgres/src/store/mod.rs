@@ -501,7 +501,18 @@ impl PgStore {
         if get("partitions")?.unwrap_or(0) > 0 {
             record.items_done = get("items_done")?.map_or(0, |n| u64::try_from(n).unwrap_or(0));
             record.items_total = get("items_total")?.map(|n| u64::try_from(n).unwrap_or(0));
-            record.running_ms = get("running_ms")?.map_or(0, |n| u64::try_from(n).unwrap_or(0));
+            record.running_ms =
+                iterjob::store::parent_running_ms(&record, iterjob::store::now_millis());
+            let count = |col: &str| -> Result<u64> {
+                Ok(get(col)?.map_or(0, |n| u64::try_from(n).unwrap_or(0)))
+            };
+            let states = iterjob::store::PartitionStates {
+                running: count("running")?,
+                queued: count("queued")?,
+                retrying: count("retrying")?,
+                paused: count("paused")?,
+            };
+            record.state = iterjob::store::parent_shown_state(record.state, states);
         }
         Ok(record)
     }

@@ -36,9 +36,10 @@ use crate::store::rate::RateBuckets;
 use crate::store::rules::{self, AdminAction, AdminStep, UNIQUE_KEY_HELD, admin_step};
 use crate::store::{
     ClaimRequest, Claimed, Control, InterruptReason, JobEvent, JobEventKind, JobFilter, JobId,
-    JobRecord, JobState, MAX_EVENTS, Millis, NewJob, Outcome, Progress, QueuePause, QueuePauseMode,
-    QueueRow, Rescued, RunToken, Split, SplitRequest, Store, ThrottleSwitch, check_queue_name,
-    duration_millis, now_millis, parent_outcome, release_event,
+    JobRecord, JobState, MAX_EVENTS, Millis, NewJob, Outcome, PartitionStates, Progress,
+    QueuePause, QueuePauseMode, QueueRow, Rescued, RunToken, Split, SplitRequest, Store,
+    ThrottleSwitch, check_queue_name, duration_millis, now_millis, parent_outcome,
+    parent_running_ms, parent_shown_state, release_event,
 };
 use serde_json::Value;
 
@@ -197,7 +198,9 @@ impl Inner {
         }
         view.items_done = children.iter().map(|c| c.items_done).sum();
         view.items_total = children.iter().map(|c| c.items_total).sum::<Option<u64>>();
-        view.running_ms = children.iter().map(|c| c.running_ms).sum();
+        view.running_ms = parent_running_ms(record, now_millis());
+        view.state =
+            parent_shown_state(record.state, PartitionStates::of(children.iter().copied()));
         view
     }
 
@@ -560,6 +563,8 @@ impl Store for MemoryStore {
             .filter(|r| !filter.top_level || r.parent_id.is_none())
             .take(limit)
             .map(|r| inner.view(r))
+            // a split parent's shown state follows its partitions
+            .filter(|r| filter.state.is_none_or(|s| r.state == s))
             .collect())
     }
 
@@ -606,7 +611,7 @@ impl Store for MemoryStore {
         let mut inner = self.lock();
         let children = inner.children(id);
         let record = &mut inner.entry_mut(id)?.record;
-        if !children.is_empty() && record.state == JobState::Paused {
+        if !children.is_empty() && matches!(record.state, JobState::Paused | JobState::Running) {
             record.state = JobState::Running;
             for child in children {
                 let child = &mut inner.entry_mut(child)?.record;

@@ -500,7 +500,11 @@ pub struct Release {
 /// Filters for listing jobs.
 #[derive(Clone, Debug, Default)]
 pub struct JobFilter {
-    /// Only jobs in this state.
+    /// Only jobs in this state. A split parent is matched by the state it shows
+    /// ([`parent_shown_state`]) and stored: listed as `running` only while one of
+    /// its partitions runs, and as `queued`, `paused` … only when an operator's
+    /// action stored that state (find one whose partitions merely wait by its kind,
+    /// or among the top-level jobs).
     pub state: Option<JobState>,
     /// Only jobs of this kind.
     pub kind: Option<String>,
@@ -557,6 +561,72 @@ pub fn partitions_failed_message(
         let _ = write!(message, "; and {} more", failed.len() - 5);
     }
     message
+}
+
+/// A split parent's running time as every surface shows it (`show`, `--json`'s
+/// `running_ms`, the dashboard, rates and ETAs): the wall-clock span from its first
+/// start to its end, or to `now` while unfinished. Its partitions run side by side,
+/// so the sum of their running times overstates it by about their number, and a rate
+/// over that sum understates the job's speed as much.
+pub fn parent_running_ms(record: &JobRecord, now: Millis) -> u64 {
+    let Some(start) = record.started_at else {
+        return 0;
+    };
+    let end = record.finished_at.unwrap_or(now);
+    u64::try_from(end.saturating_sub(start)).unwrap_or(0)
+}
+
+/// How many of a split parent's partitions are in each unfinished state.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PartitionStates {
+    /// Partitions a worker runs now.
+    pub running: u64,
+    /// Partitions waiting in their queue.
+    pub queued: u64,
+    /// Partitions waiting to be retried after an error.
+    pub retrying: u64,
+    /// Partitions an operator paused.
+    pub paused: u64,
+}
+
+impl PartitionStates {
+    /// Counts `partitions` by state.
+    pub fn of<'a>(partitions: impl IntoIterator<Item = &'a JobRecord>) -> Self {
+        let mut states = PartitionStates::default();
+        for p in partitions {
+            match p.state {
+                JobState::Running => states.running += 1,
+                JobState::Queued => states.queued += 1,
+                JobState::Retrying => states.retrying += 1,
+                JobState::Paused => states.paused += 1,
+                _ => {}
+            }
+        }
+        states
+    }
+}
+
+/// The state a split parent shows. Stored, a split parent stays `running` from its
+/// split to its end (no worker holds it; its partitions run); shown, it follows its
+/// unfinished partitions: `running` while one runs, else `queued` while one waits
+/// (interrupted by a deploy, say), else `retrying`, else `paused` when all that is
+/// left is paused. A parent in any other stored state (paused or cancelled by an
+/// operator, finished) shows that.
+pub fn parent_shown_state(stored: JobState, partitions: PartitionStates) -> JobState {
+    if stored != JobState::Running {
+        return stored;
+    }
+    if partitions.running > 0 {
+        JobState::Running
+    } else if partitions.queued > 0 {
+        JobState::Queued
+    } else if partitions.retrying > 0 {
+        JobState::Retrying
+    } else if partitions.paused > 0 {
+        JobState::Paused
+    } else {
+        stored
+    }
 }
 
 /// How a split parent ends, given all its partitions: `None` while one is

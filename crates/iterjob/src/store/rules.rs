@@ -79,7 +79,9 @@ pub fn admin_step(
             Completed | Failed | Cancelled => refuse(FINISHED),
         },
         AdminAction::Resume => match record.state {
-            Paused if split_parent => Ok(AdminStep::Cascade),
+            // a split parent stays running while an operator pauses some of its
+            // partitions: resuming it resumes those
+            Paused | Running if split_parent => Ok(AdminStep::Cascade),
             Paused => Ok(AdminStep::Now),
             Running if record.pause_requested => Ok(AdminStep::Requested),
             Running => {
@@ -246,6 +248,11 @@ mod tests {
         // a split parent passes the action to its partitions
         assert_eq!(admin_step(Pause, &job(Running), true).unwrap(), Cascade);
         assert_eq!(admin_step(Resume, &job(Paused), true).unwrap(), Cascade);
+        assert_eq!(
+            admin_step(Resume, &job(Running), true).unwrap(),
+            Cascade,
+            "a running parent with paused partitions"
+        );
         assert_eq!(admin_step(Cancel, &job(Paused), true).unwrap(), Cascade);
         assert_eq!(admin_step(Retry, &job(Failed), true).unwrap(), Cascade);
         assert!(admin_step(Cancel, &job(Completed), true).is_err());
