@@ -34,6 +34,8 @@
 
   const applyJob = (v) => {
     document.querySelectorAll('[data-job="' + v.id + '"]').forEach((box) => {
+      // the bar's colour follows the state (red failed, grey cancelled)
+      if (box.dataset.state !== undefined) box.dataset.state = v.state;
       const bar = box.querySelector("progress");
       if (bar) {
         if (v.items_total > 0) {

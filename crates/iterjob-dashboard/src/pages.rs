@@ -56,7 +56,7 @@ fn badge(view: &ProgressView, live: bool) -> Markup {
 /// A progress bar with items, rate and ETA, updated live.
 pub(crate) fn progress(view: &ProgressView) -> Markup {
     html! {
-        div.progress data-job=(view.id) {
+        div.progress data-job=(view.id) data-state=(view.state) {
             @if view.items_total > 0 {
                 progress value=(view.items_done.min(view.items_total)) max=(view.items_total) {}
             } @else if view.state == "completed" {
@@ -334,13 +334,15 @@ pub(crate) struct JobPage<'a> {
 pub(crate) fn job_page(state: &AppState, page: &JobPage<'_>, csrf: &str) -> Markup {
     let job = page.job;
     let view = ProgressView::of(job, None);
-    // One entry per section, in page order; `None` leaves a section out.
+    // One entry per section, in page order; `None` leaves a section out. The error
+    // comes right after the bar: on a phone it would otherwise sit screens below
+    // the fold, under the details and the data.
     let sections: [Option<Markup>; 6] = [
         Some(progress_section(job, &view)),
+        error_section(job),
         Some(details_section(job)),
         partitions_section(state, page, csrf),
         Some(data_section(job)),
-        error_section(job),
         Some(history_section(page)),
     ];
     let content = html! {

@@ -1411,3 +1411,100 @@ async fn running_now_lists_a_partitioned_job_once() {
         "the summed progress: {running}"
     );
 }
+
+/// A failed job's bar is red and a cancelled one's grey (their progress carries the
+/// state the stylesheet colours by), and the stylesheet follows the system's dark
+/// mode.
+#[tokio::test]
+async fn bars_are_coloured_by_state_and_the_theme_follows_the_system() {
+    let store = shared(MemoryStore::new());
+    for _ in 0..2 {
+        store
+            .job_insert(&NewJob::new("count", json!({"up_to": 10})))
+            .await
+            .unwrap();
+    }
+    let failed = claim(&*store, "count").await;
+    store
+        .job_release(
+            failed.job.id,
+            failed.token,
+            None,
+            &Outcome::Failed {
+                error: "row 7 is corrupt".into(),
+            },
+        )
+        .await
+        .unwrap();
+    let cancelled = store.job_cancel(2).await.unwrap();
+    let router = dashboard(store);
+    let page = get(&router, &format!("/jobs/{}", failed.job.id)).await;
+    assert!(
+        page.body.contains(&format!(
+            r#"class="progress" data-job="{}" data-state="failed""#,
+            failed.job.id
+        )),
+        "{}",
+        page.body
+    );
+    let page = get(&router, &format!("/jobs/{}", cancelled.id)).await;
+    assert!(
+        page.body.contains(r#"data-state="cancelled""#),
+        "{}",
+        page.body
+    );
+    let css = get(&router, "/assets/app.css").await.body;
+    for rule in [
+        "@media (prefers-color-scheme: dark)",
+        "color-scheme: light dark",
+        r#".progress[data-state="failed"] { --bar: var(--bad); }"#,
+        r#".progress[data-state="cancelled"] { --bar: var(--idle); }"#,
+    ] {
+        assert!(css.contains(rule), "the stylesheet lacks `{rule}`");
+    }
+    // every colour of the stylesheet's rules is a variable, so the dark scheme
+    // reaches them all (the header's and buttons' white text excepted)
+    let rules_outside_variables: Vec<&str> = css
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("--") && l.contains('#'))
+        .filter(|l| !l.contains("color: #fff") && !l.contains(".live-status"))
+        .filter(|l| !l.trim_start().starts_with("/*"))
+        .collect();
+    assert!(
+        rules_outside_variables.is_empty(),
+        "colours outside the theme: {rules_outside_variables:#?}"
+    );
+}
+
+/// A failed job's page puts its error right after its bar, before the details and
+/// the data (on a phone they would push it screens down).
+#[tokio::test]
+async fn a_failed_jobs_error_comes_before_its_details() {
+    let store = shared(MemoryStore::new());
+    store
+        .job_insert(&NewJob::new("count", json!({"up_to": 10})))
+        .await
+        .unwrap();
+    let run = claim(&*store, "count").await;
+    store
+        .job_release(
+            run.job.id,
+            run.token,
+            None,
+            &Outcome::Failed {
+                error: "row 7 is corrupt".into(),
+            },
+        )
+        .await
+        .unwrap();
+    let page = get(&dashboard(store), &format!("/jobs/{}", run.job.id))
+        .await
+        .body;
+    let error = page.find("Last error").expect("the error panel");
+    let details = page.find("<h2>Details</h2>").expect("the details panel");
+    let bar = page.find(r#"class="progress""#).expect("the bar");
+    assert!(
+        bar < error && error < details,
+        "bar, then error, then details"
+    );
+}
