@@ -5,12 +5,48 @@
 use std::str::FromStr;
 
 use iterjob::store::{
-    Control, InterruptReason, JobEvent, JobEventKind, JobId, JobRecord, JobState, QueuePause,
-    QueuePauseMode, QueueRow, ScheduleState,
+    Control, InterruptReason, JobEvent, JobEventKind, JobId, JobRecord, JobState, PartitionStates,
+    QueuePause, QueuePauseMode, QueueRow, ScheduleState, now_millis, parent_running_ms,
+    parent_shown_state,
 };
 use serde_json::Value;
 
 use crate::dialect::{Dialect, RowOf};
+
+/// Writes a split parent's partition-progress row (each store's
+/// `job_parent_progress.sql`: `partitions`, `items_done`, `items_total`, and how
+/// many partitions are `running`, `queued`, `retrying`, `paused`) into its record:
+/// the summed progress, the wall-clock running time
+/// ([`parent_running_ms`](iterjob::store::parent_running_ms)) and the shown state
+/// ([`parent_shown_state`](iterjob::store::parent_shown_state)). A row that counts
+/// no partition (not split yet) leaves the record as stored.
+///
+/// # Errors
+/// A message naming the column that is missing or of another type.
+pub fn apply_parent_progress<D: Dialect>(
+    record: &mut JobRecord,
+    row: &RowOf<D>,
+) -> Result<(), String> {
+    let get = |col: &str| {
+        D::row_int(row, col).map_err(|e| format!("partition progress, column `{col}`: {e}"))
+    };
+    let count =
+        |col: &str| Ok::<u64, String>(get(col)?.map_or(0, |n| u64::try_from(n).unwrap_or(0)));
+    if count("partitions")? == 0 {
+        return Ok(());
+    }
+    record.items_done = count("items_done")?;
+    record.items_total = get("items_total")?.map(|n| u64::try_from(n).unwrap_or(0));
+    record.running_ms = parent_running_ms(record, now_millis());
+    let states = PartitionStates {
+        running: count("running")?,
+        queued: count("queued")?,
+        retrying: count("retrying")?,
+        paused: count("paused")?,
+    };
+    record.state = parent_shown_state(record.state, states);
+    Ok(())
+}
 
 /// Decodes one job row (every column of the jobs table); the error says which column
 /// is wrong and why.

@@ -191,11 +191,19 @@ impl SqliteStore {
     /// # Errors
     /// As [`SqliteStore::connect`].
     pub async fn connect_with(options: SqliteConnectOptions) -> Result<Self> {
+        let store = Self::open(options).await?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Opens the pool, after the checks that name what is wrong with the path.
+    async fn open(options: SqliteConnectOptions) -> Result<Self> {
         let path = options.get_filename().to_path_buf();
         let db: Arc<str> = path.display().to_string().into();
         check_path(&path, &db)?;
-        // a store writes: say why it cannot before SQLite's "unable to open database
-        // file" (or a worker that starts and then fails every claim)
+        // a store writes (and a WAL database is written even to be read, its
+        // shared-memory index): say why it cannot before SQLite's "unable to open
+        // database file" (or a worker that starts and then fails every claim)
         if on_disk(&path)
             && let Some(why) = crate::error::not_writable(&db)
         {
@@ -212,9 +220,7 @@ impl SqliteStore {
             .connect_with(options)
             .await
             .map_err(|err| map_sqlx(&db, "opening the database", err))?;
-        let store = SqliteStore { pool, db };
-        store.migrate().await?;
-        Ok(store)
+        Ok(SqliteStore { pool, db })
     }
 
     /// Opens an existing store without creating or changing anything: the file must
@@ -225,25 +231,7 @@ impl SqliteStore {
     /// # Errors
     /// As [`SqliteStore::connect`], and as [`SqliteStore::check_schema`].
     pub async fn connect_existing(url_or_path: &str) -> Result<Self> {
-        let options = Self::options(url_or_path)?.create_if_missing(false);
-        let path = options.get_filename().to_path_buf();
-        let db: Arc<str> = path.display().to_string().into();
-        check_path(&path, &db)?;
-        // a WAL database is written even to be read (its shared-memory index), and
-        // the admin commands write: say why it cannot be, as `connect` does
-        if on_disk(&path)
-            && let Some(why) = crate::error::not_writable(&db)
-        {
-            return Err(Error::Config(format!("SQLite store `{db}`: {why}")));
-        }
-        let pool = iterjob_sql::pool::hygienic(SqlitePoolOptions::new())
-            .idle_timeout(None)
-            .max_lifetime(None)
-            .test_before_acquire(false)
-            .connect_with(options)
-            .await
-            .map_err(|err| map_sqlx(&db, "opening the database", err))?;
-        let store = SqliteStore { pool, db };
+        let store = Self::open(Self::options(url_or_path)?.create_if_missing(false)).await?;
         store.check_schema().await?;
         Ok(store)
     }
@@ -512,7 +500,8 @@ impl SqliteStore {
             .fetch_one(&self.pool)
             .await
             .map_err(self.err("summing a partitioned job's progress"))?;
-        apply_parent_progress(&mut record, &row)?;
+        record::apply_parent_progress::<SqliteDialect>(&mut record, &row)
+            .map_err(|message| self.corrupt(message))?;
         Ok(record)
     }
 
@@ -607,30 +596,6 @@ impl SqliteStore {
             .map_err(self.err("finishing a partitioned job"))?;
         Ok(())
     }
-}
-
-/// Writes the sums of `job_parent_progress.sql` into a parent's record.
-fn apply_parent_progress(record: &mut JobRecord, row: &SqliteRow) -> Result<()> {
-    let get = |col: &str| -> Result<Option<i64>> {
-        row.try_get::<Option<i64>, _>(col)
-            .map_err(|e| Error::Corrupt(format!("partition progress, column `{col}`: {e}")))
-    };
-    if get("partitions")?.unwrap_or(0) == 0 {
-        return Ok(());
-    }
-    record.items_done = get("items_done")?.map_or(0, |n| u64::try_from(n).unwrap_or(0));
-    record.items_total = get("items_total")?.map(|n| u64::try_from(n).unwrap_or(0));
-    record.running_ms = iterjob::store::parent_running_ms(record, iterjob::store::now_millis());
-    let count =
-        |col: &str| -> Result<u64> { Ok(get(col)?.map_or(0, |n| u64::try_from(n).unwrap_or(0))) };
-    let states = iterjob::store::PartitionStates {
-        running: count("running")?,
-        queued: count("queued")?,
-        retrying: count("retrying")?,
-        paused: count("paused")?,
-    };
-    record.state = iterjob::store::parent_shown_state(record.state, states);
-    Ok(())
 }
 
 /// Refuses paths that SQLite would fail to open with an unhelpful message.

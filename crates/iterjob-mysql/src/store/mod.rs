@@ -443,26 +443,9 @@ impl MySqlStore {
             .fetch_one(&self.pool)
             .await
             .map_err(self.err("summing a partitioned job's progress"))?;
-        let get = |col: &str| -> Result<Option<i64>> {
-            <MySqlDialect as iterjob_sql::Dialect>::row_int(&row, col)
-                .map_err(|e| Error::Corrupt(format!("partition progress, column `{col}`: {e}")))
-        };
-        if get("partitions")?.unwrap_or(0) > 0 {
-            record.items_done = get("items_done")?.map_or(0, |n| u64::try_from(n).unwrap_or(0));
-            record.items_total = get("items_total")?.map(|n| u64::try_from(n).unwrap_or(0));
-            record.running_ms =
-                iterjob::store::parent_running_ms(&record, iterjob::store::now_millis());
-            let count = |col: &str| -> Result<u64> {
-                Ok(get(col)?.map_or(0, |n| u64::try_from(n).unwrap_or(0)))
-            };
-            let states = iterjob::store::PartitionStates {
-                running: count("running")?,
-                queued: count("queued")?,
-                retrying: count("retrying")?,
-                paused: count("paused")?,
-            };
-            record.state = iterjob::store::parent_shown_state(record.state, states);
-        }
+        iterjob_sql::record::apply_parent_progress::<MySqlDialect>(&mut record, &row).map_err(
+            |message| Error::Corrupt(format!("MySQL store {}: {message}", self.inner.target)),
+        )?;
         Ok(record)
     }
 
