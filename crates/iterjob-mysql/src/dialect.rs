@@ -206,6 +206,7 @@ impl Dialect for MySqlDialect {
         MySqlKeyKind::of(type_info.name())
     }
 
+    #[inline]
     fn decode_key(kind: MySqlKeyKind, raw: MySqlValueRef<'_>) -> Result<KeyValue, BoxDynError> {
         Ok(match kind {
             MySqlKeyKind::Int => KeyValue::Integer(<i64 as Decode<MySql>>::decode(raw)?),
@@ -285,6 +286,7 @@ impl Dialect for MySqlDialect {
         key_facts(conn, table, keys).boxed()
     }
 
+    #[inline]
     fn value_at(row: &MySqlRow, index: usize) -> Result<MySqlValueRef<'_>, sqlx::Error> {
         row.try_get_raw(index)
     }

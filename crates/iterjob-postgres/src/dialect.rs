@@ -161,6 +161,7 @@ impl Dialect for PgDialect {
         PgKeyKind::of(type_info.name())
     }
 
+    #[inline]
     fn decode_key(kind: PgKeyKind, raw: PgValueRef<'_>) -> Result<KeyValue, BoxDynError> {
         /// The raw bytes of a fixed-size binary value.
         fn binary<const N: usize>(
@@ -276,6 +277,7 @@ impl Dialect for PgDialect {
         key_facts(conn, table, keys).boxed()
     }
 
+    #[inline]
     fn value_at(row: &PgRow, index: usize) -> Result<PgValueRef<'_>, sqlx::Error> {
         row.try_get_raw(index)
     }

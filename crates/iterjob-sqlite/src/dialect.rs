@@ -93,6 +93,7 @@ impl Dialect for SqliteDialect {
         Some(())
     }
 
+    #[inline]
     fn decode_key(_kind: (), value: SqliteValueRef<'_>) -> Result<KeyValue, BoxDynError> {
         let storage = value.type_info().name().to_string();
         Ok(match storage.as_str() {
@@ -155,6 +156,7 @@ impl Dialect for SqliteDialect {
         key_facts(conn, table, keys).boxed()
     }
 
+    #[inline]
     fn value_at(row: &SqliteRow, index: usize) -> Result<SqliteValueRef<'_>, sqlx::Error> {
         row.try_get_raw(index)
     }

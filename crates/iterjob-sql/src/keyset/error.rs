@@ -136,8 +136,8 @@ pub enum KeysetError {
         relation: String,
         /// The key columns, comma separated.
         columns: String,
-        /// The key two rows share.
-        key: KeysetCursor,
+        /// The key two rows share (boxed: errors stay small).
+        key: Box<KeysetCursor>,
         /// A key that would identify a row: `.keys(["created_at", "id"])`.
         suggestion: String,
         /// Said when the tie was found at a cursor saved by an earlier run: which rows

@@ -360,7 +360,7 @@ impl<D: Dialect> Keyset<D> {
     pub fn sql(&self) -> Result<String, KeysetError> {
         let shape = self.shape(None)?;
         let lower = match &self.start {
-            Some(start) => start.0.clone(),
+            Some(start) => start.0.to_vec(),
             None => vec![KeyValue::Null; self.keys.len()],
         };
         let plan = walker::resolve::<D>(shape, None, true, true);
@@ -657,7 +657,7 @@ impl<D: Dialect> Keyset<D> {
             keys: self.keys.clone(),
             descending: self.descending,
             filter: self.filter.clone(),
-            end: self.end.as_ref().map(|e| (e.key.0.clone(), e.inclusive)),
+            end: self.end.as_ref().map(|e| (e.key.0.to_vec(), e.inclusive)),
         })
     }
 }

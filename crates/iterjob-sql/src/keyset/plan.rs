@@ -640,7 +640,7 @@ impl<D: Dialect> Plan<D> {
         KeysetError::KeyNotUnique {
             relation: self.shape.relation.clone(),
             columns: self.shape.keys.join(", "),
-            key: key.clone(),
+            key: Box::new(key.clone()),
             suggestion: self.facts.suggestion.clone(),
             late: if late {
                 format!(

@@ -4,6 +4,7 @@
 use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use smallvec::SmallVec;
 
 use super::text::{
     format_date, format_timestamp, format_uuid, hex, is_decimal, parse_date, parse_timestamp,
@@ -324,9 +325,15 @@ impl<T: Into<KeyValue>> From<Option<T>> for KeyValue {
 /// The cursor of a keyset walk: the key values of the last row done, one per key
 /// column, in key order. Serializes as a JSON array, e.g.
 /// `[{"timestamptz": "2024-05-01T00:00:00Z"}, 1041]`.
+///
+/// A walk makes one per row, so a one-column key is kept inline, without an
+/// allocation.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(transparent)]
-pub struct KeysetCursor(pub Vec<KeyValue>);
+pub struct KeysetCursor(pub(crate) KeyValues);
+
+/// A cursor's values: inline for a one-column key.
+pub(crate) type KeyValues = SmallVec<[KeyValue; 1]>;
 
 impl KeysetCursor {
     /// A cursor (or bound) from key values, in key order.
@@ -338,12 +345,17 @@ impl KeysetCursor {
     pub fn values(&self) -> &[KeyValue] {
         &self.0
     }
+
+    /// The key values, in key order, owned.
+    pub fn into_values(self) -> Vec<KeyValue> {
+        self.0.into_vec()
+    }
 }
 
 impl<T: Into<KeyValue>> From<T> for KeysetCursor {
     /// A one-column key.
     fn from(value: T) -> Self {
-        KeysetCursor(vec![value.into()])
+        KeysetCursor(smallvec::smallvec![value.into()])
     }
 }
 
@@ -381,7 +393,7 @@ mod tests {
             KeyValue::Timestamp(1_714_566_896_000_000),
             KeyValue::Timestamptz(1_714_566_896_123_456),
         ];
-        let json = serde_json::to_value(KeysetCursor(values.clone())).unwrap();
+        let json = serde_json::to_value(KeysetCursor::new(values.clone())).unwrap();
         assert_eq!(
             json,
             serde_json::json!([
@@ -401,7 +413,7 @@ mod tests {
             ])
         );
         let back: KeysetCursor = serde_json::from_value(json).unwrap();
-        assert_eq!(back.0, values);
+        assert_eq!(back.values(), values.as_slice());
         let nan: KeyValue = serde_json::from_str(r#"{"float8": "NaN"}"#).unwrap();
         assert!(matches!(nan, KeyValue::Real(v) if v.is_nan()));
         assert!(serde_json::from_str::<KeyValue>(r#"{"timestamptz": "yesterday"}"#).is_err());

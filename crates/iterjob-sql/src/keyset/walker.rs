@@ -16,11 +16,11 @@ use sqlx::{Column, Pool, Row, ValueRef};
 use super::Keyset;
 use super::error::KeysetError;
 use super::plan::{Facts, Plan, Shape, Sql};
-use super::value::{KeyValue, KeysetCursor};
+use super::value::{KeyValue, KeyValues, KeysetCursor};
 use crate::dialect::{ConnectionOf, Dialect, ErrorClass, KeyFacts, RowOf};
 
 /// Rows a streamed page hands over at a time, at most.
-const STREAM_CHUNK: usize = 1024;
+const STREAM_CHUNK: usize = 32;
 
 /// A pooled connection of the dialect's database.
 type Conn<D> = PoolConnection<<D as Dialect>::Database>;
@@ -149,37 +149,69 @@ impl<D: Dialect> Plan<D> {
     }
 
     /// A row's key, as a cursor.
+    #[inline]
     pub(crate) fn key_of(
         &self,
         row: &RowOf<D>,
         columns: &[KeyColumn<D::KeyKind>],
     ) -> Result<KeysetCursor, KeysetError> {
-        let mut values = Vec::with_capacity(columns.len());
+        // a walk reads one per row: the one-column key is built without a loop
+        if let [column] = columns {
+            return Ok(KeysetCursor(smallvec::smallvec![
+                self.key_value(row, 0, column)?
+            ]));
+        }
+        let mut values = KeyValues::with_capacity(columns.len());
         for (i, column) in columns.iter().enumerate() {
-            let decode_error = |source| KeysetError::Decode {
-                relation: self.shape.relation.clone(),
-                source,
-            };
-            let raw = D::value_at(row, column.index).map_err(decode_error)?;
-            if raw.is_null() {
-                if self.facts.nulls_are_errors {
-                    return Err(KeysetError::NullKey {
-                        relation: self.shape.relation.clone(),
-                        column: self.shape.keys[i].clone(),
-                    });
-                }
-                values.push(KeyValue::Null);
-                continue;
-            }
-            let value = D::decode_key(column.kind, raw).map_err(|source| {
-                decode_error(sqlx::Error::ColumnDecode {
-                    index: self.shape.keys[i].clone(),
-                    source,
-                })
-            })?;
-            values.push(value);
+            values.push(self.key_value(row, i, column)?);
         }
         Ok(KeysetCursor(values))
+    }
+
+    /// The value of key column `i` in a row.
+    #[inline]
+    fn key_value(
+        &self,
+        row: &RowOf<D>,
+        i: usize,
+        column: &KeyColumn<D::KeyKind>,
+    ) -> Result<KeyValue, KeysetError> {
+        let raw = match D::value_at(row, column.index) {
+            Ok(raw) => raw,
+            Err(source) => return Err(self.decode_error(source)),
+        };
+        if raw.is_null() {
+            return self.null_key(i);
+        }
+        match D::decode_key(column.kind, raw) {
+            Ok(value) => Ok(value),
+            Err(source) => Err(self.decode_error(sqlx::Error::ColumnDecode {
+                index: self.shape.keys[i].clone(),
+                source,
+            })),
+        }
+    }
+
+    /// A key column that does not decode.
+    #[cold]
+    fn decode_error(&self, source: sqlx::Error) -> KeysetError {
+        KeysetError::Decode {
+            relation: self.shape.relation.clone(),
+            source,
+        }
+    }
+
+    /// A NULL in key column `i`: a value of its own, or an error when the keyset
+    /// assumed the column is never NULL.
+    #[cold]
+    fn null_key(&self, i: usize) -> Result<KeyValue, KeysetError> {
+        if self.facts.nulls_are_errors {
+            return Err(KeysetError::NullKey {
+                relation: self.shape.relation.clone(),
+                column: self.shape.keys[i].clone(),
+            });
+        }
+        Ok(KeyValue::Null)
     }
 
     /// Counts the rows after `lower` (within the end bound and filter).
@@ -287,24 +319,41 @@ impl<D: Dialect> Plan<D> {
         let query = self.bind(&sql.text, &sql.params, lower, limit_param, 0);
         let mut rows = D::fetch(conn, query);
         let mut chunk: VecDeque<RowOf<D>> = VecDeque::new();
-        // the last row is held back until the query ends, to read the page's key
-        let mut last: Option<RowOf<D>> = None;
         let mut count = 0usize;
-        let hand_over = |chunk: &mut VecDeque<RowOf<D>>| {
-            inbox
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .append(chunk);
+        // the key of the last row handed over: the next page starts after it (read
+        // once per chunk, from its last row, not from every row)
+        let mut last_key: Option<KeysetCursor> = None;
+        let mut columns: Vec<KeyColumn<D::KeyKind>> = Vec::new();
+        let mut key_of_last = |chunk: &VecDeque<RowOf<D>>| -> Result<(), KeysetError> {
+            if let Some(row) = chunk.back() {
+                if columns.is_empty() {
+                    columns = self.key_columns(row)?;
+                }
+                last_key = Some(self.key_of(row, &columns)?);
+            }
+            Ok(())
         };
+        let hand_over = |chunk: &mut VecDeque<RowOf<D>>| {
+            let mut inbox = inbox.lock().unwrap_or_else(PoisonError::into_inner);
+            if inbox.is_empty() {
+                // the walk took everything: the chunk's rows need not move
+                std::mem::swap(&mut *inbox, chunk);
+            } else {
+                inbox.append(chunk);
+            }
+        };
+        let mut key_failed = None;
         let ended = std::future::poll_fn(|cx| {
             loop {
                 match rows.as_mut().poll_next(cx) {
                     Poll::Ready(Some(Ok(row))) => {
                         count += 1;
-                        if let Some(previous) = last.replace(row) {
-                            chunk.push_back(previous);
-                        }
+                        chunk.push_back(row);
                         if chunk.len() >= STREAM_CHUNK {
+                            if let Err(err) = key_of_last(&chunk) {
+                                key_failed = Some(err);
+                                return Poll::Ready(Ok(()));
+                            }
                             hand_over(&mut chunk);
                             // let the walk take the chunk; it polls again once done
                             cx.waker().wake_by_ref();
@@ -315,6 +364,10 @@ impl<D: Dialect> Plan<D> {
                     Poll::Ready(None) => return Poll::Ready(Ok(())),
                     Poll::Pending => {
                         if !chunk.is_empty() {
+                            if let Err(err) = key_of_last(&chunk) {
+                                key_failed = Some(err);
+                                return Poll::Ready(Ok(()));
+                            }
                             hand_over(&mut chunk);
                         }
                         return Poll::Pending;
@@ -327,16 +380,12 @@ impl<D: Dialect> Plan<D> {
         if let Err(err) = ended {
             return Err((self.error(err), count > 0));
         }
-        let key = match &last {
-            Some(row) => {
-                let columns = self.key_columns(row).map_err(|err| (err, true))?;
-                Some(self.key_of(row, &columns).map_err(|err| (err, true))?)
-            }
-            None => None,
-        };
-        chunk.extend(last);
+        if let Some(err) = key_failed {
+            return Err((err, true));
+        }
+        key_of_last(&chunk).map_err(|err| (err, true))?;
         hand_over(&mut chunk);
-        Ok((count, key))
+        Ok((count, last_key))
     }
 }
 
@@ -862,6 +911,7 @@ impl<D: Dialect> Walker<D> {
 
     /// Decodes a streamed row's key, checks it against its neighbour, and remembers
     /// where the key columns are.
+    #[inline]
     pub(crate) fn row_key(
         &mut self,
         plan: &Plan<D>,
@@ -871,7 +921,9 @@ impl<D: Dialect> Walker<D> {
             self.key_columns = plan.key_columns(row)?;
         }
         let key = plan.key_of(row, &self.key_columns)?;
-        self.check_neighbour(plan, &key)?;
+        if !plan.facts.unique {
+            self.check_neighbour(plan, &key)?;
+        }
         Ok(key)
     }
 }
@@ -904,6 +956,9 @@ pub(crate) struct Rows<D: Dialect> {
     pub(crate) inbox: Inbox<D>,
     /// Rows taken from the inbox, not yet yielded.
     pub(crate) buffer: VecDeque<RowOf<D>>,
+    /// The walk's plan, once ready: a row is yielded without asking the walker for
+    /// it again.
+    plan: Option<Arc<Plan<D>>>,
 }
 
 impl<D: Dialect> Rows<D> {
@@ -913,6 +968,7 @@ impl<D: Dialect> Rows<D> {
             page: None,
             inbox: Arc::default(),
             buffer: VecDeque::new(),
+            plan: None,
         }
     }
 
@@ -936,6 +992,15 @@ impl<D: Dialect> Stream for Rows<D> {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
+        // the common case, a row at hand: nothing but its key to read
+        if let Some(plan) = &this.plan
+            && let Some(row) = this.buffer.pop_front()
+        {
+            return match this.walker.row_key(plan, &row) {
+                Ok(cursor) => Poll::Ready(Some(Ok((row, cursor)))),
+                Err(err) => this.fail(err),
+            };
+        }
         if this.walker.done && this.buffer.is_empty() && this.page.is_none() {
             return Poll::Ready(None);
         }
@@ -947,6 +1012,7 @@ impl<D: Dialect> Stream for Rows<D> {
                 return Poll::Ready(Some(Err(err)));
             }
         };
+        this.plan = Some(Arc::clone(&plan));
         loop {
             if let Some(row) = this.buffer.pop_front() {
                 return match this.walker.row_key(&plan, &row) {
