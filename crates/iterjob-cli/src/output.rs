@@ -49,6 +49,13 @@ pub(crate) fn job_json(job: &JobRecord) -> Value {
         "crashes": job.crashes,
         "runs": job.runs,
         "last_error": job.last_error,
+        "last_failure": job.last_failure.as_ref().map(|f| json!({
+            "item": f.item,
+            "attempt": f.attempt,
+            "worker": f.worker,
+            "at": rfc3339(f.at),
+            "backtrace": f.backtrace,
+        })),
         "unique_key": job.unique_key,
         "running_ms": job.running_ms,
         "created_at": rfc3339(job.created_at),
@@ -393,6 +400,9 @@ pub(crate) fn job_detail(job: &JobRecord) -> String {
             ));
         } else {
             lines.push(format!("  last error     {}", printable(e)));
+            if let Some(failure) = &job.last_failure {
+                lines.extend(failure_lines(failure));
+            }
         }
     }
     lines.join("\n")
@@ -524,4 +534,34 @@ pub(crate) fn init_tracing(verbose: u8, format: crate::commands::LogFormat) {
             .flatten_event(true)
             .try_init(),
     };
+}
+
+/// Where and how the last failed run failed, for `show`: the item, the attempt and
+/// worker, and the first lines of a panic's backtrace (`show --json` has it all).
+fn failure_lines(failure: &iterjob::Failure) -> Vec<String> {
+    let mut lines = Vec::new();
+    if let Some(item) = &failure.item {
+        lines.push(format!("  failed on item {}", printable(&item.to_string())));
+    }
+    lines.push(format!(
+        "  failed run     attempt {} on {}, {}",
+        failure.attempt,
+        printable(&failure.worker),
+        relative(failure.at)
+    ));
+    if let Some(backtrace) = &failure.backtrace {
+        const SHOWN: usize = 12;
+        let total = backtrace.lines().count();
+        lines.push("  backtrace".to_string());
+        for line in backtrace.lines().take(SHOWN) {
+            lines.push(format!("    {}", printable(line)));
+        }
+        if total > SHOWN {
+            lines.push(format!(
+                "    … {} more lines (`show --json` has the whole backtrace)",
+                total - SHOWN
+            ));
+        }
+    }
+    lines
 }

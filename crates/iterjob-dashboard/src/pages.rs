@@ -495,8 +495,35 @@ fn error_section(job: &JobRecord) -> Option<Markup> {
         section.panel.error {
             h2 { "Last error" }
             (cause_chain(error))
+            @if let Some(failure) = &job.last_failure {
+                (failure_detail(failure))
+            }
         }
     })
+}
+
+/// Where and how the last failed run failed: the item, the attempt and worker, and
+/// a panic's backtrace (folded).
+fn failure_detail(failure: &iterjob::Failure) -> Markup {
+    html! {
+        dl.failure {
+            @if let Some(item) = &failure.item {
+                dt { "Failed on item" }
+                dd { code.item { (item.to_string()) } }
+            }
+            dt { "Run" }
+            dd {
+                "attempt " (failure.attempt) " on " code { (failure.worker) } ", "
+                time datetime=(failure.at) title=(format::time(failure.at)) { (format::relative(failure.at)) }
+            }
+        }
+        @if let Some(backtrace) = &failure.backtrace {
+            details.backtrace {
+                summary { "Backtrace of the panic" }
+                pre { (backtrace) }
+            }
+        }
+    }
 }
 
 fn history_section(page: &JobPage<'_>) -> Markup {

@@ -1508,3 +1508,57 @@ async fn a_failed_jobs_error_comes_before_its_details() {
         "bar, then error, then details"
     );
 }
+
+#[tokio::test]
+async fn a_failed_job_shows_the_item_it_failed_on_and_its_backtrace_inert() {
+    let store = shared(MemoryStore::new());
+    store
+        .job_insert(&NewJob::new("count", json!({"up_to": 10})))
+        .await
+        .unwrap();
+    let run = claim(&*store, "count").await;
+    let failure = iterjob::Failure {
+        item: Some(json!({"id": 7, "name": XSS})),
+        attempt: 3,
+        worker: XSS_IMG.into(),
+        at: iterjob::store::now_millis(),
+        backtrace: Some(format!(
+            "   0: count::process\n             at src/count.rs:12:9 {XSS}"
+        )),
+    };
+    store
+        .job_note_failure(run.job.id, run.token, &failure)
+        .await
+        .unwrap();
+    store
+        .job_release(
+            run.job.id,
+            run.token,
+            None,
+            &Outcome::Failed {
+                error: "row 7 is corrupt".into(),
+            },
+        )
+        .await
+        .unwrap();
+    let page = get(&dashboard(store), &format!("/jobs/{}", run.job.id))
+        .await
+        .body;
+    assert_inert(&page);
+    let error = page.find("Last error").expect("the error panel");
+    let item = page.find("Failed on item").expect("the failing item");
+    let details = page.find("<h2>Details</h2>").expect("the details panel");
+    assert!(
+        error < item && item < details,
+        "the item is in the error panel"
+    );
+    assert!(
+        page.contains("&quot;id&quot;:7"),
+        "the item's cursor is shown"
+    );
+    assert!(page.contains("attempt 3 on"), "the attempt and worker");
+    assert!(
+        page.contains("Backtrace of the panic") && page.contains("count::process"),
+        "the backtrace, folded"
+    );
+}

@@ -5,9 +5,9 @@
 use std::str::FromStr;
 
 use iterjob::store::{
-    Control, InterruptReason, JobEvent, JobEventKind, JobId, JobRecord, JobState, PartitionStates,
-    QueuePause, QueuePauseMode, QueueRow, ScheduleState, now_millis, parent_running_ms,
-    parent_shown_state,
+    Control, Failure, InterruptReason, JobEvent, JobEventKind, JobId, JobRecord, JobState,
+    PartitionStates, QueuePause, QueuePauseMode, QueueRow, ScheduleState, now_millis,
+    parent_running_ms, parent_shown_state,
 };
 use serde_json::Value;
 
@@ -90,6 +90,11 @@ pub fn job_record<D: Dialect>(row: &RowOf<D>) -> Result<JobRecord, String> {
         partitions: reader.opt_count("partitions", id)?,
         split_requested: reader.flag("split_requested")?,
         trace_context: reader.opt_text("trace_context")?,
+        last_failure: reader
+            .json("last_failure", id)?
+            .map(serde_json::from_value::<Failure>)
+            .transpose()
+            .map_err(|e| format!("job {id}: column `last_failure` is not a failure: {e}"))?,
     })
 }
 

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use iterjob::store::{JobState, Millis, Outcome, duration_millis};
+use iterjob::store::{Failure, JobState, Millis, Outcome, duration_millis};
 use iterjob::{Error, Result};
 use serde_json::Value;
 
@@ -84,4 +84,12 @@ pub fn to_i64(n: u64) -> i64 {
 /// signature keeps callers honest).
 pub fn json_text(value: &Value, what: &'static str) -> Result<String> {
     serde_json::to_string(value).map_err(|source| Error::Serialize { what, source })
+}
+
+/// A run's [`Failure`] as JSON text, for the `last_failure` column.
+pub fn failure_text(failure: &Failure) -> Result<String> {
+    serde_json::to_string(failure).map_err(|source| Error::Serialize {
+        what: "run failure",
+        source,
+    })
 }

@@ -26,15 +26,17 @@ use iterjob::store::rules::{
     AdminAction, AdminStep, UNIQUE_KEY_HELD, admin_step, delete_check, invalid, prune_check,
 };
 use iterjob::store::{
-    ClaimRequest, Claimed, Control, JobEvent, JobEventKind, JobFilter, JobId, JobRecord, JobState,
-    Millis, NewJob, Outcome, Progress, PruneBatch, QueuePause, QueuePauseMode, QueueRow, Release,
-    Rescued, RunToken, ScheduleState, ScheduleTick, Split, SplitRequest, Store, ThrottleSwitch,
-    TickOutcome, check_queue_name, now_micros, now_millis, parent_outcome, rate_cost_micros,
-    release_event,
+    ClaimRequest, Claimed, Control, Failure, JobEvent, JobEventKind, JobFilter, JobId, JobRecord,
+    JobState, Millis, NewJob, Outcome, Progress, PruneBatch, QueuePause, QueuePauseMode, QueueRow,
+    Release, Rescued, RunToken, ScheduleState, ScheduleTick, Split, SplitRequest, Store,
+    ThrottleSwitch, TickOutcome, check_queue_name, now_micros, now_millis, parent_outcome,
+    rate_cost_micros, release_event,
 };
 use iterjob::{Error, Result};
 use iterjob_sql::record;
-pub(crate) use iterjob_sql::release::{ReleaseChange, json_text, lease_until, to_i64};
+pub(crate) use iterjob_sql::release::{
+    ReleaseChange, failure_text, json_text, lease_until, to_i64,
+};
 use serde_json::Value;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
@@ -52,6 +54,7 @@ const Q_INSERT: &str = include_str!("../queries/job_insert_many.sql");
 const Q_INSERT_EXISTING: &str = include_str!("../queries/job_insert_many_existing.sql");
 const Q_CLAIM: &str = include_str!("../queries/job_claim.sql");
 const Q_HEARTBEAT: &str = include_str!("../queries/job_heartbeat.sql");
+const Q_NOTE_FAILURE: &str = include_str!("../queries/job_note_failure.sql");
 const Q_CHECKPOINT: &str = include_str!("../queries/job_checkpoint.sql");
 const Q_RELEASE: &str = include_str!("../queries/job_release.sql");
 const Q_RESCUE: &str = include_str!("../queries/job_rescue_expired.sql");
@@ -702,6 +705,21 @@ impl Store for SqliteStore {
             Some(row) => self.control(&row),
             None => Err(self.fence_failed(id).await),
         }
+    }
+
+    async fn job_note_failure(&self, id: JobId, token: RunToken, failure: &Failure) -> Result<()> {
+        let failure = failure_text(failure)?;
+        let done = sqlx::query(Q_NOTE_FAILURE)
+            .bind(id)
+            .bind(token.0)
+            .bind(failure)
+            .execute(&self.pool)
+            .await
+            .map_err(self.err("recording where a run failed"))?;
+        if done.rows_affected() == 0 {
+            return Err(self.fence_failed(id).await);
+        }
+        Ok(())
     }
 
     async fn job_checkpoint(

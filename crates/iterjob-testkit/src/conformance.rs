@@ -131,6 +131,7 @@ macro_rules! store_conformance {
             release_cancelled,
             release_retry,
             release_failed,
+            note_failure_keeps_where_the_run_failed,
             release_without_progress_keeps_cursor,
             release_ends_the_run,
             release_many_mixed_outcomes,
@@ -1825,6 +1826,70 @@ pub async fn release_failed(store: Arc<dyn Store>) {
     assert_eq!(job.cursor, Some(json!(9)));
     assert_run_cleared(&job);
     assert!(claim(store, &["f"], 5).await.is_empty());
+}
+
+/// `job_note_failure` keeps where and how the run failed (the item's cursor, the
+/// attempt, the worker, a backtrace, verbatim), through the release that follows
+/// and the next run, until the next failure; it is fenced like a checkpoint.
+pub async fn note_failure_keeps_where_the_run_failed(store: Arc<dyn Store>) {
+    let store = &*store;
+    let id = insert(store, new_job("nf")).await;
+    let run = claim_id(store, "nf", id, LONG_LEASE).await;
+    assert_eq!(
+        get(store, id).await.last_failure,
+        None,
+        "none before a failure"
+    );
+    let failure = iterjob::Failure {
+        item: Some(json!({"id": 41, "name": "<script>alert('x')</script> ünïcode"})),
+        attempt: 1,
+        worker: run.job.worker_id.clone().unwrap_or_default(),
+        at: now_millis(),
+        backtrace: Some("   0: my_job::process\n             at src/job.rs:10:5\n   1: …".into()),
+    };
+    store
+        .job_note_failure(id, run.token, &failure)
+        .await
+        .expect("job_note_failure");
+    assert_eq!(get(store, id).await.last_failure.as_ref(), Some(&failure));
+    // fenced: a stale token, an unknown job
+    let stale = store
+        .job_note_failure(id, RunToken(run.token.0.wrapping_add(1)), &failure)
+        .await;
+    assert!(
+        matches!(stale, Err(Error::LeaseLost { job }) if job == id),
+        "a stale token is refused: {stale:?}"
+    );
+    let missing = store.job_note_failure(id + 1000, run.token, &failure).await;
+    assert!(
+        matches!(missing, Err(Error::JobNotFound(_))),
+        "an unknown job: {missing:?}"
+    );
+    release(
+        store,
+        &run,
+        None,
+        Outcome::Retry {
+            error: "bad row 41".into(),
+            run_at: now_millis(),
+        },
+    )
+    .await;
+    let job = get(store, id).await;
+    assert_eq!(
+        job.last_failure.as_ref(),
+        Some(&failure),
+        "kept by the release"
+    );
+    // the next run ends well: the last failure is still the last failure
+    let run = claim_id(store, "nf", id, LONG_LEASE).await;
+    release(store, &run, None, Outcome::Completed).await;
+    assert_eq!(get(store, id).await.last_failure, Some(failure));
+    // a run that is not running cannot note one
+    let late = store
+        .job_note_failure(id, run.token, &iterjob::Failure::default())
+        .await;
+    assert!(late.is_err(), "a finished job takes no failure: {late:?}");
 }
 
 /// A release without progress keeps the last checkpoint's cursor and progress.

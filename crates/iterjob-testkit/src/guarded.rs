@@ -45,6 +45,14 @@ impl<S: Store, G: Send + Sync + 'static> Store for Guarded<S, G> {
     async fn job_heartbeat(&self, id: JobId, token: RunToken, lease: Duration) -> Result<Control> {
         self.store.job_heartbeat(id, token, lease).await
     }
+    async fn job_note_failure(
+        &self,
+        id: JobId,
+        token: RunToken,
+        failure: &iterjob::Failure,
+    ) -> Result<()> {
+        self.store.job_note_failure(id, token, failure).await
+    }
     async fn job_checkpoint(
         &self,
         id: JobId,

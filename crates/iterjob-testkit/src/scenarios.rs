@@ -357,6 +357,13 @@ pub async fn fatal_error_fails_without_retry(store: Arc<dyn Store>) {
         error.contains("fatal") && error.contains("item 30 is malformed"),
         "{error}"
     );
+    // where it failed: the bad item's own cursor (just past it), the attempt, the
+    // worker; no backtrace for an error that is not a panic
+    let failure = record.last_failure.expect("where the run failed is stored");
+    assert_eq!(failure.item, Some(serde_json::json!(31)), "{failure:?}");
+    assert_eq!(failure.attempt, 1);
+    assert!(!failure.worker.is_empty(), "{failure:?}");
+    assert_eq!(failure.backtrace, None);
 }
 
 /// A panic in the work is caught, stored as the job's error, retried up to the
@@ -402,6 +409,18 @@ pub async fn panic_is_stored_and_worker_keeps_serving(store: Arc<dyn Store>) {
         "{error}"
     );
     assert!(error.contains("no attempts left"), "{error}");
+    let failure = bad.last_failure.expect("where the run failed is stored");
+    assert_eq!(failure.item, Some(serde_json::json!(11)), "{failure:?}");
+    assert_eq!(failure.attempt, 2, "the last attempt's");
+    let backtrace = failure.backtrace.expect("a panic keeps its backtrace");
+    assert!(
+        backtrace.contains("CountingJob") && backtrace.contains("process"),
+        "the backtrace reaches the job's code:\n{backtrace}"
+    );
+    assert!(
+        !backtrace.contains("core::panicking::panic_fmt"),
+        "the panic machinery is trimmed:\n{backtrace}"
+    );
     let good = get(&store, good).await;
     assert_eq!(good.state, JobState::Completed);
     assert_eq!(job.recorder.items(good.id), (0..300).collect::<Vec<_>>());

@@ -95,6 +95,14 @@ impl Store for CountingStore {
         self.heartbeats.fetch_add(1, Ordering::Relaxed);
         self.inner.job_heartbeat(id, token, lease).await
     }
+    async fn job_note_failure(
+        &self,
+        id: JobId,
+        token: RunToken,
+        failure: &iterjob::Failure,
+    ) -> iterjob::Result<()> {
+        self.inner.job_note_failure(id, token, failure).await
+    }
     async fn job_checkpoint(
         &self,
         id: JobId,

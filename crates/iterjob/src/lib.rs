@@ -158,7 +158,7 @@ pub use runtime::{
     WorkerReport,
 };
 pub use store::{
-    InterruptReason, JobEvent, JobEventKind, JobFilter, JobId, JobRecord, JobState, MemoryStore,
-    NewJob, Store, ThrottleSwitch,
+    Failure, InterruptReason, JobEvent, JobEventKind, JobFilter, JobId, JobRecord, JobState,
+    MemoryStore, NewJob, Store, ThrottleSwitch,
 };
 pub use tokio_util::sync::CancellationToken;

@@ -8,14 +8,14 @@ use iterjob::store::rules::{
     AdminAction, AdminStep, UNIQUE_KEY_HELD, delete_check, invalid, prune_check,
 };
 use iterjob::store::{
-    ClaimRequest, Claimed, Control, JobEvent, JobEventKind, JobFilter, JobId, JobRecord, JobState,
-    Millis, NewJob, Outcome, Progress, PruneBatch, QueuePause, QueuePauseMode, QueueRow, Rescued,
-    RunToken, ScheduleState, ScheduleTick, Split, SplitRequest, Store, ThrottleSwitch, TickOutcome,
-    check_queue_name, duration_millis, now_millis, rate_cost_micros, release_event,
+    ClaimRequest, Claimed, Control, Failure, JobEvent, JobEventKind, JobFilter, JobId, JobRecord,
+    JobState, Millis, NewJob, Outcome, Progress, PruneBatch, QueuePause, QueuePauseMode, QueueRow,
+    Rescued, RunToken, ScheduleState, ScheduleTick, Split, SplitRequest, Store, ThrottleSwitch,
+    TickOutcome, check_queue_name, duration_millis, now_millis, rate_cost_micros, release_event,
 };
 use iterjob::{Error, Result};
 use iterjob_sql::record;
-use iterjob_sql::release::{ReleaseChange, json_text, lease_until, to_i64};
+use iterjob_sql::release::{ReleaseChange, failure_text, json_text, lease_until, to_i64};
 use serde_json::Value;
 use sqlx::Row;
 
@@ -167,6 +167,21 @@ impl Store for MySqlStore {
             return Err(self.fence_failed(id).await);
         }
         self.pending_requests(id, token).await
+    }
+
+    async fn job_note_failure(&self, id: JobId, token: RunToken, failure: &Failure) -> Result<()> {
+        let failure = failure_text(failure)?;
+        let done = sqlx::query(&self.q().note_failure)
+            .bind(failure)
+            .bind(id)
+            .bind(token.0)
+            .execute(&self.pool)
+            .await
+            .map_err(self.err("recording where a run failed"))?;
+        if done.rows_affected() == 0 {
+            return Err(self.fence_failed(id).await);
+        }
+        Ok(())
     }
 
     async fn job_checkpoint(

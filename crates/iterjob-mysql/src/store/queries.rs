@@ -31,6 +31,7 @@ queries! {
     claim_take => "job_claim_take.sql",
     get_many => "job_get_many.sql",
     heartbeat => "job_heartbeat.sql",
+    note_failure => "job_note_failure.sql",
     control => "job_control.sql",
     checkpoint => "job_checkpoint.sql",
     checkpoint_in_tx => "job_checkpoint_in_transaction.sql",

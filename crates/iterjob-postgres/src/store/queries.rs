@@ -10,6 +10,7 @@ const Q_INSERT_EXISTING: &str = include_str!("../../queries/job_insert_many_exis
 const Q_NOTIFY: &str = include_str!("../../queries/job_notify.sql");
 const Q_CLAIM: &str = include_str!("../../queries/job_claim.sql");
 const Q_HEARTBEAT: &str = include_str!("../../queries/job_heartbeat.sql");
+const Q_NOTE_FAILURE: &str = include_str!("../../queries/job_note_failure.sql");
 const Q_CHECKPOINT: &str = include_str!("../../queries/job_checkpoint.sql");
 const Q_CHECKPOINT_IN_TX: &str = include_str!("../../queries/job_checkpoint_in_transaction.sql");
 const Q_RELEASE: &str = include_str!("../../queries/job_release.sql");
@@ -70,6 +71,7 @@ pub(super) struct Queries {
     pub(super) notify: String,
     pub(super) claim: String,
     pub(super) heartbeat: String,
+    pub(super) note_failure: String,
     pub(super) checkpoint: String,
     pub(super) checkpoint_in_tx: String,
     pub(super) release: String,
@@ -133,6 +135,7 @@ impl Queries {
             notify: r(Q_NOTIFY),
             claim: r(Q_CLAIM),
             heartbeat: r(Q_HEARTBEAT),
+            note_failure: r(Q_NOTE_FAILURE),
             checkpoint: r(Q_CHECKPOINT),
             checkpoint_in_tx: r(Q_CHECKPOINT_IN_TX),
             release: r(Q_RELEASE),

@@ -240,6 +240,14 @@ impl Store for TempStore {
     async fn job_heartbeat(&self, id: JobId, token: RunToken, lease: Duration) -> Result<Control> {
         self.db.store.job_heartbeat(id, token, lease).await
     }
+    async fn job_note_failure(
+        &self,
+        id: JobId,
+        token: RunToken,
+        failure: &iterjob::Failure,
+    ) -> Result<()> {
+        self.db.store.job_note_failure(id, token, failure).await
+    }
     async fn job_checkpoint(
         &self,
         id: JobId,

@@ -58,6 +58,14 @@ impl Store for TempStore {
     async fn job_heartbeat(&self, id: JobId, token: RunToken, lease: Duration) -> Result<Control> {
         self.store.job_heartbeat(id, token, lease).await
     }
+    async fn job_note_failure(
+        &self,
+        id: JobId,
+        token: RunToken,
+        failure: &iterjob::Failure,
+    ) -> Result<()> {
+        self.store.job_note_failure(id, token, failure).await
+    }
     async fn job_checkpoint(
         &self,
         id: JobId,

@@ -6,6 +6,7 @@ pub mod backpressure;
 mod controls;
 pub(crate) mod live;
 pub(crate) mod pace;
+mod panics;
 mod release;
 mod retention;
 pub(crate) mod run;

@@ -19,6 +19,7 @@ use crate::runtime::backpressure::StoreHealth;
 use crate::runtime::controls::ControlsWatch;
 use crate::runtime::live::LiveJob;
 use crate::runtime::pace::{Pacer, Stop};
+use crate::runtime::panics;
 use crate::runtime::release::Releaser;
 use crate::runtime::signals::{
     BACKPRESSURE, CANCEL, CHECKPOINT, LEASE_EXPIRING, LEASE_LOST, PAUSE, QUEUE_PAUSED, SHUTDOWN,
@@ -27,8 +28,8 @@ use crate::runtime::signals::{
 use crate::runtime::slots::Slot;
 use crate::runtime::{ResolvedSettings, RunEnd, telemetry};
 use crate::store::{
-    Claimed, InterruptReason, MAX_PARTITIONS, Outcome, Progress, Release, RunToken, Split, Store,
-    duration_millis, now_millis,
+    Claimed, Failure, InterruptReason, MAX_PARTITIONS, Outcome, Progress, Release, RunToken, Split,
+    Store, duration_millis, now_millis,
 };
 
 /// How long a job handed back because its lease could not be renewed waits before
@@ -261,11 +262,16 @@ impl<J: Job> Runner<J> {
                     Ok(None) => break 'walk,
                     Ok(Some(Err(e))) => return self.error(&ctx, &pos, e, items_at_start).await,
                     Err(panic) => {
+                        let backtrace = panics::take_backtrace();
                         let e = JobError::retryable(format!(
                             "the enumerator panicked: {}",
                             panic_message(&*panic)
                         ));
-                        return self.error(&ctx, &pos, e, items_at_start).await;
+                        let at = FailedAt {
+                            item: None,
+                            backtrace,
+                        };
+                        return self.error_at(&ctx, &pos, e, at, items_at_start).await;
                     }
                 };
                 let (item, next_cursor) = step;
@@ -297,14 +303,19 @@ impl<J: Job> Runner<J> {
                     .await
                 {
                     Ok(Ok(())) => {}
-                    Ok(Err(e)) => return self.error(&ctx, &pos, e, items_at_start).await,
+                    Ok(Err(e)) => {
+                        let at = FailedAt::item(&next_cursor, None);
+                        return self.error_at(&ctx, &pos, e, at, items_at_start).await;
+                    }
                     Err(panic) => {
+                        let backtrace = panics::take_backtrace();
                         let e = JobError::retryable(format!(
                             "the work panicked on the item after cursor {}: {}",
                             cursor_text(&pos.cursor),
                             panic_message(&*panic)
                         ));
-                        return self.error(&ctx, &pos, e, items_at_start).await;
+                        let at = FailedAt::item(&next_cursor, backtrace);
+                        return self.error_at(&ctx, &pos, e, at, items_at_start).await;
                     }
                 }
                 pos.cursor = Some(next_cursor);
@@ -701,6 +712,20 @@ impl<J: Job> Runner<J> {
         error: JobError,
         items_at_start: u64,
     ) -> RunReport {
+        self.error_at(ctx, pos, error, FailedAt::default(), items_at_start)
+            .await
+    }
+
+    /// Ends the run with `error`, which happened where `at` says: the item (when the
+    /// work failed on one) and a panic's backtrace are written with it.
+    async fn error_at(
+        &self,
+        ctx: &JobContext<J::Params>,
+        pos: &Position<J::Cursor>,
+        error: JobError,
+        at: FailedAt,
+        items_at_start: u64,
+    ) -> RunReport {
         if let JobError::Unavailable(delay, _) = &error {
             tracing::warn!(
                 job = self.id(),
@@ -751,6 +776,22 @@ impl<J: Job> Runner<J> {
             },
         };
         tracing::warn!(job = self.id(), kind = J::KIND, error = %chain, "job error");
+        let failure = Failure {
+            item: at.item,
+            attempt,
+            worker: record.worker_id.clone().unwrap_or_default(),
+            at: now_millis(),
+            backtrace: at.backtrace,
+        };
+        if let Err(e) = self
+            .env
+            .store
+            .job_note_failure(self.id(), self.token(), &failure)
+            .await
+        {
+            // the release below writes the error itself, or finds the lease lost
+            tracing::warn!(job = self.id(), error = %e, "could not record where the run failed");
+        }
         let report = self.release(pos, outcome, items_at_start).await;
         guard_value(self.job.on_error(ctx, &error)).await;
         report
@@ -1011,6 +1052,25 @@ fn cursor_text<C: serde::Serialize>(cursor: &Option<C>) -> String {
 }
 
 /// The message of a panic payload.
+/// Where a run's error happened, for its [`Failure`].
+#[derive(Default)]
+struct FailedAt {
+    /// The cursor of the item the work failed on.
+    item: Option<serde_json::Value>,
+    /// A panic's backtrace.
+    backtrace: Option<String>,
+}
+
+impl FailedAt {
+    /// The work failed on the item whose cursor is `cursor`.
+    fn item<C: serde::Serialize>(cursor: &C, backtrace: Option<String>) -> Self {
+        FailedAt {
+            item: serde_json::to_value(cursor).ok(),
+            backtrace,
+        }
+    }
+}
+
 pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
         (*s).to_string()

@@ -238,6 +238,8 @@ impl Worker {
     }
 
     async fn run_loop(&self, exit_when_idle: Option<Duration>) -> Result<WorkerReport> {
+        // a panic in job code keeps its backtrace for the job's record
+        crate::runtime::panics::install_hook();
         let mut report = WorkerReport::default();
         let mut tasks: JoinSet<Joined> = JoinSet::new();
         let (releaser, batcher) =

@@ -35,8 +35,8 @@ use crate::store::PruneBatch;
 use crate::store::rate::RateBuckets;
 use crate::store::rules::{self, AdminAction, AdminStep, UNIQUE_KEY_HELD, admin_step};
 use crate::store::{
-    ClaimRequest, Claimed, Control, InterruptReason, JobEvent, JobEventKind, JobFilter, JobId,
-    JobRecord, JobState, MAX_EVENTS, Millis, NewJob, Outcome, PartitionStates, Progress,
+    ClaimRequest, Claimed, Control, Failure, InterruptReason, JobEvent, JobEventKind, JobFilter,
+    JobId, JobRecord, JobState, MAX_EVENTS, Millis, NewJob, Outcome, PartitionStates, Progress,
     QueuePause, QueuePauseMode, QueueRow, Rescued, RunToken, Split, SplitRequest, Store,
     ThrottleSwitch, check_queue_name, duration_millis, now_millis, parent_outcome,
     parent_running_ms, parent_shown_state, release_event,
@@ -288,6 +288,7 @@ pub(crate) fn new_record(id: JobId, job: &NewJob, now: Millis) -> JobRecord {
         partitions: job.partitions,
         split_requested: false,
         trace_context: job.trace_context.clone(),
+        last_failure: None,
     }
 }
 
@@ -425,6 +426,13 @@ impl Store for MemoryStore {
         write_progress(record, progress, now);
         record.lease_expires_at = Some(lease_until(now, lease));
         Ok(control(record))
+    }
+
+    async fn job_note_failure(&self, id: JobId, token: RunToken, failure: &Failure) -> Result<()> {
+        let mut inner = self.lock();
+        let record = inner.fenced(id, token)?;
+        record.last_failure = Some(failure.clone());
+        Ok(())
     }
 
     async fn job_release(

@@ -379,6 +379,53 @@ pub struct JobRecord {
     /// The enqueuer's trace context (a W3C `traceparent`), if it had one; a
     /// partition has its parent's. See [`NewJob::trace_context`].
     pub trace_context: Option<String>,
+    /// Where and how the last run that ended in an error failed: the item, the
+    /// attempt, the worker and, for a panic, its backtrace. Kept (like `last_error`)
+    /// until the next error.
+    pub last_failure: Option<Failure>,
+}
+
+/// Where and how a run failed, written with the error ([`Store::job_note_failure`])
+/// so that an operator sees which item broke the job, not only why.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Failure {
+    /// The cursor the item the work failed on came with (as JSON): the position
+    /// just past that item, which for a keyset walk is the row's key. The job
+    /// resumes before the item. `None` when the run failed outside the work on an
+    /// item (the enumerator, a hook, the total).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub item: Option<Value>,
+    /// The attempt that failed (1 for the first run).
+    pub attempt: u32,
+    /// The worker that ran it (`host:pid:random`).
+    pub worker: String,
+    /// When it failed.
+    pub at: Millis,
+    /// For a panic, its backtrace, captured at the panic (at most
+    /// [`MAX_BACKTRACE_BYTES`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backtrace: Option<String>,
+}
+
+/// The longest backtrace a [`Failure`] keeps; a longer one is cut at a line end
+/// and says how much was left out.
+pub const MAX_BACKTRACE_BYTES: usize = 16 * 1024;
+
+impl Failure {
+    /// `backtrace` cut to [`MAX_BACKTRACE_BYTES`] at a line end, saying how many
+    /// lines were left out.
+    pub fn bounded_backtrace(backtrace: &str) -> String {
+        if backtrace.len() <= MAX_BACKTRACE_BYTES {
+            return backtrace.to_string();
+        }
+        let mut end = MAX_BACKTRACE_BYTES;
+        while !backtrace.is_char_boundary(end) {
+            end -= 1;
+        }
+        let cut = backtrace[..end].rfind('\n').unwrap_or(end);
+        let left = backtrace[cut..].lines().filter(|l| !l.is_empty()).count();
+        format!("{}\n… {left} more lines", &backtrace[..cut])
+    }
 }
 
 impl JobRecord {
@@ -712,6 +759,16 @@ pub trait Store: Send + Sync + 'static {
         progress: &Progress,
         lease: Duration,
     ) -> Result<Control>;
+
+    /// Records where and how the running job's current run failed, just before the
+    /// run is released with the error. Fenced like a checkpoint: `LeaseLost` if the
+    /// token does not match. The default keeps nothing, for a store without the
+    /// column; the memory, SQLite, PostgreSQL and MySQL stores keep it as
+    /// [`JobRecord::last_failure`].
+    async fn job_note_failure(&self, id: JobId, token: RunToken, failure: &Failure) -> Result<()> {
+        let _ = (id, token, failure);
+        Ok(())
+    }
 
     /// Ends the run: writes progress (if given) and moves the job to the outcome's
     /// state, clearing token, worker and lease. `Retry` and `Failed` add an attempt

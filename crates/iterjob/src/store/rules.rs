@@ -199,6 +199,7 @@ mod tests {
             partitions: None,
             split_requested: false,
             trace_context: None,
+            last_failure: None,
         }
     }
 
