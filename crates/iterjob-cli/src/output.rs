@@ -412,7 +412,8 @@ pub(crate) fn job_detail(job: &JobRecord) -> String {
 mod tests {
     use std::time::Duration;
 
-    use super::{aligned, job_detail, throttle_note};
+    use super::{aligned, job_detail, job_json, throttle_note};
+    use iterjob::JobState;
 
     #[test]
     fn throttle_note_shows_the_delay_per_item() {
@@ -453,6 +454,42 @@ mod tests {
             "{detail:?}"
         );
         assert!(detail.contains("boom\\u{1b}[2J\\r\\nagain"), "{detail}");
+    }
+
+    #[tokio::test]
+    async fn show_says_which_item_failed_and_the_top_of_a_panics_backtrace() {
+        use iterjob::Store;
+        let store = iterjob::MemoryStore::new();
+        let id = store
+            .job_insert(&iterjob::NewJob::new("k", serde_json::json!(null)))
+            .await
+            .unwrap();
+        let mut job = store.job_get(id).await.unwrap().unwrap();
+        job.state = JobState::Failed;
+        job.last_error = Some("the work panicked: boom".into());
+        let frames: String = (0..30).map(|i| format!("  {i}: frame_{i}\u{1b}[2J\n")).collect();
+        job.last_failure = Some(iterjob::Failure {
+            item: Some(serde_json::json!([41, "a"])),
+            attempt: 3,
+            worker: "host:7:abc".into(),
+            at: iterjob::store::now_millis(),
+            backtrace: Some(frames),
+        });
+        let detail = job_detail(&job);
+        assert!(detail.contains("failed on item [41,\"a\"]"), "{detail}");
+        assert!(detail.contains("attempt 3 on host:7:abc"), "{detail}");
+        assert!(detail.contains("  0: frame_0"), "{detail}");
+        assert!(!detail.contains("frame_12"), "only the top is shown: {detail}");
+        assert!(detail.contains("18 more lines"), "{detail}");
+        assert!(!detail.contains('\u{1b}'), "escaped: {detail:?}");
+        let json = job_json(&job);
+        assert_eq!(json["last_failure"]["item"], serde_json::json!([41, "a"]));
+        assert!(
+            json["last_failure"]["backtrace"]
+                .as_str()
+                .is_some_and(|b| b.contains("frame_29")),
+            "--json has the whole backtrace"
+        );
     }
 }
 

@@ -29,8 +29,8 @@ use iterjob::store::{
     ClaimRequest, Claimed, Control, Failure, JobEvent, JobEventKind, JobFilter, JobId, JobRecord,
     JobState, Millis, NewJob, Outcome, Progress, PruneBatch, QueuePause, QueuePauseMode, QueueRow,
     Release, Rescued, RunToken, ScheduleState, ScheduleTick, Split, SplitRequest, Store,
-    ThrottleSwitch, TickOutcome, check_queue_name, now_micros, now_millis, parent_outcome,
-    rate_cost_micros, release_event,
+    ThrottleSwitch, TickOutcome, check_queue_name, merge_listing, now_micros, now_millis,
+    parent_outcome, rate_cost_micros, release_event, shown_by_split_parents, split_parents_showing,
 };
 use iterjob::{Error, Result};
 use iterjob_sql::record;
@@ -55,6 +55,7 @@ const Q_INSERT_EXISTING: &str = include_str!("../queries/job_insert_many_existin
 const Q_CLAIM: &str = include_str!("../queries/job_claim.sql");
 const Q_HEARTBEAT: &str = include_str!("../queries/job_heartbeat.sql");
 const Q_NOTE_FAILURE: &str = include_str!("../queries/job_note_failure.sql");
+const Q_LIST_SPLIT_PARENTS: &str = include_str!("../queries/job_list_split_parents.sql");
 const Q_CHECKPOINT: &str = include_str!("../queries/job_checkpoint.sql");
 const Q_RELEASE: &str = include_str!("../queries/job_release.sql");
 const Q_RESCUE: &str = include_str!("../queries/job_rescue_expired.sql");
@@ -919,6 +920,14 @@ impl Store for SqliteStore {
                 records.push(record);
             }
         }
+        if let Some(state) = filter.state.filter(|s| shown_by_split_parents(*s)) {
+            // split parents stored `running` that show the state listed
+            let parents = split_parents_showing(state, filter.before_id, limit, |before| {
+                self.split_parents_page(filter, before, limit)
+            })
+            .await?;
+            records = merge_listing(records, parents, limit);
+        }
         Ok(records)
     }
 
@@ -1484,5 +1493,30 @@ impl Store for SqliteStore {
             .await
             .map_err(self.err("reserving from a rate limit"))?;
         Ok(Duration::from_micros(u64::try_from(wait_us).unwrap_or(0)))
+    }
+}
+
+impl SqliteStore {
+    /// A page of split parents (stored `running`), newest first, below `before`,
+    /// with their progress and shown state: for [`split_parents_showing`].
+    async fn split_parents_page(
+        &self,
+        filter: &JobFilter,
+        before: Option<JobId>,
+        limit: usize,
+    ) -> Result<Vec<JobRecord>> {
+        let rows = sqlx::query(Q_LIST_SPLIT_PARENTS)
+            .bind(filter.kind.as_deref())
+            .bind(filter.queue.as_deref())
+            .bind(before)
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(self.err("listing jobs"))?;
+        let mut records = Vec::with_capacity(rows.len());
+        for row in &rows {
+            records.push(self.with_progress(self.record(row)?).await?);
+        }
+        Ok(records)
     }
 }

@@ -177,6 +177,60 @@ pub async fn partition_creates_children(store: Arc<dyn Store>) {
     }
     assert_eq!(get(store, parent).await.state, JobState::Queued);
     assert!(listed(JobState::Running).await.is_empty());
+    assert_eq!(
+        listed(JobState::Queued).await,
+        vec![parent],
+        "listed among the queued jobs by the state it shows"
+    );
+    let everything_queued = store
+        .job_list(&iterjob::JobFilter {
+            state: Some(JobState::Queued),
+            kind: Some("p_create".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut newest_first: Vec<JobId> = children.iter().rev().copied().collect();
+    newest_first.push(parent);
+    assert_eq!(
+        everything_queued.iter().map(|r| r.id).collect::<Vec<_>>(),
+        newest_first,
+        "the partitions and their parent, newest first"
+    );
+    // keyset pages of one: the parent comes on the page below its first partition
+    let page = store
+        .job_list(&iterjob::JobFilter {
+            state: Some(JobState::Queued),
+            kind: Some("p_create".into()),
+            before_id: Some(children[0]),
+            limit: Some(1),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.iter().map(|r| r.id).collect::<Vec<_>>(), vec![parent]);
+    let page = store
+        .job_list(&iterjob::JobFilter {
+            state: Some(JobState::Queued),
+            kind: Some("p_create".into()),
+            before_id: Some(parent),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(page.is_empty(), "nothing below it: {page:?}");
+    // an operator pauses every partition alone: the parent shows paused, and is
+    // listed so
+    for child in &children {
+        store.job_pause(*child).await.unwrap();
+    }
+    assert_eq!(get(store, parent).await.state, JobState::Paused);
+    assert_eq!(listed(JobState::Paused).await, vec![parent]);
+    assert!(listed(JobState::Queued).await.is_empty());
+    for child in &children {
+        store.job_resume(*child).await.unwrap();
+    }
+    assert_eq!(listed(JobState::Queued).await, vec![parent]);
 
     // a stale planning token
     let other = store

@@ -11,7 +11,8 @@ use iterjob::store::{
     ClaimRequest, Claimed, Control, Failure, JobEvent, JobEventKind, JobFilter, JobId, JobRecord,
     JobState, Millis, NewJob, Outcome, Progress, PruneBatch, QueuePause, QueuePauseMode, QueueRow,
     Rescued, RunToken, ScheduleState, ScheduleTick, Split, SplitRequest, Store, ThrottleSwitch,
-    TickOutcome, check_queue_name, duration_millis, now_millis, rate_cost_micros, release_event,
+    TickOutcome, check_queue_name, duration_millis, merge_listing, now_millis, rate_cost_micros,
+    release_event, shown_by_split_parents, split_parents_showing,
 };
 use iterjob::{Error, Result};
 use iterjob_sql::record;
@@ -393,6 +394,14 @@ impl Store for MySqlStore {
             if filter.state.is_none_or(|s| s == record.state) {
                 records.push(record);
             }
+        }
+        if let Some(state) = filter.state.filter(|s| shown_by_split_parents(*s)) {
+            // split parents stored `running` that show the state listed
+            let parents = split_parents_showing(state, filter.before_id, limit, |before| {
+                self.split_parents_page(filter, before, limit)
+            })
+            .await?;
+            records = merge_listing(records, parents, limit);
         }
         Ok(records)
     }
@@ -1072,5 +1081,32 @@ impl MySqlStore {
             Some(row) => self.control(&row),
             None => Err(self.fence_failed(id).await),
         }
+    }
+}
+
+impl MySqlStore {
+    /// A page of split parents (stored `running`), newest first, below `before`,
+    /// with their progress and shown state: for [`split_parents_showing`].
+    async fn split_parents_page(
+        &self,
+        filter: &JobFilter,
+        before: Option<JobId>,
+        limit: usize,
+    ) -> Result<Vec<JobRecord>> {
+        let rows = sqlx::query(&self.q().list_split_parents)
+            .bind(filter.kind.as_deref())
+            .bind(filter.kind.as_deref())
+            .bind(filter.queue.as_deref())
+            .bind(filter.queue.as_deref())
+            .bind(before)
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(self.err("listing jobs"))?;
+        let mut records = Vec::with_capacity(rows.len());
+        for row in &rows {
+            records.push(self.with_progress(self.record(row)?).await?);
+        }
+        Ok(records)
     }
 }

@@ -44,6 +44,7 @@ queries! {
     get_for_update => "job_get_for_update.sql",
     exists => "job_exists.sql",
     list => "job_list.sql",
+    list_split_parents => "job_list_split_parents.sql",
     count => "job_count_by_state.sql",
     pause => "job_pause.sql",
     resume => "job_resume.sql",

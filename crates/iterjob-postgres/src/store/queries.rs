@@ -20,6 +20,7 @@ const Q_GET: &str = include_str!("../../queries/job_get.sql");
 const Q_GET_FOR_UPDATE: &str = include_str!("../../queries/job_get_for_update.sql");
 const Q_EXISTS: &str = include_str!("../../queries/job_exists.sql");
 const Q_LIST: &str = include_str!("../../queries/job_list.sql");
+const Q_LIST_SPLIT_PARENTS: &str = include_str!("../../queries/job_list_split_parents.sql");
 const Q_COUNT: &str = include_str!("../../queries/job_count_by_state.sql");
 const Q_PAUSE: &str = include_str!("../../queries/job_pause.sql");
 const Q_RESUME: &str = include_str!("../../queries/job_resume.sql");
@@ -81,6 +82,7 @@ pub(super) struct Queries {
     pub(super) get_for_update: String,
     pub(super) exists: String,
     pub(super) list: String,
+    pub(super) list_split_parents: String,
     pub(super) count: String,
     pub(super) pause: String,
     pub(super) resume: String,
@@ -145,6 +147,7 @@ impl Queries {
             get_for_update: r(Q_GET_FOR_UPDATE),
             exists: r(Q_EXISTS),
             list: r(Q_LIST),
+            list_split_parents: r(Q_LIST_SPLIT_PARENTS),
             count: r(Q_COUNT),
             pause: r(Q_PAUSE),
             resume: r(Q_RESUME),

@@ -39,7 +39,7 @@ use crate::store::{
     JobId, JobRecord, JobState, MAX_EVENTS, Millis, NewJob, Outcome, PartitionStates, Progress,
     QueuePause, QueuePauseMode, QueueRow, Rescued, RunToken, Split, SplitRequest, Store,
     ThrottleSwitch, check_queue_name, duration_millis, now_millis, parent_outcome,
-    parent_running_ms, parent_shown_state, release_event,
+    parent_running_ms, parent_shown_state, release_event, shown_by_split_parents,
 };
 use serde_json::Value;
 
@@ -565,14 +565,23 @@ impl Store for MemoryStore {
             .range(..upper)
             .rev()
             .map(|(_, e)| &e.record)
-            .filter(|r| filter.state.is_none_or(|s| r.state == s))
+            // stored in the state listed, or a split parent (stored `running`) that
+            // may show it
+            .filter(|r| {
+                filter.state.is_none_or(|s| {
+                    r.state == s
+                        || (shown_by_split_parents(s)
+                            && r.state == JobState::Running
+                            && r.is_parent())
+                })
+            })
             .filter(|r| filter.kind.as_ref().is_none_or(|k| &r.kind == k))
             .filter(|r| filter.queue.as_ref().is_none_or(|q| &r.queue == q))
             .filter(|r| !filter.top_level || r.parent_id.is_none())
-            .take(limit)
             .map(|r| inner.view(r))
             // a split parent's shown state follows its partitions
             .filter(|r| filter.state.is_none_or(|s| r.state == s))
+            .take(limit)
             .collect())
     }
 

@@ -548,10 +548,9 @@ pub struct Release {
 #[derive(Clone, Debug, Default)]
 pub struct JobFilter {
     /// Only jobs in this state. A split parent is matched by the state it shows
-    /// ([`parent_shown_state`]) and stored: listed as `running` only while one of
-    /// its partitions runs, and as `queued`, `paused` … only when an operator's
-    /// action stored that state (find one whose partitions merely wait by its kind,
-    /// or among the top-level jobs).
+    /// ([`parent_shown_state`]): listed as `running` only while one of its
+    /// partitions runs, as `queued` when none runs and one waits (after a deploy),
+    /// as `paused` when all that is left is paused.
     pub state: Option<JobState>,
     /// Only jobs of this kind.
     pub kind: Option<String>,
@@ -673,6 +672,69 @@ pub fn parent_shown_state(stored: JobState, partitions: PartitionStates) -> JobS
         JobState::Paused
     } else {
         stored
+    }
+}
+
+/// True for a state a split parent can show without storing it (`queued`,
+/// `retrying`, `paused`: stored, it stays `running`). A listing by such a state
+/// also looks among the split parents ([`merge_listing`]).
+pub fn shown_by_split_parents(state: JobState) -> bool {
+    matches!(
+        state,
+        JobState::Queued | JobState::Retrying | JobState::Paused
+    )
+}
+
+/// A listing page (newest first, at most `limit`) merged with the split parents
+/// found to show the state listed: each job once, newest first, at most `limit`.
+/// Both inputs are pages below the same `before_id`, so their union's first
+/// `limit` is the page.
+pub fn merge_listing(
+    mut listed: Vec<JobRecord>,
+    parents: Vec<JobRecord>,
+    limit: usize,
+) -> Vec<JobRecord> {
+    for parent in parents {
+        if !listed.iter().any(|r| r.id == parent.id) {
+            listed.push(parent);
+        }
+    }
+    listed.sort_by_key(|r| std::cmp::Reverse(r.id));
+    listed.truncate(limit);
+    listed
+}
+
+/// The split parents that show `state` ([`shown_by_split_parents`]), newest first,
+/// below `before`: asks `page(before)` for the next page of split parents (stored
+/// `running`, newest first, below `before`, at most `limit`, their progress and
+/// shown state applied) until a page comes back short or `limit` of them show
+/// `state`. Every SQL store lists with it, then [`merge_listing`]s.
+///
+/// # Errors
+/// The first error `page` returns.
+pub async fn split_parents_showing<F, Fut>(
+    state: JobState,
+    mut before: Option<JobId>,
+    limit: usize,
+    mut page: F,
+) -> Result<Vec<JobRecord>>
+where
+    F: FnMut(Option<JobId>) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<JobRecord>>>,
+{
+    let mut found = Vec::new();
+    loop {
+        let records = page(before).await?;
+        let full = records.len() >= limit;
+        for record in records {
+            before = Some(record.id);
+            if record.state == state {
+                found.push(record);
+            }
+        }
+        if !full || found.len() >= limit {
+            return Ok(found);
+        }
     }
 }
 
