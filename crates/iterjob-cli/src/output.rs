@@ -467,7 +467,9 @@ mod tests {
         let mut job = store.job_get(id).await.unwrap().unwrap();
         job.state = JobState::Failed;
         job.last_error = Some("the work panicked: boom".into());
-        let frames: String = (0..30).map(|i| format!("  {i}: frame_{i}\u{1b}[2J\n")).collect();
+        let frames: String = (0..30)
+            .map(|i| format!("  {i}: frame_{i}\u{1b}[2J\n"))
+            .collect();
         job.last_failure = Some(iterjob::Failure {
             item: Some(serde_json::json!([41, "a"])),
             attempt: 3,
@@ -479,7 +481,10 @@ mod tests {
         assert!(detail.contains("failed on item [41,\"a\"]"), "{detail}");
         assert!(detail.contains("attempt 3 on host:7:abc"), "{detail}");
         assert!(detail.contains("  0: frame_0"), "{detail}");
-        assert!(!detail.contains("frame_12"), "only the top is shown: {detail}");
+        assert!(
+            !detail.contains("frame_12"),
+            "only the top is shown: {detail}"
+        );
         assert!(detail.contains("18 more lines"), "{detail}");
         assert!(!detail.contains('\u{1b}'), "escaped: {detail:?}");
         let json = job_json(&job);
