@@ -39,6 +39,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/", get(overview))
         .route("/jobs", get(job_list))
+        .route("/jobs/bulk", post(bulk_action))
         .route("/jobs/{id}", get(job_page))
         .route("/jobs/{id}/{action}", post(job_action))
         .route("/queues", get(queues_page).post(queue_action))
@@ -357,6 +358,159 @@ async fn job_action(
             Redirect::to(&state.url(&format!("/jobs/{id}"))).into_response()
         }
         Err(e) => store_error(&state, &format!("{action} job {id}"), &e),
+    }
+}
+
+/// Most jobs one bulk submit can tick.
+const MAX_TICKED: usize = 1_000;
+
+/// `POST /jobs/bulk`: an action (retry, cancel, pause, resume, delete) on the jobs
+/// ticked (`scope=selected`, repeated `id` fields) or on every job the list's
+/// filters match (`scope=all`, at most [`MAX_BULK`](crate::MAX_BULK) per submit,
+/// newest first). A job whose state does not allow the action is counted and
+/// skipped; a store error stops the action and says how far it got.
+async fn bulk_action(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let Ok(fields) = serde_urlencoded::from_bytes::<Vec<(String, String)>>(&body) else {
+        return bad_request(&state, "the bulk form could not be read");
+    };
+    let field = |name: &str| {
+        fields
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    if !security::csrf_ok(&headers, field(CSRF_FIELD).as_deref()) {
+        return security::csrf_refused();
+    }
+    let action = field("action").unwrap_or_default();
+    if !pages::BULK_ACTIONS.contains(&action.as_str()) {
+        return bad_request(
+            &state,
+            "unknown bulk action; the actions are retry, cancel, pause, resume and delete",
+        );
+    }
+    let query = match parse_list(ListParams {
+        state: field("state"),
+        kind: field("kind"),
+        queue: field("queue"),
+        before: None,
+        top: field("top"),
+    }) {
+        Ok(q) => q,
+        Err(e) => return bad_request(&state, &e),
+    };
+    let back = state.url(&format!("/jobs{}", query.query_string(None)));
+    let ids: Vec<JobId> = match field("scope").as_deref() {
+        Some("selected") => {
+            let mut ids = Vec::new();
+            for (_, raw) in fields.iter().filter(|(k, _)| k == "id") {
+                match raw.trim().parse::<JobId>().ok().filter(|id| *id > 0) {
+                    Some(id) => ids.push(id),
+                    None => return bad_request(&state, &format!("`{raw}` is not a job id")),
+                }
+            }
+            if ids.is_empty() {
+                return bad_request(
+                    &state,
+                    "no job is ticked: tick the jobs to act on, or filter the list and apply \
+                     to all matching",
+                );
+            }
+            if ids.len() > MAX_TICKED {
+                return bad_request(
+                    &state,
+                    &format!("at most {MAX_TICKED} ticked jobs per submit"),
+                );
+            }
+            ids
+        }
+        Some("all") => {
+            if query.state.is_none() && query.kind.is_none() && query.queue.is_none() {
+                return bad_request(
+                    &state,
+                    "filter the list by state, kind or queue first: all matching would be \
+                     every job",
+                );
+            }
+            match matching_ids(&state, &query).await {
+                Ok(ids) => ids,
+                Err(e) => return store_error(&state, "listing the jobs to act on", &e),
+            }
+        }
+        _ => return bad_request(&state, "`scope` must be selected or all"),
+    };
+    let mut outcome = pages::BulkOutcome {
+        more_left: ids.len() > crate::MAX_BULK,
+        ..Default::default()
+    };
+    let store = &state.store;
+    for &id in ids.iter().take(crate::MAX_BULK) {
+        let result = match action.as_str() {
+            "retry" => store.job_retry(id).await.map(drop),
+            "cancel" => store.job_cancel(id).await.map(drop),
+            "pause" => store.job_pause(id).await.map(drop),
+            "resume" => store.job_resume(id).await.map(drop),
+            _ => store.job_delete(id).await.map(drop),
+        };
+        match result {
+            Ok(()) => outcome.done += 1,
+            Err(StoreError::JobNotFound(_)) => outcome.gone += 1,
+            Err(e @ StoreError::InvalidTransition { .. }) => {
+                outcome.refused += 1;
+                outcome.first_refusal.get_or_insert_with(|| e.to_string());
+            }
+            Err(e) => {
+                let what = format!(
+                    "bulk {action}: stopped after {} of {} jobs",
+                    outcome.done,
+                    ids.len().min(crate::MAX_BULK)
+                );
+                return store_error(&state, &what, &e);
+            }
+        }
+    }
+    tracing::info!(
+        action,
+        done = outcome.done,
+        refused = outcome.refused,
+        "dashboard: operator bulk action"
+    );
+    page(
+        &state,
+        StatusCode::OK,
+        pages::bulk_result(&state, &action, &outcome, &back),
+        None,
+    )
+}
+
+/// The ids of the jobs `query` matches, newest first, keyset-paged: at most one
+/// more than [`MAX_BULK`](crate::MAX_BULK), so the caller knows more are left.
+async fn matching_ids(state: &AppState, query: &ListQuery) -> Result<Vec<JobId>, StoreError> {
+    const PAGE: usize = 500;
+    let mut ids = Vec::new();
+    let mut before = None;
+    loop {
+        let jobs = state
+            .store
+            .job_list(&JobFilter {
+                state: query.state,
+                kind: query.kind.clone(),
+                queue: query.queue.clone(),
+                before_id: before,
+                limit: Some(PAGE),
+                top_level: query.top_level,
+            })
+            .await?;
+        let full = jobs.len() >= PAGE;
+        ids.extend(jobs.iter().map(|j| j.id));
+        before = jobs.last().map(|j| j.id);
+        if !full || ids.len() > crate::MAX_BULK {
+            return Ok(ids);
+        }
     }
 }
 

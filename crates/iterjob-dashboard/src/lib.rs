@@ -142,6 +142,11 @@ pub const DEFAULT_MAX_UPLOAD_BYTES: usize = 64 * 1024 * 1024;
 /// Jobs per page of the job list.
 pub const PAGE_SIZE: usize = 50;
 
+/// The most jobs one bulk action (retry, cancel … every job a filter matches)
+/// reaches per submit; the page says when more are left, and submitting again
+/// goes on with them. Bounded so that one click never holds a request for minutes.
+pub const MAX_BULK: usize = 10_000;
+
 /// Errors starting the dashboard.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

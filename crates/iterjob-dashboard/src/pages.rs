@@ -143,13 +143,13 @@ pub(crate) fn overview(state: &AppState, o: &Overview, csrf: &str) -> Markup {
             @if o.running.is_empty() {
                 p.empty { "No job is running." }
             } @else {
-                (jobs_table(state, &o.running, csrf, true))
+                (jobs_table(state, &o.running, csrf, true, false))
             }
         }
         @if !o.failures.is_empty() {
             section.panel {
                 h2 { "Recent failures" }
-                (jobs_table(state, &o.failures, csrf, false))
+                (jobs_table(state, &o.failures, csrf, false, false))
             }
         }
     };
@@ -187,11 +187,21 @@ fn bars(per_minute: &[(u64, u64)]) -> Markup {
 }
 
 /// A table of jobs with live progress bars (and action buttons when `actions`).
-fn jobs_table(state: &AppState, jobs: &[JobRecord], csrf: &str, with_actions: bool) -> Markup {
+/// The jobs as a table; `selectable` adds a checkbox per job for the bulk form
+/// ([`bulk_bar`]), tied to it by its id since a row's own action forms cannot nest
+/// in it.
+fn jobs_table(
+    state: &AppState,
+    jobs: &[JobRecord],
+    csrf: &str,
+    with_actions: bool,
+    selectable: bool,
+) -> Markup {
     html! {
         table.jobs {
             thead {
                 tr {
+                    @if selectable { th { span.visually-hidden { "Select" } } }
                     th { "Job" } th { "Kind" } th { "Queue" } th { "State" } th.wide { "Progress" }
                     th { "Attempts" } th { "Created" }
                     @if with_actions { th { "Actions" } }
@@ -201,6 +211,11 @@ fn jobs_table(state: &AppState, jobs: &[JobRecord], csrf: &str, with_actions: bo
                 @for job in jobs {
                     @let view = ProgressView::of(job, None);
                     tr {
+                        @if selectable {
+                            td.select data-label="Select" {
+                                input type="checkbox" form="bulk" name="id" value=(job.id) aria-label=(format!("select job {}", job.id));
+                            }
+                        }
                         td data-label="Job" { a href=(state.url(&format!("/jobs/{}", job.id))) { "#" (job.id) } }
                         td data-label="Kind" { code { (job.kind) } }
                         td data-label="Queue" { (job.queue) }
@@ -214,6 +229,73 @@ fn jobs_table(state: &AppState, jobs: &[JobRecord], csrf: &str, with_actions: bo
             }
         }
     }
+}
+
+/// The bulk actions over the job list: on the jobs ticked, or on every job the
+/// filters match (at most [`MAX_BULK`](crate::MAX_BULK) per submit).
+fn bulk_bar(state: &AppState, query: &ListQuery, csrf: &str) -> Markup {
+    let filtered = query.state.is_some() || query.kind.is_some() || query.queue.is_some();
+    html! {
+        form.bulk #bulk method="post" action=(state.url("/jobs/bulk")) {
+            input type="hidden" name=(CSRF_FIELD) value=(csrf);
+            @if let Some(s) = query.state { input type="hidden" name="state" value=(s.as_str()); }
+            @if let Some(k) = &query.kind { input type="hidden" name="kind" value=(k); }
+            @if let Some(q) = &query.queue { input type="hidden" name="queue" value=(q); }
+            @if query.top_level { input type="hidden" name="top" value="1"; }
+            label { "Bulk action "
+                select name="action" {
+                    @for action in BULK_ACTIONS { option value=(action) { (action) } }
+                }
+            }
+            button type="submit" name="scope" value="selected" { "Apply to the ticked jobs" }
+            @if filtered {
+                button.danger type="submit" name="scope" value="all"
+                    title="every job these filters match, not only this page" { "Apply to all matching" }
+            }
+        }
+    }
+}
+
+/// The actions a bulk form offers.
+pub(crate) const BULK_ACTIONS: [&str; 5] = ["retry", "cancel", "pause", "resume", "delete"];
+
+/// What a bulk action did, for its result page.
+#[derive(Debug, Default)]
+pub(crate) struct BulkOutcome {
+    /// Jobs the action was applied to.
+    pub(crate) done: u64,
+    /// Jobs whose state did not allow it, with the first reason.
+    pub(crate) refused: u64,
+    pub(crate) first_refusal: Option<String>,
+    /// Jobs gone by the time the action reached them.
+    pub(crate) gone: u64,
+    /// More jobs match than one submit handles.
+    pub(crate) more_left: bool,
+}
+
+pub(crate) fn bulk_result(
+    state: &AppState,
+    action: &str,
+    outcome: &BulkOutcome,
+    back: &str,
+) -> Markup {
+    let content = html! {
+        h1 { "Bulk " (action) }
+        div.notice role="status" {
+            p { (action) " applied to " strong { (outcome.done) } " job" @if outcome.done != 1 { "s" } "." }
+            @if outcome.refused > 0 {
+                p { (outcome.refused) " not in a state for it"
+                    @if let Some(why) = &outcome.first_refusal { " (" (why) ")" } "." }
+            }
+            @if outcome.gone > 0 { p { (outcome.gone) " no longer there." } }
+            @if outcome.more_left {
+                p { "More jobs match than one submit handles ("
+                    (crate::MAX_BULK) "): submit again for the rest." }
+            }
+        }
+        p { a href=(back) { "Back to the jobs" } }
+    };
+    layout(state, &format!("Bulk {action}"), "jobs", content)
 }
 
 /// The job list's filters as given (already validated).
@@ -305,7 +387,8 @@ pub(crate) fn job_list(
         @if jobs.is_empty() {
             p.empty { "No job matches." }
         } @else {
-            (jobs_table(state, jobs, csrf, true))
+            (bulk_bar(state, query, csrf))
+            (jobs_table(state, jobs, csrf, true, true))
         }
         nav.pages aria-label="pages" {
             @if query.before.is_some() {
@@ -382,7 +465,7 @@ fn partitions_section(state: &AppState, page: &JobPage<'_>, csrf: &str) -> Optio
                     (page.partitions.len().saturating_sub(asked as usize)) " from dynamic splits). "
                     "The job's progress is their sum; pause, resume, cancel and retry reach them all."
                 }
-                (jobs_table(state, page.partitions, csrf, true))
+                (jobs_table(state, page.partitions, csrf, true, false))
             }
         }
     })

@@ -3,7 +3,8 @@
 //! running slow jobs on a temporary SQLite file in this process.
 //!
 //! It watches a running job's progress bar advance without a page reload, pauses
-//! it, sees the state change, resumes it, cancels another job, and saves
+//! it, sees the state change, resumes it, cancels another job, retries it with a
+//! bulk action from the filtered list, and saves
 //! screenshots at laptop and phone widths under `target/dashboard-screenshots/`.
 //! Without Chromium it is skipped, except under `CI`, where it fails.
 
@@ -369,6 +370,33 @@ async fn operator_watches_pauses_resumes_and_cancels_in_chromium() {
     save(&client, &shots, "laptop-job-cancelled").await;
     open(&client, &format!("{base}/jobs")).await;
     save(&client, &shots, "laptop-jobs-again").await;
+
+    // bulk: every cancelled job retried from the filtered list in one submit
+    open(&client, &format!("{base}/jobs?state=cancelled")).await;
+    js(
+        &client,
+        "document.querySelector('#bulk select[name=action]').value = 'retry'; return null;",
+    )
+    .await;
+    click(&client, "#bulk button[value=all]").await;
+    let summary = wait_for("the bulk result", 15, || async {
+        let text = js(
+            &client,
+            "const n = document.querySelector('.notice'); return n ? n.textContent : '';",
+        )
+        .await;
+        text.as_str().filter(|t| !t.is_empty()).map(str::to_string)
+    })
+    .await;
+    assert!(
+        summary.contains("retry applied to 1 job."),
+        "the bulk result: {summary}"
+    );
+    save(&client, &shots, "laptop-bulk-retry").await;
+    wait_for("the retried job to leave cancelled", 20, || async {
+        (state_of(&*store, other).await != JobState::Cancelled).then_some(())
+    })
+    .await;
 
     client.set_window_size(390, 844).await.unwrap();
     open(&client, &format!("{base}/")).await;

@@ -12,7 +12,7 @@ use axum::http::{Request, StatusCode, header};
 use common::*;
 use http_body_util::BodyExt;
 use iterjob::store::{ClaimRequest, NewJob, Outcome, Progress};
-use iterjob::{InterruptReason, JobState, MemoryStore, Store};
+use iterjob::{InterruptReason, JobId, JobState, MemoryStore, Store};
 use iterjob_dashboard::{Dashboard, Error};
 use serde_json::json;
 use tower::ServiceExt;
@@ -138,10 +138,7 @@ async fn job_list_filters_and_pages_by_keyset() {
 
     let page1 = get(&router, "/jobs").await;
     assert_eq!(page1.status, StatusCode::OK);
-    assert_eq!(
-        page1.body.matches("<tr><td data-label=\"Job\">").count(),
-        50
-    );
+    assert_eq!(page1.body.matches("<td data-label=\"Job\">").count(), 50);
     assert!(page1.body.contains(">#120<") && page1.body.contains(">#71<"));
     assert!(!page1.body.contains(">#70<"));
     assert!(
@@ -152,24 +149,18 @@ async fn job_list_filters_and_pages_by_keyset() {
     assert!(page2.body.contains(">#70<") && page2.body.contains(">#21<"));
     assert!(page2.body.contains("« newest"));
     let page3 = get(&router, "/jobs?before=21").await;
-    assert_eq!(
-        page3.body.matches("<tr><td data-label=\"Job\">").count(),
-        20
-    );
+    assert_eq!(page3.body.matches("<td data-label=\"Job\">").count(), 20);
     assert!(
         !page3.body.contains("older »"),
         "the last page has no older link"
     );
 
     let filtered = get(&router, "/jobs?kind=import_csv&queue=bulk").await;
-    let rows = filtered.body.matches("<tr><td data-label=\"Job\">").count();
+    let rows = filtered.body.matches("<td data-label=\"Job\">").count();
     assert_eq!(rows, 20, "odd i divisible by 3: 20 of 120");
     assert!(!filtered.body.contains("<code>count</code>"));
     let paused = get(&router, "/jobs?state=paused").await;
-    assert_eq!(
-        paused.body.matches("<tr><td data-label=\"Job\">").count(),
-        1
-    );
+    assert_eq!(paused.body.matches("<td data-label=\"Job\">").count(), 1);
     assert!(paused.body.contains(r#"<option value="paused" selected>"#));
     let filtered_next = get(&router, "/jobs?state=queued&kind=count").await;
     assert!(
@@ -1560,5 +1551,138 @@ async fn a_failed_job_shows_the_item_it_failed_on_and_its_backtrace_inert() {
     assert!(
         page.contains("Backtrace of the panic") && page.contains("count::process"),
         "the backtrace, folded"
+    );
+}
+
+/// Fails `n` fresh jobs of `kind` through a claim and a release.
+async fn failed_jobs(store: &Arc<dyn Store>, kind: &str, n: usize) -> Vec<JobId> {
+    let mut ids = Vec::new();
+    for _ in 0..n {
+        store
+            .job_insert(&NewJob::new(kind, json!({"up_to": 3})))
+            .await
+            .unwrap();
+        let run = claim(&**store, kind).await;
+        store
+            .job_release(
+                run.job.id,
+                run.token,
+                None,
+                &Outcome::Failed {
+                    error: "bad row".into(),
+                },
+            )
+            .await
+            .unwrap();
+        ids.push(run.job.id);
+    }
+    ids
+}
+
+#[tokio::test]
+async fn bulk_actions_reach_the_ticked_jobs_or_all_matching() {
+    let store = shared(MemoryStore::new());
+    let failed = failed_jobs(&store, "count", 3).await;
+    let other_kind = failed_jobs(&store, "other", 1).await;
+    let waiting = store
+        .job_insert(&NewJob::new("count", json!({"up_to": 3})))
+        .await
+        .unwrap();
+    let router = dashboard(Arc::clone(&store));
+    let state_of = |id: JobId| {
+        let store = Arc::clone(&store);
+        async move { store.job_get(id).await.unwrap().unwrap().state }
+    };
+
+    // the list offers the bulk form, a checkbox per job tied to it
+    let list = get(&router, "/jobs?state=failed&kind=count").await.body;
+    assert!(list.contains(r#"id="bulk""#), "the bulk form");
+    assert!(
+        list.contains(&format!(r#"form="bulk" name="id" value="{}""#, failed[0])),
+        "a checkbox per job"
+    );
+    assert!(list.contains("Apply to all matching"));
+
+    // all matching: every failed job of kind `count` is retried, nothing else
+    let body = format!("csrf={CSRF}&action=retry&scope=all&state=failed&kind=count");
+    let reply = send(&router, form_post("/jobs/bulk", &body)).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert!(
+        reply.body.contains("applied to <strong>3</strong> jobs"),
+        "{}",
+        reply.body
+    );
+    for id in &failed {
+        assert_eq!(state_of(*id).await, JobState::Queued, "job {id} retried");
+    }
+    assert_eq!(
+        state_of(other_kind[0]).await,
+        JobState::Failed,
+        "another kind"
+    );
+
+    // ticked: cancel two of them and the waiting one; a finished job is refused,
+    // counted and named
+    let body = format!(
+        "csrf={CSRF}&action=cancel&scope=selected&id={}&id={}&id={waiting}&id={}",
+        failed[0], failed[1], other_kind[0]
+    );
+    let reply = send(&router, form_post("/jobs/bulk", &body)).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert!(reply.body.contains("<strong>3</strong>"), "{}", reply.body);
+    assert!(
+        reply.body.contains("1 not in a state for it"),
+        "{}",
+        reply.body
+    );
+    assert_eq!(state_of(failed[0]).await, JobState::Cancelled);
+    assert_eq!(state_of(waiting).await, JobState::Cancelled);
+    assert_eq!(state_of(failed[2]).await, JobState::Queued, "not ticked");
+
+    // what an operator or an attacker gets wrong
+    for (body, status, says) in [
+        (
+            format!("csrf={CSRF}&action=retry&scope=all"),
+            StatusCode::BAD_REQUEST,
+            "filter the list",
+        ),
+        (
+            format!("csrf={CSRF}&action=retry&scope=selected"),
+            StatusCode::BAD_REQUEST,
+            "no job is ticked",
+        ),
+        (
+            format!("csrf={CSRF}&action=explode&scope=all&state=failed"),
+            StatusCode::BAD_REQUEST,
+            "unknown bulk action",
+        ),
+        (
+            format!("csrf={CSRF}&action=retry&scope=selected&id=1%3Bdrop"),
+            StatusCode::BAD_REQUEST,
+            "is not a job id",
+        ),
+        (
+            format!(
+                "csrf={CSRF}&action=retry&scope=all&kind={}",
+                XSS.replace('<', "%3C").replace('>', "%3E")
+            ),
+            StatusCode::OK,
+            "applied to <strong>0</strong> jobs",
+        ),
+        (
+            "action=cancel&scope=all&state=queued".to_string(),
+            StatusCode::FORBIDDEN,
+            "",
+        ),
+    ] {
+        let reply = send(&router, form_post("/jobs/bulk", &body)).await;
+        assert_eq!(reply.status, status, "{body}: {}", reply.body);
+        assert!(reply.body.contains(says), "{body}: {}", reply.body);
+        assert_inert(&reply.body);
+    }
+    assert_eq!(
+        state_of(failed[2]).await,
+        JobState::Queued,
+        "a refused form changed nothing"
     );
 }
