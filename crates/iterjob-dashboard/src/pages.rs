@@ -289,8 +289,9 @@ pub(crate) fn bulk_result(
             }
             @if outcome.gone > 0 { p { (outcome.gone) " no longer there." } }
             @if outcome.more_left {
-                p { "More jobs match than one submit handles ("
-                    (crate::MAX_BULK) "): submit again for the rest." }
+                p { "More jobs match than one submit handles: the newest "
+                    (crate::MAX_BULK) " were reached. Jobs the action moves out of a state filter \
+                    leave it, so with one, submitting again goes on with the rest." }
             }
         }
         p { a href=(back) { "Back to the jobs" } }

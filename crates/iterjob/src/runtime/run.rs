@@ -1051,7 +1051,6 @@ fn cursor_text<C: serde::Serialize>(cursor: &Option<C>) -> String {
     }
 }
 
-/// The message of a panic payload.
 /// Where a run's error happened, for its [`Failure`].
 #[derive(Default)]
 struct FailedAt {
@@ -1071,6 +1070,7 @@ impl FailedAt {
     }
 }
 
+/// The message of a panic payload.
 pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
         (*s).to_string()
