@@ -8,7 +8,10 @@
 //! The service answers `/` itself and nests the dashboard under `/admin/jobs`. It
 //! registers two kinds: `resize_images` (a slow walk over an id range, to watch
 //! progress bars move) and `import_customers`, which reads a CSV file: its enqueue
-//! form takes an upload (stored under `./uploads`). A worker runs in the same
+//! form takes an upload (stored under `./uploads`). Both describe themselves
+//! (`Job::DESCRIPTION`) and their parameters (`Job::params_schema`, derived with
+//! schemars), so the Tasks page offers a typed form for each: the width prefilled,
+//! the format as a select, each field's problem shown next to it. A worker runs in the same
 //! process, so `/admin/jobs/metrics` includes its runtime metrics. Two jobs are
 //! enqueued at start. Ctrl-C stops everything; the jobs resume at the next start.
 //!
@@ -21,18 +24,36 @@ use iterjob::enumerator::{self, Enumerator, FileRange};
 use iterjob::{Job, JobContext, JobError, NewJob, Registry, Store, Worker, WorkerConfig};
 use iterjob_dashboard::Dashboard;
 use iterjob_sqlite::SqliteStore;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// Resizes the images with ids in a range (here: sleeps a little per image).
 struct ResizeImages;
 
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct ResizeParams {
+    /// The first image id, inclusive.
     first_id: i64,
+    /// The last image id, inclusive.
     last_id: i64,
+    /// The width to resize to, in pixels.
     #[serde(default = "default_width")]
     width: u32,
+    /// The format to write.
+    #[serde(default)]
+    format: Format,
+}
+
+/// An image format.
+#[derive(Clone, Copy, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+enum Format {
+    #[default]
+    Webp,
+    Jpeg,
+    /// Lossless, larger.
+    Png,
 }
 
 fn default_width() -> u32 {
@@ -41,9 +62,15 @@ fn default_width() -> u32 {
 
 impl Job for ResizeImages {
     const KIND: &'static str = "resize_images";
+    const DESCRIPTION: &'static str =
+        "Resizes every image with an id in a range (here: sleeps 5 ms per image).";
     type Params = ResizeParams;
     type Cursor = i64;
     type Item = i64;
+
+    fn params_schema() -> Option<serde_json::Value> {
+        iterjob::params_schema::<ResizeParams>()
+    }
 
     fn enumerate(
         &self,
@@ -66,7 +93,7 @@ impl Job for ResizeImages {
 /// Imports customers from an uploaded CSV file, one row at a time.
 struct ImportCustomers;
 
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct ImportParams {
     /// Set by the dashboard to the stored upload's path.
@@ -75,7 +102,13 @@ struct ImportParams {
 
 impl Job for ImportCustomers {
     const KIND: &'static str = "import_customers";
+    const DESCRIPTION: &'static str =
+        "Imports customers from a CSV file with a header row, one row at a time.";
     type Params = ImportParams;
+
+    fn params_schema() -> Option<serde_json::Value> {
+        iterjob::params_schema::<ImportParams>()
+    }
     type Cursor = enumerator::FileCursor;
     type Item = csv::StringRecord;
 
@@ -137,6 +170,7 @@ async fn main() -> anyhow::Result<()> {
             first_id: first,
             last_id: last,
             width: 800,
+            format: Format::Webp,
         };
         store
             .job_insert(&NewJob::of(&ResizeImages, &params)?.unique_key(format!("resize-{first}")))

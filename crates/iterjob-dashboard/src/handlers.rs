@@ -17,7 +17,7 @@ use serde_json::Value;
 
 use crate::pages::{self, EnqueueForm, JobPage, ListQuery, Overview};
 use crate::security::{self, CSRF_COOKIE, CSRF_FIELD, TOKEN_COOKIE};
-use crate::{AppState, MAX_FORM_BYTES, PAGE_SIZE, assets, live, prometheus};
+use crate::{AppState, MAX_FORM_BYTES, PAGE_SIZE, assets, live, prometheus, tasks};
 
 /// Events shown on a job page.
 const EVENTS_SHOWN: usize = 200;
@@ -35,9 +35,11 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
     };
     let enqueue = Router::new()
         .route("/enqueue", get(enqueue_form).post(enqueue_submit))
+        .route("/tasks/{kind}", get(tasks::kind_page).post(tasks::kind_submit))
         .layer(DefaultBodyLimit::max(upload_limit));
     Router::new()
         .route("/", get(overview))
+        .route("/tasks", get(tasks::list))
         .route("/jobs", get(job_list))
         .route("/jobs/bulk", post(bulk_action))
         .route("/jobs/{id}", get(job_page))
@@ -68,7 +70,12 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
 }
 
 /// A rendered page, setting the session's CSRF cookie when it is new.
-fn page(state: &AppState, status: StatusCode, markup: Markup, new_csrf: Option<&str>) -> Response {
+pub(crate) fn page(
+    state: &AppState,
+    status: StatusCode,
+    markup: Markup,
+    new_csrf: Option<&str>,
+) -> Response {
     let mut response = (status, Html(markup.into_string())).into_response();
     if let Some(token) = new_csrf {
         response.headers_mut().append(
@@ -80,7 +87,7 @@ fn page(state: &AppState, status: StatusCode, markup: Markup, new_csrf: Option<&
 }
 
 /// A store error as a page an operator can act on.
-fn store_error(state: &AppState, what: &str, error: &StoreError) -> Response {
+pub(crate) fn store_error(state: &AppState, what: &str, error: &StoreError) -> Response {
     let status = match error {
         StoreError::JobNotFound(_) => StatusCode::NOT_FOUND,
         StoreError::InvalidTransition { .. } => StatusCode::CONFLICT,
@@ -98,7 +105,7 @@ fn store_error(state: &AppState, what: &str, error: &StoreError) -> Response {
     )
 }
 
-fn bad_request(state: &AppState, text: &str) -> Response {
+pub(crate) fn bad_request(state: &AppState, text: &str) -> Response {
     page(
         state,
         StatusCode::BAD_REQUEST,
@@ -689,14 +696,16 @@ async fn enqueue_form(State(state): State<Arc<AppState>>, headers: HeaderMap) ->
 
 /// The enqueue form's fields and the upload, read from the multipart body.
 #[derive(Default)]
-struct EnqueueInput {
-    form: EnqueueForm,
-    csrf: Option<String>,
-    file: Option<(String, Vec<u8>)>,
+pub(crate) struct EnqueueInput {
+    pub(crate) form: EnqueueForm,
+    /// A tasks page's typed fields (`p.NAME`), by name.
+    pub(crate) fields: std::collections::BTreeMap<String, String>,
+    pub(crate) csrf: Option<String>,
+    pub(crate) file: Option<(String, Vec<u8>)>,
 }
 
 /// Why the enqueue form could not be read: too large (413), or malformed.
-enum ReadError {
+pub(crate) enum ReadError {
     TooLarge,
     Bad(String),
 }
@@ -711,7 +720,7 @@ impl ReadError {
     }
 }
 
-async fn read_enqueue(mut multipart: Multipart) -> Result<EnqueueInput, ReadError> {
+pub(crate) async fn read_enqueue(mut multipart: Multipart) -> Result<EnqueueInput, ReadError> {
     let mut input = EnqueueInput::default();
     while let Some(field) = multipart
         .next_field()
@@ -740,7 +749,11 @@ async fn read_enqueue(mut multipart: Multipart) -> Result<EnqueueInput, ReadErro
             "params" => input.form.params = text,
             "queue" => input.form.queue = text,
             "priority" => input.form.priority = text,
-            _ => {}
+            _ => {
+                if let Some(field) = name.strip_prefix(crate::form::FIELD_PREFIX) {
+                    input.fields.insert(field.to_string(), text);
+                }
+            }
         }
     }
     Ok(input)
@@ -788,7 +801,21 @@ async fn enqueue_submit(
             None,
         )
     };
-    match build_job(&state, &form, input.file).await {
+    let built = match parse_params(&form.params) {
+        Ok(params) => {
+            build_job(
+                &state,
+                form.kind.trim(),
+                params,
+                &form.queue,
+                &form.priority,
+                input.file,
+            )
+            .await
+        }
+        Err(e) => Err(e),
+    };
+    match built {
         Ok(job) => match state.store.job_insert(&job).await {
             Ok(id) => {
                 tracing::info!(job = id, kind = %job.kind, "dashboard: operator enqueued a job");
@@ -800,26 +827,33 @@ async fn enqueue_submit(
     }
 }
 
-/// Validates the form into a job: known kind, parameters that fit its type, the
-/// CSV upload stored and named in its parameter. The error says what to fix.
-async fn build_job(
+/// The JSON parameters box: empty means `{}`.
+pub(crate) fn parse_params(raw: &str) -> Result<Value, String> {
+    let raw = raw.trim();
+    if raw.is_empty() {
+        Ok(Value::Object(Default::default()))
+    } else {
+        serde_json::from_str(raw).map_err(|e| format!("the parameters are not valid JSON: {e}"))
+    }
+}
+
+/// Validates a submission into a job: known kind, parameters that fit its type,
+/// the CSV upload stored and named in its parameter, queue and priority. The
+/// error says what to fix.
+pub(crate) async fn build_job(
     state: &AppState,
-    form: &EnqueueForm,
+    kind: &str,
+    mut params: Value,
+    queue: &str,
+    priority: &str,
     file: Option<(String, Vec<u8>)>,
 ) -> Result<iterjob::NewJob, String> {
-    let kind = form.kind.trim();
     if !state.registry.contains(kind) {
         let known = state.registry.kinds().join(", ");
         return Err(format!(
             "unknown job kind `{kind}`; this dashboard can enqueue: {known}"
         ));
     }
-    let raw = form.params.trim();
-    let mut params: Value = if raw.is_empty() {
-        Value::Object(Default::default())
-    } else {
-        serde_json::from_str(raw).map_err(|e| format!("the parameters are not valid JSON: {e}"))?
-    };
     match (state.csv_kinds.get(kind), file) {
         (Some(csv), Some((filename, bytes))) => {
             let path = store_csv(&csv.dir, &filename, &bytes).await?;
@@ -852,12 +886,12 @@ async fn build_job(
         .registry
         .new_job(kind, params)
         .map_err(|e| e.to_string())?;
-    let queue = form.queue.trim();
+    let queue = queue.trim();
     if !queue.is_empty() {
         iterjob::store::check_queue_name(queue).map_err(|e| e.to_string())?;
         job.queue = queue.to_string();
     }
-    let priority = form.priority.trim();
+    let priority = priority.trim();
     if !priority.is_empty() {
         job.priority = priority
             .parse()

@@ -102,6 +102,8 @@
 //! | route | what |
 //! |---|---|
 //! | `GET /` | overview |
+//! | `GET /tasks` | every job kind: description, counts by state, last runs |
+//! | `GET /tasks/{kind}` · `POST /tasks/{kind}` | a kind's page: its typed parameters form (from [`Job::params_schema`](iterjob::Job::params_schema)), CSV upload, last runs |
 //! | `GET /jobs?state=&kind=&queue=&before=` | job list |
 //! | `GET /jobs/{id}` | job page |
 //! | `POST /jobs/{id}/pause` · `resume` · `cancel` · `retry` · `delete` | actions (form + CSRF token) |
@@ -112,12 +114,14 @@
 //! | `GET /login` · `POST /login` | the token form, when a token is set |
 
 mod assets;
+mod form;
 mod format;
 mod handlers;
 mod live;
 mod pages;
 mod prometheus;
 mod security;
+mod tasks;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

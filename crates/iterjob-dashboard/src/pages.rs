@@ -14,6 +14,7 @@ use crate::security::CSRF_FIELD;
 pub(crate) fn layout(state: &AppState, title: &str, current: &str, content: Markup) -> Markup {
     let nav = [
         ("overview", "/", "Overview"),
+        ("tasks", "/tasks", "Tasks"),
         ("jobs", "/jobs", "Jobs"),
         ("queues", "/queues", "Queues"),
         ("enqueue", "/enqueue", "Enqueue"),
@@ -338,7 +339,7 @@ impl ListQuery {
 }
 
 /// Percent-encodes a query value.
-fn encode(value: &str) -> String {
+pub(crate) fn encode(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     for b in value.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {

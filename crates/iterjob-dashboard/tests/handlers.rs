@@ -1686,3 +1686,184 @@ async fn bulk_actions_reach_the_ticked_jobs_or_all_matching() {
         "a refused form changed nothing"
     );
 }
+
+#[tokio::test]
+async fn tasks_list_every_kind_with_its_description_counts_and_last_runs() {
+    let store = shared(MemoryStore::new());
+    for up_to in [3, 4] {
+        store
+            .job_insert(&NewJob::new("count", json!({ "up_to": up_to })))
+            .await
+            .unwrap();
+    }
+    // a kind this dashboard does not register, named with a payload
+    store
+        .job_insert(&NewJob::new(XSS_IMG, json!({})))
+        .await
+        .unwrap();
+    let run = claim(&*store, "count").await;
+    store
+        .job_release(
+            run.job.id,
+            run.token,
+            None,
+            &Outcome::Failed {
+                error: format!("boom {XSS}"),
+            },
+        )
+        .await
+        .unwrap();
+    let router = dashboard(Arc::clone(&store));
+
+    let reply = get(&router, "/tasks").await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let body = &reply.body;
+    assert!(body.contains(r#"href="/tasks/count""#), "{body}");
+    assert!(body.contains("Counts to a number, sleeping a while per item."));
+    assert!(body.contains(r#"href="/tasks/import_csv""#));
+    assert!(body.contains("No description (set"), "import_csv has none");
+    assert!(
+        body.contains(r#"href="/jobs?kind=count&amp;state=failed""#) && body.contains("1 failed"),
+        "counts link to the filtered list: {body}"
+    );
+    assert!(body.contains("1 queued"));
+    assert!(body.contains(r#"href="/jobs/2""#) && body.contains(r#"href="/jobs/1""#));
+    assert!(body.contains("Never run."), "import_csv has no runs");
+    assert!(
+        body.contains("Not registered in this dashboard"),
+        "a kind seen only in the store is listed"
+    );
+    assert_inert(body);
+
+    // a kind's page: the typed form from its schema, defaults and help texts
+    let reply = get(&router, "/tasks/count").await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let body = &reply.body;
+    assert!(body.contains(r#"name="p.up_to""#) && body.contains(r#"type="number""#));
+    assert!(body.contains("Counts from 0 up to this, exclusive."));
+    assert!(
+        body.contains(r#"name="p.sleep_ms" value="0""#),
+        "the default is prefilled: {body}"
+    );
+    assert!(body.contains(r#"min="0""#), "u64 has a lower bound");
+    assert!(body.contains("Advanced: the parameters as JSON"));
+    assert!(body.contains("set-cookie") || reply.headers.contains_key(header::SET_COOKIE));
+
+    // a bad value: the field's own message, nothing stored
+    let post = |fields: Vec<(&'static str, String)>| {
+        let router = router.clone();
+        async move {
+            let mut all: Vec<(&str, &str)> = vec![("csrf", CSRF)];
+            all.extend(fields.iter().map(|(k, v)| (*k, v.as_str())));
+            let (ct, body) = multipart(&all, None);
+            send(&router, multipart_post_to("/tasks/count", &ct, body)).await
+        }
+    };
+    let reply = post(vec![("p.up_to", "forty".into()), ("p.sleep_ms", "-3".into())]).await;
+    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(reply.body.contains("2 fields to fix"), "{}", reply.body);
+    assert!(reply.body.contains(r#"id="f-up_to-error""#));
+    assert!(reply.body.contains("`forty` is not a whole number"));
+    assert!(reply.body.contains("must be at least 0"));
+    assert!(
+        reply.body.contains(r#"value="forty""#),
+        "what was typed is shown again"
+    );
+    let reply = post(vec![("p.up_to", XSS.into())]).await;
+    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_inert(&reply.body);
+    let reply = post(vec![("p.sleep_ms", "5".into())]).await;
+    assert!(reply.body.contains("required: enter a value"));
+    // the JSON box, when filled, wins; the deserializer's message names the field
+    let reply = post(vec![
+        ("p.up_to", "5".into()),
+        ("params", r#"{"up_to": 1, "drop": "table"}"#.into()),
+    ])
+    .await;
+    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(reply.body.contains("unknown field `drop`"), "{}", reply.body);
+    assert_eq!(
+        store.job_list(&Default::default()).await.unwrap().len(),
+        3,
+        "nothing invalid was stored"
+    );
+
+    // a good one enqueues, with queue and priority
+    let reply = post(vec![
+        ("p.up_to", " 40 ".into()),
+        ("p.sleep_ms", "".into()),
+        ("queue", "bulk".into()),
+        ("priority", "2".into()),
+    ])
+    .await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
+    assert_eq!(reply.location(), "/jobs/4");
+    let job = store.job_get(4).await.unwrap().unwrap();
+    assert_eq!(job.params, json!({"up_to": 40}));
+    assert_eq!((job.queue.as_str(), job.priority), ("bulk", 2));
+
+    // no session token: refused before reading
+    let (ct, body) = multipart(&[("p.up_to", "1")], None);
+    let mut request = multipart_post_to("/tasks/count", &ct, body);
+    request.headers_mut().remove(header::COOKIE);
+    assert_eq!(send(&router, request).await.status, StatusCode::FORBIDDEN);
+
+    // unknown kinds: a 404 page naming the registered ones, inert
+    let reply = get(&router, "/tasks/%3Cscript%3Ealert('xss')%3C%2Fscript%3E").await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND);
+    assert!(reply.body.contains("Registered: count, import_csv."));
+    assert_inert(&reply.body);
+    // a kind only seen in the store has a page, without a form
+    let reply = get(&router, &format!("/tasks/{}", percent(XSS_IMG))).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert!(!reply.body.contains("Run it"));
+    assert_inert(&reply.body);
+    let (ct, body) = multipart(&[("csrf", CSRF)], None);
+    let reply = send(&router, multipart_post_to("/tasks/nope", &ct, body)).await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert!(reply.body.contains("unknown job kind `nope`"));
+}
+
+#[tokio::test]
+async fn a_csv_kind_takes_its_file_on_the_tasks_page() {
+    let store = shared(MemoryStore::new());
+    let uploads = tempfile::tempdir().unwrap();
+    let router = Dashboard::new(Arc::clone(&store))
+        .registry(registry())
+        .csv_upload("import_csv", "path", uploads.path())
+        .router();
+    let page = get(&router, "/tasks/import_csv").await;
+    assert!(page.body.contains(r#"type="file""#));
+    assert!(
+        !page.body.contains(r#"name="p.path""#),
+        "the file parameter is set by the upload, not typed"
+    );
+    assert!(page.body.contains(r#"name="p.dry_run""#) && page.body.contains(r#"type="checkbox""#));
+    let (ct, body) = multipart(
+        &[("csrf", CSRF), ("p.dry_run", "true")],
+        Some(("people.csv", b"id\n1\n".as_slice())),
+    );
+    let reply = send(&router, multipart_post_to("/tasks/import_csv", &ct, body)).await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
+    let job = store.job_get(1).await.unwrap().unwrap();
+    assert_eq!(job.params["dry_run"], json!(true));
+    assert!(job.params["path"].as_str().unwrap().starts_with(uploads.path().to_str().unwrap()));
+    // without the file: the error says to choose one
+    let (ct, body) = multipart(&[("csrf", CSRF)], None);
+    let reply = send(&router, multipart_post_to("/tasks/import_csv", &ct, body)).await;
+    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(reply.body.contains("reads a CSV file: choose one to upload"), "{}", reply.body);
+}
+
+/// Percent-encodes a path segment.
+fn percent(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}

@@ -64,6 +64,10 @@ pub trait Job: Send + Sync + Sized + 'static {
     /// `partition`.
     const PARTITIONABLE: bool = false;
 
+    /// What the kind does, for operators: a sentence or a short paragraph, shown
+    /// on the dashboard's tasks page beside the kind's name. Empty by default.
+    const DESCRIPTION: &'static str = "";
+
     /// Parameters, given at enqueue time and stored as JSON.
     type Params: Serialize + DeserializeOwned + Send + Sync + 'static;
 
@@ -303,6 +307,54 @@ pub trait Job: Send + Sync + Sized + 'static {
     ) -> impl Future<Output = Result<SplitParams<Self::Params>, JobError>> + Send {
         let _ = (params, cursor);
         async { Ok(None) }
+    }
+
+    /// The JSON Schema of [`Job::Params`], from which the dashboard's tasks page
+    /// builds a typed form: a field per property, defaults prefilled, enums as
+    /// selects, each field's problem shown next to it. `None` (the default): the
+    /// page takes the parameters as JSON. With the `schemars` feature (on by
+    /// default) derive it from the type:
+    ///
+    /// ```
+    /// # #[cfg(feature = "schemars")] {
+    /// # use iterjob::enumerator::{self, Enumerator};
+    /// # use iterjob::{Job, JobContext, JobError};
+    /// use schemars::JsonSchema;
+    /// use serde::{Deserialize, Serialize};
+    ///
+    /// #[derive(Serialize, Deserialize, JsonSchema)]
+    /// struct Params {
+    ///     /// First invoice id, inclusive.
+    ///     first_id: i64,
+    ///     /// Rows per batch.
+    ///     #[serde(default = "default_batch")]
+    ///     batch: u32,
+    /// }
+    /// fn default_batch() -> u32 { 100 }
+    ///
+    /// struct Recompute;
+    /// impl Job for Recompute {
+    ///     const KIND: &'static str = "recompute";
+    ///     const DESCRIPTION: &'static str = "Recomputes invoice checksums from an id on.";
+    ///     type Params = Params;
+    /// #   type Cursor = i64; type Item = i64;
+    /// #   fn enumerate(&self, p: &Params, c: Option<i64>) -> Result<impl Enumerator<i64, i64>, JobError> {
+    /// #       Ok(enumerator::range(p.first_id..p.first_id + 10, c))
+    /// #   }
+    /// #   async fn process(&self, _: &JobContext<Params>, _: i64) -> Result<(), JobError> { Ok(()) }
+    ///     fn params_schema() -> Option<serde_json::Value> {
+    ///         iterjob::params_schema::<Params>()
+    ///     }
+    /// }
+    /// let schema = Recompute::params_schema().unwrap();
+    /// assert_eq!(schema["properties"]["batch"]["default"], 100);
+    /// # }
+    /// ```
+    ///
+    /// The schema only shapes the form: what is enqueued is still checked by
+    /// deserializing into `Params`.
+    fn params_schema() -> Option<serde_json::Value> {
+        None
     }
 
     /// Per-kind settings; the worker's configuration fills in what is `None`.

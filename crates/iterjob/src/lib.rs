@@ -151,7 +151,16 @@ pub mod testing;
 pub use async_trait::async_trait;
 pub use error::{BoxError, Error, JobError, Result, error_chain};
 pub use job::{Job, JobContext, KindSettings, PartitionFailure, SplitParams};
-pub use registry::Registry;
+pub use registry::{KindInfo, Registry};
+
+/// The JSON Schema of `T`, for [`Job::params_schema`]: the dashboard's tasks page
+/// builds its typed parameters form from it. `T`'s doc comments become the
+/// fields' help texts, `#[serde(default)]` values are prefilled, enums become
+/// selects. Derive `schemars::JsonSchema` (schemars 1.x) on `T`.
+#[cfg(feature = "schemars")]
+pub fn params_schema<T: schemars::JsonSchema>() -> Option<serde_json::Value> {
+    Some(schemars::schema_for!(T).to_value())
+}
 pub use runtime::{
     AdaptiveThrottle, Backpressure, Health, HealthCheck, LeaseRenewal, LeaseStamp, RateLimit,
     Retention, RunningJob, SignalSource, StoreLatency, ThrottleSignal, Worker, WorkerConfig,

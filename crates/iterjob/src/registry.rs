@@ -158,6 +158,22 @@ impl Registry {
         self.kinds.keys().copied().collect()
     }
 
+    /// What an operator sees of each registered kind (its description, parameter
+    /// schema, whether it splits), sorted by name.
+    pub fn kinds_info(&self) -> Vec<KindInfo> {
+        self.kinds
+            .iter()
+            .map(|(name, kind)| kind.info(name))
+            .collect()
+    }
+
+    /// [`Registry::kinds_info`] for one kind; `None` if it is not registered.
+    pub fn kind_info(&self, kind: &str) -> Option<KindInfo> {
+        self.kinds
+            .get_key_value(kind)
+            .map(|(name, erased)| erased.info(name))
+    }
+
     /// True if `kind` is registered.
     pub fn contains(&self, kind: &str) -> bool {
         self.kinds.contains_key(kind)
@@ -254,8 +270,25 @@ impl NewJob {
     }
 }
 
+/// A registered kind as operators see it ([`Registry::kinds_info`]).
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct KindInfo {
+    /// [`Job::KIND`].
+    pub name: &'static str,
+    /// [`Job::DESCRIPTION`] (empty when the kind gives none).
+    pub description: &'static str,
+    /// [`Job::params_schema`].
+    pub params_schema: Option<Value>,
+    /// [`Job::PARTITIONABLE`].
+    pub partitionable: bool,
+    /// The kind's default queue ([`KindSettings::queue`]), `None` for the default one.
+    pub queue: Option<String>,
+}
+
 /// A job kind with its types erased, so a worker can hold many kinds.
 pub(crate) trait ErasedKind: Send + Sync + 'static {
+    fn info(&self, name: &'static str) -> KindInfo;
     fn settings(&self) -> KindSettings;
     fn check_params(&self, params: &Value) -> Result<()>;
     fn partitionable(&self) -> bool;
@@ -265,6 +298,16 @@ pub(crate) trait ErasedKind: Send + Sync + 'static {
 struct Kind<J>(Arc<J>);
 
 impl<J: Job> ErasedKind for Kind<J> {
+    fn info(&self, name: &'static str) -> KindInfo {
+        KindInfo {
+            name,
+            description: J::DESCRIPTION,
+            params_schema: J::params_schema(),
+            partitionable: J::PARTITIONABLE,
+            queue: self.0.settings().queue,
+        }
+    }
+
     fn settings(&self) -> KindSettings {
         self.0.settings()
     }

@@ -35,7 +35,7 @@ pub struct SyncProducts {
 }
 
 /// Parameters of [`SyncProducts`].
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SyncParams {
     /// The database holding `demo_products`: the job store's own
@@ -59,6 +59,7 @@ pub struct SyncParams {
     /// The products this job (a partition) walks: ids in `(after, until]`; all of
     /// them by default.
     #[serde(default, skip_serializing_if = "is_all")]
+    #[schemars(skip)] // set by partitioning, not typed by an operator
     pub range: KeyRange<KeysetCursor>,
 }
 
@@ -207,6 +208,9 @@ fn batches<S: DemoStore>(
 impl Job for SyncProducts {
     const KIND: &'static str = "demo_sync_products";
     const PARTITIONABLE: bool = true;
+    const DESCRIPTION: &'static str = "Syncs every product of `demo_products` to a (simulated) \
+        partner API in keyset-paged batches, each batch's updates committed with the cursor past \
+        it. Seed the table with `iterjob demo` first.";
     type Params = SyncParams;
     type Cursor = KeysetCursor;
     /// A batch of products and the cursor just past it.
@@ -225,6 +229,10 @@ impl Job for SyncProducts {
         }
         let backend = self.backend(&params.database_url)?;
         Ok(with_store!(&backend, store => batches(store, params, cursor)))
+    }
+
+    fn params_schema() -> Option<serde_json::Value> {
+        iterjob::params_schema::<SyncParams>()
     }
 
     fn count_items(&self, (batch, _): &Self::Item) -> u64 {

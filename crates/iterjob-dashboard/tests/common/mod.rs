@@ -11,6 +11,7 @@ use axum::http::{HeaderMap, Request, StatusCode, header};
 use http_body_util::BodyExt;
 use iterjob::enumerator::{self, Enumerator};
 use iterjob::{Job, JobContext, JobError, Registry, Store};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use tower::ServiceExt;
 
@@ -18,19 +19,26 @@ use tower::ServiceExt;
 pub struct Count;
 
 /// Parameters of [`Count`].
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CountParams {
+    /// Counts from 0 up to this, exclusive.
     pub up_to: i64,
+    /// Milliseconds to sleep per item.
     #[serde(default)]
     pub sleep_ms: u64,
 }
 
 impl Job for Count {
     const KIND: &'static str = "count";
+    const DESCRIPTION: &'static str = "Counts to a number, sleeping a while per item.";
     type Params = CountParams;
     type Cursor = i64;
     type Item = i64;
+
+    fn params_schema() -> Option<serde_json::Value> {
+        iterjob::params_schema::<CountParams>()
+    }
 
     fn enumerate(
         &self,
@@ -56,10 +64,12 @@ impl Job for Count {
 pub struct ImportCsv;
 
 /// Parameters of [`ImportCsv`].
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ImportParams {
+    /// The CSV file to read.
     pub path: String,
+    /// Read the rows, change nothing.
     #[serde(default)]
     pub dry_run: bool,
 }
@@ -67,6 +77,10 @@ pub struct ImportParams {
 impl Job for ImportCsv {
     const KIND: &'static str = "import_csv";
     type Params = ImportParams;
+
+    fn params_schema() -> Option<serde_json::Value> {
+        iterjob::params_schema::<ImportParams>()
+    }
     type Cursor = enumerator::FileCursor;
     type Item = csv::StringRecord;
 
@@ -186,7 +200,11 @@ pub fn multipart(fields: &[(&str, &str)], file: Option<(&str, &[u8])>) -> (Strin
 }
 
 pub fn multipart_post(content_type: &str, body: Vec<u8>) -> Request<Body> {
-    Request::post("/enqueue")
+    multipart_post_to("/enqueue", content_type, body)
+}
+
+pub fn multipart_post_to(uri: &str, content_type: &str, body: Vec<u8>) -> Request<Body> {
+    Request::post(uri)
         .header(header::HOST, "127.0.0.1:8080")
         .header(header::ORIGIN, "http://127.0.0.1:8080")
         .header(header::COOKIE, format!("iterjob_csrf={CSRF}"))
