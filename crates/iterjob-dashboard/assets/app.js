@@ -12,6 +12,31 @@
     status.className = "live-status " + cls;
   };
 
+  // the theme switch: the system's theme, dark, light, in turn; remembered
+  const themeButton = document.getElementById("theme");
+  if (themeButton) {
+    const order = ["auto", "dark", "light"];
+    const show = () => {
+      const theme = document.documentElement.dataset.theme || "auto";
+      themeButton.textContent = "◐ " + theme;
+      themeButton.setAttribute("aria-label", "theme: " + theme + " (switch)");
+    };
+    show();
+    themeButton.addEventListener("click", () => {
+      const now = document.documentElement.dataset.theme || "auto";
+      const next = order[(order.indexOf(now) + 1) % order.length];
+      if (next === "auto") delete document.documentElement.dataset.theme;
+      else document.documentElement.dataset.theme = next;
+      try {
+        if (next === "auto") window.localStorage.removeItem("iterjob-theme");
+        else window.localStorage.setItem("iterjob-theme", next);
+      } catch (e) {
+        // not remembered; still switched for this page
+      }
+      show();
+    });
+  }
+
   // deleting cannot be undone: ask first
   document.querySelectorAll('form[data-action="delete"]').forEach((form) => {
     form.addEventListener("submit", (event) => {

@@ -98,10 +98,13 @@ pub(crate) fn typed_form(schema: &Value) -> Option<TypedForm> {
             .and_then(Value::as_array)
             .map(|r| r.iter().filter_map(Value::as_str).collect())
             .unwrap_or_default();
-        let fields = properties
+        let mut fields: Vec<Field> = properties
             .iter()
             .map(|(name, property)| field(schema, name, property, required.contains(&name.as_str())))
             .collect();
+        // what must be filled first; otherwise by name (a schema's properties
+        // come sorted unless serde_json keeps their order)
+        fields.sort_by_key(|f| !f.required);
         return Some(TypedForm {
             fields,
             scalar: false,

@@ -51,6 +51,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/login", get(login_form).post(login_submit))
         .route("/assets/app.css", get(assets::css))
         .route("/assets/app.js", get(assets::js))
+        .route("/assets/theme.js", get(assets::theme_js))
         .layer(DefaultBodyLimit::max(MAX_FORM_BYTES))
         .merge(enqueue)
         .layer(axum::middleware::from_fn_with_state(

@@ -27,6 +27,7 @@ pub(crate) fn layout(state: &AppState, title: &str, current: &str, content: Mark
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) " · " (state.title) }
                 link rel="stylesheet" href=(state.url("/assets/app.css"));
+                script src=(state.url("/assets/theme.js")) {}
                 script src=(state.url("/assets/app.js")) defer {}
             }
             body data-base=(state.base) {
@@ -37,6 +38,7 @@ pub(crate) fn layout(state: &AppState, title: &str, current: &str, content: Mark
                             a href=(state.url(path)) aria-current=[(key == current).then_some("page")] { (label) }
                         }
                     }
+                    button.theme #theme type="button" title="theme: the system's, dark or light" { "◐ auto" }
                     span.live-status #live-status title="live updates" { "○ connecting" }
                 }
                 main { (content) }

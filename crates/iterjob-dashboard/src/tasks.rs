@@ -284,7 +284,7 @@ async fn render_kind(
         .map_err(|e| handlers::store_error(state, "listing a kind's last runs", &e))?;
     let content = html! {
         p.crumbs { a href=(state.url("/tasks")) { "Tasks" } " ›" }
-        h1 { code { (kind) } }
+        h1.kind { code { (kind) } }
         @match &info {
             Some(i) if !i.description.is_empty() => p.description { (i.description) },
             Some(_) => {},

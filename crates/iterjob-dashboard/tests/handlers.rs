@@ -1407,7 +1407,7 @@ async fn running_now_lists_a_partitioned_job_once() {
 /// state the stylesheet colours by), and the stylesheet follows the system's dark
 /// mode.
 #[tokio::test]
-async fn bars_are_coloured_by_state_and_the_theme_follows_the_system() {
+async fn bars_are_coloured_by_state_and_the_theme_follows_the_system_or_the_switch() {
     let store = shared(MemoryStore::new());
     for _ in 0..2 {
         store
@@ -1446,8 +1446,12 @@ async fn bars_are_coloured_by_state_and_the_theme_follows_the_system() {
     );
     let css = get(&router, "/assets/app.css").await.body;
     for rule in [
-        "@media (prefers-color-scheme: dark)",
+        // the system's scheme by default, each colour given for light and dark
         "color-scheme: light dark",
+        "--bg: light-dark(",
+        // unless the operator picked one with the switch
+        r#":root[data-theme="dark"] { color-scheme: dark; }"#,
+        r#":root[data-theme="light"] { color-scheme: light; }"#,
         r#".progress[data-state="failed"] { --bar: var(--bad); }"#,
         r#".progress[data-state="cancelled"] { --bar: var(--idle); }"#,
     ] {
@@ -1465,6 +1469,20 @@ async fn bars_are_coloured_by_state_and_the_theme_follows_the_system() {
         rules_outside_variables.is_empty(),
         "colours outside the theme: {rules_outside_variables:#?}"
     );
+    // every variable holding a colour has its dark value
+    let single: Vec<&str> = css
+        .lines()
+        .filter(|l| l.trim_start().starts_with("--"))
+        .flat_map(|l| l.split(';'))
+        .filter(|d| d.contains('#') && !d.contains("light-dark("))
+        .collect();
+    assert!(single.is_empty(), "colours without a dark value: {single:?}");
+    // the switch, and the script that applies its choice before the first paint
+    assert!(page.body.contains(r#"id="theme""#));
+    assert!(page.body.contains(r#"<script src="/assets/theme.js"></script>"#));
+    let theme = get(&router, "/assets/theme.js").await;
+    assert_eq!(theme.status, StatusCode::OK);
+    assert!(theme.body.contains("document.documentElement.dataset.theme"));
 }
 
 /// A failed job's page puts its error right after its bar, before the details and
