@@ -25,15 +25,9 @@ pub(crate) enum Input {
     /// Free text.
     Text,
     /// A whole number, within the schema's bounds.
-    Integer {
-        min: Option<f64>,
-        max: Option<f64>,
-    },
+    Integer { min: Option<f64>, max: Option<f64> },
     /// Any number, within the schema's bounds.
-    Number {
-        min: Option<f64>,
-        max: Option<f64>,
-    },
+    Number { min: Option<f64>, max: Option<f64> },
     /// A checkbox.
     Bool,
     /// One of these values (an enum), each with its label.
@@ -100,7 +94,9 @@ pub(crate) fn typed_form(schema: &Value) -> Option<TypedForm> {
             .unwrap_or_default();
         let mut fields: Vec<Field> = properties
             .iter()
-            .map(|(name, property)| field(schema, name, property, required.contains(&name.as_str())))
+            .map(|(name, property)| {
+                field(schema, name, property, required.contains(&name.as_str()))
+            })
             .collect();
         // what must be filled first; otherwise by name (a schema's properties
         // come sorted unless serde_json keeps their order)
@@ -349,8 +345,8 @@ fn value_of(field: &Field, raw: Option<&str>) -> Result<Option<Value>, String> {
                 .ok_or_else(|| format!("`{text}` is not a number"))
         }
         Input::Choice(choices) => {
-            let chosen: Value = serde_json::from_str(raw)
-                .unwrap_or_else(|_| Value::String(raw.to_string()));
+            let chosen: Value =
+                serde_json::from_str(raw).unwrap_or_else(|_| Value::String(raw.to_string()));
             if choices.iter().any(|(v, _)| *v == chosen) {
                 Ok(Some(chosen))
             } else {
@@ -498,26 +494,27 @@ mod tests {
         .unwrap_err();
         assert_eq!(errors["up_to"], "`forty` is not a whole number");
         assert_eq!(errors["batch"], "must be at least 0");
-        assert!(errors["mode"].contains("`warp` is not one of the choices (fast — No sleep., slow)"));
+        assert!(
+            errors["mode"].contains("`warp` is not one of the choices (fast — No sleep., slow)")
+        );
         assert!(errors["ids"].starts_with("not valid JSON"));
         let missing = assemble(&form, &submit(&[]), None).unwrap_err();
         assert_eq!(missing["up_to"], "required: enter a value");
         assert!(missing.contains_key("mode"));
         // a field the page sets itself (the CSV upload's path) is left to it
-        let skipped = assemble(
-            &form,
-            &submit(&[("mode", "\"fast\"")]),
-            Some("up_to"),
-        )
-        .unwrap();
+        let skipped = assemble(&form, &submit(&[("mode", "\"fast\"")]), Some("up_to")).unwrap();
         assert_eq!(skipped["mode"], "fast");
     }
 
     #[test]
     fn a_scalar_is_one_field_and_a_list_gets_the_json_box() {
-        let form = typed_form(&json!({"type": "integer", "format": "uint32", "minimum": 0})).unwrap();
+        let form =
+            typed_form(&json!({"type": "integer", "format": "uint32", "minimum": 0})).unwrap();
         assert!(form.scalar);
-        assert_eq!(assemble(&form, &submit(&[("value", "7")]), None).unwrap(), json!(7));
+        assert_eq!(
+            assemble(&form, &submit(&[("value", "7")]), None).unwrap(),
+            json!(7)
+        );
         assert!(typed_form(&json!({"type": "array", "items": {"type": "integer"}})).is_none());
         // a reference at the top is followed
         let referenced = json!({"$ref": "#/$defs/P", "$defs": {"P": {"type": "object", "properties": {"a": {"type": "string"}}}}});
@@ -607,7 +604,10 @@ mod derived {
             panic!("mode is a choice: {schema:#}")
         };
         let fast = modes.iter().find(|(v, _)| *v == json!("fast"));
-        assert!(fast.is_some_and(|(_, label)| label.contains("No sleep.")), "{modes:?}");
+        assert!(
+            fast.is_some_and(|(_, label)| label.contains("No sleep.")),
+            "{modes:?}"
+        );
         assert!(modes.iter().any(|(v, _)| *v == json!("slow")), "{modes:?}");
         assert!(by_name("mode").required);
         assert!(by_name("level").nullable, "{schema:#}");

@@ -35,7 +35,10 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
     };
     let enqueue = Router::new()
         .route("/enqueue", get(enqueue_form).post(enqueue_submit))
-        .route("/tasks/{kind}", get(tasks::kind_page).post(tasks::kind_submit))
+        .route(
+            "/tasks/{kind}",
+            get(tasks::kind_page).post(tasks::kind_submit),
+        )
         .layer(DefaultBodyLimit::max(upload_limit));
     Router::new()
         .route("/", get(overview))
@@ -118,7 +121,8 @@ pub(crate) fn bad_request(state: &AppState, text: &str) -> Response {
 async fn overview(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     let (csrf, new) = security::session_token(&headers);
     let store = &state.store;
-    let counts = match store.job_count_by_state().await {
+    // top-level jobs: a partitioned job once, by the state it shows
+    let counts = match store.job_count_top_level_by_state().await {
         Ok(c) => c,
         Err(e) => return store_error(&state, "counting jobs", &e),
     };

@@ -143,7 +143,7 @@ impl Follower {
             out.push(event);
         }
         if self.counts && self.tick.is_multiple_of(5) {
-            match self.state.store.job_count_by_state().await {
+            match self.state.store.job_count_top_level_by_state().await {
                 Ok(counts) => {
                     let map: BTreeMap<&str, String> = counts
                         .into_iter()

@@ -202,7 +202,8 @@ impl KindForm {
         let mut form = KindForm::default();
         for field in typed.map(|t| t.fields.as_slice()).unwrap_or_default() {
             if let Some(default) = &field.default {
-                form.values.insert(field.name.clone(), field.text_of(default));
+                form.values
+                    .insert(field.name.clone(), field.text_of(default));
             }
         }
         form
@@ -519,7 +520,11 @@ pub(crate) async fn kind_submit(
                     Err(format!(
                         "{} field{} to fix, marked below.",
                         form.field_errors.len(),
-                        if form.field_errors.len() == 1 { "" } else { "s" }
+                        if form.field_errors.len() == 1 {
+                            ""
+                        } else {
+                            "s"
+                        }
                     ))
                 }
             }

@@ -499,7 +499,11 @@ impl iterjob::Job for Span {
         Ok((0..i64::from(n))
             .map(|i| SpanParams {
                 from: p.from + i * step,
-                to: if i + 1 == i64::from(n) { p.to } else { p.from + (i + 1) * step },
+                to: if i + 1 == i64::from(n) {
+                    p.to
+                } else {
+                    p.from + (i + 1) * step
+                },
                 sleep_ms: p.sleep_ms,
             })
             .collect())
@@ -605,7 +609,11 @@ async fn operator_runs_a_task_from_its_typed_form_and_watches_a_partitioned_job(
         .prop("value")
         .await
         .unwrap();
-    assert_eq!(sleep_default.as_deref(), Some("0"), "the default is prefilled");
+    assert_eq!(
+        sleep_default.as_deref(),
+        Some("0"),
+        "the default is prefilled"
+    );
 
     // a bad value: the field says what is wrong, nothing is enqueued
     let up_to = client.find(Locator::Css(&field("up_to"))).await.unwrap();
@@ -625,12 +633,22 @@ async fn operator_runs_a_task_from_its_typed_form_and_watches_a_partitioned_job(
     .await;
     assert_eq!(message, "must be at least 0");
     assert_eq!(
-        js(&client, "return document.querySelector('[name=\"p.up_to\"]').value;").await,
+        js(
+            &client,
+            "return document.querySelector('[name=\"p.up_to\"]').value;"
+        )
+        .await,
         json!("25"),
         "what was typed is kept"
     );
     save(&client, &shots, "laptop-task-form-error").await;
-    assert!(store.job_list(&Default::default()).await.unwrap().is_empty());
+    assert!(
+        store
+            .job_list(&Default::default())
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     // a good one enqueues and lands on the new job's page
     let sleep = client.find(Locator::Css(&field("sleep_ms"))).await.unwrap();
@@ -639,12 +657,17 @@ async fn operator_runs_a_task_from_its_typed_form_and_watches_a_partitioned_job(
     click(&client, "form.typed button[type=submit]").await;
     let url = wait_for("the new job's page", 15, || async {
         let url = client.current_url().await.ok()?;
-        url.path().starts_with("/jobs/").then(|| url.path().to_string())
+        url.path()
+            .starts_with("/jobs/")
+            .then(|| url.path().to_string())
     })
     .await;
     let id: i64 = url.trim_start_matches("/jobs/").parse().unwrap();
     let job = store.job_get(id).await.unwrap().unwrap();
-    assert_eq!((job.kind.as_str(), &job.params), ("count", &json!({"up_to": 25, "sleep_ms": 1})));
+    assert_eq!(
+        (job.kind.as_str(), &job.params),
+        ("count", &json!({"up_to": 25, "sleep_ms": 1}))
+    );
 
     // a partitioned job: its page's rate and ETA against the truth over 5 s
     let parent = store
@@ -676,7 +699,11 @@ async fn operator_runs_a_task_from_its_typed_form_and_watches_a_partitioned_job(
     tokio::time::sleep(Duration::from_secs(4)).await;
     let done = |store: Arc<dyn Store>| async move {
         let job = store.job_get(parent).await.unwrap().unwrap();
-        (tokio::time::Instant::now(), job.items_done, job.items_total.unwrap())
+        (
+            tokio::time::Instant::now(),
+            job.items_done,
+            job.items_total.unwrap(),
+        )
     };
     let (t0, d0, total) = done(Arc::clone(&store)).await;
     let mut compared = 0;
@@ -717,12 +744,23 @@ async fn operator_runs_a_task_from_its_typed_form_and_watches_a_partitioned_job(
     // dark mode: the switch turns it on, it stays on across pages, and off again
     open(&client, &format!("{base}/tasks")).await;
     let light = background(&client).await;
-    assert_eq!(light, "rgb(246, 247, 249)", "headless Chromium prefers light");
+    assert_eq!(
+        light, "rgb(246, 247, 249)",
+        "headless Chromium prefers light"
+    );
     click(&client, "#theme").await;
-    assert_eq!(background(&client).await, "rgb(15, 19, 26)", "dark after the switch");
+    assert_eq!(
+        background(&client).await,
+        "rgb(15, 19, 26)",
+        "dark after the switch"
+    );
     save(&client, &shots, "laptop-tasks-dark").await;
     open(&client, &format!("{base}/tasks/count")).await;
-    assert_eq!(background(&client).await, "rgb(15, 19, 26)", "remembered on the next page");
+    assert_eq!(
+        background(&client).await,
+        "rgb(15, 19, 26)",
+        "remembered on the next page"
+    );
     client.set_window_size(390, 844).await.unwrap();
     save(&client, &shots, "phone-task-form-dark").await;
     let overflow = js(
@@ -738,7 +776,11 @@ async fn operator_runs_a_task_from_its_typed_form_and_watches_a_partitioned_job(
     assert_eq!(background(&client).await, light);
     click(&client, "#theme").await; // the system's again
     assert_eq!(
-        js(&client, "return document.documentElement.dataset.theme || 'auto';").await,
+        js(
+            &client,
+            "return document.documentElement.dataset.theme || 'auto';"
+        )
+        .await,
         json!("auto")
     );
     open(&client, &format!("{base}/tasks")).await;

@@ -1401,6 +1401,16 @@ async fn running_now_lists_a_partitioned_job_once() {
         running.contains("30 / 90"),
         "the summed progress: {running}"
     );
+    // the cards count jobs, not rows: one running job, not four
+    assert!(
+        page.body
+            .contains(r#"<span class="n" data-count="running">1</span>"#),
+        "{}",
+        page.body
+    );
+    // and so do the live updates
+    let live = live_events(&router, "/live?counts=1").await;
+    assert!(live.contains(r#""running":"1""#), "{live}");
 }
 
 /// A failed job's bar is red and a cancelled one's grey (their progress carries the
@@ -1476,13 +1486,23 @@ async fn bars_are_coloured_by_state_and_the_theme_follows_the_system_or_the_swit
         .flat_map(|l| l.split(';'))
         .filter(|d| d.contains('#') && !d.contains("light-dark("))
         .collect();
-    assert!(single.is_empty(), "colours without a dark value: {single:?}");
+    assert!(
+        single.is_empty(),
+        "colours without a dark value: {single:?}"
+    );
     // the switch, and the script that applies its choice before the first paint
     assert!(page.body.contains(r#"id="theme""#));
-    assert!(page.body.contains(r#"<script src="/assets/theme.js"></script>"#));
+    assert!(
+        page.body
+            .contains(r#"<script src="/assets/theme.js"></script>"#)
+    );
     let theme = get(&router, "/assets/theme.js").await;
     assert_eq!(theme.status, StatusCode::OK);
-    assert!(theme.body.contains("document.documentElement.dataset.theme"));
+    assert!(
+        theme
+            .body
+            .contains("document.documentElement.dataset.theme")
+    );
 }
 
 /// A failed job's page puts its error right after its bar, before the details and
@@ -1777,7 +1797,11 @@ async fn tasks_list_every_kind_with_its_description_counts_and_last_runs() {
             send(&router, multipart_post_to("/tasks/count", &ct, body)).await
         }
     };
-    let reply = post(vec![("p.up_to", "forty".into()), ("p.sleep_ms", "-3".into())]).await;
+    let reply = post(vec![
+        ("p.up_to", "forty".into()),
+        ("p.sleep_ms", "-3".into()),
+    ])
+    .await;
     assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(reply.body.contains("2 fields to fix"), "{}", reply.body);
     assert!(reply.body.contains(r#"id="f-up_to-error""#));
@@ -1799,7 +1823,11 @@ async fn tasks_list_every_kind_with_its_description_counts_and_last_runs() {
     ])
     .await;
     assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(reply.body.contains("unknown field `drop`"), "{}", reply.body);
+    assert!(
+        reply.body.contains("unknown field `drop`"),
+        "{}",
+        reply.body
+    );
     assert_eq!(
         store.job_list(&Default::default()).await.unwrap().len(),
         3,
@@ -1865,12 +1893,23 @@ async fn a_csv_kind_takes_its_file_on_the_tasks_page() {
     assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
     let job = store.job_get(1).await.unwrap().unwrap();
     assert_eq!(job.params["dry_run"], json!(true));
-    assert!(job.params["path"].as_str().unwrap().starts_with(uploads.path().to_str().unwrap()));
+    assert!(
+        job.params["path"]
+            .as_str()
+            .unwrap()
+            .starts_with(uploads.path().to_str().unwrap())
+    );
     // without the file: the error says to choose one
     let (ct, body) = multipart(&[("csrf", CSRF)], None);
     let reply = send(&router, multipart_post_to("/tasks/import_csv", &ct, body)).await;
     assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(reply.body.contains("reads a CSV file: choose one to upload"), "{}", reply.body);
+    assert!(
+        reply
+            .body
+            .contains("reads a CSV file: choose one to upload"),
+        "{}",
+        reply.body
+    );
 }
 
 /// Percent-encodes a path segment.
@@ -1884,4 +1923,28 @@ fn percent(s: &str) -> String {
             }
         })
         .collect()
+}
+
+/// The live stream's text until its first `counts` event (within 5 s).
+async fn live_events(router: &axum::Router, uri: &str) -> String {
+    let response = router
+        .clone()
+        .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut body = response.into_body();
+    let mut text = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !text.contains("event: counts") {
+        let frame = tokio::time::timeout_at(deadline, body.frame())
+            .await
+            .expect("events within 5 s")
+            .expect("the stream stays open")
+            .unwrap();
+        if let Ok(data) = frame.into_data() {
+            text.push_str(&String::from_utf8_lossy(&data));
+        }
+    }
+    text
 }

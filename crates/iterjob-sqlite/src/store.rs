@@ -63,6 +63,8 @@ const Q_GET: &str = include_str!("../queries/job_get.sql");
 const Q_EXISTS: &str = include_str!("../queries/job_exists.sql");
 const Q_LIST: &str = include_str!("../queries/job_list.sql");
 const Q_COUNT: &str = include_str!("../queries/job_count_by_state.sql");
+const Q_COUNT_TOP: &str = include_str!("../queries/job_count_top_level.sql");
+const Q_COUNT_SPLIT: &str = include_str!("../queries/job_count_split_partitions.sql");
 const Q_PAUSE: &str = include_str!("../queries/job_pause.sql");
 const Q_RESUME: &str = include_str!("../queries/job_resume.sql");
 const Q_CANCEL: &str = include_str!("../queries/job_cancel.sql");
@@ -949,6 +951,36 @@ impl Store for SqliteStore {
             }
         }
         Ok(counts)
+    }
+
+    async fn job_count_top_level_by_state(&self) -> Result<Vec<(JobState, u64)>> {
+        let what = "counting top-level jobs";
+        let top: Vec<(String, i64)> = sqlx::query_as(Q_COUNT_TOP)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(self.err(what))?;
+        let split: Vec<(i64, String, i64)> = sqlx::query_as(Q_COUNT_SPLIT)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(self.err(what))?;
+        let state = |s: &str| {
+            JobState::from_str(s).map_err(|_| {
+                Error::Corrupt(format!(
+                    "SQLite store `{}`: jobs with an unknown state `{s}`",
+                    self.db
+                ))
+            })
+        };
+        let n = |n: i64| u64::try_from(n).unwrap_or(0);
+        let top = top
+            .iter()
+            .map(|(s, c)| Ok((state(s)?, n(*c))))
+            .collect::<Result<Vec<_>>>()?;
+        let split = split
+            .iter()
+            .map(|(parent, s, c)| Ok((*parent, state(s)?, n(*c))))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(iterjob::store::top_level_counts(top, split))
     }
 
     async fn job_pause(&self, id: JobId) -> Result<JobRecord> {

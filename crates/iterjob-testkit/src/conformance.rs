@@ -154,6 +154,7 @@ macro_rules! store_conformance {
             count_by_state_covers_every_state,
             missing_jobs,
             partition_creates_children,
+            top_level_counts_count_a_partitioned_job_once,
             parent_progress_sums_children,
             parent_finishes_with_its_children,
             parent_actions_reach_children,
@@ -239,7 +240,7 @@ pub use crate::partitions::{
     batched_releases_keep_history_and_finish_parents, delete_takes_partitions_along,
     parent_actions_reach_children, parent_finishes_with_its_children,
     parent_progress_sums_children, partition_creates_children, prune_takes_partitions_along,
-    split_divides_a_running_partition,
+    split_divides_a_running_partition, top_level_counts_count_a_partitioned_job_once,
 };
 
 // ---------------------------------------------------------------------------------

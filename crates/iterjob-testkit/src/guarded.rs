@@ -86,6 +86,9 @@ impl<S: Store, G: Send + Sync + 'static> Store for Guarded<S, G> {
     async fn job_count_by_state(&self) -> Result<Vec<(JobState, u64)>> {
         self.store.job_count_by_state().await
     }
+    async fn job_count_top_level_by_state(&self) -> Result<Vec<(JobState, u64)>> {
+        self.store.job_count_top_level_by_state().await
+    }
     async fn job_pause(&self, id: JobId) -> Result<JobRecord> {
         self.store.job_pause(id).await
     }

@@ -88,6 +88,87 @@ fn parts(n: usize) -> Vec<Value> {
 // ---------------------------------------------------------------------------------
 // store conformance
 
+/// `job_count_top_level_by_state` counts a partitioned job once, by the state it
+/// shows (running while a partition runs, queued when none runs and one waits,
+/// paused when what is left is paused), and its partitions not at all.
+pub async fn top_level_counts_count_a_partitioned_job_once(store: Arc<dyn Store>) {
+    let store = &*store;
+    let count = |state: JobState| async move {
+        store
+            .job_count_top_level_by_state()
+            .await
+            .expect("job_count_top_level_by_state")
+            .into_iter()
+            .find(|(s, _)| *s == state)
+            .map(|(_, n)| n)
+            .expect("every state is counted")
+    };
+    let before = [
+        count(JobState::Queued).await,
+        count(JobState::Running).await,
+        count(JobState::Paused).await,
+    ];
+    let now = |q: u64, r: u64, p: u64| [before[0] + q, before[1] + r, before[2] + p];
+    let counted = || async {
+        [
+            count(JobState::Queued).await,
+            count(JobState::Running).await,
+            count(JobState::Paused).await,
+        ]
+    };
+    store
+        .job_insert(&NewJob::new("p_count_plain", json!({})))
+        .await
+        .unwrap();
+    let (parent, children) = planned(store, "p_count", &parts(3)).await;
+    assert_eq!(
+        counted().await,
+        now(2, 0, 0),
+        "the plain job and the split parent, which shows queued; no partition"
+    );
+    let all: u64 = store
+        .job_count_by_state()
+        .await
+        .unwrap()
+        .iter()
+        .map(|(_, n)| n)
+        .sum();
+    let top: u64 = store
+        .job_count_top_level_by_state()
+        .await
+        .unwrap()
+        .iter()
+        .map(|(_, n)| n)
+        .sum();
+    assert_eq!(all - top, 3, "job_count_by_state counts the partitions too");
+
+    let run = claim_all(store, "p_count", 1).await.remove(0);
+    assert_eq!(
+        counted().await,
+        now(1, 1, 0),
+        "a partition runs: so does the parent"
+    );
+    store
+        .job_release(
+            run.job.id,
+            run.token,
+            Some(&progress(10, Some(10))),
+            &Outcome::Completed,
+        )
+        .await
+        .unwrap();
+    assert_eq!(counted().await, now(2, 0, 0), "none runs, two wait");
+    for child in children.iter().filter(|c| **c != run.job.id) {
+        store.job_pause(*child).await.unwrap();
+    }
+    assert_eq!(
+        get(store, parent).await.state,
+        JobState::Paused,
+        "what is left is paused"
+    );
+    assert_eq!(counted().await, now(1, 0, 1), "counted as it shows: paused");
+}
+
 /// Planning inserts the children (copying kind, queue, priority and attempts) and
 /// leaves the parent running without a worker; only the children are claimable; a
 /// stale token or a job without partitions is refused.

@@ -134,6 +134,10 @@ impl Store for CountingStore {
     async fn job_count_by_state(&self) -> iterjob::Result<Vec<(JobState, u64)>> {
         self.inner.job_count_by_state().await
     }
+
+    async fn job_count_top_level_by_state(&self) -> iterjob::Result<Vec<(JobState, u64)>> {
+        self.inner.job_count_top_level_by_state().await
+    }
     async fn job_pause(&self, id: JobId) -> iterjob::Result<JobRecord> {
         self.inner.job_pause(id).await
     }

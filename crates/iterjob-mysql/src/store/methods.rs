@@ -428,6 +428,41 @@ impl Store for MySqlStore {
         Ok(counts)
     }
 
+    async fn job_count_top_level_by_state(&self) -> Result<Vec<(JobState, u64)>> {
+        type D = MySqlDialect;
+        let what = "counting top-level jobs";
+        let top = sqlx::query(&self.q().count_top)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(self.err(what))?;
+        let split = sqlx::query(&self.q().count_split)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(self.err(what))?;
+        let state = |row: &sqlx::mysql::MySqlRow| -> Result<JobState> {
+            let s = <D as iterjob_sql::Dialect>::row_text(row, "state")
+                .map_err(self.err(what))?
+                .unwrap_or_default();
+            JobState::from_str(&s)
+                .map_err(|_| self.corrupt(format!("jobs with an unknown state `{s}`")))
+        };
+        let int = |row: &sqlx::mysql::MySqlRow, column: &str| -> Result<i64> {
+            Ok(<D as iterjob_sql::Dialect>::row_int(row, column)
+                .map_err(self.err(what))?
+                .unwrap_or(0))
+        };
+        let n = |n: i64| u64::try_from(n).unwrap_or(0);
+        let top = top
+            .iter()
+            .map(|row| Ok((state(row)?, n(int(row, "n")?))))
+            .collect::<Result<Vec<_>>>()?;
+        let split = split
+            .iter()
+            .map(|row| Ok((int(row, "parent_id")?, state(row)?, n(int(row, "n")?))))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(iterjob::store::top_level_counts(top, split))
+    }
+
     async fn job_pause(&self, id: JobId) -> Result<JobRecord> {
         let (tx, _record, step) = match self
             .admin_begin(id, AdminAction::Pause, "pausing a job")

@@ -46,6 +46,8 @@ queries! {
     list => "job_list.sql",
     list_split_parents => "job_list_split_parents.sql",
     count => "job_count_by_state.sql",
+    count_top => "job_count_top_level.sql",
+    count_split => "job_count_split_partitions.sql",
     pause => "job_pause.sql",
     resume => "job_resume.sql",
     cancel => "job_cancel.sql",

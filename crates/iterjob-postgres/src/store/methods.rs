@@ -356,6 +356,36 @@ impl Store for PgStore {
         Ok(counts)
     }
 
+    async fn job_count_top_level_by_state(&self) -> Result<Vec<(JobState, u64)>> {
+        let what = "counting top-level jobs";
+        let top: Vec<(String, i64)> = sqlx::query_as(&self.q().count_top)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(self.err(what))?;
+        let split: Vec<(i64, String, i64)> = sqlx::query_as(&self.q().count_split)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(self.err(what))?;
+        let state = |s: &str| {
+            JobState::from_str(s).map_err(|_| {
+                Error::Corrupt(format!(
+                    "PostgreSQL store {}: jobs with an unknown state `{s}`",
+                    self.inner.target
+                ))
+            })
+        };
+        let n = |n: i64| u64::try_from(n).unwrap_or(0);
+        let top = top
+            .iter()
+            .map(|(s, c)| Ok((state(s)?, n(*c))))
+            .collect::<Result<Vec<_>>>()?;
+        let split = split
+            .iter()
+            .map(|(parent, s, c)| Ok((*parent, state(s)?, n(*c))))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(iterjob::store::top_level_counts(top, split))
+    }
+
     async fn job_pause(&self, id: JobId) -> Result<JobRecord> {
         let (tx, record, step) = match self
             .admin_begin(id, AdminAction::Pause, "pausing a job")

@@ -22,6 +22,8 @@ const Q_EXISTS: &str = include_str!("../../queries/job_exists.sql");
 const Q_LIST: &str = include_str!("../../queries/job_list.sql");
 const Q_LIST_SPLIT_PARENTS: &str = include_str!("../../queries/job_list_split_parents.sql");
 const Q_COUNT: &str = include_str!("../../queries/job_count_by_state.sql");
+const Q_COUNT_TOP: &str = include_str!("../../queries/job_count_top_level.sql");
+const Q_COUNT_SPLIT: &str = include_str!("../../queries/job_count_split_partitions.sql");
 const Q_PAUSE: &str = include_str!("../../queries/job_pause.sql");
 const Q_RESUME: &str = include_str!("../../queries/job_resume.sql");
 const Q_CANCEL: &str = include_str!("../../queries/job_cancel.sql");
@@ -84,6 +86,8 @@ pub(super) struct Queries {
     pub(super) list: String,
     pub(super) list_split_parents: String,
     pub(super) count: String,
+    pub(super) count_top: String,
+    pub(super) count_split: String,
     pub(super) pause: String,
     pub(super) resume: String,
     pub(super) cancel: String,
@@ -149,6 +153,8 @@ impl Queries {
             list: r(Q_LIST),
             list_split_parents: r(Q_LIST_SPLIT_PARENTS),
             count: r(Q_COUNT),
+            count_top: r(Q_COUNT_TOP),
+            count_split: r(Q_COUNT_SPLIT),
             pause: r(Q_PAUSE),
             resume: r(Q_RESUME),
             cancel: r(Q_CANCEL),

@@ -284,6 +284,10 @@ impl Store for TempStore {
     async fn job_count_by_state(&self) -> Result<Vec<(JobState, u64)>> {
         self.db.store.job_count_by_state().await
     }
+
+    async fn job_count_top_level_by_state(&self) -> Result<Vec<(JobState, u64)>> {
+        self.db.store.job_count_top_level_by_state().await
+    }
     async fn job_pause(&self, id: JobId) -> Result<JobRecord> {
         self.db.store.job_pause(id).await
     }

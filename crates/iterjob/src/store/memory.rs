@@ -600,6 +600,26 @@ impl Store for MemoryStore {
             .collect())
     }
 
+    async fn job_count_top_level_by_state(&self) -> Result<Vec<(JobState, u64)>> {
+        let inner = self.lock();
+        let top = inner
+            .jobs
+            .values()
+            .filter(|e| e.record.parent_id.is_none())
+            .map(|e| (e.record.state, 1));
+        let partitions = inner
+            .jobs
+            .values()
+            .filter_map(|e| Some((e.record.parent_id?, e.record.state)))
+            .filter(|(parent, _)| {
+                inner.jobs.get(parent).is_some_and(|p| {
+                    p.record.state == JobState::Running && p.record.partitions.is_some()
+                })
+            })
+            .map(|(parent, state)| (parent, state, 1));
+        Ok(super::top_level_counts(top, partitions))
+    }
+
     async fn job_pause(&self, id: JobId) -> Result<JobRecord> {
         let mut inner = self.lock();
         let children = inner.children(id);

@@ -675,6 +675,51 @@ pub fn parent_shown_state(stored: JobState, partitions: PartitionStates) -> JobS
     }
 }
 
+/// [`Store::job_count_top_level_by_state`] from two reads: `top`, the top-level
+/// jobs (no parent) by their stored state; `partitions`, the partitions of every
+/// split parent stored `running`, as (parent, state, count). Each such parent
+/// moves from `running` to the state it shows ([`parent_shown_state`]). Every
+/// state is in the result, zero when none.
+pub fn top_level_counts(
+    top: impl IntoIterator<Item = (JobState, u64)>,
+    partitions: impl IntoIterator<Item = (JobId, JobState, u64)>,
+) -> Vec<(JobState, u64)> {
+    let mut counts: Vec<(JobState, u64)> = JobState::ALL.into_iter().map(|s| (s, 0)).collect();
+    let slot = |counts: &mut Vec<(JobState, u64)>, state: JobState| -> usize {
+        counts
+            .iter()
+            .position(|(s, _)| *s == state)
+            .unwrap_or_default()
+    };
+    for (state, n) in top {
+        let i = slot(&mut counts, state);
+        counts[i].1 += n;
+    }
+    let mut parents: std::collections::BTreeMap<JobId, PartitionStates> = Default::default();
+    for (parent, state, n) in partitions {
+        let states = parents.entry(parent).or_default();
+        match state {
+            JobState::Running => states.running += n,
+            JobState::Queued => states.queued += n,
+            JobState::Retrying => states.retrying += n,
+            JobState::Paused => states.paused += n,
+            _ => {}
+        }
+    }
+    for states in parents.into_values() {
+        let shown = parent_shown_state(JobState::Running, states);
+        if shown != JobState::Running {
+            let from = slot(&mut counts, JobState::Running);
+            let to = slot(&mut counts, shown);
+            if counts[from].1 > 0 {
+                counts[from].1 -= 1;
+                counts[to].1 += 1;
+            }
+        }
+    }
+    counts
+}
+
 /// True for a state a split parent can show without storing it (`queued`,
 /// `retrying`, `paused`: stored, it stays `running`). A listing by such a state
 /// also looks among the split parents ([`merge_listing`]).
@@ -874,8 +919,15 @@ pub trait Store: Send + Sync + 'static {
     /// Jobs matching the filter, newest (highest id) first.
     async fn job_list(&self, filter: &JobFilter) -> Result<Vec<JobRecord>>;
 
-    /// Counts of jobs by state (every state present, zero when none).
+    /// Counts of jobs by state (every state present, zero when none). Every row
+    /// counts: a partitioned job once for itself and once per partition.
     async fn job_count_by_state(&self) -> Result<Vec<(JobState, u64)>>;
+
+    /// Counts of top-level jobs by the state they show (every state present, zero
+    /// when none): a partitioned job counts once, by [`parent_shown_state`], and
+    /// its partitions not at all — what an operator counts as jobs. See
+    /// [`top_level_counts`] for the rule, given the two reads it takes.
+    async fn job_count_top_level_by_state(&self) -> Result<Vec<(JobState, u64)>>;
 
     /// Pauses a job: queued or retrying → paused at once; running → `pause_requested`
     /// (the worker pauses it at the next item boundary). Returns the job after the
