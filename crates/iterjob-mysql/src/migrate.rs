@@ -17,7 +17,7 @@ use crate::error::{Target, map_sqlx};
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
 /// The schema version this iterjob writes and understands.
-pub const SCHEMA_VERSION: i64 = 7;
+pub const SCHEMA_VERSION: i64 = 8;
 
 /// The server clock, in milliseconds since the epoch (constant within a statement).
 const NOW_MS: &str = "CAST(UNIX_TIMESTAMP(NOW(3)) * 1000 AS SIGNED)";

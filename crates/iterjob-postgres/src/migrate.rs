@@ -26,7 +26,7 @@ static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
 /// The schema version this release writes and understands: the version of its
 /// newest migration. A schema with a higher version is refused.
-pub const SCHEMA_VERSION: i64 = 11;
+pub const SCHEMA_VERSION: i64 = 12;
 
 /// The schema the store's tables live in unless told otherwise.
 pub const DEFAULT_SCHEMA: &str = "iterjob";

@@ -36,8 +36,10 @@ pub mod pool;
 pub mod record;
 pub mod release;
 pub mod schema;
+mod statement;
 pub mod throttles;
 pub mod transactional;
+pub mod workers;
 
 pub use dialect::{Dialect, ErrorClass, KeyFacts, TableName};
 pub use keyset::{

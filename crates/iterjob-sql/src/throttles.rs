@@ -7,13 +7,12 @@
 //! and `until` in milliseconds since the epoch (`until` NULL while on until switched
 //! off), and the operator's `reason`.
 
-use futures::TryStreamExt;
 use iterjob::ThrottleSwitch;
 use iterjob::store::Millis;
 use sqlx::Pool;
 
 use crate::dialect::{Dialect, RowOf};
-use crate::keyset::KeyValue;
+use crate::statement::Statement;
 
 fn decode<D: Dialect>(row: &RowOf<D>) -> Result<ThrottleSwitch, sqlx::Error> {
     let text = |column: &str| -> Result<Option<String>, sqlx::Error> {
@@ -26,63 +25,6 @@ fn decode<D: Dialect>(row: &RowOf<D>) -> Result<ThrottleSwitch, sqlx::Error> {
         until: D::row_int(row, "until_at")?,
         reason: text("reason")?,
     })
-}
-
-/// A statement being written: its text and its arguments, numbered in the order
-/// they are bound.
-struct Statement {
-    sql: String,
-    args: Vec<Arg>,
-}
-
-enum Arg {
-    Key(KeyValue),
-    Int(i64),
-}
-
-impl Statement {
-    fn new(sql: &str) -> Self {
-        Statement {
-            sql: sql.to_string(),
-            args: Vec::new(),
-        }
-    }
-
-    /// Appends literal SQL.
-    fn push(mut self, sql: &str) -> Self {
-        self.sql.push_str(sql);
-        self
-    }
-
-    /// Appends a text parameter.
-    fn text<D: Dialect>(mut self, value: &str) -> Self {
-        let value = KeyValue::Text(value.to_string());
-        self.sql.push_str(&D::param(self.args.len() + 1, &value));
-        self.args.push(Arg::Key(value));
-        self
-    }
-
-    /// Appends an integer parameter.
-    fn int<D: Dialect>(mut self, value: i64) -> Self {
-        self.sql.push_str(&D::int_param(self.args.len() + 1));
-        self.args.push(Arg::Int(value));
-        self
-    }
-
-    /// Runs it on `conn`, returning its rows.
-    async fn run<D: Dialect>(
-        &self,
-        conn: &mut crate::dialect::ConnectionOf<D>,
-    ) -> Result<Vec<RowOf<D>>, sqlx::Error> {
-        let mut query = sqlx::query(&self.sql);
-        for arg in &self.args {
-            query = match arg {
-                Arg::Key(value) => D::bind_key(query, value),
-                Arg::Int(value) => D::bind_int(query, *value),
-            };
-        }
-        D::fetch(conn, query).try_collect().await
-    }
 }
 
 /// `WHERE queue = ? AND kind = ?` for one scope (`''` standing for "every").

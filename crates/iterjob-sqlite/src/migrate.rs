@@ -23,7 +23,7 @@ static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
 /// The schema version this release writes and understands: the version of its
 /// newest migration. A database with a higher version is refused.
-pub const SCHEMA_VERSION: i64 = 10;
+pub const SCHEMA_VERSION: i64 = 11;
 
 const CREATE_BOOKKEEPING: &str = "\
 CREATE TABLE IF NOT EXISTS iterjob_schema_migrations (

@@ -29,8 +29,9 @@ use iterjob::store::{
     ClaimRequest, Claimed, Control, Failure, JobEvent, JobEventKind, JobFilter, JobId, JobRecord,
     JobState, Millis, NewJob, Outcome, Progress, PruneBatch, QueuePause, QueuePauseMode, QueueRow,
     Release, Rescued, RunToken, ScheduleState, ScheduleTick, Split, SplitRequest, Store,
-    ThrottleSwitch, TickOutcome, check_queue_name, merge_listing, now_micros, now_millis,
-    parent_outcome, rate_cost_micros, release_event, shown_by_split_parents, split_parents_showing,
+    ThrottleSwitch, TickOutcome, WorkerPresence, check_queue_name, merge_listing, now_micros,
+    now_millis, parent_outcome, rate_cost_micros, release_event, shown_by_split_parents,
+    split_parents_showing,
 };
 use iterjob::{Error, Result};
 use iterjob_sql::record;
@@ -1483,6 +1484,28 @@ impl Store for SqliteStore {
         )
         .await
         .map_err(self.err("switching a throttle off"))
+    }
+
+    async fn worker_beat(&self, presence: &WorkerPresence) -> Result<()> {
+        iterjob_sql::workers::worker_beat::<SqliteDialect>(&self.pool, "iterjob_workers", presence)
+            .await
+            .map_err(self.err("recording a worker's beat"))
+    }
+
+    async fn worker_gone(&self, id: &str) -> Result<()> {
+        iterjob_sql::workers::worker_gone::<SqliteDialect>(&self.pool, "iterjob_workers", id)
+            .await
+            .map_err(self.err("removing a worker's presence"))
+    }
+
+    async fn workers(&self) -> Result<Vec<WorkerPresence>> {
+        iterjob_sql::workers::workers::<SqliteDialect>(
+            &self.pool,
+            "iterjob_workers",
+            iterjob::store::now_millis(),
+        )
+        .await
+        .map_err(self.err("listing the workers"))
     }
 
     async fn throttle_switches(&self, now: Millis) -> Result<Vec<ThrottleSwitch>> {

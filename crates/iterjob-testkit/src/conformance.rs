@@ -152,6 +152,7 @@ macro_rules! store_conformance {
             list_pagination,
             list_default_limit,
             count_by_state_covers_every_state,
+            workers_are_seen_replaced_and_forgotten,
             missing_jobs,
             partition_creates_children,
             top_level_counts_count_a_partitioned_job_once,
@@ -2922,5 +2923,60 @@ pub async fn job_events_record_history(store: Arc<dyn Store>) {
             .expect("job_events of a missing job")
             .is_empty(),
         "a missing job has no history"
+    );
+}
+
+/// `worker_beat` records a worker (its presence as written, payloads and all),
+/// replaces it on the next beat, `worker_gone` removes it, and a worker silent for
+/// longer than [`WORKER_FORGET_MS`](iterjob::store::WORKER_FORGET_MS) is no longer
+/// listed.
+pub async fn workers_are_seen_replaced_and_forgotten(store: Arc<dyn Store>) {
+    use iterjob::store::{WORKER_FORGET_MS, WorkerPresence};
+    let mine = |w: Vec<WorkerPresence>| -> Vec<WorkerPresence> {
+        w.into_iter()
+            .filter(|w| w.id.starts_with("conformance-w"))
+            .collect()
+    };
+    assert!(mine(store.workers().await.expect("workers")).is_empty());
+    let now = iterjob::store::now_millis();
+    let mut a = WorkerPresence::new("conformance-wa", now);
+    a.queues = vec!["default".into(), "<script>alert(1)</script>".into()];
+    a.kinds = vec!["import_ünïcode".into()];
+    a.concurrency = 8;
+    a.beat_every_ms = 5_000;
+    let mut b = WorkerPresence::new("conformance-wb", now);
+    b.host = "\"><img src=x>".into();
+    store.worker_beat(&a).await.expect("beat a");
+    store.worker_beat(&b).await.expect("beat b");
+    assert_eq!(
+        mine(store.workers().await.unwrap()),
+        vec![a.clone(), b.clone()]
+    );
+
+    a.running = 3;
+    a.beat_at = now + 1_000;
+    store.worker_beat(&a).await.expect("beat a again");
+    let listed = mine(store.workers().await.unwrap());
+    assert_eq!(listed.len(), 2, "one row per worker: {listed:?}");
+    assert_eq!(listed[0], a, "the last beat replaces the one before");
+    assert!(!listed[0].is_silent(now + 1_000));
+    assert!(
+        listed[0].is_silent(now + 1_000 + 16_000),
+        "three intervals missed"
+    );
+
+    store.worker_gone(&a.id).await.expect("gone");
+    assert_eq!(mine(store.workers().await.unwrap()), vec![b.clone()]);
+    store
+        .worker_gone("conformance-w-never-seen")
+        .await
+        .expect("gone twice is fine");
+
+    // a worker silent for longer than a day is forgotten
+    b.beat_at = now - WORKER_FORGET_MS - 60_000;
+    store.worker_beat(&b).await.expect("an old beat");
+    assert!(
+        mine(store.workers().await.unwrap()).is_empty(),
+        "a worker silent for a day is not listed"
     );
 }

@@ -518,6 +518,69 @@ pub async fn until_idle_finishes_time_sliced_jobs(store: Arc<dyn Store>) {
     }
 }
 
+/// A running worker is listed by [`Store::workers`] with its queues, kinds and
+/// slots, the slots in use while a job runs, and is gone once it stopped cleanly.
+pub async fn a_worker_is_listed_while_it_runs(store: Arc<dyn Store>) {
+    let job = CountingJob::new();
+    let id = enqueue(
+        &store,
+        &job,
+        CountingParams {
+            n: 100_000,
+            sleep_ms: 1,
+            ..Default::default()
+        },
+    )
+    .await;
+    let mut config = fast_config();
+    config.worker_id = format!("presence-{id}-{}", std::process::id());
+    config.queues = vec!["default".into(), "other".into()];
+    let worker = Arc::new(
+        Worker::new(
+            Arc::clone(&store),
+            Registry::new().with(job.clone()),
+            config.clone(),
+        )
+        .expect("config"),
+    );
+    let run = {
+        let worker = Arc::clone(&worker);
+        tokio::spawn(async move { worker.run().await })
+    };
+    let mut seen = None;
+    for _ in 0..100 {
+        let workers = store.workers().await.expect("workers");
+        if let Some(w) = workers.into_iter().find(|w| w.id == config.worker_id)
+            && w.running == 1
+        {
+            seen = Some(w);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let seen = seen.expect("the worker listed with its job running within 5 s");
+    assert_eq!(
+        seen.queues,
+        vec!["default".to_string(), "other".to_string()]
+    );
+    assert_eq!(seen.kinds, vec!["counting".to_string()]);
+    assert_eq!(seen.concurrency, 2);
+    assert_eq!(seen.pid, std::process::id());
+    assert_eq!(seen.beat_every_ms, 200);
+    assert!(!seen.is_silent(iterjob::store::now_millis()));
+    worker.shutdown_token().cancel();
+    run.await.expect("join").expect("worker run");
+    assert!(
+        store
+            .workers()
+            .await
+            .unwrap()
+            .iter()
+            .all(|w| w.id != config.worker_id),
+        "a worker that stopped cleanly is no longer listed"
+    );
+}
+
 /// Pause and cancel requested through the store while the job runs take effect at
 /// the next item boundary; resume continues from the cursor.
 pub async fn pause_resume_cancel_while_running(store: Arc<dyn Store>) {
@@ -747,6 +810,7 @@ macro_rules! runtime_scenarios {
             time_slices_share_one_slot,
             until_idle_finishes_time_sliced_jobs,
             pause_resume_cancel_while_running,
+            a_worker_is_listed_while_it_runs,
             throttle_backs_off_and_resumes,
             bad_stored_data_fails_only_that_job,
             shutdown_deadline_releases_stuck_job,

@@ -134,6 +134,15 @@ impl Store for CountingStore {
     async fn job_count_by_state(&self) -> iterjob::Result<Vec<(JobState, u64)>> {
         self.inner.job_count_by_state().await
     }
+    async fn worker_beat(&self, presence: &iterjob::store::WorkerPresence) -> iterjob::Result<()> {
+        self.inner.worker_beat(presence).await
+    }
+    async fn worker_gone(&self, id: &str) -> iterjob::Result<()> {
+        self.inner.worker_gone(id).await
+    }
+    async fn workers(&self) -> iterjob::Result<Vec<iterjob::store::WorkerPresence>> {
+        self.inner.workers().await
+    }
 
     async fn job_count_top_level_by_state(&self) -> iterjob::Result<Vec<(JobState, u64)>> {
         self.inner.job_count_top_level_by_state().await

@@ -284,6 +284,15 @@ impl Store for TempStore {
     async fn job_count_by_state(&self) -> Result<Vec<(JobState, u64)>> {
         self.db.store.job_count_by_state().await
     }
+    async fn worker_beat(&self, presence: &iterjob::store::WorkerPresence) -> Result<()> {
+        self.db.store.worker_beat(presence).await
+    }
+    async fn worker_gone(&self, id: &str) -> Result<()> {
+        self.db.store.worker_gone(id).await
+    }
+    async fn workers(&self) -> Result<Vec<iterjob::store::WorkerPresence>> {
+        self.db.store.workers().await
+    }
 
     async fn job_count_top_level_by_state(&self) -> Result<Vec<(JobState, u64)>> {
         self.db.store.job_count_top_level_by_state().await

@@ -96,6 +96,15 @@ impl Store for TempStore {
     async fn job_count_by_state(&self) -> Result<Vec<(JobState, u64)>> {
         self.store.job_count_by_state().await
     }
+    async fn worker_beat(&self, presence: &iterjob::store::WorkerPresence) -> Result<()> {
+        self.store.worker_beat(presence).await
+    }
+    async fn worker_gone(&self, id: &str) -> Result<()> {
+        self.store.worker_gone(id).await
+    }
+    async fn workers(&self) -> Result<Vec<iterjob::store::WorkerPresence>> {
+        self.store.workers().await
+    }
 
     async fn job_count_top_level_by_state(&self) -> Result<Vec<(JobState, u64)>> {
         self.store.job_count_top_level_by_state().await

@@ -7,6 +7,7 @@ mod controls;
 pub(crate) mod live;
 pub(crate) mod pace;
 mod panics;
+mod presence;
 mod release;
 mod retention;
 pub(crate) mod run;
@@ -234,15 +235,7 @@ impl WorkerConfig {
 }
 
 fn default_worker_id() -> String {
-    let host = std::env::var("HOSTNAME")
-        .ok()
-        .filter(|h| !h.is_empty())
-        .or_else(|| {
-            std::fs::read_to_string("/etc/hostname")
-                .ok()
-                .map(|h| h.trim().to_string())
-        })
-        .unwrap_or_else(|| "localhost".to_string());
+    let host = crate::store::host_name();
     format!(
         "{host}:{}:{:04x}",
         std::process::id(),

@@ -21,7 +21,7 @@ use crate::runtime::release::{MAX_BATCH, Releaser};
 use crate::runtime::run::{RunEnv, RunReport, panic_message};
 use crate::runtime::slots::Slots;
 use crate::runtime::{RunEnd, WorkerConfig, telemetry};
-use crate::runtime::{retention, scheduler};
+use crate::runtime::{presence, retention, scheduler};
 use crate::store::{
     ClaimRequest, Claimed, InterruptReason, JobId, Outcome, Progress, Release, SplitRequest, Store,
 };
@@ -280,6 +280,27 @@ impl Worker {
             )))
         });
         let slots = Arc::new(Slots::default());
+        // presence: operators see this worker, its queues and the slots it uses
+        let mut presence = crate::store::WorkerPresence::new(
+            self.config.worker_id.clone(),
+            crate::store::now_millis(),
+        );
+        presence.queues = self.config.queues.clone();
+        presence.kinds = self
+            .registry
+            .kinds()
+            .iter()
+            .map(|k| k.to_string())
+            .collect();
+        presence.concurrency = u32::try_from(self.config.concurrency).unwrap_or(u32::MAX);
+        presence.beat_every_ms =
+            u64::try_from(self.config.heartbeat_interval.as_millis()).unwrap_or(u64::MAX);
+        let presence_task = AbortOnDrop(tokio::spawn(presence::run(
+            Arc::clone(&self.store),
+            presence,
+            Arc::clone(&slots),
+            self.config.heartbeat_interval,
+        )));
         let mut ahead = Ahead::default();
         // the claim in flight: the loop keeps starting jobs and joining runs meanwhile
         let mut claim: Option<ClaimFuture> = None;
@@ -535,6 +556,10 @@ impl Worker {
             {
                 tracing::debug!(%error, "could not give up the retention lease");
             }
+        }
+        drop(presence_task);
+        if let Err(error) = self.store.worker_gone(&self.config.worker_id).await {
+            tracing::debug!(%error, "could not remove the worker's presence");
         }
         tracing::info!(worker = %self.config.worker_id, ?report, "worker stopped");
         Ok(report)

@@ -84,6 +84,8 @@ struct Inner {
     schedules: BTreeMap<String, ScheduleState>,
     /// Throttle switches by (queue, kind) scope.
     throttles: BTreeMap<(Option<String>, Option<String>), ThrottleSwitch>,
+    /// Workers' last beats, by id.
+    workers: BTreeMap<String, super::WorkerPresence>,
 }
 
 #[derive(Debug)]
@@ -618,6 +620,30 @@ impl Store for MemoryStore {
             })
             .map(|(parent, state)| (parent, state, 1));
         Ok(super::top_level_counts(top, partitions))
+    }
+
+    async fn worker_beat(&self, presence: &super::WorkerPresence) -> Result<()> {
+        let mut inner = self.lock();
+        let forget_before = presence.beat_at - super::WORKER_FORGET_MS;
+        inner.workers.retain(|_, w| w.beat_at >= forget_before);
+        inner.workers.insert(presence.id.clone(), presence.clone());
+        Ok(())
+    }
+
+    async fn worker_gone(&self, id: &str) -> Result<()> {
+        self.lock().workers.remove(id);
+        Ok(())
+    }
+
+    async fn workers(&self) -> Result<Vec<super::WorkerPresence>> {
+        let forget_before = now_millis() - super::WORKER_FORGET_MS;
+        Ok(self
+            .lock()
+            .workers
+            .values()
+            .filter(|w| w.beat_at >= forget_before)
+            .cloned()
+            .collect())
     }
 
     async fn job_pause(&self, id: JobId) -> Result<JobRecord> {

@@ -16,6 +16,7 @@ mod queues;
 mod rate;
 pub mod rules;
 pub(crate) mod throttles;
+mod workers;
 
 pub use crate::schedule::{ScheduleState, ScheduleTick, TickOutcome};
 pub use events::{JobEvent, JobEventKind, MAX_EVENTS, release_event};
@@ -23,6 +24,7 @@ pub use memory::MemoryStore;
 pub use queues::{QueuePause, QueuePauseMode, QueueRow, QueueStats, summarize};
 pub use rate::{Micros, now_micros, rate_cost_micros};
 pub use throttles::ThrottleSwitch;
+pub use workers::{WORKER_FORGET_MS, WorkerPresence, host_name};
 
 use std::fmt;
 use std::str::FromStr;
@@ -1049,6 +1051,32 @@ pub trait Store: Send + Sync + 'static {
         let rows = self.queue_rows(now).await?;
         let pauses = self.queue_pauses().await?;
         Ok(summarize(&rows, &pauses, now))
+    }
+
+    /// Records that a worker is alive: `presence` replaces what the store held for
+    /// its id, and rows silent for longer than [`WORKER_FORGET_MS`] are forgotten.
+    /// Every worker calls it each heartbeat interval; [`Store::workers`] lists
+    /// them. The default records nothing (and `workers` says so).
+    async fn worker_beat(&self, presence: &WorkerPresence) -> Result<()> {
+        let _ = presence;
+        Ok(())
+    }
+
+    /// Forgets a worker that stopped cleanly. The default does nothing.
+    async fn worker_gone(&self, id: &str) -> Result<()> {
+        let _ = id;
+        Ok(())
+    }
+
+    /// The workers that beat within [`WORKER_FORGET_MS`], by id, silent ones
+    /// included ([`WorkerPresence::is_silent`]). The default refuses: the store
+    /// does not record workers.
+    async fn workers(&self) -> Result<Vec<WorkerPresence>> {
+        Err(Error::Config(
+            "this store does not record workers (it does not implement \
+             Store::worker_beat and Store::workers)"
+                .to_string(),
+        ))
     }
 
     /// Resolves when jobs may have become claimable (inserted, resumed, retried, or

@@ -1,0 +1,27 @@
+//! The worker's presence in the store: a beat each heartbeat interval with the
+//! slots it uses, so operators see it (the dashboard's workers list), and a
+//! goodbye when it stops cleanly.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::runtime::slots::Slots;
+use crate::store::{Store, WorkerPresence, now_millis};
+
+/// Beats until aborted. A failed beat is logged and tried again at the next
+/// interval: presence is for operators, never a reason to stop working.
+pub(crate) async fn run(
+    store: Arc<dyn Store>,
+    mut presence: WorkerPresence,
+    slots: Arc<Slots>,
+    every: Duration,
+) {
+    loop {
+        presence.beat_at = now_millis();
+        presence.running = u32::try_from(slots.working()).unwrap_or(u32::MAX);
+        if let Err(error) = store.worker_beat(&presence).await {
+            tracing::debug!(%error, worker = %presence.id, "could not record the worker's beat");
+        }
+        tokio::time::sleep(every).await;
+    }
+}
