@@ -52,7 +52,8 @@
   });
   const wantsCounts = document.querySelector("[data-count]") !== null;
   const wantsRate = document.getElementById("items-per-sec") !== null;
-  if (ids.size === 0 && !wantsCounts && !wantsRate) {
+  const workersTable = document.getElementById("workers");
+  if (ids.size === 0 && !wantsCounts && !wantsRate && !workersTable) {
     setStatus("", "idle");
     return;
   }
@@ -106,7 +107,8 @@
     line.setAttribute("points", points.join(" "));
   };
 
-  const url = base + "/live?ids=" + Array.from(ids).join(",") + (wantsCounts ? "&counts=1" : "");
+  const url = base + "/live?ids=" + Array.from(ids).join(",") + (wantsCounts ? "&counts=1" : "") +
+    (workersTable ? "&workers=1" : "");
   const source = new EventSource(url);
   // Browsers allow about six connections per host over HTTP/1.1: close the stream
   // when the page goes away (or into the back-forward cache), so it frees its slot.
@@ -121,6 +123,42 @@
     const el = document.getElementById("items-per-sec");
     if (el) el.textContent = r.text;
     drawSpark(r.per_sec);
+  });
+  // the workers list, rebuilt from the server's rows (text only)
+  source.addEventListener("workers", (e) => {
+    if (!workersTable) return;
+    const rows = JSON.parse(e.data);
+    const body = workersTable.querySelector("tbody");
+    const cells = [
+      ["Worker", "id"], ["Host", "host"], ["Queues", "queues"], ["Slots in use", "slots"],
+      ["Last heartbeat", "beat"], ["Started", "started"],
+    ];
+    body.replaceChildren(...rows.map((w) => {
+      const tr = document.createElement("tr");
+      if (w.silent) tr.className = "silent";
+      cells.forEach(([label, key]) => {
+        const td = document.createElement("td");
+        td.dataset.label = label;
+        if (key === "id") {
+          const code = document.createElement("code");
+          code.textContent = w.id;
+          td.appendChild(code);
+        } else {
+          td.textContent = w[key];
+        }
+        if (key === "beat" && w.silent) {
+          const badge = document.createElement("span");
+          badge.className = "state state-failed";
+          badge.textContent = "silent";
+          td.append(" ", badge);
+        }
+        tr.appendChild(td);
+      });
+      return tr;
+    }));
+    workersTable.hidden = rows.length === 0;
+    const none = document.getElementById("workers-none");
+    if (none) none.hidden = rows.length > 0;
   });
   source.addEventListener("counts", (e) => {
     const counts = JSON.parse(e.data);

@@ -173,12 +173,23 @@ async fn overview(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Res
         }
     }
     failures.truncate(5);
+    let workers = store
+        .workers()
+        .await
+        .map(|w| w.iter().map(|w| pages::WorkerRow::of(w, now)).collect())
+        .map_err(|e| e.to_string());
+    let queues = match store.queue_stats().await {
+        Ok(q) => q,
+        Err(e) => return store_error(&state, "reading the queues", &e),
+    };
     let o = Overview {
         counts,
         running,
         failures,
         per_minute,
         sampled,
+        workers,
+        queues,
     };
     page(
         &state,

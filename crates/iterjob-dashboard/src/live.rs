@@ -19,6 +19,7 @@ use serde::Deserialize;
 
 use crate::AppState;
 use crate::format::{self, ProgressView};
+use crate::pages::WorkerRow;
 
 /// The most jobs one stream follows.
 pub(crate) const MAX_IDS: usize = 200;
@@ -33,6 +34,9 @@ pub(crate) struct LiveParams {
     ids: String,
     #[serde(default)]
     counts: Option<String>,
+    /// `1`: the workers too (event `workers`, every fifth tick).
+    #[serde(default)]
+    workers: Option<String>,
 }
 
 fn parse_ids(raw: &str) -> Result<Vec<JobId>, String> {
@@ -65,10 +69,12 @@ pub(crate) async fn stream(
         Err(e) => return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
     };
     let counts = params.counts.is_some_and(|c| c == "1");
+    let workers = params.workers.is_some_and(|w| w == "1");
     let follower = Follower {
         state,
         ids,
         counts,
+        workers,
         tick: 0,
         samples: BTreeMap::new(),
         sent: BTreeMap::new(),
@@ -83,6 +89,7 @@ struct Follower {
     state: Arc<AppState>,
     ids: Vec<JobId>,
     counts: bool,
+    workers: bool,
     tick: u64,
     samples: BTreeMap<JobId, VecDeque<(Instant, u64)>>,
     sent: BTreeMap<JobId, ProgressView>,
@@ -154,6 +161,21 @@ impl Follower {
                     }
                 }
                 Err(error) => tracing::warn!(%error, "dashboard live update: counting failed"),
+            }
+        }
+        if self.workers && self.tick.is_multiple_of(5) {
+            match self.state.store.workers().await {
+                Ok(workers) => {
+                    let now = iterjob::store::now_millis();
+                    let rows: Vec<WorkerRow> =
+                        workers.iter().map(|w| WorkerRow::of(w, now)).collect();
+                    if let Ok(event) = Event::default().event("workers").json_data(rows) {
+                        out.push(event);
+                    }
+                }
+                Err(error) => {
+                    tracing::debug!(%error, "dashboard live update: listing workers failed")
+                }
             }
         }
         self.tick += 1;

@@ -107,13 +107,16 @@ pub(crate) struct Overview {
     pub(crate) per_minute: Vec<(u64, u64)>,
     /// True when `per_minute` was computed from a capped sample of recent jobs.
     pub(crate) sampled: bool,
+    /// The workers, or why the store cannot list them.
+    pub(crate) workers: Result<Vec<WorkerRow>, String>,
+    pub(crate) queues: Vec<QueueStats>,
 }
 
 pub(crate) fn overview(state: &AppState, o: &Overview, csrf: &str) -> Markup {
     let finished: u64 = o.per_minute.iter().map(|(c, f)| c + f).sum();
     let content = html! {
         h1 { "Overview" }
-        section.cards aria-label="jobs by state" {
+        section.cards aria-label="jobs by state (a partitioned job counts once)" {
             @for (s, n) in &o.counts {
                 a class={ "card state-" (s.as_str()) } href=(state.url(&format!("/jobs?state={}", s.as_str()))) {
                     span.n data-count=(s.as_str()) { (format::count(*n)) }
@@ -155,6 +158,8 @@ pub(crate) fn overview(state: &AppState, o: &Overview, csrf: &str) -> Markup {
                 (jobs_table(state, &o.failures, csrf, false, false))
             }
         }
+        (workers_section(&o.workers))
+        (queues_section(state, &o.queues, csrf))
     };
     layout(state, "Overview", "overview", content)
 }
@@ -733,6 +738,136 @@ pub(crate) fn login(state: &AppState, error: Option<&str>) -> Markup {
     layout(state, "Log in", "", content)
 }
 
+/// A queue's status badge: active, or paused (and how).
+fn queue_status(q: &QueueStats) -> Markup {
+    html! {
+        @match &q.paused {
+            None => span.state.state-running { "active" },
+            Some(p) => span.state.state-paused title={ "paused " (format::relative(p.since)) } {
+                @if p.mode == QueuePauseMode::LetRun { "paused (letting runs finish)" } @else { "paused" }
+            },
+        }
+    }
+}
+
+/// A queue's pause or resume buttons.
+fn queue_actions(state: &AppState, q: &QueueStats, csrf: &str) -> Markup {
+    let button = |action: &str, label: &str, class: &str, title: &str| {
+        html! {
+            form method="post" action=(state.url("/queues")) {
+                input type="hidden" name=(CSRF_FIELD) value=(csrf);
+                input type="hidden" name="queue" value=(q.queue);
+                button type="submit" class=(class) name="action" value=(action) title=(title) { (label) }
+            }
+        }
+    };
+    html! {
+        @if q.paused.is_some() {
+            (button("resume", "Resume", "", "start its jobs again"))
+        } @else {
+            (button("pause", "Pause", "danger", "no job starts; running jobs stop at their next item and wait"))
+            (button("pause_let_run", "Pause, let runs finish", "", "no job starts; running jobs finish their run"))
+        }
+    }
+}
+
+/// The workers, as the overview lists them (and the live stream refreshes them).
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub(crate) struct WorkerRow {
+    pub(crate) id: String,
+    pub(crate) host: String,
+    pub(crate) queues: String,
+    pub(crate) slots: String,
+    pub(crate) beat: String,
+    pub(crate) silent: bool,
+    pub(crate) started: String,
+}
+
+impl WorkerRow {
+    pub(crate) fn of(w: &iterjob::store::WorkerPresence, now: Millis) -> Self {
+        WorkerRow {
+            id: w.id.clone(),
+            host: format!("{} · pid {}", w.host, w.pid),
+            queues: w.queues.join(", "),
+            slots: format!("{} / {}", w.running, w.concurrency),
+            beat: format::relative(w.beat_at),
+            silent: w.is_silent(now),
+            started: format::relative(w.started_at),
+        }
+    }
+}
+
+fn workers_section(workers: &Result<Vec<WorkerRow>, String>) -> Markup {
+    html! {
+        section.panel #workers-panel {
+            h2 { "Workers" }
+            @match workers {
+                Err(e) => p.empty { "Workers cannot be listed: " (e) },
+                Ok(rows) => {
+                    p.empty #workers-none hidden[!rows.is_empty()] {
+                        "No worker has reported in the last day. Start one: "
+                        code { "iterjob worker" } " (or your app's " code { "worker" } " command)."
+                    }
+                    table.jobs.workers #workers hidden[rows.is_empty()] {
+                        thead { tr {
+                            th { "Worker" } th { "Host" } th { "Queues" } th { "Slots in use" }
+                            th { "Last heartbeat" } th { "Started" }
+                        } }
+                        tbody {
+                            @for w in rows {
+                                tr class=[w.silent.then_some("silent")] {
+                                    td data-label="Worker" { code { (w.id) } }
+                                    td data-label="Host" { (w.host) }
+                                    td data-label="Queues" { (w.queues) }
+                                    td data-label="Slots in use" { (w.slots) }
+                                    td data-label="Last heartbeat" {
+                                        (w.beat)
+                                        @if w.silent { " " span.state.state-failed { "silent" } }
+                                    }
+                                    td data-label="Started" { (w.started) }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn queues_section(state: &AppState, queues: &[QueueStats], csrf: &str) -> Markup {
+    let n = |q: &QueueStats, s: JobState| q.counts.get(&s).copied().unwrap_or(0);
+    html! {
+        section.panel {
+            h2 { "Queues " a.more href=(state.url("/queues")) { "all details »" } }
+            @if queues.is_empty() {
+                p.empty { "No queue yet: no job was enqueued." }
+            } @else {
+                table.jobs.queues {
+                    thead { tr {
+                        th { "Queue" } th { "Status" } th { "Waiting" } th { "Running" }
+                        th { "Retrying" } th { "Paused jobs" } th { "Failed" } th { "Actions" }
+                    } }
+                    tbody {
+                        @for q in queues {
+                            tr data-queue=(q.queue) {
+                                td data-label="Queue" { a href=(state.url(&format!("/jobs?queue={}", encode(&q.queue)))) { (q.queue) } }
+                                td data-label="Status" { (queue_status(q)) }
+                                td data-label="Waiting" { (format::count(q.waiting)) }
+                                td data-label="Running" { (format::count(n(q, JobState::Running))) }
+                                td data-label="Retrying" { (format::count(n(q, JobState::Retrying))) }
+                                td data-label="Paused jobs" { (format::count(n(q, JobState::Paused))) }
+                                td data-label="Failed" { (format::count(n(q, JobState::Failed))) }
+                                td.actions data-label="Actions" { (queue_actions(state, q, csrf)) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// The queues: paused or not, jobs per state, backlog and work left, with pause
 /// and resume buttons.
 pub(crate) fn queues(
@@ -743,15 +878,6 @@ pub(crate) fn queues(
     csrf: &str,
 ) -> Markup {
     let n = |q: &QueueStats, s: JobState| q.counts.get(&s).copied().unwrap_or(0);
-    let button = |queue: &str, action: &str, label: &str, class: &str, title: &str| {
-        html! {
-            form method="post" action=(state.url("/queues")) {
-                input type="hidden" name=(CSRF_FIELD) value=(csrf);
-                input type="hidden" name="queue" value=(queue);
-                button type="submit" class=(class) name="action" value=(action) title=(title) { (label) }
-            }
-        }
-    };
     let content = html! {
         h1 { "Queues" }
         @if queues.is_empty() {
@@ -769,14 +895,7 @@ pub(crate) fn queues(
                     @for q in queues {
                         tr data-queue=(q.queue) {
                             td { a href=(state.url(&format!("/jobs?queue={}", encode(&q.queue)))) { (q.queue) } }
-                            td {
-                                @match &q.paused {
-                                    None => span.state.state-running { "active" },
-                                    Some(p) => span.state.state-paused title={ "paused " (format::relative(p.since)) } {
-                                        @if p.mode == QueuePauseMode::LetRun { "paused (letting runs finish)" } @else { "paused" }
-                                    },
-                                }
-                            }
+                            td { (queue_status(q)) }
                             td {
                                 (format::count(q.waiting))
                                 @if q.held > 0 { " (" (format::count(q.held)) " held)" }
@@ -792,12 +911,7 @@ pub(crate) fn queues(
                                 @if q.unestimated_jobs > 0 { " + " (q.unestimated_jobs) " not estimated" }
                             }
                             td.actions {
-                                @if q.paused.is_some() {
-                                    (button(&q.queue, "resume", "Resume", "", "start its jobs again"))
-                                } @else {
-                                    (button(&q.queue, "pause", "Pause", "danger", "no job starts; running jobs stop at their next item and wait"))
-                                    (button(&q.queue, "pause_let_run", "Pause, let runs finish", "", "no job starts; running jobs finish their run"))
-                                }
+                                (queue_actions(state, q, csrf))
                             }
                         }
                     }

@@ -741,6 +741,26 @@ async fn operator_runs_a_task_from_its_typed_form_and_watches_a_partitioned_job(
     assert!(compared >= 3, "compared {compared} times over 5 s");
     save(&client, &shots, "laptop-partitioned-job").await;
 
+    // the overview lists this worker, its slots in use refreshed live
+    open(&client, &format!("{base}/")).await;
+    let slots = wait_for("the worker's slots, live", 20, || async {
+        let text = js(
+            &client,
+            "const r = document.querySelector('#workers tbody tr'); \
+             return r ? r.children[3].textContent : '';",
+        )
+        .await;
+        text.as_str()
+            .filter(|t| t.ends_with("/ 4") && !t.starts_with("0 "))
+            .map(str::to_string)
+    })
+    .await;
+    assert_eq!(
+        slots, "4 / 4",
+        "the four partitions fill the worker's slots"
+    );
+    save(&client, &shots, "laptop-overview-workers").await;
+
     // dark mode: the switch turns it on, it stays on across pages, and off again
     open(&client, &format!("{base}/tasks")).await;
     let light = background(&client).await;

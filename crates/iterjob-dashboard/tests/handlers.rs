@@ -1409,7 +1409,7 @@ async fn running_now_lists_a_partitioned_job_once() {
         page.body
     );
     // and so do the live updates
-    let live = live_events(&router, "/live?counts=1").await;
+    let live = live_until(&router, "/live?counts=1", "event: counts").await;
     assert!(live.contains(r#""running":"1""#), "{live}");
 }
 
@@ -1925,8 +1925,8 @@ fn percent(s: &str) -> String {
         .collect()
 }
 
-/// The live stream's text until its first `counts` event (within 5 s).
-async fn live_events(router: &axum::Router, uri: &str) -> String {
+/// The live stream's text until it holds `needle` (within 5 s).
+async fn live_until(router: &axum::Router, uri: &str, needle: &str) -> String {
     let response = router
         .clone()
         .oneshot(Request::get(uri).body(Body::empty()).unwrap())
@@ -1936,10 +1936,10 @@ async fn live_events(router: &axum::Router, uri: &str) -> String {
     let mut body = response.into_body();
     let mut text = String::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while !text.contains("event: counts") {
+    while !text.contains(needle) {
         let frame = tokio::time::timeout_at(deadline, body.frame())
             .await
-            .expect("events within 5 s")
+            .unwrap_or_else(|_| panic!("`{needle}` within 5 s: {text}"))
             .expect("the stream stays open")
             .unwrap();
         if let Ok(data) = frame.into_data() {
@@ -1947,4 +1947,68 @@ async fn live_events(router: &axum::Router, uri: &str) -> String {
         }
     }
     text
+}
+
+#[tokio::test]
+async fn overview_lists_workers_and_queues_live() {
+    use iterjob::store::{WorkerPresence, now_millis};
+    let store = shared(MemoryStore::new());
+    store
+        .job_insert(&NewJob::new("count", json!({"up_to": 5})).queue("bulk"))
+        .await
+        .unwrap();
+    store
+        .queue_pause("bulk", iterjob::store::QueuePauseMode::Interrupt)
+        .await
+        .unwrap();
+    let now = now_millis();
+    let mut alive = WorkerPresence::new("worker-a", now);
+    alive.host = XSS_IMG.into();
+    alive.queues = vec!["default".into(), XSS.into()];
+    alive.concurrency = 4;
+    alive.running = 1;
+    alive.beat_every_ms = 5_000;
+    store.worker_beat(&alive).await.unwrap();
+    let mut silent = WorkerPresence::new("worker-b", now - 60_000);
+    silent.beat_every_ms = 5_000;
+    store.worker_beat(&silent).await.unwrap();
+    let router = dashboard(Arc::clone(&store));
+
+    let page = get(&router, "/").await;
+    assert_eq!(page.status, StatusCode::OK);
+    let workers = page
+        .body
+        .split(r#"id="workers-panel""#)
+        .nth(1)
+        .expect("the workers section")
+        .split("</section>")
+        .next()
+        .unwrap();
+    assert!(workers.contains("<code>worker-a</code>"), "{workers}");
+    assert!(workers.contains("1 / 4"), "slots in use: {workers}");
+    assert!(workers.contains("pid "), "{workers}");
+    assert!(
+        workers.contains(r#"<tr class="silent">"#) && workers.contains(">silent</span>"),
+        "a worker silent for a minute says so: {workers}"
+    );
+    assert_inert(&page.body);
+    // the queues, paused or not, with their buttons
+    assert!(
+        page.body.contains(r#"<tr data-queue="bulk">"#),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains(">paused</span>"));
+    assert!(page.body.contains(r#"name="action" value="resume""#));
+
+    // the live stream refreshes the list
+    let live = live_until(&router, "/live?counts=1&workers=1", "event: workers").await;
+    assert!(live.contains(r#""id":"worker-a""#) && live.contains(r#""slots":"1 / 4""#));
+    assert!(live.contains(r#""silent":true"#));
+
+    // gone after a clean stop; an empty list says how to start one
+    store.worker_gone("worker-a").await.unwrap();
+    store.worker_gone("worker-b").await.unwrap();
+    let page = get(&router, "/").await;
+    assert!(page.body.contains("No worker has reported in the last day"));
 }
