@@ -7,8 +7,10 @@
 //! Fills a temporary SQLite store with JOBS jobs (default 1,000,000: mostly
 //! completed, some queued, failed and paused, three kinds, two queues) in one SQL
 //! statement, then times each page through the dashboard's router: the first page,
-//! a page deep in the list (keyset: `before` an id), filtered pages, a job page and
-//! the overview. Prints the median of 5 requests for each.
+//! a page deep in the list (keyset: `before` an id), filtered pages, text searches
+//! (bounded by `MAX_SEARCH_SCAN`), a job page, the overview and the tasks page.
+//! Prints the median of 5 requests for each. With `ITERJOB_MILLION_DB=PATH` the
+//! store is kept at PATH (which must not exist yet), to look at query plans.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -64,7 +66,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .transpose()?
         .unwrap_or(1_000_000);
     let dir = tempfile::tempdir()?;
-    let path = dir.path().join("million.db");
+    // ITERJOB_MILLION_DB=path keeps the filled store there, to look at its plans
+    let path = std::env::var_os("ITERJOB_MILLION_DB")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| dir.path().join("million.db"));
     let store = iterjob_sqlite::SqliteStore::connect(path.to_str().unwrap()).await?;
     let started = Instant::now();
     sqlx::query(FILL).bind(jobs).execute(store.pool()).await?;
@@ -95,8 +100,22 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             "kind + queue + state",
             "/jobs?kind=sync_products&queue=bulk&state=completed".to_string(),
         ),
+        (
+            "search: text in errors (0.09% of jobs)",
+            "/jobs?q=timed%20out".to_string(),
+        ),
+        (
+            "search: no match (reads MAX_SEARCH_SCAN jobs)",
+            "/jobs?q=no-such-text".to_string(),
+        ),
+        (
+            "search: no match, next page (before=N/2)",
+            format!("/jobs?q=no-such-text&before={deep}"),
+        ),
+        ("search: an id", format!("/jobs?q=%23{deep}")),
         ("a job page", format!("/jobs/{deep}")),
         ("overview (counts, samples)", "/".to_string()),
+        ("tasks (counts by kind, last runs)", "/tasks".to_string()),
         ("/metrics (counts)", "/metrics".to_string()),
     ] {
         println!("{:>10.2?}  {what}  {uri}", time(&router, &uri).await);

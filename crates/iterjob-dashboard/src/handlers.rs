@@ -178,7 +178,7 @@ async fn overview(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Res
         .await
         .map(|w| w.iter().map(|w| pages::WorkerRow::of(w, now)).collect())
         .map_err(|e| e.to_string());
-    let queues = match store.queue_stats().await {
+    let queues = match queue_depths(&state).await {
         Ok(q) => q,
         Err(e) => return store_error(&state, "reading the queues", &e),
     };
@@ -199,6 +199,34 @@ async fn overview(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Res
     )
 }
 
+/// Every queue that has jobs or is paused, with its depth by state: two cheap
+/// reads (the overview must not aggregate the whole table, as the queues page's
+/// work-left estimate does).
+async fn queue_depths(state: &AppState) -> Result<Vec<pages::QueueDepth>, StoreError> {
+    use std::collections::BTreeMap;
+    fn depth<'a>(
+        queues: &'a mut BTreeMap<String, pages::QueueDepth>,
+        queue: &str,
+    ) -> &'a mut pages::QueueDepth {
+        queues
+            .entry(queue.to_string())
+            .or_insert_with(|| pages::QueueDepth {
+                queue: queue.to_string(),
+                paused: None,
+                counts: BTreeMap::new(),
+            })
+    }
+    let mut queues = BTreeMap::new();
+    for (queue, job_state, n) in state.store.queue_depths().await? {
+        depth(&mut queues, &queue).counts.insert(job_state, n);
+    }
+    for pause in state.store.queue_pauses().await? {
+        let queue = pause.queue.clone();
+        depth(&mut queues, &queue).paused = Some(pause);
+    }
+    Ok(queues.into_values().collect())
+}
+
 /// The job list's query string, as sent.
 #[derive(Debug, Deserialize)]
 pub(crate) struct ListParams {
@@ -208,6 +236,8 @@ pub(crate) struct ListParams {
     before: Option<String>,
     /// `1`: top-level jobs only (no partitions).
     top: Option<String>,
+    /// Text to find in parameters, last errors and unique keys (or a job id).
+    q: Option<String>,
 }
 
 /// Turns the raw filters into typed ones; the error names the bad one.
@@ -246,6 +276,7 @@ fn parse_list(p: ListParams) -> Result<ListQuery, String> {
         queue: name(p.queue, "queue")?,
         before,
         top_level,
+        text: name(p.q, "search")?,
     })
 }
 
@@ -267,18 +298,116 @@ async fn job_list(
         limit: Some(PAGE_SIZE + 1),
         top_level: query.top_level,
     };
-    let mut jobs = match state.store.job_list(&filter).await {
-        Ok(j) => j,
-        Err(e) => return store_error(&state, "listing jobs", &e),
+    let listing = match &query.text {
+        Some(text) => match search(&state, filter, text).await {
+            Ok(found) => found,
+            Err(e) => return store_error(&state, "searching jobs", &e),
+        },
+        None => {
+            let mut jobs = match state.store.job_list(&filter).await {
+                Ok(j) => j,
+                Err(e) => return store_error(&state, "listing jobs", &e),
+            };
+            let next = (jobs.len() > PAGE_SIZE).then(|| jobs[PAGE_SIZE - 1].id);
+            jobs.truncate(PAGE_SIZE);
+            pages::Listing {
+                jobs,
+                next,
+                search: None,
+            }
+        }
     };
-    let has_more = jobs.len() > PAGE_SIZE;
-    jobs.truncate(PAGE_SIZE);
     page(
         &state,
         StatusCode::OK,
-        pages::job_list(&state, &query, &jobs, has_more, &csrf),
+        pages::job_list(&state, &query, &listing, &csrf),
         new.then_some(csrf.as_str()),
     )
+}
+
+/// Jobs read per store call while searching.
+const SEARCH_CHUNK: usize = 1_000;
+
+/// Finds jobs whose parameters, last error or unique key hold `text` (any case),
+/// among those `filter` lists: walks them newest first from `filter.before_id` in
+/// keyset pages, and stops after a page of matches or after
+/// [`MAX_SEARCH_SCAN`](crate::MAX_SEARCH_SCAN) jobs, whichever comes first, so a
+/// search never stalls the page on a big store; the next page goes on from
+/// where this one stopped. A text that is a job id finds that job as well.
+async fn search(
+    state: &AppState,
+    filter: JobFilter,
+    text: &str,
+) -> Result<pages::Listing, StoreError> {
+    let needle = text.to_lowercase();
+    let holds = |job: &iterjob::JobRecord| {
+        job.params.to_string().to_lowercase().contains(&needle)
+            || job
+                .last_error
+                .as_deref()
+                .is_some_and(|e| e.to_lowercase().contains(&needle))
+            || job
+                .unique_key
+                .as_deref()
+                .is_some_and(|k| k.to_lowercase().contains(&needle))
+    };
+    let by_id = match text.trim_start_matches('#').parse::<JobId>() {
+        Ok(id) if id > 0 => state.store.job_get(id).await?,
+        _ => None,
+    };
+    let mut found = Vec::new();
+    let mut scanned = 0usize;
+    let mut before = filter.before_id;
+    let mut newest = None;
+    let mut exhausted = false;
+    'walk: while scanned < crate::MAX_SEARCH_SCAN {
+        let chunk = state
+            .store
+            .job_list(&JobFilter {
+                before_id: before,
+                limit: Some(SEARCH_CHUNK.min(crate::MAX_SEARCH_SCAN - scanned)),
+                ..filter.clone()
+            })
+            .await?;
+        if chunk.is_empty() {
+            exhausted = true;
+            break;
+        }
+        let full = chunk.len() == SEARCH_CHUNK.min(crate::MAX_SEARCH_SCAN - scanned);
+        for job in chunk {
+            scanned += 1;
+            newest.get_or_insert(job.id);
+            before = Some(job.id);
+            if holds(&job) {
+                found.push(job);
+                if found.len() > PAGE_SIZE {
+                    break 'walk;
+                }
+            }
+        }
+        if !full {
+            exhausted = true;
+            break;
+        }
+    }
+    let next = if found.len() > PAGE_SIZE {
+        Some(found[PAGE_SIZE - 1].id)
+    } else if exhausted {
+        None
+    } else {
+        before
+    };
+    found.truncate(PAGE_SIZE);
+    Ok(pages::Listing {
+        jobs: found,
+        next,
+        search: Some(pages::SearchReport {
+            scanned,
+            newest,
+            oldest: before,
+            by_id,
+        }),
+    })
 }
 
 /// A job id from the path, or the bad-request answer.
@@ -422,6 +551,7 @@ async fn bulk_action(
         queue: field("queue"),
         before: None,
         top: field("top"),
+        q: field("q"),
     }) {
         Ok(q) => q,
         Err(e) => return bad_request(&state, &e),
@@ -452,6 +582,14 @@ async fn bulk_action(
             ids
         }
         Some("all") => {
+            if query.text.is_some() {
+                return bad_request(
+                    &state,
+                    "all matching is not offered with a text search (a search reads a bounded \
+                     number of jobs per page): tick the jobs to act on, or filter by state, kind \
+                     or queue without the search",
+                );
+            }
             if query.state.is_none() && query.kind.is_none() && query.queue.is_none() {
                 return bad_request(
                     &state,

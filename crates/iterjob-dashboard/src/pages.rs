@@ -109,7 +109,7 @@ pub(crate) struct Overview {
     pub(crate) sampled: bool,
     /// The workers, or why the store cannot list them.
     pub(crate) workers: Result<Vec<WorkerRow>, String>,
-    pub(crate) queues: Vec<QueueStats>,
+    pub(crate) queues: Vec<QueueDepth>,
 }
 
 pub(crate) fn overview(state: &AppState, o: &Overview, csrf: &str) -> Markup {
@@ -242,7 +242,10 @@ fn jobs_table(
 /// The bulk actions over the job list: on the jobs ticked, or on every job the
 /// filters match (at most [`MAX_BULK`](crate::MAX_BULK) per submit).
 fn bulk_bar(state: &AppState, query: &ListQuery, csrf: &str) -> Markup {
-    let filtered = query.state.is_some() || query.kind.is_some() || query.queue.is_some();
+    // a text search is bounded per page: "all matching" would reach jobs the
+    // search never read, so it offers the ticked jobs only
+    let filtered = (query.state.is_some() || query.kind.is_some() || query.queue.is_some())
+        && query.text.is_none();
     html! {
         form.bulk #bulk method="post" action=(state.url("/jobs/bulk")) {
             input type="hidden" name=(CSRF_FIELD) value=(csrf);
@@ -250,6 +253,7 @@ fn bulk_bar(state: &AppState, query: &ListQuery, csrf: &str) -> Markup {
             @if let Some(k) = &query.kind { input type="hidden" name="kind" value=(k); }
             @if let Some(q) = &query.queue { input type="hidden" name="queue" value=(q); }
             @if query.top_level { input type="hidden" name="top" value="1"; }
+            @if let Some(q) = &query.text { input type="hidden" name="q" value=(q); }
             label { "Bulk action "
                 select name="action" {
                     @for action in BULK_ACTIONS { option value=(action) { (action) } }
@@ -316,6 +320,25 @@ pub(crate) struct ListQuery {
     pub(crate) before: Option<i64>,
     /// Top-level jobs only: no partitions of partitioned jobs.
     pub(crate) top_level: bool,
+    /// Text searched for in parameters, last errors and unique keys.
+    pub(crate) text: Option<String>,
+}
+
+/// A page of the job list: its jobs, the `before` of the next page, and what a
+/// search read.
+pub(crate) struct Listing {
+    pub(crate) jobs: Vec<JobRecord>,
+    pub(crate) next: Option<i64>,
+    pub(crate) search: Option<SearchReport>,
+}
+
+/// How far a search read.
+pub(crate) struct SearchReport {
+    pub(crate) scanned: usize,
+    pub(crate) newest: Option<i64>,
+    pub(crate) oldest: Option<i64>,
+    /// The job whose id is the text searched for.
+    pub(crate) by_id: Option<JobRecord>,
 }
 
 impl ListQuery {
@@ -333,6 +356,9 @@ impl ListQuery {
         }
         if self.top_level {
             parts.push("top=1".to_string());
+        }
+        if let Some(q) = &self.text {
+            parts.push(format!("q={}", encode(q)));
         }
         if let Some(b) = before {
             parts.push(format!("before={b}"));
@@ -361,14 +387,18 @@ pub(crate) fn encode(value: &str) -> String {
 pub(crate) fn job_list(
     state: &AppState,
     query: &ListQuery,
-    jobs: &[JobRecord],
-    has_more: bool,
+    listing: &Listing,
     csrf: &str,
 ) -> Markup {
     let kinds = state.registry.kinds();
+    let jobs = &listing.jobs;
     let content = html! {
         h1 { "Jobs" }
         form.filters method="get" action=(state.url("/jobs")) {
+            label.search { "Search "
+                input type="search" name="q" value=[query.text.as_deref()] maxlength="200"
+                    placeholder="an id, or text in parameters and errors";
+            }
             label { "State "
                 select name="state" {
                     option value="" { "any" }
@@ -389,8 +419,27 @@ pub(crate) fn job_list(
                 input type="checkbox" name="top" value="1" checked[query.top_level];
             }
             button type="submit" { "Filter" }
-            @if query.state.is_some() || query.kind.is_some() || query.queue.is_some() || query.top_level {
+            @if query.state.is_some() || query.kind.is_some() || query.queue.is_some() || query.top_level || query.text.is_some() {
                 a.clear href=(state.url("/jobs")) { "clear" }
+            }
+        }
+        @if let Some(report) = &listing.search {
+            div.notice role="status" {
+                @if let Some(job) = &report.by_id {
+                    p { "Job " a href=(state.url(&format!("/jobs/{}", job.id))) { "#" (job.id) } " (" code { (job.kind) } ", " (job.state.as_str()) ") has this id." }
+                }
+                p {
+                    "Searched " (format::count(report.scanned as u64)) " job" @if report.scanned != 1 { "s" }
+                    @if let (Some(newest), Some(oldest)) = (report.newest, report.oldest) {
+                        " (#" (newest) " down to #" (oldest) ")"
+                    }
+                    " for the text in their parameters, last errors and unique keys: "
+                    (jobs.len()) " shown."
+                    @if listing.next.is_some() && report.scanned >= crate::MAX_SEARCH_SCAN && jobs.len() < crate::PAGE_SIZE {
+                        " A search reads at most " (format::count(crate::MAX_SEARCH_SCAN as u64)) " jobs at a time: \
+                          “older »” goes on with the next ones."
+                    }
+                }
             }
         }
         @if jobs.is_empty() {
@@ -403,10 +452,8 @@ pub(crate) fn job_list(
             @if query.before.is_some() {
                 a href=(state.url(&format!("/jobs{}", query.query_string(None)))) { "« newest" }
             }
-            @if has_more {
-                @if let Some(last) = jobs.last() {
-                    a rel="next" href=(state.url(&format!("/jobs{}", query.query_string(Some(last.id))))) { "older »" }
-                }
+            @if let Some(next) = listing.next {
+                a rel="next" href=(state.url(&format!("/jobs{}", query.query_string(Some(next))))) { "older »" }
             }
         }
     };
@@ -739,9 +786,9 @@ pub(crate) fn login(state: &AppState, error: Option<&str>) -> Markup {
 }
 
 /// A queue's status badge: active, or paused (and how).
-fn queue_status(q: &QueueStats) -> Markup {
+fn queue_status(paused: Option<&iterjob::store::QueuePause>) -> Markup {
     html! {
-        @match &q.paused {
+        @match paused {
             None => span.state.state-running { "active" },
             Some(p) => span.state.state-paused title={ "paused " (format::relative(p.since)) } {
                 @if p.mode == QueuePauseMode::LetRun { "paused (letting runs finish)" } @else { "paused" }
@@ -751,18 +798,18 @@ fn queue_status(q: &QueueStats) -> Markup {
 }
 
 /// A queue's pause or resume buttons.
-fn queue_actions(state: &AppState, q: &QueueStats, csrf: &str) -> Markup {
+fn queue_actions(state: &AppState, queue: &str, paused: bool, csrf: &str) -> Markup {
     let button = |action: &str, label: &str, class: &str, title: &str| {
         html! {
             form method="post" action=(state.url("/queues")) {
                 input type="hidden" name=(CSRF_FIELD) value=(csrf);
-                input type="hidden" name="queue" value=(q.queue);
+                input type="hidden" name="queue" value=(queue);
                 button type="submit" class=(class) name="action" value=(action) title=(title) { (label) }
             }
         }
     };
     html! {
-        @if q.paused.is_some() {
+        @if paused {
             (button("resume", "Resume", "", "start its jobs again"))
         } @else {
             (button("pause", "Pause", "danger", "no job starts; running jobs stop at their next item and wait"))
@@ -835,8 +882,16 @@ fn workers_section(workers: &Result<Vec<WorkerRow>, String>) -> Markup {
     }
 }
 
-fn queues_section(state: &AppState, queues: &[QueueStats], csrf: &str) -> Markup {
-    let n = |q: &QueueStats, s: JobState| q.counts.get(&s).copied().unwrap_or(0);
+/// A queue's depth by state and whether it is paused, for the overview (cheap:
+/// [`Store::queue_depths`](iterjob::Store::queue_depths)).
+pub(crate) struct QueueDepth {
+    pub(crate) queue: String,
+    pub(crate) paused: Option<iterjob::store::QueuePause>,
+    pub(crate) counts: std::collections::BTreeMap<JobState, u64>,
+}
+
+fn queues_section(state: &AppState, queues: &[QueueDepth], csrf: &str) -> Markup {
+    let n = |q: &QueueDepth, s: JobState| q.counts.get(&s).copied().unwrap_or(0);
     html! {
         section.panel {
             h2 { "Queues " a.more href=(state.url("/queues")) { "all details »" } }
@@ -845,20 +900,20 @@ fn queues_section(state: &AppState, queues: &[QueueStats], csrf: &str) -> Markup
             } @else {
                 table.jobs.queues {
                     thead { tr {
-                        th { "Queue" } th { "Status" } th { "Waiting" } th { "Running" }
+                        th { "Queue" } th { "Status" } th { "Queued" } th { "Running" }
                         th { "Retrying" } th { "Paused jobs" } th { "Failed" } th { "Actions" }
                     } }
                     tbody {
                         @for q in queues {
                             tr data-queue=(q.queue) {
                                 td data-label="Queue" { a href=(state.url(&format!("/jobs?queue={}", encode(&q.queue)))) { (q.queue) } }
-                                td data-label="Status" { (queue_status(q)) }
-                                td data-label="Waiting" { (format::count(q.waiting)) }
+                                td data-label="Status" { (queue_status(q.paused.as_ref())) }
+                                td data-label="Queued" { (format::count(n(q, JobState::Queued))) }
                                 td data-label="Running" { (format::count(n(q, JobState::Running))) }
                                 td data-label="Retrying" { (format::count(n(q, JobState::Retrying))) }
                                 td data-label="Paused jobs" { (format::count(n(q, JobState::Paused))) }
                                 td data-label="Failed" { (format::count(n(q, JobState::Failed))) }
-                                td.actions data-label="Actions" { (queue_actions(state, q, csrf)) }
+                                td.actions data-label="Actions" { (queue_actions(state, &q.queue, q.paused.is_some(), csrf)) }
                             }
                         }
                     }
@@ -895,7 +950,7 @@ pub(crate) fn queues(
                     @for q in queues {
                         tr data-queue=(q.queue) {
                             td { a href=(state.url(&format!("/jobs?queue={}", encode(&q.queue)))) { (q.queue) } }
-                            td { (queue_status(q)) }
+                            td { (queue_status(q.paused.as_ref())) }
                             td {
                                 (format::count(q.waiting))
                                 @if q.held > 0 { " (" (format::count(q.held)) " held)" }
@@ -911,7 +966,7 @@ pub(crate) fn queues(
                                 @if q.unestimated_jobs > 0 { " + " (q.unestimated_jobs) " not estimated" }
                             }
                             td.actions {
-                                (queue_actions(state, q, csrf))
+                                (queue_actions(state, &q.queue, q.paused.is_some(), csrf))
                             }
                         }
                     }

@@ -2012,3 +2012,106 @@ async fn overview_lists_workers_and_queues_live() {
     let page = get(&router, "/").await;
     assert!(page.body.contains("No worker has reported in the last day"));
 }
+
+#[tokio::test]
+async fn search_finds_text_in_parameters_and_errors_within_a_bound() {
+    let store = shared(MemoryStore::new());
+    // the oldest job holds the needle in its parameters; 20,050 newer ones do not
+    let mut jobs = vec![NewJob::new("count", json!({"customer": "ACME-Needle-7"}))];
+    jobs.extend((0..20_050).map(|i| NewJob::new("count", json!({ "up_to": i }))));
+    // the newest failed with the needle in its error
+    jobs.push(NewJob::new("import_csv", json!({"path": "/tmp/x.csv"})));
+    store.job_insert_many(&jobs).await.unwrap();
+    let last = 20_052;
+    let run = claim(&*store, "import_csv").await;
+    assert_eq!(run.job.id, last);
+    store
+        .job_release(
+            run.job.id,
+            run.token,
+            None,
+            &Outcome::Failed {
+                error: "upstream rejected needle-7: 422".into(),
+            },
+        )
+        .await
+        .unwrap();
+    let router = dashboard(Arc::clone(&store));
+
+    let reply = get(&router, "/jobs?q=NEEDLE-7").await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert!(
+        reply
+            .body
+            .contains(&format!(r#"href="/jobs/{}""#, run.job.id)),
+        "the failed job, by its error, any case: {}",
+        reply.body
+    );
+    assert!(
+        !reply.body.contains(r#"href="/jobs/1""#),
+        "the oldest is beyond one search's bound"
+    );
+    assert!(
+        reply.body.contains("Searched 20,000 jobs"),
+        "{}",
+        reply.body
+    );
+    assert!(reply.body.contains("goes on with the next ones"));
+    let next = format!("/jobs?q=NEEDLE-7&amp;before={}", last - 20_000 + 1);
+    assert!(
+        reply.body.contains(&next),
+        "the next page goes on: {}",
+        reply.body
+    );
+    assert!(
+        !reply.body.contains(r#"value="all""#),
+        "no bulk action on all matching while searching"
+    );
+
+    let reply = get(&router, &next.replace("&amp;", "&")).await;
+    assert!(
+        reply.body.contains(r#"href="/jobs/1""#),
+        "the next page finds the oldest: {}",
+        reply.body
+    );
+    assert!(reply.body.contains("Searched 52 jobs"), "{}", reply.body);
+    assert!(
+        !reply.body.contains(r#"rel="next""#),
+        "nothing older is left"
+    );
+
+    // an id finds that job too; filters narrow the search
+    let reply = get(&router, "/jobs?q=%2317").await;
+    assert!(reply.body.contains(r#"has this id"#) && reply.body.contains(r#"href="/jobs/17""#));
+    let reply = get(&router, "/jobs?q=needle&state=failed").await;
+    assert!(
+        reply
+            .body
+            .contains(&format!(r#"href="/jobs/{}""#, run.job.id))
+    );
+    assert!(reply.body.contains("Searched 1 job "), "{}", reply.body);
+
+    // a payload in the search is shown inert; too long a text is refused
+    let reply = get(
+        &router,
+        "/jobs?q=%3Cscript%3Ealert(%27xss%27)%3C%2Fscript%3E",
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_inert(&reply.body);
+    let reply = get(&router, &format!("/jobs?q={}", "x".repeat(300))).await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert!(reply.body.contains("the search filter is longer than"));
+
+    // "all matching" with a search is refused, not applied to unread jobs
+    let reply = send(
+        &router,
+        form_post(
+            "/jobs/bulk",
+            &format!("csrf={CSRF}&action=cancel&scope=all&state=queued&q=needle"),
+        ),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert!(reply.body.contains("not offered with a text search"));
+}

@@ -64,8 +64,9 @@ const Q_GET: &str = include_str!("../queries/job_get.sql");
 const Q_EXISTS: &str = include_str!("../queries/job_exists.sql");
 const Q_LIST: &str = include_str!("../queries/job_list.sql");
 const Q_COUNT: &str = include_str!("../queries/job_count_by_state.sql");
-const Q_COUNT_TOP: &str = include_str!("../queries/job_count_top_level.sql");
 const Q_COUNT_SPLIT: &str = include_str!("../queries/job_count_split_partitions.sql");
+const Q_QUEUE_DEPTHS: &str = include_str!("../queries/queue_depths.sql");
+const Q_QUEUE_DEPTHS_PARENTS: &str = include_str!("../queries/queue_depths_split_parents.sql");
 const Q_PAUSE: &str = include_str!("../queries/job_pause.sql");
 const Q_RESUME: &str = include_str!("../queries/job_resume.sql");
 const Q_CANCEL: &str = include_str!("../queries/job_cancel.sql");
@@ -637,6 +638,23 @@ fn check_path(path: &Path, db: &str) -> Result<()> {
     Ok(())
 }
 
+impl SqliteStore {
+    /// A state read from the store; an unknown one is corruption, named.
+    fn state(&self, s: &str) -> Result<JobState> {
+        JobState::from_str(s).map_err(|_| {
+            Error::Corrupt(format!(
+                "SQLite store `{}`: jobs with an unknown state `{s}`",
+                self.db
+            ))
+        })
+    }
+}
+
+/// A `COUNT(*)` as read.
+fn count(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}
+
 #[async_trait::async_trait]
 impl Store for SqliteStore {
     async fn migrate(&self) -> Result<()> {
@@ -955,33 +973,44 @@ impl Store for SqliteStore {
     }
 
     async fn job_count_top_level_by_state(&self) -> Result<Vec<(JobState, u64)>> {
-        let what = "counting top-level jobs";
-        let top: Vec<(String, i64)> = sqlx::query_as(Q_COUNT_TOP)
+        let all = self.job_count_by_state().await?;
+        let rows: Vec<(i64, String, String, i64)> = sqlx::query_as(Q_COUNT_SPLIT)
             .fetch_all(&self.pool)
             .await
-            .map_err(self.err(what))?;
-        let split: Vec<(i64, String, i64)> = sqlx::query_as(Q_COUNT_SPLIT)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(self.err(what))?;
-        let state = |s: &str| {
-            JobState::from_str(s).map_err(|_| {
-                Error::Corrupt(format!(
-                    "SQLite store `{}`: jobs with an unknown state `{s}`",
-                    self.db
+            .map_err(self.err("counting top-level jobs"))?;
+        let partitions = rows
+            .iter()
+            .map(|(parent, parent_state, s, n)| {
+                Ok((
+                    *parent,
+                    self.state(parent_state)?,
+                    self.state(s)?,
+                    count(*n),
                 ))
             })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(iterjob::store::top_level_counts(all, partitions))
+    }
+
+    async fn queue_depths(&self) -> Result<Vec<(String, JobState, u64)>> {
+        let what = "counting jobs by queue";
+        let all: Vec<(String, String, i64)> = sqlx::query_as(Q_QUEUE_DEPTHS)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(self.err(what))?;
+        let parents: Vec<(String, String, i64)> = sqlx::query_as(Q_QUEUE_DEPTHS_PARENTS)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(self.err(what))?;
+        let typed = |rows: Vec<(String, String, i64)>| {
+            rows.into_iter()
+                .map(|(q, s, n)| Ok((q, self.state(&s)?, count(n))))
+                .collect::<Result<Vec<_>>>()
         };
-        let n = |n: i64| u64::try_from(n).unwrap_or(0);
-        let top = top
-            .iter()
-            .map(|(s, c)| Ok((state(s)?, n(*c))))
-            .collect::<Result<Vec<_>>>()?;
-        let split = split
-            .iter()
-            .map(|(parent, s, c)| Ok((*parent, state(s)?, n(*c))))
-            .collect::<Result<Vec<_>>>()?;
-        Ok(iterjob::store::top_level_counts(top, split))
+        Ok(iterjob::store::subtract_depths(
+            typed(all)?,
+            typed(parents)?,
+        ))
     }
 
     async fn job_pause(&self, id: JobId) -> Result<JobRecord> {

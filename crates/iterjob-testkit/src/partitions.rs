@@ -90,7 +90,8 @@ fn parts(n: usize) -> Vec<Value> {
 
 /// `job_count_top_level_by_state` counts a partitioned job once, by the state it
 /// shows (running while a partition runs, queued when none runs and one waits,
-/// paused when what is left is paused), and its partitions not at all.
+/// paused when what is left is paused), and its partitions not at all;
+/// `queue_depths` counts what `queue_rows` counts (partitions, not their parent).
 pub async fn top_level_counts_count_a_partitioned_job_once(store: Arc<dyn Store>) {
     let store = &*store;
     let count = |state: JobState| async move {
@@ -110,6 +111,23 @@ pub async fn top_level_counts_count_a_partitioned_job_once(store: Arc<dyn Store>
     ];
     let now = |q: u64, r: u64, p: u64| [before[0] + q, before[1] + r, before[2] + p];
     let counted = || async {
+        // the queues' depths agree with `queue_rows` (split parents left out)
+        let mut from_rows: std::collections::BTreeMap<(String, JobState), u64> = Default::default();
+        for row in store
+            .queue_rows(iterjob::store::now_millis())
+            .await
+            .unwrap()
+        {
+            *from_rows.entry((row.queue, row.state)).or_default() += row.jobs;
+        }
+        let depths: std::collections::BTreeMap<(String, JobState), u64> = store
+            .queue_depths()
+            .await
+            .expect("queue_depths")
+            .into_iter()
+            .map(|(q, s, n)| ((q, s), n))
+            .collect();
+        assert_eq!(depths, from_rows, "queue_depths counts as queue_rows does");
         [
             count(JobState::Queued).await,
             count(JobState::Running).await,

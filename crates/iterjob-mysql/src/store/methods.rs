@@ -26,6 +26,18 @@ use crate::dialect::MySqlDialect;
 use crate::error::{is_unique_violation, map_sqlx};
 use crate::{events, migrate};
 
+impl MySqlStore {
+    /// A state read from the store; an unknown one is corruption, named.
+    fn state(&self, s: &str) -> Result<JobState> {
+        JobState::from_str(s).map_err(|_| self.corrupt(format!("jobs with an unknown state `{s}`")))
+    }
+}
+
+/// A `COUNT(*)` as read.
+fn count(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}
+
 #[async_trait::async_trait]
 impl Store for MySqlStore {
     async fn migrate(&self) -> Result<()> {
@@ -431,36 +443,60 @@ impl Store for MySqlStore {
     async fn job_count_top_level_by_state(&self) -> Result<Vec<(JobState, u64)>> {
         type D = MySqlDialect;
         let what = "counting top-level jobs";
-        let top = sqlx::query(&self.q().count_top)
+        let all = self.job_count_by_state().await?;
+        let rows = sqlx::query(&self.q().count_split)
             .fetch_all(&self.pool)
             .await
             .map_err(self.err(what))?;
-        let split = sqlx::query(&self.q().count_split)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(self.err(what))?;
-        let state = |row: &sqlx::mysql::MySqlRow| -> Result<JobState> {
-            let s = <D as iterjob_sql::Dialect>::row_text(row, "state")
+        let text = |row: &sqlx::mysql::MySqlRow, column: &str| -> Result<String> {
+            Ok(<D as iterjob_sql::Dialect>::row_text(row, column)
                 .map_err(self.err(what))?
-                .unwrap_or_default();
-            JobState::from_str(&s)
-                .map_err(|_| self.corrupt(format!("jobs with an unknown state `{s}`")))
+                .unwrap_or_default())
         };
         let int = |row: &sqlx::mysql::MySqlRow, column: &str| -> Result<i64> {
             Ok(<D as iterjob_sql::Dialect>::row_int(row, column)
                 .map_err(self.err(what))?
                 .unwrap_or(0))
         };
-        let n = |n: i64| u64::try_from(n).unwrap_or(0);
-        let top = top
+        let partitions = rows
             .iter()
-            .map(|row| Ok((state(row)?, n(int(row, "n")?))))
+            .map(|row| {
+                Ok((
+                    int(row, "parent_id")?,
+                    self.state(&text(row, "parent_state")?)?,
+                    self.state(&text(row, "state")?)?,
+                    count(int(row, "n")?),
+                ))
+            })
             .collect::<Result<Vec<_>>>()?;
-        let split = split
-            .iter()
-            .map(|row| Ok((int(row, "parent_id")?, state(row)?, n(int(row, "n")?))))
-            .collect::<Result<Vec<_>>>()?;
-        Ok(iterjob::store::top_level_counts(top, split))
+        Ok(iterjob::store::top_level_counts(all, partitions))
+    }
+
+    async fn queue_depths(&self) -> Result<Vec<(String, JobState, u64)>> {
+        type D = MySqlDialect;
+        let what = "counting jobs by queue";
+        let read = |sql: String| async move {
+            let rows = sqlx::query(&sql)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(self.err(what))?;
+            rows.iter()
+                .map(|row| {
+                    let text = |column: &str| -> Result<String> {
+                        Ok(<D as iterjob_sql::Dialect>::row_text(row, column)
+                            .map_err(self.err(what))?
+                            .unwrap_or_default())
+                    };
+                    let n = <D as iterjob_sql::Dialect>::row_int(row, "n")
+                        .map_err(self.err(what))?
+                        .unwrap_or(0);
+                    Ok((text("queue")?, self.state(&text("state")?)?, count(n)))
+                })
+                .collect::<Result<Vec<_>>>()
+        };
+        let all = read(self.q().queue_depths.clone()).await?;
+        let parents = read(self.q().queue_depths_parents.clone()).await?;
+        Ok(iterjob::store::subtract_depths(all, parents))
     }
 
     async fn job_pause(&self, id: JobId) -> Result<JobRecord> {

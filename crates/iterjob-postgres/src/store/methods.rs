@@ -28,6 +28,23 @@ use crate::dialect::PgDialect;
 use crate::error::{is_unique_violation, map_sqlx};
 use crate::{events, migrate};
 
+impl PgStore {
+    /// A state read from the store; an unknown one is corruption, named.
+    fn state(&self, s: &str) -> Result<JobState> {
+        JobState::from_str(s).map_err(|_| {
+            Error::Corrupt(format!(
+                "PostgreSQL store {}: jobs with an unknown state `{s}`",
+                self.inner.target
+            ))
+        })
+    }
+}
+
+/// A `COUNT(*)` as read.
+fn count(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}
+
 #[async_trait::async_trait]
 impl Store for PgStore {
     async fn migrate(&self) -> Result<()> {
@@ -357,33 +374,44 @@ impl Store for PgStore {
     }
 
     async fn job_count_top_level_by_state(&self) -> Result<Vec<(JobState, u64)>> {
-        let what = "counting top-level jobs";
-        let top: Vec<(String, i64)> = sqlx::query_as(&self.q().count_top)
+        let all = self.job_count_by_state().await?;
+        let rows: Vec<(i64, String, String, i64)> = sqlx::query_as(&self.q().count_split)
             .fetch_all(&self.pool)
             .await
-            .map_err(self.err(what))?;
-        let split: Vec<(i64, String, i64)> = sqlx::query_as(&self.q().count_split)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(self.err(what))?;
-        let state = |s: &str| {
-            JobState::from_str(s).map_err(|_| {
-                Error::Corrupt(format!(
-                    "PostgreSQL store {}: jobs with an unknown state `{s}`",
-                    self.inner.target
+            .map_err(self.err("counting top-level jobs"))?;
+        let partitions = rows
+            .iter()
+            .map(|(parent, parent_state, s, n)| {
+                Ok((
+                    *parent,
+                    self.state(parent_state)?,
+                    self.state(s)?,
+                    count(*n),
                 ))
             })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(iterjob::store::top_level_counts(all, partitions))
+    }
+
+    async fn queue_depths(&self) -> Result<Vec<(String, JobState, u64)>> {
+        let what = "counting jobs by queue";
+        let all: Vec<(String, String, i64)> = sqlx::query_as(&self.q().queue_depths)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(self.err(what))?;
+        let parents: Vec<(String, String, i64)> = sqlx::query_as(&self.q().queue_depths_parents)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(self.err(what))?;
+        let typed = |rows: Vec<(String, String, i64)>| {
+            rows.into_iter()
+                .map(|(q, s, n)| Ok((q, self.state(&s)?, count(n))))
+                .collect::<Result<Vec<_>>>()
         };
-        let n = |n: i64| u64::try_from(n).unwrap_or(0);
-        let top = top
-            .iter()
-            .map(|(s, c)| Ok((state(s)?, n(*c))))
-            .collect::<Result<Vec<_>>>()?;
-        let split = split
-            .iter()
-            .map(|(parent, s, c)| Ok((*parent, state(s)?, n(*c))))
-            .collect::<Result<Vec<_>>>()?;
-        Ok(iterjob::store::top_level_counts(top, split))
+        Ok(iterjob::store::subtract_depths(
+            typed(all)?,
+            typed(parents)?,
+        ))
     }
 
     async fn job_pause(&self, id: JobId) -> Result<JobRecord> {

@@ -22,7 +22,8 @@ const Q_EXISTS: &str = include_str!("../../queries/job_exists.sql");
 const Q_LIST: &str = include_str!("../../queries/job_list.sql");
 const Q_LIST_SPLIT_PARENTS: &str = include_str!("../../queries/job_list_split_parents.sql");
 const Q_COUNT: &str = include_str!("../../queries/job_count_by_state.sql");
-const Q_COUNT_TOP: &str = include_str!("../../queries/job_count_top_level.sql");
+const Q_QUEUE_DEPTHS: &str = include_str!("../../queries/queue_depths.sql");
+const Q_QUEUE_DEPTHS_PARENTS: &str = include_str!("../../queries/queue_depths_split_parents.sql");
 const Q_COUNT_SPLIT: &str = include_str!("../../queries/job_count_split_partitions.sql");
 const Q_PAUSE: &str = include_str!("../../queries/job_pause.sql");
 const Q_RESUME: &str = include_str!("../../queries/job_resume.sql");
@@ -86,7 +87,8 @@ pub(super) struct Queries {
     pub(super) list: String,
     pub(super) list_split_parents: String,
     pub(super) count: String,
-    pub(super) count_top: String,
+    pub(super) queue_depths: String,
+    pub(super) queue_depths_parents: String,
     pub(super) count_split: String,
     pub(super) pause: String,
     pub(super) resume: String,
@@ -153,7 +155,8 @@ impl Queries {
             list: r(Q_LIST),
             list_split_parents: r(Q_LIST_SPLIT_PARENTS),
             count: r(Q_COUNT),
-            count_top: r(Q_COUNT_TOP),
+            queue_depths: r(Q_QUEUE_DEPTHS),
+            queue_depths_parents: r(Q_QUEUE_DEPTHS_PARENTS),
             count_split: r(Q_COUNT_SPLIT),
             pause: r(Q_PAUSE),
             resume: r(Q_RESUME),

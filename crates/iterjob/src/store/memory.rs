@@ -603,23 +603,17 @@ impl Store for MemoryStore {
     }
 
     async fn job_count_top_level_by_state(&self) -> Result<Vec<(JobState, u64)>> {
+        let all = self.job_count_by_state().await?;
         let inner = self.lock();
-        let top = inner
-            .jobs
-            .values()
-            .filter(|e| e.record.parent_id.is_none())
-            .map(|e| (e.record.state, 1));
         let partitions = inner
             .jobs
             .values()
-            .filter_map(|e| Some((e.record.parent_id?, e.record.state)))
-            .filter(|(parent, _)| {
-                inner.jobs.get(parent).is_some_and(|p| {
-                    p.record.state == JobState::Running && p.record.partitions.is_some()
-                })
+            .filter_map(|e| {
+                let parent = inner.jobs.get(&e.record.parent_id?)?;
+                Some((parent.record.id, parent.record.state, e.record.state, 1))
             })
-            .map(|(parent, state)| (parent, state, 1));
-        Ok(super::top_level_counts(top, partitions))
+            .collect::<Vec<_>>();
+        Ok(super::top_level_counts(all, partitions))
     }
 
     async fn worker_beat(&self, presence: &super::WorkerPresence) -> Result<()> {

@@ -677,29 +677,34 @@ pub fn parent_shown_state(stored: JobState, partitions: PartitionStates) -> JobS
     }
 }
 
-/// [`Store::job_count_top_level_by_state`] from two reads: `top`, the top-level
-/// jobs (no parent) by their stored state; `partitions`, the partitions of every
-/// split parent stored `running`, as (parent, state, count). Each such parent
-/// moves from `running` to the state it shows ([`parent_shown_state`]). Every
-/// state is in the result, zero when none.
+/// [`Store::job_count_top_level_by_state`] from two reads: `all`, every job by
+/// state ([`Store::job_count_by_state`]); `partitions`, every partition as
+/// (parent, the parent's stored state, the partition's state, count). The
+/// partitions are taken out, and each parent stored `running` moves to the state
+/// it shows ([`parent_shown_state`]). Every state is in the result, zero when none.
 pub fn top_level_counts(
-    top: impl IntoIterator<Item = (JobState, u64)>,
-    partitions: impl IntoIterator<Item = (JobId, JobState, u64)>,
+    all: impl IntoIterator<Item = (JobState, u64)>,
+    partitions: impl IntoIterator<Item = (JobId, JobState, JobState, u64)>,
 ) -> Vec<(JobState, u64)> {
     let mut counts: Vec<(JobState, u64)> = JobState::ALL.into_iter().map(|s| (s, 0)).collect();
-    let slot = |counts: &mut Vec<(JobState, u64)>, state: JobState| -> usize {
-        counts
+    let slot = |state: JobState| -> usize {
+        JobState::ALL
             .iter()
-            .position(|(s, _)| *s == state)
+            .position(|s| *s == state)
             .unwrap_or_default()
     };
-    for (state, n) in top {
-        let i = slot(&mut counts, state);
-        counts[i].1 += n;
+    for (state, n) in all {
+        counts[slot(state)].1 += n;
     }
-    let mut parents: std::collections::BTreeMap<JobId, PartitionStates> = Default::default();
-    for (parent, state, n) in partitions {
-        let states = parents.entry(parent).or_default();
+    let mut running_parents: std::collections::BTreeMap<JobId, PartitionStates> =
+        Default::default();
+    for (parent, parent_state, state, n) in partitions {
+        let i = slot(state);
+        counts[i].1 = counts[i].1.saturating_sub(n);
+        if parent_state != JobState::Running {
+            continue;
+        }
+        let states = running_parents.entry(parent).or_default();
         match state {
             JobState::Running => states.running += n,
             JobState::Queued => states.queued += n,
@@ -708,18 +713,38 @@ pub fn top_level_counts(
             _ => {}
         }
     }
-    for states in parents.into_values() {
+    for states in running_parents.into_values() {
         let shown = parent_shown_state(JobState::Running, states);
-        if shown != JobState::Running {
-            let from = slot(&mut counts, JobState::Running);
-            let to = slot(&mut counts, shown);
-            if counts[from].1 > 0 {
-                counts[from].1 -= 1;
-                counts[to].1 += 1;
-            }
+        let (from, to) = (slot(JobState::Running), slot(shown));
+        if from != to && counts[from].1 > 0 {
+            counts[from].1 -= 1;
+            counts[to].1 += 1;
         }
     }
     counts
+}
+
+/// [`Store::queue_depths`] from two reads: `all`, every job by queue and state;
+/// `split_parents`, the split parents by queue and state, taken out. Sorted by
+/// queue then state; pairs left at zero are dropped.
+pub fn subtract_depths(
+    all: Vec<(String, JobState, u64)>,
+    split_parents: Vec<(String, JobState, u64)>,
+) -> Vec<(String, JobState, u64)> {
+    let mut depths: std::collections::BTreeMap<(String, JobState), u64> = Default::default();
+    for (queue, state, n) in all {
+        *depths.entry((queue, state)).or_default() += n;
+    }
+    for (queue, state, n) in split_parents {
+        if let Some(d) = depths.get_mut(&(queue, state)) {
+            *d = d.saturating_sub(n);
+        }
+    }
+    depths
+        .into_iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|((q, s), n)| (q, s, n))
+        .collect()
 }
 
 /// True for a state a split parent can show without storing it (`queued`,
@@ -930,6 +955,19 @@ pub trait Store: Send + Sync + 'static {
     /// its partitions not at all — what an operator counts as jobs. See
     /// [`top_level_counts`] for the rule, given the two reads it takes.
     async fn job_count_top_level_by_state(&self) -> Result<Vec<(JobState, u64)>>;
+
+    /// Jobs per queue and state (only the pairs that have jobs), counted as
+    /// [`Store::queue_rows`] counts them: a split parent left out, its partitions
+    /// counted. The default sums `queue_rows`, a full aggregate; the SQL stores
+    /// answer from the state-and-queue index instead, so that the overview stays
+    /// cheap on a big store.
+    async fn queue_depths(&self) -> Result<Vec<(String, JobState, u64)>> {
+        let mut depths: std::collections::BTreeMap<(String, JobState), u64> = Default::default();
+        for row in self.queue_rows(now_millis()).await? {
+            *depths.entry((row.queue, row.state)).or_default() += row.jobs;
+        }
+        Ok(depths.into_iter().map(|((q, s), n)| (q, s, n)).collect())
+    }
 
     /// Pauses a job: queued or retrying → paused at once; running → `pause_requested`
     /// (the worker pauses it at the next item boundary). Returns the job after the
