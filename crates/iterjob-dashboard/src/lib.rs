@@ -5,10 +5,16 @@
 //!
 //! ## What an operator gets
 //!
-//! - **Overview**: jobs by state, jobs finished per minute over the last hour, items
-//!   per second right now, and every running job with a live progress bar.
+//! - **Overview**: top-level jobs by state (a partitioned job once), jobs finished per
+//!   minute over the last hour, items per second right now, every running job with a
+//!   live progress bar, the workers (slots in use, last heartbeat) and the queues'
+//!   depths, paused or not.
+//! - **Tasks**: every job kind with its description ([`Job::DESCRIPTION`](iterjob::Job::DESCRIPTION)),
+//!   counts and last runs, and a typed parameters form built from its JSON Schema
+//!   ([`Job::params_schema`](iterjob::Job::params_schema)).
 //! - **Job list**: filters by state, kind and queue; keyset pagination (`before` an
-//!   id, never `OFFSET`), so page 1,000 costs what page 1 costs on a million jobs.
+//!   id, never `OFFSET`), so page 1,000 costs what page 1 costs on a million jobs;
+//!   search by id or by text in parameters and errors, bounded by [`MAX_SEARCH_SCAN`].
 //! - **Live progress**: progress bars, items, rate and ETA update every second over
 //!   server-sent events, without reloading the page.
 //! - **Job page**: parameters, cursor, progress, attempts, the last error with its
