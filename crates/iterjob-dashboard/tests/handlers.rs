@@ -2115,3 +2115,75 @@ async fn search_finds_text_in_parameters_and_errors_within_a_bound() {
     assert_eq!(reply.status, StatusCode::BAD_REQUEST);
     assert!(reply.body.contains("not offered with a text search"));
 }
+
+/// A kind whose description and schema carry payloads (a schema can come from
+/// anywhere a developer pasted it from).
+struct Hostile;
+
+impl iterjob::Job for Hostile {
+    const KIND: &'static str = "hostile";
+    const DESCRIPTION: &'static str = "<script>alert('xss')</script> \"><img src=x onerror=alert(1)>";
+    type Params = serde_json::Value;
+    type Cursor = i64;
+    type Item = i64;
+
+    fn enumerate(
+        &self,
+        _: &serde_json::Value,
+        cursor: Option<i64>,
+    ) -> Result<impl iterjob::enumerator::Enumerator<i64, i64>, iterjob::JobError> {
+        Ok(iterjob::enumerator::range(0..1, cursor))
+    }
+
+    async fn process(
+        &self,
+        _: &iterjob::JobContext<serde_json::Value>,
+        _: i64,
+    ) -> Result<(), iterjob::JobError> {
+        Ok(())
+    }
+
+    fn params_schema() -> Option<serde_json::Value> {
+        Some(json!({
+            "type": "object",
+            "properties": {
+                XSS_IMG: {"type": "string", "description": XSS, "default": XSS_IMG},
+                "mode": {"title": XSS, "enum": [XSS, XSS_IMG]},
+                "n": {"type": "integer", "minimum": 0, "description": XSS_IMG}
+            },
+            "required": ["n"]
+        }))
+    }
+}
+
+#[tokio::test]
+async fn payloads_in_a_kinds_description_and_schema_render_inert() {
+    let store = shared(MemoryStore::new());
+    let router = Dashboard::new(Arc::clone(&store))
+        .registry(registry().with(Hostile))
+        .router();
+    let list = get(&router, "/tasks").await;
+    assert_eq!(list.status, StatusCode::OK);
+    assert!(list.body.contains("&lt;script&gt;alert"), "escaped, not dropped");
+    assert_inert(&list.body);
+    let page = get(&router, "/tasks/hostile").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains(r#"name="p.n""#));
+    assert_inert(&page.body);
+    // what is sent back, payloads in every field, is shown inert too
+    let (ct, body) = multipart(
+        &[
+            ("csrf", CSRF),
+            ("p.n", XSS),
+            ("p.mode", XSS_IMG),
+            (&format!("p.{XSS_IMG}"), XSS),
+            ("queue", XSS_IMG),
+        ],
+        None,
+    );
+    let reply = send(&router, multipart_post_to("/tasks/hostile", &ct, body)).await;
+    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(reply.body.contains("is not a whole number"), "{}", reply.body);
+    assert_inert(&reply.body);
+    assert!(store.job_list(&Default::default()).await.unwrap().is_empty());
+}

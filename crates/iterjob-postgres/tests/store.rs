@@ -105,7 +105,8 @@ async fn connect_creates_its_schema_and_migrates_idempotently() {
             "rate_limits",
             "schedules",
             "schema_migrations",
-            "throttles"
+            "throttles",
+            "workers"
         ]
     );
     let fillfactor: Option<Vec<String>> = sqlx::query_scalar(
