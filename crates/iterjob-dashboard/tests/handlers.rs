@@ -2122,7 +2122,8 @@ struct Hostile;
 
 impl iterjob::Job for Hostile {
     const KIND: &'static str = "hostile";
-    const DESCRIPTION: &'static str = "<script>alert('xss')</script> \"><img src=x onerror=alert(1)>";
+    const DESCRIPTION: &'static str =
+        "<script>alert('xss')</script> \"><img src=x onerror=alert(1)>";
     type Params = serde_json::Value;
     type Cursor = i64;
     type Item = i64;
@@ -2164,7 +2165,10 @@ async fn payloads_in_a_kinds_description_and_schema_render_inert() {
         .router();
     let list = get(&router, "/tasks").await;
     assert_eq!(list.status, StatusCode::OK);
-    assert!(list.body.contains("&lt;script&gt;alert"), "escaped, not dropped");
+    assert!(
+        list.body.contains("&lt;script&gt;alert"),
+        "escaped, not dropped"
+    );
     assert_inert(&list.body);
     let page = get(&router, "/tasks/hostile").await;
     assert_eq!(page.status, StatusCode::OK);
@@ -2183,7 +2187,17 @@ async fn payloads_in_a_kinds_description_and_schema_render_inert() {
     );
     let reply = send(&router, multipart_post_to("/tasks/hostile", &ct, body)).await;
     assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(reply.body.contains("is not a whole number"), "{}", reply.body);
+    assert!(
+        reply.body.contains("is not a whole number"),
+        "{}",
+        reply.body
+    );
     assert_inert(&reply.body);
-    assert!(store.job_list(&Default::default()).await.unwrap().is_empty());
+    assert!(
+        store
+            .job_list(&Default::default())
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }

@@ -1,6 +1,6 @@
 //! Worker presence ([`WorkerPresence`]) on every SQL store, written once: a small
 //! table keyed by worker id, one row per worker process, written by each worker
-//! every heartbeat interval and read by the dashboard.
+//! every presence interval and read by the dashboard.
 //!
 //! The table (each store's migration creates it under its own name) has `id`, the
 //! last beat `beat_at` (milliseconds since the epoch) and `info`, the whole

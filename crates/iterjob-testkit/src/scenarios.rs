@@ -175,6 +175,7 @@ pub fn fast_config() -> WorkerConfig {
     // retention has its own scenario; elsewhere its passes would only add store
     // traffic to scenarios that time their signals
     c.retention = None;
+    c.presence_interval = Duration::from_millis(200);
     c
 }
 
@@ -566,7 +567,7 @@ pub async fn a_worker_is_listed_while_it_runs(store: Arc<dyn Store>) {
     assert_eq!(seen.kinds, vec!["counting".to_string()]);
     assert_eq!(seen.concurrency, 2);
     assert_eq!(seen.pid, std::process::id());
-    assert_eq!(seen.beat_every_ms, 200);
+    assert_eq!(seen.beat_every_ms, 200, "the presence interval");
     assert!(!seen.is_silent(iterjob::store::now_millis()));
     worker.shutdown_token().cancel();
     run.await.expect("join").expect("worker run");

@@ -102,6 +102,11 @@ pub struct WorkerConfig {
     /// operators' throttle switches, the store's latency, the app's health checks
     /// (see [`Backpressure`]). Default: [`Backpressure::default`].
     pub backpressure: Backpressure,
+    /// How often the worker records that it is alive, with the slots it uses
+    /// ([`Store::worker_beat`](crate::store::Store::worker_beat): the dashboard's
+    /// workers list, where a worker silent for three of these shows as silent):
+    /// one small write per worker each time. Default: 5 s.
+    pub presence_interval: Duration,
 }
 
 impl Default for WorkerConfig {
@@ -127,6 +132,7 @@ impl Default for WorkerConfig {
             control_interval: Duration::from_secs(1),
             retention: Some(Retention::default()),
             backpressure: Backpressure::default(),
+            presence_interval: Duration::from_secs(5),
         }
     }
 }
@@ -151,6 +157,7 @@ impl WorkerConfig {
             ("poll interval", self.poll_interval),
             ("lease", self.lease),
             ("heartbeat interval", self.heartbeat_interval),
+            ("presence interval", self.presence_interval),
             ("checkpoint interval", self.checkpoint_interval),
             ("max runtime", self.max_runtime),
             ("rescue interval", self.rescue_interval),

@@ -1,4 +1,4 @@
-//! The worker's presence in the store: a beat each heartbeat interval with the
+//! The worker's presence in the store: a beat each presence interval with the
 //! slots it uses, so operators see it (the dashboard's workers list), and a
 //! goodbye when it stops cleanly.
 

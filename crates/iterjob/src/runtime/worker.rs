@@ -294,12 +294,12 @@ impl Worker {
             .collect();
         presence.concurrency = u32::try_from(self.config.concurrency).unwrap_or(u32::MAX);
         presence.beat_every_ms =
-            u64::try_from(self.config.heartbeat_interval.as_millis()).unwrap_or(u64::MAX);
+            u64::try_from(self.config.presence_interval.as_millis()).unwrap_or(u64::MAX);
         let presence_task = AbortOnDrop(tokio::spawn(presence::run(
             Arc::clone(&self.store),
             presence,
             Arc::clone(&slots),
-            self.config.heartbeat_interval,
+            self.config.presence_interval,
         )));
         let mut ahead = Ahead::default();
         // the claim in flight: the loop keeps starting jobs and joining runs meanwhile

@@ -1093,7 +1093,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Records that a worker is alive: `presence` replaces what the store held for
     /// its id, and rows silent for longer than [`WORKER_FORGET_MS`] are forgotten.
-    /// Every worker calls it each heartbeat interval; [`Store::workers`] lists
+    /// Every worker calls it each presence interval
+    /// ([`WorkerConfig::presence_interval`](crate::WorkerConfig::presence_interval),
+    /// 5 s by default); [`Store::workers`] lists
     /// them. The default records nothing (and `workers` says so).
     async fn worker_beat(&self, presence: &WorkerPresence) -> Result<()> {
         let _ = presence;

@@ -1,4 +1,4 @@
-//! Worker presence: each worker process says it is alive every heartbeat interval
+//! Worker presence: each worker process says it is alive every presence interval
 //! ([`Store::worker_beat`](super::Store::worker_beat)), so operators can see which
 //! workers serve which queues, how many slots they use, and which went silent.
 
