@@ -43,6 +43,7 @@ pub struct SyncParams {
     pub database_url: String,
     /// Products per batch (one transaction each).
     #[serde(default = "default_batch")]
+    #[schemars(range(min = 1, max = 10_000))]
     pub batch_size: u32,
     /// Simulated API latency per batch, in milliseconds.
     #[serde(default)]

@@ -5,16 +5,20 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio_util::sync::CancellationToken;
+
 use crate::runtime::slots::Slots;
 use crate::store::{Store, WorkerPresence, now_millis};
 
-/// Beats until aborted. A failed beat is logged and tried again at the next
-/// interval: presence is for operators, never a reason to stop working.
+/// Beats until `stop`, between beats (a beat cut off mid-statement could still
+/// land after the worker's goodbye). A failed beat is logged and tried again at
+/// the next interval: presence is for operators, never a reason to stop working.
 pub(crate) async fn run(
     store: Arc<dyn Store>,
     mut presence: WorkerPresence,
     slots: Arc<Slots>,
     every: Duration,
+    stop: CancellationToken,
 ) {
     loop {
         presence.beat_at = now_millis();
@@ -22,6 +26,9 @@ pub(crate) async fn run(
         if let Err(error) = store.worker_beat(&presence).await {
             tracing::debug!(%error, worker = %presence.id, "could not record the worker's beat");
         }
-        tokio::time::sleep(every).await;
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.cancelled() => return,
+        }
     }
 }

@@ -8,6 +8,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio_util::sync::CancellationToken;
+
 use crate::store::{JobState, Store, duration_millis, now_millis};
 
 /// The lease the pruning worker holds.
@@ -85,16 +87,28 @@ fn lease_ttl(retention: &Retention) -> Duration {
 }
 
 /// Every `interval`: takes the lease if free, and prunes. Runs until aborted.
-pub(crate) async fn run(store: Arc<dyn Store>, retention: Retention, holder: String) {
+///
+/// Stops at `stop`, between two statements, never inside one: a statement whose
+/// future were dropped could still run on the database after the worker gave the
+/// lease up, and take it again.
+pub(crate) async fn run(
+    store: Arc<dyn Store>,
+    retention: Retention,
+    holder: String,
+    stop: CancellationToken,
+) {
     let ttl = lease_ttl(&retention);
     // the first pass soon after the worker starts, so short-lived workers prune too
     let mut wait = retention.interval.min(Duration::from_secs(2));
     loop {
-        tokio::time::sleep(wait).await;
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.cancelled() => return,
+        }
         wait = retention.interval;
         match store.lease_acquire(LEASE, &holder, ttl).await {
             Ok(true) => {
-                if let Err(error) = pass(&*store, &retention, &holder, ttl).await {
+                if let Err(error) = pass(&*store, &retention, &holder, ttl, &stop).await {
                     tracing::warn!(%error, "retention: deleting old finished jobs failed; trying again later");
                 }
             }
@@ -111,6 +125,7 @@ pub(crate) async fn pass(
     retention: &Retention,
     holder: &str,
     ttl: Duration,
+    stop: &CancellationToken,
 ) -> crate::Result<u64> {
     let mut total = 0;
     for (state, age) in retention.ages() {
@@ -127,7 +142,10 @@ pub(crate) async fn pass(
                 Some(last) if (batch.deleted as usize) >= retention.batch => after = last,
                 _ => break,
             }
-            tokio::time::sleep(retention.pause.max(started.elapsed() * 3)).await;
+            tokio::select! {
+                _ = tokio::time::sleep(retention.pause.max(started.elapsed() * 3)) => {}
+                _ = stop.cancelled() => return Ok(total + deleted),
+            }
             if !store.lease_acquire(LEASE, holder, ttl).await? {
                 tracing::info!("retention: another worker took over pruning");
                 return Ok(total + deleted);

@@ -272,11 +272,13 @@ impl Worker {
             )))
         });
         // retention: this worker prunes while it holds the store's retention lease
-        let _pruner = self.config.retention.clone().map(|retention| {
+        let pruner_stop = CancellationToken::new();
+        let pruner = self.config.retention.clone().map(|retention| {
             AbortOnDrop(tokio::spawn(retention::run(
                 Arc::clone(&self.store),
                 retention,
                 self.config.worker_id.clone(),
+                pruner_stop.clone(),
             )))
         });
         let slots = Arc::new(Slots::default());
@@ -295,11 +297,13 @@ impl Worker {
         presence.concurrency = u32::try_from(self.config.concurrency).unwrap_or(u32::MAX);
         presence.beat_every_ms =
             u64::try_from(self.config.presence_interval.as_millis()).unwrap_or(u64::MAX);
-        let presence_task = AbortOnDrop(tokio::spawn(presence::run(
+        let presence_stop = CancellationToken::new();
+        let mut presence_task = AbortOnDrop(tokio::spawn(presence::run(
             Arc::clone(&self.store),
             presence,
             Arc::clone(&slots),
             self.config.presence_interval,
+            presence_stop.clone(),
         )));
         let mut ahead = Ahead::default();
         // the claim in flight: the loop keeps starting jobs and joining runs meanwhile
@@ -546,9 +550,21 @@ impl Worker {
         if let Err(error) = batcher.await {
             tracing::error!(%error, "the release batcher failed");
         }
-        if self.config.retention.is_some() {
-            // let another worker prune at once rather than after the lease expires
-            drop(_pruner);
+        if let Some(mut pruner) = pruner {
+            // let another worker prune at once rather than after the lease expires;
+            // the pruner stops between statements first, so that none of its own
+            // can take the lease again after it is given up
+            pruner_stop.cancel();
+            if tokio::time::timeout(PRUNER_STOP, &mut pruner.0)
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    "retention: the pruner did not stop within {PRUNER_STOP:?}; stopped it \
+                     mid-statement, the lease may stay taken until it expires"
+                );
+            }
+            drop(pruner);
             if let Err(error) = self
                 .store
                 .lease_release(retention::LEASE, &self.config.worker_id)
@@ -557,6 +573,9 @@ impl Worker {
                 tracing::debug!(%error, "could not give up the retention lease");
             }
         }
+        // the last beat lands before the goodbye, never after it
+        presence_stop.cancel();
+        let _ = tokio::time::timeout(PRUNER_STOP, &mut presence_task.0).await;
         drop(presence_task);
         if let Err(error) = self.store.worker_gone(&self.config.worker_id).await {
             tracing::debug!(%error, "could not remove the worker's presence");
@@ -906,6 +925,10 @@ impl Ahead {
 }
 
 /// Aborts a helper task when the worker's loop ends, however it ends.
+/// How long a stopping worker waits for its pruner (or its presence beat) to
+/// finish the statement in flight.
+const PRUNER_STOP: Duration = Duration::from_secs(10);
+
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
 
 impl Drop for AbortOnDrop {
