@@ -2201,3 +2201,67 @@ async fn payloads_in_a_kinds_description_and_schema_render_inert() {
             .is_empty()
     );
 }
+
+/// A kind that gives no schema: its page offers the JSON box, open.
+struct Plain;
+
+impl iterjob::Job for Plain {
+    const KIND: &'static str = "plain";
+    type Params = CountParams;
+    type Cursor = i64;
+    type Item = i64;
+
+    fn enumerate(
+        &self,
+        p: &CountParams,
+        cursor: Option<i64>,
+    ) -> Result<impl iterjob::enumerator::Enumerator<i64, i64>, iterjob::JobError> {
+        Ok(iterjob::enumerator::range(0..p.up_to, cursor))
+    }
+
+    async fn process(
+        &self,
+        _: &iterjob::JobContext<CountParams>,
+        _: i64,
+    ) -> Result<(), iterjob::JobError> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_kind_without_a_schema_takes_json_on_its_page() {
+    let store = shared(MemoryStore::new());
+    let router = Dashboard::new(Arc::clone(&store))
+        .registry(iterjob::Registry::new().with(Plain))
+        .router();
+    let page = get(&router, "/tasks/plain").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        page.body.contains(r#"<details class="advanced" open>"#),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("gives no schema for a typed form"));
+    assert!(!page.body.contains(r#"name="p."#), "no typed field");
+    let post = |params: &'static str| {
+        let router = router.clone();
+        async move {
+            let (ct, body) = multipart(&[("csrf", CSRF), ("params", params)], None);
+            send(&router, multipart_post_to("/tasks/plain", &ct, body)).await
+        }
+    };
+    let reply = post(r#"{"up_to": "many"}"#).await;
+    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        reply.body.contains("field `up_to`: invalid type"),
+        "{}",
+        reply.body
+    );
+    let reply = post(r#"{"up_to": 3}"#).await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
+    let job = store.job_get(1).await.unwrap().unwrap();
+    assert_eq!(
+        (job.kind.as_str(), &job.params),
+        ("plain", &json!({"up_to": 3}))
+    );
+}
