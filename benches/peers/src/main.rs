@@ -1,7 +1,9 @@
 //! `peers`: iterjob's PostgreSQL store against other Rust PostgreSQL job queues.
 //!
 //! * `peers throughput` — one-item jobs: batch-enqueue N, work them off with a no-op
-//!   handler, every system with the same concurrency / poll interval, interleaved
+//!   handler, every system with the same concurrency, pool and poll interval, each
+//!   peer at its documented throughput recipe and at iterjob's claim size, beside
+//!   the database's floor (a minimal client's claim-and-finish loop); interleaved
 //!   for R rounds, each system in a fresh database (dropped after).
 //! * `peers checkpoint` — the cost of one `Store::job_checkpoint` on PostgreSQL.
 //! * `peers sigterm` — SIGTERM to a `peers-worker` child running a long job (10 ms
@@ -41,6 +43,12 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Cmd {
     /// One-item jobs: enqueue time and work-off throughput, interleaved rounds.
+    ///
+    /// Systems are named `system` or `system:profile`: `recipe` is the peer's own
+    /// documented throughput setting, `equal` iterjob's smallest claim (its slots
+    /// plus its default prefetch; see BENCHMARKS.md for each). `floor:B` is the database's own limit: a
+    /// minimal client claiming and finishing B rows per statement; `floor2:B` the
+    /// same in two transactions (claim, then finish), as a durable queue must.
     Throughput {
         #[arg(long, default_value_t = 20_000)]
         jobs: usize,
@@ -54,8 +62,11 @@ enum Cmd {
         /// Pool size given to every system.
         #[arg(long, default_value_t = 10)]
         pool: u32,
-        /// Comma-separated subset of: iterjob,iterjob_analyze,iterjob_prefetch8,apalis,graphile_worker,graphile_worker_lq,underway,sqlxmq,awa
-        #[arg(long, default_value = "iterjob,apalis,graphile_worker,graphile_worker_lq,underway,sqlxmq,awa")]
+        /// Comma-separated systems; see the command's help.
+        #[arg(
+            long,
+            default_value = "iterjob,graphile_worker:recipe,graphile_worker:equal,apalis:recipe,apalis:equal,awa:recipe,awa:equal,sqlxmq,floor:claim,floor:100,floor2:claim"
+        )]
         systems: String,
         /// Give up on a work-off after this many seconds.
         #[arg(long, default_value_t = 300)]
@@ -102,10 +113,14 @@ fn main() -> Result<()> {
                 ref systems,
                 timeout_s,
             } => {
-                let systems: Vec<String> = systems.split(',').map(|s| s.trim().to_string()).collect();
+                let systems: Vec<String> =
+                    systems.split(',').map(|s| s.trim().to_string()).collect();
                 let s = Settings {
                     jobs,
                     concurrency,
+                    // what iterjob's worker claims at most: its free slots plus its
+                    // default prefetch
+                    claim: concurrency + iterjob::WorkerConfig::default().prefetch,
                     poll: Duration::from_millis(poll_ms),
                     pool,
                     timeout: Duration::from_secs(timeout_s),
@@ -164,6 +179,8 @@ async fn small_pool(url: &str) -> Result<sqlx::PgPool> {
 struct Settings {
     jobs: usize,
     concurrency: usize,
+    /// iterjob's claim size at this concurrency (the `equal` profiles use it).
+    claim: usize,
     poll: Duration,
     pool: u32,
     timeout: Duration,
@@ -188,39 +205,80 @@ async fn xacts(pool: &sqlx::PgPool) -> Result<i64> {
     .await?)
 }
 
+/// Runs one system (by its `system[:profile]` name) in the database at `url`.
+async fn run_system(url: &str, s: &Settings, sys: &str) -> Result<Sample> {
+    let (name, profile) = sys.split_once(':').unwrap_or((sys, ""));
+    let batch = |p: &str| -> Result<usize> {
+        match p {
+            "claim" => Ok(s.claim),
+            n => n
+                .parse()
+                .with_context(|| format!("{sys}: the batch after ':' is `claim` or a number")),
+        }
+    };
+    match (name, profile) {
+        ("iterjob", "") => run_iterjob(url, s, None).await,
+        ("iterjob", n) => run_iterjob(url, s, Some(batch(n)?.saturating_sub(s.concurrency))).await,
+        ("graphile_worker", "recipe") => run_graphile(url, s, Graphile::Recipe).await,
+        ("graphile_worker", "equal") => run_graphile(url, s, Graphile::Equal).await,
+        ("graphile_worker", "direct") => run_graphile(url, s, Graphile::Direct).await,
+        ("apalis", "recipe") => run_apalis(url, s, 100).await,
+        ("apalis", "equal") => run_apalis(url, s, s.claim).await,
+        ("apalis", "default") => {
+            run_apalis(url, s, apalis_postgres::Config::default().batch_size).await
+        }
+        ("awa", "recipe") => run_awa(url, s, None).await,
+        ("awa", "equal") => run_awa(url, s, Some(s.claim)).await,
+        ("sqlxmq", "") => run_sqlxmq(url, s).await,
+        ("underway", "") => run_underway(url, s).await,
+        ("floor", n) => run_floor(url, s, batch(n)?, false).await,
+        ("floor2", n) => run_floor(url, s, batch(n)?, true).await,
+        _ => Err(anyhow::anyhow!(
+            "unknown system {sys}: iterjob[:B], graphile_worker:recipe|equal|direct, apalis:recipe|equal|default, awa:recipe|equal, sqlxmq, underway, floor:B, floor2:B (B a number or `claim`)"
+        )),
+    }
+}
+
+/// `ANALYZE` of the whole database, run for every system after its enqueue and
+/// before its worker starts (not counted in either time): this server runs with
+/// autovacuum off, and a queue's claim planned without statistics is a different
+/// benchmark. iterjob's own `job_insert_many` also analyzes after a large enqueue
+/// (that part is its enqueue time).
+async fn analyze(url: &str) -> Result<()> {
+    let mut conn = sqlx::PgConnection::connect(url).await?;
+    conn.execute("ANALYZE").await?;
+    conn.close().await?;
+    Ok(())
+}
+
 async fn throughput(cli: &Cli, systems: &[String], rounds: usize, s: &Settings) -> Result<()> {
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!(
-        "one-item jobs: {} jobs, {} rounds, concurrency {}, poll {:?}, pool {} connections; cores {}; loadavg {}",
+        "one-item jobs: {} jobs, {} rounds, concurrency {}, poll {:?}, pool {} connections, iterjob's claim size {}; cores {}; loadavg {}",
         s.jobs,
         rounds,
         s.concurrency,
         s.poll,
         s.pool,
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        s.claim,
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0),
         load.trim()
     );
     let mut results: BTreeMap<String, Vec<(Sample, f64)>> = BTreeMap::new();
+    // work-off jobs/s by round, for the per-round ratios
+    let mut by_round: Vec<BTreeMap<String, f64>> = Vec::new();
     for round in 1..=rounds {
+        let mut this_round = BTreeMap::new();
         // rotate the order each round so no system always goes first
         let mut order: Vec<&String> = systems.iter().collect();
         order.rotate_left((round - 1) % systems.len().max(1));
         for sys in order {
-            let db = format!("peers_{sys}");
+            let db = format!("peers_{}", sys.replace(':', "_"));
             let url = cli.create_db(&db).await?;
             DONE.store(0, Ordering::SeqCst);
-            let r = match sys.as_str() {
-                "iterjob" => run_iterjob(&url, s, false, None).await,
-                "iterjob_analyze" => run_iterjob(&url, s, true, None).await,
-                "iterjob_prefetch8" => run_iterjob(&url, s, false, Some(8)).await,
-                "apalis" => run_apalis(&url, s).await,
-                "graphile_worker" => run_graphile(&url, s, false).await,
-                "graphile_worker_lq" => run_graphile(&url, s, true).await,
-                "underway" => run_underway(&url, s).await,
-                "sqlxmq" => run_sqlxmq(&url, s).await,
-                "awa" => run_awa(&url, s).await,
-                other => Err(anyhow::anyhow!("unknown system {other}")),
-            };
+            let r = run_system(&url, s, sys).await;
             // let background tasks of the stopped worker wind down (closed
             // connections flush their statistics), then count transactions
             tokio::time::sleep(Duration::from_millis(500)).await;
@@ -236,23 +294,32 @@ async fn throughput(cli: &Cli, systems: &[String], rounds: usize, s: &Settings) 
             match r {
                 Ok(sample) => {
                     let per_job = (xacts_after - sample.xacts_before) as f64 / s.jobs as f64;
+                    let rate = s.jobs as f64 / sample.workoff.as_secs_f64();
                     println!(
-                        "round {round} {sys:>16}: enqueue {:>8.1} ms ({:>8.0} jobs/s)   work-off {:>8.1} ms ({:>7.0} jobs/s; handler done at {:.1} ms)   ~{:.2} transactions/job",
+                        "round {round} {sys:>22}: enqueue {:>8.1} ms ({:>8.0} jobs/s)   work-off {:>8.1} ms ({:>7.0} jobs/s; handler done at {:.1} ms)   ~{:.2} transactions/job",
                         ms(sample.enqueue),
                         s.jobs as f64 / sample.enqueue.as_secs_f64(),
                         ms(sample.workoff),
-                        s.jobs as f64 / sample.workoff.as_secs_f64(),
+                        rate,
                         ms(sample.handled),
                         per_job,
                     );
-                    results.entry(sys.clone()).or_default().push((sample, per_job));
+                    this_round.insert(sys.clone(), rate);
+                    results
+                        .entry(sys.clone())
+                        .or_default()
+                        .push((sample, per_job));
                 }
-                Err(e) => println!("round {round} {sys:>16}: FAILED: {e:#}"),
+                Err(e) => println!("round {round} {sys:>22}: FAILED: {e:#}"),
             }
         }
+        by_round.push(this_round);
     }
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    println!("\nmedians over {rounds} rounds (loadavg at end {}):", load.trim());
+    println!(
+        "\nmedians over {rounds} rounds (loadavg at end {}):",
+        load.trim()
+    );
     let med = |v: &[(Sample, f64)], f: fn(&Sample) -> Duration| {
         let mut d: Vec<Duration> = v.iter().map(|(x, _)| f(x)).collect();
         d.sort();
@@ -260,15 +327,12 @@ async fn throughput(cli: &Cli, systems: &[String], rounds: usize, s: &Settings) 
     };
     let med_tx = |v: &[(Sample, f64)]| {
         let mut d: Vec<f64> = v.iter().map(|(_, t)| *t).collect();
-        d.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        d.sort_by(|a, b| a.total_cmp(b));
         d[d.len() / 2]
     };
-    let base = results.get("iterjob").map(|v| {
-        (
-            s.jobs as f64 / med(v, |x| x.enqueue).as_secs_f64(),
-            s.jobs as f64 / med(v, |x| x.workoff).as_secs_f64(),
-        )
-    });
+    let base = results
+        .get("iterjob")
+        .map(|v| s.jobs as f64 / med(v, |x| x.workoff).as_secs_f64());
     println!(
         "| system | enqueue median | enqueue jobs/s | work-off median | work-off jobs/s | iterjob work-off ÷ this | transactions/job |"
     );
@@ -279,7 +343,7 @@ async fn throughput(cli: &Cli, systems: &[String], rounds: usize, s: &Settings) 
         let w = med(v, |x| x.workoff);
         let ejs = s.jobs as f64 / e.as_secs_f64();
         let wjs = s.jobs as f64 / w.as_secs_f64();
-        let ratio = base.map(|(_, bw)| bw / wjs).unwrap_or(f64::NAN);
+        let ratio = base.map(|bw| bw / wjs).unwrap_or(f64::NAN);
         println!(
             "| {sys} | {:.0} ms | {:.0} | {:.0} ms | {:.0} | {:.2}× | {:.2} |",
             ms(e),
@@ -289,6 +353,45 @@ async fn throughput(cli: &Cli, systems: &[String], rounds: usize, s: &Settings) 
             ratio,
             med_tx(v)
         );
+    }
+    // per round: iterjob against the best peer at its recipe, and against the floor
+    // at iterjob's claim size, each measured in the same round
+    let peer = |name: &str| !name.starts_with("iterjob") && !name.starts_with("floor");
+    let mut best_ratios = Vec::new();
+    let mut floor_ratios = Vec::new();
+    for (i, r) in by_round.iter().enumerate() {
+        let Some(ours) = r.get("iterjob") else {
+            continue;
+        };
+        let best = r
+            .iter()
+            .filter(|(k, _)| peer(k) && !k.ends_with(":equal"))
+            .max_by(|a, b| a.1.total_cmp(b.1));
+        let floor = r.get("floor:claim");
+        let mut line = format!("round {}: iterjob {ours:.0} jobs/s", i + 1);
+        if let Some((name, rate)) = best {
+            line += &format!("; best peer {name} {rate:.0} → {:.2}×", ours / rate);
+            best_ratios.push(ours / rate);
+        }
+        if let Some(f) = floor {
+            line += &format!(
+                "; floor at claim size {} {f:.0} → {:.2}×",
+                s.claim,
+                ours / f
+            );
+            floor_ratios.push(ours / f);
+        }
+        println!("{line}");
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(|a, b| a.total_cmp(b));
+        v.get(v.len() / 2).copied()
+    };
+    if let Some(m) = median(best_ratios) {
+        println!("median per-round ratio, iterjob ÷ best peer (own recipe or default): {m:.2}×");
+    }
+    if let Some(m) = median(floor_ratios) {
+        println!("median per-round ratio, iterjob ÷ floor at its claim size: {m:.2}×");
     }
     Ok(())
 }
@@ -363,18 +466,11 @@ mod ij {
     }
 }
 
-/// `analyze`: run `ANALYZE iterjob.jobs` right after the enqueue (counted in the
-/// enqueue time), so the claim is planned with statistics (the stock run claims from
-/// a table autovacuum has not analyzed yet, as every fresh database does).
-///
-/// `prefetch`: `WorkerConfig::prefetch` (jobs claimed ahead of free slots), when not
-/// the default (4); `iterjob_prefetch8` matches graphile_worker's local queue of 8.
-async fn run_iterjob(
-    url: &str,
-    s: &Settings,
-    analyze: bool,
-    prefetch: Option<usize>,
-) -> Result<Sample> {
+/// The worker as it comes (`WorkerConfig::default()`), at the run's concurrency
+/// and poll interval. `prefetch`: `WorkerConfig::prefetch` when not the default
+/// (`iterjob:B` sets it to B − concurrency: the least held ahead, so the smallest
+/// claim of a busy worker is B; the worker sizes bigger claims itself).
+async fn run_iterjob(url: &str, s: &Settings, prefetch: Option<usize>) -> Result<Sample> {
     use iterjob::{NewJob, Registry, Store, Worker, WorkerConfig};
     use iterjob_postgres::{PgOptions, PgStore};
     let store = PgStore::connect_with(PgOptions::new(url).max_connections(s.pool)).await?;
@@ -383,10 +479,8 @@ async fn run_iterjob(
         .collect::<iterjob::Result<_>>()?;
     let t = Instant::now();
     store.job_insert_many(&jobs).await?;
-    if analyze {
-        sqlx::query("ANALYZE iterjob.jobs").execute(store.pool()).await?;
-    }
     let enqueue = t.elapsed();
+    analyze(url).await?;
 
     let mut config = WorkerConfig::default();
     config.concurrency = s.concurrency;
@@ -431,7 +525,9 @@ async fn apalis_noop(_item: u32) -> Result<(), apalis::prelude::BoxDynError> {
     Ok(())
 }
 
-async fn run_apalis(url: &str, s: &Settings) -> Result<Sample> {
+/// apalis-postgres fetches `batch` tasks per poll (`Config::batch_size`, default
+/// 10); its worker loop handles a batch before fetching the next.
+async fn run_apalis(url: &str, s: &Settings, batch: usize) -> Result<Sample> {
     use apalis::prelude::*;
     use apalis_postgres::{Config, PgPool, PostgresStorage, Pubsub};
     let pool: PgPool = sqlx09::postgres::PgPoolOptions::new()
@@ -450,10 +546,9 @@ async fn run_apalis(url: &str, s: &Settings) -> Result<Sample> {
         tx.commit().await?;
     }
     let enqueue = t.elapsed();
+    analyze(url).await?;
 
-    let config = Config::default()
-        .queue(queue)
-        .batch_size(s.concurrency);
+    let config = Config::default().queue(queue).batch_size(batch);
     let strategy = Strategy::new()
         .stream(Pubsub::new(pool.clone(), queue.to_string()))
         .interval(s.poll);
@@ -509,12 +604,34 @@ impl graphile_worker::TaskHandler for GwNoop {
     }
 }
 
-async fn run_graphile(url: &str, s: &Settings, local_queue: bool) -> Result<Sample> {
+/// graphile_worker's modes.
+#[derive(Clone, Copy, Debug)]
+enum Graphile {
+    /// Its documented throughput setting: the local queue at its default size (100
+    /// jobs fetched per query) and completions batched (`complete_job_batch_delay`,
+    /// "a small value like 1-5ms is recommended": 5 ms).
+    Recipe,
+    /// The same, with the local queue at iterjob's claim size.
+    Equal,
+    /// Its default: each slot fetches one job per wake-up, completes it alone.
+    Direct,
+}
+
+async fn run_graphile(url: &str, s: &Settings, mode: Graphile) -> Result<Sample> {
     use graphile_worker::{JobSpec, LocalQueueConfig, RawJobSpec, WorkerOptions};
     let mut options = WorkerOptions::default();
-    if local_queue {
-        // the batched mode: one query fetches up to `size` jobs into a local queue
-        options = options.local_queue(LocalQueueConfig::default().with_size(s.concurrency));
+    match mode {
+        Graphile::Recipe => {
+            options = options
+                .local_queue(LocalQueueConfig::default())
+                .complete_job_batch_delay(Duration::from_millis(5));
+        }
+        Graphile::Equal => {
+            options = options
+                .local_queue(LocalQueueConfig::default().with_size(s.claim))
+                .complete_job_batch_delay(Duration::from_millis(5));
+        }
+        Graphile::Direct => {}
     }
     let worker = options
         .concurrency(s.concurrency)
@@ -543,6 +660,7 @@ async fn run_graphile(url: &str, s: &Settings, local_queue: bool) -> Result<Samp
         .await
         .map_err(|e| anyhow::anyhow!("graphile add_raw_jobs: {e:?}"))?;
     let enqueue = t.elapsed();
+    analyze(url).await?;
     let check = small_pool(url).await?;
     let xacts_before = xacts(&check).await?;
     let start = Instant::now();
@@ -600,6 +718,7 @@ async fn run_underway(url: &str, s: &Settings) -> Result<Sample> {
     let t = Instant::now();
     queue.enqueue_multi(&pool, &UwNoop, &inputs).await?;
     let enqueue = t.elapsed();
+    analyze(url).await?;
     let mut worker = underway::Worker::new(Arc::new(queue), UwNoop);
     worker.set_concurrency_limit(s.concurrency);
     let period = jiff::Span::new().milliseconds(s.poll.as_millis() as i64);
@@ -655,7 +774,9 @@ fn sqlxmq_migrations_dir() -> Result<PathBuf> {
             return Ok(dir);
         }
     }
-    bail!("sqlxmq-0.6.0 not found in cargo registry; build this package first, or set SQLXMQ_MIGRATIONS")
+    bail!(
+        "sqlxmq-0.6.0 not found in cargo registry; build this package first, or set SQLXMQ_MIGRATIONS"
+    )
 }
 
 async fn run_sqlxmq(url: &str, s: &Settings) -> Result<Sample> {
@@ -690,9 +811,13 @@ async fn run_sqlxmq(url: &str, s: &Settings) -> Result<Sample> {
         tx.commit().await?;
     }
     let enqueue = t.elapsed();
+    analyze(url).await?;
     let registry = sqlxmq::JobRegistry::new(&[sqlxmq_noop]);
     let mut runner = registry.runner(&pool);
-    runner.set_concurrency(s.concurrency, s.concurrency);
+    // "the difference between the min and max will dictate the maximum batch size
+    // which can be received: larger batch sizes are more efficient" (its docs); its
+    // default is (16, 32): min at half the max, kept at this concurrency
+    runner.set_concurrency(s.concurrency / 2, s.concurrency);
     let check = small_pool(url).await?;
     let xacts_before = xacts(&check).await?;
     let start = Instant::now();
@@ -723,7 +848,9 @@ struct AwaNoop {
     i: u32,
 }
 
-async fn run_awa(url: &str, s: &Settings) -> Result<Sample> {
+/// awa at `claim_batch_size` = `claim` (None: its default, 512; a claim never
+/// takes more than the free worker permits).
+async fn run_awa(url: &str, s: &Settings, claim: Option<usize>) -> Result<Sample> {
     use awa::{InsertOpts, JobResult, QueueConfig};
     let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(s.pool)
@@ -753,14 +880,16 @@ async fn run_awa(url: &str, s: &Settings) -> Result<Sample> {
         tx.commit().await?;
     }
     let enqueue = t.elapsed();
+    analyze(url).await?;
+    let defaults = QueueConfig::default();
     let client = awa::Client::builder(pool.clone())
         .queue(
             queue,
             QueueConfig {
                 max_workers: s.concurrency as u32,
                 poll_interval: s.poll,
-                claim_batch_size: s.concurrency,
-                ..Default::default()
+                claim_batch_size: claim.unwrap_or(defaults.claim_batch_size),
+                ..defaults
             },
         )
         .register::<AwaNoop, _, _>(|_args, _ctx| async move {
@@ -769,27 +898,114 @@ async fn run_awa(url: &str, s: &Settings) -> Result<Sample> {
         })
         .build()?;
     let check = small_pool(url).await?;
-    let n = s.jobs as i64;
     let xacts_before = xacts(&check).await?;
     let start = Instant::now();
     client.start().await?;
-    let res = async {
-        let (handled, _) = wait_done(start, s, &check, "SELECT 0::bigint").await?;
-        loop {
-            let counts = awa::admin::state_counts(&check).await?;
-            let completed = counts.get(&awa::JobState::Completed).copied().unwrap_or(0);
-            if completed >= n {
-                break;
-            }
-            if start.elapsed() > s.timeout {
-                bail!("timed out: {completed} of {n} completed in the database");
-            }
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-        Ok((handled, start.elapsed()))
-    }
+    // completion read directly (its `awa.jobs` view covers both of its storage
+    // engines), not through `admin::state_counts`, whose counters lag
+    let res = wait_done(
+        start,
+        s,
+        &check,
+        &format!(
+            "SELECT {} - count(*) FROM awa.jobs WHERE state = 'completed'",
+            s.jobs
+        ),
+    )
     .await;
     client.shutdown(Duration::from_secs(5)).await;
+    check.close().await;
+    pool.close().await;
+    let (handled, workoff) = res?;
+    Ok(Sample {
+        enqueue,
+        workoff,
+        handled,
+        xacts_before,
+    })
+}
+
+// --- the floor: the minimal SQL of a queue, from a minimal client ----------
+
+/// What PostgreSQL itself does here: `concurrency` connections (sqlx, the driver
+/// iterjob uses), each looping on one statement that claims up to `batch` queued
+/// rows with `FOR UPDATE SKIP LOCKED` and marks them done; no worker, no lease, no
+/// payload decoding. `two_phase`: the claim marks the rows running and returns
+/// them, a second transaction marks them done, as a queue that survives a crash
+/// between the two must.
+async fn run_floor(url: &str, s: &Settings, batch: usize, two_phase: bool) -> Result<Sample> {
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(s.concurrency as u32)
+        .connect(url)
+        .await?;
+    sqlx::raw_sql(
+        "CREATE TABLE floor_jobs (id bigserial PRIMARY KEY, state text NOT NULL DEFAULT 'queued', args jsonb NOT NULL);
+         CREATE INDEX floor_jobs_queued ON floor_jobs (id) WHERE state = 'queued';",
+    )
+    .execute(&pool)
+    .await?;
+    let args: Vec<serde_json::Value> = (0..s.jobs as u32).map(|i| serde_json::json!(i)).collect();
+    let t = Instant::now();
+    sqlx::query("INSERT INTO floor_jobs (args) SELECT * FROM unnest($1::jsonb[])")
+        .bind(&args)
+        .execute(&pool)
+        .await?;
+    let enqueue = t.elapsed();
+    analyze(url).await?;
+    let check = small_pool(url).await?;
+    let xacts_before = xacts(&check).await?;
+    let start = Instant::now();
+    let mut clients = tokio::task::JoinSet::new();
+    for _ in 0..s.concurrency {
+        let pool = pool.clone();
+        clients.spawn(async move {
+            loop {
+                let n = if two_phase {
+                    let ids: Vec<i64> = sqlx::query_scalar(
+                        "UPDATE floor_jobs f SET state = 'running' FROM (
+                             SELECT id FROM floor_jobs WHERE state = 'queued'
+                             ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED) c
+                         WHERE f.id = c.id RETURNING f.id",
+                    )
+                    .bind(batch as i64)
+                    .fetch_all(&pool)
+                    .await?;
+                    if !ids.is_empty() {
+                        sqlx::query("UPDATE floor_jobs SET state = 'done' WHERE id = ANY($1)")
+                            .bind(&ids)
+                            .execute(&pool)
+                            .await?;
+                    }
+                    ids.len() as u64
+                } else {
+                    sqlx::query(
+                        "UPDATE floor_jobs f SET state = 'done' FROM (
+                             SELECT id FROM floor_jobs WHERE state = 'queued'
+                             ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED) c
+                         WHERE f.id = c.id",
+                    )
+                    .bind(batch as i64)
+                    .execute(&pool)
+                    .await?
+                    .rows_affected()
+                };
+                DONE.fetch_add(n, Ordering::Relaxed);
+                if n == 0 {
+                    return anyhow::Ok(());
+                }
+            }
+        });
+    }
+    let res = wait_done(
+        start,
+        s,
+        &check,
+        "SELECT count(*) FROM floor_jobs WHERE state <> 'done'",
+    )
+    .await;
+    while let Some(r) = clients.join_next().await {
+        r??;
+    }
     check.close().await;
     pool.close().await;
     let (handled, workoff) = res?;
@@ -1016,12 +1232,7 @@ async fn sigterm(cli: &Cli, repeats: usize, item_ms: u64) -> Result<()> {
     res
 }
 
-async fn kill(
-    cli: &Cli,
-    repeats: usize,
-    leases: &str,
-    item_ms: u64,
-) -> Result<()> {
+async fn kill(cli: &Cli, repeats: usize, leases: &str, item_ms: u64) -> Result<()> {
     for lease in leases.split(',').map(str::trim).filter(|l| !l.is_empty()) {
         let lease_d = humantime_ms(lease)?;
         // heartbeat well under the lease (the CLI default 5 s is too long for 2 s)

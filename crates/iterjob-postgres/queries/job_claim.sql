@@ -12,8 +12,9 @@
 -- the WAL up to and including the claim, and a run whose claim was lost is fenced out
 -- by its token at that write, like a run whose lease expired. Commits of claims no
 -- longer queue behind disk flushes, which with short jobs were most of a claim's time.
--- `{claim_limit}` is a literal: the number of tokens, or for big claims the next
--- power of two (the rows past the tokens are locked for the statement, not claimed).
+-- `{claim_limit}` is a literal: the number of tokens, or for bigger claims the next
+-- multiple of 16 (up to 256) or power of two (the rows past the tokens are locked for
+-- the statement, not claimed).
 -- With the limit known when the statement is prepared, PostgreSQL plans it once
 -- (a generic plan: a few rows off the claimable index, each updated by primary key)
 -- instead of planning it again for every claim, which cost as much as running it;

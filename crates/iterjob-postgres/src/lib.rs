@@ -129,8 +129,8 @@
 //! indexes by state and by kind: a completion adds an entry to the primary key
 //! only. Listing completed jobs reads the table in id order instead. The claim
 //! statement is prepared with its row limit as a literal (one statement per claim
-//! size up to 32, then per power of two), so PostgreSQL plans it once per
-//! connection instead of at every claim.
+//! size up to 32, then per multiple of 16 up to 256, then per power of two), so
+//! PostgreSQL plans it once per connection instead of at every claim.
 //!
 //! Rate limits ([`iterjob::RateLimit`]) keep one row per bucket in `rate_limits`: each
 //! reservation is one upsert of a non-indexed column on the server's clock (a HOT

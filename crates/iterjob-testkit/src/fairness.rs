@@ -125,3 +125,99 @@ pub async fn fewer_slots_than_jobs_every_job_progresses(store: Arc<dyn Store>) {
     stop.cancel();
     running.await.expect("join").expect("worker");
 }
+
+/// A worker that claims ahead never keeps a long job waiting while another worker
+/// is idle. Worker A (one slot, the default heartbeat interval of 5 s) works off
+/// many one-item jobs, so it claims ahead, and its last claims take two long jobs
+/// (2 s each): it starts one and holds the other. Worker B starts idle once the
+/// first long job runs. The held job must go back to its queue and start on B
+/// within about the hold limit (100 ms for runs this short), while the first still
+/// runs on A: not after the first ends, and not after a heartbeat interval.
+pub async fn a_job_held_ahead_goes_to_an_idle_worker(store: Arc<dyn Store>) {
+    let job = CountingJob::new();
+    let mut config = fast_config();
+    config.concurrency = 1;
+    config.heartbeat_interval = iterjob::WorkerConfig::default().heartbeat_interval;
+    config.lease = Duration::from_secs(30);
+    let short = || {
+        serde_json::to_value(CountingParams {
+            n: 1,
+            ..Default::default()
+        })
+    };
+    let mut batch = Vec::new();
+    for _ in 0..200 {
+        batch.push(NewJob::new("counting", short().expect("params")));
+    }
+    store
+        .job_insert_many(&batch)
+        .await
+        .expect("enqueue short jobs");
+    let slow = || {
+        serde_json::to_value(CountingParams {
+            n: 20,
+            sleep_ms: 100,
+            ..Default::default()
+        })
+        .expect("params")
+    };
+    let first = enqueue(&*store, NewJob::new("counting", slow())).await;
+    let second = enqueue(&*store, NewJob::new("counting", slow())).await;
+
+    let start = |id: &str| {
+        let mut config = config.clone();
+        config.worker_id = id.to_string();
+        let worker = Worker::new(
+            Arc::clone(&store),
+            Registry::new().with(job.clone()),
+            config,
+        )
+        .expect("valid config");
+        let token = worker.shutdown_token();
+        (token, tokio::spawn(async move { worker.run().await }))
+    };
+    let (stop_a, a) = start("worker-a");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    // the first long job has begun on A
+    loop {
+        let r = store.job_get(first).await.expect("get").expect("exists");
+        if r.state == JobState::Running && r.items_done > 0 {
+            assert_eq!(r.worker_id.as_deref(), Some("worker-a"));
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the first long job never ran: {r:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let (stop_b, b) = start("worker-b");
+    let b_started = Instant::now();
+    loop {
+        let r = store.job_get(second).await.expect("get").expect("exists");
+        if r.items_done > 0 {
+            assert_eq!(
+                r.worker_id.as_deref(),
+                Some("worker-b"),
+                "the second long job ran on the idle worker"
+            );
+            break;
+        }
+        assert!(
+            b_started.elapsed() < Duration::from_millis(1_500),
+            "the second long job waited {:?} while worker B was idle: {r:?}",
+            b_started.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let r = store.job_get(first).await.expect("get").expect("exists");
+    assert_eq!(
+        r.state,
+        JobState::Running,
+        "both long jobs run at once, one per worker"
+    );
+    for (stop, handle) in [(stop_a, a), (stop_b, b)] {
+        stop.cancel();
+        handle.await.expect("join").expect("worker");
+    }
+}

@@ -15,7 +15,9 @@ use serde::{Deserialize, Serialize};
 pub use crate::backpressure::{
     health_check_holds_jobs_back_until_it_passes, throttle_switch_holds_jobs_back_until_off,
 };
-pub use crate::fairness::fewer_slots_than_jobs_every_job_progresses;
+pub use crate::fairness::{
+    a_job_held_ahead_goes_to_an_idle_worker, fewer_slots_than_jobs_every_job_progresses,
+};
 pub use crate::partitions::{
     dynamic_splitting_takes_over_a_slow_partition, failed_partition_fails_parent_and_retry_resumes,
     parent_pause_resume_while_running, partitioned_job_survives_many_shutdowns,
@@ -822,6 +824,7 @@ macro_rules! runtime_scenarios {
             failed_partition_fails_parent_and_retry_resumes,
             partitioning_a_kind_that_cannot_fails_clearly,
             fewer_slots_than_jobs_every_job_progresses,
+            a_job_held_ahead_goes_to_an_idle_worker,
             queue_pause_interrupts_or_lets_runs_finish,
             retention_prunes_old_finished_jobs,
             workers_racing_a_schedule_enqueue_each_tick_once,

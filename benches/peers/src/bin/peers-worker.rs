@@ -19,7 +19,11 @@ impl Job for SlowItems {
     type Cursor = i64;
     type Item = i64;
 
-    fn enumerate(&self, n: &i64, cursor: Option<i64>) -> Result<impl Enumerator<i64, i64>, JobError> {
+    fn enumerate(
+        &self,
+        n: &i64,
+        cursor: Option<i64>,
+    ) -> Result<impl Enumerator<i64, i64>, JobError> {
         Ok(enumerator::range(0..*n, cursor))
     }
 

@@ -75,13 +75,26 @@ pub(super) const MAX_CLAIM: usize = 10_000;
 
 /// Claims of up to this many jobs get a statement of their own, with that many as
 /// its literal `LIMIT` (see `queries/job_claim.sql`); bigger ones share one per
-/// power of two, so a connection prepares at most a few dozen claim statements.
+/// [`CLAIM_LIMIT_STEP`] up to [`STEPPED_CLAIM_LIMITS`], then one per power of two,
+/// so a connection prepares at most about fifty claim statements. The rows between
+/// the claim and its statement's `LIMIT` are locked for the statement and left
+/// queued: the steps keep that waste small for the claims a worker of short jobs
+/// sends (dozens to a hundred or so jobs; by powers of two, a claim of 72 locked 128
+/// rows).
 pub(super) const EXACT_CLAIM_LIMITS: usize = 32;
+
+/// The step of claim statements' `LIMIT`s above [`EXACT_CLAIM_LIMITS`].
+pub(super) const CLAIM_LIMIT_STEP: usize = 16;
+
+/// Past this, claim statements' `LIMIT`s go by powers of two.
+pub(super) const STEPPED_CLAIM_LIMITS: usize = 256;
 
 /// The literal `LIMIT` of the claim statement for a claim of `n` jobs.
 pub(super) fn claim_limit(n: usize) -> usize {
     if n <= EXACT_CLAIM_LIMITS {
         n
+    } else if n <= STEPPED_CLAIM_LIMITS {
+        n.div_ceil(CLAIM_LIMIT_STEP) * CLAIM_LIMIT_STEP
     } else {
         n.next_power_of_two()
     }
@@ -668,13 +681,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn claim_limits_are_exact_then_powers_of_two() {
+    fn claim_limits_are_exact_then_steps_then_powers_of_two() {
         assert_eq!(claim_limit(1), 1);
         assert_eq!(claim_limit(12), 12);
         assert_eq!(claim_limit(32), 32);
-        assert_eq!(claim_limit(33), 64);
+        assert_eq!(claim_limit(33), 48);
         assert_eq!(claim_limit(64), 64);
-        assert_eq!(claim_limit(65), 128);
+        assert_eq!(claim_limit(65), 80);
+        assert_eq!(claim_limit(72), 80);
+        assert_eq!(claim_limit(256), 256);
+        assert_eq!(claim_limit(257), 512);
         assert_eq!(claim_limit(MAX_CLAIM), 16_384);
+        let statements: std::collections::BTreeSet<usize> =
+            (1..=MAX_CLAIM).map(claim_limit).collect();
+        assert!(statements.len() <= 52, "{} statements", statements.len());
     }
 }

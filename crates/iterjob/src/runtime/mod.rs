@@ -73,18 +73,23 @@ pub struct WorkerConfig {
     /// Only partitions with at least this many items left are split. Default: 1000.
     pub split_min_remaining: u64,
     /// Jobs claimed ahead of the free slots and held ready, so a slot that frees
-    /// starts its next job at once instead of waiting for a claim (0: off).
-    /// Default: 4.
+    /// starts its next job at once instead of waiting for a claim: the least held
+    /// while runs are short (0: never claim ahead). Default: 4.
     ///
     /// It applies only while the worker's runs are short (averaging under a tenth
     /// of the heartbeat interval: one-item jobs, small batches), where a claim round
     /// trip per job would cost as much as the job; a worker of long runs claims for
-    /// its free slots only, and leaves the rest of the queue to other workers. A
-    /// prefetched job is leased like a running one; one that waits longer than the
-    /// heartbeat interval is given back to its queue (as a time-slice interruption,
-    /// runnable at once), and so are all of them at shutdown. While runs hold their
-    /// slot for less than a claim's round trip, a claim also asks for the slots
-    /// working now, which will be free by the time it returns.
+    /// its free slots only, and leaves the rest of the queue to other workers. When
+    /// runs are much shorter than a claim, the worker holds more than this: what its
+    /// slots finish in two claim round trips, up to 16 per slot, so one-item jobs
+    /// are claimed (and their releases written) a hundred or so at a time. A
+    /// prefetched job is leased like a running one. One that waits for a slot longer
+    /// than eight times what the jobs ahead of it should take (at least 100 ms, at
+    /// most the heartbeat interval) is given back to its queue, runnable at once by
+    /// any worker with a free slot (a time-slice interruption), and claiming ahead
+    /// stops until runs are short again; all of them go back at shutdown. While runs
+    /// hold their slot for less than a claim's round trip, a claim also asks for the
+    /// slots working now, which will be free by the time it returns.
     pub prefetch: usize,
     /// How often the worker reads the operators' switches from the store (paused
     /// queues, [`Store::queue_pause`](crate::store::Store::queue_pause); throttle

@@ -368,7 +368,7 @@ impl Worker {
                 last_rescue = Some(Instant::now());
             }
 
-            let stale = ahead.take_stale(self.config.heartbeat_interval);
+            let stale = ahead.take_stale(&self.config, slots.mean_hold());
             self.give_back(stale, InterruptReason::TimeSlice, &mut report)
                 .await;
             if controls.has_changed().unwrap_or(false) {
@@ -387,7 +387,7 @@ impl Worker {
             }
 
             let free = self.free(&slots, &tasks);
-            let prefetch = ahead.prefetch(&self.config);
+            let prefetch = ahead.prefetch(&self.config, slots.mean_hold());
             let want = (free + ahead.freeing(&slots, prefetch) + prefetch)
                 .saturating_sub(ahead.ready.len());
             // refill when a slot is free, or when the jobs held ready run low
@@ -456,10 +456,17 @@ impl Worker {
                     idle_since = None;
                 }
             }
-            let wait = match claim_again_at {
+            let mut wait = match claim_again_at {
                 Some(at) => at.saturating_duration_since(Instant::now()),
                 None => self.config.poll_interval,
             };
+            // wake when the oldest job held ready has waited too long, to give it
+            // back to a worker that has a slot for it
+            if let Some((_, at)) = ahead.ready.front() {
+                let due = (*at + ahead.hold_limit(&self.config, slots.mean_hold()))
+                    .saturating_duration_since(Instant::now());
+                wait = wait.min(due);
+            }
             let has_room = free > 0;
             let mut woken = true;
             tokio::select! {
@@ -836,6 +843,22 @@ impl Worker {
     }
 }
 
+/// Most jobs held ready per slot while runs are much shorter than a claim (see
+/// [`Ahead::prefetch`]): 16, so 128 at a concurrency of 8, about the batch past
+/// which a claim's fixed cost stops mattering on PostgreSQL (BENCHMARKS.md: the
+/// minimal claim-and-finish loop runs about 1.3–1.4× faster at 100 rows a statement
+/// than at 12).
+const AHEAD_PER_SLOT: usize = 16;
+
+/// Run times below this count as this (a run is never free; a clock that reads 0
+/// must not make the claims unbounded).
+const MIN_RUN_SECS: f64 = 20e-6;
+
+/// The least time a job held ready may wait for a slot before it is given back
+/// (see [`Ahead::hold_limit`]): below it, ordinary jitter in short runs would send
+/// jobs back and forth.
+const HOLD_MIN: Duration = Duration::from_millis(100);
+
 /// Jobs claimed ahead of free slots, and what decides how many (see
 /// [`WorkerConfig::prefetch`]).
 #[derive(Default)]
@@ -883,19 +906,51 @@ impl Ahead {
         }
     }
 
-    /// How many jobs to hold ready now: the setting while runs are short, else none.
-    fn prefetch(&self, config: &WorkerConfig) -> usize {
+    /// How many jobs to hold ready now. None unless claiming ahead is on and runs
+    /// are short (under a tenth of the heartbeat interval). Then enough that the
+    /// slots do not run dry while the next claim is out: what they finish in two
+    /// claim round trips at the time runs recently held their slot (`hold`; a run
+    /// frees its slot when it hands its release over, so this is shorter than the
+    /// run), at least the setting and at most [`AHEAD_PER_SLOT`] per slot. Runs
+    /// much shorter than a claim (one-item jobs) so get claims of up to a hundred
+    /// jobs or more, each claim and each batch of releases carrying many jobs; runs
+    /// as long as a claim keep the setting.
+    fn prefetch(&self, config: &WorkerConfig, hold: Option<Duration>) -> usize {
         let short = config.heartbeat_interval.as_secs_f64() / 10.0;
         match self.mean_run {
-            Some(mean) if mean < short => config.prefetch,
+            Some(mean) if mean < short && config.prefetch > 0 => {
+                let most = config.prefetch.max(AHEAD_PER_SLOT * config.concurrency);
+                let hold = hold.map_or(mean, |h| h.as_secs_f64());
+                let during_claims = match self.mean_claim {
+                    Some(claim) => 2.0 * config.concurrency as f64 * claim / hold.max(MIN_RUN_SECS),
+                    None => 0.0,
+                };
+                (during_claims.ceil() as usize).clamp(config.prefetch, most)
+            }
             _ => 0,
         }
     }
 
-    /// Takes out the jobs that have waited `max_wait` or longer. Any such job
-    /// proves that runs hold their slots that long: claiming ahead stops until short
-    /// runs bring the average down again (else a worker whose runs turned long would
-    /// claim ahead and give back every `max_wait`, until a long run ended).
+    /// How long a job may wait ready before it is given back: eight times what the
+    /// jobs ahead of it should take at the time runs recently held their slot
+    /// (`hold`, else the run time), at least [`HOLD_MIN`], at most the heartbeat
+    /// interval. A job held ready while every slot is taken by runs that turned long
+    /// goes back to its queue within about that, where an idle worker can claim it,
+    /// instead of waiting behind them.
+    fn hold_limit(&self, config: &WorkerConfig, hold: Option<Duration>) -> Duration {
+        let most = config.heartbeat_interval;
+        let per_run = hold.map(|h| h.as_secs_f64()).or(self.mean_run);
+        match per_run {
+            Some(mean) => {
+                let ahead = self.ready.len() as f64 / config.concurrency as f64 + 1.0;
+                Duration::try_from_secs_f64(8.0 * ahead * mean)
+                    .unwrap_or(most)
+                    .clamp(HOLD_MIN.min(most), most)
+            }
+            None => most,
+        }
+    }
+
     /// Takes the jobs held ready whose queue is paused now.
     fn take_paused(&mut self, controls: &Controls) -> Vec<Claimed> {
         let (paused, kept): (VecDeque<_>, VecDeque<_>) = self
@@ -906,7 +961,13 @@ impl Ahead {
         paused.into_iter().map(|(c, _)| c).collect()
     }
 
-    fn take_stale(&mut self, max_wait: Duration) -> Vec<Claimed> {
+    /// Takes out the jobs that have waited their [`Ahead::hold_limit`] or longer.
+    /// Any such job proves that runs hold their slots that long: claiming ahead
+    /// stops until short runs bring the average down again (else a worker whose runs
+    /// turned long would claim ahead and give back every hold limit, until a long
+    /// run ended).
+    fn take_stale(&mut self, config: &WorkerConfig, hold: Option<Duration>) -> Vec<Claimed> {
+        let max_wait = self.hold_limit(config, hold);
         let mut stale = Vec::new();
         while let Some((_, at)) = self.ready.front() {
             if at.elapsed() < max_wait {
@@ -917,8 +978,12 @@ impl Ahead {
             }
         }
         if !stale.is_empty() {
-            let waited = max_wait.as_secs_f64();
-            self.mean_run = Some(self.mean_run.map_or(waited, |mean| mean.max(waited)));
+            // runs are not short after all: twice the bar, so a few short runs must
+            // end before claiming ahead resumes
+            let long = max_wait
+                .as_secs_f64()
+                .max(config.heartbeat_interval.as_secs_f64() / 10.0 * 2.0);
+            self.mean_run = Some(self.mean_run.map_or(long, |mean| mean.max(long)));
         }
         stale
     }
@@ -973,7 +1038,7 @@ mod tests {
         let config = WorkerConfig::default();
         let mut ahead = Ahead::default();
         ahead.ran(Duration::from_millis(1));
-        assert_eq!(ahead.prefetch(&config), config.prefetch, "short runs");
+        assert_eq!(ahead.prefetch(&config, None), config.prefetch, "short runs");
         ahead.ready.push_back((
             Claimed {
                 job: crate::store::memory::new_record(
@@ -985,9 +1050,9 @@ mod tests {
             },
             Instant::now() - config.heartbeat_interval,
         ));
-        assert_eq!(ahead.take_stale(config.heartbeat_interval).len(), 1);
+        assert_eq!(ahead.take_stale(&config, None).len(), 1);
         assert_eq!(
-            ahead.prefetch(&config),
+            ahead.prefetch(&config, None),
             0,
             "a job waited a heartbeat interval for a slot: runs are not short"
         );
@@ -995,6 +1060,88 @@ mod tests {
         for _ in 0..64 {
             ahead.ran(Duration::from_millis(1));
         }
-        assert_eq!(ahead.prefetch(&config), config.prefetch);
+        assert_eq!(ahead.prefetch(&config, None), config.prefetch);
+    }
+
+    #[test]
+    fn runs_much_shorter_than_a_claim_get_bigger_claims() {
+        let mut config = WorkerConfig {
+            concurrency: 8,
+            ..WorkerConfig::default()
+        };
+        let mut ahead = Ahead::default();
+        ahead.ran(Duration::from_millis(10));
+        ahead.claimed_in(Duration::from_millis(1));
+        // 8 slots finish 1.6 runs of 10 ms in two claims of 1 ms: the setting holds
+        assert_eq!(ahead.prefetch(&config, None), config.prefetch);
+        // runs of 100 µs against claims of 1 ms: 160 in two claims, capped per slot
+        let mut ahead = Ahead::default();
+        ahead.ran(Duration::from_micros(100));
+        ahead.claimed_in(Duration::from_millis(1));
+        assert_eq!(ahead.prefetch(&config, None), AHEAD_PER_SLOT * 8);
+        // runs of 1 ms: 16 in two claims of 1 ms
+        let mut ahead = Ahead::default();
+        ahead.ran(Duration::from_millis(1));
+        ahead.claimed_in(Duration::from_millis(1));
+        assert_eq!(ahead.prefetch(&config, None), 16);
+        // a run time of zero is not infinitely many runs
+        let mut ahead = Ahead::default();
+        ahead.ran(Duration::ZERO);
+        ahead.claimed_in(Duration::from_millis(1));
+        assert_eq!(ahead.prefetch(&config, None), AHEAD_PER_SLOT * 8);
+        // off stays off
+        config.prefetch = 0;
+        assert_eq!(ahead.prefetch(&config, None), 0);
+    }
+
+    #[test]
+    fn a_held_job_waits_a_few_runs_at_most() {
+        let config = WorkerConfig {
+            concurrency: 2,
+            ..WorkerConfig::default()
+        };
+        let mut ahead = Ahead::default();
+        assert_eq!(
+            ahead.hold_limit(&config, None),
+            config.heartbeat_interval,
+            "no run known yet"
+        );
+        ahead.ran(Duration::from_millis(1));
+        assert_eq!(
+            ahead.hold_limit(&config, None),
+            HOLD_MIN,
+            "short runs: the floor"
+        );
+        let mut ahead = Ahead::default();
+        ahead.ran(Duration::from_millis(100));
+        for _ in 0..4 {
+            ahead.ready.push_back((held_job(), Instant::now()));
+        }
+        // 4 held for 2 slots: two rounds ahead, plus the run of its own, times 8
+        let limit = ahead.hold_limit(&config, None).as_secs_f64();
+        assert!((limit - 2.4).abs() < 1e-6, "{limit}");
+        // the slots' hold time counts, not the run's (which waits for its release)
+        assert_eq!(
+            ahead.hold_limit(&config, Some(Duration::from_millis(1))),
+            HOLD_MIN
+        );
+        let mut ahead = Ahead::default();
+        ahead.ran(Duration::from_secs(1));
+        assert_eq!(
+            ahead.hold_limit(&config, None),
+            config.heartbeat_interval,
+            "never past the heartbeat interval"
+        );
+    }
+
+    fn held_job() -> Claimed {
+        Claimed {
+            job: crate::store::memory::new_record(
+                1,
+                &crate::store::NewJob::new("k", serde_json::Value::Null),
+                0,
+            ),
+            token: crate::store::RunToken(1),
+        }
     }
 }
