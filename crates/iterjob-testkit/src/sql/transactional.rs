@@ -626,11 +626,11 @@ pub fn a_stale_run_cannot_commit_an_effect<H: SqlHarness>() {
             }),
             _harness: PhantomData,
         };
-        let a = Arc::new(worker(
-            db,
-            gated,
-            config(Duration::from_secs(30), Duration::from_secs(60)),
-        ));
+        // A rescues nothing itself: its own rescue sweep (every 50 ms) could take the
+        // job between the test's UPDATE and its rescue below, which would then find none
+        let mut a_config = config(Duration::from_secs(30), Duration::from_secs(60));
+        a_config.rescue_interval = Duration::from_secs(3600);
+        let a = Arc::new(worker(db, gated, a_config));
         let running = tokio::spawn({
             let a = Arc::clone(&a);
             async move { a.run().await }
