@@ -1,6 +1,9 @@
 //! Side-by-side: the keyset enumerator against a raw streaming `SELECT … ORDER BY id`
-//! over the same PostgreSQL table, interleaved round by round so machine noise hits
-//! every variant alike; prints medians and ratios.
+//! over the same PostgreSQL table, and against the physical floor in PostgreSQL's
+//! own Rust client (`tokio-postgres`): the same query streamed, and the same rows
+//! as `COPY … TO STDOUT`. Interleaved round by round so machine noise hits every
+//! variant alike; prints medians and ratios to the raw sqlx walk and to the fastest
+//! native one.
 //!
 //! The table lives in a temporary schema (`iterjob_bench_…`), dropped at the end.
 //! The server is `ITERJOB_BENCH_PG_URL`, default `postgres://postgres@127.0.0.1:5432/test`.
@@ -158,6 +161,38 @@ async fn manual_pages(pool: &PgPool, page: i64, stream: bool) -> i64 {
     }
 }
 
+/// The native client's streamed query: `tokio-postgres`, one connection, the id of
+/// each row decoded (the other columns stay bytes until read).
+async fn native_query(client: &tokio_postgres::Client, schema: &str) -> i64 {
+    let sql = format!("SELECT * FROM \"{schema}\".products ORDER BY id");
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 0] = [];
+    let stream = client.query_raw(&sql, params).await.expect("query");
+    let mut stream = std::pin::pin!(stream);
+    let mut sum = 0i64;
+    while let Some(row) = stream.try_next().await.expect("row") {
+        sum += row.get::<_, i64>(0);
+    }
+    sum
+}
+
+/// The same rows as `COPY (SELECT …) TO STDOUT`: no per-row protocol beyond one
+/// CopyData message, the id parsed from the text line's first field.
+async fn native_copy(client: &tokio_postgres::Client, schema: &str) -> i64 {
+    let sql = format!("COPY (SELECT * FROM \"{schema}\".products ORDER BY id) TO STDOUT");
+    let stream = client.copy_out(&sql).await.expect("copy");
+    let mut stream = std::pin::pin!(stream);
+    let mut sum = 0i64;
+    while let Some(line) = stream.try_next().await.expect("copy data") {
+        // PostgreSQL sends one CopyData message per row
+        let mut id = 0i64;
+        for &b in line.iter().take_while(|&&b| b != b'\t') {
+            id = id * 10 + i64::from(b - b'0');
+        }
+        sum += id;
+    }
+    sum
+}
+
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
@@ -188,7 +223,14 @@ async fn main() {
         "keyset rows, pages 100 -> 200000",
         "hand-written pages of 50000, collected",
         "keyset rows default, nullable unique key",
+        "native: tokio-postgres streamed SELECT",
+        "native: tokio-postgres COPY TO STDOUT",
     ];
+    const NATIVE: [usize; 2] = [13, 14];
+    let (client, connection) = tokio_postgres::connect(&url(), tokio_postgres::NoTls)
+        .await
+        .expect("tokio-postgres connect");
+    let connection = tokio::spawn(connection);
     // `ITERJOB_BENCH_VARIANTS=0,1,7`: run only these (the raw walk, 0, always runs)
     let only: Option<Vec<usize>> = std::env::var("ITERJOB_BENCH_VARIANTS")
         .ok()
@@ -213,18 +255,28 @@ async fn main() {
                 9 => rows(&pool, 100, 50_000, true).await,
                 10 => rows(&pool, 100, 200_000, true).await,
                 11 => manual_pages(&pool, 50_000, false).await,
-                _ => {
+                12 => {
                     let max = iterjob_postgres::DEFAULT_MAX_PAGE_SIZE;
                     rows_of(&pool, "products_nullable", 100, max, true).await
                 }
+                13 => native_query(&client, &schema).await,
+                _ => native_copy(&client, &schema).await,
             };
             slot.push(start.elapsed());
             assert_eq!(sum, expected, "{} saw every row", names[i]);
         }
     }
+    drop(client);
+    let _ = connection.await;
     pool.close().await;
     drop_schema(&schema).await;
     let base = median(times[0].clone());
+    // the fastest native walk that ran
+    let floor = NATIVE
+        .iter()
+        .filter(|&&i| !times[i].is_empty())
+        .map(|&i| median(times[i].clone()))
+        .min();
     println!(
         "{n} rows, {rounds} interleaved rounds, medians; {} cores",
         std::thread::available_parallelism()
@@ -232,16 +284,19 @@ async fn main() {
             .unwrap_or(1)
     );
     println!(
-        "{:<42} {:>10} {:>14} {:>18}",
-        "variant", "time", "rows/s", "throughput vs raw"
+        "{:<42} {:>10} {:>14} {:>12} {:>12}",
+        "variant", "time", "rows/s", "vs raw sqlx", "vs native"
     );
     for (name, t) in names.iter().zip(times) {
         if t.is_empty() {
             continue;
         }
         let m = median(t);
+        let native = floor.map_or("-".to_string(), |f| {
+            format!("{:.2}x", f.as_secs_f64() / m.as_secs_f64())
+        });
         println!(
-            "{name:<42} {:>8.0}ms {:>14.0} {:>17.2}x",
+            "{name:<42} {:>8.0}ms {:>14.0} {:>11.2}x {native:>12}",
             m.as_secs_f64() * 1000.0,
             n as f64 / m.as_secs_f64(),
             base.as_secs_f64() / m.as_secs_f64()

@@ -278,6 +278,22 @@ impl Dialect for PgDialect {
     }
 
     #[inline]
+    fn int_key(row: &PgRow, index: usize, kind: PgKeyKind) -> Option<i64> {
+        let raw = row.try_get_raw(index).ok()?;
+        if raw.format() != PgValueFormat::Binary {
+            return None;
+        }
+        // NULL has no bytes: `as_bytes` fails and the general path says why
+        let bytes = raw.as_bytes().ok()?;
+        match kind {
+            PgKeyKind::Int8 => Some(i64::from_be_bytes(bytes.try_into().ok()?)),
+            PgKeyKind::Int4 => Some(i32::from_be_bytes(bytes.try_into().ok()?).into()),
+            PgKeyKind::Int2 => Some(i16::from_be_bytes(bytes.try_into().ok()?).into()),
+            _ => None,
+        }
+    }
+
+    #[inline]
     fn value_at(row: &PgRow, index: usize) -> Result<PgValueRef<'_>, sqlx::Error> {
         row.try_get_raw(index)
     }

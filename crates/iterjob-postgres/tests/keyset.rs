@@ -185,6 +185,9 @@ fn typed_keys_resume_exactly_and_times_stay_times() {
             (vec!["raw"], true),
             (vec!["label", "id"], false),
             (vec!["ratio", "id"], false),
+            // one unique integer column: the walk's fast path for the key
+            (vec!["id"], false),
+            (vec!["id"], true),
         ] {
             let order = keys
                 .iter()
@@ -601,5 +604,50 @@ fn quantile_ranges_keep_key_types() {
             matches!(bound.values()[0], KeyValue::Timestamptz(_)),
             "{bound:?}"
         );
+    });
+}
+
+/// The fast path for one integer key column (`Dialect::int_key`) reads what the
+/// general decoding reads, for every width and at the extremes, and steps aside for
+/// NULL and for the text format (which only the general path decodes).
+#[test]
+fn the_integer_key_fast_path_agrees_with_the_general_decoding() {
+    use iterjob_postgres::{PgDialect, PgKeyKind};
+    use iterjob_sql::dialect::Dialect;
+    block_on(async {
+        let Some(db) = common::TempDb::new().await else {
+            return;
+        };
+        let cases: [(&str, PgKeyKind, &[i64]); 3] = [
+            (
+                "int2",
+                PgKeyKind::Int2,
+                &[i16::MIN as i64, -1, 0, 1, i16::MAX as i64],
+            ),
+            (
+                "int4",
+                PgKeyKind::Int4,
+                &[i32::MIN as i64, -7, 0, 7, i32::MAX as i64],
+            ),
+            ("int8", PgKeyKind::Int8, &[i64::MIN, -300, 0, 300, i64::MAX]),
+        ];
+        for (ty, kind, values) in cases {
+            for &v in values {
+                let sql = format!("SELECT $1::{ty} AS k, NULL::{ty} AS n");
+                let row = sqlx::query(&sql).bind(v).fetch_one(&db.pool).await.unwrap();
+                let general = PgDialect::decode_key(kind, PgDialect::value_at(&row, 0).unwrap());
+                assert_eq!(general.unwrap(), KeyValue::Integer(v), "{ty} {v}");
+                assert_eq!(PgDialect::int_key(&row, 0, kind), Some(v), "{ty} {v}");
+                assert_eq!(PgDialect::int_key(&row, 1, kind), None, "{ty} NULL");
+                // a kind that is not an integer never takes the fast path
+                assert_eq!(PgDialect::int_key(&row, 0, PgKeyKind::Text), None);
+            }
+        }
+        // the simple query protocol sends text: the fast path must not read "7" as bytes
+        let rows = sqlx::raw_sql("SELECT 12345678::int8 AS k")
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
+        assert_eq!(PgDialect::int_key(&rows[0], 0, PgKeyKind::Int8), None);
     });
 }

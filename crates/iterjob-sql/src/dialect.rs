@@ -176,6 +176,18 @@ pub trait Dialect: Send + Sync + Sized + 'static {
         keys: &'c [String],
     ) -> BoxFuture<'c, Result<Option<KeyFacts>, sqlx::Error>>;
 
+    /// The fast path of a walk's most common key, one integer column: its value in
+    /// column `index` of a row when the column is of an integer `kind`, not NULL,
+    /// and in a form read without any check that can fail; `None` sends the row's
+    /// key through [`Dialect::value_at`] and [`Dialect::decode_key`], which decode
+    /// every kind and say what is wrong. Measured on PostgreSQL, the general path
+    /// was 13 % of a keyset walk's client time.
+    #[inline]
+    fn int_key(row: &RowOf<Self>, index: usize, kind: Self::KeyKind) -> Option<i64> {
+        let _ = (row, index, kind);
+        None
+    }
+
     /// The raw value in column `index` of a row.
     fn value_at(
         row: &RowOf<Self>,

@@ -95,12 +95,25 @@ impl Dialect for SqliteDialect {
 
     #[inline]
     fn decode_key(_kind: (), value: SqliteValueRef<'_>) -> Result<KeyValue, BoxDynError> {
-        let storage = value.type_info().name().to_string();
-        Ok(match storage.as_str() {
-            "REAL" => KeyValue::Real(<f64 as Decode<Sqlite>>::decode(value)?),
-            "TEXT" => KeyValue::Text(<String as Decode<Sqlite>>::decode(value)?),
-            "BLOB" => KeyValue::Bytes(<Vec<u8> as Decode<Sqlite>>::decode(value)?),
-            _ => KeyValue::Integer(<i64 as Decode<Sqlite>>::decode(value)?),
+        // the value's own storage class (SQLite types values, not columns), read
+        // without copying its name: this runs for every row of a walk
+        enum Storage {
+            Integer,
+            Real,
+            Text,
+            Blob,
+        }
+        let storage = match value.type_info().name() {
+            "REAL" => Storage::Real,
+            "TEXT" => Storage::Text,
+            "BLOB" => Storage::Blob,
+            _ => Storage::Integer,
+        };
+        Ok(match storage {
+            Storage::Real => KeyValue::Real(<f64 as Decode<Sqlite>>::decode(value)?),
+            Storage::Text => KeyValue::Text(<String as Decode<Sqlite>>::decode(value)?),
+            Storage::Blob => KeyValue::Bytes(<Vec<u8> as Decode<Sqlite>>::decode(value)?),
+            Storage::Integer => KeyValue::Integer(<i64 as Decode<Sqlite>>::decode(value)?),
         })
     }
 
@@ -154,6 +167,15 @@ impl Dialect for SqliteDialect {
         keys: &'c [String],
     ) -> BoxFuture<'c, Result<Option<KeyFacts>, sqlx::Error>> {
         key_facts(conn, table, keys).boxed()
+    }
+
+    #[inline]
+    fn int_key(row: &SqliteRow, index: usize, _kind: ()) -> Option<i64> {
+        let value = row.try_get_raw(index).ok()?;
+        if value.is_null() || value.type_info().name() != "INTEGER" {
+            return None;
+        }
+        <i64 as Decode<Sqlite>>::decode(value).ok()
     }
 
     #[inline]

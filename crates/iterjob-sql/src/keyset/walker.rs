@@ -916,6 +916,23 @@ impl<D: Dialect> Walker<D> {
         &mut self,
         plan: &Plan<D>,
         row: &RowOf<D>,
+    ) -> Result<KeysetCursor, Box<KeysetError>> {
+        // one unique integer key column: no neighbour to check, nothing to fail
+        if plan.facts.unique
+            && let [column] = self.key_columns.as_slice()
+            && let Some(value) = D::int_key(row, column.index, column.kind)
+        {
+            return Ok(KeysetCursor(smallvec::smallvec![KeyValue::Integer(value)]));
+        }
+        self.row_key_general(plan, row).map_err(Box::new)
+    }
+
+    /// [`Walker::row_key`] for any key: every kind, NULLs and ties.
+    #[inline(never)]
+    fn row_key_general(
+        &mut self,
+        plan: &Plan<D>,
+        row: &RowOf<D>,
     ) -> Result<KeysetCursor, KeysetError> {
         if self.key_columns.is_empty() {
             self.key_columns = plan.key_columns(row)?;
@@ -998,7 +1015,7 @@ impl<D: Dialect> Stream for Rows<D> {
         {
             return match this.walker.row_key(plan, &row) {
                 Ok(cursor) => Poll::Ready(Some(Ok((row, cursor)))),
-                Err(err) => this.fail(err),
+                Err(err) => this.fail(*err),
             };
         }
         if this.walker.done && this.buffer.is_empty() && this.page.is_none() {
@@ -1017,7 +1034,7 @@ impl<D: Dialect> Stream for Rows<D> {
             if let Some(row) = this.buffer.pop_front() {
                 return match this.walker.row_key(&plan, &row) {
                     Ok(cursor) => Poll::Ready(Some(Ok((row, cursor)))),
-                    Err(err) => this.fail(err),
+                    Err(err) => this.fail(*err),
                 };
             }
             if let Some(page) = this.page.as_mut() {
