@@ -51,7 +51,11 @@ use crate::{events, migrate};
 
 mod release_many;
 
+/// Jobs enqueued by one statement at most (each a JSON object in one parameter).
+const BULK_INSERT_ROWS: usize = 1000;
+
 const Q_INSERT: &str = include_str!("../queries/job_insert_many.sql");
+const Q_INSERT_BULK: &str = include_str!("../queries/job_insert_bulk.sql");
 const Q_INSERT_EXISTING: &str = include_str!("../queries/job_insert_many_existing.sql");
 const Q_CLAIM: &str = include_str!("../queries/job_claim.sql");
 const Q_HEARTBEAT: &str = include_str!("../queries/job_heartbeat.sql");
@@ -407,9 +411,90 @@ impl SqliteStore {
     ) -> Result<Vec<JobId>> {
         let now = now_millis();
         let mut ids = Vec::with_capacity(jobs.len());
-        for job in jobs {
-            ids.push(self.insert_in(conn, job, now).await?);
+        let mut rest = jobs;
+        while let Some(first) = rest.first() {
+            // a job with a unique key is looked up first, alone; a run of jobs
+            // without one goes in by the statement
+            if first.unique_key.is_some() {
+                ids.push(self.insert_in(conn, first, now).await?);
+                rest = &rest[1..];
+                continue;
+            }
+            let run = rest
+                .iter()
+                .take(BULK_INSERT_ROWS)
+                .take_while(|job| job.unique_key.is_none())
+                .count();
+            if run == 1 {
+                ids.push(self.insert_in(conn, first, now).await?);
+            } else {
+                ids.extend(self.insert_bulk(conn, &rest[..run], now).await?);
+            }
+            rest = &rest[run..];
         }
+        Ok(ids)
+    }
+
+    /// Inserts `jobs` (none with a unique key) with one statement; their ids in order.
+    async fn insert_bulk(
+        &self,
+        conn: &mut sqlx::SqliteConnection,
+        jobs: &[NewJob],
+        now: Millis,
+    ) -> Result<Vec<JobId>> {
+        /// One job as the bulk statement reads it (`queries/job_insert_bulk.sql`).
+        #[derive(serde::Serialize)]
+        struct Row<'a> {
+            k: &'a str,
+            q: &'a str,
+            p: i32,
+            a: String,
+            c: Option<String>,
+            m: u32,
+            r: Option<Millis>,
+            n: Option<u32>,
+            t: Option<&'a str>,
+        }
+        let rows = jobs
+            .iter()
+            .map(|job| {
+                Ok(Row {
+                    k: &job.kind,
+                    q: &job.queue,
+                    p: job.priority,
+                    a: json_text(&job.params, "job parameters")?,
+                    c: job
+                        .cursor
+                        .as_ref()
+                        .map(|c| json_text(c, "job cursor"))
+                        .transpose()?,
+                    m: job.max_attempts,
+                    r: job.run_at,
+                    n: job.partitions,
+                    t: job.trace_context.as_deref(),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let rows = serde_json::to_string(&rows).map_err(|source| Error::Serialize {
+            what: "jobs to enqueue",
+            source,
+        })?;
+        let mut ids: Vec<JobId> = sqlx::query_scalar(Q_INSERT_BULK)
+            .bind(rows)
+            .bind(now)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(self.err("enqueueing jobs"))?;
+        if ids.len() != jobs.len() {
+            return Err(self.corrupt(format!(
+                "enqueueing {} jobs in one statement inserted {}",
+                jobs.len(),
+                ids.len()
+            )));
+        }
+        // RETURNING gives no order; the rows went in in the array's order, and
+        // AUTOINCREMENT hands out ascending ids within the statement
+        ids.sort_unstable();
         Ok(ids)
     }
 

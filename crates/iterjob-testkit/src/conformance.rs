@@ -34,7 +34,7 @@
 //! Scenarios (see each function's docs):
 //!
 //! * inserting: [`insert_get_roundtrip`], [`insert_many_returns_ids_in_order`],
-//!   [`unique_key_dedup`], [`unique_key_freed_when_job_finishes`]
+//!   [`insert_many_large_mixed_batch_keeps_each_job`], [`unique_key_dedup`], [`unique_key_freed_when_job_finishes`]
 //! * claiming: [`claim_marks_job_running`], [`claim_orders_by_priority_then_run_at_then_id`],
 //!   [`claim_skips_jobs_scheduled_later`], [`claim_filters_by_kind_and_queue`],
 //!   [`claim_respects_limit`], [`concurrent_claims_are_disjoint`]
@@ -110,6 +110,7 @@ macro_rules! store_conformance {
             ($make)
             insert_get_roundtrip,
             insert_many_returns_ids_in_order,
+            insert_many_large_mixed_batch_keeps_each_job,
             unique_key_dedup,
             unique_key_freed_when_job_finishes,
             claim_marks_job_running,
@@ -505,6 +506,72 @@ pub async fn insert_many_returns_ids_in_order(store: Arc<dyn Store>) {
     }
     let more = insert(store, new_job("later")).await;
     assert!(more > ids[4], "a later insert gets a higher id");
+}
+
+/// A batch larger than any store's statement (2,500 jobs) with a unique key every
+/// 7th job (one of them repeated) keeps every job's fields with its own id, in order:
+/// stores that insert many rows per statement must map ids back exactly.
+pub async fn insert_many_large_mixed_batch_keeps_each_job(store: Arc<dyn Store>) {
+    let store = &*store;
+    let before = now_millis();
+    let job = |i: usize| {
+        let mut job = NewJob::new(
+            format!("bulk-{}", i % 3),
+            json!({ "i": i, "s": "x".repeat(i % 5) }),
+        )
+        .queue(format!("q{}", i % 4))
+        .priority((i % 9) as i32 - 4)
+        .max_attempts(1 + (i % 6) as u32);
+        if i.is_multiple_of(5) {
+            job = job.run_at(before - 1_000 - i as i64);
+        }
+        if i.is_multiple_of(11) {
+            job.cursor = Some(json!([i, "after"]));
+        }
+        if i.is_multiple_of(13) {
+            job.partitions = Some(2 + (i % 3) as u32);
+        }
+        if i.is_multiple_of(7) {
+            // job 14 repeats job 7's key: the same id comes back
+            job = job.unique_key(format!("bulk-key-{}", if i == 14 { 7 } else { i }));
+        }
+        job
+    };
+    let jobs: Vec<NewJob> = (0..2_500).map(job).collect();
+    let ids = store.job_insert_many(&jobs).await.expect("job_insert_many");
+    assert_eq!(ids.len(), jobs.len());
+    assert_eq!(ids[14], ids[7], "a key repeated within the batch");
+    let mut seen = BTreeSet::new();
+    for (i, (id, job)) in ids.iter().zip(&jobs).enumerate() {
+        if i == 14 {
+            continue;
+        }
+        assert!(seen.insert(*id), "id {id} given twice (job {i})");
+        let got = get(store, *id).await;
+        assert_eq!(got.kind, job.kind, "job {i} (id {id})");
+        assert_eq!(got.params, job.params, "job {i} (id {id})");
+        assert_eq!(got.queue, job.queue, "job {i}");
+        assert_eq!(got.priority, job.priority, "job {i}");
+        assert_eq!(got.max_attempts, job.max_attempts, "job {i}");
+        assert_eq!(got.cursor, job.cursor, "job {i}");
+        assert_eq!(got.partitions, job.partitions, "job {i}");
+        assert_eq!(got.unique_key, job.unique_key, "job {i}");
+        assert_eq!(got.state, JobState::Queued, "job {i}");
+        match job.run_at {
+            Some(at) => assert_eq!(got.run_at, at, "job {i}: run_at as given"),
+            None => assert_recent(Some(got.run_at), before, "run_at defaults to now"),
+        }
+    }
+    let in_order: Vec<JobId> = ids
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 14)
+        .map(|(_, id)| *id)
+        .collect();
+    assert!(
+        in_order.windows(2).all(|w| w[0] < w[1]),
+        "ids ascend in the batch's order"
+    );
 }
 
 /// A job whose unique key matches an unfinished job returns that job's id (the first
