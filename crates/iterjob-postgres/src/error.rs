@@ -17,6 +17,11 @@ const READ_ONLY_TRANSACTION: &str = "25006";
 const DISK_FULL: &str = "53100";
 const ADMIN_SHUTDOWN: &str = "57P01";
 const CANNOT_CONNECT_NOW: &str = "57P03";
+/// `prepared statement "sqlx_s_1" already exists`: another client's statement on the
+/// same server connection, which only a transaction-pooling proxy hands around.
+const DUPLICATE_PREPARED_STATEMENT: &str = "42P05";
+/// `prepared statement "sqlx_s_3" does not exist`: likewise, the other way round.
+const INVALID_SQL_STATEMENT_NAME: &str = "26000";
 
 /// The SQLSTATE of a database error.
 pub(crate) fn sqlstate(err: &sqlx::Error) -> Option<String> {
@@ -109,6 +114,15 @@ pub(crate) fn map_sqlx(target: &Target, what: &str, err: sqlx::Error) -> Error {
                     .to_string(),
             ),
             Some(DISK_FULL) => Some("the database server's disk is full".to_string()),
+            Some(DUPLICATE_PREPARED_STATEMENT) | Some(INVALID_SQL_STATEMENT_NAME) => Some(format!(
+                "the prepared statements of this connection clash with another client's: a \
+                 pooler in transaction mode (PgBouncer pool_mode=transaction) is between \
+                 iterjob and {addr}, and it does not track prepared statements; sqlx names \
+                 its statements, so use PgBouncer 1.21 or later with max_prepared_statements \
+                 set (e.g. 200), or pool_mode=session; in transaction mode also add \
+                 `notify=false` to the URL (LISTEN cannot work there)",
+                addr = target.address
+            )),
             Some(ADMIN_SHUTDOWN) | Some(CANNOT_CONNECT_NOW) => {
                 Some("the server is shutting down or starting up; retry in a moment".to_string())
             }

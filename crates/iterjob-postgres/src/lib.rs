@@ -87,8 +87,11 @@
 //! * **Connections.** Each process opens up to [`PgOptions::max_connections`]
 //!   (default 10) plus one for `LISTEN`. Size the server's `max_connections` for
 //!   all workers, or put PgBouncer in front: in session mode everything works; in
-//!   transaction mode set `notify: false` (`LISTEN` needs a session) and rely on
-//!   polling. Claims, releases, heartbeats and checkpoints keep up to two idle
+//!   transaction mode set `notify: false` (or `?notify=false` in the URL: `LISTEN`
+//!   needs a session) and rely on polling, and run PgBouncer 1.21 or later with
+//!   `max_prepared_statements` set (e.g. 200): sqlx prepares every query under a
+//!   name, which a pooler that does not track them hands to other clients (the store
+//!   then fails with a message saying so). Claims, releases, heartbeats and checkpoints keep up to two idle
 //!   connections out of the pool for the next one (never more than half the pool),
 //!   skipping the two liveness pings of a pool checkout; a kept connection whose
 //!   statement failed goes back to the pool, which closes it if it is broken, and

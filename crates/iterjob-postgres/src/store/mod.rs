@@ -185,7 +185,7 @@ impl PgStore {
     /// # Errors
     /// As [`PgStore::connect`].
     pub async fn connect_with(options: PgOptions) -> Result<Self> {
-        let (connect, schema) = options.resolve()?;
+        let (connect, schema, notify) = options.resolve()?;
         let target = target_of(&connect, &schema);
         if options.max_connections == 0 {
             return Err(Error::Config(format!(
@@ -217,7 +217,7 @@ impl PgStore {
             .max_connections(options.max_connections)
             .acquire_timeout(options.acquire_timeout)
             .connect_lazy_with(connect.clone());
-        let store = PgStore::build(pool, connect, target, options.notify);
+        let store = PgStore::build(pool, connect, target, notify);
         if options.migrate {
             store.migrate().await?;
         } else {
@@ -290,13 +290,13 @@ impl PgStore {
     /// # Errors
     /// [`Error::Config`] when the URL or the schema is invalid.
     pub fn lazy(options: PgOptions) -> Result<Self> {
-        let (connect, schema) = options.resolve()?;
+        let (connect, schema, notify) = options.resolve()?;
         let target = target_of(&connect, &schema);
         let pool = iterjob_sql::pool::hygienic(PgPoolOptions::new())
             .max_connections(options.max_connections.max(1))
             .acquire_timeout(options.acquire_timeout)
             .connect_lazy_with(connect.clone());
-        Ok(PgStore::build(pool, connect, target, options.notify))
+        Ok(PgStore::build(pool, connect, target, notify))
     }
 
     fn build(pool: PgPool, connect: PgConnectOptions, target: Target, notify: bool) -> Self {

@@ -50,7 +50,8 @@ pub struct PgOptions {
     /// Announce claimable jobs with `NOTIFY` and wake waiting workers through a
     /// `LISTEN` connection (default true). Turn it off behind a transaction-pooling
     /// proxy (PgBouncer `pool_mode=transaction`), where `LISTEN` does not work:
-    /// workers then find jobs by polling alone.
+    /// workers then find jobs by polling alone. A URL can turn it off too
+    /// (`?notify=false`), for tools that only take a URL, such as the CLI.
     pub notify: bool,
     /// Connections in the pool (default [`DEFAULT_MAX_CONNECTIONS`]). A worker needs
     /// about one per concurrently running job at checkpoint time plus one for
@@ -116,9 +117,10 @@ impl PgOptions {
         self
     }
 
-    /// Parses the URL: the connection options, and the schema (from `?schema=` when
-    /// [`schema`](Self::schema) is left at its default).
-    pub(super) fn resolve(&self) -> Result<(PgConnectOptions, String)> {
+    /// Parses the URL: the connection options, the schema (from `?schema=` when
+    /// [`schema`](Self::schema) is left at its default), and whether to `LISTEN`
+    /// (off when [`notify`](Self::notify) is false or the URL says `?notify=false`).
+    pub(super) fn resolve(&self) -> Result<(PgConnectOptions, String, bool)> {
         let raw = self.url.trim();
         if raw.is_empty() {
             return Err(Error::Config(
@@ -140,18 +142,34 @@ impl PgOptions {
             )));
         }
         let mut from_url = None;
+        let mut notify_param = None;
         let pairs: Vec<(String, String)> = url
             .query_pairs()
-            .filter_map(|(k, v)| {
-                if k == "schema" {
+            .filter_map(|(k, v)| match k.as_ref() {
+                "schema" => {
                     from_url = Some(v.into_owned());
                     None
-                } else {
-                    Some((k.into_owned(), v.into_owned()))
                 }
+                "notify" => {
+                    notify_param = Some(v.into_owned());
+                    None
+                }
+                _ => Some((k.into_owned(), v.into_owned())),
             })
             .collect();
-        if from_url.is_some() {
+        let notify = match notify_param.as_deref() {
+            None => self.notify,
+            Some("true" | "on" | "1") => self.notify,
+            Some("false" | "off" | "0") => false,
+            Some(other) => {
+                return Err(Error::Config(format!(
+                    "PostgreSQL URL `{shown}`: `notify={other}` is neither true nor false; \
+                     use notify=false behind a transaction-pooling proxy (PgBouncer \
+                     pool_mode=transaction), where LISTEN cannot work"
+                )));
+            }
+        };
+        if from_url.is_some() || notify_param.is_some() {
             if pairs.is_empty() {
                 url.set_query(None);
             } else {
@@ -179,7 +197,7 @@ impl PgOptions {
         if options.get_application_name().is_none() {
             options = options.application_name("iterjob");
         }
-        Ok((options, schema))
+        Ok((options, schema, notify))
     }
 }
 
@@ -221,17 +239,18 @@ mod tests {
 
     #[test]
     fn urls_resolve_schema_and_hide_passwords() {
-        let (options, schema) = PgOptions::new("postgres://u:secret@h:5433/db?schema=s1")
+        let (options, schema, notify) = PgOptions::new("postgres://u:secret@h:5433/db?schema=s1")
             .resolve()
             .unwrap();
         assert_eq!(schema, "s1");
+        assert!(notify, "LISTEN is on by default");
         assert_eq!(options.get_port(), 5433);
         assert_eq!(options.get_database(), Some("db"));
-        let (_, schema) = PgOptions::new("postgres://u@h/db?sslmode=disable&schema=s2")
+        let (_, schema, _) = PgOptions::new("postgres://u@h/db?sslmode=disable&schema=s2")
             .resolve()
             .unwrap();
         assert_eq!(schema, "s2");
-        let (_, schema) = PgOptions::new("postgresql://u@h/db").resolve().unwrap();
+        let (_, schema, _) = PgOptions::new("postgresql://u@h/db").resolve().unwrap();
         assert_eq!(schema, DEFAULT_SCHEMA);
         let err = PgOptions::new("postgres://u@h/db?schema=a")
             .schema("b")
@@ -249,5 +268,43 @@ mod tests {
         assert!(!err.to_string().contains("secret"), "{err}");
         let err = PgOptions::new("").resolve().unwrap_err();
         assert!(matches!(err, Error::Config(_)), "{err}");
+    }
+
+    #[test]
+    fn a_url_can_turn_listen_off_for_a_pooling_proxy() {
+        let resolve = |url: &str| PgOptions::new(url).resolve();
+        let (options, schema, notify) =
+            resolve("postgres://u@h:6432/db?notify=false&schema=s1&application_name=w").unwrap();
+        assert!(!notify);
+        assert_eq!(schema, "s1");
+        assert_eq!(
+            options.get_application_name(),
+            Some("w"),
+            "other parameters stay"
+        );
+        for off in ["false", "off", "0"] {
+            assert!(
+                !resolve(&format!("postgres://u@h/db?notify={off}"))
+                    .unwrap()
+                    .2
+            );
+        }
+        for on in ["true", "on", "1"] {
+            assert!(
+                resolve(&format!("postgres://u@h/db?notify={on}"))
+                    .unwrap()
+                    .2
+            );
+        }
+        // the options' own switch wins over a URL that leaves it on
+        let (_, _, notify) = PgOptions::new("postgres://u@h/db?notify=true")
+            .notify(false)
+            .resolve()
+            .unwrap();
+        assert!(!notify);
+        let err = resolve("postgres://u:secret@h/db?notify=maybe").unwrap_err();
+        assert!(err.to_string().contains("`notify=maybe`"), "{err}");
+        assert!(err.to_string().contains("PgBouncer"), "{err}");
+        assert!(!err.to_string().contains("secret"), "{err}");
     }
 }
