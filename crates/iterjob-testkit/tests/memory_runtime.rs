@@ -1,8 +1,16 @@
 //! The runtime scenarios on the in-memory store.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use iterjob::MemoryStore;
+use iterjob::Result;
+use iterjob::store::{
+    ClaimRequest, Claimed, Control, JobEvent, JobFilter, JobId, JobRecord, JobState, NewJob,
+    Outcome, Progress, Release, Rescued, RunToken, Split, SplitRequest, Store,
+};
+use serde_json::Value;
 
 iterjob_testkit::runtime_scenarios!(async {
     Arc::new(MemoryStore::new()) as Arc<dyn iterjob::Store>
@@ -338,4 +346,313 @@ async fn an_unavailable_database_costs_no_attempt() {
         .filter_map(|e| e.reason)
         .collect();
     assert_eq!(reasons, vec![InterruptReason::Unavailable; 4]);
+}
+
+/// A claim in flight must finish while the worker's loop awaits another store call
+/// (its rescue sweep, jobs given back). With a pool of one connection the two need
+/// the same connection: a claim polled only by the loop kept it while the loop waited
+/// for it, until the acquire timed out (64 worker processes with one connection each
+/// stalled for minutes, their jobs' leases expiring). Here a store whose claims take
+/// 15 ms and whose rescue waits for a claim in flight to end (500 ms at most, then
+/// fails as a pool timeout would), with a rescue sweep every 5 ms: no sweep may
+/// starve, and every job completes.
+#[test]
+fn a_claim_in_flight_finishes_while_the_loop_awaits_a_rescue() {
+    use iterjob::enumerator::{self, Enumerator};
+    use iterjob::{Job, JobContext, JobError, NewJob, Registry, Worker};
+
+    struct OneItem;
+    impl Job for OneItem {
+        const KIND: &'static str = "one_item";
+        type Params = u32;
+        type Cursor = i64;
+        type Item = i64;
+        fn enumerate(
+            &self,
+            _: &u32,
+            c: Option<i64>,
+        ) -> Result<impl Enumerator<i64, i64>, JobError> {
+            Ok(enumerator::range(0..1, c))
+        }
+        async fn process(&self, _: &JobContext<u32>, _: i64) -> Result<(), JobError> {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            Ok(())
+        }
+    }
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let store = Arc::new(ClaimGate::default());
+        let jobs: Vec<NewJob> = (0..300u32)
+            .map(|i| NewJob::of(&OneItem, &i).expect("params"))
+            .collect();
+        store.job_insert_many(&jobs).await.expect("enqueue");
+        let mut config = iterjob_testkit::scenarios::fast_config();
+        config.concurrency = 4;
+        config.rescue_interval = Duration::from_millis(5);
+        let worker =
+            Worker::new(store.clone(), Registry::new().with(OneItem), config).expect("config");
+        let report = tokio::time::timeout(Duration::from_secs(60), worker.run_until_idle())
+            .await
+            .expect("the worker finished within 60 s")
+            .expect("worker");
+        assert_eq!(report.completed, 300, "{report:?}");
+        assert!(
+            store.claims_done.load(Ordering::SeqCst) > 10,
+            "claims were in flight often enough to meet a sweep"
+        );
+        assert_eq!(
+            store.starved.load(Ordering::SeqCst),
+            0,
+            "a rescue sweep waited for a claim the loop was not driving"
+        );
+    });
+}
+
+/// A [`MemoryStore`] whose claims take a while and whose rescue needs the claim in
+/// flight to end first: one connection shared by both.
+#[derive(Default)]
+struct ClaimGate {
+    store: MemoryStore,
+    claims_started: AtomicU64,
+    claims_done: AtomicU64,
+    claim_ended: tokio::sync::Notify,
+    starved: AtomicU64,
+}
+
+impl ClaimGate {
+    fn in_flight(&self) -> bool {
+        self.claims_started.load(Ordering::SeqCst) > self.claims_done.load(Ordering::SeqCst)
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for ClaimGate {
+    async fn migrate(&self) -> Result<()> {
+        self.store.migrate().await
+    }
+    async fn job_insert_many(&self, jobs: &[NewJob]) -> Result<Vec<JobId>> {
+        self.store.job_insert_many(jobs).await
+    }
+    async fn job_insert(&self, job: &NewJob) -> Result<JobId> {
+        self.store.job_insert(job).await
+    }
+    async fn job_claim(&self, request: &ClaimRequest) -> Result<Vec<Claimed>> {
+        // a claim takes a while on the wire, and gives its connection back only
+        // once it has been driven to its end
+        self.claims_started.fetch_add(1, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(15)).await;
+        let claimed = self.store.job_claim(request).await;
+        self.claims_done.fetch_add(1, Ordering::SeqCst);
+        self.claim_ended.notify_waiters();
+        claimed
+    }
+    async fn job_heartbeat(&self, id: JobId, token: RunToken, lease: Duration) -> Result<Control> {
+        self.store.job_heartbeat(id, token, lease).await
+    }
+    async fn job_note_failure(
+        &self,
+        id: JobId,
+        token: RunToken,
+        failure: &iterjob::Failure,
+    ) -> Result<()> {
+        self.store.job_note_failure(id, token, failure).await
+    }
+    async fn job_checkpoint(
+        &self,
+        id: JobId,
+        token: RunToken,
+        progress: &Progress,
+        lease: Duration,
+    ) -> Result<Control> {
+        self.store.job_checkpoint(id, token, progress, lease).await
+    }
+    async fn job_release(
+        &self,
+        id: JobId,
+        token: RunToken,
+        progress: Option<&Progress>,
+        outcome: &Outcome,
+    ) -> Result<()> {
+        self.store.job_release(id, token, progress, outcome).await
+    }
+    async fn job_release_many(&self, releases: &[Release]) -> Result<Vec<Result<()>>> {
+        self.store.job_release_many(releases).await
+    }
+    async fn job_rescue_expired(&self, max_crashes: u32) -> Result<Vec<Rescued>> {
+        // a pool of one connection: while a claim is in flight, the rescue waits
+        // for the claim to give the connection back (or its acquire times out)
+        if self.in_flight() {
+            let ended = self.claim_ended.notified();
+            if self.in_flight()
+                && tokio::time::timeout(Duration::from_millis(500), ended)
+                    .await
+                    .is_err()
+            {
+                self.starved.fetch_add(1, Ordering::SeqCst);
+                return Err(iterjob::Error::backend(
+                    "pool timed out: the claim kept the connection",
+                ));
+            }
+        }
+        self.store.job_rescue_expired(max_crashes).await
+    }
+    async fn job_get(&self, id: JobId) -> Result<Option<JobRecord>> {
+        self.store.job_get(id).await
+    }
+    async fn job_list(&self, filter: &JobFilter) -> Result<Vec<JobRecord>> {
+        self.store.job_list(filter).await
+    }
+    async fn job_count_by_state(&self) -> Result<Vec<(JobState, u64)>> {
+        self.store.job_count_by_state().await
+    }
+    async fn worker_beat(&self, presence: &iterjob::store::WorkerPresence) -> Result<()> {
+        self.store.worker_beat(presence).await
+    }
+    async fn worker_gone(&self, id: &str) -> Result<()> {
+        self.store.worker_gone(id).await
+    }
+    async fn workers(&self) -> Result<Vec<iterjob::store::WorkerPresence>> {
+        self.store.workers().await
+    }
+    async fn job_count_top_level_by_state(&self) -> Result<Vec<(JobState, u64)>> {
+        self.store.job_count_top_level_by_state().await
+    }
+    async fn job_pause(&self, id: JobId) -> Result<JobRecord> {
+        self.store.job_pause(id).await
+    }
+    async fn job_resume(&self, id: JobId) -> Result<JobRecord> {
+        self.store.job_resume(id).await
+    }
+    async fn job_cancel(&self, id: JobId) -> Result<JobRecord> {
+        self.store.job_cancel(id).await
+    }
+    async fn job_delete(&self, id: JobId) -> Result<u64> {
+        self.store.job_delete(id).await
+    }
+    async fn job_prune(
+        &self,
+        state: iterjob::JobState,
+        finished_before: iterjob::store::Millis,
+        after: iterjob::JobId,
+        limit: usize,
+    ) -> Result<iterjob::store::PruneBatch> {
+        self.store
+            .job_prune(state, finished_before, after, limit)
+            .await
+    }
+    async fn job_prunable(
+        &self,
+        state: iterjob::JobState,
+        finished_before: iterjob::store::Millis,
+    ) -> Result<u64> {
+        self.store.job_prunable(state, finished_before).await
+    }
+
+    async fn schedule_tick(
+        &self,
+        tick: &iterjob::store::ScheduleTick,
+    ) -> Result<iterjob::store::TickOutcome> {
+        self.store.schedule_tick(tick).await
+    }
+
+    async fn schedule_states(&self) -> Result<Vec<iterjob::store::ScheduleState>> {
+        self.store.schedule_states().await
+    }
+
+    async fn lease_acquire(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: std::time::Duration,
+    ) -> Result<bool> {
+        self.store.lease_acquire(name, holder, ttl).await
+    }
+
+    async fn lease_release(&self, name: &str, holder: &str) -> Result<()> {
+        self.store.lease_release(name, holder).await
+    }
+
+    async fn queue_pause(
+        &self,
+        queue: &str,
+        mode: iterjob::store::QueuePauseMode,
+    ) -> Result<iterjob::store::QueuePause> {
+        self.store.queue_pause(queue, mode).await
+    }
+
+    async fn queue_resume(&self, queue: &str) -> Result<bool> {
+        self.store.queue_resume(queue).await
+    }
+
+    async fn queue_pauses(&self) -> Result<Vec<iterjob::store::QueuePause>> {
+        self.store.queue_pauses().await
+    }
+
+    async fn throttle_on(
+        &self,
+        switch: &iterjob::ThrottleSwitch,
+    ) -> Result<iterjob::ThrottleSwitch> {
+        self.store.throttle_on(switch).await
+    }
+
+    async fn throttle_off(&self, queue: Option<&str>, kind: Option<&str>) -> Result<bool> {
+        self.store.throttle_off(queue, kind).await
+    }
+
+    async fn throttle_switches(
+        &self,
+        now: iterjob::store::Millis,
+    ) -> Result<Vec<iterjob::ThrottleSwitch>> {
+        self.store.throttle_switches(now).await
+    }
+
+    async fn queue_rows(
+        &self,
+        now: iterjob::store::Millis,
+    ) -> Result<Vec<iterjob::store::QueueRow>> {
+        self.store.queue_rows(now).await
+    }
+    async fn job_wait_available(&self) {
+        self.store.job_wait_available().await
+    }
+    async fn job_retry(&self, id: JobId) -> Result<JobRecord> {
+        self.store.job_retry(id).await
+    }
+    async fn job_partition(
+        &self,
+        id: JobId,
+        token: RunToken,
+        children: &[Value],
+    ) -> Result<Vec<JobId>> {
+        self.store.job_partition(id, token, children).await
+    }
+    async fn job_split(
+        &self,
+        id: JobId,
+        token: RunToken,
+        progress: &Progress,
+        split: Option<&Split>,
+        lease: Duration,
+    ) -> Result<Option<JobId>> {
+        self.store
+            .job_split(id, token, progress, split, lease)
+            .await
+    }
+    async fn job_request_split(&self, request: &SplitRequest) -> Result<Option<JobId>> {
+        self.store.job_request_split(request).await
+    }
+    async fn job_partitions(&self, parent: JobId) -> Result<Vec<JobRecord>> {
+        self.store.job_partitions(parent).await
+    }
+    async fn rate_acquire(&self, key: &str, n: u64, interval: Duration) -> Result<Duration> {
+        self.store.rate_acquire(key, n, interval).await
+    }
+    async fn job_events(&self, id: JobId, limit: usize) -> Result<Vec<JobEvent>> {
+        self.store.job_events(id, limit).await
+    }
 }

@@ -63,15 +63,41 @@ fn run_ended(report: &RunReport, took: Duration) {
 /// What a run task hands back: its job, its report, and how long it ran.
 type Joined = (JobId, RunReport, Duration);
 
-/// A claim in flight.
-type ClaimFuture =
-    std::pin::Pin<Box<dyn std::future::Future<Output = (Result<Vec<Claimed>>, Duration)> + Send>>;
+/// A claim in flight: a task of its own, so that it finishes and gives its pooled
+/// connection back while the worker's loop awaits other store calls (a rescue, jobs
+/// given back). Polled only by the loop, a claim holding the pool's last connection
+/// would wait for the very call that waits for that connection: with a pool of one
+/// connection and 64 worker processes, workers stalled until every acquire timed out
+/// and their jobs' leases expired. Aborted when dropped (the worker's future was
+/// dropped), as the future it replaces was.
+struct ClaimTask(tokio::task::JoinHandle<(Result<Vec<Claimed>>, Duration)>);
+
+impl Drop for ClaimTask {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl ClaimTask {
+    /// The claim's result and how long it took.
+    async fn result(&mut self) -> (Result<Vec<Claimed>>, Duration) {
+        match (&mut self.0).await {
+            Ok(result) => result,
+            Err(error) => (
+                Err(crate::Error::backend(format!(
+                    "the claim task failed: {error}"
+                ))),
+                Duration::ZERO,
+            ),
+        }
+    }
+}
 
 /// The claim in flight's result and how long it took; never resolves when there is
 /// none.
-async fn in_flight(claim: &mut Option<ClaimFuture>) -> (Result<Vec<Claimed>>, Duration) {
+async fn in_flight(claim: &mut Option<ClaimTask>) -> (Result<Vec<Claimed>>, Duration) {
     match claim {
-        Some(claim) => claim.await,
+        Some(claim) => claim.result().await,
         None => std::future::pending().await,
     }
 }
@@ -307,7 +333,7 @@ impl Worker {
         )));
         let mut ahead = Ahead::default();
         // the claim in flight: the loop keeps starting jobs and joining runs meanwhile
-        let mut claim: Option<ClaimFuture> = None;
+        let mut claim: Option<ClaimTask> = None;
         // the last claim found nothing: claim again only after a wake-up
         let mut idle = false;
         // runs joined so far, and as of the claim in flight: a run that ended while
@@ -420,7 +446,7 @@ impl Worker {
                 let store = Arc::clone(&self.store);
                 let health = Arc::clone(&self.health);
                 joined_at_claim = joined_runs;
-                claim = Some(Box::pin(async move {
+                claim = Some(ClaimTask(tokio::spawn(async move {
                     let started = std::time::Instant::now();
                     let claimed = store.job_claim(&request).await;
                     let took = started.elapsed();
@@ -439,7 +465,7 @@ impl Worker {
                         }
                     }
                     (claimed, took)
-                }));
+                })));
             }
 
             if let Some(grace) = exit_when_idle {
@@ -544,8 +570,8 @@ impl Worker {
         }
 
         let mut held: Vec<Claimed> = ahead.ready.drain(..).map(|(c, _)| c).collect();
-        if let Some(claim) = claim.take()
-            && let (Ok(claimed), _) = claim.await
+        if let Some(mut claim) = claim.take()
+            && let (Ok(claimed), _) = claim.result().await
         {
             held.extend(claimed);
         }
