@@ -179,6 +179,28 @@ async fn try_progress(db: &Path, items: i64, limit: Duration) -> Option<Instant>
     }
 }
 
+/// Whether a write transaction can start now (SQLite has one writer: a worker
+/// stopped inside a commit holds the lock).
+async fn write_lock_free(db: &Path) -> bool {
+    use sqlx::sqlite::SqliteConnectOptions;
+    use sqlx::{ConnectOptions, Connection};
+    let options = SqliteConnectOptions::new()
+        .filename(db)
+        .busy_timeout(Duration::from_millis(300));
+    let Ok(mut conn) = options.connect().await else {
+        return false;
+    };
+    let free = sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut conn)
+        .await
+        .is_ok();
+    if free {
+        let _ = sqlx::query("ROLLBACK").execute(&mut conn).await;
+    }
+    let _ = conn.close().await;
+    free
+}
+
 /// Polls until job 1 has done more than `items` items; returns when it happened.
 async fn wait_progress(db: &Path, items: i64, limit: Duration) -> Instant {
     let start = Instant::now();
@@ -384,16 +406,40 @@ async fn a_worker_stopped_past_its_lease_is_fenced_and_comes_back_healthy() {
             .expect("spawn worker");
         (child, log)
     };
-    let (mut a, a_log) = worker("a");
+    let (mut a, mut a_log) = worker("a");
     wait_progress(&db, before + 200, Duration::from_secs(30)).await;
     // SQLite has one writer: a worker stopped inside a batch's commit holds the write
     // lock and stops everyone (RELIABILITY.md, Limits). Then continue it and stop it
     // again at another moment; the takeover must happen within three stops.
+    // B starts only once A is stopped holding the job's run and not the write lock.
+    // A stop that lands on the lock is undone: A is continued and stopped for good
+    // (SIGTERM hands the job back), and a fresh A takes the job and is stopped again
+    // (the old A, having seen its store stall, would hold claims back by its default
+    // backpressure, and a stall is not what this test is about).
     let mut b = None;
     let mut takeover = None;
-    for attempt in 0..3 {
+    for attempt in 0..5 {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while running(&db).await != 1 {
+            assert!(
+                Instant::now() < deadline,
+                "A runs the job again ({:?})",
+                job_state(&db).await
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         signal(a.id(), "-STOP");
         let stopped = Instant::now();
+        // a commit A was in stays unfinished while A is stopped
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if !write_lock_free(&db).await {
+            eprintln!("stop {attempt}: A held the write lock; replacing it with a fresh A");
+            signal(a.id(), "-CONT");
+            signal(a.id(), "-TERM");
+            assert!(a.wait().expect("wait a").success(), "A exits 0 on SIGTERM");
+            (a, a_log) = worker(&format!("a{attempt}"));
+            continue;
+        }
         let (_, at_stop, _) = job_state(&db).await;
         if b.is_none() {
             b = Some(worker("b"));
@@ -402,11 +448,12 @@ async fn a_worker_stopped_past_its_lease_is_fenced_and_comes_back_healthy() {
             takeover = Some((stopped, at));
             break;
         }
-        eprintln!("stop {attempt}: A held the write lock; continuing it and stopping again");
+        eprintln!("stop {attempt}: B made no progress while A was stopped; continuing A");
         signal(a.id(), "-CONT");
         tokio::time::sleep(Duration::from_millis(700)).await;
     }
-    let (stopped, taken_over) = takeover.expect("B took the job over within three stops of A");
+    let (stopped, taken_over) =
+        takeover.expect("B took the job over within five stops of A (A stopped off the lock)");
     let (mut b, b_log) = b.expect("B started");
     // A stays stopped past its lease and B's takeover, then wakes up mid-run
     tokio::time::sleep(Duration::from_secs(1)).await;
