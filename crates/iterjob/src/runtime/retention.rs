@@ -39,7 +39,12 @@ pub struct Retention {
     /// least this, and at least three times as long as the batch took, so pruning
     /// takes at most a quarter of a connection's time however slow a batch is (a
     /// backlog of a million old jobs is gone in about three minutes; measured in
-    /// BENCHMARKS.md). Default: 20 ms.
+    /// BENCHMARKS.md). Unless the pruner falls behind: when a pass over the old jobs
+    /// lasts longer than `interval`, jobs finish faster than a quarter of a
+    /// connection deletes them, and at that pace the table would grow for ever; the
+    /// next pass then rests half as long after each batch, the one after that half
+    /// as long again, down to this pause alone, and the gentle pace comes back with
+    /// the first pass that ends within `interval`. Default: 20 ms.
     pub pause: Duration,
 }
 
@@ -86,6 +91,43 @@ fn lease_ttl(retention: &Retention) -> Duration {
     (retention.interval * 2).max(Duration::from_secs(30))
 }
 
+/// How long the pruner rests after a batch, as a multiple of the batch's own time.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Pace {
+    factor: f64,
+}
+
+impl Pace {
+    /// Three times the batch's time: at most a quarter of a connection.
+    const GENTLE: f64 = 3.0;
+
+    /// The gentle pace.
+    pub(crate) fn gentle() -> Self {
+        Pace {
+            factor: Self::GENTLE,
+        }
+    }
+
+    /// The rest after a batch that took `took`: `factor` times that, at least `pause`.
+    pub(crate) fn rest(self, pause: Duration, took: Duration) -> Duration {
+        pause.max(took.mul_f64(self.factor))
+    }
+
+    /// The pace of the next pass, after one that took `took`. A pass longer than
+    /// the interval means jobs became old enough faster than this pace deletes them:
+    /// the next pass rests half as long (below a tenth of the batch's time, only the
+    /// configured pause). A pass within the interval goes back to the gentle pace.
+    pub(crate) fn after_pass(self, took: Duration, interval: Duration) -> Self {
+        if took <= interval {
+            return Pace::gentle();
+        }
+        let factor = self.factor / 2.0;
+        Pace {
+            factor: if factor < 0.1 { 0.0 } else { factor },
+        }
+    }
+}
+
 /// Every `interval`: takes the lease if free, and prunes. Runs until aborted.
 ///
 /// Stops at `stop`, between two statements, never inside one: a statement whose
@@ -100,6 +142,7 @@ pub(crate) async fn run(
     let ttl = lease_ttl(&retention);
     // the first pass soon after the worker starts, so short-lived workers prune too
     let mut wait = retention.interval.min(Duration::from_secs(2));
+    let mut pace = Pace::gentle();
     loop {
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
@@ -108,8 +151,28 @@ pub(crate) async fn run(
         wait = retention.interval;
         match store.lease_acquire(LEASE, &holder, ttl).await {
             Ok(true) => {
-                if let Err(error) = pass(&*store, &retention, &holder, ttl, &stop).await {
-                    tracing::warn!(%error, "retention: deleting old finished jobs failed; trying again later");
+                let started = std::time::Instant::now();
+                let result = pass(&*store, &retention, pace, &holder, ttl, &stop).await;
+                let took = started.elapsed();
+                match result {
+                    Ok(_) => {
+                        let next = pace.after_pass(took, retention.interval);
+                        if next != Pace::gentle() {
+                            // behind: what finished during this pass is due already
+                            wait = retention.pause;
+                            tracing::info!(
+                                pass_took = ?took,
+                                interval = ?retention.interval,
+                                rest_factor = next.factor,
+                                "retention: jobs finish faster than they were deleted; \
+                                 the next pass rests less between batches"
+                            );
+                        }
+                        pace = next;
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "retention: deleting old finished jobs failed; trying again later")
+                    }
                 }
             }
             Ok(false) => {}
@@ -123,6 +186,7 @@ pub(crate) async fn run(
 pub(crate) async fn pass(
     store: &dyn Store,
     retention: &Retention,
+    pace: Pace,
     holder: &str,
     ttl: Duration,
     stop: &CancellationToken,
@@ -143,7 +207,7 @@ pub(crate) async fn pass(
                 _ => break,
             }
             tokio::select! {
-                _ = tokio::time::sleep(retention.pause.max(started.elapsed() * 3)) => {}
+                _ = tokio::time::sleep(pace.rest(retention.pause, started.elapsed())) => {}
                 _ = stop.cancelled() => return Ok(total + deleted),
             }
             if !store.lease_acquire(LEASE, holder, ttl).await? {
@@ -164,4 +228,44 @@ pub(crate) async fn pass(
         total += deleted;
     }
     Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn the_gentle_pace_rests_three_batches_and_at_least_the_pause() {
+        let pace = Pace::gentle();
+        assert_eq!(pace.rest(20 * MS, 40 * MS), 120 * MS);
+        assert_eq!(pace.rest(20 * MS, 2 * MS), 20 * MS);
+    }
+
+    #[test]
+    fn a_pruner_that_falls_behind_rests_less_until_it_keeps_up() {
+        let interval = 5_000 * MS;
+        let behind = 6_000 * MS;
+        let mut pace = Pace::gentle();
+        let mut rests = Vec::new();
+        for _ in 0..6 {
+            pace = pace.after_pass(behind, interval);
+            rests.push(pace.rest(MS, 40 * MS));
+        }
+        assert_eq!(
+            rests,
+            [
+                60 * MS,
+                30 * MS,
+                15 * MS,
+                7_500_000 * Duration::from_nanos(1),
+                MS,
+                MS
+            ],
+            "halved after each pass that overran the interval, then only the pause"
+        );
+        // a pass within the interval: back to a quarter of a connection
+        assert_eq!(pace.after_pass(interval, interval), Pace::gentle());
+    }
 }
