@@ -350,6 +350,7 @@ impl StoreHealth {
                 .collect();
             let typical = median(&mut recent);
             if typical > limit {
+                let engaged = state.slow_since.is_none();
                 state.slow_since.get_or_insert_with(now_millis);
                 state.why = format!(
                     "the store's writes take {} (median of the last {}), {:.1}× their \
@@ -361,8 +362,14 @@ impl StoreHealth {
                     config.factor,
                     config.floor
                 );
-            } else {
-                state.slow_since = None;
+                if engaged {
+                    tracing::warn!(why = %state.why, "the store is slow: jobs are held back until its writes recover");
+                }
+            } else if state.slow_since.take().is_some() {
+                tracing::info!(
+                    latency = %ms(typical),
+                    "the store's writes are back to their usual time; jobs may run"
+                );
             }
         } else if newest.is_none_or(|at| now.duration_since(at) > STALE) {
             state.slow_since = None;
