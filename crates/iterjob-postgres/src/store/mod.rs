@@ -30,6 +30,7 @@
 //! (enqueueing), `methods` (the [`Store`] trait), `release_many` (batched releases).
 
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use iterjob::store::rules::{AdminAction, AdminStep, admin_step};
@@ -61,8 +62,10 @@ pub use options::{
 };
 use queries::Queries;
 
-/// An enqueue of at least this many jobs refreshes the table's planner statistics.
-pub(super) const ANALYZE_AFTER_INSERTING: usize = 1000;
+/// Enqueueing at least this many jobs since the last `ANALYZE` (in one call or in
+/// many) refreshes the table's planner statistics; on a table of more than ten times
+/// as many rows, a tenth of its rows.
+pub(super) const ANALYZE_AFTER_INSERTING: u64 = 1000;
 
 /// How many jobs `job_list` returns when the filter sets no limit.
 pub(super) const DEFAULT_LIST_LIMIT: usize = 100;
@@ -122,6 +125,11 @@ struct Inner {
     /// [`PgStore::close`] or by whoever owns the pool): started with the first kept
     /// connection, stopped with the store.
     hot_watch: Mutex<Option<BackgroundTask>>,
+    /// Jobs this store enqueued since it last ran `ANALYZE`.
+    inserted_since_analyze: AtomicU64,
+    /// How many make it run `ANALYZE` again: [`ANALYZE_AFTER_INSERTING`], or a tenth
+    /// of the table's rows as the last `ANALYZE` counted them.
+    analyze_threshold: AtomicU64,
 }
 
 /// The scale-out [`Store`]: jobs in a PostgreSQL database that any number of worker
@@ -316,7 +324,50 @@ impl PgStore {
                 hot: Mutex::new(Vec::new()),
                 max_hot,
                 hot_watch: Mutex::new(None),
+                inserted_since_analyze: AtomicU64::new(0),
+                analyze_threshold: AtomicU64::new(ANALYZE_AFTER_INSERTING),
             }),
+        }
+    }
+
+    /// Counts `n` enqueued jobs, and refreshes the jobs table's planner statistics
+    /// once enough were enqueued since the last refresh: [`ANALYZE_AFTER_INSERTING`],
+    /// or a tenth of the table's rows. Without statistics the planner takes the table
+    /// for empty: claims sorted every waiting job (measured: claims on 20,000 fresh
+    /// one-item jobs 3.3x faster with statistics), and the pruner read and sorted
+    /// the whole table for each batch of 500 (measured in the soak: 248 ms a batch on
+    /// a never-analyzed table of 220,000 rows, and the worker fell from 5,000 to 1,400
+    /// jobs/s until autovacuum's first analyze). Small enqueues count too, so an
+    /// application enqueueing as its events arrive gets statistics as soon as one
+    /// enqueueing in bulk does; the tenth keeps `ANALYZE` rare on a big table.
+    async fn analyze_after_inserting(&self, n: u64) {
+        let inner = &self.inner;
+        let since = inner.inserted_since_analyze.fetch_add(n, Ordering::AcqRel) + n;
+        if since < inner.analyze_threshold.load(Ordering::Acquire) {
+            return;
+        }
+        // whoever takes the count runs the ANALYZE; a concurrent enqueue that also
+        // crossed the threshold finds it taken
+        let taken = inner.inserted_since_analyze.swap(0, Ordering::AcqRel);
+        if taken < inner.analyze_threshold.load(Ordering::Acquire) {
+            inner
+                .inserted_since_analyze
+                .fetch_add(taken, Ordering::AcqRel);
+            return;
+        }
+        if let Err(error) = sqlx::query(&self.q().analyze).execute(self.pool()).await {
+            tracing::debug!(%error, "ANALYZE after enqueueing failed; claims may be slower until autovacuum");
+            return;
+        }
+        match sqlx::query_scalar::<_, i64>(&self.q().table_rows)
+            .fetch_one(self.pool())
+            .await
+        {
+            Ok(rows) => inner.analyze_threshold.store(
+                ANALYZE_AFTER_INSERTING.max(u64::try_from(rows).unwrap_or(0) / 10),
+                Ordering::Release,
+            ),
+            Err(error) => tracing::debug!(%error, "reading the jobs table's row count failed"),
         }
     }
 

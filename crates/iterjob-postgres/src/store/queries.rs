@@ -30,6 +30,7 @@ const Q_RESUME: &str = include_str!("../../queries/job_resume.sql");
 const Q_CANCEL: &str = include_str!("../../queries/job_cancel.sql");
 const Q_RETRY: &str = include_str!("../../queries/job_retry.sql");
 const Q_ANALYZE: &str = include_str!("../../queries/job_analyze.sql");
+const Q_TABLE_ROWS: &str = include_str!("../../queries/job_table_rows.sql");
 const Q_INSERT_PARTITION: &str = include_str!("../../queries/job_insert_partition.sql");
 const Q_PARTITION: &str = include_str!("../../queries/job_partition.sql");
 const Q_SPLIT: &str = include_str!("../../queries/job_split.sql");
@@ -95,6 +96,7 @@ pub(super) struct Queries {
     pub(super) cancel: String,
     pub(super) retry: String,
     pub(super) analyze: String,
+    pub(super) table_rows: String,
     pub(super) insert_partition: String,
     pub(super) partition: String,
     pub(super) split: String,
@@ -163,6 +165,7 @@ impl Queries {
             cancel: r(Q_CANCEL),
             retry: r(Q_RETRY),
             analyze: r(Q_ANALYZE),
+            table_rows: r(Q_TABLE_ROWS),
             insert_partition: r(Q_INSERT_PARTITION),
             partition: r(Q_PARTITION),
             split: r(Q_SPLIT),
