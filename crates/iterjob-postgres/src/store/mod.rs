@@ -355,20 +355,32 @@ impl PgStore {
                 .fetch_add(taken, Ordering::AcqRel);
             return;
         }
-        if let Err(error) = sqlx::query(&self.q().analyze).execute(self.pool()).await {
-            tracing::debug!(%error, "ANALYZE after enqueueing failed; claims may be slower until autovacuum");
-            return;
-        }
-        match sqlx::query_scalar::<_, i64>(&self.q().table_rows)
-            .fetch_one(self.pool())
-            .await
-        {
+        match self.analyze().await {
             Ok(rows) => inner.analyze_threshold.store(
                 ANALYZE_AFTER_INSERTING.max(u64::try_from(rows).unwrap_or(0) / 10),
                 Ordering::Release,
             ),
-            Err(error) => tracing::debug!(%error, "reading the jobs table's row count failed"),
+            Err(error) => {
+                tracing::debug!(%error, "ANALYZE after enqueueing failed; claims may be slower until autovacuum")
+            }
         }
+    }
+
+    /// `ANALYZE (SKIP_LOCKED)` of the jobs table, then its row count as now estimated.
+    /// In a transaction of its own whose `client_min_messages` hides the warning a
+    /// skip raises ("skipping analyze … lock not available", each time autovacuum is
+    /// at the table): an expected outcome, not one for the application's log.
+    async fn analyze(&self) -> std::result::Result<i64, sqlx::Error> {
+        let mut tx = self.pool().begin().await?;
+        sqlx::query("SELECT set_config('client_min_messages', 'error', true)")
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(&self.q().analyze).execute(&mut *tx).await?;
+        let rows = sqlx::query_scalar::<_, i64>(&self.q().table_rows)
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(rows)
     }
 
     /// The connection pool, for a job that reads or writes its own tables in the same
