@@ -158,6 +158,142 @@ async fn slow_store_writes_throttle_jobs_until_the_store_recovers() {
     assert_eq!(job.recorder.items(id), (0..6_000).collect::<Vec<_>>());
 }
 
+/// A long job that does not obey the default backpressure: it keeps checkpointing
+/// while the store is slow, so the worker's latency samples follow the store.
+struct Steady;
+
+impl iterjob::Job for Steady {
+    const KIND: &'static str = "steady";
+    type Params = ();
+    type Cursor = i64;
+    type Item = i64;
+
+    fn enumerate(
+        &self,
+        _params: &(),
+        cursor: Option<i64>,
+    ) -> Result<impl iterjob::enumerator::Enumerator<i64, i64>, iterjob::JobError> {
+        Ok(iterjob::enumerator::range(0..1_000_000, cursor))
+    }
+
+    async fn process(
+        &self,
+        _ctx: &iterjob::JobContext<()>,
+        _item: i64,
+    ) -> Result<(), iterjob::JobError> {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        Ok(())
+    }
+
+    fn settings(&self) -> iterjob::KindSettings {
+        iterjob::KindSettings::default().backpressure(false)
+    }
+}
+
+/// While the store is slow a worker claims one job per backoff (a probe); once the
+/// store has recovered it claims at once, not at its next probe. The backoff here is
+/// 30 s: a job enqueued while the store was slow must finish within 8 s of the store
+/// recovering (it waited for the probe a backoff later before).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_claims_again_as_soon_as_a_slow_store_recovers() {
+    let Some(db) = TempSchema::new().await else {
+        return;
+    };
+    let store: Arc<dyn Store> = Arc::new(db.store.clone());
+    let job = CountingJob::new();
+    let mut config = config();
+    config.backpressure.backoff = Duration::from_secs(30);
+    let worker = Arc::new(
+        Worker::new(
+            Arc::clone(&store),
+            Registry::new().with(job.clone()).with(Steady),
+            config,
+        )
+        .expect("config"),
+    );
+    let steady = store
+        .job_insert(&NewJob::of(&Steady, &()).expect("params"))
+        .await
+        .expect("enqueue");
+    let run = {
+        let worker = Arc::clone(&worker);
+        tokio::spawn(async move { worker.run().await })
+    };
+    // a baseline of fast checkpoints first (one every 20 ms)
+    wait_for(
+        &store,
+        steady,
+        "a second of progress",
+        Duration::from_secs(20),
+        |r| r.items_done > 400,
+    )
+    .await;
+
+    let mut conn = PgConnection::connect(&pg_url()).await.expect("connect");
+    let schema = &db.name;
+    sqlx::query(&format!(
+        "CREATE FUNCTION \"{schema}\".slow_down() RETURNS trigger LANGUAGE plpgsql AS \
+         $$ BEGIN PERFORM pg_sleep(0.15); RETURN NEW; END $$"
+    ))
+    .execute(&mut conn)
+    .await
+    .expect("create the trigger function");
+    sqlx::query(&format!(
+        "CREATE TRIGGER slow_down BEFORE UPDATE ON \"{schema}\".jobs \
+         FOR EACH ROW EXECUTE FUNCTION \"{schema}\".slow_down()"
+    ))
+    .execute(&mut conn)
+    .await
+    .expect("create the trigger");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !worker
+        .throttles()
+        .iter()
+        .any(|s| s.source == SignalSource::StoreLatency)
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the store-latency signal did not engage"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // the worker's first probe has found nothing to claim by now; this job waits
+    // for the next one, 30 s later, while the store stays slow
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let quick = enqueue(&store, &job, 1).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let held = store.job_get(quick).await.expect("get").expect("job");
+    assert_eq!(
+        held.state,
+        JobState::Queued,
+        "not claimed while the store is slow"
+    );
+
+    sqlx::query(&format!("DROP TRIGGER slow_down ON \"{schema}\".jobs"))
+        .execute(&mut conn)
+        .await
+        .expect("drop the trigger");
+    let _ = conn.close().await;
+    wait_for(
+        &store,
+        quick,
+        "claimed and finished once the store recovered",
+        Duration::from_secs(8),
+        |r| r.state == JobState::Completed,
+    )
+    .await;
+    assert!(
+        !worker
+            .throttles()
+            .iter()
+            .any(|s| s.source == SignalSource::StoreLatency),
+        "{:?}",
+        worker.throttles()
+    );
+    worker.shutdown_token().cancel();
+    run.await.expect("join").expect("worker");
+}
+
 /// A standby made by this test, stopped and deleted on drop.
 struct Standby {
     dir: PathBuf,

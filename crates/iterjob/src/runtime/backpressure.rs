@@ -21,7 +21,8 @@
 //! with the signal and since when as the job's last error (shown by `iterjob show`
 //! and the dashboard). Workers claim less meanwhile: nothing of what a signal covers
 //! (kinds that opt out are still claimed), and while the store is slow, one job per
-//! backoff — a probe whose claim and release tell when the store has recovered.
+//! backoff — a probe whose claim and release tell when the store has recovered; once
+//! the signal clears, claims go out at once rather than at the next probe.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};

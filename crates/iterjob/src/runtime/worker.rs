@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::Result;
 use crate::registry::Registry;
-use crate::runtime::backpressure::{self, StoreHealth, ThrottleSignal};
+use crate::runtime::backpressure::{self, SignalSource, StoreHealth, ThrottleSignal};
 use crate::runtime::controls::{self, Controls, ControlsWatch};
 use crate::runtime::live::{LiveJob, LiveJobs, RunningJob};
 use crate::runtime::release::{MAX_BATCH, Releaser};
@@ -342,7 +342,11 @@ impl Worker {
         let mut joined_at_claim: u64 = 0;
         // since when nothing ran and the claims found nothing (for `exit_when_idle`)
         let mut idle_since: Option<Instant> = None;
+        // after a claim failed: no claim before this
         let mut claim_again_at: Option<Instant> = None;
+        // while the store is slow: the next probe (one job per backoff); a store that
+        // has recovered is claimed from at once, whatever this says
+        let mut probe_again_at: Option<Instant> = None;
         let mut last_rescue: Option<Instant> = None;
         // After the store failed this worker (a claim or a rescue erred), no rescue
         // until its claims work again and two heartbeat intervals have passed: every
@@ -418,6 +422,16 @@ impl Worker {
                 .saturating_sub(ahead.ready.len());
             // refill when a slot is free, or when the jobs held ready run low
             let refill = free > 0 || ahead.ready.len() <= prefetch / 2;
+            // the store has recovered: claims go out at once, not at the next probe
+            if probe_again_at.is_some()
+                && !controls
+                    .borrow()
+                    .throttles
+                    .iter()
+                    .any(|s| s.source == SignalSource::StoreLatency)
+            {
+                probe_again_at = None;
+            }
             // what the backpressure signals leave to claim, worked out only when a
             // claim may go out
             let plan = (claim.is_none()
@@ -430,7 +444,8 @@ impl Worker {
                     .borrow()
                     .claim_plan(&kinds, &exempt, &self.config.queues)
             })
-            .filter(|plan| !plan.kinds.is_empty() && !plan.queues.is_empty());
+            .filter(|plan| !plan.kinds.is_empty() && !plan.queues.is_empty())
+            .filter(|plan| !plan.probe || probe_again_at.is_none_or(|at| Instant::now() >= at));
             if let Some(plan) = plan {
                 let request = ClaimRequest {
                     worker_id: self.config.worker_id.clone(),
@@ -440,9 +455,9 @@ impl Worker {
                     limit: if plan.probe { 1 } else { want },
                     lease: self.config.lease,
                 };
-                if plan.probe {
-                    claim_again_at = Some(Instant::now() + self.config.backpressure.backoff);
-                }
+                probe_again_at = plan
+                    .probe
+                    .then(|| Instant::now() + self.config.backpressure.backoff);
                 let store = Arc::clone(&self.store);
                 let health = Arc::clone(&self.health);
                 joined_at_claim = joined_runs;
@@ -482,10 +497,15 @@ impl Worker {
                     idle_since = None;
                 }
             }
-            let mut wait = match claim_again_at {
-                Some(at) => at.saturating_duration_since(Instant::now()),
-                None => self.config.poll_interval,
-            };
+            // the next deadline still ahead (one passed with no claim possible, all
+            // slots busy, would otherwise make this loop spin until a slot frees)
+            let now = Instant::now();
+            let mut wait = [claim_again_at, probe_again_at]
+                .into_iter()
+                .flatten()
+                .filter(|at| *at > now)
+                .min()
+                .map_or(self.config.poll_interval, |at| at - now);
             // wake when the oldest job held ready has waited too long, to give it
             // back to a worker that has a slot for it
             if let Some((_, at)) = ahead.ready.front() {
