@@ -60,6 +60,48 @@ async fn wait_for(
     }
 }
 
+/// Every UPDATE of a schema's jobs table slowed for real: a trigger that sleeps
+/// 150 ms, until [`SlowUpdates::stop`].
+struct SlowUpdates {
+    conn: PgConnection,
+    schema: String,
+}
+
+impl SlowUpdates {
+    async fn start(schema: &str) -> SlowUpdates {
+        let mut conn = PgConnection::connect(&pg_url()).await.expect("connect");
+        sqlx::query(&format!(
+            "CREATE FUNCTION \"{schema}\".slow_down() RETURNS trigger LANGUAGE plpgsql AS \
+             $$ BEGIN PERFORM pg_sleep(0.15); RETURN NEW; END $$"
+        ))
+        .execute(&mut conn)
+        .await
+        .expect("create the trigger function");
+        sqlx::query(&format!(
+            "CREATE TRIGGER slow_down BEFORE UPDATE ON \"{schema}\".jobs \
+             FOR EACH ROW EXECUTE FUNCTION \"{schema}\".slow_down()"
+        ))
+        .execute(&mut conn)
+        .await
+        .expect("create the trigger");
+        SlowUpdates {
+            conn,
+            schema: schema.to_string(),
+        }
+    }
+
+    async fn stop(mut self) {
+        sqlx::query(&format!(
+            "DROP TRIGGER slow_down ON \"{}\".jobs",
+            self.schema
+        ))
+        .execute(&mut self.conn)
+        .await
+        .expect("drop the trigger");
+        let _ = self.conn.close().await;
+    }
+}
+
 /// Writes slowed for real (every UPDATE of the jobs table sleeps 150 ms in a
 /// trigger) make the store-latency signal engage: the running job goes back to its
 /// queue saying why; with the trigger gone the signal clears and the job finishes,
@@ -95,22 +137,7 @@ async fn slow_store_writes_throttle_jobs_until_the_store_recovers() {
     .await;
     assert!(worker.throttles().is_empty(), "{:?}", worker.throttles());
 
-    let mut conn = PgConnection::connect(&pg_url()).await.expect("connect");
-    let schema = &db.name;
-    sqlx::query(&format!(
-        "CREATE FUNCTION \"{schema}\".slow_down() RETURNS trigger LANGUAGE plpgsql AS \
-         $$ BEGIN PERFORM pg_sleep(0.15); RETURN NEW; END $$"
-    ))
-    .execute(&mut conn)
-    .await
-    .expect("create the trigger function");
-    sqlx::query(&format!(
-        "CREATE TRIGGER slow_down BEFORE UPDATE ON \"{schema}\".jobs \
-         FOR EACH ROW EXECUTE FUNCTION \"{schema}\".slow_down()"
-    ))
-    .execute(&mut conn)
-    .await
-    .expect("create the trigger");
+    let slow = SlowUpdates::start(&db.name).await;
 
     let back = wait_for(
         &store,
@@ -140,11 +167,7 @@ async fn slow_store_writes_throttle_jobs_until_the_store_recovers() {
         held.items_done
     );
 
-    sqlx::query(&format!("DROP TRIGGER slow_down ON \"{schema}\".jobs"))
-        .execute(&mut conn)
-        .await
-        .expect("drop the trigger");
-    let _ = conn.close().await;
+    slow.stop().await;
     wait_for(
         &store,
         id,
@@ -229,22 +252,7 @@ async fn a_worker_claims_again_as_soon_as_a_slow_store_recovers() {
     )
     .await;
 
-    let mut conn = PgConnection::connect(&pg_url()).await.expect("connect");
-    let schema = &db.name;
-    sqlx::query(&format!(
-        "CREATE FUNCTION \"{schema}\".slow_down() RETURNS trigger LANGUAGE plpgsql AS \
-         $$ BEGIN PERFORM pg_sleep(0.15); RETURN NEW; END $$"
-    ))
-    .execute(&mut conn)
-    .await
-    .expect("create the trigger function");
-    sqlx::query(&format!(
-        "CREATE TRIGGER slow_down BEFORE UPDATE ON \"{schema}\".jobs \
-         FOR EACH ROW EXECUTE FUNCTION \"{schema}\".slow_down()"
-    ))
-    .execute(&mut conn)
-    .await
-    .expect("create the trigger");
+    let slow = SlowUpdates::start(&db.name).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while !worker
         .throttles()
@@ -269,11 +277,7 @@ async fn a_worker_claims_again_as_soon_as_a_slow_store_recovers() {
         "not claimed while the store is slow"
     );
 
-    sqlx::query(&format!("DROP TRIGGER slow_down ON \"{schema}\".jobs"))
-        .execute(&mut conn)
-        .await
-        .expect("drop the trigger");
-    let _ = conn.close().await;
+    slow.stop().await;
     wait_for(
         &store,
         quick,
