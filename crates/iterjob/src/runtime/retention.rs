@@ -128,6 +128,9 @@ impl Pace {
     }
 }
 
+/// How often the pruner says at `info` that it fell behind.
+const BEHIND_NOTE: Duration = Duration::from_secs(600);
+
 /// Every `interval`: takes the lease if free, and prunes. Runs until aborted.
 ///
 /// Stops at `stop`, between two statements, never inside one: a statement whose
@@ -143,6 +146,9 @@ pub(crate) async fn run(
     // the first pass soon after the worker starts, so short-lived workers prune too
     let mut wait = retention.interval.min(Duration::from_secs(2));
     let mut pace = Pace::gentle();
+    // when "behind" was last said at `info`: a pruner just short of the finish rate
+    // flips between paces every few passes, and says so once per `BEHIND_NOTE`
+    let mut behind_noted: Option<std::time::Instant> = None;
     loop {
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
@@ -160,13 +166,25 @@ pub(crate) async fn run(
                         if next != Pace::gentle() {
                             // behind: what finished during this pass is due already
                             wait = retention.pause;
-                            tracing::info!(
-                                pass_took = ?took,
-                                interval = ?retention.interval,
-                                rest_factor = next.factor,
-                                "retention: jobs finish faster than they were deleted; \
-                                 the next pass rests less between batches"
-                            );
+                            let now = std::time::Instant::now();
+                            if behind_noted.is_none_or(|at| now - at >= BEHIND_NOTE) {
+                                behind_noted = Some(now);
+                                tracing::info!(
+                                    pass_took = ?took,
+                                    interval = ?retention.interval,
+                                    rest_factor = next.factor,
+                                    "retention: jobs finish faster than they were deleted; \
+                                     the next pass rests less between batches \
+                                     (said again at most every 10 minutes; each time at debug)"
+                                );
+                            } else {
+                                tracing::debug!(
+                                    pass_took = ?took,
+                                    interval = ?retention.interval,
+                                    rest_factor = next.factor,
+                                    "retention: behind; the next pass rests less between batches"
+                                );
+                            }
                         }
                         pace = next;
                     }
