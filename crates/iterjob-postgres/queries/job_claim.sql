@@ -21,6 +21,14 @@
 -- with `LIMIT $n` it must guess the row count and its generic plan hashes the table.
 -- The queues asked for less the paused ones (`queue_pauses`) are worked out once per
 -- claim (an InitPlan over a table of a few rows); the scan is the same as without.
+-- The claimed rows are updated by primary key through `id = ANY(array)`, not by a
+-- join with `picked`: with a join, the plan depends on the estimated row count (the
+-- literal `LIMIT`), and on a table of a few tens of thousands of jobs a `LIMIT` of
+-- 256 or more made the planner hash the whole jobs table for every claim (a
+-- sequential scan: 9 ms for a claim of 256 on 20,000 jobs, against 3.7 ms this way;
+-- claims that big come from a worker of short jobs with 16 slots or more). The array
+-- keeps the plan one index scan at every size; each row's token is the one at its
+-- position in claim order.
 -- $1 worker_id, $2 lease (ms), $3 queues, $4 kinds, $5 run tokens
 WITH now AS MATERIALIZED (
     SELECT {now_ms} AS ms, set_config('synchronous_commit', 'off', true) AS async_commit
@@ -38,17 +46,18 @@ picked AS (
     LIMIT {claim_limit}
     FOR UPDATE SKIP LOCKED
 ),
-numbered AS (
-    SELECT id, row_number() OVER (ORDER BY priority DESC, run_at, id) AS n FROM picked
+chosen AS MATERIALIZED (
+    SELECT ARRAY(
+        SELECT id FROM picked
+        ORDER BY priority DESC, run_at, id
+        LIMIT cardinality($5::bigint[])) AS ids
 )
 UPDATE {schema}.jobs AS j
 SET state = 'running',
-    run_token = ($5::bigint[])[numbered.n],
+    run_token = ($5::bigint[])[array_position((SELECT ids FROM chosen), j.id)],
     worker_id = $1,
     lease_expires_at = (SELECT ms FROM now) + $2,
     runs = j.runs + 1,
     started_at = COALESCE(j.started_at, (SELECT ms FROM now))
-FROM numbered
-WHERE j.id = numbered.id
-  AND numbered.n <= cardinality($5::bigint[])
+WHERE j.id = ANY((SELECT ids FROM chosen)::bigint[])
 RETURNING j.*

@@ -760,3 +760,85 @@ mod tests {
         assert!(statements.len() <= 52, "{} statements", statements.len());
     }
 }
+
+/// The claim statement's plan, on the test server (`ITERJOB_TEST_PG_URL`): the
+/// statement is private, so its plan is checked here rather than in `tests/`.
+#[cfg(test)]
+mod claim_plan {
+    use super::*;
+    use crate::PgOptions;
+    use iterjob::store::NewJob;
+
+    fn url() -> String {
+        std::env::var("ITERJOB_TEST_PG_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string())
+    }
+
+    /// The plan's nodes that read the whole jobs table.
+    fn scans_of_jobs(node: &serde_json::Value, found: &mut Vec<String>) {
+        if node["Node Type"] == "Seq Scan" && node["Relation Name"] == "jobs" {
+            found.push(node.to_string());
+        }
+        if let Some(children) = node["Plans"].as_array() {
+            for child in children {
+                scans_of_jobs(child, found);
+            }
+        }
+    }
+
+    /// A claim updates its rows by primary key at every claim size. With the claimed
+    /// rows joined to the jobs table, a claim of 300 (`LIMIT 512`) on 20,000 queued
+    /// jobs was planned as a hash join over a sequential scan of the whole table.
+    #[tokio::test]
+    async fn claims_never_scan_the_whole_jobs_table() {
+        let schema = format!("iterjob_test_{:016x}", rand::random::<u64>());
+        let store = match PgStore::connect_with(PgOptions::new(url()).schema(&schema)).await {
+            Ok(store) => store,
+            Err(err) if std::env::var_os("CI").is_none() => {
+                eprintln!("skipped: PostgreSQL test server unreachable ({err})");
+                return;
+            }
+            Err(err) => panic!("PostgreSQL test server unreachable and CI is set: {err}"),
+        };
+        let jobs: Vec<NewJob> = (0..20_000)
+            .map(|i| NewJob::new("k", serde_json::json!(i)))
+            .collect();
+        store.job_insert_many(&jobs).await.expect("enqueue");
+        let mut found = Vec::new();
+        // up to a twentieth of the table: a claim of a good part of it may rightly
+        // pick its rows by a scan
+        for n in [1, 12, 72, 136, 300, 600, 1000] {
+            let sql = store
+                .q()
+                .claim
+                .replace("{claim_limit}", &claim_limit(n).to_string());
+            let tokens: Vec<i64> = (0..n as i64).collect();
+            let plan: serde_json::Value =
+                sqlx::query_scalar(&format!("EXPLAIN (FORMAT JSON) {sql}"))
+                    .bind("w")
+                    .bind(30_000i64)
+                    .bind(vec!["default".to_string()])
+                    .bind(vec!["k".to_string()])
+                    .bind(&tokens)
+                    .fetch_one(store.pool())
+                    .await
+                    .expect("explain the claim");
+            let mut scans = Vec::new();
+            scans_of_jobs(&plan[0]["Plan"], &mut scans);
+            if !scans.is_empty() {
+                found.push(format!("claim of {n}: {}", scans.join(", ")));
+            }
+        }
+        store.close().await;
+        let mut admin = PgConnection::connect(&url()).await.expect("connect");
+        sqlx::query(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
+            .execute(&mut admin)
+            .await
+            .expect("drop the test schema");
+        assert!(
+            found.is_empty(),
+            "claims read the whole jobs table:\n{}",
+            found.join("\n")
+        );
+    }
+}
