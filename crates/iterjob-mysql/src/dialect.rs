@@ -275,7 +275,7 @@ impl Dialect for MySqlDialect {
         conn: &'e mut MySqlConnection,
         query: Query<'q, Self>,
     ) -> BoxStream<'e, Result<MySqlRow, sqlx::Error>> {
-        query.fetch(conn)
+        iterjob_sql::dialect::rows_only(sqlx::Executor::fetch_many(conn, query))
     }
 
     fn key_facts<'c>(

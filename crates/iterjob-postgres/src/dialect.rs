@@ -266,7 +266,7 @@ impl Dialect for PgDialect {
         conn: &'e mut PgConnection,
         query: Query<'q, Self>,
     ) -> BoxStream<'e, Result<PgRow, sqlx::Error>> {
-        query.fetch(conn)
+        iterjob_sql::dialect::rows_only(sqlx::Executor::fetch_many(conn, query))
     }
 
     fn key_facts<'c>(
