@@ -48,7 +48,9 @@ enum Cmd {
     /// documented throughput setting, `equal` iterjob's smallest claim (its slots
     /// plus its default prefetch; see BENCHMARKS.md for each). `floor:B` is the database's own limit: a
     /// minimal client claiming and finishing B rows per statement; `floor2:B` the
-    /// same in two transactions (claim, then finish), as a durable queue must.
+    /// same in two transactions (claim, then finish), as a durable queue must;
+    /// `store:B` iterjob's own claim and release statements (`PgStore` called
+    /// directly, B jobs a claim, no worker): the ceiling of iterjob's SQL.
     Throughput {
         #[arg(long, default_value_t = 20_000)]
         jobs: usize,
@@ -233,8 +235,9 @@ async fn run_system(url: &str, s: &Settings, sys: &str) -> Result<Sample> {
         ("underway", "") => run_underway(url, s).await,
         ("floor", n) => run_floor(url, s, batch(n)?, false).await,
         ("floor2", n) => run_floor(url, s, batch(n)?, true).await,
+        ("store", n) => run_store(url, s, batch(n)?).await,
         _ => Err(anyhow::anyhow!(
-            "unknown system {sys}: iterjob[:B], graphile_worker:recipe|equal|direct, apalis:recipe|equal|default, awa:recipe|equal, sqlxmq, underway, floor:B, floor2:B (B a number or `claim`)"
+            "unknown system {sys}: iterjob[:B], graphile_worker:recipe|equal|direct, apalis:recipe|equal|default, awa:recipe|equal, sqlxmq, underway, floor:B, floor2:B, store:B (B a number or `claim`)"
         )),
     }
 }
@@ -356,7 +359,9 @@ async fn throughput(cli: &Cli, systems: &[String], rounds: usize, s: &Settings) 
     }
     // per round: iterjob against the best peer at its recipe, and against the floor
     // at iterjob's claim size, each measured in the same round
-    let peer = |name: &str| !name.starts_with("iterjob") && !name.starts_with("floor");
+    let peer = |name: &str| {
+        !name.starts_with("iterjob") && !name.starts_with("floor") && !name.starts_with("store")
+    };
     let mut best_ratios = Vec::new();
     let mut floor_ratios = Vec::new();
     for (i, r) in by_round.iter().enumerate() {
@@ -1008,6 +1013,84 @@ async fn run_floor(url: &str, s: &Settings, batch: usize, two_phase: bool) -> Re
     }
     check.close().await;
     pool.close().await;
+    let (handled, workoff) = res?;
+    Ok(Sample {
+        enqueue,
+        workoff,
+        handled,
+        xacts_before,
+    })
+}
+
+/// iterjob's store without its worker: `concurrency` tasks, each looping on
+/// `Store::job_claim` of `batch` jobs and one `Store::job_release_many` completing
+/// them all (with progress, as a run of a one-item job releases). What the worker
+/// adds to this (deciding claim sizes, running, batching releases) is its own cost;
+/// this is the most iterjob's statements allow on this server.
+async fn run_store(url: &str, s: &Settings, batch: usize) -> Result<Sample> {
+    use iterjob::store::{ClaimRequest, Outcome, Progress, Release};
+    use iterjob::{NewJob, Store};
+    use iterjob_postgres::{PgOptions, PgStore};
+    let store = PgStore::connect_with(PgOptions::new(url).max_connections(s.pool)).await?;
+    let jobs: Vec<NewJob> = (0..s.jobs as u32)
+        .map(|i| NewJob::of(&ij::OneItem, &i))
+        .collect::<iterjob::Result<_>>()?;
+    let t = Instant::now();
+    store.job_insert_many(&jobs).await?;
+    let enqueue = t.elapsed();
+    analyze(url).await?;
+    let check = small_pool(url).await?;
+    let xacts_before = xacts(&check).await?;
+    let start = Instant::now();
+    let mut clients = tokio::task::JoinSet::new();
+    for c in 0..s.concurrency {
+        let store = store.clone();
+        let request = ClaimRequest {
+            worker_id: format!("store-bench-{c}"),
+            queues: vec!["default".into()],
+            kinds: vec![<ij::OneItem as iterjob::Job>::KIND.into()],
+            limit: batch,
+            lease: Duration::from_secs(30),
+        };
+        clients.spawn(async move {
+            loop {
+                let claimed = store.job_claim(&request).await?;
+                if claimed.is_empty() {
+                    return anyhow::Ok(());
+                }
+                let releases: Vec<Release> = claimed
+                    .iter()
+                    .map(|c| Release {
+                        id: c.job.id,
+                        token: c.token,
+                        progress: Some(Progress {
+                            cursor: Some(serde_json::json!(1)),
+                            items_done: 1,
+                            items_total: Some(1),
+                            running_ms: 0,
+                        }),
+                        outcome: Outcome::Completed,
+                    })
+                    .collect();
+                for r in store.job_release_many(&releases).await? {
+                    r?;
+                }
+                DONE.fetch_add(claimed.len() as u64, Ordering::Relaxed);
+            }
+        });
+    }
+    let res = wait_done(
+        start,
+        s,
+        &check,
+        "SELECT count(*) FROM iterjob.jobs WHERE state <> 'completed'",
+    )
+    .await;
+    while let Some(r) = clients.join_next().await {
+        r??;
+    }
+    check.close().await;
+    store.close().await;
     let (handled, workoff) = res?;
     Ok(Sample {
         enqueue,
