@@ -1001,25 +1001,39 @@ async fn run_floor(url: &str, s: &Settings, batch: usize, two_phase: bool) -> Re
             }
         });
     }
-    let res = wait_done(
+    let (handled, workoff) = clients_done(
         start,
         s,
         &check,
         "SELECT count(*) FROM floor_jobs WHERE state <> 'done'",
+        clients,
     )
-    .await;
-    while let Some(r) = clients.join_next().await {
-        r??;
-    }
-    check.close().await;
+    .await?;
     pool.close().await;
-    let (handled, workoff) = res?;
     Ok(Sample {
         enqueue,
         workoff,
         handled,
         xacts_before,
     })
+}
+
+/// For the systems driven by the harness's own client tasks (the floors, `store:B`):
+/// waits until the pending count (`pending_sql`) reaches zero, then for every task
+/// (an error of any fails the run), and closes `check`.
+async fn clients_done(
+    start: Instant,
+    s: &Settings,
+    check: &sqlx::PgPool,
+    pending_sql: &str,
+    mut clients: tokio::task::JoinSet<Result<()>>,
+) -> Result<(Duration, Duration)> {
+    let res = wait_done(start, s, check, pending_sql).await;
+    while let Some(r) = clients.join_next().await {
+        r??;
+    }
+    check.close().await;
+    res
 }
 
 /// iterjob's store without its worker: `concurrency` tasks, each looping on
@@ -1079,19 +1093,15 @@ async fn run_store(url: &str, s: &Settings, batch: usize) -> Result<Sample> {
             }
         });
     }
-    let res = wait_done(
+    let (handled, workoff) = clients_done(
         start,
         s,
         &check,
         "SELECT count(*) FROM iterjob.jobs WHERE state <> 'completed'",
+        clients,
     )
-    .await;
-    while let Some(r) = clients.join_next().await {
-        r??;
-    }
-    check.close().await;
+    .await?;
     store.close().await;
-    let (handled, workoff) = res?;
     Ok(Sample {
         enqueue,
         workoff,
