@@ -50,7 +50,9 @@ enum Cmd {
     /// minimal client claiming and finishing B rows per statement; `floor2:B` the
     /// same in two transactions (claim, then finish), as a durable queue must;
     /// `store:B` iterjob's own claim and release statements (`PgStore` called
-    /// directly, B jobs a claim, no worker): the ceiling of iterjob's SQL.
+    /// directly, B jobs a claim, no worker): the ceiling of iterjob's SQL;
+    /// `held:B` a held-lock claim protocol on iterjob's own table (a prototype of
+    /// its statements, no worker; see `run_held`).
     Throughput {
         #[arg(long, default_value_t = 20_000)]
         jobs: usize,
@@ -236,8 +238,9 @@ async fn run_system(url: &str, s: &Settings, sys: &str) -> Result<Sample> {
         ("floor", n) => run_floor(url, s, batch(n)?, false).await,
         ("floor2", n) => run_floor(url, s, batch(n)?, true).await,
         ("store", n) => run_store(url, s, batch(n)?).await,
+        ("held", n) => run_held(url, s, batch(n)?).await,
         _ => Err(anyhow::anyhow!(
-            "unknown system {sys}: iterjob[:B], graphile_worker:recipe|equal|direct, apalis:recipe|equal|default, awa:recipe|equal, sqlxmq, underway, floor:B, floor2:B, store:B (B a number or `claim`)"
+            "unknown system {sys}: iterjob[:B], graphile_worker:recipe|equal|direct, apalis:recipe|equal|default, awa:recipe|equal, sqlxmq, underway, floor:B, floor2:B, store:B, held:B (B a number or `claim`)"
         )),
     }
 }
@@ -360,7 +363,10 @@ async fn throughput(cli: &Cli, systems: &[String], rounds: usize, s: &Settings) 
     // per round: iterjob against the best peer at its recipe, and against the floor
     // at iterjob's claim size, each measured in the same round
     let peer = |name: &str| {
-        !name.starts_with("iterjob") && !name.starts_with("floor") && !name.starts_with("store")
+        !name.starts_with("iterjob")
+            && !name.starts_with("floor")
+            && !name.starts_with("store")
+            && !name.starts_with("held")
     };
     let mut best_ratios = Vec::new();
     let mut floor_ratios = Vec::new();
@@ -476,16 +482,8 @@ mod ij {
 /// (`iterjob:B` sets it to B − concurrency: the least held ahead, so the smallest
 /// claim of a busy worker is B; the worker sizes bigger claims itself).
 async fn run_iterjob(url: &str, s: &Settings, prefetch: Option<usize>) -> Result<Sample> {
-    use iterjob::{NewJob, Registry, Store, Worker, WorkerConfig};
-    use iterjob_postgres::{PgOptions, PgStore};
-    let store = PgStore::connect_with(PgOptions::new(url).max_connections(s.pool)).await?;
-    let jobs: Vec<NewJob> = (0..s.jobs as u32)
-        .map(|i| NewJob::of(&ij::OneItem, &i))
-        .collect::<iterjob::Result<_>>()?;
-    let t = Instant::now();
-    store.job_insert_many(&jobs).await?;
-    let enqueue = t.elapsed();
-    analyze(url).await?;
+    use iterjob::{Registry, Store, Worker, WorkerConfig};
+    let (store, enqueue) = iterjob_enqueue(url, s, s.pool).await?;
 
     let mut config = WorkerConfig::default();
     config.concurrency = s.concurrency;
@@ -1001,15 +999,38 @@ async fn run_floor(url: &str, s: &Settings, batch: usize, two_phase: bool) -> Re
             }
         });
     }
-    let (handled, workoff) = clients_done(
+    let sample = clients_done(
         start,
         s,
         &check,
         "SELECT count(*) FROM floor_jobs WHERE state <> 'done'",
         clients,
+        enqueue,
+        xacts_before,
     )
     .await?;
     pool.close().await;
+    Ok(sample)
+}
+
+/// For the systems driven by the harness's own client tasks (the floors, `store:B`):
+/// waits until the pending count (`pending_sql`) reaches zero, then for every task
+/// (an error of any fails the run), closes `check`, and gives the run's sample.
+async fn clients_done(
+    start: Instant,
+    s: &Settings,
+    check: &sqlx::PgPool,
+    pending_sql: &str,
+    mut clients: tokio::task::JoinSet<Result<()>>,
+    enqueue: Duration,
+    xacts_before: i64,
+) -> Result<Sample> {
+    let res = wait_done(start, s, check, pending_sql).await;
+    while let Some(r) = clients.join_next().await {
+        r??;
+    }
+    check.close().await;
+    let (handled, workoff) = res?;
     Ok(Sample {
         enqueue,
         workoff,
@@ -1018,22 +1039,27 @@ async fn run_floor(url: &str, s: &Settings, batch: usize, two_phase: bool) -> Re
     })
 }
 
-/// For the systems driven by the harness's own client tasks (the floors, `store:B`):
-/// waits until the pending count (`pending_sql`) reaches zero, then for every task
-/// (an error of any fails the run), and closes `check`.
-async fn clients_done(
-    start: Instant,
+/// What is left of iterjob's jobs in a run (the systems on its schema).
+const ITERJOB_PENDING: &str = "SELECT count(*) FROM iterjob.jobs WHERE state <> 'completed'";
+
+/// The run's one-item jobs enqueued through `PgStore::job_insert_many` (a pool of
+/// `pool` connections), then `ANALYZE`: the store and the enqueue's time.
+async fn iterjob_enqueue(
+    url: &str,
     s: &Settings,
-    check: &sqlx::PgPool,
-    pending_sql: &str,
-    mut clients: tokio::task::JoinSet<Result<()>>,
-) -> Result<(Duration, Duration)> {
-    let res = wait_done(start, s, check, pending_sql).await;
-    while let Some(r) = clients.join_next().await {
-        r??;
-    }
-    check.close().await;
-    res
+    pool: u32,
+) -> Result<(iterjob_postgres::PgStore, Duration)> {
+    use iterjob::{NewJob, Store};
+    use iterjob_postgres::{PgOptions, PgStore};
+    let store = PgStore::connect_with(PgOptions::new(url).max_connections(pool)).await?;
+    let jobs: Vec<NewJob> = (0..s.jobs as u32)
+        .map(|i| NewJob::of(&ij::OneItem, &i))
+        .collect::<iterjob::Result<_>>()?;
+    let t = Instant::now();
+    store.job_insert_many(&jobs).await?;
+    let enqueue = t.elapsed();
+    analyze(url).await?;
+    Ok((store, enqueue))
 }
 
 /// iterjob's store without its worker: `concurrency` tasks, each looping on
@@ -1042,17 +1068,9 @@ async fn clients_done(
 /// adds to this (deciding claim sizes, running, batching releases) is its own cost;
 /// this is the most iterjob's statements allow on this server.
 async fn run_store(url: &str, s: &Settings, batch: usize) -> Result<Sample> {
+    use iterjob::Store;
     use iterjob::store::{ClaimRequest, Outcome, Progress, Release};
-    use iterjob::{NewJob, Store};
-    use iterjob_postgres::{PgOptions, PgStore};
-    let store = PgStore::connect_with(PgOptions::new(url).max_connections(s.pool)).await?;
-    let jobs: Vec<NewJob> = (0..s.jobs as u32)
-        .map(|i| NewJob::of(&ij::OneItem, &i))
-        .collect::<iterjob::Result<_>>()?;
-    let t = Instant::now();
-    store.job_insert_many(&jobs).await?;
-    let enqueue = t.elapsed();
-    analyze(url).await?;
+    let (store, enqueue) = iterjob_enqueue(url, s, s.pool).await?;
     let check = small_pool(url).await?;
     let xacts_before = xacts(&check).await?;
     let start = Instant::now();
@@ -1093,21 +1111,157 @@ async fn run_store(url: &str, s: &Settings, batch: usize) -> Result<Sample> {
             }
         });
     }
-    let (handled, workoff) = clients_done(
+    let sample = clients_done(
         start,
         s,
         &check,
-        "SELECT count(*) FROM iterjob.jobs WHERE state <> 'completed'",
+        ITERJOB_PENDING,
         clients,
+        enqueue,
+        xacts_before,
     )
     .await?;
     store.close().await;
-    Ok(Sample {
+    Ok(sample)
+}
+
+/// A held-lock claim protocol, its statements only, on iterjob's own schema and
+/// jobs (enqueued by `PgStore::job_insert_many`): what a claim design that writes no
+/// lease would cost. `concurrency` tasks, each looping on:
+/// 1. on its own connection, `BEGIN`, then lock up to `batch` claimable jobs (the
+///    store's claim filter and order, `FOR UPDATE SKIP LOCKED`, whole rows read and
+///    decoded as the store decodes a claim) and a transaction-level advisory lock
+///    naming the claim (by which a rescuer would tell a live holder from a dead one);
+/// 2. on another pooled connection, a committed record of the locked ids
+///    (`held_claims`, asynchronous commit), the trace a crash would leave: a
+///    rolled-back claim leaves none, and a job that kills its worker must still
+///    have its crashes counted;
+/// 3. on the first connection, one statement completing them all (the release's
+///    progress columns, the run counted) and deleting the record, then `COMMIT`
+///    (synchronous, as a release is).
+///
+/// Each job's row is written once (at completion) instead of twice (claim, release).
+async fn run_held(url: &str, s: &Settings, batch: usize) -> Result<Sample> {
+    use iterjob_postgres::PgDialect;
+    let (store, enqueue) = iterjob_enqueue(url, s, 2).await?;
+    store.close().await;
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(s.pool)
+        .connect(url)
+        .await?;
+    sqlx::query(
+        "CREATE TABLE iterjob.held_claims (key bigint PRIMARY KEY, worker_id text NOT NULL, \
+         ids bigint[] NOT NULL, created_at bigint NOT NULL)",
+    )
+    .execute(&pool)
+    .await?;
+    let now = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
+    let claim = format!(
+        "WITH now AS MATERIALIZED (SELECT {now} AS ms, pg_advisory_xact_lock($3) AS held) \
+         SELECT j.* FROM iterjob.jobs AS j \
+         WHERE j.state IN ('queued', 'retrying') AND j.run_at <= (SELECT ms FROM now) \
+           AND j.queue = ANY(ARRAY(SELECT q FROM unnest($1::text[]) AS q \
+                                   EXCEPT SELECT queue FROM iterjob.queue_pauses)) \
+           AND j.kind = ANY($2::text[]) \
+         ORDER BY j.priority DESC, j.run_at, j.id LIMIT {batch} FOR UPDATE SKIP LOCKED"
+    );
+    let record = format!(
+        "WITH s AS MATERIALIZED (SELECT set_config('synchronous_commit', 'off', true) AS c) \
+         INSERT INTO iterjob.held_claims (key, worker_id, ids, created_at) \
+         SELECT $1, $2, $3, {now} FROM s"
+    );
+    let complete = format!(
+        "WITH now AS MATERIALIZED (SELECT {now} AS ms), \
+         gone AS (DELETE FROM iterjob.held_claims WHERE key = $6), \
+         r AS (SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::bigint[], \
+                                    $5::bigint[]) AS r(id, cursor, items_done, items_total, running_ms)) \
+         UPDATE iterjob.jobs AS j \
+         SET cursor = r.cursor::jsonb, \
+             crashes = CASE WHEN r.items_done > j.items_done THEN 0 ELSE j.crashes END, \
+             items_done = r.items_done, items_total = r.items_total, running_ms = r.running_ms, \
+             checkpointed_at = now.ms, state = 'completed', runs = j.runs + 1, \
+             started_at = COALESCE(j.started_at, now.ms), finished_at = now.ms, \
+             pause_requested = FALSE, cancel_requested = FALSE, split_requested = FALSE \
+         FROM r, now WHERE j.id = r.id AND j.state IN ('queued', 'retrying')"
+    );
+    let check = small_pool(url).await?;
+    let xacts_before = xacts(&check).await?;
+    let start = Instant::now();
+    let mut clients = tokio::task::JoinSet::new();
+    let queues = vec!["default".to_string()];
+    let kinds = vec![<ij::OneItem as iterjob::Job>::KIND.to_string()];
+    for c in 0..s.concurrency {
+        let (pool, claim, record, complete) = (
+            pool.clone(),
+            claim.clone(),
+            record.clone(),
+            complete.clone(),
+        );
+        let (queues, kinds) = (queues.clone(), kinds.clone());
+        clients.spawn(async move {
+            let worker = format!("held-bench-{c}");
+            for n in 0_i64.. {
+                let key = ((c as i64) << 40) | n;
+                let mut tx = pool.begin().await?;
+                let rows = sqlx::query(&claim)
+                    .bind(&queues)
+                    .bind(&kinds)
+                    .bind(key)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                let claimed = rows
+                    .iter()
+                    .map(iterjob_sql::record::job_record::<PgDialect>)
+                    .collect::<Result<Vec<_>, String>>()
+                    .map_err(anyhow::Error::msg)?;
+                if claimed.is_empty() {
+                    tx.rollback().await?;
+                    return anyhow::Ok(());
+                }
+                let ids: Vec<i64> = claimed.iter().map(|j| j.id).collect();
+                sqlx::query(&record)
+                    .bind(key)
+                    .bind(&worker)
+                    .bind(&ids)
+                    .execute(&pool)
+                    .await?;
+                // the runs: one-item jobs, each ending with its progress
+                let cursors: Vec<String> = claimed.iter().map(|_| "1".to_string()).collect();
+                let ones: Vec<i64> = vec![1; ids.len()];
+                let zeros: Vec<i64> = vec![0; ids.len()];
+                let done = sqlx::query(&complete)
+                    .bind(&ids)
+                    .bind(&cursors)
+                    .bind(&ones)
+                    .bind(&ones)
+                    .bind(&zeros)
+                    .bind(key)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                anyhow::ensure!(
+                    done == ids.len() as u64,
+                    "held: completed {done} of {} locked jobs",
+                    ids.len()
+                );
+                tx.commit().await?;
+                DONE.fetch_add(claimed.len() as u64, Ordering::Relaxed);
+            }
+            anyhow::Ok(())
+        });
+    }
+    let sample = clients_done(
+        start,
+        s,
+        &check,
+        ITERJOB_PENDING,
+        clients,
         enqueue,
-        workoff,
-        handled,
         xacts_before,
-    })
+    )
+    .await?;
+    pool.close().await;
+    Ok(sample)
 }
 
 // ---------------------------------------------------------------------------
