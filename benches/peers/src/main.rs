@@ -2,7 +2,7 @@
 //!
 //! * `peers throughput` — one-item jobs: batch-enqueue N, work them off with a no-op
 //!   handler, every system with the same concurrency, pool and poll interval, each
-//!   peer at its documented throughput recipe and at iterjob's claim size, beside
+//!   peer at its documented throughput recipe and at iterjob's mean claim size, beside
 //!   the database's floor (a minimal client's claim-and-finish loop); interleaved
 //!   for R rounds, each system in a fresh database (dropped after).
 //! * `peers checkpoint` — the cost of one `Store::job_checkpoint` on PostgreSQL.
@@ -75,6 +75,13 @@ enum Cmd {
         /// Give up on a work-off after this many seconds.
         #[arg(long, default_value_t = 300)]
         timeout_s: u64,
+        /// The claim size of the `equal` profiles and of `floor:claim`: what
+        /// iterjob's worker claims on average (default 9 per slot, 72 at
+        /// concurrency 8, where it measured 69-70 a claim). Every round prints the
+        /// worker's measured mean, and the summary warns when this is a quarter or
+        /// more off it.
+        #[arg(long)]
+        claim: Option<usize>,
     },
     /// Time of one `Store::job_checkpoint` (median, p99).
     Checkpoint {
@@ -116,15 +123,18 @@ fn main() -> Result<()> {
                 pool,
                 ref systems,
                 timeout_s,
+                claim,
             } => {
                 let systems: Vec<String> =
                     systems.split(',').map(|s| s.trim().to_string()).collect();
                 let s = Settings {
                     jobs,
                     concurrency,
-                    // what iterjob's worker claims at most: its free slots plus its
-                    // default prefetch
-                    claim: concurrency + iterjob::WorkerConfig::default().prefetch,
+                    // what iterjob's worker claims on average for one-item jobs: it
+                    // claims for its free slots, the slots that free before the claim
+                    // returns, and what they run in two claim round trips (up to 16 a
+                    // slot); measured, not assumed (see `claim_sizes`)
+                    claim: claim.unwrap_or(9 * concurrency),
                     poll: Duration::from_millis(poll_ms),
                     pool,
                     timeout: Duration::from_secs(timeout_s),
@@ -183,7 +193,8 @@ async fn small_pool(url: &str) -> Result<sqlx::PgPool> {
 struct Settings {
     jobs: usize,
     concurrency: usize,
-    /// iterjob's claim size at this concurrency (the `equal` profiles use it).
+    /// iterjob's mean claim size at this concurrency (the `equal` profiles and
+    /// `floor:claim` use it).
     claim: usize,
     poll: Duration,
     pool: u32,
@@ -199,6 +210,21 @@ struct Sample {
     handled: Duration,
     /// The database's committed + rolled back transactions when the worker started.
     xacts_before: i64,
+}
+
+/// iterjob's mean claim size in the run just done on `url`, from its jobs: the rows
+/// of one claim share their `started_at` (the claim statement's clock), and a job
+/// claimed again (given back unstarted, claimed later) keeps its first.
+async fn mean_claim(url: &str) -> Result<f64> {
+    let pool = small_pool(url).await?;
+    let mean: Option<f64> = sqlx::query_scalar(
+        "SELECT count(*)::float8 / nullif(count(DISTINCT started_at), 0) \
+         FROM iterjob.jobs WHERE started_at IS NOT NULL",
+    )
+    .fetch_one(&pool)
+    .await?;
+    pool.close().await;
+    Ok(mean.unwrap_or(0.0))
 }
 
 async fn xacts(pool: &sqlx::PgPool) -> Result<i64> {
@@ -260,7 +286,7 @@ async fn analyze(url: &str) -> Result<()> {
 async fn throughput(cli: &Cli, systems: &[String], rounds: usize, s: &Settings) -> Result<()> {
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!(
-        "one-item jobs: {} jobs, {} rounds, concurrency {}, poll {:?}, pool {} connections, iterjob's claim size {}; cores {}; loadavg {}",
+        "one-item jobs: {} jobs, {} rounds, concurrency {}, poll {:?}, pool {} connections, iterjob's mean claim size (`equal`, floor:claim) {}; cores {}; loadavg {}",
         s.jobs,
         rounds,
         s.concurrency,
@@ -275,6 +301,8 @@ async fn throughput(cli: &Cli, systems: &[String], rounds: usize, s: &Settings) 
     let mut results: BTreeMap<String, Vec<(Sample, f64)>> = BTreeMap::new();
     // work-off jobs/s by round, for the per-round ratios
     let mut by_round: Vec<BTreeMap<String, f64>> = Vec::new();
+    // the worker's mean claim size in each round (`iterjob` at its defaults)
+    let mut claim_sizes: Vec<f64> = Vec::new();
     for round in 1..=rounds {
         let mut this_round = BTreeMap::new();
         // rotate the order each round so no system always goes first
@@ -285,6 +313,10 @@ async fn throughput(cli: &Cli, systems: &[String], rounds: usize, s: &Settings) 
             let url = cli.create_db(&db).await?;
             DONE.store(0, Ordering::SeqCst);
             let r = run_system(&url, s, sys).await;
+            let claim_size = match (sys.starts_with("iterjob"), &r) {
+                (true, Ok(_)) => Some(mean_claim(&url).await?),
+                _ => None,
+            };
             // let background tasks of the stopped worker wind down (closed
             // connections flush their statistics), then count transactions
             tokio::time::sleep(Duration::from_millis(500)).await;
@@ -310,6 +342,12 @@ async fn throughput(cli: &Cli, systems: &[String], rounds: usize, s: &Settings) 
                         ms(sample.handled),
                         per_job,
                     );
+                    if let Some(size) = claim_size {
+                        println!("round {round} {sys:>22}: mean claim {size:.1} jobs");
+                        if sys == "iterjob" {
+                            claim_sizes.push(size);
+                        }
+                    }
                     this_round.insert(sys.clone(), rate);
                     results
                         .entry(sys.clone())
@@ -320,6 +358,22 @@ async fn throughput(cli: &Cli, systems: &[String], rounds: usize, s: &Settings) 
             }
         }
         by_round.push(this_round);
+    }
+    if !claim_sizes.is_empty() {
+        claim_sizes.sort_by(f64::total_cmp);
+        let mean = claim_sizes[claim_sizes.len() / 2];
+        println!(
+            "\niterjob's mean claim, median over its rounds: {mean:.1} jobs; `equal` and floor:claim used {}",
+            s.claim
+        );
+        if (s.claim as f64 - mean).abs() >= mean / 4.0 {
+            println!(
+                "WARNING: the `equal` claim size ({}) is a quarter or more off what the worker claimed ({mean:.0}): \
+                 run again with --claim {}",
+                s.claim,
+                mean.round()
+            );
+        }
     }
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!(
