@@ -181,9 +181,13 @@ fn throughput(jobs: usize, rounds: usize, concurrency: usize, systems: &[String]
             let workoff = v["workoff_ms"].as_f64().context("workoff_ms")?;
             let rate = jobs as f64 / (workoff / 1000.0);
             println!(
-                "round {} {system:<16} {rate:>9.0} jobs/s (enqueue {:.0} ms)",
+                "round {} {system:<16} {rate:>9.0} jobs/s (enqueue {:.0} ms){}",
                 r + 1,
-                v["enqueue_ms"].as_f64().unwrap_or(f64::NAN)
+                v["enqueue_ms"].as_f64().unwrap_or(f64::NAN),
+                v["mean_claim"]
+                    .as_f64()
+                    .map(|c| format!("; mean claim {c:.1} jobs"))
+                    .unwrap_or_default()
             );
             rates[i].push(rate);
             enqueue[i].push(v["enqueue_ms"].as_f64().unwrap_or(f64::NAN));
@@ -206,6 +210,7 @@ fn throughput(jobs: usize, rounds: usize, concurrency: usize, systems: &[String]
     }
     // per round: iterjob (each profile) against the best peer of that round and
     // against each floor
+    let has_peer = systems.iter().any(|s| !is_iterjob(s) && !is_floor(s));
     for (i, system) in systems.iter().enumerate().filter(|(_, s)| is_iterjob(s)) {
         let mut vs_peer = Vec::new();
         for r in 0..rounds {
@@ -217,12 +222,14 @@ fn throughput(jobs: usize, rounds: usize, concurrency: usize, systems: &[String]
                 .fold(f64::NAN, f64::max);
             vs_peer.push(rates[i][r] / best);
         }
-        let shown: Vec<String> = vs_peer.iter().map(|x| format!("{x:.2}x")).collect();
-        println!(
-            "{system}: vs the best peer per round {} (median {:.2}x)",
-            shown.join(" "),
-            median(vs_peer.clone())
-        );
+        if has_peer {
+            let shown: Vec<String> = vs_peer.iter().map(|x| format!("{x:.2}x")).collect();
+            println!(
+                "{system}: vs the best peer per round {} (median {:.2}x)",
+                shown.join(" "),
+                median(vs_peer.clone())
+            );
+        }
         for (j, floor) in systems.iter().enumerate().filter(|(_, s)| is_floor(s)) {
             let per: Vec<f64> = (0..rounds).map(|r| rates[i][r] / rates[j][r]).collect();
             let shown: Vec<String> = per.iter().map(|x| format!("{x:.2}x")).collect();
@@ -332,11 +339,20 @@ async fn run_iterjob(
     worker.shutdown_token().cancel();
     let _ = tokio::time::timeout(Duration::from_secs(10), handle).await;
     let (handled, workoff) = res?;
+    // the worker's mean claim: the rows of one claim share their `started_at` (the
+    // claim statement's clock), and a job claimed again keeps its first
+    let mean_claim: Option<f64> = sqlx::query_scalar(
+        "SELECT CAST(count(*) AS REAL) / nullif(count(DISTINCT started_at), 0) \
+         FROM iterjob_jobs WHERE started_at IS NOT NULL",
+    )
+    .fetch_one(&check)
+    .await?;
     Ok(json!({
         "system": if normal { "iterjob:normal" } else { "iterjob" },
         "enqueue_ms": ms(enqueue),
         "handled_ms": ms(handled),
         "workoff_ms": ms(workoff),
+        "mean_claim": mean_claim,
         "settings": settings,
     }))
 }
