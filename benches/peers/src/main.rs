@@ -45,8 +45,8 @@ enum Cmd {
     /// One-item jobs: enqueue time and work-off throughput, interleaved rounds.
     ///
     /// Systems are named `system` or `system:profile`: `recipe` is the peer's own
-    /// documented throughput setting, `equal` iterjob's smallest claim (its slots
-    /// plus its default prefetch; see BENCHMARKS.md for each). `floor:B` is the database's own limit: a
+    /// documented throughput setting, `equal` iterjob's mean claim (`--claim`; see
+    /// BENCHMARKS.md for each). `floor:B` is the database's own limit: a
     /// minimal client claiming and finishing B rows per statement; `floor2:B` the
     /// same in two transactions (claim, then finish), as a durable queue must;
     /// `store:B` iterjob's own claim and release statements (`PgStore` called
