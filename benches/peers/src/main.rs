@@ -77,7 +77,7 @@ enum Cmd {
         timeout_s: u64,
         /// The claim size of the `equal` profiles and of `floor:claim`: what
         /// iterjob's worker claims on average (default 9 per slot, 72 at
-        /// concurrency 8, where it measured 69-70 a claim). Every round prints the
+        /// concurrency 8, where it measured 69-73 a claim). Every round prints the
         /// worker's measured mean, and the summary warns when this is a quarter or
         /// more off it.
         #[arg(long)]
