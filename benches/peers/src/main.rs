@@ -1067,7 +1067,7 @@ async fn run_floor(url: &str, s: &Settings, batch: usize, two_phase: bool) -> Re
     Ok(sample)
 }
 
-/// For the systems driven by the harness's own client tasks (the floors, `store:B`):
+/// For the systems driven by the harness's own client tasks (the floors, `store:B`, `held:B`):
 /// waits until the pending count (`pending_sql`) reaches zero, then for every task
 /// (an error of any fails the run), closes `check`, and gives the run's sample.
 async fn clients_done(
