@@ -52,7 +52,8 @@ enum Cmd {
     /// `store:B` iterjob's own claim and release statements (`PgStore` called
     /// directly, B jobs a claim, no worker): the ceiling of iterjob's SQL;
     /// `held:B` a held-lock claim protocol on iterjob's own table (a prototype of
-    /// its statements, no worker; see `run_held`).
+    /// its statements, no worker; see `run_held`); `heldgin:B` and `heldrows:B` the
+    /// same with claims skipping jobs named in a crash record (see `Exclude`).
     Throughput {
         #[arg(long, default_value_t = 20_000)]
         jobs: usize,
@@ -264,9 +265,11 @@ async fn run_system(url: &str, s: &Settings, sys: &str) -> Result<Sample> {
         ("floor", n) => run_floor(url, s, batch(n)?, false).await,
         ("floor2", n) => run_floor(url, s, batch(n)?, true).await,
         ("store", n) => run_store(url, s, batch(n)?).await,
-        ("held", n) => run_held(url, s, batch(n)?).await,
+        ("held", n) => run_held(url, s, batch(n)?, Exclude::None).await,
+        ("heldgin", n) => run_held(url, s, batch(n)?, Exclude::Gin).await,
+        ("heldrows", n) => run_held(url, s, batch(n)?, Exclude::Rows).await,
         _ => Err(anyhow::anyhow!(
-            "unknown system {sys}: iterjob[:B], graphile_worker:recipe|equal|direct, apalis:recipe|equal|default, awa:recipe|equal, sqlxmq, underway, floor:B, floor2:B, store:B, held:B (B a number or `claim`)"
+            "unknown system {sys}: iterjob[:B], graphile_worker:recipe|equal|direct, apalis:recipe|equal|default, awa:recipe|equal, sqlxmq, underway, floor:B, floor2:B, store:B, held:B, heldgin:B, heldrows:B (B a number or `claim`)"
         )),
     }
 }
@@ -403,14 +406,14 @@ async fn throughput(cli: &Cli, systems: &[String], rounds: usize, s: &Settings) 
         let w = med(v, |x| x.workoff);
         let ejs = s.jobs as f64 / e.as_secs_f64();
         let wjs = s.jobs as f64 / w.as_secs_f64();
-        let ratio = base.map(|bw| bw / wjs).unwrap_or(f64::NAN);
+        // no iterjob in the run: no ratio, rather than NaN
+        let ratio = base.map_or_else(|| "—".to_string(), |bw| format!("{:.2}×", bw / wjs));
         println!(
-            "| {sys} | {:.0} ms | {:.0} | {:.0} ms | {:.0} | {:.2}× | {:.2} |",
+            "| {sys} | {:.0} ms | {:.0} | {:.0} ms | {:.0} | {ratio} | {:.2} |",
             ms(e),
             ejs,
             ms(w),
             wjs,
-            ratio,
             med_tx(v)
         );
     }
@@ -1179,6 +1182,21 @@ async fn run_store(url: &str, s: &Settings, batch: usize) -> Result<Sample> {
     Ok(sample)
 }
 
+/// How a held-lock claim keeps a job that crashed its worker from being claimed
+/// again before a rescuer has counted the crash (docs/held-lock-claims.md, "Poison
+/// jobs"): the crash record is what names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Exclude {
+    /// Not at all: the claim does not look at the records.
+    None,
+    /// The records' id arrays under a GIN index; the claim skips jobs any record
+    /// names (`ids @> ARRAY[id]`).
+    Gin,
+    /// One row per held job in `held_jobs` (primary key `job_id`), written with the
+    /// record and deleted with it; the claim skips jobs that have one.
+    Rows,
+}
+
 /// A held-lock claim protocol, its statements only, on iterjob's own schema and
 /// jobs (enqueued by `PgStore::job_insert_many`): what a claim design that writes no
 /// lease would cost. `concurrency` tasks, each looping on:
@@ -1195,7 +1213,7 @@ async fn run_store(url: &str, s: &Settings, batch: usize) -> Result<Sample> {
 ///    (synchronous, as a release is).
 ///
 /// Each job's row is written once (at completion) instead of twice (claim, release).
-async fn run_held(url: &str, s: &Settings, batch: usize) -> Result<Sample> {
+async fn run_held(url: &str, s: &Settings, batch: usize, exclude: Exclude) -> Result<Sample> {
     use iterjob_postgres::PgDialect;
     let (store, enqueue) = iterjob_enqueue(url, s, 2).await?;
     store.close().await;
@@ -1209,6 +1227,31 @@ async fn run_held(url: &str, s: &Settings, batch: usize) -> Result<Sample> {
     )
     .execute(&pool)
     .await?;
+    let skip = match exclude {
+        Exclude::None => "",
+        Exclude::Gin => {
+            sqlx::query("CREATE INDEX held_claims_ids ON iterjob.held_claims USING gin (ids)")
+                .execute(&pool)
+                .await?;
+            "AND NOT EXISTS (SELECT 1 FROM iterjob.held_claims AS c WHERE c.ids @> ARRAY[j.id])"
+        }
+        Exclude::Rows => {
+            sqlx::query(
+                "CREATE TABLE iterjob.held_jobs (job_id bigint PRIMARY KEY, claim_key bigint NOT NULL)",
+            )
+            .execute(&pool)
+            .await?;
+            "AND NOT EXISTS (SELECT 1 FROM iterjob.held_jobs AS h WHERE h.job_id = j.id)"
+        }
+    };
+    let (rows_in, rows_out) = if exclude == Exclude::Rows {
+        (
+            ", rows AS (INSERT INTO iterjob.held_jobs (job_id, claim_key) SELECT unnest($3::bigint[]), $1)",
+            ", rows_gone AS (DELETE FROM iterjob.held_jobs WHERE job_id = ANY($1::bigint[]))",
+        )
+    } else {
+        ("", "")
+    };
     let now = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
     let claim = format!(
         "WITH now AS MATERIALIZED (SELECT {now} AS ms, pg_advisory_xact_lock($3) AS held) \
@@ -1216,17 +1259,17 @@ async fn run_held(url: &str, s: &Settings, batch: usize) -> Result<Sample> {
          WHERE j.state IN ('queued', 'retrying') AND j.run_at <= (SELECT ms FROM now) \
            AND j.queue = ANY(ARRAY(SELECT q FROM unnest($1::text[]) AS q \
                                    EXCEPT SELECT queue FROM iterjob.queue_pauses)) \
-           AND j.kind = ANY($2::text[]) \
+           AND j.kind = ANY($2::text[]) {skip} \
          ORDER BY j.priority DESC, j.run_at, j.id LIMIT {batch} FOR UPDATE SKIP LOCKED"
     );
     let record = format!(
-        "WITH s AS MATERIALIZED (SELECT set_config('synchronous_commit', 'off', true) AS c) \
+        "WITH s AS MATERIALIZED (SELECT set_config('synchronous_commit', 'off', true) AS c){rows_in} \
          INSERT INTO iterjob.held_claims (key, worker_id, ids, created_at) \
          SELECT $1, $2, $3, {now} FROM s"
     );
     let complete = format!(
         "WITH now AS MATERIALIZED (SELECT {now} AS ms), \
-         gone AS (DELETE FROM iterjob.held_claims WHERE key = $6), \
+         gone AS (DELETE FROM iterjob.held_claims WHERE key = $6){rows_out}, \
          r AS (SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::bigint[], \
                                     $5::bigint[]) AS r(id, cursor, items_done, items_total, running_ms)) \
          UPDATE iterjob.jobs AS j \
