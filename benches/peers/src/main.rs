@@ -52,8 +52,9 @@ enum Cmd {
     /// `store:B` iterjob's own claim and release statements (`PgStore` called
     /// directly, B jobs a claim, no worker): the ceiling of iterjob's SQL;
     /// `held:B` a held-lock claim protocol on iterjob's own table (a prototype of
-    /// its statements, no worker; see `run_held`); `heldgin:B` and `heldrows:B` the
-    /// same with claims skipping jobs named in a crash record (see `Exclude`).
+    /// its statements, no worker; see `run_held`); `heldgin:B`, `heldrows:B` and
+    /// `heldhash:B` the same with claims skipping jobs named in a crash record (see
+    /// `Exclude`).
     Throughput {
         #[arg(long, default_value_t = 20_000)]
         jobs: usize,
@@ -268,8 +269,9 @@ async fn run_system(url: &str, s: &Settings, sys: &str) -> Result<Sample> {
         ("held", n) => run_held(url, s, batch(n)?, Exclude::None).await,
         ("heldgin", n) => run_held(url, s, batch(n)?, Exclude::Gin).await,
         ("heldrows", n) => run_held(url, s, batch(n)?, Exclude::Rows).await,
+        ("heldhash", n) => run_held(url, s, batch(n)?, Exclude::Hash).await,
         _ => Err(anyhow::anyhow!(
-            "unknown system {sys}: iterjob[:B], graphile_worker:recipe|equal|direct, apalis:recipe|equal|default, awa:recipe|equal, sqlxmq, underway, floor:B, floor2:B, store:B, held:B, heldgin:B, heldrows:B (B a number or `claim`)"
+            "unknown system {sys}: iterjob[:B], graphile_worker:recipe|equal|direct, apalis:recipe|equal|default, awa:recipe|equal, sqlxmq, underway, floor:B, floor2:B, store:B, held:B, heldgin:B, heldrows:B, heldhash:B (B a number or `claim`)"
         )),
     }
 }
@@ -1195,6 +1197,9 @@ enum Exclude {
     /// One row per held job in `held_jobs` (primary key `job_id`), written with the
     /// record and deleted with it; the claim skips jobs that have one.
     Rows,
+    /// No index: the claim hashes every id the records name, once per claim
+    /// (`id NOT IN (SELECT unnest(ids) …)`, a hashed subplan), and skips those.
+    Hash,
 }
 
 /// A held-lock claim protocol, its statements only, on iterjob's own schema and
@@ -1243,6 +1248,7 @@ async fn run_held(url: &str, s: &Settings, batch: usize, exclude: Exclude) -> Re
             .await?;
             "AND NOT EXISTS (SELECT 1 FROM iterjob.held_jobs AS h WHERE h.job_id = j.id)"
         }
+        Exclude::Hash => "AND j.id NOT IN (SELECT unnest(c.ids) FROM iterjob.held_claims AS c)",
     };
     let (rows_in, rows_out) = if exclude == Exclude::Rows {
         (
